@@ -1,0 +1,136 @@
+"""MRC 2014 volumes and image stacks, with the voxel size in the header.
+
+Volumes are numpy arrays indexed [z, y, x] (MRC order). Image stacks (``.mrcs``) are [frame, y, x].
+Long series are streamed to disk through a memory map (:class:`MrcStackWriter`) so that 100,000 frames
+never sit in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from simulator.errors import TumblebenchError
+
+
+def write_volume(path: str | Path, volume: np.ndarray, voxel_size: float) -> None:
+    """Write a 3D float32 volume [z, y, x] with voxel size ``voxel_size`` (Å)."""
+    vol = np.ascontiguousarray(volume, dtype=np.float32)
+    if vol.ndim != 3:
+        raise TumblebenchError(f"{path}: a volume must be 3D, got shape {vol.shape}")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    with mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(vol)
+        mrc.voxel_size = float(voxel_size)
+    os.replace(tmp, path)
+
+
+def read_volume(path: str | Path) -> tuple[np.ndarray, float]:
+    """Read a 3D MRC volume; return (float32 array [z, y, x], voxel size in Å).
+
+    Raises
+    ------
+    TumblebenchError
+        The file is missing, not MRC, not 3D, has a non-positive or anisotropic voxel size, or holds NaN.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TumblebenchError(f"{path}: no such map file")
+    try:
+        with mrcfile.open(path, permissive=False) as mrc:
+            data = np.asarray(mrc.data, dtype=np.float32).copy()
+            vs = mrc.voxel_size
+    except (ValueError, OSError) as exc:
+        raise TumblebenchError(f"{path}: not a readable MRC file ({exc})") from None
+    if data.ndim != 3:
+        raise TumblebenchError(f"{path}: expected a 3D map, got shape {data.shape}")
+    sizes = (float(vs.x), float(vs.y), float(vs.z))
+    if min(sizes) <= 0:
+        raise TumblebenchError(f"{path}: header voxel size {sizes} Å must be positive")
+    if max(sizes) - min(sizes) > 1e-4 * max(sizes):
+        raise TumblebenchError(f"{path}: header voxel size {sizes} Å must be isotropic")
+    if not np.all(np.isfinite(data)):
+        raise TumblebenchError(f"{path}: map holds NaN or infinite values")
+    return data, sizes[0]
+
+
+class MrcStackWriter:
+    """Stream an image stack [frame, y, x] of float32 to an ``.mrcs`` file through a memory map.
+
+    The file is created at its full size under a temporary name and renamed on :meth:`close`;
+    :meth:`abort` (or an exception inside a ``with`` block) removes it.
+
+    Parameters
+    ----------
+    path
+        Final file name (``.mrcs``).
+    n_frames, ny, nx
+        Stack shape.
+    pixel_size
+        Pixel size in Å, written to the header.
+    """
+
+    def __init__(self, path: str | Path, n_frames: int, ny: int, nx: int, pixel_size: float) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+        self._mrc = mrcfile.new_mmap(
+            self._tmp, shape=(n_frames, ny, nx), mrc_mode=2, overwrite=True
+        )
+        self._mrc.set_image_stack()
+        self._mrc.voxel_size = float(pixel_size)
+        self.data = self._mrc.data
+
+    def write(self, start: int, frames: np.ndarray) -> None:
+        """Write ``frames`` [k, y, x] at frame index ``start``."""
+        self.data[start : start + frames.shape[0]] = frames
+
+    def close(self) -> None:
+        """Update the header statistics, flush and move the file into place."""
+        self._mrc.update_header_stats()
+        self._mrc.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Discard the partial file."""
+        self._mrc.close()
+        if self._tmp.exists():
+            self._tmp.unlink()
+
+    def __enter__(self) -> MrcStackWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def open_stack(path: str | Path) -> tuple[np.ndarray, float]:
+    """Open an ``.mrcs`` stack read-only as a memory map; return ([frame, y, x] array, pixel size Å).
+
+    Raises
+    ------
+    TumblebenchError
+        Missing or unreadable file, or not a 3D stack.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TumblebenchError(f"{path}: no such image stack")
+    try:
+        mrc = mrcfile.mmap(path, mode="r", permissive=False)
+    except (ValueError, OSError) as exc:
+        raise TumblebenchError(f"{path}: not a readable MRC stack ({exc})") from None
+    data = mrc.data
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise TumblebenchError(f"{path}: expected an image stack [frame, y, x], got shape {data.shape}")
+    ps = float(mrc.voxel_size.x)
+    if ps <= 0:
+        raise TumblebenchError(f"{path}: header pixel size {ps} Å must be positive")
+    return data, ps

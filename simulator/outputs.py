@@ -1,0 +1,144 @@
+"""Output directories that are all-or-nothing, and run manifests.
+
+A stage writes its files into a hidden temporary directory beside the requested one and renames it into
+place only when everything succeeded; an error or an interrupt leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.errors import TumblebenchError
+
+
+def check_output_dir(out: str | Path, overwrite: bool) -> Path:
+    """Check that ``out`` may be written; return it as a Path.
+
+    Raises
+    ------
+    TumblebenchError
+        ``out`` exists and ``overwrite`` is false, or ``out`` is an existing file.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise TumblebenchError(f"{out}: output path exists and is not a directory")
+        if not overwrite:
+            raise TumblebenchError(f"{out}: output directory exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        raise TumblebenchError(f"{out.parent}: parent directory of the output does not exist")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that becomes ``out`` only if the block completes.
+
+    Parameters
+    ----------
+    out
+        Final output directory.
+    overwrite
+        Replace an existing ``out``; otherwise an existing ``out`` is an error.
+
+    Yields
+    ------
+    Path
+        The temporary directory to write into (same file system as ``out``).
+    """
+    out = check_output_dir(out, overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(trash)
+        tmp.rename(out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path that replaces ``path`` only if the block completes."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def git_commit() -> str | None:
+    """The current git commit of the tumblebench checkout, or None outside a checkout."""
+    try:
+        root = Path(__file__).resolve().parent.parent
+        res = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return res.stdout.strip() or None if res.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, Any]:
+    """Versions of tumblebench, Python and the numerical libraries, and the git commit."""
+    import ase
+    import numba
+    import scipy
+
+    from simulator import __version__
+
+    return {
+        "tumblebench": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "ase": ase.__version__,
+        "numba": numba.__version__,
+        "git_commit": git_commit(),
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON (numpy scalars and arrays converted)."""
+    Path(path).write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def write_manifest(directory: str | Path, stage: str, config: dict[str, Any], seed: int | None,
+                   inputs: dict[str, str] | None = None, **extra: Any) -> None:
+    """Write ``manifest.json``: stage, resolved config, seed, inputs and versions."""
+    data = {"stage": stage, "seed": seed, "config": config, "inputs": inputs or {}, "versions": versions()}
+    data.update(extra)
+    write_json(Path(directory) / "manifest.json", data)

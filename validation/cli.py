@@ -1,0 +1,58 @@
+"""The ``tumblebench`` command line.
+
+Each sub-command lives in its own module under :mod:`validation.commands` and provides
+``add_parser(subparsers)``, which registers the sub-command and sets ``func(args) -> int`` as its default.
+Bad arguments and :class:`~simulator.errors.TumblebenchError` print one line to stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from simulator import __version__
+from simulator.errors import TumblebenchError
+from validation.commands import COMMANDS
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every registered sub-command."""
+    parser = _Parser(
+        prog="tumblebench",
+        description="Known-truth testbed for Brownian one-particle reconstruction of tumbling nanocrystals.",
+    )
+    parser.add_argument("--version", action="version", version=f"tumblebench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"validation.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tumblebench``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except TumblebenchError as exc:
+        sys.stderr.write(f"tumblebench {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"tumblebench {args.command}: interrupted; nothing was written\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
