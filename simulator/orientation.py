@@ -72,9 +72,9 @@ def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     ``a`` and ``b`` are (3, 3) or (n, 3, 3) arrays of the same length (or one of them single).
     """
-    rel = np.einsum("...ij,...kj->...ik", np.asarray(a, float), np.asarray(b, float))
-    tr = np.clip((np.trace(rel, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
-    return np.degrees(np.arccos(tr))
+    # ||a − b||_F = 2√2 · sin(θ/2): accurate for small and large angles alike (unlike arccos of the trace)
+    diff = np.linalg.norm(np.asarray(a, float) - np.asarray(b, float), axis=(-2, -1))
+    return np.degrees(2.0 * np.arcsin(np.clip(diff / (2.0 * np.sqrt(2.0)), 0.0, 1.0)))
 
 
 def box_centre(n: int, voxel_size: float) -> float:
