@@ -1,0 +1,131 @@
+"""RELION 3.1 STAR files of an image series: a ``data_optics`` and a ``data_particles`` table.
+
+Written and read through the ``starfile`` package. Columns (see ``notes/INTERFACES.md``, B2):
+
+``data_optics``
+    rlnOpticsGroup, rlnVoltage (kV), rlnSphericalAberration (mm), rlnAmplitudeContrast, rlnImagePixelSize (Å),
+    rlnImageSize (px, the full frame), tbMode (imaging mode), tbBoxSize (px, the reconstruction box the truth
+    map uses).
+``data_particles``
+    rlnImageName (``000001@frames.mrcs``), rlnAngleRot / rlnAngleTilt / rlnAnglePsi (true pose at
+    mid-exposure, degrees, RELION ZYZ; :func:`simulator.orientation.pose_matrix`), rlnCoordinateX /
+    rlnCoordinateY (true particle centre in the full frame, pixels, 0-based, pixel (row i, col j) centred at
+    (x = j, y = i)), rlnOriginXAngst / rlnOriginYAngst (0 in the full frame), rlnDefocusU / rlnDefocusV (Å,
+    underfocus positive, including the height change), rlnDefocusAngle (degrees), rlnOpticsGroup, and the
+    tumblebench truth columns tbTime (s, mid-exposure), tbDose (e⁻/Å² in this frame), tbCumulativeDose
+    (e⁻/Å² up to the end of this frame), tbLiquidThickness (Å), tbHeight (Å, along the beam, downstream
+    positive).
+
+The file starts with RELION's ``# version 30001`` line and carries no time stamp, so the same series gives
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from simulator.errors import TumblebenchError
+from simulator.orientation import pose_matrix
+
+OPTICS_COLUMNS: tuple[str, ...] = (
+    "rlnOpticsGroup", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnImagePixelSize",
+    "rlnImageSize", "tbMode", "tbBoxSize",
+)
+PARTICLE_COLUMNS: tuple[str, ...] = (
+    "rlnImageName", "rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnCoordinateX", "rlnCoordinateY",
+    "rlnOriginXAngst", "rlnOriginYAngst", "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnOpticsGroup",
+    "tbTime", "tbDose", "tbCumulativeDose", "tbLiquidThickness", "tbHeight",
+)
+_NUMERIC_PARTICLE = tuple(c for c in PARTICLE_COLUMNS if c != "rlnImageName")
+_NUMERIC_OPTICS = tuple(c for c in OPTICS_COLUMNS if c != "tbMode")
+
+
+def _check_table(df: pd.DataFrame, required: tuple[str, ...], numeric: tuple[str, ...], where: str) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise TumblebenchError(f"{where}: missing column(s) {', '.join(missing)}")
+    if len(df) == 0:
+        raise TumblebenchError(f"{where}: table has no rows")
+    for c in numeric:
+        values = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        if not np.all(np.isfinite(values)):
+            raise TumblebenchError(f"{where}: column {c} must hold finite numbers")
+
+
+def write_star(path: str | Path, optics: pd.DataFrame, particles: pd.DataFrame) -> None:
+    """Write a RELION 3.1 STAR file with ``data_optics`` and ``data_particles`` (atomically).
+
+    Parameters
+    ----------
+    path
+        Output file (``.star``).
+    optics, particles
+        Tables holding at least :data:`OPTICS_COLUMNS` / :data:`PARTICLE_COLUMNS` (more columns are kept).
+
+    Raises
+    ------
+    TumblebenchError
+        A required column is missing or holds non-finite numbers.
+    """
+    path = Path(path)
+    _check_table(optics, OPTICS_COLUMNS, _NUMERIC_OPTICS, f"{path}: data_optics")
+    _check_table(particles, PARTICLE_COLUMNS, _NUMERIC_PARTICLE, f"{path}: data_particles")
+    groups = set(pd.to_numeric(particles["rlnOpticsGroup"]).astype(int))
+    known = set(pd.to_numeric(optics["rlnOpticsGroup"]).astype(int))
+    if not groups <= known:
+        raise TumblebenchError(f"{path}: data_particles uses optics group(s) {sorted(groups - known)} "
+                               "that data_optics does not define")
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        starfile.write({"optics": optics, "particles": particles}, tmp, float_format="%.6f")
+        lines = tmp.read_text().splitlines(keepends=True)
+        # replace starfile's time-stamped banner by RELION 3.1's version line (same series, same bytes)
+        while lines and (lines[0].startswith("#") or not lines[0].strip()):
+            lines.pop(0)
+        tmp.write_text("\n# version 30001\n\n" + "".join(lines))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_star(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read a series STAR file; return (optics, particles) tables with their columns validated.
+
+    Raises
+    ------
+    TumblebenchError
+        Missing or unreadable file, missing ``data_optics``/``data_particles`` block, missing column or
+        non-numeric values.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TumblebenchError(f"{path}: no such STAR file")
+    try:
+        blocks = starfile.read(path, always_dict=True, parse_as_string=["rlnImageName", "tbMode"])
+    except Exception as exc:  # starfile raises many kinds on corrupt input
+        raise TumblebenchError(f"{path}: not a readable STAR file ({type(exc).__name__}: {exc})") from None
+    for name in ("optics", "particles"):
+        if name not in blocks or not isinstance(blocks[name], pd.DataFrame):
+            raise TumblebenchError(f"{path}: missing loop block data_{name}")
+    optics, particles = blocks["optics"], blocks["particles"]
+    _check_table(optics, OPTICS_COLUMNS, _NUMERIC_OPTICS, f"{path}: data_optics")
+    _check_table(particles, PARTICLE_COLUMNS, _NUMERIC_PARTICLE, f"{path}: data_particles")
+    return optics, particles
+
+
+def star_poses(particles: pd.DataFrame) -> np.ndarray:
+    """Pose matrices (particle → lab, :mod:`simulator.orientation`) from a particles table, (F, 3, 3)."""
+    return pose_matrix(particles["rlnAngleRot"].to_numpy(float), particles["rlnAngleTilt"].to_numpy(float),
+                       particles["rlnAnglePsi"].to_numpy(float))
+
+
+def image_names(n_frames: int, stack_name: str = "frames.mrcs") -> list[str]:
+    """RELION image names ``000001@frames.mrcs`` … for ``n_frames`` frames (1-based)."""
+    width = max(6, len(str(n_frames)))
+    return [f"{i:0{width}d}@{stack_name}" for i in range(1, n_frames + 1)]
