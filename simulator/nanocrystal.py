@@ -1,0 +1,348 @@
+"""The known-truth nanocrystal: an ``ase.Atoms`` plus per-atom truth arrays, and its files.
+
+Per-atom arrays (``atoms.arrays``; all survive the ``truth.extxyz`` round trip bit for bit):
+
+========================  =========  ==================================================================
+name                      shape      meaning
+========================  =========  ==================================================================
+``U``                     (N, 9)     anisotropic displacement tensor, row-major 3×3, Å²
+``grain``                 (N,) int   perfect-lattice domain (twin planes and faults separate domains)
+``stacking``              (N,) str   true local stacking ``fcc`` / ``hcp`` / ``other``
+``depth``                 (N,)       radial depth R_NP - R, Å (seed 004)
+``cn``                    (N,) int   coordination number, cutoff ā/2·(1+1/√2) (seed 004)
+``gcn``                   (N,)       generalized coordination number (seed 004)
+``nn_bond``               (N,)       nearest-neighbour distance, Å
+``ideal_position``        (N, 3)     site of the perfect lattice at the REFERENCE (bulk) lattice constant, Å
+``displacement``          (N, 3)     position - ideal_position, Å
+``strain``                (N, 6)     (exx, eyy, ezz, exy, eyz, exz) by :func:`simulator.lattice.strain_tensors`
+``radial_strain``         (N,)       ε_RR = R̂ᵀ ε R̂ (seed 004)
+``surface``               (N,) bool  CN < 12
+========================  =========  ==================================================================
+
+``atoms.info``: ``lattice_constant`` (Å, the particle's mean lattice constant, what a lattice fit returns),
+``reference_lattice_constant`` (Å, the bulk value the ideal positions and strain refer to), ``name``,
+``seed``, ``element``, ``penetration_depth`` (Å, of the mobility model), ``source``.
+
+Positions are in the particle frame: Å, centred so that the centroid is 0.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ase
+import ase.io
+import numpy as np
+
+from simulator.coordination import (
+    cn_cutoff,
+    coordination_numbers,
+    generalized_coordination,
+    max_interatomic_distance,
+    nn_bond_lengths,
+    radial_depth,
+)
+from simulator.errors import TumblebenchError, require
+from simulator.lattice import strain_tensors, voigt_to_matrix
+from simulator.mobility import MobilitySpec, degree_of_isotropy, displacement_tensors
+
+__all__ = [
+    "TRUTH_ARRAYS",
+    "Nanocrystal",
+    "canonicalise",
+    "compute_truth",
+    "load_nanocrystal",
+    "structure_summary",
+    "write_pdb",
+    "write_truth",
+]
+
+TRUTH_ARRAYS: tuple[str, ...] = (
+    "U", "grain", "stacking", "depth", "cn", "gcn", "nn_bond", "ideal_position", "displacement", "strain",
+    "radial_strain", "surface",
+)
+
+
+@dataclass
+class Nanocrystal:
+    """A nanocrystal whose every atom is known.
+
+    Attributes
+    ----------
+    atoms
+        Positions (Å) in the particle frame (centroid at 0) with the truth arrays listed in the module
+        docstring in ``atoms.arrays`` and metadata in ``atoms.info``.
+    """
+
+    atoms: ase.Atoms
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(N, 3) positions, Å."""
+        return self.atoms.positions
+
+    @property
+    def symbols(self) -> list[str]:
+        """Chemical symbols, one per atom."""
+        return self.atoms.get_chemical_symbols()
+
+    @property
+    def U(self) -> np.ndarray:
+        """(N, 3, 3) anisotropic displacement tensors, Å²."""
+        return self.atoms.arrays["U"].reshape(-1, 3, 3)
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of atoms."""
+        return len(self.atoms)
+
+    @property
+    def lattice_constant(self) -> float:
+        """Mean lattice constant of the particle, Å."""
+        return float(self.atoms.info["lattice_constant"])
+
+    @property
+    def u_iso(self) -> np.ndarray:
+        """(N,) isotropic displacement tr(U)/3, Å²."""
+        return np.trace(self.U, axis1=1, axis2=2) / 3.0
+
+    def array(self, name: str) -> np.ndarray:
+        """A per-atom truth array by name (see the module docstring)."""
+        return self.atoms.arrays[name]
+
+    def copy(self) -> Nanocrystal:
+        """Deep copy."""
+        return Nanocrystal(self.atoms.copy())
+
+
+def canonicalise(atoms: ase.Atoms) -> ase.Atoms:
+    """Pass ``atoms`` through the extxyz writer and reader, so that every float is exactly what a
+    ``truth.extxyz`` file holds (8 decimals) and a later write/read round trip is lossless."""
+    buf = io.StringIO()
+    ase.io.write(buf, atoms, format="extxyz")
+    buf.seek(0)
+    out = ase.io.read(buf, format="extxyz")
+    for key in ("stacking",):
+        if key in out.arrays:
+            out.arrays[key] = np.asarray(out.arrays[key]).astype("<U5")
+    out.calc = None
+    return out
+
+
+def compute_truth(positions: np.ndarray, symbols: list[str] | str, ideal_positions: np.ndarray,
+                  grain: np.ndarray, stacking: np.ndarray, reference_lattice_constant: float,
+                  lattice_constant: float, mobility: MobilitySpec, rng: np.random.Generator,
+                  info: dict[str, Any] | None = None) -> Nanocrystal:
+    """Assemble a :class:`Nanocrystal` and compute every derived truth array.
+
+    Parameters
+    ----------
+    positions
+        (N, 3) actual (mean) positions, Å; recentred here so that the centroid is 0.
+    symbols
+        Element symbols (or one symbol for all).
+    ideal_positions
+        (N, 3) perfect-lattice sites at ``reference_lattice_constant``, same frame as ``positions``.
+    grain, stacking
+        (N,) lattice-domain index and true local stacking.
+    reference_lattice_constant
+        Bulk lattice constant a₀ (Å) the ideal positions refer to; strain cutoffs use it.
+    lattice_constant
+        Mean lattice constant of the particle (Å); the CN cutoff ā/2·(1+1/√2) uses it.
+    mobility
+        Mobile-surface model for U.
+    rng
+        Seeded generator for U.
+    info
+        Extra metadata for ``atoms.info``.
+
+    Returns
+    -------
+    Nanocrystal
+        Canonicalised (round-trip exact) nanocrystal.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    ideal = np.asarray(ideal_positions, dtype=np.float64)
+    n = len(pos)
+    require(n >= 2, "structure: needs at least two atoms")
+    centre = pos.mean(axis=0)
+    pos = pos - centre
+    ideal = ideal - centre
+    cut = cn_cutoff(lattice_constant)
+    depth = radial_depth(pos)
+    u = displacement_tensors(pos, depth, mobility, rng)
+    eps = strain_tensors(pos, ideal, cn_cutoff(reference_lattice_constant))
+    eps_m = voigt_to_matrix(eps)
+    r = np.linalg.norm(pos, axis=1)
+    rhat = np.where(r[:, None] > 1e-6, pos / np.maximum(r, 1e-12)[:, None], 0.0)
+    eps_rr = np.where(r > 1e-6, np.einsum("ni,nij,nj->n", rhat, eps_m, rhat), np.trace(eps_m, axis1=1, axis2=2) / 3)
+    cn = coordination_numbers(pos, cut)
+    atoms = ase.Atoms(symbols=symbols if isinstance(symbols, list) else [symbols] * n, positions=pos)
+    atoms.arrays["U"] = u.reshape(n, 9)
+    atoms.arrays["grain"] = np.asarray(grain, dtype=np.int64)
+    atoms.arrays["stacking"] = np.asarray(stacking).astype("<U5")
+    atoms.arrays["depth"] = depth
+    atoms.arrays["cn"] = cn
+    atoms.arrays["gcn"] = generalized_coordination(pos, cut)
+    atoms.arrays["nn_bond"] = nn_bond_lengths(pos)
+    atoms.arrays["ideal_position"] = ideal
+    atoms.arrays["displacement"] = pos - ideal
+    atoms.arrays["strain"] = eps
+    atoms.arrays["radial_strain"] = eps_rr
+    atoms.arrays["surface"] = cn < 12
+    atoms.info.update({
+        "lattice_constant": float(lattice_constant),
+        "reference_lattice_constant": float(reference_lattice_constant),
+        "penetration_depth": float(mobility.penetration_depth_A),
+    })
+    if info:
+        atoms.info.update(info)
+    return Nanocrystal(canonicalise(atoms))
+
+
+def structure_summary(nc: Nanocrystal) -> dict[str, Any]:
+    """The seed 004 Table 1 quantities of ``nc`` (what ``structure.json`` holds).
+
+    Returns
+    -------
+    dict
+        ``n_atoms``, ``diameter_A`` (largest interatomic distance), ``median_cn``, ``mean_cn``,
+        ``median_nn_bond_A``, ``median_radial_strain_percent``, ``core_ratio`` (fraction with CN = 12),
+        ``lattice_constant_A``, ``reference_lattice_constant_A``, plus U and stacking summaries.
+    """
+    a = nc.atoms.arrays
+    cn = a["cn"]
+    st = a["stacking"]
+    u = nc.U
+    return {
+        "name": nc.atoms.info.get("name", ""),
+        "element": nc.atoms.info.get("element", nc.symbols[0]),
+        "n_atoms": nc.n_atoms,
+        "diameter_A": max_interatomic_distance(nc.positions),
+        "median_cn": float(np.median(cn)),
+        "mean_cn": float(np.mean(cn)),
+        "median_nn_bond_A": float(np.median(a["nn_bond"])),
+        "median_radial_strain_percent": float(np.median(a["radial_strain"]) * 100.0),
+        "core_ratio": float(np.mean(cn == 12)),
+        "lattice_constant_A": nc.lattice_constant,
+        "reference_lattice_constant_A": float(nc.atoms.info.get("reference_lattice_constant", nc.lattice_constant)),
+        "penetration_depth_A": float(nc.atoms.info.get("penetration_depth", math.nan)),
+        "median_u_iso_A2": float(np.median(nc.u_iso)),
+        "median_doi": float(np.median(degree_of_isotropy(u))),
+        "n_grains": len(np.unique(a["grain"])),
+        "stacking_counts": {k: int(np.sum(st == k)) for k in ("fcc", "hcp", "other")},
+        "n_surface": int(np.sum(a["surface"])),
+        "seed": nc.atoms.info.get("seed"),
+    }
+
+
+def write_pdb(nc: Nanocrystal, path: str | Path) -> None:
+    """Write a PDB file: one ATOM record per atom, B-factor = 8π²·U_iso (Å²), occupancy 1."""
+    b = 8.0 * math.pi**2 * nc.u_iso
+    lines = ["REMARK   tumblebench truth; B = 8*pi^2*U_iso (A^2); particle frame, centroid at 0"]
+    for i, (sym, p, bi) in enumerate(zip(nc.symbols, nc.positions, b, strict=True)):
+        name = sym.upper()
+        lines.append(
+            f"ATOM  {(i + 1) % 100000:5d} {name:<4s} {name:>3s} A{(i + 1) % 10000:4d}    "
+            f"{p[0]:8.3f}{p[1]:8.3f}{p[2]:8.3f}{1.0:6.2f}{min(bi, 999.99):6.2f}          {name:>2s}"
+        )
+    lines.append("END")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def write_truth(nc: Nanocrystal, directory: str | Path) -> None:
+    """Write ``truth.extxyz``, ``truth.pdb`` and ``structure.json`` into an existing ``directory``."""
+    from simulator.outputs import write_json
+
+    d = Path(directory)
+    require(d.is_dir(), f"{d}: output directory does not exist")
+    ase.io.write(d / "truth.extxyz", nc.atoms, format="extxyz")
+    write_pdb(nc, d / "truth.pdb")
+    write_json(d / "structure.json", structure_summary(nc))
+
+
+def _read_atoms(path: Path) -> ase.Atoms:
+    suffix = path.suffix.lower()
+    fmt = {".pdb": "proteindatabank", ".xyz": "extxyz", ".extxyz": "extxyz"}.get(suffix)
+    require(fmt is not None, f"{path}: unsupported structure file type {suffix!r}; expected .pdb, .xyz or .extxyz")
+    require(path.is_file(), f"{path}: no such structure file")
+    try:
+        atoms = ase.io.read(path, format=fmt, index=-1)
+    except Exception as exc:  # ase raises many types for malformed files
+        raise TumblebenchError(f"{path}: cannot read as {fmt} ({type(exc).__name__}: {exc})") from None
+    require(len(atoms) >= 13, f"{path}: expected at least 13 atoms, found {len(atoms)}")
+    require(bool(np.all(np.isfinite(atoms.positions))), f"{path}: non-finite coordinates")
+    return atoms
+
+
+def load_nanocrystal(path: str | Path, mobility: MobilitySpec | None = None, seed: int = 0,
+                     reference_lattice_constant: float | None = None) -> Nanocrystal:
+    """Read a nanocrystal.
+
+    Parameters
+    ----------
+    path
+        ``truth.extxyz`` written by :func:`write_truth` (returned as is), or a ``.pdb`` / ``.xyz`` /
+        ``.extxyz`` file of bare atoms: then the lattice is fitted (any orientation, grains found) and every
+        truth array and the mobility model are computed, exactly as for a built particle.
+    mobility
+        Mobility model for bare atoms (default :class:`MobilitySpec`).
+    seed
+        Seed of the U draw for bare atoms.
+    reference_lattice_constant
+        Bulk lattice constant (Å) the strain of bare atoms refers to; default the element's bulk value
+        (3.924 Å for Pt), or the fitted value for an element without a tabulated fcc lattice constant.
+
+    Raises
+    ------
+    TumblebenchError
+        Missing, unreadable or too small file.
+    """
+    path = Path(path)
+    atoms = _read_atoms(path)
+    if all(k in atoms.arrays for k in TRUTH_ARRAYS) and "lattice_constant" in atoms.info:
+        atoms.arrays["stacking"] = np.asarray(atoms.arrays["stacking"]).astype("<U5")
+        atoms.calc = None
+        return Nanocrystal(atoms)
+    return nanocrystal_from_atoms(atoms, mobility=mobility, seed=seed,
+                                  reference_lattice_constant=reference_lattice_constant,
+                                  name=path.stem, source=str(path.name))
+
+
+def nanocrystal_from_atoms(atoms: ase.Atoms, mobility: MobilitySpec | None = None, seed: int = 0,
+                           reference_lattice_constant: float | None = None, name: str = "from-file",
+                           source: str = "") -> Nanocrystal:
+    """Truth arrays and mobility model for a structure of bare atoms (see :func:`load_nanocrystal`)."""
+    from simulator.coordination import local_stacking
+    from simulator.lattice import fit_fcc_lattice
+    from simulator.shapes import bulk_lattice_constant
+
+    mobility = mobility or MobilitySpec()
+    pos = np.asarray(atoms.positions, dtype=np.float64)
+    symbols = atoms.get_chemical_symbols()
+    nn = float(np.median(nn_bond_lengths(pos)))
+    fit = fit_fcc_lattice(pos, lattice_constant_guess=nn * math.sqrt(2.0))
+    a_fit = float(fit.lattice_constant)
+    main = max(set(symbols), key=symbols.count)
+    a_ref = reference_lattice_constant
+    if a_ref is None:
+        try:
+            a_ref = bulk_lattice_constant(main)
+        except TumblebenchError:
+            a_ref = a_fit
+    # ideal positions at the reference lattice constant: scale each grain's fitted lattice about the centroid
+    centre = pos.mean(axis=0)
+    ideal = centre + (fit.ideal_positions - centre) * (a_ref / a_fit)
+    stacking = local_stacking(pos, cn_cutoff(a_fit))
+    depth_ok = radial_depth(pos)
+    require(mobility.penetration_depth_A < max(float(depth_ok.max()), 0.0) + 1e-9 or mobility.penetration_depth_A == 0,
+            f"mobility.penetration_depth_A: {mobility.penetration_depth_A} Å exceeds the particle radius "
+            f"{float(depth_ok.max()):.2f} Å")
+    return compute_truth(pos, symbols, ideal, fit.grain, stacking, a_ref, a_fit, mobility,
+                         np.random.default_rng(seed),
+                         info={"name": name, "seed": int(seed), "element": main, "source": source,
+                               "fit_rms_residual": float(fit.rms_residual)})
