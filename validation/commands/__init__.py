@@ -5,4 +5,5 @@ Each module defines ``add_parser(subparsers) -> None`` which adds its sub-parser
 """
 
 COMMANDS: list[str] = [
+    "build",
 ]
