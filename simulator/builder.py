@@ -225,8 +225,8 @@ TABLE1: dict[int, tuple[int, float, float]] = {
     5: (496, 26.0, 2.1), 6: (569, 27.3, 4.7), 7: (667, 29.5, 1.4), 8: (710, 30.0, 1.8),
 }
 _TABLE1_ASPECT: dict[int, tuple[float, float, float]] = {
-    1: (1.0, 0.72, 0.72), 2: (1.0, 0.8, 0.8), 3: (1.0, 0.92, 0.92), 4: (1.0, 0.93, 0.93),
-    5: (1.0, 0.9, 0.9), 6: (1.0, 0.92, 0.92), 7: (1.0, 0.88, 0.88), 8: (1.0, 0.9, 0.9),
+    1: (1.0, 0.71, 0.71), 2: (1.0, 0.79, 0.79), 3: (1.0, 0.88, 0.88), 4: (1.0, 0.9, 0.9),
+    5: (1.0, 0.83, 0.83), 6: (1.0, 0.9, 0.9), 7: (1.0, 0.82, 0.82), 8: (1.0, 0.82, 0.82),
 }
 
 
@@ -255,7 +255,7 @@ def preset_spec(name: str) -> NanocrystalSpec:
         return NanocrystalSpec(name=name, shape=ShapeSpec(kind="icosahedron", n_atoms=561), defects=DefectSpec())
     if name == "twinned":
         return NanocrystalSpec(name=name, shape=ShapeSpec(kind="truncated-octahedron", ase_parameters=(10, 3)),
-                               defects=DefectSpec(twin_planes=(-2, 2), stacking_faults=(5,), vacancy_fraction=0.02,
+                               defects=DefectSpec(twin_planes=(-2, 1), stacking_faults=(3,), vacancy_fraction=0.02,
                                                   n_adatoms=4))
     if name == "wulff":
         return NanocrystalSpec(name=name, shape=ShapeSpec(kind="wulff", n_atoms=500), defects=DefectSpec())
