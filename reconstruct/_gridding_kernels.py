@@ -1,0 +1,149 @@
+"""Numba kernels of the Fourier-slice projector and the gridding back-projector.
+
+Layout shared by all kernels:
+
+* ``vft``: a 3D Fourier transform on an ``N³`` grid (``N = pad·n``), *centred* (fftshift layout, frequency 0
+  at index ``N // 2``), complex64, indexed [kz, ky, kx] in the particle frame.
+* 2D Fourier images: ``n × n`` centred (fftshift layout, frequency 0 at ``n // 2``), indexed [ky, kx] in the
+  lab frame. A 2D frequency ``(kx, ky)`` (units 1/(n·p)) is the 3D frequency ``pad · Aᵀ (kx, ky, 0)``
+  (units 1/(N·p)) — the Fourier-slice theorem for ``r_lab = A r_particle`` (see :mod:`simulator.orientation`).
+* Interpolation is trilinear; :func:`insert_slices` scatters with exactly the weights that
+  :func:`extract_slices` gathers with, so the two are adjoint.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, inline="always")
+def _corner_setup(px, py, pz, c):
+    x = px + c
+    y = py + c
+    z = pz + c
+    x0 = int(np.floor(x))
+    y0 = int(np.floor(y))
+    z0 = int(np.floor(z))
+    return x0, y0, z0, x - x0, y - y0, z - z0
+
+
+@numba.njit(cache=True, parallel=True)
+def extract_slices(vft, rots, kx, ky, pad, out):
+    """Gather central slices: ``out[m, j] = vft(pad · rots[m]ᵀ (kx[j], ky[j], 0))`` (trilinear).
+
+    Parameters
+    ----------
+    vft : complex64 (N, N, N) centred 3D transform.
+    rots : float64 (M, 3, 3) pose matrices (particle → lab).
+    kx, ky : float64 (P,) 2D frequencies in units of 1/(n·p).
+    pad : float, N / n.
+    out : complex64 (M, P), overwritten.
+    """
+    nn = vft.shape[0]
+    c = nn // 2
+    for m in numba.prange(rots.shape[0]):
+        a = rots[m]
+        for j in range(kx.shape[0]):
+            px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
+            py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
+            pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
+            x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
+            if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
+                out[m, j] = 0.0
+                continue
+            acc = 0j
+            for dz in range(2):
+                wz = fz if dz else 1.0 - fz
+                for dy in range(2):
+                    wy = fy if dy else 1.0 - fy
+                    for dx in range(2):
+                        wx = fx if dx else 1.0 - fx
+                        acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
+            out[m, j] = acc
+
+
+@numba.njit(cache=True)
+def insert_slices(data, weight, rots, kx, ky, pad, values, ctf2):
+    """Scatter 2D Fourier samples into 3D accumulators (the adjoint of :func:`extract_slices`).
+
+    ``data += w · values`` and ``weight += w · ctf2`` at the eight trilinear neighbours of each sample.
+
+    Parameters
+    ----------
+    data : complex64 (N, N, N) accumulator (centred).
+    weight : float32 (N, N, N) accumulator.
+    rots : float64 (M, 3, 3).
+    kx, ky : float64 (P,) 2D frequencies (units 1/(n·p)).
+    pad : float.
+    values : complex64 (M, P) samples (e.g. CTF · image transform).
+    ctf2 : float32 (M, P) weights of each sample (e.g. CTF², or 1).
+    """
+    nn = data.shape[0]
+    c = nn // 2
+    for m in range(rots.shape[0]):
+        a = rots[m]
+        for j in range(kx.shape[0]):
+            px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
+            py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
+            pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
+            x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
+            if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
+                continue
+            v = values[m, j]
+            w2 = ctf2[m, j]
+            for dz in range(2):
+                wz = fz if dz else 1.0 - fz
+                for dy in range(2):
+                    wy = fy if dy else 1.0 - fy
+                    for dx in range(2):
+                        wx = fx if dx else 1.0 - fx
+                        w = wz * wy * wx
+                        data[z0 + dz, y0 + dy, x0 + dx] += w * v
+                        weight[z0 + dz, y0 + dy, x0 + dx] += w * w2
+
+
+@numba.njit(cache=True, parallel=True)
+def score_candidates(vft, rots, kx, ky, pad, images, ctf, out):
+    """Correlation of each image with the projections of ``vft`` at its candidate poses.
+
+    ``out[m, k] = Re Σ_j conj(ctf·P_k)[j] · images[m, j] / sqrt(Σ_j |ctf·P_k|²)`` with ``P_k`` the slice of
+    ``vft`` at ``rots[m, k]``. Fused: no projection is stored.
+
+    Parameters
+    ----------
+    vft : complex64 (N, N, N) centred transform of the reference.
+    rots : float64 (M, K, 3, 3) candidate poses per image.
+    kx, ky : float64 (P,) frequencies of the band used.
+    pad : float.
+    images : complex64 (M, P) image transforms on the band (already shifted to the current origin).
+    ctf : float32 (M, P) transfer per image sample (1 for none).
+    out : float64 (M, K), overwritten.
+    """
+    nn = vft.shape[0]
+    c = nn // 2
+    for m in numba.prange(rots.shape[0]):
+        for k in range(rots.shape[1]):
+            a = rots[m, k]
+            num = 0.0
+            den = 0.0
+            for j in range(kx.shape[0]):
+                px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
+                py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
+                pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
+                x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
+                if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
+                    continue
+                acc = 0j
+                for dz in range(2):
+                    wz = fz if dz else 1.0 - fz
+                    for dy in range(2):
+                        wy = fy if dy else 1.0 - fy
+                        for dx in range(2):
+                            wx = fx if dx else 1.0 - fx
+                            acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
+                acc *= ctf[m, j]
+                v = images[m, j]
+                num += acc.real * v.real + acc.imag * v.imag
+                den += acc.real * acc.real + acc.imag * acc.imag
+            out[m, k] = num / np.sqrt(den) if den > 0 else 0.0

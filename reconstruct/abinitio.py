@@ -1,0 +1,337 @@
+"""Ab initio 3D from unknown poses: global orientation search at low resolution with temporal continuity.
+
+No truth is read. For each of several random starts: begin from a featureless model (a sphere of the diameter
+measured on the frames) with random poses, then alternate (1) a *global* search of every subset frame over a
+quasi-uniform SO(3) grid (super-Fibonacci, Alexa 2022) by normalised cross-correlation with the model's
+projections — one matrix product per iteration — and (2) a reconstruction from the chosen poses, raising the
+resolution limit every iteration. What is special about a Brownian series is used in the pose choice: each
+frame keeps its ``top_k`` best grid poses and a Viterbi pass picks the path through them that maximises the
+correlation minus a penalty on the angular step between successive frames (rotational diffusion makes
+successive poses close). The start whose final model explains the frames best wins; disagreement between
+starts (median pose difference after the best global rotation) is logged as the sign of a local optimum.
+Finally every frame (not only the subset) is assigned by the same global search + Viterbi against the winning
+model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy.spatial.transform import Rotation
+
+from reconstruct.projector import Band, Reconstructor, image_ft, prepare_reference, project_band
+from simulator.errors import require
+
+log = logging.getLogger("tumblebench.reconstruct")
+
+
+@dataclass(frozen=True)
+class AbInitioConfig:
+    """Configuration of the ab initio stage.
+
+    Attributes
+    ----------
+    box
+        Box (pixels) the frames are Fourier-cropped to for the global search.
+    subset
+        Number of frames (evenly spaced in time) used to build the initial model.
+    grid_size
+        Number of rotations of the global SO(3) grid (20,000 ≈ 6° spacing).
+    resolutions_A
+        Resolution limit (Å) of each iteration of the model building; one iteration each.
+    n_starts
+        Independent random starts.
+    top_k
+        Candidate poses kept per frame for the temporal (Viterbi) pass.
+    step_deg
+        Expected rotation between successive frames (deg), sets the continuity penalty.
+    continuity_weight
+        Weight of the penalty (angle/step)² relative to the z-scored correlation; 0 disables continuity.
+    mask_margin_A
+        Soft spherical mask radius = diameter/2 + this margin (Å).
+    """
+
+    box: int = 48
+    subset: int = 400
+    grid_size: int = 20000
+    resolutions_A: tuple[float, ...] = (8.0, 6.0, 5.0, 4.0, 3.5, 3.0, 2.7, 2.4, 2.4, 2.2)
+    n_starts: int = 3
+    top_k: int = 12
+    step_deg: float = 6.0
+    continuity_weight: float = 0.3
+    mask_margin_A: float = 2.0
+
+    def validate(self) -> None:
+        require(16 <= self.box <= 256 and self.box % 2 == 0, f"abinitio.box = {self.box} must be even, 16–256")
+        require(self.subset >= 10, f"abinitio.subset = {self.subset} must be >= 10")
+        require(self.grid_size >= 100, f"abinitio.grid_size = {self.grid_size} must be >= 100")
+        require(len(self.resolutions_A) >= 1 and all(r > 0 for r in self.resolutions_A),
+                "abinitio.resolutions_A must be a non-empty list of positive Å")
+        require(self.n_starts >= 1, f"abinitio.n_starts = {self.n_starts} must be >= 1")
+        require(self.top_k >= 1, f"abinitio.top_k = {self.top_k} must be >= 1")
+        require(self.step_deg > 0, f"abinitio.step_deg = {self.step_deg} must be > 0")
+        require(self.continuity_weight >= 0, "abinitio.continuity_weight must be >= 0")
+
+
+def so3_grid(n: int) -> np.ndarray:
+    """Quasi-uniform rotations (super-Fibonacci spiral, Alexa 2022): (n, 3, 3) matrices."""
+    phi = np.sqrt(2.0)
+    psi = 1.533751168755204288118041
+    s = np.arange(n, dtype=np.float64) + 0.5
+    t = s / n
+    d = 2 * np.pi * s
+    r = np.sqrt(t)
+    big_r = np.sqrt(1.0 - t)
+    alpha = d / phi
+    beta = d / psi
+    q = np.stack([r * np.sin(alpha), r * np.cos(alpha), big_r * np.sin(beta), big_r * np.cos(beta)], axis=1)
+    return Rotation.from_quat(q).as_matrix()
+
+
+def fourier_crop(images: np.ndarray, size: int) -> np.ndarray:
+    """Fourier-crop (downsample) images [M, n, n] to [M, size, size] about the box centre (float32)."""
+    n = images.shape[-1]
+    if size >= n:
+        return np.asarray(images, np.float32)
+    ft = image_ft(images)
+    o = n // 2 - size // 2
+    small = ft[:, o:o + size, o:o + size] * (size * size / (n * n))
+    axes = (-2, -1)
+    return scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(small, axes=axes), axes=axes, workers=-1),
+                              axes=axes).real.astype(np.float32)
+
+
+def soft_sphere(n: int, radius_px: float, edge_px: float = 2.0) -> np.ndarray:
+    """A soft-edged sphere [z, y, x] centred at n//2 (1 inside, raised-cosine edge)."""
+    c = np.arange(n) - n // 2
+    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+    w = np.clip((r - radius_px) / max(edge_px, 1e-6), 0.0, 1.0)
+    return (0.5 + 0.5 * np.cos(np.pi * w)).astype(np.float32)
+
+
+def _lowpass_volume(vol: np.ndarray, resolution_px: float) -> np.ndarray:
+    n = vol.shape[0]
+    ft = scipy.fft.rfftn(vol, workers=-1)
+    k = [np.fft.fftfreq(n) * n] * 2 + [np.fft.rfftfreq(n) * n]
+    kz, ky, kx = np.meshgrid(*k, indexing="ij", sparse=True)
+    r = np.sqrt(kz**2 + ky**2 + kx**2)
+    kc = n / resolution_px
+    w = np.clip((kc - r) / 2.0 + 0.5, 0, 1)
+    return scipy.fft.irfftn(ft * (0.5 - 0.5 * np.cos(np.pi * w)), s=vol.shape, workers=-1).astype(np.float32)
+
+
+def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: np.ndarray,
+                  ctf_band: np.ndarray | None = None, top_k: int = 12, chunk: int = 4000
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised correlation of every image with the model's projections at every grid pose.
+
+    Parameters
+    ----------
+    model
+        Map [z, y, x] of the search box.
+    images_band
+        complex (M, P) image transforms on ``band`` (CTF-multiplied if a CTF applies: the references are
+        then multiplied by the mean CTF², ``ctf_band``).
+    band
+        Frequencies used.
+    grid
+        (G, 3, 3) rotations.
+    ctf_band
+        (P,) transfer applied to the references (e.g. mean CTF²), or None.
+    top_k
+        How many best poses to return per image.
+
+    Returns
+    -------
+    (indices, zscores)
+        (M, top_k) grid indices (best first) and their correlations z-scored over the grid per image.
+    """
+    ref = prepare_reference(model)
+    x = np.concatenate([images_band.real, images_band.imag], axis=1).astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    m = x.shape[0]
+    g = grid.shape[0]
+    s1 = np.zeros(m)
+    s2 = np.zeros(m)
+    best_val = np.full((m, top_k), -np.inf, np.float32)
+    best_idx = np.zeros((m, top_k), np.int64)
+    for s in range(0, g, chunk):
+        refs = project_band(ref, grid[s:s + chunk], band)
+        if ctf_band is not None:
+            refs = refs * ctf_band
+        r = np.concatenate([refs.real, refs.imag], axis=1).astype(np.float32)
+        r /= np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-30)
+        cc = x @ r.T  # (M, chunk)
+        s1 += cc.sum(axis=1)
+        s2 += (cc.astype(np.float64) ** 2).sum(axis=1)
+        allv = np.concatenate([best_val, cc], axis=1)
+        alli = np.concatenate([best_idx, np.arange(s, s + cc.shape[1])[None].repeat(m, 0)], axis=1)
+        part = np.argpartition(-allv, top_k - 1, axis=1)[:, :top_k]
+        best_val = np.take_along_axis(allv, part, 1)
+        best_idx = np.take_along_axis(alli, part, 1)
+    order = np.argsort(-best_val, axis=1)
+    best_val = np.take_along_axis(best_val, order, 1)
+    best_idx = np.take_along_axis(best_idx, order, 1)
+    mean = s1 / g
+    sd = np.sqrt(np.maximum(s2 / g - mean**2, 1e-30))
+    return best_idx, (best_val - mean[:, None]) / sd[:, None]
+
+
+def viterbi(cand_rots: np.ndarray, scores: np.ndarray, step_deg: float, weight: float) -> np.ndarray:
+    """Best path through per-frame candidates: maximise Σ score − weight·Σ (angle/step)².
+
+    Parameters
+    ----------
+    cand_rots
+        (M, K, 3, 3) candidate poses per frame (frames in time order).
+    scores
+        (M, K) scores (e.g. z-scored correlations).
+    step_deg
+        Typical angular step between successive frames (deg).
+    weight
+        Penalty weight; 0 picks each frame's best candidate.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) chosen candidate index per frame.
+    """
+    m, k = scores.shape
+    if weight == 0 or m == 1:
+        return np.argmax(scores, axis=1)
+    acc = scores[0].astype(np.float64).copy()
+    back = np.zeros((m, k), np.int64)
+    for t in range(1, m):
+        rel = np.einsum("aij,bkj->abik", cand_rots[t - 1], cand_rots[t])
+        tr = np.clip((np.trace(rel, axis1=-2, axis2=-1) - 1) / 2, -1, 1)
+        ang = np.degrees(np.arccos(tr))
+        tot = acc[:, None] - weight * (ang / step_deg) ** 2
+        back[t] = np.argmax(tot, axis=0)
+        acc = tot[back[t], np.arange(k)] + scores[t]
+    path = np.zeros(m, np.int64)
+    path[-1] = int(np.argmax(acc))
+    for t in range(m - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+def _reconstruct_small(images: np.ndarray, rots: np.ndarray, res_px: float, mask: np.ndarray,
+                       ctf: np.ndarray | None) -> np.ndarray:
+    n = images.shape[-1]
+    rec = Reconstructor(n, pad=2)
+    rec.insert(images, rots, ctf=ctf, r_max=n / res_px)
+    vol = rec.reconstruct(tau=0.05)
+    vol = _lowpass_volume(vol, res_px)
+    vol = np.maximum(vol, 0) * mask
+    return vol
+
+
+def best_global_alignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median-robust global rotation G (and per-frame angles) such that a_i ≈ b_i G (poses of two runs)."""
+    rel = np.einsum("nji,njk->nik", b, a)  # b_iᵀ a_i
+    g = Rotation.from_matrix(rel).mean().as_matrix()
+    for _ in range(3):
+        d = np.einsum("nij,jk->nik", b, g)
+        ang = np.degrees(np.arccos(np.clip((np.einsum("nij,nij->n", a, d) - 1) / 2, -1, 1)))
+        keep = ang <= np.percentile(ang, 50) + 1e-9
+        g = Rotation.from_matrix(rel[keep]).mean().as_matrix()
+    d = np.einsum("nij,jk->nik", b, g)
+    ang = np.degrees(np.arccos(np.clip((np.einsum("nij,nij->n", a, d) - 1) / 2, -1, 1)))
+    return g, ang
+
+
+def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: AbInitioConfig,
+             rng: np.random.Generator, ctf_fn=None, progress=None, monitor=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Poses of every frame and a low-resolution model, from centred particle boxes alone.
+
+    Parameters
+    ----------
+    boxes
+        (M, n, n) background-subtracted, approximately centred particle boxes in time order.
+    pixel_size
+        Å per pixel of ``boxes``.
+    diameter_A
+        Particle diameter estimated from the frames (Å): sets the starting sphere and the mask.
+    config
+        :class:`AbInitioConfig`.
+    rng
+        Seeded generator for the random starts.
+    ctf_fn
+        Optional callable ``(indices, shape, pixel_size) -> (len(indices), *shape)`` centred CTFs; None: no CTF.
+    progress
+        Optional callable ``(n_done)`` advanced once per iteration.
+    monitor
+        Optional callable ``(start, resolution_A, subset_indices, subset_poses, score)`` called after every
+        iteration (for benchmarking the convergence against a known truth; never needed by the algorithm).
+
+    Returns
+    -------
+    (poses, model, info)
+        (M, 3, 3) poses (arbitrary global frame), the model [z, y, x] at ``config.box`` pixels of size
+        ``pixel_size·n/config.box``, and a dict of diagnostics (per-start scores, start agreement).
+    """
+    m, n, _ = boxes.shape
+    ns = min(config.box, n)
+    ps = pixel_size * n / ns
+    small = fourier_crop(boxes, ns)
+    small -= small.mean(axis=(1, 2), keepdims=True)
+    grid = so3_grid(config.grid_size)
+    mask = soft_sphere(ns, diameter_A / 2 / ps + config.mask_margin_A / ps, 2.0)
+    n_sub = min(config.subset, m)
+    sub = np.unique(np.linspace(0, m - 1, n_sub).round().astype(int))
+    stride = max(1, (m - 1) / max(len(sub) - 1, 1))
+    step_sub = config.step_deg * np.sqrt(stride)
+    ft_all = image_ft(small)
+    ctf_small = None if ctf_fn is None else ctf_fn(np.arange(m), (ns, ns), ps)
+    ctf_pad = None if ctf_fn is None else ctf_fn(sub, (2 * ns, 2 * ns), ps)
+
+    def search(model, idx, res, step):
+        band = Band.make(ns, r_max=ns * ps / res, r_min=1.0)
+        img = band.take(ft_all[idx])
+        cb = None
+        if ctf_small is not None:
+            c = band.take(ctf_small[idx])
+            img = img * c
+            cb = (c**2).mean(axis=0)
+        ci, cz = global_scores(model, img, band, grid, cb, top_k=config.top_k)
+        path = viterbi(grid[ci], cz, step, config.continuity_weight)
+        rows = np.arange(len(idx))
+        return grid[ci[rows, path]], float(cz[rows, path].mean())
+
+    starts = []
+    for s in range(config.n_starts):
+        # featureless start: the frames back-projected at random poses (a sphere-like blob whose small
+        # random asymmetries differ between starts)
+        rots = Rotation.random(len(sub), random_state=int(rng.integers(2**31))).as_matrix()
+        res0 = max(config.resolutions_A[0], 2.05 * ps)
+        model = _reconstruct_small(small[sub], rots, res0 / ps, mask, ctf_pad)
+        score = 0.0
+        for res in config.resolutions_A:
+            res_eff = max(res, 2.05 * ps)
+            rots, score = search(model, sub, res_eff, step_sub)
+            model = _reconstruct_small(small[sub], rots, res_eff / ps, mask, ctf_pad)
+            if monitor is not None:
+                monitor(s, res_eff, sub, rots, score)
+            if progress is not None:
+                progress(1)
+        log.info("ab initio start %d: mean z-score %.3f", s, score)
+        starts.append((score, rots, model))
+    scores = [st[0] for st in starts]
+    best = int(np.argmax(scores))
+    agreement = []
+    for s in range(len(starts)):
+        if s != best:
+            _, ang = best_global_alignment(starts[best][1], starts[s][1])
+            agreement.append(float(np.median(ang)))
+    if agreement:
+        log.info("ab initio: median pose difference of other starts to the best after global rotation: %s deg",
+                 ", ".join(f"{a:.1f}" for a in agreement))
+    model = starts[best][2]
+    res_final = max(config.resolutions_A[-1], 2.05 * ps)
+    poses, score = search(model, np.arange(m), res_final, config.step_deg)
+    info = {"start_scores": scores, "best_start": best, "start_disagreement_deg": agreement,
+            "final_score": score, "search_pixel_size_A": ps}
+    return poses, model, info

@@ -1,0 +1,284 @@
+"""Fourier-slice projector and gridding back-projector, following :mod:`simulator.orientation` exactly.
+
+A frame of a particle with pose ``A`` (``r_lab = A r_particle``, beam along lab +z) is the integral of the map
+along lab z; by the Fourier-slice theorem its 2D transform at lab frequency ``(kx, ky)`` is the map's 3D
+transform at particle-frame frequency ``Aᵀ (kx, ky, 0)``. Transforms are taken about the box centre (index
+``n // 2``, :func:`simulator.orientation.box_centre`) so that poses rotate about it. The 3D transform lives on
+a grid padded ``pad`` times; samples are interpolated (projection) or scattered (back-projection) trilinearly,
+and the real-space apodisation of the trilinear kernel, ``sinc²``, is divided out (gridding correction).
+Back-projection divides the accumulated samples by their accumulated weights (density compensation) with a
+Wiener term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+from reconstruct._gridding_kernels import extract_slices, insert_slices
+from simulator.errors import TumblebenchError
+
+
+def image_ft(images: np.ndarray) -> np.ndarray:
+    """Centred 2D transforms of images [..., y, x] about pixel n//2 (complex64, frequency 0 at n//2)."""
+    axes = (-2, -1)
+    return scipy.fft.fftshift(scipy.fft.fft2(scipy.fft.ifftshift(np.asarray(images, np.float32), axes=axes),
+                                             axes=axes, workers=-1), axes=axes).astype(np.complex64)
+
+
+def image_from_ft(ft: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`image_ft` (real part, float32)."""
+    axes = (-2, -1)
+    return scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(ft, axes=axes), axes=axes, workers=-1),
+                              axes=axes).real.astype(np.float32)
+
+
+def frequency_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kx, ky) of the centred n×n layout, in units of 1/(n·p), each (n, n) float64."""
+    k = np.arange(n, dtype=np.float64) - n // 2
+    ky, kx = np.meshgrid(k, k, indexing="ij")
+    return kx, ky
+
+
+@dataclass(frozen=True)
+class Band:
+    """The 2D frequencies within ``r_min ≤ |k| ≤ r_max`` (units 1/(n·p)) of an n×n centred transform."""
+
+    n: int
+    kx: np.ndarray
+    ky: np.ndarray
+    index: np.ndarray  # flat indices into the n×n centred layout
+    radius: np.ndarray
+
+    @staticmethod
+    def make(n: int, r_max: float | None = None, r_min: float = 0.0) -> Band:
+        """Band of an ``n``-pixel box up to radius ``r_max`` (default n/2 − 1) in Fourier pixels."""
+        kx, ky = frequency_grid(n)
+        r = np.hypot(kx, ky)
+        r_max = n / 2 - 1 if r_max is None else min(float(r_max), n / 2 - 1)
+        sel = np.flatnonzero(((r <= r_max) & (r >= r_min)).ravel())
+        return Band(n, kx.ravel()[sel].copy(), ky.ravel()[sel].copy(), sel, r.ravel()[sel].copy())
+
+    def take(self, ft: np.ndarray) -> np.ndarray:
+        """Samples of centred transforms [..., n, n] on the band → [..., P]."""
+        return ft.reshape(*ft.shape[:-2], self.n * self.n)[..., self.index]
+
+    def put(self, values: np.ndarray) -> np.ndarray:
+        """Band samples [..., P] → centred transforms [..., n, n] (zero elsewhere)."""
+        out = np.zeros((*values.shape[:-1], self.n * self.n), dtype=values.dtype)
+        out[..., self.index] = values
+        return out.reshape(*values.shape[:-1], self.n, self.n)
+
+
+def shift_phases(band: Band, shifts_px: np.ndarray) -> np.ndarray:
+    """Phase factors that re-centre images whose particle centre sits at ``-shift`` (RELION origin, pixels).
+
+    Multiplying an image transform by these moves the content by ``+shift`` (x, y), i.e. implements
+    "shifting the image by +origin re-centres the particle".
+
+    Parameters
+    ----------
+    band
+        Frequencies.
+    shifts_px
+        (M, 2) origins (x, y) in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64 (M, P).
+    """
+    s = np.asarray(shifts_px, np.float64).reshape(-1, 2)
+    ph = -2 * np.pi * (np.outer(s[:, 0], band.kx) + np.outer(s[:, 1], band.ky)) / band.n
+    return np.exp(1j * ph).astype(np.complex64)
+
+
+def _sinc2(n_real: int, n_pad: int) -> np.ndarray:
+    """Trilinear-kernel apodisation along one axis of an n_real box centred at n_real//2."""
+    x = np.arange(n_real, dtype=np.float64) - n_real // 2
+    return np.sinc(x / n_pad) ** 2
+
+
+def _gridding_correction(n: int, n_pad: int) -> np.ndarray:
+    s = _sinc2(n, n_pad)
+    return (s[:, None, None] * s[None, :, None] * s[None, None, :]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A map prepared for projection: its padded, centred 3D transform.
+
+    Attributes
+    ----------
+    vft : complex64 (N, N, N) with N = pad·n.
+    n : box size of the map and of its projections (pixels).
+    pad : padding factor.
+    """
+
+    vft: np.ndarray
+    n: int
+    pad: float
+
+
+def prepare_reference(volume: np.ndarray, pad: int = 2) -> Reference:
+    """Pre-correct a map for trilinear interpolation, pad it and take its centred transform.
+
+    Parameters
+    ----------
+    volume
+        Cubic map [z, y, x] with the rotation centre at index n//2.
+    pad
+        Oversampling of the 3D transform (2 is accurate to a fraction of a per cent).
+    """
+    vol = np.asarray(volume, np.float32)
+    if vol.ndim != 3 or len(set(vol.shape)) != 1:
+        raise TumblebenchError(f"reference map must be a cubic 3D array, got shape {vol.shape}")
+    n = vol.shape[0]
+    nn = int(pad * n)
+    big = np.zeros((nn, nn, nn), np.float32)
+    o = nn // 2 - n // 2
+    big[o:o + n, o:o + n, o:o + n] = vol / _gridding_correction(n, nn)
+    vft = scipy.fft.fftshift(scipy.fft.fftn(scipy.fft.ifftshift(big), workers=-1)).astype(np.complex64)
+    return Reference(vft, n, float(pad))
+
+
+def project_band(ref: Reference, rotations: np.ndarray, band: Band) -> np.ndarray:
+    """Central slices of ``ref`` on ``band`` for poses ``rotations`` (M, 3, 3) → complex64 (M, P)."""
+    rots = np.ascontiguousarray(np.asarray(rotations, np.float64).reshape(-1, 3, 3))
+    out = np.empty((rots.shape[0], band.kx.size), np.complex64)
+    extract_slices(ref.vft, rots, band.kx, band.ky, ref.pad, out)
+    return out
+
+
+def project(ref: Reference, rotations: np.ndarray, shifts_px: np.ndarray | None = None) -> np.ndarray:
+    """Real-space projections (line integrals in voxel units) of a prepared map.
+
+    Parameters
+    ----------
+    ref
+        :func:`prepare_reference` output.
+    rotations
+        (M, 3, 3) poses (particle → lab).
+    shifts_px
+        (M, 2) RELION origins in pixels (the particle centre lands at box centre − origin); default 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (M, n, n) images [y, x].
+    """
+    band = Band.make(ref.n, r_max=ref.n)  # whole square up to the corner is cut at n/2 − 1
+    vals = project_band(ref, rotations, band)
+    if shifts_px is not None:
+        vals *= np.conj(shift_phases(band, shifts_px))
+    return image_from_ft(band.put(vals))
+
+
+class Reconstructor:
+    """Fourier-space reconstruction by gridding: accumulate CTF-weighted slices, then divide by the weights.
+
+    Parameters
+    ----------
+    n
+        Box size (pixels) of the images and of the map.
+    pad
+        Oversampling of the 3D grid.
+    """
+
+    def __init__(self, n: int, pad: int = 2) -> None:
+        self.n = int(n)
+        self.pad = int(pad)
+        nn = self.pad * self.n
+        self.data = np.zeros((nn, nn, nn), np.complex64)
+        self.weight = np.zeros((nn, nn, nn), np.float32)
+        self.count = 0
+
+    def insert(self, images: np.ndarray, rotations: np.ndarray, shifts_px: np.ndarray | None = None,
+               ctf: np.ndarray | None = None, r_max: float | None = None) -> None:
+        """Add real-space images: zero-pad them ``pad`` times, transform, re-centre and scatter.
+
+        Parameters
+        ----------
+        images
+            (M, n, n) float images [y, x] (background-subtracted boxes).
+        rotations
+            (M, 3, 3) poses (particle → lab).
+        shifts_px
+            (M, 2) RELION origins (x, y) in pixels; the images are shifted by +origin.
+        ctf
+            (M, N, N) or (N, N) transfer on the *padded* centred grid (N = pad·n); the samples are multiplied
+            by it and its square is accumulated as weight (Wiener CTF correction). None: no CTF.
+        r_max
+            Highest frequency inserted, in Fourier pixels of the unpadded box (default n/2 − 1).
+        """
+        imgs = np.asarray(images, np.float32)
+        if imgs.ndim != 3 or imgs.shape[1:] != (self.n, self.n):
+            raise TumblebenchError(f"expected images of shape (M, {self.n}, {self.n}), got {imgs.shape}")
+        nn = self.pad * self.n
+        band = Band.make(nn, r_max=None if r_max is None else r_max * self.pad)
+        rots = np.ascontiguousarray(np.asarray(rotations, np.float64).reshape(-1, 3, 3))
+        o = nn // 2 - self.n // 2
+        chunk = 64
+        for s in range(0, imgs.shape[0], chunk):
+            padded = np.zeros((min(chunk, imgs.shape[0] - s), nn, nn), np.float32)
+            padded[:, o:o + self.n, o:o + self.n] = imgs[s:s + chunk]
+            vals = band.take(image_ft(padded))
+            if shifts_px is not None:
+                vals *= shift_phases(band, np.asarray(shifts_px, np.float64)[s:s + chunk])
+            if ctf is None:
+                w2 = np.ones(vals.shape, np.float32)
+            else:
+                c = np.asarray(ctf, np.float32)
+                c = band.take(c if c.ndim == 2 else c[s:s + chunk])
+                vals = vals * c
+                w2 = np.ascontiguousarray(np.broadcast_to(c * c, vals.shape), np.float32)
+            insert_slices(self.data, self.weight, rots[s:s + chunk], band.kx, band.ky, 1.0,
+                          np.ascontiguousarray(vals, np.complex64), w2)
+        self.count += rots.shape[0]
+
+    def add(self, other: Reconstructor) -> None:
+        """Accumulate another reconstructor (e.g. two half sets → full set) into this one."""
+        self.data += other.data
+        self.weight += other.weight
+        self.count += other.count
+
+    def shell_index(self) -> np.ndarray:
+        """Radius (in units of the unpadded Fourier pixel, rounded) of every voxel of the padded grid."""
+        nn = self.data.shape[0]
+        k = (np.arange(nn) - nn // 2) / self.pad
+        r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+        return np.rint(r).astype(np.int32)
+
+    def reconstruct(self, tau: float | np.ndarray = 1e-3, filt: np.ndarray | None = None) -> np.ndarray:
+        """The map [z, y, x] (float32, n³) from the accumulated slices.
+
+        Parameters
+        ----------
+        tau
+            Wiener regulariser added to the weights: a scalar fraction of each shell's mean weight, or an
+            array per shell (index = radius in Fourier pixels) of fractions of the shell's mean weight.
+        filt
+            Optional per-shell multiplier (e.g. FSC weighting) applied to the transform.
+        """
+        nn = self.data.shape[0]
+        n = self.n
+        shells = self.shell_index()
+        nsh = int(shells.max()) + 1
+        wsum = np.bincount(shells.ravel(), weights=self.weight.ravel(), minlength=nsh)
+        cnt = np.bincount(shells.ravel(), minlength=nsh)
+        wmean = wsum / np.maximum(cnt, 1)
+        taus = np.broadcast_to(np.asarray(tau, np.float64), (nsh,)) if np.ndim(tau) == 0 else np.asarray(tau)
+        taus = np.concatenate([taus, np.full(max(0, nsh - taus.size), taus[-1] if taus.size else 1.0)])[:nsh]
+        reg = (taus * wmean).astype(np.float32)[shells]
+        ft = self.data / np.maximum(self.weight + reg, 1e-30)
+        r_nyq = n // 2
+        ft[shells > r_nyq] = 0
+        if filt is not None:
+            f = np.concatenate([np.asarray(filt, np.float64), np.zeros(max(0, nsh - len(filt)))])[:nsh]
+            ft *= f.astype(np.float32)[shells]
+        big = scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(ft), workers=-1)).real.astype(np.float32)
+        o = nn // 2 - n // 2
+        # image transforms are the padded 3D transform on the slice (no rescaling): ifftn inverts exactly
+        return (big[o:o + n, o:o + n, o:o + n] / _gridding_correction(n, nn)).astype(np.float32)
