@@ -15,6 +15,9 @@ import numpy as np
 
 from simulator.errors import TumblebenchError
 
+#: Header label written instead of mrcfile's time-stamped one, so that the same data give the same bytes.
+_LABEL = b"Created by tumblebench (mrcfile)"
+
 
 def write_volume(path: str | Path, volume: np.ndarray, voxel_size: float) -> None:
     """Write a 3D float32 volume [z, y, x] with voxel size ``voxel_size`` (Å)."""
@@ -26,6 +29,7 @@ def write_volume(path: str | Path, volume: np.ndarray, voxel_size: float) -> Non
     with mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(vol)
         mrc.voxel_size = float(voxel_size)
+        mrc.header.label[0] = _LABEL
     os.replace(tmp, path)
 
 
@@ -82,6 +86,7 @@ class MrcStackWriter:
         )
         self._mrc.set_image_stack()
         self._mrc.voxel_size = float(pixel_size)
+        self._mrc.header.label[0] = _LABEL
         self.data = self._mrc.data
 
     def write(self, start: int, frames: np.ndarray) -> None:
