@@ -90,7 +90,11 @@ _DEFAULT_SHAPE = ShapeSpec(kind="truncated-octahedron", ase_parameters=(9, 3))
 
 @dataclass(frozen=True)
 class NanocrystalSpec:
-    """Everything that defines a built nanocrystal (defaults: the default demo particle of DESIGN.md).
+    """Everything that defines a built nanocrystal.
+
+    The defaults are a ~2.5 nm Pt truncated octahedron (405 atoms) without defects, +1.74 % uniform expansion
+    plus a +0.5 % surface shell, and the default mobile surface; the ``default`` preset adds one twin plane
+    (the default demo particle of DESIGN.md).
 
     Attributes
     ----------
@@ -108,7 +112,7 @@ class NanocrystalSpec:
     element: str = "Pt"
     lattice_constant_A: float | None = None
     shape: ShapeSpec = _DEFAULT_SHAPE
-    defects: DefectSpec = field(default_factory=lambda: DefectSpec(twin_planes=(1,)))
+    defects: DefectSpec = field(default_factory=DefectSpec)
     strain: StrainSpec = field(default_factory=lambda: StrainSpec(uniform=0.0174, shell=0.005))
     mobility: MobilitySpec = field(default_factory=MobilitySpec)
 
@@ -243,7 +247,7 @@ def _table1_spec(k: int) -> NanocrystalSpec:
 def preset_spec(name: str) -> NanocrystalSpec:
     """The spec of preset ``name`` (one of :data:`PRESETS`)."""
     if name == "default":
-        return NanocrystalSpec()
+        return NanocrystalSpec(name="default", defects=DefectSpec(twin_planes=(1,)))
     if name == "cuboctahedron":
         return NanocrystalSpec(name=name, shape=ShapeSpec(kind="cuboctahedron", n_atoms=561), defects=DefectSpec())
     if name == "octahedron":
