@@ -1,0 +1,204 @@
+"""Denoising by correlation with one simulated atom, and the automatic particle envelope.
+
+Seed 004 replaces the map M by C, the correlation of M with the density of a single simulated atom of the
+particle's element. The atom's Fourier transform is known exactly (the five-Gaussian scattering factor times
+its Debye–Waller factor), so C is computed as one product in Fourier space, band-limited like the map.
+
+The envelope replaces SINGLE's automatic spherical mask (which collapses at low SNR): the map is low-passed
+with a Gaussian of a few Å, which averages the noise away while keeping the particle's mean density, then
+thresholded by Otsu's method; the largest connected blob, with its holes filled and dilated by a few Å, is
+the particle. The contrast of that blob over the low-passed background also tells whether the map holds a
+particle at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+from simulator.errors import TumblebenchError
+from simulator.scattering import gaussian_coefficients
+
+
+def check_map(volume: np.ndarray, voxel_size: float, where: str = "map") -> np.ndarray:
+    """Validate a map and return it as float32 with its median (the solvent level) subtracted.
+
+    Parameters
+    ----------
+    volume
+        3D array [z, y, x].
+    voxel_size
+        Voxel edge in Å.
+    where
+        Name used in error messages (the file name).
+
+    Raises
+    ------
+    TumblebenchError
+        Not 3D, smaller than 16 voxels along an axis, NaN/inf values, constant, or a voxel size outside
+        [0.05, 2] Å (atoms cannot be resolved at coarser sampling).
+    """
+    vol = np.asarray(volume)
+    if vol.ndim != 3:
+        raise TumblebenchError(f"{where}: expected a 3D map, got shape {vol.shape}")
+    if min(vol.shape) < 16:
+        raise TumblebenchError(f"{where}: map shape {vol.shape} is too small; need at least 16 voxels per axis")
+    if not np.all(np.isfinite(vol)):
+        raise TumblebenchError(f"{where}: map holds NaN or infinite values")
+    if not (np.isfinite(voxel_size) and 0.05 <= voxel_size <= 2.0):
+        raise TumblebenchError(
+            f"{where}: voxel size {voxel_size} Å is outside [0.05, 2] Å; atoms cannot be resolved (wrong header?)"
+        )
+    vol = vol.astype(np.float32)
+    med = np.median(vol)
+    if float(vol.max() - vol.min()) <= 0:
+        raise TumblebenchError(f"{where}: map is constant; no atoms to find")
+    return vol - med
+
+
+def frequency_squared(shape: tuple[int, int, int], voxel_size: float) -> np.ndarray:
+    """|q|² (Å⁻²) on the rfftn grid of ``shape`` (q = 1/d, cycles per Å)."""
+    fz = scipy.fft.fftfreq(shape[0], d=voxel_size)[:, None, None]
+    fy = scipy.fft.fftfreq(shape[1], d=voxel_size)[None, :, None]
+    fx = scipy.fft.rfftfreq(shape[2], d=voxel_size)[None, None, :]
+    return (fz**2 + fy**2 + fx**2).astype(np.float32)
+
+
+def atom_transfer(element: str, q2: np.ndarray, u_iso: float, resolution: float | None) -> np.ndarray:
+    """Normalised Fourier transform of one atom of ``element`` with isotropic displacement ``u_iso``.
+
+    f(s)·exp(−2π²U q²) / f(0) with s = q/2 (Peng five-Gaussian fit), zero beyond 1/``resolution``.
+
+    Parameters
+    ----------
+    element
+        Chemical symbol.
+    q2
+        Squared spatial frequency (Å⁻²).
+    u_iso
+        Mean-square displacement along one axis (Å²).
+    resolution
+        Band limit in Å (None: none).
+    """
+    a, b = gaussian_coefficients(element)
+    out = np.zeros_like(q2, dtype=np.float32)
+    for ai, bi in zip(a, b, strict=True):
+        out += np.float32(ai) * np.exp(-(bi / 4.0 + 2 * np.pi**2 * u_iso) * q2).astype(np.float32)
+    out /= np.float32(a.sum())
+    if resolution is not None:
+        out[q2 > 1.0 / resolution**2] = 0.0
+    return out
+
+
+@dataclass
+class Prepared:
+    """A map with its Fourier transform and the derived maps of the stage.
+
+    Attributes
+    ----------
+    raw
+        The map M minus its median, float32 [z, y, x].
+    denoised
+        C: M correlated with one simulated atom (same units as M: the template sums to 1).
+    envelope
+        Boolean particle envelope (dilated), or all True without a mask.
+    envelope_zscore
+        Contrast of the particle blob over the low-passed background, in background standard deviations.
+    """
+
+    raw: np.ndarray
+    denoised: np.ndarray
+    envelope: np.ndarray
+    envelope_zscore: float
+
+
+def denoise(raw: np.ndarray, voxel_size: float, element: str, template_u: float, resolution: float | None,
+            ft: np.ndarray | None = None) -> np.ndarray:
+    """Seed 004's denoising: correlation of the map with one simulated atom (float32, same shape)."""
+    if ft is None:
+        ft = scipy.fft.rfftn(raw, workers=-1)
+    q2 = frequency_squared(raw.shape, voxel_size)
+    t = atom_transfer(element, q2, template_u, resolution)
+    return scipy.fft.irfftn(ft * t, s=raw.shape, workers=-1).astype(np.float32)
+
+
+def envelope_mask(raw: np.ndarray, voxel_size: float, sigma_A: float, dilate_A: float,
+                  ft: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Automatic particle envelope and its contrast z-score.
+
+    Parameters
+    ----------
+    raw
+        Map minus its solvent level.
+    voxel_size
+        Voxel edge in Å.
+    sigma_A
+        Gaussian low-pass σ (Å).
+    dilate_A
+        Dilation of the blob (Å).
+    ft
+        rfftn of ``raw`` if already computed.
+
+    Returns
+    -------
+    mask, zscore
+        Boolean mask [z, y, x]; (median inside the blob − median outside the mask) / robust σ outside.
+    """
+    if ft is None:
+        ft = scipy.fft.rfftn(raw, workers=-1)
+    q2 = frequency_squared(raw.shape, voxel_size)
+    low = scipy.fft.irfftn(ft * np.exp(-2 * np.pi**2 * sigma_A**2 * q2), s=raw.shape, workers=-1)
+    t = threshold_otsu(low)
+    blob = low > t
+    lab, n = ndimage.label(blob)
+    if n == 0:
+        return np.ones(raw.shape, bool), 0.0
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    blob = lab == int(np.argmax(sizes))
+    blob = ndimage.binary_fill_holes(blob)
+    dist = ndimage.distance_transform_edt(~blob, sampling=voxel_size)
+    mask = dist <= dilate_A
+    outside = low[dist > dilate_A + 2 * sigma_A]
+    if outside.size < 100:
+        outside = low[~mask]
+    if outside.size < 100:
+        raise TumblebenchError("the particle fills the whole box; need solvent around it to find its envelope")
+    med_out = np.median(outside)
+    sd_out = 1.4826 * np.median(np.abs(outside - med_out))
+    contrast = float(np.median(low[blob]) - med_out)
+    z = contrast / sd_out if sd_out > 0 else float("inf")
+    return mask, z
+
+
+def sphere_mask(shape: tuple[int, int, int], voxel_size: float, diameter_A: float) -> np.ndarray:
+    """Sphere of ``diameter_A`` centred at voxel (n//2, n//2, n//2)."""
+    grids = np.ogrid[tuple(slice(0, s) for s in shape)]
+    r2 = sum(((g - s // 2) * voxel_size) ** 2 for g, s in zip(grids, shape, strict=True))
+    return r2 <= (diameter_A / 2) ** 2
+
+
+def estimate_band_limit(ft: np.ndarray, shape: tuple[int, int, int], voxel_size: float) -> float:
+    """Resolution (Å) beyond which the map holds no power (its low-pass band limit), else Nyquist.
+
+    The spherically averaged power spectrum of a band-limited map drops by many orders of magnitude at the
+    band edge; the edge is the last shell whose power exceeds 10⁻⁶ of the median power of the inner half.
+    """
+    q2 = frequency_squared(shape, voxel_size)
+    dq = 1.0 / (max(shape) * voxel_size)
+    shell = np.rint(np.sqrt(q2) / dq).astype(np.int64).ravel()
+    power = np.abs(ft).astype(np.float64).ravel() ** 2
+    p = np.bincount(shell, power) / np.maximum(np.bincount(shell), 1)
+    nyq_shell = round(0.5 / voxel_size / dq)
+    p = p[: nyq_shell + 1]
+    inner = p[1 : max(2, nyq_shell // 2)]
+    ref = float(np.median(inner)) if inner.size else float(p.max())
+    live = np.nonzero(p > 1e-6 * ref)[0]
+    last = int(live.max()) if live.size else nyq_shell
+    if last >= nyq_shell - 1:
+        return 2.0 * voxel_size
+    return float(1.0 / ((last + 0.5) * dq))
