@@ -1,0 +1,49 @@
+"""Numba kernels of the Fourier-space projected potential (see :mod:`simulator.potential`)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def phase_factors(coord: np.ndarray, damp_b: np.ndarray, coef: np.ndarray, k: np.ndarray, dq: float,
+                  out: np.ndarray) -> None:
+    """out[m, i] = coef[m] · exp(−damp_b[m]·q²/4) · exp(−2πi·q·coord[m]) with q = k[i]·dq, in place.
+
+    One factor of the separable 2D Fourier transform of a Gaussian (or delta, damp_b = 0) atom: the 2D
+    transform is the outer product of an x factor and a y factor, so a slice's transform is one matrix
+    product (serial: the work per call is small and threads cost more than they save).
+    ``coord`` in Å, ``dq`` in Å⁻¹, ``damp_b`` in Å², ``k`` integer frequency indices (may be
+    negative). The phasors and Gaussian factors of q = 0, dq, 2dq, ... are built by exact recurrences
+    (z^{n+1} = z^n·z; g_{n+1} = g_n·r^{2n+1}) in float64, so each row costs multiplications only.
+    """
+    m_rows = coord.shape[0]
+    nq = k.shape[0]
+    kmax = 0
+    for i in range(nq):
+        kmax = max(kmax, abs(k[i]))
+    two_pi = 2.0 * np.pi
+    for m in range(m_rows):
+        zr = np.cos(two_pi * dq * coord[m])
+        zi = -np.sin(two_pi * dq * coord[m])
+        r = np.exp(-0.25 * damp_b[m] * dq * dq)
+        r2 = r * r
+        pr = np.empty(kmax + 1)
+        pim = np.empty(kmax + 1)
+        cr = 1.0
+        ci = 0.0
+        g = coef[m]
+        step = r
+        for n in range(kmax + 1):
+            pr[n] = cr * g
+            pim[n] = ci * g
+            cr, ci = cr * zr - ci * zi, cr * zi + ci * zr
+            g *= step
+            step *= r2
+        for i in range(nq):
+            kk = k[i]
+            if kk >= 0:
+                out[m, i] = np.complex64(complex(pr[kk], pim[kk]))
+            else:
+                out[m, i] = np.complex64(complex(pr[-kk], -pim[-kk]))

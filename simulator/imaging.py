@@ -1,0 +1,387 @@
+"""Per-frame image formation: particle (multislice / phase object / linear projection) + liquid cell + optics.
+
+Pipeline of :meth:`Imager.intensity` for one exposure
+-----------------------------------------------------
+1. **Window.** The particle is imaged on a periodic window around it (not the whole field): a square of
+   ``W`` detector pixels (W·p ≥ particle span + 2·``window_margin_A``), aligned to the detector grid, sampled
+   internally ``oversampling`` times finer. Outside the window the particle's exit wave is the unit
+   plane wave, so nothing is lost as long as the margin covers the potential tails and the lens'
+   delocalisation (a few Å for an aberration-corrected lens).
+2. **Potential.** Per sub-step and slice of thickness ``slice_thickness_A``: the exact band-limited projected
+   potential (:mod:`simulator.potential`; erf slice integrals of every Gaussian with ``slicing="exact"``).
+3. **Exit wave.** ``multislice``: band-limited (|q| ≤ ``bandlimit_fraction`` × internal Nyquist) multislice
+   through all slices (:mod:`simulator.multislice`); ``phase-object``: one transmission function of the
+   whole projected potential; both referred back to the plane z = 0 by folding the exit-plane height into
+   the defocus. ``projection``: no wave at all, I = 1 + σ·v_z (the linear model of reconstructions).
+4. **Lens.** The wave transfer function of :mod:`simulator.optics` (RELION sign convention; defocus =
+   ``optics.defocus_A`` + ``defocus_offset_A`` + exit-plane height; aperture; partial-coherence envelopes
+   in the quasi-coherent approximation) and |ψ|², averaged over the sub-steps (motion blur as in a real
+   exposure).
+5. **Detector sampling.** The window intensity is Fourier-cropped to the detector pixel (the way
+   super-resolution counting frames are binned) and band-limited to |q| ≤ 1/``band_limit_A``; its
+   difference from 1 is added to the frame.
+6. **Liquid cell** (:mod:`simulator.liquid_cell`), full field, detector sampling: the two graphene sheets
+   (at heights ∓t/2, so with their own defocus) and the water layer (mid-plane) are weak phase objects;
+   their image is ψ_bg = 1 + Σ_L F⁻¹[H_L·F[t_L − 1]] (first order in the layers' scattering, exact within
+   a layer), I_bg = |ψ_bg|². **Approximation:** the particle and cell contributions add,
+   I_el = I_bg + (I_particle − 1); the cross terms between the particle's scattering and the cell's weak
+   scattering are neglected. Then the attenuation: I = T·(E·I_el + (1 − E)) with E = exp(−t/Λ_in) the
+   elastic fraction and T = exp(−t/Λ_abs) the transmitted fraction. In ``projection`` mode the cell's
+   projected potential is added linearly instead.
+
+Coordinates (:mod:`simulator.orientation`): positions (S, N, 3) in Å in the lab frame, x and y relative to
+the field centre (pixel (ny//2, nx//2)), z along the beam (downstream positive) relative to the particle's
+reference height; image [row = y, col = x].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import scipy.fft
+from threadpoolctl import threadpool_limits
+
+from simulator import multislice as ms
+from simulator.errors import TumblebenchError, require
+from simulator.liquid_cell import LiquidCellConfig, attenuation, graphene_potential, water_potential
+from simulator.optics import OpticsConfig, aberration_phase, aperture, envelopes, frequency_grid
+from simulator.potential import FourierGrid, slice_potential_coefficients
+from simulator.scattering import GAUSSIAN_TABLES, TABLES, available, gaussian_coefficients
+
+MODES = ("multislice", "phase-object", "projection")
+
+
+@dataclass(frozen=True)
+class ImagingConfig:
+    """How a frame is formed from atoms (defaults: realistic for 2–3 nm Pt at 300 kV, 0.358 Å pixels).
+
+    Attributes
+    ----------
+    mode
+        ``"multislice"`` (dynamical scattering; default), ``"phase-object"`` (single slice) or
+        ``"projection"`` (1 + σ·v_z, linear, no lens).
+    optics
+        Lens parameters (:class:`simulator.optics.OpticsConfig`).
+    table
+        Scattering-factor parametrisation: ``peng`` (default), ``peng6``, ``kirkland``, ``lobato``.
+    slicing
+        ``"exact"`` erf slice integrals (Gaussian tables) or ``"centre"`` (whole atom in its slice).
+    slice_thickness_A
+        Multislice slice thickness, Å.
+    oversampling
+        Internal sampling = pixel size / oversampling (W·oversampling must be an integer).
+    bandlimit_fraction
+        Multislice band limit as a fraction of the internal Nyquist frequency (2/3 avoids aliasing).
+    band_limit_A
+        Requested finest resolution of the image (Å); 0 = automatic (the detector's Nyquist, the aperture
+        or the multislice band limit, whichever is coarser, times a 2 % guard).
+    window_margin_A
+        Margin around the particle's span in the imaging window, Å.
+    envelopes
+        Apply the partial-coherence envelopes.
+    liquid_cell
+        Graphene liquid cell (:class:`simulator.liquid_cell.LiquidCellConfig`).
+    """
+
+    mode: Literal["multislice", "phase-object", "projection"] = "multislice"
+    optics: OpticsConfig = field(default_factory=OpticsConfig)
+    table: str = "peng"
+    slicing: Literal["exact", "centre"] = "exact"
+    slice_thickness_A: float = 2.0
+    oversampling: float = 1.5
+    bandlimit_fraction: float = 2.0 / 3.0
+    band_limit_A: float = 0.0
+    window_margin_A: float = 6.0
+    envelopes: bool = True
+    liquid_cell: LiquidCellConfig = field(default_factory=LiquidCellConfig)
+
+    def validate(self) -> None:
+        """Raise :class:`TumblebenchError` naming the field when a value is out of range."""
+        require(self.mode in MODES, f"imaging.mode = {self.mode!r}; expected one of {', '.join(MODES)}")
+        require(self.table in TABLES, f"imaging.table = {self.table!r}; expected one of {', '.join(TABLES)}")
+        require(self.slicing in ("exact", "centre"), f"imaging.slicing = {self.slicing!r}; expected exact|centre")
+        require(not (self.slicing == "exact" and self.table not in GAUSSIAN_TABLES),
+                f"imaging.slicing = 'exact' needs a Gaussian table ({', '.join(GAUSSIAN_TABLES)}), "
+                f"got table = {self.table!r}; use slicing = 'centre'")
+        require(0.2 <= self.slice_thickness_A <= 20,
+                f"imaging.slice_thickness_A = {self.slice_thickness_A} Å is outside [0.2, 20]")
+        require(1.0 <= self.oversampling <= 8, f"imaging.oversampling = {self.oversampling} is outside [1, 8]")
+        require(0.1 <= self.bandlimit_fraction <= 1.0,
+                f"imaging.bandlimit_fraction = {self.bandlimit_fraction} is outside [0.1, 1]")
+        require(self.band_limit_A >= 0, f"imaging.band_limit_A = {self.band_limit_A} must be ≥ 0 (0 = automatic)")
+        require(self.window_margin_A >= 0, f"imaging.window_margin_A = {self.window_margin_A} must be ≥ 0")
+        self.optics.validate()
+        self.liquid_cell.validate()
+
+
+def _smooth(n: int) -> bool:
+    for p in (2, 3, 5):
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+class _Window:
+    """Frame-independent arrays of one window size (internal grid, propagator, crop indices)."""
+
+    def __init__(self, imager: Imager, w_det: int, dz: float):
+        self.w_det = w_det
+        self.w_int = round(w_det * imager.oversampling)
+        self.p_int = imager.pixel_size / imager.oversampling
+        shape = (self.w_int, self.w_int)
+        self.q_ms = imager.config.bandlimit_fraction / (2 * self.p_int)
+        self.grid = FourierGrid(shape, self.p_int, self.q_ms)
+        self.mask = ms.band_mask(shape, self.p_int, self.q_ms)
+        self.prop = ms.propagator(shape, self.p_int, imager.wavelength, dz, self.q_ms)
+        qy, qx = frequency_grid(shape, self.p_int)
+        self.qy, self.qx = qy, qx
+        self.lens_static = aperture(qy, qx, imager.optics) * self.mask
+        # detector-window grid for the crop / projection mode
+        self.det = FourierGrid((w_det, w_det), imager.pixel_size, imager.band_q)
+        self.crop_iy = self.det.ky % self.w_int
+        self.crop_ix = self.det.kx
+
+
+class Imager:
+    """Forms noise-free frames of atoms in a graphene liquid cell (see the module docstring).
+
+    Parameters
+    ----------
+    config
+        Imaging configuration.
+    shape_yx
+        Frame shape (ny, nx), detector pixels.
+    pixel_size_A
+        Detector pixel size at the specimen, Å.
+
+    Attributes
+    ----------
+    band_limit_A
+        The finest resolution (Å) the frames carry: every mode's image is band-limited at 1/band_limit_A.
+    """
+
+    def __init__(self, config: ImagingConfig, shape_yx: tuple[int, int], pixel_size_A: float):
+        config.validate()
+        require(pixel_size_A > 0, f"pixel size must be > 0 Å, got {pixel_size_A}")
+        require(len(shape_yx) == 2 and min(shape_yx) >= 8, f"frame shape {shape_yx} must be 2D with edges ≥ 8")
+        self.config = config
+        self.optics = config.optics
+        self.shape = (int(shape_yx[0]), int(shape_yx[1]))
+        self.pixel_size = float(pixel_size_A)
+        self.oversampling = float(config.oversampling)
+        self.wavelength = self.optics.wavelength_A
+        self.sigma = self.optics.sigma
+        q_det = 1.0 / (2 * self.pixel_size)
+        q_ms = config.bandlimit_fraction * self.oversampling / (2 * self.pixel_size)
+        q_auto = 0.98 * min(q_det, q_ms, self.optics.aperture_frequency)
+        if config.band_limit_A > 0:
+            q_req = 1.0 / config.band_limit_A
+            if q_req > q_det or (config.mode != "projection" and q_req > q_ms):
+                raise TumblebenchError(
+                    f"imaging.band_limit_A = {config.band_limit_A} Å is finer than the sampling allows: pixel "
+                    f"{self.pixel_size} Å (Nyquist {1 / q_det:.3f} Å) with oversampling {self.oversampling} "
+                    f"(multislice band limit {1 / q_ms:.3f} Å); use a smaller pixel or a coarser band limit"
+                )
+            self.band_q = q_req
+        else:
+            self.band_q = q_auto if config.mode != "projection" else 0.98 * min(q_det, q_ms)
+        self.band_limit_A = 1.0 / self.band_q
+        self._windows: dict[tuple[int, float], _Window] = {}
+        self._bg_cache: dict[str, np.ndarray] = {}
+        qy, qx = frequency_grid(self.shape, self.pixel_size)
+        self._fqy, self._fqx = qy, qx
+        self._field_band = ((qx**2 + qy**2) <= self.band_q**2)
+        self._pad = 0.0
+        if config.slicing == "exact":
+            bmax = max(gaussian_coefficients(el, config.table)[1].max() for el in available(config.table))
+            self._pad = 3.5 * np.sqrt(bmax / (8 * np.pi**2))
+
+    # ------------------------------------------------------------------ helpers
+    def _window(self, span_A: float) -> _Window:
+        need = span_A + 2 * self.config.window_margin_A
+        w = max(16, int(np.ceil(need / self.pixel_size)))
+        w += w % 2
+        while not (abs(w * self.oversampling - round(w * self.oversampling)) < 1e-9
+                   and _smooth(round(w * self.oversampling)) and _smooth(w)):
+            w += 2
+        if w > min(self.shape) + 64:
+            raise TumblebenchError(
+                f"the particle (span {span_A:.1f} Å plus margins) does not fit the {self.shape[1]}×{self.shape[0]}"
+                f" px field of {self.shape[1] * self.pixel_size:.1f} Å; enlarge the field"
+            )
+        key = (w, self.config.slice_thickness_A)
+        if key not in self._windows:
+            self._windows[key] = _Window(self, w, self.config.slice_thickness_A)
+        return self._windows[key]
+
+    def _lens(self, win: _Window, defocus: float) -> np.ndarray:
+        h = np.exp(1j * aberration_phase(win.qy, win.qx, self.optics, defocus)) * win.lens_static
+        if self.config.envelopes:
+            h = h * envelopes(win.qy, win.qx, self.optics, defocus)
+        return h.astype(np.complex64)
+
+    def _check_inputs(self, positions: np.ndarray, symbols: str | Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        pos = np.asarray(positions, dtype=np.float64)
+        if pos.ndim == 2:
+            pos = pos[None]
+        if pos.ndim != 3 or pos.shape[-1] != 3:
+            raise TumblebenchError(f"positions must be (S, N, 3) or (N, 3) Å, got shape {np.shape(positions)}")
+        if not np.all(np.isfinite(pos)):
+            raise TumblebenchError("positions contain non-finite values")
+        n = pos.shape[1]
+        syms = [symbols] * n if isinstance(symbols, str) else [str(s) for s in symbols]
+        if len(syms) != n:
+            raise TumblebenchError(f"got {len(syms)} element symbols for {n} atoms")
+        known = set(available(self.config.table))
+        unknown = sorted(set(syms) - known)
+        if unknown:
+            raise TumblebenchError(
+                f"element(s) {', '.join(unknown)} have no {self.config.table} scattering factors; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return pos, syms
+
+    # ------------------------------------------------------------------ particle
+    def particle_window(self, positions: np.ndarray, symbols: str | Sequence[str], defocus_offset_A: float = 0.0
+                        ) -> tuple[np.ndarray, tuple[int, int]]:
+        """Sub-step-averaged particle image on its detector-grid window (vacuum = 1).
+
+        Returns
+        -------
+        image, (row0, col0)
+            (W, W) float64 intensity and the frame pixel of the window's corner (may lie outside the field).
+        """
+        pos, syms = self._check_inputs(positions, symbols)
+        s_count, n = pos.shape[:2]
+        ny, nx = self.shape
+        p = self.pixel_size
+        if n == 0:
+            return np.ones((16, 16)), (ny // 2 - 8, nx // 2 - 8)
+        cxy = pos[..., :2].reshape(-1, 2).mean(axis=0)
+        span = 2 * np.sqrt(((pos[..., :2] - cxy) ** 2).sum(-1)).max()
+        win = self._window(span)
+        w = win.w_det
+        col0 = int(np.round(cxy[0] / p + nx // 2)) - w // 2
+        row0 = int(np.round(cxy[1] / p + ny // 2)) - w // 2
+        local = pos.copy()
+        local[..., 0] -= (col0 - nx // 2) * p
+        local[..., 1] -= (row0 - ny // 2) * p
+        mode = self.config.mode
+        cfg = self.config
+        with threadpool_limits(limits=1, user_api="blas"):
+            if mode == "projection":
+                flat = local.reshape(-1, 3)
+                coeffs = slice_potential_coefficients(flat, np.tile(np.asarray(syms, dtype=object), s_count),
+                                                      win.det, None, weights=np.full(flat.shape[0], 1.0 / s_count),
+                                                      table=cfg.table, slicing="centre")
+                v = win.det.to_real(coeffs)[0].astype(np.float64)
+                return 1.0 + self.sigma * v, (row0, col0)
+            if mode == "phase-object":
+                coeffs = np.stack([slice_potential_coefficients(local[s], syms, win.grid, None, table=cfg.table,
+                                                                slicing="centre" if cfg.table not in GAUSSIAN_TABLES
+                                                                else cfg.slicing)[0]
+                                   for s in range(s_count)])
+                t = ms.transmission(win.grid.to_real(coeffs), self.sigma, win.mask)
+                psi_q = scipy.fft.fft2(t, workers=-1)
+                z_exit = 0.0
+            else:
+                dz = cfg.slice_thickness_A
+                z = local[..., 2]
+                z0 = np.floor((z.min() - self._pad) / dz) * dz
+                n_sl = max(1, int(np.ceil((z.max() + self._pad - z0) / dz)))
+                edges = z0 + dz * np.arange(n_sl + 1)
+                coeffs = np.stack([slice_potential_coefficients(local[s], syms, win.grid, edges, table=cfg.table,
+                                                                slicing=cfg.slicing) for s in range(s_count)])
+                v = win.grid.to_real(coeffs.reshape(-1, *coeffs.shape[2:]))
+                t = ms.transmission(v, self.sigma, win.mask).reshape(s_count, n_sl, win.w_int, win.w_int)
+                psi_q = ms.multislice(t, win.prop)
+                z_exit = float(edges[-1])
+            h = self._lens(win, self.optics.defocus_A + defocus_offset_A + z_exit)
+            psi = scipy.fft.ifft2(psi_q * h, workers=-1)
+            inten = (psi.real**2 + psi.imag**2).mean(axis=0)
+            ft = scipy.fft.rfft2(inten, workers=-1)
+            crop = ft[win.crop_iy[:, None], win.crop_ix[None, :]] * win.det.mask
+            crop *= (w * w) / float(win.w_int * win.w_int)
+            img = scipy.fft.irfft2(win.det.scatter(crop), s=(w, w), workers=-1).astype(np.float64)
+        return img, (row0, col0)
+
+    # ------------------------------------------------------------------ liquid cell
+    def _graphene(self, which: int) -> np.ndarray:
+        key = f"graphene{which}"
+        if key not in self._bg_cache:
+            lc = self.config.liquid_cell
+            self._bg_cache[key] = graphene_potential(self.shape, self.pixel_size, lc.graphene_angles_deg[which],
+                                                     self.band_q, self.config.table)
+        return self._bg_cache[key]
+
+    def background(self, liquid_thickness_A: float, rng: np.random.Generator | None) -> np.ndarray:
+        """The liquid cell's contribution over the full field: I_bg − 1 (lens modes) or σ·v (projection)."""
+        lc = self.config.liquid_cell
+        if not lc.enabled:
+            return np.zeros(self.shape)
+        t = max(float(liquid_thickness_A), 0.0)
+        layers: list[tuple[np.ndarray, float]] = []
+        if lc.graphene:
+            layers.append((self._graphene(0), -t / 2))
+            layers.append((self._graphene(1), +t / 2))
+        if lc.water and t > 0 and lc.amorphous_scale > 0:
+            gen = rng if rng is not None else np.random.default_rng(0)
+            vw = water_potential(self.shape, self.pixel_size, t, self.band_q, gen, lc.water_density_per_A3,
+                                 self.config.table)
+            layers.append((lc.amorphous_scale * vw, 0.0))
+        if not layers:
+            return np.zeros(self.shape)
+        if self.config.mode == "projection":
+            return self.sigma * sum(v.astype(np.float64) for v, _ in layers)
+        total = np.zeros(self.shape, dtype=np.complex128)
+        for v, z in layers:
+            df = self.optics.defocus_A + z
+            h = np.exp(1j * aberration_phase(self._fqy, self._fqx, self.optics, df)) * self._field_band
+            h = h * aperture(self._fqy, self._fqx, self.optics)
+            if self.config.envelopes:
+                h = h * envelopes(self._fqy, self._fqx, self.optics, df)
+            total += h * scipy.fft.fft2(np.exp(1j * self.sigma * v.astype(np.float64)) - 1.0, workers=-1)
+        psi = 1.0 + scipy.fft.ifft2(total, workers=-1)
+        return np.abs(psi) ** 2 - 1.0
+
+    # ------------------------------------------------------------------ public
+    def intensity(self, positions: np.ndarray, symbols: str | Sequence[str], defocus_offset_A: float = 0.0,
+                  liquid_thickness_A: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Noise-free frame intensity (vacuum = 1) of atoms at S motion sub-steps of one exposure.
+
+        Parameters
+        ----------
+        positions
+            (S, N, 3) (or (N, 3)) lab-frame positions in Å: x, y relative to the field centre (pixel
+            (ny//2, nx//2)), z along the beam relative to the particle's reference height.
+        symbols
+            One element symbol or N symbols.
+        defocus_offset_A
+            Added to ``optics.defocus_A`` for the particle (its height; underfocus positive), Å.
+        liquid_thickness_A
+            Liquid layer thickness of this frame, Å.
+        rng
+            Generator for the random water layer (default: a fixed seed).
+
+        Returns
+        -------
+        numpy.ndarray
+            (ny, nx) float64 intensity, averaged over the sub-steps; band-limited at 1/``band_limit_A``.
+        """
+        if not np.isfinite(liquid_thickness_A) or liquid_thickness_A < 0:
+            raise TumblebenchError(f"liquid thickness must be ≥ 0 Å, got {liquid_thickness_A}")
+        img, (r0, c0) = self.particle_window(positions, symbols, defocus_offset_A)
+        frame = 1.0 + self.background(liquid_thickness_A, rng)
+        ny, nx = self.shape
+        w = img.shape[0]
+        rs, re = max(r0, 0), min(r0 + w, ny)
+        cs, ce = max(c0, 0), min(c0 + w, nx)
+        if re > rs and ce > cs:
+            frame[rs:re, cs:ce] += img[rs - r0:re - r0, cs - c0:ce - c0] - 1.0
+        elastic, transmitted = attenuation(liquid_thickness_A, self.config.liquid_cell)
+        if self.config.mode == "projection":
+            return frame * transmitted
+        return transmitted * (elastic * frame + (1.0 - elastic))
