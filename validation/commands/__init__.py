@@ -6,4 +6,6 @@ Each module defines ``add_parser(subparsers) -> None`` which adds its sub-parser
 
 COMMANDS: list[str] = [
     "build",
+    "atoms",
+    "atoms_compare",
 ]
