@@ -274,7 +274,7 @@ def _read_atoms(path: Path) -> ase.Atoms:
         atoms = ase.io.read(path, format=fmt, index=-1)
     except Exception as exc:  # ase raises many types for malformed files
         raise TumblebenchError(f"{path}: cannot read as {fmt} ({type(exc).__name__}: {exc})") from None
-    require(len(atoms) >= 13, f"{path}: expected at least 13 atoms, found {len(atoms)}")
+    require(len(atoms) >= 13, f"{path}: expected a structure of at least 13 atoms, read {len(atoms)}")
     require(bool(np.all(np.isfinite(atoms.positions))), f"{path}: non-finite coordinates")
     return atoms
 

@@ -321,8 +321,8 @@ def build_shape(spec: ShapeSpec, lattice_constant: float, element: str = "Pt") -
     else:
         pos, lattice = _decahedron(spec, a, sym), False
     pos = np.asarray(pos, dtype=np.float64)
-    require(len(pos) >= 13, f"size: the requested {spec.kind} has {len(pos)} atoms; expected at least 13 "
-            "(increase diameter_A or n_atoms)")
+    require(len(pos) >= 13, f"shape.diameter_A/n_atoms: the requested {spec.kind} has {len(pos)} atoms; expected "
+            "at least 13 (increase the size)")
     if lattice:
         origin = pos[0].copy()
         centre = pos.mean(axis=0)

@@ -69,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
         if args.penetration_depth is not None:
             spec = dataclasses.replace(
                 spec, mobility=dataclasses.replace(spec.mobility, penetration_depth_A=args.penetration_depth))
-        nc = build(spec, seed=args.seed)
+        try:
+            nc = build(spec, seed=args.seed)
+        except TumblebenchError as exc:
+            where = str(args.config) if args.config is not None else f"preset {args.preset}"
+            raise TumblebenchError(f"{where}: {exc}") from None
         config = to_dict(spec)
         if args.config is not None:
             inputs["config"] = str(args.config)
