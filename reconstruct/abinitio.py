@@ -22,7 +22,15 @@ import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from reconstruct.projector import Band, Reconstructor, image_ft, prepare_reference, project_band
+from reconstruct.projector import (
+    Band,
+    Reconstructor,
+    image_from_ft,
+    image_ft,
+    prepare_reference,
+    project_band,
+    shift_phases,
+)
 from simulator.errors import require
 
 log = logging.getLogger("tumblebench.reconstruct")
@@ -244,7 +252,8 @@ def best_global_alignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: AbInitioConfig,
-             rng: np.random.Generator, ctf_fn=None, progress=None, monitor=None) -> tuple[np.ndarray, np.ndarray, dict]:
+             rng: np.random.Generator, ctf_fn=None, progress=None, monitor=None,
+             shifts_px: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Poses of every frame and a low-resolution model, from centred particle boxes alone.
 
     Parameters
@@ -263,6 +272,8 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
         Optional callable ``(indices, shape, pixel_size) -> (len(indices), *shape)`` centred CTFs; None: no CTF.
     progress
         Optional callable ``(n_done)`` advanced once per iteration.
+    shifts_px
+        Optional (M, 2) RELION origins (pixels of ``boxes``) that re-centre the boxes (e.g. from tracking).
     monitor
         Optional callable ``(start, resolution_A, subset_indices, subset_poses, score)`` called after every
         iteration (for benchmarking the convergence against a known truth; never needed by the algorithm).
@@ -278,6 +289,10 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
     ps = pixel_size * n / ns
     small = fourier_crop(boxes, ns)
     small -= small.mean(axis=(1, 2), keepdims=True)
+    if shifts_px is not None:
+        full_band = Band.make(ns, r_max=ns)
+        ft = full_band.take(image_ft(small)) * shift_phases(full_band, np.asarray(shifts_px) * ns / n)
+        small = image_from_ft(full_band.put(ft))
     grid = so3_grid(config.grid_size)
     mask = soft_sphere(ns, diameter_A / 2 / ps + config.mask_margin_A / ps, 2.0)
     n_sub = min(config.subset, m)

@@ -1,0 +1,380 @@
+"""``reconstruct_series``: frames.mrcs (+ frames.star) → map.mrc, half maps, poses, FSC, time-resolved maps.
+
+Stages (each its own function and config, see :mod:`reconstruct.config`): input checks → background
+(graphene peaks, bad frames) → tracking (trajectory, boxes) → normalisation → poses (ab initio, or the STAR
+poses in the oracle modes) → refinement → final maps → time-resolved maps. Nothing from ``truth_map.mrc`` is
+read; the STAR poses are read only in the oracle modes ``truth`` and ``truth+noise:DEG``. In ``truth`` mode the
+STAR particle centres are used as well (a pure test of the reconstruction), and no refinement runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.transform import Rotation
+
+from reconstruct.abinitio import abinitio, soft_sphere
+from reconstruct.background import lattice_peak_mask, normalise_boxes, remove_peaks
+from reconstruct.config import ReconstructConfig
+from reconstruct.fsc import resolution_at
+from reconstruct.refine import filtered_map, reconstruct_halves, refine
+from reconstruct.timeresolved import time_resolved_maps
+from reconstruct.tracking import Trajectory, contrast_sign, cut_boxes, estimate_diameter, locate, smooth_trajectory
+from simulator.config import to_dict
+from simulator.errors import TumblebenchError, require
+from simulator.mrc import open_stack, write_volume
+from simulator.orientation import euler_angles, pose_matrix
+from simulator.outputs import atomic_output_dir, write_manifest
+from simulator.star import read_star, write_star
+
+log = logging.getLogger("tumblebench.reconstruct")
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=not enabled, leave=False)
+
+
+def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, manifest: dict | None,
+                rows: np.ndarray) -> Callable | None:
+    """CTF callable ``(indices, shape, pixel_size) -> centred CTFs`` for the usable frames, or None.
+
+    ``projection``-mode series (``tbMode``) have no CTF. The optics come from the series' ``manifest.json``
+    (``config.imaging.optics``) when present, else from the STAR optics table; the defocus of every frame from
+    rlnDefocusU/V/Angle (binned to 1 Å, cached).
+    """
+    if optics_df is None or particles is None:
+        return None
+    mode = str(optics_df["tbMode"].iloc[0]) if "tbMode" in optics_df else "multislice"
+    if mode == "projection":
+        return None
+    from dataclasses import fields, replace
+
+    from simulator.optics import OpticsConfig, ctf_2d
+
+    base = OpticsConfig()
+    try:
+        opt = manifest["config"]["imaging"]["optics"] if manifest else None
+    except (KeyError, TypeError):
+        opt = None
+    if isinstance(opt, dict):
+        names = {f.name for f in fields(OpticsConfig)}
+        base = replace(base, **{k: v for k, v in opt.items() if k in names})
+    else:
+        base = replace(base, voltage_kv=float(optics_df["rlnVoltage"].iloc[0]),
+                       cs_mm=float(optics_df["rlnSphericalAberration"].iloc[0]))
+    q0 = float(optics_df["rlnAmplitudeContrast"].iloc[0]) if "rlnAmplitudeContrast" in optics_df else 0.0
+    du = particles["rlnDefocusU"].to_numpy(float)[rows]
+    dv = particles["rlnDefocusV"].to_numpy(float)[rows]
+    ang = particles["rlnDefocusAngle"].to_numpy(float)[rows] if "rlnDefocusAngle" in particles else 0 * du
+    cache: dict = {}
+
+    def ctf_fn(idx: np.ndarray, shape: tuple[int, int], pixel_size: float) -> np.ndarray:
+        out = np.empty((len(idx), *shape), np.float32)
+        for j, i in enumerate(np.asarray(idx)):
+            key = (round((du[i] + dv[i]) / 2), round(abs(du[i] - dv[i])), round(ang[i]), shape, pixel_size)
+            if key not in cache:
+                o = replace(base, defocus_A=float(key[0]), astigmatism_A=float(key[1]),
+                            astigmatism_angle_deg=float(key[2]))
+                cache[key] = np.fft.fftshift(ctf_2d(shape, pixel_size, o, amplitude_contrast=q0)).astype(np.float32)
+            out[j] = cache[key]
+        return out
+
+    return ctf_fn
+
+
+def _check_inputs(frames_path: Path, star_path: Path | None, config: ReconstructConfig):
+    stack, pixel = open_stack(frames_path)
+    optics = particles = None
+    if star_path is not None:
+        optics, particles = read_star(star_path)
+        require(len(particles) == stack.shape[0],
+                f"{star_path}: data_particles has {len(particles)} rows but {frames_path} has "
+                f"{stack.shape[0]} frames; they must describe the same frames")
+        if "rlnImagePixelSize" in optics:
+            ps_star = float(optics["rlnImagePixelSize"].iloc[0])
+            require(abs(ps_star - pixel) <= 1e-3 * pixel,
+                    f"{star_path}: rlnImagePixelSize = {ps_star} Å but {frames_path} header says {pixel} Å")
+    elif config.poses != "abinitio":
+        raise TumblebenchError(f"--poses {config.poses} needs --star (the true poses are read from it)")
+    require(stack.shape[1] >= config.box and stack.shape[2] >= config.box,
+            f"{frames_path}: frames of {stack.shape[2]}×{stack.shape[1]} px are smaller than the box {config.box}")
+    return stack, pixel, optics, particles
+
+
+def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bad-frame flags (non-finite or constant), the mean frame and the mean power spectrum of good frames."""
+    m = stack.shape[0]
+    bad = np.zeros(m, bool)
+    mean = np.zeros(stack.shape[1:], np.float64)
+    power = np.zeros(stack.shape[1:], np.float64)
+    for s in range(0, m, chunk):
+        fr = np.asarray(stack[s:s + chunk], np.float32)
+        finite = np.isfinite(fr).all(axis=(1, 2))
+        flat = np.zeros(len(fr), bool)
+        flat[finite] = fr[finite].std(axis=(1, 2)) == 0
+        b = ~finite | flat
+        bad[s:s + chunk] = b
+        good = fr[~b]
+        if good.size:
+            mean += good.sum(axis=0)
+            power += (np.abs(np.fft.fft2(good - good.mean(axis=(1, 2), keepdims=True))) ** 2).sum(axis=0)
+        bar.update(len(fr))
+    n_good = max(int((~bad).sum()), 1)
+    return bad, mean / n_good, power / n_good
+
+
+def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, progress: bool
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict]:
+    """Background + tracking stages: returns (boxes, origins_px, usable frame indices, trajectory, box centres,
+    diameter_A, counts)."""
+    m = stack.shape[0]
+    ch = config.tracking.chunk
+    with _bar(m, "frames: statistics", progress) as bar:
+        bad, mean_frame, mean_power = _frame_stats(stack, ch, bar)
+    require(int((~bad).sum()) >= config.min_frames,
+            f"only {int((~bad).sum())} of {m} frames are usable (others all-zero/constant or NaN); "
+            f"at least min_frames = {config.min_frames} are needed")
+    peaks = lattice_peak_mask(mean_power, pixel, config.background) if config.background.remove_graphene else None
+    n_peaks = int(peaks.sum()) if peaks is not None else 0
+    sign, _ = contrast_sign(mean_frame, pixel, config.tracking.lowpass_A)
+    radius_guess = (config.diameter_A / 2 if config.diameter_A > 0 else 10.0) / pixel
+    raw = np.full((m, 2), np.nan)
+    z = np.zeros(m)
+    with _bar(m, "tracking", progress) as bar:
+        for s in range(0, m, ch):
+            fr = np.asarray(stack[s:s + ch], np.float32)
+            fr = np.nan_to_num(fr)
+            if peaks is not None and peaks.any():
+                fr = remove_peaks(fr, peaks)
+            xy, zz = locate(fr, pixel, radius_guess, sign, config.tracking)
+            raw[s:s + ch] = xy
+            z[s:s + ch] = zz
+            bar.update(len(fr))
+    lost = (z < config.tracking.min_peak_z) & ~bad
+    usable = ~bad & ~lost
+    frac_lost = lost.sum() / max((~bad).sum(), 1)
+    require(frac_lost <= config.tracking.max_lost_fraction,
+            f"the tracker lost the particle in {lost.sum()} of {(~bad).sum()} frames "
+            f"({100 * frac_lost:.0f} % > max_lost_fraction = {100 * config.tracking.max_lost_fraction:.0f} %)")
+    require(int(usable.sum()) >= config.min_frames,
+            f"only {int(usable.sum())} usable frames after tracking; min_frames = {config.min_frames}")
+    smooth = smooth_trajectory(raw, usable, config.tracking.smooth_frames)
+    traj = Trajectory(raw=np.where(usable[:, None], raw, np.nan), smooth=smooth, peak_z=z, lost=lost, sign=sign)
+    idx = np.flatnonzero(usable)
+    boxes = np.empty((idx.size, config.box, config.box), np.float32)
+    origins = np.empty((idx.size, 2))
+    with _bar(idx.size, "boxes", progress) as bar:
+        for s in range(0, idx.size, ch):
+            sel = idx[s:s + ch]
+            fr = np.asarray(stack[sel], np.float32)
+            if peaks is not None and peaks.any():
+                fr = remove_peaks(fr, peaks)
+            b, o = cut_boxes(fr, smooth[sel], config.box)
+            boxes[s:s + ch] = b
+            origins[s:s + ch] = o
+            bar.update(len(sel))
+    if config.background.normalise:
+        boxes, bg = normalise_boxes(boxes, 0.42 * config.box)
+        ok = np.isfinite(bg)
+        if not ok.all():
+            idx, boxes, origins = idx[ok], boxes[ok], origins[ok]
+    diameter = config.diameter_A if config.diameter_A > 0 else estimate_diameter(boxes, pixel, sign)
+    diameter = float(np.clip(diameter, 4 * pixel, 0.8 * config.box * pixel))
+    if sign < 0:
+        boxes = -boxes  # the reconstruction is of the particle's contrast; keep its density positive
+    counts = {"frames": m, "bad_frames": int(bad.sum()), "lost_frames": int(lost.sum()),
+              "usable_frames": int(idx.size), "graphene_peak_pixels": n_peaks, "contrast_sign": sign}
+    return boxes, origins, idx, traj, smooth[idx], diameter, counts
+
+
+def _oracle_poses(particles: pd.DataFrame, rows: np.ndarray, spec: str, rng: np.random.Generator) -> np.ndarray:
+    poses = pose_matrix(particles["rlnAngleRot"].to_numpy(float)[rows], particles["rlnAngleTilt"].to_numpy(float)[rows],
+                        particles["rlnAnglePsi"].to_numpy(float)[rows])
+    if spec.startswith("truth+noise:"):
+        deg = float(spec.split(":", 1)[1])
+        # random axis, angle with rms ``deg``: rotation vector ~ N(0, (deg/√3)² I) per component
+        rv = rng.normal(0.0, np.radians(deg) / np.sqrt(3.0), (len(rows), 3))
+        poses = np.einsum("nij,njk->nik", Rotation.from_rotvec(rv).as_matrix(), poses)
+    return poses
+
+
+def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str | Path,
+                       config: ReconstructConfig | None = None, overwrite: bool = False, progress: bool = True,
+                       inputs: dict | None = None) -> dict:
+    """Rebuild the particle's 3D density from its frames.
+
+    Parameters
+    ----------
+    frames
+        ``frames.mrcs`` (full fields of view, [frame, y, x]).
+    star
+        ``frames.star`` (needed for the CTF of non-projection series and for the oracle pose modes); None
+        for frames alone (then no CTF is applied).
+    out_dir
+        Output directory (written atomically): ``map.mrc``, ``half1.mrc``, ``half2.mrc``, ``poses.star``,
+        ``fsc.csv``, ``trajectory.csv``, ``reconstruct.log``, ``summary.json``, ``manifest.json`` and
+        ``part1/``, ``part2/`` (and windows) with their maps.
+    config
+        :class:`ReconstructConfig` (defaults if None).
+    overwrite
+        Replace an existing ``out_dir``.
+    progress
+        Progress bars on stderr (only when stderr is a terminal).
+
+    Returns
+    -------
+    dict
+        The summary (also written to ``summary.json``): resolutions, counts, timings, ab initio diagnostics.
+    """
+    config = config or ReconstructConfig()
+    config.validate()
+    frames = Path(frames)
+    star = Path(star) if star is not None else None
+    progress = bool(progress) and sys.stderr.isatty()
+    rng = np.random.default_rng(config.seed)
+    timings: dict[str, float] = {}
+    with atomic_output_dir(out_dir, overwrite) as tmp:
+        handler = logging.FileHandler(tmp / "reconstruct.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        old_level = log.level
+        log.setLevel(logging.INFO)
+        try:
+            summary = _run(frames, star, tmp, config, progress, rng, timings)
+            summary["timing_s"] = timings
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+            write_manifest(tmp, "reconstruct", to_dict(config), config.seed,
+                           inputs or {"frames": str(frames), "star": str(star) if star else None})
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+            log.setLevel(old_level)
+    return summary
+
+
+def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, progress: bool,
+         rng: np.random.Generator, timings: dict) -> dict:
+    t0 = time.perf_counter()
+    stack, pixel, optics, particles = _check_inputs(frames, star, config)
+    manifest = None
+    if star is not None and (star.parent / "manifest.json").exists():
+        try:
+            manifest = json.loads((star.parent / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            manifest = None
+    log.info("input: %s (%d frames of %d×%d px, %.4f Å/px), star: %s, poses: %s", frames, stack.shape[0],
+             stack.shape[2], stack.shape[1], pixel, star, config.poses)
+    boxes, origins, rows, traj, centres, diameter, counts = track_and_cut(stack, pixel, config, progress)
+    timings["tracking"] = time.perf_counter() - t0
+    log.info("frames: %d, excluded as bad (NaN/constant): %d, lost by the tracker: %d, usable: %d; graphene peak "
+             "pixels removed: %d; particle diameter %.1f Å", counts["frames"], counts["bad_frames"],
+             counts["lost_frames"], counts["usable_frames"], counts["graphene_peak_pixels"], diameter)
+    nyq_needed = 2 * pixel
+    require(len(rows) >= config.min_frames, f"{len(rows)} usable frames < min_frames = {config.min_frames}")
+    ctf_fn = make_ctf_fn(optics, particles, manifest, rows)
+    n = config.box
+    mask = soft_sphere(n, (diameter / 2 + config.refine.mask_margin_A) / pixel, 3.0)
+    info: dict = {}
+    t1 = time.perf_counter()
+    if config.poses == "truth":
+        poses = _oracle_poses(particles, rows, "truth", rng)
+        cx = particles["rlnCoordinateX"].to_numpy(float)[rows]
+        cy = particles["rlnCoordinateY"].to_numpy(float)[rows]
+        ox = particles["rlnOriginXAngst"].to_numpy(float)[rows] / pixel if "rlnOriginXAngst" in particles else 0
+        oy = particles["rlnOriginYAngst"].to_numpy(float)[rows] / pixel if "rlnOriginYAngst" in particles else 0
+        true_centre = np.stack([cx - ox, cy - oy], axis=1)
+        shifts = -(true_centre - np.rint(centres))
+        halves = (np.arange(len(rows)) % 2).astype(np.int64)
+        with _bar(1, "reconstruction (true poses)", progress) as bar:
+            r1, r2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel, config.refine.pad)
+            h1, h2, freq, curve, full = filtered_map(r1, r2, mask, pixel)
+            bar.update(1)
+        del r1, r2
+        history: list = []
+    else:
+        if config.poses == "abinitio":
+            total = config.abinitio.n_starts * len(config.abinitio.resolutions_A)
+            with _bar(total, "ab initio", progress) as bar:
+                poses, _, info = abinitio(boxes, pixel, diameter, config.abinitio, rng, ctf_fn=ctf_fn,
+                                          progress=bar.update, shifts_px=origins)
+        else:
+            poses = _oracle_poses(particles, rows, config.poses, rng)
+        timings["abinitio" if config.poses == "abinitio" else "oracle_poses"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        with _bar(config.refine.n_iter, "refinement", progress) as bar:
+            res = refine(boxes, pixel, poses, origins, diameter, config.refine, ctf_fn, progress=bar.update)
+        timings["refine"] = time.perf_counter() - t2
+        poses, shifts, h1, h2, full = res.poses, res.shifts_px, res.half1, res.half2, res.map
+        freq, curve, history = res.fsc_freq, res.fsc_half, res.history
+    t3 = time.perf_counter()
+    res0143 = resolution_at(freq, curve, 0.143)
+    res05 = resolution_at(freq, curve, 0.5)
+    if res0143 < nyq_needed * 1.0001:
+        log.info("half-map FSC stays above 0.143 up to Nyquist (%.3f Å)", nyq_needed)
+    write_volume(out / "map.mrc", full, pixel)
+    write_volume(out / "half1.mrc", h1, pixel)
+    write_volume(out / "half2.mrc", h2, pixel)
+    with np.errstate(divide="ignore"):
+        pd.DataFrame({"frequency_per_A": freq, "resolution_A": np.where(freq > 0, 1 / np.maximum(freq, 1e-12),
+                                                                        np.inf), "fsc_half": curve}
+                     ).to_csv(out / "fsc.csv", index=False)
+    _write_poses(out / "poses.star", frames, rows, poses, shifts, centres, pixel, optics, particles)
+    pd.DataFrame({"frame": np.arange(len(traj.smooth)), "x_raw": traj.raw[:, 0], "y_raw": traj.raw[:, 1],
+                  "x": traj.smooth[:, 0], "y": traj.smooth[:, 1], "peak_z": traj.peak_z, "lost": traj.lost}
+                 ).to_csv(out / "trajectory.csv", index=False)
+    with _bar(2, "time-resolved maps", progress) as bar:
+        tr = time_resolved_maps(boxes, rows, poses, shifts, pixel, stack.shape[0], mask, config.timeresolved,
+                                ctf_fn, config.refine.pad, progress=bar.update)
+    parts = {}
+    for name, d in tr.items():
+        (out / name).mkdir()
+        write_volume(out / name / "map.mrc", d["map"], pixel)
+        write_volume(out / name / "half1.mrc", d["half1"], pixel)
+        write_volume(out / name / "half2.mrc", d["half2"], pixel)
+        parts[name] = {"frames": list(d["frames"]), "n_used": int(d["n_used"]), "fsc_half_0.143_A": d["fsc_0.143_A"]}
+    timings["maps"] = time.perf_counter() - t3
+    log.info("map: half-map FSC 0.143 at %.3f Å, 0.5 at %.3f Å", res0143, res05)
+    return {"poses_mode": config.poses, "pixel_size_A": pixel, "box": n, "diameter_A": diameter, **counts,
+            "fsc_half_0.143_A": res0143, "fsc_half_0.5_A": res05, "refine_history": history,
+            "abinitio": info, "time_resolved": parts}
+
+
+def _write_poses(path: Path, frames: Path, rows: np.ndarray, poses: np.ndarray, shifts: np.ndarray,
+                 centres: np.ndarray, pixel: float, optics: pd.DataFrame | None, particles: pd.DataFrame | None
+                 ) -> None:
+    """poses.star: one row per usable frame; rlnCoordinateX/Y is the centre of the box cut from the full frame
+    and rlnOrigin*Angst the refined origin within it (RELION: particle centre = box centre − origin)."""
+    ang = euler_angles(poses).reshape(-1, 3)
+    c = np.rint(centres)
+    m = len(rows)
+    if particles is not None:
+        df = particles.iloc[rows].reset_index(drop=True).copy()
+    else:
+        df = pd.DataFrame({"rlnDefocusU": np.zeros(m), "rlnDefocusV": np.zeros(m), "rlnDefocusAngle": np.zeros(m),
+                           "tbTime": np.zeros(m), "tbDose": np.zeros(m), "tbCumulativeDose": np.zeros(m),
+                           "tbLiquidThickness": np.zeros(m), "tbHeight": np.zeros(m)})
+    df["rlnImageName"] = [f"{i + 1:06d}@{frames.name}" for i in rows]
+    df["rlnCoordinateX"] = c[:, 0]
+    df["rlnCoordinateY"] = c[:, 1]
+    df["rlnAngleRot"] = ang[:, 0]
+    df["rlnAngleTilt"] = ang[:, 1]
+    df["rlnAnglePsi"] = ang[:, 2]
+    df["rlnOriginXAngst"] = shifts[:, 0] * pixel
+    df["rlnOriginYAngst"] = shifts[:, 1] * pixel
+    df["rlnOpticsGroup"] = np.ones(m, np.int64)
+    df["tbFrame"] = rows
+    if optics is None:
+        optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnVoltage": [300.0],
+                               "rlnSphericalAberration": [0.0], "rlnAmplitudeContrast": [0.0],
+                               "rlnImagePixelSize": [pixel], "rlnImageSize": [0], "tbMode": ["unknown"],
+                               "tbBoxSize": [len(poses) and 0]})
+    write_star(path, optics, df)
