@@ -8,4 +8,5 @@ COMMANDS: list[str] = [
     "build",
     "atoms",
     "atoms_compare",
+    "reconstruct",
 ]
