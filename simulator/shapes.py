@@ -175,6 +175,7 @@ def _octahedra(spec: ShapeSpec, a: float, sym: str) -> np.ndarray:
                 f"ase_parameters: invalid octahedron (length={length}, cutoff={cut})")
         return Octahedron(sym, int(length), int(cut), latticeconstant=a).positions
     cands = []
+    counts: list[tuple[int, int, int]] = []
     for length in range(2, 40):
         if spec.kind == "octahedron":
             cuts = [0]
@@ -185,11 +186,17 @@ def _octahedra(spec: ShapeSpec, a: float, sym: str) -> np.ndarray:
                            if c >= 1 and 2 * c < length - 1})
         for c in cuts:
             n = length * (2 * length * length + 1) // 3 - c * (c + 1) * (2 * c + 1)
-            if spec.n_atoms is not None and n > 3 * spec.n_atoms + 100:
+            if spec.n_atoms is not None:  # the count is analytic: build only the best candidate
+                counts.append((abs(n - spec.n_atoms), length, c))
                 continue
-            if spec.diameter_A is not None and (length - 1) * a / math.sqrt(2) > 2.5 * spec.diameter_A + 10:
+            # the largest distance lies between (L-1)·a/√2 (cuboctahedron) and (L-1)·a (octahedron)
+            if spec.diameter_A is not None and not ((length - 1) * a >= spec.diameter_A - 3.0
+                                                    and (length - 1) * a / math.sqrt(2) <= spec.diameter_A + 3.0):
                 continue
             cands.append(((length, c), Octahedron(sym, length, c, latticeconstant=a).positions))
+    if counts:
+        _, length, c = min(counts)
+        return Octahedron(sym, length, c, latticeconstant=a).positions
     require(len(cands) > 0, f"size: no {spec.kind} matches the requested size")
     return _pick(cands, spec)
 
