@@ -1,0 +1,162 @@
+"""Benchmark of the atoms stage (issue 5 targets): accuracy on clean, noisy and SNR-0.25 maps, and speed.
+
+Run from the repository root: ``.venv/bin/python benchmarks/atoms.py``. Prints a table and writes
+``benchmarks/results/atoms.json``.
+
+Maps (all 128³ voxels of 0.358 Å, the particle centroid at voxel 64):
+
+* clean: the simulator's truth map of the demo particle (``build_preset("default")``), band-limited at
+  0.8 Å (``simulator.truth_map.render_truth_map``).
+* noisy ("FSC-equivalent resolution 1.0 Å"): clean + white Gaussian noise whose level makes the FSC between
+  two independent noisy copies cross 0.143 at 1.0 Å: for signal shell power S(k) and white noise power N,
+  FSC(k) = S(k)/(S(k)+N), so N = S(1/1.0 Å)·(1/0.143 − 1). No further filtering.
+* snr025: clean + white Gaussian noise with variance = (variance of the clean map over voxels within 2 Å of
+  an atom) / 0.25, then the sum low-passed at 1.0 Å (hard spherical band limit). Default settings, no mask.
+* timing: the 710-atom ``table1-np8`` particle's truth map; median of 3 runs of ``build_atom_model`` after one
+  warm-up run (numba compilation excluded).
+
+Truth for the penetration depth: seed 004's Eq. 1 fitted (same code) to the true CN of the true atoms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+from scipy.spatial import cKDTree
+from scipy.stats import spearmanr
+
+from analysis.config import AtomsConfig
+from analysis.model import build_atom_model
+from analysis.penetration import fit_penetration
+from simulator.builder import build_preset
+from simulator.coordination import radial_depth
+from simulator.density import lowpass
+from simulator.orientation import box_centre
+from simulator.outputs import git_commit
+from simulator.truth_map import particle_frame_positions, render_truth_map
+from validation.matching import match_atoms
+
+BOX = 128
+VOXEL = 0.358
+TRUTH_RESOLUTION = 0.8
+
+
+def shell_power(vol: np.ndarray, voxel: float, resolution: float) -> float:
+    """Mean |F|² (unnormalised DFT) of ``vol`` in the one-voxel-wide shell at 1/``resolution``."""
+    ft = scipy.fft.rfftn(vol.astype(np.float64), workers=-1)
+    n = vol.shape[0]
+    f = scipy.fft.fftfreq(n, d=voxel)
+    fr = scipy.fft.rfftfreq(n, d=voxel)
+    k = np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + fr[None, None, :] ** 2)
+    sel = np.abs(k - 1.0 / resolution) < 0.5 / (n * voxel)
+    return float(np.mean(np.abs(ft[sel]) ** 2))
+
+
+def noisy_fsc_map(clean: np.ndarray, rng: np.random.Generator, resolution: float = 1.0,
+                  fsc: float = 0.143) -> tuple[np.ndarray, float]:
+    """Clean map plus white noise at FSC-equivalent ``resolution`` (criterion ``fsc``); returns (map, σ)."""
+    s = shell_power(clean, VOXEL, resolution)
+    n_power = s * (1.0 / fsc - 1.0)
+    sigma = float(np.sqrt(n_power / clean.size))
+    return clean + rng.normal(0.0, sigma, clean.shape).astype(np.float32), sigma
+
+
+def snr_map(clean: np.ndarray, true_pos: np.ndarray, rng: np.random.Generator, snr: float = 0.25,
+            resolution: float = 1.0) -> tuple[np.ndarray, float]:
+    """Clean map + white noise at per-voxel SNR ``snr`` inside the envelope, low-passed at ``resolution``."""
+    grid = np.indices(clean.shape).reshape(3, -1).T[:, ::-1] * VOXEL
+    d, _ = cKDTree(true_pos).query(grid, distance_upper_bound=2.0)
+    near = np.isfinite(d).reshape(clean.shape)
+    sigma = float(np.sqrt(clean[near].var() / snr))
+    noisy = clean + rng.normal(0.0, sigma, clean.shape).astype(np.float32)
+    return lowpass(noisy, VOXEL, resolution), sigma
+
+
+def evaluate(vol: np.ndarray, nc, true_pos: np.ndarray, cfg: AtomsConfig | None = None) -> dict[str, float]:
+    """Run the stage on ``vol`` and score it against the particle ``nc``."""
+    t = time.perf_counter()
+    model = build_atom_model(vol, VOXEL, cfg)
+    secs = time.perf_counter() - t
+    m = match_atoms(model.positions, true_pos)
+    true_cn = np.asarray(nc.atoms.arrays["cn"])
+    est_cn = model.stats["CN_STD"].to_numpy()
+    cn_exact = float(np.sum(est_cn[m.pairs[:, 0]] == true_cn[m.pairs[:, 1]]) / len(true_pos))
+    u_true = np.trace(np.asarray(nc.U), axis1=1, axis2=2) / 3.0
+    u_est = model.stats["U_ISO"].to_numpy(float)[m.pairs[:, 0]]
+    ok = np.isfinite(u_est)
+    rho = float(spearmanr(u_est[ok], u_true[m.pairs[ok, 1]])[0])
+    pen_true = fit_penetration(radial_depth(true_pos), true_cn).delta_A
+    pen_est = model.penetration["cn"].get("delta_A", float("nan"))
+    return {"recall": m.recall, "precision": m.precision, "rmsd_pm": m.rmsd_pm, "n_true": m.n_true,
+            "n_est": m.n_est, "cn_exact_fraction": cn_exact,
+            "lattice_error_A": abs(float(model.table1["lattice_constant_A"]) - float(nc.lattice_constant)),
+            "lattice_constant_A": float(model.table1["lattice_constant_A"]),
+            "u_iso_spearman": rho, "penetration_true_A": pen_true, "penetration_est_A": pen_est,
+            "penetration_error_A": abs(pen_est - pen_true), "seconds": secs,
+            "threshold": model.info["threshold"], "rejected_corr": model.info["n_rejected_correlation"],
+            "rejected_cn": model.info["n_rejected_cn"], "band_limit_A": model.info["band_limit_A"]}
+
+
+def main() -> dict[str, object]:
+    """Run every case, print the table and write ``benchmarks/results/atoms.json``."""
+    rng = np.random.default_rng(20240103)
+    nc = build_preset("default", seed=0)
+    true_pos = particle_frame_positions(nc) + box_centre(BOX, VOXEL)
+    clean = render_truth_map(nc, BOX, VOXEL, TRUTH_RESOLUTION)
+    build_atom_model(clean, VOXEL)  # warm-up: numba compilation
+    res_clean = evaluate(clean, nc, true_pos)
+    noisy, sig_noisy = noisy_fsc_map(clean, rng)
+    res_noisy = evaluate(noisy, nc, true_pos)
+    snr, sig_snr = snr_map(clean, true_pos, rng)
+    res_snr = evaluate(snr, nc, true_pos)
+    big = build_preset("table1-np8", seed=0)
+    big_map = render_truth_map(big, BOX, VOXEL, TRUTH_RESOLUTION)
+    build_atom_model(big_map, VOXEL)
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        model_big = build_atom_model(big_map, VOXEL)
+        times.append(time.perf_counter() - t)
+    out: dict[str, object] = {
+        "clean_recall": res_clean["recall"], "clean_precision": res_clean["precision"],
+        "clean_rmsd_pm": res_clean["rmsd_pm"], "clean_cn_exact_fraction": res_clean["cn_exact_fraction"],
+        "clean_lattice_error_A": res_clean["lattice_error_A"],
+        "noisy_recall": res_noisy["recall"], "noisy_precision": res_noisy["precision"],
+        "noisy_rmsd_pm": res_noisy["rmsd_pm"], "noisy_u_iso_spearman": res_noisy["u_iso_spearman"],
+        "noisy_penetration_error_A": res_noisy["penetration_error_A"],
+        "snr025_recall": res_snr["recall"], "snr025_precision": res_snr["precision"],
+        "snr025_rmsd_pm": res_snr["rmsd_pm"],
+        "seconds_700_atoms": float(np.median(times)),
+        "details": {"clean": res_clean, "noisy": res_noisy, "snr025": res_snr,
+                    "noisy_sigma": sig_noisy, "snr025_sigma": sig_snr,
+                    "timing_particle": {"preset": "table1-np8", "n_atoms": big.n_atoms,
+                                        "n_found": model_big.n_atoms, "runs_s": times},
+                    "demo_particle": {"preset": "default", "n_atoms": nc.n_atoms,
+                                      "lattice_constant_A": float(nc.lattice_constant),
+                                      "mobility_penetration_depth_A": float(nc.atoms.info.get("penetration_depth",
+                                                                                              np.nan))},
+                    "box": BOX, "voxel_A": VOXEL, "truth_resolution_A": TRUTH_RESOLUTION},
+        "cpu_count": os.cpu_count(), "loadavg": os.getloadavg(), "commit": git_commit(),
+    }
+    print(f"{'case':8s} {'recall':>7s} {'prec':>7s} {'rmsd pm':>8s} {'CN ok':>6s} {'da A':>7s} {'U rho':>6s} "
+          f"{'pen err':>7s} {'s':>5s}")
+    for name, r in (("clean", res_clean), ("noisy", res_noisy), ("snr0.25", res_snr)):
+        print(f"{name:8s} {r['recall']:7.3f} {r['precision']:7.3f} {r['rmsd_pm']:8.2f} "
+              f"{r['cn_exact_fraction']:6.3f} {r['lattice_error_A']:7.4f} {r['u_iso_spearman']:6.3f} "
+              f"{r['penetration_error_A']:7.2f} {r['seconds']:5.2f}")
+    print(f"700-atom particle ({big.n_atoms} atoms, 128³): median {np.median(times):.2f} s on {os.cpu_count()} "
+          f"cores, load average {os.getloadavg()[0]:.2f}")
+    path = Path("benchmarks/results/atoms.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2, default=float) + "\n")
+    print(f"wrote {path}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
