@@ -6,6 +6,7 @@ Each module defines ``add_parser(subparsers) -> None`` which adds its sub-parser
 
 COMMANDS: list[str] = [
     "build",
+    "simulate",
     "atoms",
     "atoms_compare",
     "reconstruct",

@@ -1,0 +1,526 @@
+"""``simulate``: the image series a graphene-liquid-cell TEM records while a nanocrystal tumbles.
+
+A series is a function of the particle, a :class:`SeriesConfig` and a seed (same seed, same bytes):
+
+1. the rigid-body path (:mod:`simulator.dynamics`: rotational diffusion on SO(3), in-plane wander and
+   drift, height) and the liquid thickness are drawn for every frame on a grid of ``2·S`` instants per
+   exposure;
+2. every frame is imaged at its ``S`` sub-steps — each with its own pose and shift and a fresh thermal
+   displacement of every atom drawn exactly from its U in the particle frame and rotated with the pose
+   (so the lab-frame covariance is A·U·Aᵀ) — and the sub-step intensities are averaged by the
+   :class:`simulator.imaging.Imager` (motion blur and thermal smearing as a real exposure);
+3. the detector turns the mean intensity into counts for the frame's dose
+   (:func:`simulator.detector.detect`);
+4. optionally, under-coordinated surface atoms dissolve with dose (:class:`simulator.dynamics.Dissolution`).
+
+Outputs (:func:`simulate_series`): ``frames.mrcs`` (float32 counts [frame, y, x], pixel size in the header,
+streamed to disk), ``frames.star`` (RELION 3.1, :mod:`simulator.star`), ``truth_map.mrc``
+(:mod:`simulator.truth_map`), ``atom_events.csv`` (frame, atom index, event: the atoms lost),
+``montage.png`` (raw frames above their noise-free counterparts) and ``manifest.json``.
+
+Frames, poses and shifts follow :mod:`simulator.orientation`. The particle's rotation centre is its
+centroid; its mid-exposure image position goes into rlnCoordinateX/Y (origin 0 in the full frame). Height
+``h`` is the centre's displacement along the beam (lab +z, downstream): the focal plane lies upstream of the
+specimen by the defocus (underfocus positive), so a particle that moves downstream by ``h`` is imaged at
+defocus ``defocus + h`` — rlnDefocusU/V include it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.fft
+
+from simulator.config import to_dict
+from simulator.detector import DetectorConfig, detect, mtf_2d
+from simulator.dynamics import (
+    Dissolution,
+    DissolutionConfig,
+    DynamicsConfig,
+    LiquidConfig,
+    displacement_factors,
+    simulate_trajectory,
+    thermal_positions,
+)
+from simulator.errors import TumblebenchError, require
+from simulator.imaging import Imager, ImagingConfig
+from simulator.mrc import MrcStackWriter, write_volume
+from simulator.orientation import euler_angles
+from simulator.outputs import atomic_output_dir, write_manifest
+from simulator.scattering import form_factor, gaussian_coefficients
+from simulator.star import image_names, write_star
+from simulator.truth_map import check_fits_box, particle_frame_positions, particle_radius, render_truth_map
+
+#: Default dose per frame: 8.5 e⁻/pixel at 0.358 Å pixels (17,000 e⁻/pixel over 2,000 frames, seed 004).
+DEFAULT_DOSE_PER_FRAME = 8.5 / 0.358**2
+
+
+# --------------------------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    """Detector geometry, timing and dose of a series.
+
+    Attributes
+    ----------
+    n_frames
+        Number of frames.
+    frame_rate_hz
+        Frames per second (K2-IS: 400).
+    exposure_fraction
+        Fraction of each frame period the detector integrates (1: continuous readout).
+    dose_per_frame_e_per_A2
+        Electron dose per frame, e⁻/Å² (default 8.5 e⁻/pixel at 0.358 Å ≈ 66.3 e⁻/Å²).
+    dose_rate_e_per_A2_per_s
+        If set, the dose rate at the specimen (e⁻/Å²/s); the dose per frame is then
+        ``dose_rate · exposure_fraction / frame_rate`` and ``dose_per_frame_e_per_A2`` is ignored.
+    pixel_size_A
+        Detector pixel size at the specimen, Å.
+    field_px
+        Edge of the square frame (full field of view), pixels.
+    box_size_px
+        Edge of the reconstruction box the truth map uses, pixels (``tbBoxSize``).
+    substeps
+        Imaged sub-steps per exposure (motion blur and thermal averaging within a frame).
+    """
+
+    n_frames: int = 2000
+    frame_rate_hz: float = 400.0
+    exposure_fraction: float = 1.0
+    dose_per_frame_e_per_A2: float = DEFAULT_DOSE_PER_FRAME
+    dose_rate_e_per_A2_per_s: float | None = None
+    pixel_size_A: float = 0.358
+    field_px: int = 192
+    box_size_px: int = 128
+    substeps: int = 3
+
+    def validate(self) -> None:
+        require(self.n_frames >= 1, f"n_frames = {self.n_frames} must be >= 1")
+        require(self.frame_rate_hz > 0, f"frame_rate_hz = {self.frame_rate_hz} must be > 0")
+        require(0 < self.exposure_fraction <= 1, f"exposure_fraction = {self.exposure_fraction} must be in (0, 1]")
+        require(self.dose_per_frame_e_per_A2 > 0,
+                f"dose_per_frame_e_per_A2 = {self.dose_per_frame_e_per_A2} must be > 0 e/Å²")
+        if self.dose_rate_e_per_A2_per_s is not None:
+            require(self.dose_rate_e_per_A2_per_s > 0,
+                    f"dose_rate_e_per_A2_per_s = {self.dose_rate_e_per_A2_per_s} must be > 0 e/Å²/s")
+        require(self.pixel_size_A > 0, f"pixel_size_A = {self.pixel_size_A} must be > 0 Å")
+        require(self.field_px >= 16, f"field_px = {self.field_px} must be >= 16")
+        require(self.box_size_px >= 16, f"box_size_px = {self.box_size_px} must be >= 16")
+        require(self.box_size_px <= self.field_px,
+                f"box_size_px = {self.box_size_px} must not exceed field_px = {self.field_px}")
+        require(1 <= self.substeps <= 64, f"substeps = {self.substeps} must be in [1, 64]")
+
+    @property
+    def dose_per_frame(self) -> float:
+        """The dose per frame actually used, e⁻/Å²."""
+        if self.dose_rate_e_per_A2_per_s is not None:
+            return self.dose_rate_e_per_A2_per_s * self.exposure_fraction / self.frame_rate_hz
+        return self.dose_per_frame_e_per_A2
+
+
+@dataclass(frozen=True)
+class ThermalConfig:
+    """Thermal displacements drawn from each atom's U at every sub-step.
+
+    Attributes
+    ----------
+    enabled
+        Switch (off: atoms sit at their mean positions).
+    scale
+        Multiplies the displacements (1: exactly N(0, U)).
+    """
+
+    enabled: bool = True
+    scale: float = 1.0
+
+    def validate(self) -> None:
+        require(self.scale >= 0, f"scale = {self.scale} must be >= 0")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Optional outputs.
+
+    Attributes
+    ----------
+    montage
+        Write ``montage.png`` (raw frames above their noise-free counterparts).
+    montage_frames
+        Number of evenly spaced frames in the montage.
+    """
+
+    montage: bool = True
+    montage_frames: int = 5
+
+    def validate(self) -> None:
+        require(1 <= self.montage_frames <= 16, f"montage_frames = {self.montage_frames} must be in [1, 16]")
+
+
+@dataclass(frozen=True)
+class SeriesConfig:
+    """Everything that defines a series apart from the particle and the seed (TOML tables of the same names)."""
+
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    liquid: LiquidConfig = field(default_factory=LiquidConfig)
+    thermal: ThermalConfig = field(default_factory=ThermalConfig)
+    dissolution: DissolutionConfig = field(default_factory=DissolutionConfig)
+    imaging: ImagingConfig = field(default_factory=ImagingConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            sub = getattr(self, f.name)
+            check = getattr(sub, "validate", None)
+            if callable(check):
+                try:
+                    check()
+                except TumblebenchError as exc:
+                    raise TumblebenchError(f"[{f.name}] {exc}") from None
+
+
+def with_overrides(config: SeriesConfig, *, mode: str | None = None, n_frames: int | None = None,
+                   dose_per_frame: float | None = None) -> SeriesConfig:
+    """``config`` with the command-line overrides applied and validated.
+
+    Parameters
+    ----------
+    config
+        Base configuration.
+    mode
+        Imaging mode (``multislice``, ``phase-object`` or ``projection``).
+    n_frames
+        Number of frames.
+    dose_per_frame
+        Dose per frame, e⁻/Å² (clears any dose rate).
+    """
+    acq = config.acquisition
+    if n_frames is not None:
+        acq = dataclasses.replace(acq, n_frames=int(n_frames))
+    if dose_per_frame is not None:
+        acq = dataclasses.replace(acq, dose_per_frame_e_per_A2=float(dose_per_frame), dose_rate_e_per_A2_per_s=None)
+    imaging = config.imaging
+    if mode is not None:
+        imaging = dataclasses.replace(imaging, mode=mode)
+        check = getattr(imaging, "validate", None)
+        if callable(check):
+            check()
+    out = dataclasses.replace(config, acquisition=acq, imaging=imaging)
+    out.validate()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ simulation
+
+
+class SeriesSimulation:
+    """A series being simulated frame by frame (frames must be produced in order).
+
+    Parameters
+    ----------
+    nc
+        The particle (:class:`simulator.nanocrystal.Nanocrystal`).
+    config
+        Series configuration.
+    seed
+        Seed of every random draw (independent streams for the path, the thermal motion, the imaging,
+        the detector and the dissolution, from ``numpy.random.SeedSequence(seed).spawn``).
+
+    Raises
+    ------
+    TumblebenchError
+        Unknown element, pixel too coarse for the band limit, particle larger than the box or leaving the
+        field of view, non-positive dose.
+    """
+
+    def __init__(self, nc, config: SeriesConfig, seed: int) -> None:
+        config.validate()
+        self.nc = nc
+        self.config = config
+        self.seed = int(seed)
+        acq = config.acquisition
+        symbols = list(nc.symbols)
+        table = getattr(config.imaging, "table", "peng")
+        for el in sorted(set(symbols)):
+            try:
+                gaussian_coefficients(el, "peng")  # the truth map
+                form_factor(el, np.zeros(1), table)  # the imaging
+            except (TumblebenchError, KeyError) as exc:
+                raise TumblebenchError(f"structure: element {el!r} has no scattering factors ({exc})") from None
+        self.positions = particle_frame_positions(nc)
+        self.symbols = np.asarray(symbols)
+        self.factors = displacement_factors(np.asarray(nc.U, float).reshape(-1, 3, 3))
+        check_fits_box(nc, acq.box_size_px, acq.pixel_size_A, "acquisition.box_size_px")
+        self.shape = (acq.field_px, acq.field_px)
+        self.imager = Imager(config.imaging, self.shape, acq.pixel_size_A)
+        self.band_limit_A = float(self.imager.band_limit_A)
+        if not self.band_limit_A > 2.0 * acq.pixel_size_A:
+            raise TumblebenchError(
+                f"acquisition.pixel_size_A = {acq.pixel_size_A} Å is too coarse for the imaging band limit "
+                f"{self.band_limit_A:.3f} Å (needs a pixel < {self.band_limit_A / 2:.4f} Å)"
+            )
+        ss = np.random.SeedSequence(self.seed)
+        rng_path, self.rng_thermal, self.rng_imaging, self.rng_detector, self.rng_dissolution = (
+            np.random.default_rng(s) for s in ss.spawn(5)
+        )
+        self.trajectory = simulate_trajectory(config.dynamics, config.liquid, acq.n_frames, acq.frame_rate_hz,
+                                              acq.substeps, rng_path, acq.exposure_fraction)
+        self._check_field()
+        self.dose = float(acq.dose_per_frame)
+        self.dissolution = Dissolution(self.positions, config.dissolution)
+        self.n_present = np.zeros(acq.n_frames, dtype=np.int64)
+        self.events: list[tuple[int, int, str]] = []
+        self._next = 0
+
+    def _check_field(self) -> None:
+        acq = self.config.acquisition
+        half = (acq.field_px // 2 - 1) * acq.pixel_size_A
+        reach = np.abs(self.trajectory.sub_shifts).max(axis=(1, 2)) + particle_radius(self.nc) + 2.0
+        out = np.flatnonzero(reach > half)
+        if out.size:
+            f = int(out[0])
+            raise TumblebenchError(
+                f"acquisition.field_px = {acq.field_px}: the particle (reach {reach[f]:.1f} Å from the field "
+                f"centre) leaves the {half:.1f} Å half-field at frame {f}; enlarge the field or reduce "
+                "dynamics.translation (confinement_A, drift_A_per_s)"
+            )
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames."""
+        return self.config.acquisition.n_frames
+
+    def lab_positions(self, frame: int) -> np.ndarray:
+        """Lab-frame atom positions of the present atoms at the frame's sub-steps, (S, N, 3) Å.
+
+        x, y relative to the field centre; z relative to the particle's mid-exposure height (the frame's
+        height enters through the defocus offset, see the module docstring).
+        """
+        tr = self.trajectory
+        present = self.dissolution.present
+        therm = self.config.thermal
+        scale = therm.scale if therm.enabled else 0.0
+        snaps = thermal_positions(self.positions[present], self.factors[present], self.config.acquisition.substeps,
+                                  self.rng_thermal, scale)
+        lab = np.einsum("sij,snj->sni", tr.sub_poses[frame], snaps)
+        lab[..., 0] += tr.sub_shifts[frame, :, 0, None]
+        lab[..., 1] += tr.sub_shifts[frame, :, 1, None]
+        lab[..., 2] += (tr.sub_heights[frame] - tr.heights[frame])[:, None]
+        return lab
+
+    def next_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """Simulate the next frame; return (noise-free intensity (ny, nx) float64, counts float32)."""
+        f = self._next
+        require(f < self.n_frames, "series: all frames have been simulated")
+        left = self.dissolution.step(self.dose, f, self.rng_dissolution)
+        self.events.extend((f, int(i), "dissolved") for i in left)
+        present = self.dissolution.present
+        self.n_present[f] = int(present.sum())
+        lab = self.lab_positions(f)
+        intensity = self.imager.intensity(lab, list(self.symbols[present]),
+                                          defocus_offset_A=float(self.trajectory.heights[f]),
+                                          liquid_thickness_A=float(self.trajectory.thickness[f]),
+                                          rng=self.rng_imaging)
+        counts = detect(intensity, self.dose, self.config.acquisition.pixel_size_A, self.rng_detector,
+                        self.config.detector)
+        self._next += 1
+        return intensity, np.asarray(counts, dtype=np.float32)
+
+    def occupancy(self) -> np.ndarray:
+        """(N,) fraction of the frames simulated so far in which each atom was present."""
+        done = max(self._next, 1)
+        rem = self.dissolution.removed_frame
+        frames_present = np.where(rem >= 0, np.minimum(rem, done), done)
+        return frames_present / done
+
+    def star_tables(self, stack_name: str = "frames.mrcs") -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The ``data_optics`` and ``data_particles`` tables of the series (truth of every frame)."""
+        acq = self.config.acquisition
+        optics_cfg = self.config.imaging.optics
+        tr = self.trajectory
+        n = self.n_frames
+        with warnings.catch_warnings():  # gimbal lock at tilt 0/180 is handled by setting psi = 0
+            warnings.simplefilter("ignore", UserWarning)
+            ang = euler_angles(tr.poses).reshape(n, 3)
+        c = acq.field_px // 2
+        base = float(optics_cfg.defocus_A) + tr.heights
+        astig = float(getattr(optics_cfg, "astigmatism_A", 0.0))
+        angle = float(getattr(optics_cfg, "astigmatism_angle_deg", 0.0))
+        optics = pd.DataFrame({
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnVoltage": [float(optics_cfg.voltage_kv)],
+            "rlnSphericalAberration": [float(optics_cfg.cs_mm)],
+            "rlnAmplitudeContrast": [0.0],
+            "rlnImagePixelSize": [acq.pixel_size_A],
+            "rlnImageSize": [acq.field_px],
+            "rlnImageDimensionality": [2],
+            "tbMode": [str(self.config.imaging.mode)],
+            "tbBoxSize": [acq.box_size_px],
+        })
+        particles = pd.DataFrame({
+            "rlnImageName": image_names(n, stack_name),
+            "rlnAngleRot": ang[:, 0],
+            "rlnAngleTilt": ang[:, 1],
+            "rlnAnglePsi": ang[:, 2],
+            "rlnCoordinateX": c + tr.shifts[:, 0] / acq.pixel_size_A,
+            "rlnCoordinateY": c + tr.shifts[:, 1] / acq.pixel_size_A,
+            "rlnOriginXAngst": np.zeros(n),
+            "rlnOriginYAngst": np.zeros(n),
+            "rlnDefocusU": base + astig / 2.0,
+            "rlnDefocusV": base - astig / 2.0,
+            "rlnDefocusAngle": np.full(n, angle),
+            "rlnOpticsGroup": np.ones(n, dtype=np.int64),
+            "tbTime": tr.times,
+            "tbDose": np.full(n, self.dose),
+            "tbCumulativeDose": self.dose * np.arange(1, n + 1),
+            "tbLiquidThickness": tr.thickness,
+            "tbHeight": tr.heights,
+            "tbRotationalDiffusion": tr.rotational_diffusion,
+            "tbAtomsPresent": self.n_present,
+        })
+        return optics, particles
+
+
+# -------------------------------------------------------------------------------------------- outputs
+
+
+def expected_counts(intensity: np.ndarray, dose_e_per_A2: float, pixel_size_A: float,
+                    detector: DetectorConfig) -> np.ndarray:
+    """Noise-free counts of a frame: intensity blurred by the detector MTF × dose × pixel area (float32)."""
+    img = np.asarray(intensity, dtype=np.float64)
+    if getattr(detector, "mtf", "none") != "none":
+        img = scipy.fft.irfft2(scipy.fft.rfft2(img, workers=-1) * mtf_2d(img.shape, detector), s=img.shape,
+                               workers=-1)
+    return (img * dose_e_per_A2 * pixel_size_A**2).astype(np.float32)
+
+
+def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[str], path: str | Path,
+                 title: str = "") -> None:
+    """Save a PNG montage: raw frames (top row) above their noise-free expected counts (bottom row).
+
+    Parameters
+    ----------
+    raw, clean
+        Equal-length lists of 2D frames (counts).
+    labels
+        One caption per column.
+    path
+        Output PNG.
+    title
+        Figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(raw)
+    fig, axes = plt.subplots(2, k, figsize=(2.6 * k, 5.6), squeeze=False)
+    for j in range(k):
+        for row, (img, name) in enumerate(((raw[j], "raw"), (clean[j], "noise-free"))):
+            ax = axes[row, j]
+            lo, hi = np.percentile(img, [0.5, 99.5])
+            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{labels[j]} {name}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, overwrite: bool = False,
+                    progress: bool = True, inputs: dict[str, str] | None = None) -> Path:
+    """Simulate a tumbling-particle series and write it to ``out_dir``.
+
+    Parameters
+    ----------
+    nc
+        The particle (:class:`simulator.nanocrystal.Nanocrystal`), positions in the particle frame.
+    config
+        Series configuration.
+    seed
+        Seed of every random draw; the same seed gives the same bytes.
+    out_dir
+        Output directory (created atomically: nothing is left behind on error or interrupt).
+    overwrite
+        Replace an existing ``out_dir``.
+    progress
+        Show a tqdm progress bar on stderr (only when stderr is a terminal).
+    inputs
+        Input files to record in the manifest.
+
+    Returns
+    -------
+    Path
+        ``out_dir``. It holds ``frames.mrcs``, ``frames.star``, ``truth_map.mrc``, ``atom_events.csv``,
+        ``montage.png`` (if enabled) and ``manifest.json``.
+
+    Raises
+    ------
+    TumblebenchError
+        Bad configuration or particle (see :class:`SeriesSimulation`), or an existing ``out_dir``.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
+    acq = config.acquisition
+    n = sim.n_frames
+    k = min(config.output.montage_frames, n)
+    montage_idx = set(np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist())
+    raw_m: list[np.ndarray] = []
+    clean_m: list[np.ndarray] = []
+    scale = sim.dose * acq.pixel_size_A**2
+    with atomic_output_dir(out_dir, overwrite) as tmp:
+        bar = tqdm(total=n, unit="frame", desc="simulate", file=sys.stderr, dynamic_ncols=True,
+                   disable=not (progress and sys.stderr.isatty()))
+        with MrcStackWriter(tmp / "frames.mrcs", n, acq.field_px, acq.field_px, acq.pixel_size_A) as writer:
+            for f in range(n):
+                intensity, counts = sim.next_frame()
+                writer.write(f, counts[None])
+                if f in montage_idx:
+                    raw_m.append(counts.copy())
+                    clean_m.append(expected_counts(intensity, sim.dose, acq.pixel_size_A, config.detector))
+                bar.update(1)
+        bar.close()
+        optics, particles = sim.star_tables("frames.mrcs")
+        write_star(tmp / "frames.star", optics, particles)
+        occupancy = sim.occupancy()
+        truth = render_truth_map(nc, acq.box_size_px, acq.pixel_size_A, sim.band_limit_A, occupancy=occupancy)
+        write_volume(tmp / "truth_map.mrc", truth, acq.pixel_size_A)
+        with (tmp / "atom_events.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["frame", "atom_index", "event"])
+            w.writerows(sim.events)
+        if config.output.montage:
+            labels = [f"frame {i + 1}" for i in sorted(montage_idx)]
+            save_montage(raw_m, clean_m, labels, tmp / "montage.png",
+                         f"{nc.n_atoms if hasattr(nc, 'n_atoms') else len(sim.positions)} atoms, "
+                         f"{config.imaging.mode}, {sim.dose:.1f} e/Å² per frame, {acq.pixel_size_A} Å/px")
+        write_manifest(
+            tmp, "simulate", to_dict(config), seed, inputs,
+            n_atoms=len(sim.positions),
+            n_frames=n,
+            dose_per_frame_e_per_A2=sim.dose,
+            dose_per_pixel_per_frame=scale,
+            total_dose_e_per_A2=sim.dose * n,
+            band_limit_A=sim.band_limit_A,
+            truth_map={"box_size": acq.box_size_px, "voxel_size_A": acq.pixel_size_A,
+                       "resolution_A": sim.band_limit_A, "centre_index": acq.box_size_px // 2},
+            atoms_lost=len(sim.events),
+            outputs=[*sorted(p.name for p in tmp.iterdir()), "manifest.json"],
+        )
+    return out_dir

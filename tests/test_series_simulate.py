@@ -1,0 +1,198 @@
+"""simulate_series end to end at small size: outputs, determinism, dose and noise, geometry, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from ase.cluster import Octahedron
+
+from simulator.detector import DetectorConfig
+from simulator.dynamics import (
+    DynamicsConfig,
+    HeightConfig,
+    LiquidConfig,
+    RotationConfig,
+    TranslationConfig,
+)
+from simulator.errors import TumblebenchError
+from simulator.mrc import open_stack, read_volume
+from simulator.orientation import pose_matrix, rotation_angle_deg
+from simulator.series import AcquisitionConfig, SeriesConfig, SeriesSimulation, simulate_series, with_overrides
+from simulator.star import read_star
+
+PIX = 0.358
+
+
+@dataclass
+class _Particle:  # the attributes of simulator.nanocrystal.Nanocrystal the series uses
+    positions: np.ndarray
+    symbols: list[str]
+    U: np.ndarray
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.symbols)
+
+
+def _octahedron(u_iso: float = 0.006) -> _Particle:
+    at = Octahedron("Pt", 6, 1)  # 140 atoms, radius ~9 Å
+    pos = at.positions - at.positions.mean(axis=0)
+    n = len(at)
+    rng = np.random.default_rng(0)
+    scale = 1.0 + 0.5 * rng.random(n)
+    return _Particle(pos, ["Pt"] * n, np.eye(3)[None] * (u_iso * scale)[:, None, None])
+
+
+def _config(mode: str = "projection", n_frames: int = 10, field: int = 80, box: int = 64, **acq) -> SeriesConfig:
+    base = SeriesConfig()
+    imaging = dataclasses.replace(base.imaging, mode=mode)
+    return dataclasses.replace(
+        base,
+        acquisition=AcquisitionConfig(n_frames=n_frames, field_px=field, box_size_px=box, substeps=3,
+                                      pixel_size_A=PIX, **acq),
+        dynamics=DynamicsConfig(translation=TranslationConfig(20.0, 0.8, (0.0, 0.0)),
+                                height=HeightConfig(40.0, 5.0, 0.0)),
+        imaging=imaging,
+    )
+
+
+def test_series_writes_every_output_and_is_deterministic(tmp_path):
+    nc = _octahedron()
+    cfg = _config()
+    a = simulate_series(nc, cfg, 7, tmp_path / "a", progress=False)
+    b = simulate_series(nc, cfg, 7, tmp_path / "b", progress=False)
+    c = simulate_series(nc, cfg, 8, tmp_path / "c", progress=False)
+    for name in ("frames.mrcs", "frames.star", "truth_map.mrc", "atom_events.csv", "montage.png"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "frames.mrcs").read_bytes() != (c / "frames.mrcs").read_bytes()
+    frames, ps = open_stack(a / "frames.mrcs")
+    assert frames.shape == (10, 80, 80) and frames.dtype == np.float32 and ps == pytest.approx(PIX, abs=1e-4)
+    optics, particles = read_star(a / "frames.star")
+    assert len(particles) == 10 and int(optics["rlnImageSize"].iloc[0]) == 80
+    assert optics["tbMode"].iloc[0] == "projection" and int(optics["tbBoxSize"].iloc[0]) == 64
+    dose = cfg.acquisition.dose_per_frame
+    assert np.allclose(particles["tbDose"], dose)
+    assert np.allclose(particles["tbCumulativeDose"], dose * np.arange(1, 11))
+    assert np.allclose(np.diff(particles["tbTime"]), 1 / 400)
+    truth, vs = read_volume(a / "truth_map.mrc")
+    assert truth.shape == (64, 64, 64) and vs == pytest.approx(PIX, abs=1e-4)
+    assert np.unravel_index(np.argmax(np.abs(truth).sum(axis=(1, 2))), (64,)) != 0
+    manifest = json.loads((a / "manifest.json").read_text())
+    assert manifest["seed"] == 7 and manifest["config"]["acquisition"]["n_frames"] == 10
+    assert manifest["versions"]["tumblebench"]
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_star_poses_defocus_and_liquid_are_the_simulated_truth(tmp_path):
+    nc = _octahedron()
+    cfg = _config()
+    sim = SeriesSimulation(nc, cfg, 3)
+    out = simulate_series(nc, cfg, 3, tmp_path / "s", progress=False)
+    _, particles = read_star(out / "frames.star")
+    poses = pose_matrix(particles["rlnAngleRot"], particles["rlnAngleTilt"], particles["rlnAnglePsi"])
+    assert np.all(rotation_angle_deg(poses, sim.trajectory.poses) < 1e-3)  # Euler angles round-trip
+    tr = sim.trajectory
+    assert np.allclose(particles["rlnCoordinateX"], 40 + tr.shifts[:, 0] / PIX, atol=1e-5)
+    assert np.allclose(particles["rlnCoordinateY"], 40 + tr.shifts[:, 1] / PIX, atol=1e-5)
+    d0 = cfg.imaging.optics.defocus_A
+    assert np.allclose(0.5 * (particles["rlnDefocusU"] + particles["rlnDefocusV"]), d0 + tr.heights, atol=1e-5)
+    assert np.allclose(particles["tbHeight"], tr.heights, atol=1e-5)
+    assert np.allclose(particles["tbLiquidThickness"], tr.thickness, atol=1e-5)
+    assert np.all(np.diff(particles["tbLiquidThickness"]) <= 0)  # the cell thins
+
+
+def test_projection_mode_atoms_land_where_the_truth_says(tmp_path):
+    # three atoms with centroid 0, a random frozen pose and a frozen off-centre shift
+    r = np.array([[5.0, 0.0, 0.0], [-2.5, 3.0, 1.0], [-2.5, -3.0, -1.0]])
+    nc = _Particle(r, ["Pt"] * 3, np.zeros((3, 3, 3)))
+    cfg = _config(n_frames=2, field=96, box=64)
+    cfg = dataclasses.replace(
+        cfg,
+        dynamics=DynamicsConfig(rotation=RotationConfig(0.0, 0.0, "random"),
+                                translation=TranslationConfig(0.0, 4.0, (0.0, 0.0)),
+                                height=HeightConfig(0.0, 0.0, 0.0)),
+        liquid=LiquidConfig(0.0, 0.0, "constant"),
+    )
+    sim = SeriesSimulation(nc, cfg, 21)
+    clean, _ = sim.next_frame()
+    _, particles = sim.star_tables()
+    A = pose_matrix(particles["rlnAngleRot"][0], particles["rlnAngleTilt"][0], particles["rlnAnglePsi"][0])
+    cx, cy = particles["rlnCoordinateX"][0], particles["rlnCoordinateY"][0]
+    assert abs(cx - 48) > 1 or abs(cy - 48) > 1  # really off-centre
+    bg = np.median(clean)
+    for atom in r:
+        lab = A @ atom
+        x, y = cx + lab[0] / PIX, cy + lab[1] / PIX
+        i, j = round(y), round(x)
+        win = clean[i - 2 : i + 3, j - 2 : j + 3] - bg
+        assert win.max() > 0.5 * (clean.max() - bg)
+        # the intensity-weighted centre of the peak is within 0.3 px of the prediction
+        ii, jj = np.mgrid[i - 2 : i + 3, j - 2 : j + 3]
+        w = np.clip(win, 0, None)
+        assert abs((w * ii).sum() / w.sum() - y) < 0.3 and abs((w * jj).sum() / w.sum() - x) < 0.3
+
+
+def test_frame_mean_count_matches_dose_and_noise_is_poisson():
+    nc = _octahedron()
+    cfg = _config(mode="projection", n_frames=4, field=96, box=64)
+    cfg = dataclasses.replace(cfg, detector=DetectorConfig(mtf="none"))  # ideal counting: Poisson only
+    sim = SeriesSimulation(nc, cfg, 5)
+    per_px = cfg.acquisition.dose_per_frame * PIX**2
+    for _ in range(4):
+        intensity, counts = sim.next_frame()
+        expected = intensity * per_px
+        assert counts.mean() == pytest.approx(expected.mean(), abs=4 * np.sqrt(per_px / counts.size))
+        resid = counts - expected
+        assert resid.mean() == pytest.approx(0.0, abs=4 * np.sqrt(per_px / counts.size))
+        # Poisson: variance equals the mean count (dose × pixel area × intensity)
+        assert np.mean(resid**2) == pytest.approx(expected.mean(), rel=0.05)
+        assert np.all(counts == np.round(counts))
+
+
+def test_dose_per_frame_and_dose_rate():
+    cfg = with_overrides(_config(), dose_per_frame=12.5)
+    assert cfg.acquisition.dose_per_frame == 12.5
+    rate = dataclasses.replace(cfg.acquisition, dose_rate_e_per_A2_per_s=4000.0)
+    assert rate.dose_per_frame == pytest.approx(10.0)
+    with pytest.raises(TumblebenchError, match="dose"):
+        with_overrides(_config(), dose_per_frame=0.0)
+    with pytest.raises(TumblebenchError, match="dose"):
+        with_overrides(_config(), dose_per_frame=-3.0)
+
+
+def test_bad_input_leaves_nothing_behind(tmp_path):
+    nc = _octahedron()
+    with pytest.raises(TumblebenchError, match="does not fit"):
+        simulate_series(nc, _config(box=32, field=72), 0, tmp_path / "x", progress=False)
+    big = _Particle(nc.positions * 3, nc.symbols, nc.U)
+    with pytest.raises(TumblebenchError, match=r"field|fit"):
+        simulate_series(big, _config(box=72, field=72), 0, tmp_path / "x", progress=False)
+    alien = _Particle(nc.positions, ["Xx", *nc.symbols[1:]], nc.U)
+    with pytest.raises(TumblebenchError, match="Xx"):
+        simulate_series(alien, _config(), 0, tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dissolution_is_recorded_and_weights_the_truth_map(tmp_path):
+    from simulator.dynamics import DissolutionConfig
+
+    nc = _octahedron()
+    cfg = dataclasses.replace(_config(n_frames=6),
+                              dissolution=DissolutionConfig(enabled=True, rate_per_e_per_A2=3e-4, max_cn=7))
+    out = simulate_series(nc, cfg, 1, tmp_path / "d", progress=False)
+    _, particles = read_star(out / "frames.star")
+    present = particles["tbAtomsPresent"].to_numpy()
+    events = np.loadtxt(out / "atom_events.csv", delimiter=",", skiprows=1, usecols=(0, 1), ndmin=2)
+    assert events.shape[0] > 0 and np.all(np.diff(present) <= 0)
+    assert present[-1] == 140 - events.shape[0]
+    for f in range(6):
+        assert present[f] == 140 - np.sum(events[:, 0] <= f)
+    truth, _ = read_volume(out / "truth_map.mrc")
+    ref = simulate_series(nc, _config(n_frames=6), 1, tmp_path / "r", progress=False)
+    truth_ref, _ = read_volume(ref / "truth_map.mrc")
+    assert truth.sum() < truth_ref.sum()
