@@ -338,10 +338,10 @@ def nanocrystal_from_atoms(atoms: ase.Atoms, mobility: MobilitySpec | None = Non
     centre = pos.mean(axis=0)
     ideal = centre + (fit.ideal_positions - centre) * (a_ref / a_fit)
     stacking = local_stacking(pos, cn_cutoff(a_fit))
-    depth_ok = radial_depth(pos)
-    require(mobility.penetration_depth_A < max(float(depth_ok.max()), 0.0) + 1e-9 or mobility.penetration_depth_A == 0,
-            f"mobility.penetration_depth_A: {mobility.penetration_depth_A} Å exceeds the particle radius "
-            f"{float(depth_ok.max()):.2f} Å")
+    radius = 0.5 * max_interatomic_distance(pos)
+    require(mobility.penetration_depth_A <= radius,
+            f"mobility.penetration_depth_A: {mobility.penetration_depth_A} Å is larger than the particle radius "
+            f"{radius:.2f} Å")
     return compute_truth(pos, symbols, ideal, fit.grain, stacking, a_ref, a_fit, mobility,
                          np.random.default_rng(seed),
                          info={"name": name, "seed": int(seed), "element": main, "source": source,
