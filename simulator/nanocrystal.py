@@ -308,9 +308,12 @@ def load_nanocrystal(path: str | Path, mobility: MobilitySpec | None = None, see
         atoms.arrays["stacking"] = np.asarray(atoms.arrays["stacking"]).astype("<U5")
         atoms.calc = None
         return Nanocrystal(atoms)
-    return nanocrystal_from_atoms(atoms, mobility=mobility, seed=seed,
-                                  reference_lattice_constant=reference_lattice_constant,
-                                  name=path.stem, source=str(path.name))
+    try:
+        return nanocrystal_from_atoms(atoms, mobility=mobility, seed=seed,
+                                      reference_lattice_constant=reference_lattice_constant,
+                                      name=path.stem, source=str(path.name))
+    except TumblebenchError as exc:
+        raise TumblebenchError(f"{path}: {exc}") from None
 
 
 def nanocrystal_from_atoms(atoms: ase.Atoms, mobility: MobilitySpec | None = None, seed: int = 0,
