@@ -27,6 +27,7 @@ from simulator.config import load_config
 from simulator.coordination import cn_cutoff, coordination_numbers, local_stacking, max_interatomic_distance
 from simulator.defects import apply_planar_defects, choose_adatoms, choose_vacancies
 from simulator.errors import TumblebenchError, require
+from simulator.lattice import fit_fcc_lattice
 from simulator.mobility import MobilitySpec
 from simulator.nanocrystal import Nanocrystal, compute_truth
 from simulator.shapes import ShapeSpec, build_shape, bulk_lattice_constant
@@ -209,11 +210,9 @@ def build(spec: NanocrystalSpec, seed: int = 0) -> Nanocrystal:
             f"radius {radius:.2f} Å")
     symbols = [spec.element] * len(pos)
     actual = apply_strain(pos, symbols, spec.strain, rng_strain)
-    a_particle = a0 * (1.0 + spec.strain.uniform)
-    if spec.strain.relax_emt:
-        from simulator.lattice import fit_fcc_lattice
-
-        a_particle = fit_fcc_lattice(actual, a_particle, grain=grain).lattice_constant
+    # the particle's lattice constant is what a perfect analysis would fit: the per-grain lattice fit of the
+    # true positions (= a0·(1 + uniform) exactly for a pure uniform expansion)
+    a_particle = fit_fcc_lattice(actual, a0 * (1.0 + spec.strain.uniform), grain=grain).lattice_constant
     return compute_truth(actual, symbols, pos, grain, stacking, a0, a_particle, spec.mobility, rng_u,
                          info={"name": spec.name, "seed": int(seed), "element": spec.element,
                                "shape": spec.shape.kind, "source": "build"})

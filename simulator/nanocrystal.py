@@ -19,7 +19,8 @@ name                      shape      meaning
 ``surface``               (N,) bool  CN < 12
 ========================  =========  ==================================================================
 
-``atoms.info``: ``lattice_constant`` (Å, the particle's mean lattice constant, what a lattice fit returns),
+``atoms.info``: ``lattice_constant`` (Å, the per-grain fcc lattice fit of the true positions — what a perfect
+analysis returns; a₀·(1 + uniform strain) for a pure uniform expansion),
 ``reference_lattice_constant`` (Å, the bulk value the ideal positions and strain refer to), ``name``,
 ``seed``, ``element``, ``penetration_depth`` (Å, of the mobility model), ``source``.
 
