@@ -117,3 +117,12 @@ def test_overwrite(tmp_path, capsys) -> None:
     assert _run(capsys, "--preset", "icosahedron", "--out", str(out))[0] == 0
     assert _run(capsys, "--preset", "cuboctahedron", "--out", str(out), "--overwrite")[0] == 0
     assert json.loads((out / "structure.json").read_text())["name"] == "cuboctahedron"
+
+
+@pytest.mark.parametrize("name", ["twinned.toml", "icosahedron.toml"])
+def test_example_specs_are_valid(name: str) -> None:
+    from simulator.builder import NanocrystalSpec, load_spec
+
+    spec = load_spec(ROOT / "examples" / name)
+    assert isinstance(spec, NanocrystalSpec)
+    assert spec.name != "default"
