@@ -99,3 +99,16 @@ def test_elements() -> None:
         bulk_lattice_constant("Xx")
     with pytest.raises(TumblebenchError, match="not an fcc metal"):
         bulk_lattice_constant("Fe")
+
+
+def test_truncated_octahedron_matches_singles_reference_model() -> None:
+    from pathlib import Path
+
+    from ase.io import read
+
+    ref = read(Path(__file__).parent / "data" / "COM_trunc-octa-3_2.7nm.pdb").positions
+    ours = build_shape(ShapeSpec(kind="truncated-octahedron", ase_parameters=(10, 3)), 3.912).positions
+    assert len(ours) == len(ref) == 586
+    r_ref = np.sort(np.linalg.norm(ref - ref.mean(axis=0), axis=1))
+    r_ours = np.sort(np.linalg.norm(ours, axis=1))
+    assert np.allclose(r_ours, r_ref, atol=2e-3)  # PDB coordinates carry 3 decimals

@@ -133,3 +133,15 @@ def test_real_particle_stage1() -> None:
     assert np.median(cn) == 10
     assert np.median(nn_bond_lengths(pos)) == pytest.approx(2.68, abs=0.005)
     assert max_interatomic_distance(pos) == pytest.approx(21.6, abs=0.05)
+
+
+def test_gcn_of_close_packed_facets_matches_calle_vallejo() -> None:
+    # large octahedron: central (111) facet atoms have GCN 7.5 (Pt(111) terrace); seed 004's CN_max is 12 there
+    pos = Octahedron("Pt", 9, 0, latticeconstant=A).positions
+    cut = cn_cutoff(A)
+    cn, gcn = coordination_numbers(pos, cut), generalized_coordination(pos, cut)
+    assert gcn[cn == 9].max() == pytest.approx(7.5)
+    # (100) terraces of a truncated octahedron: CN 8, GCN 80/12 = 6.67
+    pos = Octahedron("Pt", 12, 4, latticeconstant=A).positions
+    cn, gcn = coordination_numbers(pos, cut), generalized_coordination(pos, cut)
+    assert gcn[cn == 8].max() == pytest.approx(80 / 12)
