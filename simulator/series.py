@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import multiprocessing
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -223,7 +225,12 @@ def with_overrides(config: SeriesConfig, *, mode: str | None = None, n_frames: i
 
 
 class SeriesSimulation:
-    """A series being simulated frame by frame (frames must be produced in order).
+    """A series whose every frame can be rendered independently (and so in parallel).
+
+    Everything sequential is drawn up front: the rigid-body path and, if enabled, the dissolution history
+    (it depends on the dose only). Each frame then draws its thermal displacements, water layer and detector
+    noise from its own generator, ``SeedSequence(seed, spawn_key=(2, frame))``, so a frame's bytes do not
+    depend on the order in which frames are rendered or on how many processes render them.
 
     Parameters
     ----------
@@ -232,8 +239,7 @@ class SeriesSimulation:
     config
         Series configuration.
     seed
-        Seed of every random draw (independent streams for the path, the thermal motion, the imaging,
-        the detector and the dissolution, from ``numpy.random.SeedSequence(seed).spawn``).
+        Seed of every random draw.
 
     Raises
     ------
@@ -244,7 +250,6 @@ class SeriesSimulation:
 
     def __init__(self, nc, config: SeriesConfig, seed: int) -> None:
         config.validate()
-        self.nc = nc
         self.config = config
         self.seed = int(seed)
         acq = config.acquisition
@@ -259,6 +264,7 @@ class SeriesSimulation:
         self.positions = particle_frame_positions(nc)
         self.symbols = np.asarray(symbols)
         self.factors = displacement_factors(np.asarray(nc.U, float).reshape(-1, 3, 3))
+        self.radius = particle_radius(nc)
         check_fits_box(nc, acq.box_size_px, acq.pixel_size_A, "acquisition.box_size_px")
         self.shape = (acq.field_px, acq.field_px)
         self.imager = Imager(config.imaging, self.shape, acq.pixel_size_A)
@@ -268,23 +274,40 @@ class SeriesSimulation:
                 f"acquisition.pixel_size_A = {acq.pixel_size_A} Å is too coarse for the imaging band limit "
                 f"{self.band_limit_A:.3f} Å (needs a pixel < {self.band_limit_A / 2:.4f} Å)"
             )
-        ss = np.random.SeedSequence(self.seed)
-        rng_path, self.rng_thermal, self.rng_imaging, self.rng_detector, self.rng_dissolution = (
-            np.random.default_rng(s) for s in ss.spawn(5)
-        )
+        rng_path = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0,)))
         self.trajectory = simulate_trajectory(config.dynamics, config.liquid, acq.n_frames, acq.frame_rate_hz,
                                               acq.substeps, rng_path, acq.exposure_fraction)
         self._check_field()
         self.dose = float(acq.dose_per_frame)
-        self.dissolution = Dissolution(self.positions, config.dissolution)
-        self.n_present = np.zeros(acq.n_frames, dtype=np.int64)
+        # dissolution history (sequential, dose-driven): removed_frame[i] = first frame without atom i
+        self.removed_frame = np.full(len(symbols), -1, dtype=np.int64)
         self.events: list[tuple[int, int, str]] = []
+        if config.dissolution.enabled:
+            diss = Dissolution(self.positions, config.dissolution)
+            rng_diss = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1,)))
+            for f in range(acq.n_frames):
+                left = diss.step(self.dose, f, rng_diss)
+                self.events.extend((f, int(i), "dissolved") for i in left)
+            self.removed_frame = diss.removed_frame.copy()
+        gone = np.where(self.removed_frame >= 0, self.removed_frame, acq.n_frames)
+        #: atoms present in each frame
+        self.n_present = (gone[None, :] > np.arange(acq.n_frames)[:, None]).sum(axis=1)
         self._next = 0
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["imager"] = None  # rebuilt in the worker (caches stay local)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        acq = self.config.acquisition
+        self.imager = Imager(self.config.imaging, self.shape, acq.pixel_size_A)
 
     def _check_field(self) -> None:
         acq = self.config.acquisition
         half = (acq.field_px // 2 - 1) * acq.pixel_size_A
-        reach = np.abs(self.trajectory.sub_shifts).max(axis=(1, 2)) + particle_radius(self.nc) + 2.0
+        reach = np.abs(self.trajectory.sub_shifts).max(axis=(1, 2)) + self.radius + 2.0
         out = np.flatnonzero(reach > half)
         if out.size:
             f = int(out[0])
@@ -299,48 +322,58 @@ class SeriesSimulation:
         """Number of frames."""
         return self.config.acquisition.n_frames
 
-    def lab_positions(self, frame: int) -> np.ndarray:
+    def present(self, frame: int) -> np.ndarray:
+        """(N,) bool: the atoms present in ``frame``."""
+        return (self.removed_frame < 0) | (self.removed_frame > frame)
+
+    def frame_rngs(self, frame: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
+        """The frame's own generators (thermal, imaging, detector)."""
+        ss = np.random.SeedSequence(self.seed, spawn_key=(2, int(frame)))
+        return tuple(np.random.default_rng(c) for c in ss.spawn(3))  # type: ignore[return-value]
+
+    def lab_positions(self, frame: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Lab-frame atom positions of the present atoms at the frame's sub-steps, (S, N, 3) Å.
 
-        x, y relative to the field centre; z relative to the particle's mid-exposure height (the frame's
-        height enters through the defocus offset, see the module docstring).
+        Thermal displacements are drawn from N(0, U) in the particle frame and rotated with each sub-step's
+        pose. x, y are relative to the field centre; z relative to the particle's mid-exposure height (the
+        frame's height enters through the defocus offset, see the module docstring).
         """
         tr = self.trajectory
-        present = self.dissolution.present
+        present = self.present(frame)
         therm = self.config.thermal
         scale = therm.scale if therm.enabled else 0.0
+        rng = self.frame_rngs(frame)[0] if rng is None else rng
         snaps = thermal_positions(self.positions[present], self.factors[present], self.config.acquisition.substeps,
-                                  self.rng_thermal, scale)
+                                  rng, scale)
         lab = np.einsum("sij,snj->sni", tr.sub_poses[frame], snaps)
         lab[..., 0] += tr.sub_shifts[frame, :, 0, None]
         lab[..., 1] += tr.sub_shifts[frame, :, 1, None]
         lab[..., 2] += (tr.sub_heights[frame] - tr.heights[frame])[:, None]
         return lab
 
-    def next_frame(self) -> tuple[np.ndarray, np.ndarray]:
-        """Simulate the next frame; return (noise-free intensity (ny, nx) float64, counts float32)."""
-        f = self._next
-        require(f < self.n_frames, "series: all frames have been simulated")
-        left = self.dissolution.step(self.dose, f, self.rng_dissolution)
-        self.events.extend((f, int(i), "dissolved") for i in left)
-        present = self.dissolution.present
-        self.n_present[f] = int(present.sum())
-        lab = self.lab_positions(f)
-        intensity = self.imager.intensity(lab, list(self.symbols[present]),
-                                          defocus_offset_A=float(self.trajectory.heights[f]),
-                                          liquid_thickness_A=float(self.trajectory.thickness[f]),
-                                          rng=self.rng_imaging)
-        counts = detect(intensity, self.dose, self.config.acquisition.pixel_size_A, self.rng_detector,
+    def render(self, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        """Render frame ``frame``; return (noise-free intensity (ny, nx) float64, counts float32)."""
+        require(0 <= frame < self.n_frames, f"series: frame {frame} outside 0..{self.n_frames - 1}")
+        rng_thermal, rng_imaging, rng_detector = self.frame_rngs(frame)
+        lab = self.lab_positions(frame, rng_thermal)
+        intensity = self.imager.intensity(lab, list(self.symbols[self.present(frame)]),
+                                          defocus_offset_A=float(self.trajectory.heights[frame]),
+                                          liquid_thickness_A=float(self.trajectory.thickness[frame]),
+                                          rng=rng_imaging)
+        counts = detect(intensity, self.dose, self.config.acquisition.pixel_size_A, rng_detector,
                         self.config.detector)
-        self._next += 1
         return intensity, np.asarray(counts, dtype=np.float32)
 
+    def next_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """Render the frame after the last one rendered by this method (see :meth:`render`)."""
+        out = self.render(self._next)
+        self._next += 1
+        return out
+
     def occupancy(self) -> np.ndarray:
-        """(N,) fraction of the frames simulated so far in which each atom was present."""
-        done = max(self._next, 1)
-        rem = self.dissolution.removed_frame
-        frames_present = np.where(rem >= 0, np.minimum(rem, done), done)
-        return frames_present / done
+        """(N,) fraction of the series' frames in which each atom was present."""
+        gone = np.where(self.removed_frame >= 0, self.removed_frame, self.n_frames)
+        return gone / self.n_frames
 
     def star_tables(self, stack_name: str = "frames.mrcs") -> tuple[pd.DataFrame, pd.DataFrame]:
         """The ``data_optics`` and ``data_particles`` tables of the series (truth of every frame)."""
@@ -441,8 +474,29 @@ def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[st
     plt.close(fig)
 
 
+_WORKER_SIM: SeriesSimulation | None = None
+
+
+def _init_worker(sim: SeriesSimulation) -> None:
+    global _WORKER_SIM
+    _WORKER_SIM = sim
+
+
+def _render_in_worker(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarray | None]:
+    frame, keep_intensity = task
+    assert _WORKER_SIM is not None
+    intensity, counts = _WORKER_SIM.render(frame)
+    return frame, counts, (intensity if keep_intensity else None)
+
+
+def _default_workers(n_frames: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8)) if n_frames >= 64 else 1
+
+
 def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, overwrite: bool = False,
-                    progress: bool = True, inputs: dict[str, str] | None = None) -> Path:
+                    progress: bool = True, inputs: dict[str, str] | None = None,
+                    workers: int | None = None) -> Path:
     """Simulate a tumbling-particle series and write it to ``out_dir``.
 
     Parameters
@@ -452,7 +506,7 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     config
         Series configuration.
     seed
-        Seed of every random draw; the same seed gives the same bytes.
+        Seed of every random draw; the same seed gives the same bytes (whatever ``workers``).
     out_dir
         Output directory (created atomically: nothing is left behind on error or interrupt).
     overwrite
@@ -461,6 +515,9 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         Show a tqdm progress bar on stderr (only when stderr is a terminal).
     inputs
         Input files to record in the manifest.
+    workers
+        Processes rendering frames in parallel (default: the available cores for series of ≥ 64 frames,
+        else 1). Frames are streamed to ``frames.mrcs`` in order as they arrive.
 
     Returns
     -------
@@ -479,27 +536,38 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
     acq = config.acquisition
     n = sim.n_frames
+    n_workers = _default_workers(n) if workers is None else max(1, int(workers))
     k = min(config.output.montage_frames, n)
     montage_idx = set(np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist())
     raw_m: list[np.ndarray] = []
     clean_m: list[np.ndarray] = []
-    scale = sim.dose * acq.pixel_size_A**2
     with atomic_output_dir(out_dir, overwrite) as tmp:
         bar = tqdm(total=n, unit="frame", desc="simulate", file=sys.stderr, dynamic_ncols=True,
                    disable=not (progress and sys.stderr.isatty()))
         with MrcStackWriter(tmp / "frames.mrcs", n, acq.field_px, acq.field_px, acq.pixel_size_A) as writer:
-            for f in range(n):
-                intensity, counts = sim.next_frame()
+
+            def consume(f: int, counts: np.ndarray, intensity: np.ndarray | None) -> None:
                 writer.write(f, counts[None])
-                if f in montage_idx:
+                if f in montage_idx and intensity is not None:
                     raw_m.append(counts.copy())
                     clean_m.append(expected_counts(intensity, sim.dose, acq.pixel_size_A, config.detector))
                 bar.update(1)
+
+            if n_workers > 1:
+                ctx = multiprocessing.get_context("spawn")
+                with ctx.Pool(n_workers, initializer=_init_worker, initargs=(sim,)) as pool:
+                    tasks = ((f, f in montage_idx) for f in range(n))
+                    for f, counts, intensity in pool.imap(_render_in_worker, tasks, chunksize=4):
+                        consume(f, counts, intensity)
+            else:
+                for f in range(n):
+                    intensity, counts = sim.render(f)
+                    consume(f, counts, intensity)
         bar.close()
         optics, particles = sim.star_tables("frames.mrcs")
         write_star(tmp / "frames.star", optics, particles)
-        occupancy = sim.occupancy()
-        truth = render_truth_map(nc, acq.box_size_px, acq.pixel_size_A, sim.band_limit_A, occupancy=occupancy)
+        truth = render_truth_map(nc, acq.box_size_px, acq.pixel_size_A, sim.band_limit_A,
+                                 occupancy=sim.occupancy())
         write_volume(tmp / "truth_map.mrc", truth, acq.pixel_size_A)
         with (tmp / "atom_events.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
@@ -508,14 +576,14 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         if config.output.montage:
             labels = [f"frame {i + 1}" for i in sorted(montage_idx)]
             save_montage(raw_m, clean_m, labels, tmp / "montage.png",
-                         f"{nc.n_atoms if hasattr(nc, 'n_atoms') else len(sim.positions)} atoms, "
-                         f"{config.imaging.mode}, {sim.dose:.1f} e/Å² per frame, {acq.pixel_size_A} Å/px")
+                         f"{len(sim.positions)} atoms, {config.imaging.mode}, {sim.dose:.1f} e/Å² per frame "
+                         f"({sim.dose * acq.pixel_size_A**2:.1f} e/px), {acq.pixel_size_A} Å/px")
         write_manifest(
             tmp, "simulate", to_dict(config), seed, inputs,
             n_atoms=len(sim.positions),
             n_frames=n,
             dose_per_frame_e_per_A2=sim.dose,
-            dose_per_pixel_per_frame=scale,
+            dose_per_pixel_per_frame=sim.dose * acq.pixel_size_A**2,
             total_dose_e_per_A2=sim.dose * n,
             band_limit_A=sim.band_limit_A,
             truth_map={"box_size": acq.box_size_px, "voxel_size_A": acq.pixel_size_A,
