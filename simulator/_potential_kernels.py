@@ -47,3 +47,19 @@ def phase_factors(coord: np.ndarray, damp_b: np.ndarray, coef: np.ndarray, k: np
                 out[m, i] = np.complex64(complex(pr[kk], pim[kk]))
             else:
                 out[m, i] = np.complex64(complex(pr[-kk], -pim[-kk]))
+
+
+@numba.njit(cache=True, fastmath=True)
+def apply_phase(psi: np.ndarray, v: np.ndarray, sigma: float) -> None:
+    """psi[b, y, x] *= exp(iσ·v[b, y, x]) in place: transmission through a slice's phase grating.
+
+    ``psi`` complex64 (B, ny, nx), ``v`` float32 (B, ny, nx) projected potential (V·Å), ``sigma`` rad/(V·Å).
+    Serial on purpose: on a shared 2-core machine a threaded version measured 40× slower than this one.
+    """
+    b, ny, nx = psi.shape
+    s = np.float32(sigma)
+    for i in range(b):
+        for y in range(ny):
+            for x in range(nx):
+                ph = s * v[i, y, x]
+                psi[i, y, x] *= complex(np.cos(ph), np.sin(ph))

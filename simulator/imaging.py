@@ -47,9 +47,9 @@ from threadpoolctl import threadpool_limits
 from simulator import multislice as ms
 from simulator.errors import TumblebenchError, require
 from simulator.liquid_cell import LiquidCellConfig, attenuation, graphene_potential, water_potential
-from simulator.optics import OpticsConfig, aberration_phase, aperture, envelopes, frequency_grid
+from simulator.optics import LensTransfer, OpticsConfig, frequency_grid
 from simulator.potential import FourierGrid, slice_potential_coefficients
-from simulator.scattering import GAUSSIAN_TABLES, TABLES, available, gaussian_coefficients
+from simulator.scattering import GAUSSIAN_TABLES, TABLES, available
 
 MODES = ("multislice", "phase-object", "projection")
 
@@ -80,6 +80,10 @@ class ImagingConfig:
         or the multislice band limit, whichever is coarser, times a 2 % guard).
     window_margin_A
         Margin around the particle's span in the imaging window, Å.
+    antialias_transmission
+        Band-limit each slice's transmission function exp(iσv) again (two more FFTs per slice). Off by
+        default: the potential is already exactly band-limited and a slice's phase is small (< 0.2 rad for
+        Pt at 2 Å slices), so this changes a 586-atom Pt image by 0.6 % rms (correlation 0.99999).
     envelopes
         Apply the partial-coherence envelopes.
     liquid_cell
@@ -95,6 +99,7 @@ class ImagingConfig:
     bandlimit_fraction: float = 2.0 / 3.0
     band_limit_A: float = 0.0
     window_margin_A: float = 6.0
+    antialias_transmission: bool = False
     envelopes: bool = True
     liquid_cell: LiquidCellConfig = field(default_factory=LiquidCellConfig)
 
@@ -137,8 +142,7 @@ class _Window:
         self.mask = ms.band_mask(shape, self.p_int, self.q_ms)
         self.prop = ms.propagator(shape, self.p_int, imager.wavelength, dz, self.q_ms)
         qy, qx = frequency_grid(shape, self.p_int)
-        self.qy, self.qx = qy, qx
-        self.lens_static = aperture(qy, qx, imager.optics) * self.mask
+        self.lens = LensTransfer(qy, qx, imager.optics, self.mask, imager.config.envelopes)
         # detector-window grid for the crop / projection mode
         self.det = FourierGrid((w_det, w_det), imager.pixel_size, imager.band_q)
         self.crop_iy = self.det.ky % self.w_int
@@ -192,12 +196,9 @@ class Imager:
         self._windows: dict[tuple[int, float], _Window] = {}
         self._bg_cache: dict[str, np.ndarray] = {}
         qy, qx = frequency_grid(self.shape, self.pixel_size)
-        self._fqy, self._fqx = qy, qx
-        self._field_band = ((qx**2 + qy**2) <= self.band_q**2)
-        self._pad = 0.0
-        if config.slicing == "exact":
-            bmax = max(gaussian_coefficients(el, config.table)[1].max() for el in available(config.table))
-            self._pad = 3.5 * np.sqrt(bmax / (8 * np.pi**2))
+        self._field_grid = FourierGrid(self.shape, self.pixel_size, self.band_q)
+        self._field_lens = LensTransfer(qy, qx, self.optics, ((qx**2 + qy**2) <= self.band_q**2).astype(float),
+                                        config.envelopes)
 
     # ------------------------------------------------------------------ helpers
     def _window(self, span_A: float) -> _Window:
@@ -216,12 +217,6 @@ class Imager:
         if key not in self._windows:
             self._windows[key] = _Window(self, w, self.config.slice_thickness_A)
         return self._windows[key]
-
-    def _lens(self, win: _Window, defocus: float) -> np.ndarray:
-        h = np.exp(1j * aberration_phase(win.qy, win.qx, self.optics, defocus)) * win.lens_static
-        if self.config.envelopes:
-            h = h * envelopes(win.qy, win.qx, self.optics, defocus)
-        return h.astype(np.complex64)
 
     def _check_inputs(self, positions: np.ndarray, symbols: str | Sequence[str]) -> tuple[np.ndarray, list[str]]:
         pos = np.asarray(positions, dtype=np.float64)
@@ -263,6 +258,15 @@ class Imager:
         cxy = pos[..., :2].reshape(-1, 2).mean(axis=0)
         span = 2 * np.sqrt(((pos[..., :2] - cxy) ** 2).sum(-1)).max()
         win = self._window(span)
+        if self.config.mode == "projection":
+            # linear: computed on the whole (periodic) field, so no window truncates the band-limited tails
+            flat = pos.reshape(-1, 3) + np.array([(nx // 2) * p, (ny // 2) * p, 0.0])
+            with threadpool_limits(limits=1, user_api="blas"):
+                coeffs = slice_potential_coefficients(flat, np.tile(np.asarray(syms, dtype=object), s_count),
+                                                      self._field_grid, None,
+                                                      weights=np.full(flat.shape[0], 1.0 / s_count),
+                                                      table=self.config.table, slicing="centre")
+            return 1.0 + self.sigma * self._field_grid.to_real(coeffs)[0].astype(np.float64), (0, 0)
         w = win.w_det
         col0 = int(np.round(cxy[0] / p + nx // 2)) - w // 2
         row0 = int(np.round(cxy[1] / p + ny // 2)) - w // 2
@@ -272,13 +276,6 @@ class Imager:
         mode = self.config.mode
         cfg = self.config
         with threadpool_limits(limits=1, user_api="blas"):
-            if mode == "projection":
-                flat = local.reshape(-1, 3)
-                coeffs = slice_potential_coefficients(flat, np.tile(np.asarray(syms, dtype=object), s_count),
-                                                      win.det, None, weights=np.full(flat.shape[0], 1.0 / s_count),
-                                                      table=cfg.table, slicing="centre")
-                v = win.det.to_real(coeffs)[0].astype(np.float64)
-                return 1.0 + self.sigma * v, (row0, col0)
             if mode == "phase-object":
                 coeffs = np.stack([slice_potential_coefficients(local[s], syms, win.grid, None, table=cfg.table,
                                                                 slicing="centre" if cfg.table not in GAUSSIAN_TABLES
@@ -290,16 +287,31 @@ class Imager:
             else:
                 dz = cfg.slice_thickness_A
                 z = local[..., 2]
-                z0 = np.floor((z.min() - self._pad) / dz) * dz
-                n_sl = max(1, int(np.ceil((z.max() + self._pad - z0) / dz)))
+                # Slices on a fixed z grid covering the atom centres; the first and last slice reach to ∓∞
+                # so that they take the potential tails (the slices still sum exactly to v_z).
+                z0 = np.floor(z.min() / dz) * dz
+                n_sl = max(1, int(np.ceil((z.max() - z0) / dz + 1e-9)))
                 edges = z0 + dz * np.arange(n_sl + 1)
-                coeffs = np.stack([slice_potential_coefficients(local[s], syms, win.grid, edges, table=cfg.table,
-                                                                slicing=cfg.slicing) for s in range(s_count)])
-                v = win.grid.to_real(coeffs.reshape(-1, *coeffs.shape[2:]))
-                t = ms.transmission(v, self.sigma, win.mask).reshape(s_count, n_sl, win.w_int, win.w_int)
-                psi_q = ms.multislice(t, win.prop)
                 z_exit = float(edges[-1])
-            h = self._lens(win, self.optics.defocus_A + defocus_offset_A + z_exit)
+                edges[0], edges[-1] = -np.inf, np.inf
+                # All sub-steps in one call: sub-step k is moved to z + k·Z (Z = 1e6 Å) and separated from
+                # its neighbours by edges at (k − ½)·Z, so it occupies slices k·n_sl … (k+1)·n_sl − 1.
+                big_z = 1e6
+                offs = np.arange(s_count) * big_z
+                inner = [edges[1:-1] + o for o in offs] + [offs[1:] - big_z / 2]
+                big_edges = np.concatenate([[-np.inf], np.sort(np.concatenate(inner)), [np.inf]])
+                zz = local.copy()
+                zz[..., 2] += offs[:, None]
+                coeffs = slice_potential_coefficients(zz.reshape(-1, 3), syms * s_count, win.grid, big_edges,
+                                                      table=cfg.table, slicing=cfg.slicing)
+                v = win.grid.to_real(coeffs)
+                if cfg.antialias_transmission:
+                    t = ms.transmission(v, self.sigma, win.mask).reshape(s_count, n_sl, win.w_int, win.w_int)
+                    psi_q = ms.multislice(t, win.prop)
+                else:
+                    psi_q = ms.multislice(v.reshape(s_count, n_sl, win.w_int, win.w_int), win.prop,
+                                          sigma=self.sigma)
+            h = win.lens(self.optics.defocus_A + defocus_offset_A + z_exit)
             psi = scipy.fft.ifft2(psi_q * h, workers=-1)
             inten = (psi.real**2 + psi.imag**2).mean(axis=0)
             ft = scipy.fft.rfft2(inten, workers=-1)
@@ -309,13 +321,16 @@ class Imager:
         return img, (row0, col0)
 
     # ------------------------------------------------------------------ liquid cell
-    def _graphene(self, which: int) -> np.ndarray:
+    def _graphene(self, which: int, spectrum: bool) -> np.ndarray:
+        """Sheet ``which``'s projected potential (V·Å), or the spectrum F[exp(iσv) − 1] (cached: static)."""
         key = f"graphene{which}"
         if key not in self._bg_cache:
             lc = self.config.liquid_cell
-            self._bg_cache[key] = graphene_potential(self.shape, self.pixel_size, lc.graphene_angles_deg[which],
-                                                     self.band_q, self.config.table)
-        return self._bg_cache[key]
+            v = graphene_potential(self.shape, self.pixel_size, lc.graphene_angles_deg[which], self.band_q,
+                                   self.config.table).astype(np.float64)
+            self._bg_cache[key] = v
+            self._bg_cache[key + "ft"] = scipy.fft.fft2(np.exp(1j * self.sigma * v) - 1.0, workers=-1)
+        return self._bg_cache[key + "ft" if spectrum else key]
 
     def background(self, liquid_thickness_A: float, rng: np.random.Generator | None) -> np.ndarray:
         """The liquid cell's contribution over the full field: I_bg − 1 (lens modes) or σ·v (projection)."""
@@ -323,29 +338,25 @@ class Imager:
         if not lc.enabled:
             return np.zeros(self.shape)
         t = max(float(liquid_thickness_A), 0.0)
-        layers: list[tuple[np.ndarray, float]] = []
+        proj = self.config.mode == "projection"
+        layers: list[tuple[np.ndarray, float]] = []  # (potential or spectrum F[t_L − 1], height z)
         if lc.graphene:
-            layers.append((self._graphene(0), -t / 2))
-            layers.append((self._graphene(1), +t / 2))
+            layers.append((self._graphene(0, not proj), -t / 2))
+            layers.append((self._graphene(1, not proj), +t / 2))
         if lc.water and t > 0 and lc.amorphous_scale > 0:
             gen = rng if rng is not None else np.random.default_rng(0)
-            vw = water_potential(self.shape, self.pixel_size, t, self.band_q, gen, lc.water_density_per_A3,
-                                 self.config.table)
-            layers.append((lc.amorphous_scale * vw, 0.0))
+            vw = lc.amorphous_scale * water_potential(self.shape, self.pixel_size, t, self.band_q, gen,
+                                                      lc.water_density_per_A3, self.config.table).astype(np.float64)
+            layers.append((vw if proj else scipy.fft.fft2(np.exp(1j * self.sigma * vw) - 1.0, workers=-1), 0.0))
         if not layers:
             return np.zeros(self.shape)
-        if self.config.mode == "projection":
-            return self.sigma * sum(v.astype(np.float64) for v, _ in layers)
+        if proj:
+            return self.sigma * sum(v for v, _ in layers)
         total = np.zeros(self.shape, dtype=np.complex128)
-        for v, z in layers:
-            df = self.optics.defocus_A + z
-            h = np.exp(1j * aberration_phase(self._fqy, self._fqx, self.optics, df)) * self._field_band
-            h = h * aperture(self._fqy, self._fqx, self.optics)
-            if self.config.envelopes:
-                h = h * envelopes(self._fqy, self._fqx, self.optics, df)
-            total += h * scipy.fft.fft2(np.exp(1j * self.sigma * v.astype(np.float64)) - 1.0, workers=-1)
+        for spec, z in layers:
+            total += self._field_lens(self.optics.defocus_A + z, np.complex128) * spec
         psi = 1.0 + scipy.fft.ifft2(total, workers=-1)
-        return np.abs(psi) ** 2 - 1.0
+        return psi.real**2 + psi.imag**2 - 1.0
 
     # ------------------------------------------------------------------ public
     def intensity(self, positions: np.ndarray, symbols: str | Sequence[str], defocus_offset_A: float = 0.0,

@@ -271,3 +271,61 @@ def first_zero(optics: OpticsConfig, defocus_A: float | None = None) -> float:
         else:
             hi = mid
     return 0.5 * (lo + hi)
+
+
+class LensTransfer:
+    """The wave transfer function H(q) of :func:`wave_transfer` on a fixed grid, fast for changing defocus.
+
+    Everything that does not depend on defocus (q, azimuth terms, C_s/C_5 phase, aperture, temporal
+    envelope, an extra band-limit mask) is computed once; :meth:`__call__` then costs a few array operations.
+
+    Parameters
+    ----------
+    qy, qx
+        Frequency grids (Å⁻¹), broadcastable (e.g. from :func:`frequency_grid`).
+    optics
+        Lens parameters.
+    mask
+        Extra multiplicative mask (e.g. a band limit) or None.
+    envelopes_on
+        Include the partial-coherence envelopes.
+    """
+
+    def __init__(self, qy: np.ndarray, qx: np.ndarray, optics: OpticsConfig, mask: np.ndarray | None = None,
+                 envelopes_on: bool = True):
+        lam = optics.wavelength_A
+        self.lam = lam
+        q2 = qx**2 + qy**2
+        q = np.sqrt(q2)
+        phi = np.arctan2(qy, qx)
+        ang = 2 * (phi - np.radians(optics.astigmatism_angle_deg))
+        cs = optics.cs_mm * 1e7
+        c5 = optics.c5_mm * 1e7
+        self.q2 = q2
+        self.q = q
+        self.static_phase = (np.pi * lam * 0.5 * optics.astigmatism_A * np.cos(ang) * q2
+                             - 0.5 * np.pi * cs * lam**3 * q2**2 - np.pi / 3.0 * c5 * lam**5 * q2**3)
+        amp = aperture(qy, qx, optics)
+        if mask is not None:
+            amp = amp * mask
+        self.spatial = envelopes_on and optics.convergence_mrad > 0
+        if envelopes_on and optics.focal_spread_A > 0:
+            amp = amp * np.exp(-0.5 * (np.pi * lam * optics.focal_spread_A) ** 2 * q2**2)
+        self.amp = amp
+        if self.spatial:
+            self.g_rad_static = (2 * np.pi * lam * 0.5 * optics.astigmatism_A * np.cos(ang) * q
+                                 - 2 * np.pi * cs * lam**3 * q**3 - 2 * np.pi * c5 * lam**5 * q**5)
+            self.g_ang = -np.pi * lam * optics.astigmatism_A * np.sin(ang) * q
+            self.k_spatial = (optics.convergence_mrad * 1e-3 / (2 * lam)) ** 2
+
+    def __call__(self, defocus_A: float, dtype: type = np.complex64) -> np.ndarray:
+        """H(q) at defocus ``defocus_A`` (Å, underfocus positive)."""
+        phase = np.pi * self.lam * defocus_A * self.q2 + self.static_phase
+        amp = self.amp
+        if self.spatial:
+            g = 2 * np.pi * self.lam * defocus_A * self.q + self.g_rad_static
+            amp = amp * np.exp(-self.k_spatial * (g**2 + self.g_ang**2))
+        out = np.empty(np.broadcast_shapes(phase.shape, np.shape(amp)), dtype=dtype)
+        out.real = amp * np.cos(phase)
+        out.imag = amp * np.sin(phase)
+        return out

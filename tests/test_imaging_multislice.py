@@ -1,0 +1,115 @@
+"""Multislice: norm conservation, agreement with the phase object for thin objects, slice convergence."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from ase.cluster import Octahedron
+
+from simulator import multislice as ms
+from simulator.imaging import Imager, ImagingConfig
+from simulator.liquid_cell import LiquidCellConfig
+from simulator.optics import OpticsConfig, wavelength
+from simulator.potential import FourierGrid, slice_potential_coefficients
+
+NO_CELL = LiquidCellConfig(enabled=False)
+
+
+def _particle(n_layers: int = 5, cutoff: int = 2) -> np.ndarray:
+    at = Octahedron("Pt", n_layers, cutoff=cutoff)  # 55-atom cuboctahedron
+    return at.positions - at.positions.mean(axis=0)
+
+
+def _slices(pos, shape, p, dz, q_max):
+    grid = FourierGrid(shape, p, q_max)
+    local = pos + np.array([shape[1] * p / 2, shape[0] * p / 2, 0.0])
+    z0 = np.floor(local[:, 2].min() / dz) * dz
+    edges = z0 + dz * np.arange(int(np.ceil((local[:, 2].max() - z0) / dz)) + 1)
+    edges[0], edges[-1] = -np.inf, np.inf
+    return grid.to_real(slice_potential_coefficients(local, "Pt", grid, edges))
+
+
+def test_multislice_conserves_norm_without_aperture():
+    shape, p = (64, 64), 0.25
+    v = _slices(_particle(), shape, p, 2.0, 1 / (2 * p))  # no band limit below Nyquist
+    sigma = 6.526e-4
+    prop = ms.propagator(shape, p, wavelength(300), 2.0, None)
+    t = ms.transmission(v[None], sigma, None)
+    psi_q = ms.multislice(t, prop)
+    norm = (np.abs(psi_q) ** 2).sum() / (shape[0] * shape[1])  # Parseval: Σ|ψ|² = Σ|Ψ̂|²/N
+    assert norm == pytest.approx(shape[0] * shape[1], rel=1e-5)
+    # the on-the-fly phase grating gives the same wave
+    psi_q2 = ms.multislice(v[None], prop, sigma=sigma)
+    assert np.allclose(psi_q, psi_q2, atol=1e-3 * np.abs(psi_q).max())
+
+
+def test_band_limited_multislice_nearly_conserves_norm():
+    shape, p = (64, 64), 0.25
+    q_max = 2 / 3 / (2 * p)
+    v = _slices(_particle(), shape, p, 2.0, q_max)
+    prop = ms.propagator(shape, p, wavelength(300), 2.0, q_max)
+    mask = ms.band_mask(shape, p, q_max)
+    psi_q = ms.multislice(ms.transmission(v[None], 6.526e-4, mask), prop)
+    norm = (np.abs(psi_q) ** 2).sum() / (shape[0] * shape[1]) ** 2
+    assert 0.97 < norm <= 1.0 + 1e-6
+
+
+def test_thin_object_multislice_equals_phase_object():
+    """One light atom: multislice and phase object give the same image."""
+    cfg = ImagingConfig(liquid_cell=NO_CELL)
+    atom = np.array([[[0.3, -0.2, 0.1]]])
+    a = Imager(cfg, (64, 64), 0.358).intensity(atom, "O")
+    b = Imager(replace(cfg, mode="phase-object"), (64, 64), 0.358).intensity(atom, "O")
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+
+
+def test_slice_thickness_convergence():
+    pos = _particle()[None]
+    base = ImagingConfig(liquid_cell=NO_CELL)
+    ref = Imager(replace(base, slice_thickness_A=0.5), (80, 80), 0.358).intensity(pos, "Pt")
+    for dz in (1.0, 2.0):
+        img = Imager(replace(base, slice_thickness_A=dz), (80, 80), 0.358).intensity(pos, "Pt")
+        assert np.std(img - ref) < 0.03 * np.std(ref - 1), dz
+
+
+def test_modes_and_centre_slicing_agree_roughly():
+    pos = _particle()[None]
+    base = ImagingConfig(liquid_cell=NO_CELL)
+    ms_img = Imager(base, (80, 80), 0.358).intensity(pos, "Pt")
+    centre = Imager(replace(base, slicing="centre", table="lobato"), (80, 80), 0.358).intensity(pos, "Pt")
+    po = Imager(replace(base, mode="phase-object"), (80, 80), 0.358).intensity(pos, "Pt")
+    assert np.corrcoef(ms_img.ravel(), centre.ravel())[0, 1] > 0.99
+    assert np.corrcoef(ms_img.ravel(), po.ravel())[0, 1] > 0.9
+    assert not np.allclose(ms_img, po)
+
+
+def test_substeps_average_intensity_and_vacuum_is_one():
+    pos = _particle()
+    im = Imager(ImagingConfig(liquid_cell=NO_CELL), (80, 80), 0.358)
+    a = im.intensity(pos[None], "Pt")
+    shift = np.array([1.0, 0.0, 0.0])
+    b = im.intensity((pos + shift)[None], "Pt")
+    ab = im.intensity(np.stack([pos, pos + shift]), "Pt")
+    # equal up to the window's edge effects (the two calls place the imaging window differently)
+    d = ab - (a + b) / 2
+    assert np.std(d) < 0.01 * np.std(a - 1)
+    assert np.abs(d).max() < 0.03 * np.ptp(a)
+    assert im.intensity(np.zeros((1, 0, 3)), "Pt") == pytest.approx(np.ones((80, 80)))
+
+
+def test_defocus_offset_equals_defocus():
+    pos = _particle()[None]
+    cfg = ImagingConfig(liquid_cell=NO_CELL)
+    a = Imager(cfg, (80, 80), 0.358).intensity(pos, "Pt", defocus_offset_A=40.0)
+    cfg2 = replace(cfg, optics=replace(cfg.optics, defocus_A=cfg.optics.defocus_A + 40.0))
+    b = Imager(cfg2, (80, 80), 0.358).intensity(pos, "Pt")
+    assert np.allclose(a, b, atol=1e-5)
+    assert not np.allclose(a, Imager(cfg, (80, 80), 0.358).intensity(pos, "Pt"), atol=1e-3)
+
+
+def test_optics_default_is_ncsi_bright_atoms():
+    o = OpticsConfig()
+    assert o.defocus_A < 0 and o.cs_mm < 0
+    img = Imager(ImagingConfig(liquid_cell=NO_CELL, mode="phase-object"), (48, 48), 0.358).intensity(
+        np.array([[[0.0, 0.0, 0.0]]]), "Pt")
+    assert img[24, 24] > 1.0
