@@ -458,7 +458,7 @@ def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[st
     import matplotlib.pyplot as plt
 
     k = len(raw)
-    fig, axes = plt.subplots(2, k, figsize=(2.6 * k, 5.6), squeeze=False)
+    fig, axes = plt.subplots(2, k, figsize=(2.6 * k, 6.0), squeeze=False, gridspec_kw={"hspace": 0.25})
     for j in range(k):
         for row, (img, name) in enumerate(((raw[j], "raw"), (clean[j], "noise-free"))):
             ax = axes[row, j]
@@ -469,7 +469,7 @@ def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[st
             ax.set_title(f"{labels[j]} {name}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9 if title else 0.95, wspace=0.05)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -120,6 +120,27 @@ def test_star_poses_defocus_and_liquid_are_the_simulated_truth(tmp_path):
     assert np.all(np.diff(particles["tbLiquidThickness"]) <= 0)  # the cell thins
 
 
+def test_projection_mode_single_atom_lands_at_the_star_coordinate():
+    nc = _Particle(np.zeros((1, 3)), ["Pt"], np.zeros((1, 3, 3)))
+    from simulator.liquid_cell import LiquidCellConfig
+
+    cfg = _config(n_frames=1, field=80, box=32)
+    cfg = dataclasses.replace(
+        cfg,
+        dynamics=DynamicsConfig(translation=TranslationConfig(0.0, 4.0, (0.0, 0.0))),
+        imaging=dataclasses.replace(cfg.imaging, liquid_cell=LiquidCellConfig(enabled=False)),
+    )
+    sim = SeriesSimulation(nc, cfg, 2)
+    clean, _ = sim.render(0)
+    _, particles = sim.star_tables()
+    x, y = particles["rlnCoordinateX"][0], particles["rlnCoordinateY"][0]
+    i, j = np.unravel_index(np.argmax(clean), clean.shape)
+    assert abs(i - y) <= 0.5 and abs(j - x) <= 0.5
+    ii, jj = np.mgrid[i - 2 : i + 3, j - 2 : j + 3]
+    w = np.clip(clean[i - 2 : i + 3, j - 2 : j + 3] - 1.0, 0, None)
+    assert abs((w * ii).sum() / w.sum() - y) < 0.25 and abs((w * jj).sum() / w.sum() - x) < 0.25
+
+
 def test_projection_mode_atoms_land_where_the_truth_says(tmp_path):
     # three atoms with centroid 0, a random frozen pose and a frozen off-centre shift
     r = np.array([[5.0, 0.0, 0.0], [-2.5, 3.0, 1.0], [-2.5, -3.0, -1.0]])
@@ -151,6 +172,33 @@ def test_projection_mode_atoms_land_where_the_truth_says(tmp_path):
         assert abs((w * ii).sum() / w.sum() - y) < 0.3 and abs((w * jj).sum() / w.sum() - x) < 0.3
 
 
+def test_projection_frame_is_the_projection_of_the_truth_map():
+    """Projection mode at pose identity and no shift: (frame − 1)/σ = Σ_z truth_map · voxel (same band limit)."""
+    from simulator.liquid_cell import LiquidCellConfig
+    from simulator.truth_map import render_truth_map
+
+    at = Octahedron("Pt", 5, 1)
+    pos = at.positions - at.positions.mean(axis=0)
+    nc = _Particle(pos, ["Pt"] * len(at), np.tile(np.eye(3) * 1e-6, (len(at), 1, 1)))
+    cfg = _config(n_frames=1, field=80, box=64)
+    cfg = dataclasses.replace(
+        cfg,
+        dynamics=DynamicsConfig(rotation=RotationConfig(0.0, 0.0, "identity"),
+                                translation=TranslationConfig(0.0, 0.0, (0.0, 0.0)),
+                                height=HeightConfig(0.0, 0.0, 0.0)),
+        imaging=dataclasses.replace(cfg.imaging, liquid_cell=LiquidCellConfig(enabled=False)),
+        thermal=dataclasses.replace(cfg.thermal, enabled=False),
+    )
+    sim = SeriesSimulation(nc, cfg, 0)
+    clean, _ = sim.render(0)
+    truth = render_truth_map(nc, 64, PIX, sim.band_limit_A)
+    proj = truth.sum(axis=0, dtype=np.float64) * PIX  # v_z in V·Å, [y, x]
+    frame_v = (clean[40 - 32 : 40 + 32, 40 - 32 : 40 + 32] - 1.0) / cfg.imaging.optics.sigma
+    assert np.unravel_index(np.argmax(frame_v), frame_v.shape) == np.unravel_index(np.argmax(proj), proj.shape)
+    assert np.abs(frame_v - proj).max() < 0.015 * proj.max()
+    assert np.corrcoef(frame_v.ravel(), proj.ravel())[0, 1] > 0.999
+
+
 def test_frame_mean_count_matches_dose_and_noise_is_poisson():
     nc = _octahedron()
     cfg = _config(mode="projection", n_frames=4, field=96, box=64)
@@ -166,6 +214,11 @@ def test_frame_mean_count_matches_dose_and_noise_is_poisson():
         # Poisson: variance equals the mean count (dose × pixel area × intensity)
         assert np.mean(resid**2) == pytest.approx(expected.mean(), rel=0.05)
         assert np.all(counts == np.round(counts))
+    # with the default detector (MTF on the signal) the mean count still equals dose × pixel area × mean I
+    sim = SeriesSimulation(nc, _config(mode="projection", n_frames=2, field=96, box=64), 5)
+    intensity, counts = sim.render(1)
+    assert counts.mean() == pytest.approx(intensity.mean() * per_px, abs=4 * np.sqrt(per_px / counts.size))
+    assert intensity.mean() == pytest.approx(1.0, abs=0.1)  # the frame's mean count is ~ the dose per pixel
 
 
 def test_dose_per_frame_and_dose_rate():
