@@ -34,6 +34,7 @@ def _tables(poses: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
     return optics, particles
 
 
+@pytest.mark.filterwarnings("ignore:Gimbal lock")
 @settings(max_examples=10, deadline=None)
 @given(st.integers(0, 2**31 - 1))
 def test_star_euler_angles_round_trip(tmp_path_factory, seed):
