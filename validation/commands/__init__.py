@@ -10,4 +10,6 @@ COMMANDS: list[str] = [
     "atoms",
     "atoms_compare",
     "reconstruct",
+    "score",
+    "demo",
 ]

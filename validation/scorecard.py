@@ -1,0 +1,342 @@
+"""``scorecard.json``: every score of a run against its known truth (the contract of DESIGN.md).
+
+A run directory holds one sub-directory per stage (see :class:`RunLayout`). :func:`score_run` scores
+whatever stages it finds and leaves the others ``null``, so the same file serves a full demo, a user who
+entered at one stage, and the regression tests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.errors import TumblebenchError
+
+#: Keys of every top-level object of scorecard.json, in order (DESIGN.md).
+SCHEMA: dict[str, tuple[str, ...]] = {
+    "structure": ("n_atoms", "diameter_A", "lattice_constant_A", "median_cn", "core_ratio"),
+    "series": ("n_frames", "pixel_size_A", "dose_per_frame_e_per_A2", "mode"),
+    "poses": ("median_error_deg", "p90_error_deg"),
+    "map": ("fsc_truth_0.5_A", "fsc_truth_0.143_A", "fsc_half_0.143_A"),
+    "atoms": ("n_true", "n_detected", "recall", "precision", "rmsd_pm", "cn_exact_fraction",
+              "lattice_constant_error_A", "u_iso_spearman", "penetration_depth_true_A",
+              "penetration_depth_est_A"),
+}
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where each stage of a run writes, below one run directory.
+
+    Attributes
+    ----------
+    root
+        The run directory.
+    """
+
+    root: Path
+
+    @property
+    def particle(self) -> Path:
+        """Output of ``build``: truth.extxyz, truth.pdb, structure.json."""
+        return self.root / "particle"
+
+    @property
+    def series(self) -> Path:
+        """Output of ``simulate``: frames.mrcs, frames.star, truth_map.mrc, manifest.json."""
+        return self.root / "series"
+
+    @property
+    def recon(self) -> Path:
+        """Output of ``reconstruct``: map.mrc, half1.mrc, half2.mrc, poses.star, fsc.csv."""
+        return self.root / "recon"
+
+    @property
+    def atoms(self) -> Path:
+        """Output of ``atoms``: atoms.pdb, atoms.extxyz, atoms_stats.csv, ..."""
+        return self.root / "atoms"
+
+
+def empty_scorecard() -> dict[str, Any]:
+    """A scorecard with every key present and every value null."""
+    card: dict[str, Any] = {name: dict.fromkeys(keys) for name, keys in SCHEMA.items()}
+    card["timing_s"] = {}
+    card["versions"] = {}
+    return card
+
+
+def _as_float(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def load_scorecard(path: str | Path) -> dict[str, Any]:
+    """Read a scorecard and check it has every key of the contract.
+
+    Raises
+    ------
+    TumblebenchError
+        Missing file, invalid JSON, or a missing top-level object or key.
+    """
+    path = Path(path)
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TumblebenchError(f"{path}: no such scorecard") from None
+    except json.JSONDecodeError as exc:
+        raise TumblebenchError(f"{path}: not valid JSON ({exc})") from None
+    for name, keys in SCHEMA.items():
+        if name not in card:
+            raise TumblebenchError(f"{path}: missing object '{name}'")
+        missing = [k for k in keys if k not in card[name]]
+        if missing:
+            raise TumblebenchError(f"{path}: object '{name}' lacks {', '.join(missing)}")
+    for name in ("timing_s", "versions"):
+        if name not in card:
+            raise TumblebenchError(f"{path}: missing object '{name}'")
+    return card
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TumblebenchError(f"{path}: not valid JSON ({exc})") from None
+
+
+def score_structure(layout: RunLayout) -> dict[str, Any] | None:
+    """Structure figures from ``particle/structure.json`` (None if the build stage did not run)."""
+    s = _read_json(layout.particle / "structure.json")
+    if s is None:
+        return None
+    return {"n_atoms": int(s["n_atoms"]), "diameter_A": _as_float(s["diameter_A"]),
+            "lattice_constant_A": _as_float(s["lattice_constant_A"]), "median_cn": _as_float(s["median_cn"]),
+            "core_ratio": _as_float(s["core_ratio"])}
+
+
+def score_series(layout: RunLayout) -> dict[str, Any] | None:
+    """Series figures from ``series/frames.star`` (None if the simulate stage did not run)."""
+    from simulator.star import read_star
+
+    star = layout.series / "frames.star"
+    if not star.exists():
+        return None
+    optics, particles = read_star(star)
+    return {"n_frames": len(particles), "pixel_size_A": _as_float(optics["rlnImagePixelSize"].iloc[0]),
+            "dose_per_frame_e_per_A2": _as_float(particles["tbDose"].median()) if "tbDose" in particles else None,
+            "mode": str(optics["tbMode"].iloc[0]) if "tbMode" in optics else None}
+
+
+@dataclass
+class PoseScore:
+    """Pose errors of a reconstruction against the truth, with the global alignment found."""
+
+    median_error_deg: float
+    p90_error_deg: float
+    rotation: np.ndarray
+    mirrored: bool
+
+
+def score_poses(layout: RunLayout) -> PoseScore | None:
+    """Compare ``recon/poses.star`` with the true poses of ``series/frames.star`` (best global rotation, hand)."""
+    from simulator.orientation import pose_matrix
+    from simulator.star import read_star
+    from validation.poses import pose_errors
+
+    est_path, true_path = layout.recon / "poses.star", layout.series / "frames.star"
+    if not (est_path.exists() and true_path.exists()):
+        return None
+    _, est = read_star(est_path)
+    _, true = read_star(true_path)
+    idx = est["rlnImageName"].str.split("@").str[0].astype(int).to_numpy() - 1
+    if idx.min() < 0 or idx.max() >= len(true):
+        raise TumblebenchError(f"{est_path}: rlnImageName refers to frames outside {true_path}")
+    a_est = pose_matrix(*(est[c].to_numpy(float) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")))
+    t = true.iloc[idx]
+    a_true = pose_matrix(*(t[c].to_numpy(float) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")))
+    pe = pose_errors(a_est.reshape(-1, 3, 3), a_true.reshape(-1, 3, 3))
+    return PoseScore(pe.median_deg, pe.p90_deg, pe.rotation, pe.mirrored)
+
+
+def atoms_to_truth_frame(positions: np.ndarray, rotation: np.ndarray, shift_zyx: np.ndarray, n: int,
+                         voxel_size: float) -> np.ndarray:
+    """Carry atom positions found in a map into the frame of the map registered onto the truth.
+
+    :func:`validation.registration.register_map` makes ``V_reg(p) = V_est(R (p − c) + c)`` shifted by
+    ``shift``; a feature at ``q`` in the estimate therefore lands at ``Rᵀ (q − c) + c + shift``.
+
+    Parameters
+    ----------
+    positions
+        (N, 3) positions (x, y, z) in Å in the estimated map.
+    rotation
+        ``Registration.rotation`` (3×3).
+    shift_zyx
+        ``Registration.shift_voxels`` (z, y, x) in voxels.
+    n
+        Box edge in voxels.
+    voxel_size
+        Voxel edge in Å.
+    """
+    c = (n // 2) * voxel_size
+    return (np.asarray(positions, float) - c) @ np.asarray(rotation, float) + c + \
+        np.asarray(shift_zyx, float)[::-1] * voxel_size
+
+
+def kabsch_refine(est: np.ndarray, true: np.ndarray, max_dist: float = 1.76, n_iter: int = 5) -> np.ndarray:
+    """Refine a near-correct rigid placement of ``est`` onto ``true`` (matched pairs, Kabsch); returns moved est.
+
+    Removes the sub-voxel residual of map registration (interpolation, polishing step) so that atom RMSD
+    measures the atom model, not the registration.
+    """
+    from validation.matching import match_atoms
+
+    moved = np.asarray(est, float)
+    for _ in range(n_iter):
+        m = match_atoms(moved, true, max_dist)
+        if len(m.pairs) < 4:
+            break
+        a, b = moved[m.pairs[:, 0]], true[m.pairs[:, 1]]
+        ca, cb = a.mean(0), b.mean(0)
+        u, _, vt = np.linalg.svd((a - ca).T @ (b - cb))
+        d = np.sign(np.linalg.det(u @ vt))
+        r = u @ np.diag([1.0, 1.0, d]) @ vt
+        moved = (moved - ca) @ r + cb
+    return moved
+
+
+def score_map_and_atoms(layout: RunLayout, poses: PoseScore | None
+                        ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """FSC of the registered map against the truth map, and the atom model against the true atoms."""
+    from simulator.mrc import read_volume
+    from validation.registration import fsc_to_truth, register_map
+
+    map_card: dict[str, Any] | None = None
+    reg = None
+    truth_path = layout.series / "truth_map.mrc"
+    recon_map = layout.recon / "map.mrc"
+    if truth_path.exists() and recon_map.exists():
+        truth, vs = read_volume(truth_path)
+        est, _ = read_volume(recon_map)
+        if est.shape != truth.shape:
+            raise TumblebenchError(f"{recon_map}: shape {est.shape} differs from the truth map {truth.shape}")
+        reg = register_map(est, truth, None if poses is None else poses.rotation,
+                           False if poses is None else poses.mirrored)
+        f = fsc_to_truth(reg.map, truth, vs)
+        summary = _read_json(layout.recon / "summary.json") or {}
+        map_card = {"fsc_truth_0.5_A": _as_float(f["fsc_0.5_A"]), "fsc_truth_0.143_A": _as_float(f["fsc_0.143_A"]),
+                    "fsc_half_0.143_A": _as_float(summary.get("fsc_half_0.143_A"))}
+    atoms_card = score_atoms(layout, reg)
+    return map_card, atoms_card
+
+
+def score_atoms(layout: RunLayout, registration: Any | None) -> dict[str, Any] | None:
+    """Atom model (``atoms/``) against the true atoms (``particle/truth.extxyz``)."""
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    from analysis.io import read_atoms, read_penetration
+    from analysis.penetration import fit_penetration
+    from simulator.coordination import radial_depth
+    from simulator.nanocrystal import load_nanocrystal
+    from simulator.star import read_star
+    from validation.matching import match_atoms
+
+    if not (layout.atoms / "atoms_stats.csv").exists() or not (layout.particle / "truth.extxyz").exists():
+        return None
+    nc = load_nanocrystal(layout.particle / "truth.extxyz")
+    pos, stats = read_atoms(layout.atoms)
+    from simulator.mrc import read_volume
+
+    source = layout.recon / "map.mrc" if (layout.recon / "map.mrc").exists() else layout.series / "truth_map.mrc"
+    if not source.exists():
+        raise TumblebenchError(f"{layout.root}: atoms/ needs the map it was built from (recon/map.mrc or "
+                               "series/truth_map.mrc) to be scored")
+    vol, voxel = read_volume(source)
+    map_shape = vol.shape
+    true_pos = nc.positions
+    present = np.ones(len(true_pos), bool)
+    events = layout.series / "atom_events.csv"
+    if events.exists():
+        ev = pd.read_csv(events)
+        _, particles = read_star(layout.series / "frames.star")
+        n_frames = len(particles)
+        first_gone = ev.groupby("atom_index")["frame"].min()
+        occ = np.ones(len(true_pos))
+        occ[first_gone.index.to_numpy()] = first_gone.to_numpy() / n_frames
+        present = occ >= 0.5
+    n = int(map_shape[0])
+    centre = (n // 2) * float(voxel)
+    truth_xyz = true_pos[present] + centre
+    if registration is not None:
+        pos = atoms_to_truth_frame(pos, registration.rotation, registration.shift_voxels, n, float(voxel))
+        pos = kabsch_refine(pos, truth_xyz)
+    m = match_atoms(pos, truth_xyz)
+    true_cn = np.asarray(nc.atoms.arrays["cn"])[present]
+    true_uiso = np.trace(nc.U, axis1=1, axis2=2)[present] / 3
+    cn_exact = None
+    rho = None
+    if len(m.pairs):
+        if "CN_STD" in stats:
+            cn_exact = float(np.mean(stats["CN_STD"].to_numpy()[m.pairs[:, 0]] == true_cn[m.pairs[:, 1]]))
+        if "U_ISO" in stats and len(m.pairs) > 3:
+            u = stats["U_ISO"].to_numpy(float)[m.pairs[:, 0]]
+            ok = np.isfinite(u)
+            rho = float(spearmanr(u[ok], true_uiso[m.pairs[ok, 1]]).statistic) if ok.sum() > 3 else None
+    pen = read_penetration(layout.atoms) if (layout.atoms / "penetration.json").exists() else {}
+    cn_fit = pen.get("cn") or {}
+    summary = _read_json(layout.atoms / "atoms_summary.json") or {}
+    lat = (summary.get("lattice") or {}).get("lattice_constant_A")
+    return {
+        "n_true": int(present.sum()), "n_detected": len(pos), "recall": m.recall, "precision": m.precision,
+        "rmsd_pm": _as_float(m.rmsd_pm), "cn_exact_fraction": cn_exact,
+        "lattice_constant_error_A": None if lat is None else abs(float(lat) - float(nc.lattice_constant)),
+        "u_iso_spearman": rho,
+        "penetration_depth_true_A": _as_float(fit_penetration(radial_depth(true_pos[present]), true_cn).delta_A),
+        "penetration_depth_est_A": _as_float(cn_fit.get("delta_A")),
+    }
+
+
+def score_run(run_dir: str | Path) -> dict[str, Any]:
+    """Score every stage found in ``run_dir`` against the truth; stages that did not run stay null.
+
+    Parameters
+    ----------
+    run_dir
+        A run directory laid out as :class:`RunLayout` (``particle/``, ``series/``, ``recon/``, ``atoms/``).
+
+    Returns
+    -------
+    dict
+        The scorecard (schema :data:`SCHEMA` plus ``timing_s`` and ``versions``).
+    """
+    from simulator.outputs import versions
+
+    layout = RunLayout(Path(run_dir))
+    if not layout.root.is_dir():
+        raise TumblebenchError(f"{layout.root}: no such run directory")
+    card = empty_scorecard()
+    for name, fn in (("structure", score_structure), ("series", score_series)):
+        res = fn(layout)
+        if res is not None:
+            card[name].update(res)
+    poses = score_poses(layout)
+    if poses is not None:
+        card["poses"].update({"median_error_deg": poses.median_error_deg, "p90_error_deg": poses.p90_error_deg})
+    map_card, atoms_card = score_map_and_atoms(layout, poses)
+    if map_card is not None:
+        card["map"].update(map_card)
+    if atoms_card is not None:
+        card["atoms"].update(atoms_card)
+    timing = _read_json(layout.root / "timing.json") or {}
+    card["timing_s"] = {k: _as_float(v) for k, v in timing.items()}
+    card["versions"] = versions()
+    return card
