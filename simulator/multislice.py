@@ -36,7 +36,7 @@ def propagator(shape_yx: tuple[int, int], pixel_size_A: float, wavelength_A: flo
     return (p * band_mask(shape_yx, pixel_size_A, q_max)).astype(np.complex64)
 
 
-def transmission(potential: np.ndarray, sigma: float, mask: np.ndarray | None) -> np.ndarray:
+def transmission(potential: np.ndarray, sigma: float, mask: np.ndarray | None, workers: int = -1) -> np.ndarray:
     """Band-limited transmission functions exp(iσ v) of projected potentials ``potential`` (…, ny, nx) V·Å.
 
     ``mask`` is the Fourier-space band limit (full FFT layout) or None for the raw phase grating.
@@ -44,11 +44,11 @@ def transmission(potential: np.ndarray, sigma: float, mask: np.ndarray | None) -
     t = np.exp(1j * np.float32(sigma) * potential.astype(np.float32, copy=False)).astype(np.complex64, copy=False)
     if mask is None:
         return t
-    return scipy.fft.ifft2(scipy.fft.fft2(t, workers=-1) * mask, workers=-1).astype(np.complex64, copy=False)
+    return scipy.fft.ifft2(scipy.fft.fft2(t, workers=workers) * mask, workers=workers).astype(np.complex64, copy=False)
 
 
 def multislice(transmissions: np.ndarray, prop: np.ndarray, psi0: np.ndarray | None = None,
-               sigma: float | None = None) -> np.ndarray:
+               sigma: float | None = None, workers: int = -1) -> np.ndarray:
     """Propagate a wave through slices; return the Fourier transform of the exit wave.
 
     Parameters
@@ -63,6 +63,10 @@ def multislice(transmissions: np.ndarray, prop: np.ndarray, psi0: np.ndarray | N
         (ny, nx) propagator over one slice thickness including the band limit (:func:`propagator`).
     psi0
         (B, ny, nx) incident wave; default a unit plane wave.
+    sigma
+        Interaction parameter (rad/(V·Å)) when ``transmissions`` holds potentials.
+    workers
+        scipy.fft threads (−1: all cores; 1 is faster for small windows on a busy machine).
 
     Returns
     -------
@@ -78,10 +82,10 @@ def multislice(transmissions: np.ndarray, prop: np.ndarray, psi0: np.ndarray | N
             psi = psi * transmissions[:, k]
         else:
             apply_phase(psi, np.ascontiguousarray(transmissions[:, k], dtype=np.float32), sigma)
-        out = scipy.fft.fft2(psi, workers=-1)
+        out = scipy.fft.fft2(psi, workers=workers, overwrite_x=True)
         out *= prop
         if k < s - 1:
-            psi = scipy.fft.ifft2(out, workers=-1)
+            psi = scipy.fft.ifft2(out, workers=workers, overwrite_x=True)
     if out is None:
-        out = scipy.fft.fft2(psi, workers=-1)
+        out = scipy.fft.fft2(psi, workers=workers)
     return out

@@ -305,13 +305,22 @@ class LensTransfer:
         self.q = q
         self.static_phase = (np.pi * lam * 0.5 * optics.astigmatism_A * np.cos(ang) * q2
                              - 0.5 * np.pi * cs * lam**3 * q2**2 - np.pi / 3.0 * c5 * lam**5 * q2**3)
+        # only the |q| within the aperture/mask matter: evaluate there (flat index), zero elsewhere
+        self.shape = np.broadcast_shapes(np.shape(qy), np.shape(qx))
         amp = aperture(qy, qx, optics)
         if mask is not None:
             amp = amp * mask
         self.spatial = envelopes_on and optics.convergence_mrad > 0
         if envelopes_on and optics.focal_spread_A > 0:
             amp = amp * np.exp(-0.5 * (np.pi * lam * optics.focal_spread_A) ** 2 * q2**2)
-        self.amp = amp
+        amp = np.broadcast_to(amp, self.shape)
+        self.nz = np.flatnonzero(amp)
+        self.amp = amp.ravel()[self.nz]
+        self.q2 = np.broadcast_to(q2, self.shape).ravel()[self.nz]
+        self.q = np.sqrt(self.q2)
+        self.static_phase = np.broadcast_to(self.static_phase, self.shape).ravel()[self.nz]
+        ang = np.broadcast_to(ang, self.shape).ravel()[self.nz]
+        q = self.q
         if self.spatial:
             self.g_rad_static = (2 * np.pi * lam * 0.5 * optics.astigmatism_A * np.cos(ang) * q
                                  - 2 * np.pi * cs * lam**3 * q**3 - 2 * np.pi * c5 * lam**5 * q**5)
@@ -325,7 +334,7 @@ class LensTransfer:
         if self.spatial:
             g = 2 * np.pi * self.lam * defocus_A * self.q + self.g_rad_static
             amp = amp * np.exp(-self.k_spatial * (g**2 + self.g_ang**2))
-        out = np.empty(np.broadcast_shapes(phase.shape, np.shape(amp)), dtype=dtype)
-        out.real = amp * np.cos(phase)
-        out.imag = amp * np.sin(phase)
+        out = np.zeros(self.shape, dtype=dtype)
+        flat = out.reshape(-1)
+        flat[self.nz] = amp * (np.cos(phase) + 1j * np.sin(phase))
         return out

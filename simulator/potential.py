@@ -77,8 +77,16 @@ class FourierGrid:
         q2 = self.qy[:, None] ** 2 + self.qx[None, :] ** 2
         self.mask = (q2 <= q_max**2).astype(np.float32)
         self.q = np.sqrt(q2)
+        self._form: dict[tuple[str, str], np.ndarray] = {}
         # irfft2 gives (1/N) Σ X e^{...}; v = (1/A) Σ V̂ e^{...}  ⇒  X = V̂ / p².
         self.norm = 1.0 / self.pixel_size**2
+
+    def form_factor(self, element: str, table: str) -> np.ndarray:
+        """2πa₀e·f(q)/p² of ``element`` on this grid's band-limited frequencies (complex64, cached)."""
+        key = (element, table)
+        if key not in self._form:
+            self._form[key] = (TWO_PI_A0_E * self.norm * form_factor(element, self.q, table)).astype(np.complex64)
+        return self._form[key]
 
     def scatter(self, coeffs: np.ndarray) -> np.ndarray:
         """Place band-limited coefficients (..., n_qy, n_qx) into a zero rfft array (..., ny, nx//2+1)."""
@@ -86,9 +94,9 @@ class FourierGrid:
         out[..., self.iy[:, None], self.ix[None, :]] = coeffs
         return out
 
-    def to_real(self, coeffs: np.ndarray) -> np.ndarray:
+    def to_real(self, coeffs: np.ndarray, workers: int = -1) -> np.ndarray:
         """Real-space arrays (..., ny, nx) float32 from band-limited coefficients."""
-        return scipy.fft.irfft2(self.scatter(coeffs), s=self.shape, workers=-1).astype(np.float32, copy=False)
+        return scipy.fft.irfft2(self.scatter(coeffs), s=self.shape, workers=workers).astype(np.float32, copy=False)
 
 
 def slice_weights(z: np.ndarray, sigma: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -213,7 +221,7 @@ def slice_potential_coefficients(
                       ex_all)
         phase_factors(np.ascontiguousarray(pos[:, 1]), zeros, np.ones(n), grid.ky, grid.dqy, ey_all)
         for el in elements:
-            f = (scale * form_factor(el, grid.q, table)).astype(np.complex64)
+            f = grid.form_factor(el, table)
             for s in range(n_slices):
                 idx = np.nonzero(keep & (slice_of == s) & (syms == el))[0]
                 if idx.size:

@@ -85,7 +85,7 @@ def test_modes_and_centre_slicing_agree_roughly():
 
 def test_substeps_average_intensity_and_vacuum_is_one():
     pos = _particle()
-    im = Imager(ImagingConfig(liquid_cell=NO_CELL), (80, 80), 0.358)
+    im = Imager(ImagingConfig(liquid_cell=NO_CELL, window_margin_A=10.0), (80, 80), 0.358)
     a = im.intensity(pos[None], "Pt")
     shift = np.array([1.0, 0.0, 0.0])
     b = im.intensity((pos + shift)[None], "Pt")
