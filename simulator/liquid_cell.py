@@ -27,6 +27,7 @@ with full multislice in vacuum.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft
@@ -137,20 +138,32 @@ def water_potential(shape_yx: tuple[int, int], pixel_size_A: float, thickness_A:
     count field convolved with each element's projected potential (exact in Fourier space), band-limited
     at ``q_max``, with its mean removed.
     """
-    ny, nx = shape_yx
     if thickness_A <= 0 or density_per_A3 <= 0:
         return np.zeros(shape_yx, dtype=np.float32)
     lam = density_per_A3 * thickness_A * pixel_size_A**2
+    kernels = _water_kernels((int(shape_yx[0]), int(shape_yx[1])), float(pixel_size_A), float(q_max), table)
+    total = None
+    for mult, kern in zip((1.0, 2.0), kernels, strict=True):  # O, H (2 per molecule)
+        counts = rng.poisson(lam * mult, size=shape_yx).astype(np.float32)
+        term = scipy.fft.rfft2(counts) * kern
+        total = term if total is None else total + term
+    return scipy.fft.irfft2(total, s=shape_yx).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _water_kernels(shape_yx: tuple[int, int], pixel_size_A: float, q_max: float, table: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """2πa₀e·f(q)/p² of O and H on the rfft grid, band-limited, zero at q = 0 (the mean is removed)."""
+    ny, nx = shape_yx
     qy = scipy.fft.fftfreq(ny, d=pixel_size_A)[:, None]
     qx = scipy.fft.rfftfreq(nx, d=pixel_size_A)[None, :]
     q = np.sqrt(qx**2 + qy**2)
-    total = np.zeros((ny, nx // 2 + 1), dtype=np.complex128)
-    for el, mult in (("O", 1.0), ("H", 2.0)):
-        counts = rng.poisson(lam * mult, size=shape_yx).astype(np.float64)
-        total += scipy.fft.rfft2(counts, workers=-1) * form_factor(el, q, table)
-    total *= TWO_PI_A0_E / pixel_size_A**2 * (q <= q_max)
-    total[0, 0] = 0.0
-    return scipy.fft.irfft2(total, s=shape_yx, workers=-1).astype(np.float32)
+    out = []
+    for el in ("O", "H"):
+        k = (TWO_PI_A0_E / pixel_size_A**2 * form_factor(el, q, table) * (q <= q_max)).astype(np.complex64)
+        k[0, 0] = 0.0
+        out.append(k)
+    return out[0], out[1]
 
 
 def attenuation(thickness_A: float, config: LiquidCellConfig) -> tuple[float, float]:

@@ -183,16 +183,27 @@ def slice_potential_coefficients(
             idx = np.nonzero(syms == el)[0]
             a, b = gaussian_coefficients(el, table)
             sig = np.sqrt(b / (8 * np.pi**2))
+            z = pos[idx, 2]
+            home = np.clip(np.searchsorted(edges, z, side="right") - 1, 0, n_slices - 1)
+            finite = np.diff(edges[np.isfinite(edges)])
+            dz_min = finite.min() if finite.size else np.inf
             for g in range(a.size):
-                if np.isinf(edges[0]) and n_slices == 1:
+                if n_slices == 1:
                     w = np.ones((idx.size, 1))
+                    sl = np.zeros((idx.size, 1), dtype=np.int64)
                 else:
-                    w = slice_weights(pos[idx, 2], np.full(idx.size, sig[g]), edges)
-                ja, sa = np.nonzero(w > min_weight)
+                    # only the slices within reach of this Gaussian (±4.5σ) around each atom's own slice
+                    k = int(min(np.ceil(4.5 * sig[g] / dz_min), n_slices)) if np.isfinite(dz_min) else n_slices
+                    e_idx = np.clip(home[:, None] + np.arange(-k, k + 2)[None, :], 0, n_slices)
+                    c = erf((edges[e_idx] - z[:, None]) / (np.sqrt(2.0) * sig[g]))
+                    w = 0.5 * (c[:, 1:] - c[:, :-1])
+                    sl = e_idx[:, :-1]
+                ja, jb = np.nonzero(w > min_weight)
+                sa = sl[ja, jb]
                 rows_slice.append(sa)
                 rows_atom.append(idx[ja])
                 rows_b.append(np.full(ja.size, b[g]))
-                rows_coef.append(scale * a[g] * w[ja, sa] * w_atom[idx[ja]])
+                rows_coef.append(scale * a[g] * w[ja, jb] * w_atom[idx[ja]])
         rs = np.concatenate(rows_slice)
         order = np.argsort(rs, kind="stable")
         rs = rs[order]
