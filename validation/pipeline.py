@@ -7,6 +7,7 @@ and score the run again with ``tumblebench score RUN_DIR``.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import TumblebenchError
-from simulator.outputs import atomic_output_dir, write_json
+from simulator.outputs import atomic_file, atomic_output_dir, check_output_dir, write_json
 from validation.scorecard import RunLayout, score_run
 
 #: The stages of a run, in order.
@@ -63,7 +64,10 @@ QUICK = PipelineConfig(n_frames=400)
 
 def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = False, progress: bool = True,
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the pipeline into run directory ``out`` (all-or-nothing) and return the scorecard.
+    """Run the pipeline into run directory ``out`` and return the scorecard.
+
+    Each stage's sub-directory is written atomically (complete or absent), so a failure in a late stage
+    keeps the finished earlier stages, which ``tumblebench score`` can still score.
 
     Parameters
     ----------
@@ -97,49 +101,55 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     order = STAGES[: STAGES.index(config.stop_after) + 1]
     timing: dict[str, float] = {}
-    final = Path(out)
-    with atomic_output_dir(final, overwrite) as tmp:
-        run = RunLayout(tmp)
+    final = check_output_dir(out, overwrite)
+    if final.exists():
+        shutil.rmtree(final)
+    final.mkdir()
+    run = RunLayout(final)
+    t = time.perf_counter()
+    nc = build_preset(config.preset, seed=config.seed)
+    with atomic_output_dir(run.particle) as tmp:
+        write_truth(nc, tmp)
+    timing["build"] = time.perf_counter() - t
+    say(f"[build] {config.preset}: {nc.n_atoms} atoms, a = {nc.lattice_constant:.4f} Å "
+        f"({timing['build']:.1f} s) -> {run.particle}")
+    write_json(final / "timing.json", timing)
+    if "simulate" in order:
         t = time.perf_counter()
-        nc = build_preset(config.preset, seed=config.seed)
-        run.particle.mkdir()
-        write_truth(nc, run.particle)
-        timing["build"] = time.perf_counter() - t
-        say(f"[build] {config.preset}: {nc.n_atoms} atoms, a = {nc.lattice_constant:.4f} Å "
-            f"({timing['build']:.1f} s) -> {final / 'particle'}")
-        if "simulate" in order:
-            t = time.perf_counter()
-            scfg = with_overrides(SeriesConfig(), mode=config.mode, n_frames=config.n_frames)
-            simulate_series(nc, scfg, config.seed, run.series, progress=progress,
-                            inputs={"structure": str(final / "particle" / "truth.extxyz")})
-            timing["simulate"] = time.perf_counter() - t
-            say(f"[simulate] {config.n_frames} {config.mode} frames ({timing['simulate']:.1f} s) -> "
-                f"{final / 'series' / 'frames.mrcs'}; montage: {final / 'series' / 'montage.png'}")
-        if "reconstruct" in order:
-            t = time.perf_counter()
-            rcfg = replace(ReconstructConfig(), poses=config.poses, seed=config.seed)
-            summary = reconstruct_series(run.series / "frames.mrcs", run.series / "frames.star", run.recon,
-                                         rcfg, progress=progress)
-            timing["reconstruct"] = time.perf_counter() - t
-            say(f"[reconstruct] poses {config.poses}: half-map FSC 0.143 at {summary['fsc_half_0.143_A']:.2f} Å "
-                f"({timing['reconstruct']:.1f} s) -> {final / 'recon' / 'map.mrc'}")
-        if "atoms" in order:
-            t = time.perf_counter()
-            vol, vs = read_volume(run.recon / "map.mrc")
-            model = build_atom_model(vol, vs, where=str(final / "recon" / "map.mrc"))
-            write_atom_model(model, run.atoms, inputs={"map": str(final / "recon" / "map.mrc")})
-            timing["atoms"] = time.perf_counter() - t
-            say(f"[atoms] {model.n_atoms} atoms, a = {model.lattice.lattice_constant:.4f} Å "
-                f"({timing['atoms']:.1f} s) -> {final / 'atoms'}")
-        write_json(tmp / "timing.json", timing)
-        card: dict[str, Any] = {}
-        if "score" in order:
-            t = time.perf_counter()
-            card = score_run(tmp)
-            timing["score"] = time.perf_counter() - t
-            card["timing_s"]["score"] = timing["score"]
-            write_json(tmp / "timing.json", timing)
-            write_json(tmp / "scorecard.json", card)
+        scfg = with_overrides(SeriesConfig(), mode=config.mode, n_frames=config.n_frames)
+        simulate_series(nc, scfg, config.seed, run.series, progress=progress,
+                        inputs={"structure": str(run.particle / "truth.extxyz")})
+        timing["simulate"] = time.perf_counter() - t
+        say(f"[simulate] {config.n_frames} {config.mode} frames ({timing['simulate']:.1f} s) -> "
+            f"{run.series / 'frames.mrcs'}; montage: {run.series / 'montage.png'}")
+        write_json(final / "timing.json", timing)
+    if "reconstruct" in order:
+        t = time.perf_counter()
+        rcfg = replace(ReconstructConfig(), poses=config.poses, seed=config.seed)
+        summary = reconstruct_series(run.series / "frames.mrcs", run.series / "frames.star", run.recon,
+                                     rcfg, progress=progress)
+        timing["reconstruct"] = time.perf_counter() - t
+        say(f"[reconstruct] poses {config.poses}: half-map FSC 0.143 at {summary['fsc_half_0.143_A']:.2f} Å "
+            f"({timing['reconstruct']:.1f} s) -> {run.recon / 'map.mrc'}")
+        write_json(final / "timing.json", timing)
+    if "atoms" in order:
+        t = time.perf_counter()
+        vol, vs = read_volume(run.recon / "map.mrc")
+        model = build_atom_model(vol, vs, where=str(run.recon / "map.mrc"))
+        write_atom_model(model, run.atoms, inputs={"map": str(run.recon / "map.mrc")})
+        timing["atoms"] = time.perf_counter() - t
+        say(f"[atoms] {model.n_atoms} atoms, a = {model.lattice.lattice_constant:.4f} Å "
+            f"({timing['atoms']:.1f} s) -> {run.atoms}")
+        write_json(final / "timing.json", timing)
+    card: dict[str, Any] = {}
+    if "score" in order:
+        t = time.perf_counter()
+        card = score_run(final)
+        timing["score"] = time.perf_counter() - t
+        card["timing_s"]["score"] = timing["score"]
+        write_json(final / "timing.json", timing)
+        with atomic_file(final / "scorecard.json") as tmp:
+            write_json(tmp, card)
     return card
 
 

@@ -267,12 +267,12 @@ def score_atoms(layout: RunLayout, registration: Any | None) -> dict[str, Any] |
     events = layout.series / "atom_events.csv"
     if events.exists():
         ev = pd.read_csv(events)
-        _, particles = read_star(layout.series / "frames.star")
-        n_frames = len(particles)
-        first_gone = ev.groupby("atom_index")["frame"].min()
-        occ = np.ones(len(true_pos))
-        occ[first_gone.index.to_numpy()] = first_gone.to_numpy() / n_frames
-        present = occ >= 0.5
+        if len(ev):
+            _, particles = read_star(layout.series / "frames.star")
+            first_gone = ev.groupby("atom_index")["frame"].min()
+            occ = np.ones(len(true_pos))
+            occ[first_gone.index.to_numpy(int)] = first_gone.to_numpy(float) / len(particles)
+            present = occ >= 0.5  # atoms gone for most of the series are not expected in the map
     n = int(map_shape[0])
     centre = (n // 2) * float(voxel)
     truth_xyz = true_pos[present] + centre
