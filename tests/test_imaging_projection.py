@@ -4,11 +4,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.config import from_dict
 from simulator.errors import TumblebenchError
 from simulator.imaging import Imager, ImagingConfig
 from simulator.liquid_cell import LiquidCellConfig, graphene_positions
+from simulator.optics import OpticsConfig
 from simulator.orientation import pose_matrix, to_lab
 from simulator.scattering import TWO_PI_A0_E, form_factor
 
@@ -107,3 +110,26 @@ def test_bad_input():
     cfg = from_dict(ImagingConfig, {"mode": "phase-object", "optics": {"defocus_A": 10.0},
                                     "liquid_cell": {"water": False}}, "imaging")
     assert cfg.optics.defocus_A == 10.0 and not cfg.liquid_cell.water
+
+
+@settings(max_examples=8, deadline=None)
+@given(di=st.integers(-5, 5), dj=st.integers(-5, 5), seed=st.integers(0, 1000))
+def test_projection_shifts_with_the_atoms(di, dj, seed):
+    """Moving every atom by whole pixels moves the projection image by the same pixels (periodic field)."""
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(-4, 4, size=(1, 6, 3))
+    im = Imager(PROJ, (48, 48), 0.358)
+    a = im.intensity(pos, "Pt")
+    b = im.intensity(pos + np.array([dj * 0.358, di * 0.358, 0.0]), "Pt")
+    assert np.allclose(np.roll(a, (di, dj), axis=(0, 1)), b, atol=1e-5)
+
+
+def test_weak_phase_object_invisible_in_focus():
+    """A single carbon atom (weak phase object) has almost no contrast with an ideal in-focus lens and clear
+    contrast when defocused (the phase-contrast transfer −sin γ vanishes at γ = 0)."""
+    ideal = OpticsConfig(defocus_A=0.0, cs_mm=0.0, c5_mm=0.0, focal_spread_A=0.0, convergence_mrad=0.0)
+    cfg = ImagingConfig(liquid_cell=NO_CELL, optics=ideal)
+    atom = np.zeros((1, 1, 3))
+    focus = Imager(cfg, (48, 48), 0.358).intensity(atom, "C")
+    defoc = Imager(replace(cfg, optics=replace(ideal, defocus_A=100.0)), (48, 48), 0.358).intensity(atom, "C")
+    assert np.ptp(focus) < 0.05 * np.ptp(defoc)
