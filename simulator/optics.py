@@ -14,11 +14,17 @@ wave in the image plane is ψ_img = F⁻¹[ F[ψ_exit] · H ] with the **wave tr
     H(q) = exp(+iγ(q)) · Θ(α_max − λq) · E_t(q) · E_s(q),
 
 which equals Kirkland's exp(−iχ) with χ = −γ, and abTEM's convention with C10 = −Δf, C30 = C_s,
-C50 = C_5. For a weak phase object ψ = 1 + iσv the image is I = 1 + 2σ F⁻¹[V̂ · CTF] with the RELION CTF
+C50 = C_5. For a weak phase object ψ = 1 + iσv the recorded (raw) frame is I = 1 + 2σ F⁻¹[V̂ · CTF] with
 
-    CTF(q) = −sin γ(q)   (−(√(1−Q²) sin γ + Q cos γ) with amplitude contrast Q),
+    CTF(q) = −sin γ(q)   (−(√(1−Q²) sin γ + Q cos γ) with amplitude contrast Q)   [:func:`ctf_2d`],
 
-negative at low frequency for underfocus: atoms appear dark, as RELION assumes.
+negative at low frequency for underfocus: atoms appear dark in raw frames at underfocus, as particles do
+in raw cryo-EM micrographs. RELION's own CTF (ctf.h: −sin(K1·Δf_int·u² + K2·u⁴ − K3) with its internal
+Δf_int = −DefocusU… < 0) is the same function with the opposite overall sign, +(√(1−Q²) sin γ + Q cos γ),
+because RELION models contrast-inverted particle images (it expects white particles; its extraction
+inverts raw frames). The defocus parameters are RELION's exactly (DefocusU/V, DefocusAngle, underfocus
+positive), so a frame's rlnDefocusU/V/Angle reproduce the CTF here; negate the frames (or the CTF) to use
+RELION's sign.
 
 Partial coherence (quasi-coherent approximation, applied to the wave as abTEM and Kirkland do):
 temporal E_t(q) = exp(−½ (π λ δ)² q⁴) with δ the 1σ focal spread (Å); spatial
@@ -215,10 +221,11 @@ def wave_transfer(shape_yx: tuple[int, int], pixel_size_A: float, optics: Optics
 
 def ctf_2d(shape_yx: tuple[int, int], pixel_size_A: float, optics: OpticsConfig, defocus_A: float | None = None,
            amplitude_contrast: float = 0.0, envelopes: bool = True) -> np.ndarray:
-    """The weak-phase-object CTF (RELION convention) on the full FFT grid (scipy.fft.fftfreq order).
+    """The weak-phase-object CTF of raw frames on the full FFT grid (scipy.fft.fftfreq order).
 
-    CTF(q) = −(√(1−Q²) sin γ(q) + Q cos γ(q)) · aperture · E_t · E_s; for a weak phase object the image is
-    I = 1 + 2σ F⁻¹[V̂ · CTF] (see the module docstring).
+    CTF(q) = −(√(1−Q²) sin γ(q) + Q cos γ(q)) · aperture · E_t · E_s; for a weak phase object the raw frame
+    is I = 1 + 2σ F⁻¹[V̂ · CTF]. RELION's defocus parameters and sign of γ; the overall sign is that of raw
+    (not contrast-inverted) frames, i.e. minus RELION's CTF (see the module docstring).
 
     Parameters
     ----------

@@ -55,8 +55,8 @@ def test_scherzer_point_resolution():
 
 
 def test_relion_sign_convention():
-    """Underfocus (defocus > 0): CTF negative at low frequency, as RELION; weak phase image of an atom
-    is then dark. Overfocus flips it."""
+    """Underfocus (defocus > 0, RELION): the raw-frame CTF is negative at low frequency, so a weak phase
+    object's atom is dark (RELION's own CTF is the negative, for contrast-inverted images). Overfocus flips it."""
     ctf = ctf_2d((64, 64), 0.5, PLAIN)
     assert ctf[0, 2] < 0
     over = ctf_2d((64, 64), 0.5, replace(PLAIN, defocus_A=-500.0))
