@@ -113,3 +113,17 @@ def test_optics_default_is_ncsi_bright_atoms():
     img = Imager(ImagingConfig(liquid_cell=NO_CELL, mode="phase-object"), (48, 48), 0.358).intensity(
         np.array([[[0.0, 0.0, 0.0]]]), "Pt")
     assert img[24, 24] > 1.0
+
+
+@pytest.mark.parametrize("table,slicing", [("peng6", "exact"), ("kirkland", "centre"), ("lobato", "centre")])
+def test_alloy_and_tables(table, slicing):
+    """A Pt/Ni/Au alloy particle images with every table; heavier elements scatter more."""
+    pos = _particle()
+    symbols = ["Pt", "Ni", "Au", "Pd", "Ag"] * (len(pos) // 5) + ["Fe"] * (len(pos) % 5)
+    cfg = ImagingConfig(liquid_cell=NO_CELL, table=table, slicing=slicing, mode="phase-object")
+    img = Imager(cfg, (80, 80), 0.358).intensity(pos[None], symbols)
+    assert np.all(np.isfinite(img)) and np.std(img) > 0.01
+    im = Imager(replace(cfg, mode="projection"), (48, 48), 0.358)
+    au = im.intensity(np.zeros((1, 1, 3)), "Au").max()
+    ni = im.intensity(np.zeros((1, 1, 3)), "Ni").max()
+    assert au > ni > 1.0
