@@ -97,7 +97,7 @@ class RotationConfig:
         Rotational diffusion coefficient D_r at the start of the series, rad²/s. The default 0.6 rad²/s
         (falling to ~0.4 rad²/s as the default cell thins) turns the particle by ~4–5° (rms) between
         frames at 400 frames/s and decorrelates a body axis (⟨u(0)·u(t)⟩ = exp(−2 D_r t)) in ~1 s, so that
-        2,000 frames (5 s) visit ~80 % of the hemisphere of projection directions (50 bins).
+        2,000 frames (5 s) visit ~75–80 % of the hemisphere of projection directions (50 bins).
     thinning_exponent
         κ in D_r(t) = D_r0·(h(t)/h0)^κ: rotation slows as the liquid thins (0: constant).
     initial
