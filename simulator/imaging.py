@@ -98,7 +98,7 @@ class ImagingConfig:
     slice_thickness_A
         Multislice slice thickness, Å.
     oversampling
-        Internal sampling = pixel size / oversampling (W·oversampling must be an integer).
+        Internal sampling = pixel size / oversampling; a multiple of 0.25 in [1, 8].
     bandlimit_fraction
         Multislice band limit as a fraction of the internal Nyquist frequency (2/3 avoids aliasing).
     band_limit_A
@@ -144,7 +144,8 @@ class ImagingConfig:
                 f"got table = {self.table!r}; use slicing = 'centre'")
         require(0.2 <= self.slice_thickness_A <= 20,
                 f"imaging.slice_thickness_A = {self.slice_thickness_A} Å is outside [0.2, 20]")
-        require(1.0 <= self.oversampling <= 8, f"imaging.oversampling = {self.oversampling} is outside [1, 8]")
+        require(1.0 <= self.oversampling <= 8 and abs(4 * self.oversampling - round(4 * self.oversampling)) < 1e-9,
+                f"imaging.oversampling = {self.oversampling} must be a multiple of 0.25 in [1, 8]")
         require(0.1 <= self.bandlimit_fraction <= 1.0,
                 f"imaging.bandlimit_fraction = {self.bandlimit_fraction} is outside [0.1, 1]")
         require(self.band_limit_A >= 0, f"imaging.band_limit_A = {self.band_limit_A} must be ≥ 0 (0 = automatic)")
@@ -239,17 +240,16 @@ class Imager:
 
     # ------------------------------------------------------------------ helpers
     def _window(self, span_A: float) -> _Window:
+        if span_A > min(self.shape) * self.pixel_size:
+            raise TumblebenchError(
+                f"the particle (span {span_A:.1f} Å) does not fit the {self.shape[1]}×{self.shape[0]} px field of "
+                f"{self.shape[1] * self.pixel_size:.1f} × {self.shape[0] * self.pixel_size:.1f} Å; enlarge the field"
+            )
         need = span_A + 2 * self.config.window_margin_A
         w = max(16, int(np.ceil(need / self.pixel_size)))
-        w += w % 2
-        while not (abs(w * self.oversampling - round(w * self.oversampling)) < 1e-9
-                   and _smooth(round(w * self.oversampling)) and _smooth(w)):
-            w += 2
-        if w > min(self.shape) + 64:
-            raise TumblebenchError(
-                f"the particle (span {span_A:.1f} Å plus margins) does not fit the {self.shape[1]}×{self.shape[0]}"
-                f" px field of {self.shape[1] * self.pixel_size:.1f} Å; enlarge the field"
-            )
+        w += (-w) % 4  # oversampling is a multiple of 1/4 (validated), so w·oversampling is an integer
+        while not (_smooth(round(w * self.oversampling)) and _smooth(w)):
+            w += 4
         key = (w, self.config.slice_thickness_A)
         if key not in self._windows:
             self._windows[key] = _Window(self, w, self.config.slice_thickness_A)

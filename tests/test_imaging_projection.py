@@ -105,6 +105,8 @@ def test_bad_input():
         Imager(PROJ, (32, 32), 0.358).intensity(np.zeros((2, 3, 2)), "Pt")
     with pytest.raises(TumblebenchError, match=r"imaging\.mode"):
         from_dict(ImagingConfig, {"mode": "holography"}, "imaging")
+    with pytest.raises(TumblebenchError, match="oversampling"):
+        from_dict(ImagingConfig, {"oversampling": 1.3}, "imaging")
     with pytest.raises(TumblebenchError, match="slicing"):
         from_dict(ImagingConfig, {"table": "kirkland"}, "imaging")
     cfg = from_dict(ImagingConfig, {"mode": "phase-object", "optics": {"defocus_A": 10.0},
