@@ -233,10 +233,14 @@ def slice_potential_coefficients(
         phase_factors(np.ascontiguousarray(pos[:, 1]), zeros, np.ones(n), grid.ky, grid.dqy, ey_all)
         for el in elements:
             f = grid.form_factor(el, table)
+            idx = np.nonzero(keep & (syms == el))[0]
+            idx = idx[np.argsort(slice_of[idx], kind="stable")]
+            bounds = np.searchsorted(slice_of[idx], np.arange(n_slices + 1))
             for s in range(n_slices):
-                idx = np.nonzero(keep & (slice_of == s) & (syms == el))[0]
-                if idx.size:
-                    out[s] += f * (ey_all[idx].T @ ex_all[idx])
+                lo, hi = bounds[s], bounds[s + 1]
+                if hi > lo:
+                    rows = idx[lo:hi]
+                    out[s] += f * (ey_all[rows].T @ ex_all[rows])
     out *= grid.mask
     return out
 
