@@ -82,6 +82,9 @@ class AtomsConfig:
     min_envelope_zscore
         The particle envelope must stand this many standard deviations of the low-passed background above
         it; otherwise the map holds no particle above noise and the stage stops with an error.
+    min_atom_zscore
+        The median atom of the denoised map must stand this many standard deviations of the denoised
+        background (outside the envelope) above it (pure noise gives about 3); otherwise: no atoms above noise.
     n_thresholds
         Number of uniform thresholds between Otsu's T0 and the maximum of the denoised map (seed 004: 15).
     n_fine_thresholds
@@ -121,7 +124,8 @@ class AtomsConfig:
     mask_lowpass_A: float = 2.0
     mask_dilate_A: float = 3.0
     mask_diameter_A: float | None = None
-    min_envelope_zscore: float = 8.0
+    min_envelope_zscore: float = 4.0
+    min_atom_zscore: float = 4.5
     n_thresholds: int = 15
     n_fine_thresholds: int = 8
     split: bool = True
@@ -148,6 +152,7 @@ class AtomsConfig:
                                                            and self.mask_diameter_A > 0),
              "a positive diameter when mask = 'sphere'"),
             ("min_envelope_zscore", self.min_envelope_zscore >= 0, ">= 0"),
+            ("min_atom_zscore", self.min_atom_zscore >= 0, ">= 0"),
             ("n_thresholds", 3 <= self.n_thresholds <= 200, "in [3, 200]"),
             ("n_fine_thresholds", 0 <= self.n_fine_thresholds <= 200, "in [0, 200]"),
             ("correlation_sigmas", self.correlation_sigmas > 0, "> 0"),

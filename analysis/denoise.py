@@ -186,19 +186,22 @@ def estimate_band_limit(ft: np.ndarray, shape: tuple[int, int, int], voxel_size:
     """Resolution (Å) beyond which the map holds no power (its low-pass band limit), else Nyquist.
 
     The spherically averaged power spectrum of a band-limited map drops by many orders of magnitude at the
-    band edge; the edge is the last shell whose power exceeds 10⁻⁶ of the median power of the inner half.
+    band edge. Power is averaged in thin shells (1/8 of the Fourier pixel); the edge is the upper boundary of
+    the last shell whose power exceeds 10⁻⁶ of the median power of the inner half of the band.
     """
     q2 = frequency_squared(shape, voxel_size)
-    dq = 1.0 / (max(shape) * voxel_size)
-    shell = np.rint(np.sqrt(q2) / dq).astype(np.int64).ravel()
+    dq = 1.0 / (max(shape) * voxel_size) / 8.0
+    shell = np.floor(np.sqrt(q2) / dq).astype(np.int64).ravel()
     power = np.abs(ft).astype(np.float64).ravel() ** 2
-    p = np.bincount(shell, power) / np.maximum(np.bincount(shell), 1)
-    nyq_shell = round(0.5 / voxel_size / dq)
-    p = p[: nyq_shell + 1]
-    inner = p[1 : max(2, nyq_shell // 2)]
+    count = np.bincount(shell)
+    p = np.bincount(shell, power) / np.maximum(count, 1)
+    nyq_shell = int(np.floor(0.5 / voxel_size / dq))
+    p, count = p[: nyq_shell + 1], count[: nyq_shell + 1]
+    inner = p[1 : max(2, nyq_shell // 2)][count[1 : max(2, nyq_shell // 2)] > 0]
     ref = float(np.median(inner)) if inner.size else float(p.max())
-    live = np.nonzero(p > 1e-6 * ref)[0]
+    live = np.nonzero((p > 1e-6 * ref) & (count > 0))[0]
     last = int(live.max()) if live.size else nyq_shell
-    if last >= nyq_shell - 1:
+    populated = np.nonzero(count > 0)[0]
+    if last >= populated[populated <= nyq_shell].max() - 8:
         return 2.0 * voxel_size
-    return float(1.0 / ((last + 0.5) * dq))
+    return float(1.0 / ((last + 1) * dq))

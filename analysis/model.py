@@ -173,8 +173,10 @@ def _intensity_stats(raw: np.ndarray, labels: np.ndarray, keep_ids: np.ndarray, 
 
 
 def _fit_displacements(vol: np.ndarray, centres: np.ndarray, voxel_size: float, radius: float,
-                       table: ProfileTable) -> dict[str, np.ndarray]:
+                       table: ProfileTable, deblend: bool = True) -> dict[str, np.ndarray]:
     fit = fit_displacements(vol, centres, voxel_size, radius, table)
+    if deblend:
+        fit = fit_displacements(vol, centres, voxel_size, radius, table, others=fit)  # neighbours subtracted
     seed = fit_gaussians(vol, centres, voxel_size, radius)
     ok = fit.aniso_ok
     ev, evec = np.linalg.eigh(np.where(ok[:, None, None], fit.U, np.eye(3)[None]))  # ascending
@@ -276,16 +278,40 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
     labels = np.zeros(raw.shape, np.int32)
     labels[box] = seg.labels
     centres = (seg.centres_vox + origin_vox) * v
+    # significance: denoised density at the atoms against the denoised background outside the envelope
+    outside = C[~env]
+    if outside.size >= 100:
+        med = float(np.median(outside))
+        sd = 1.4826 * float(np.median(np.abs(outside - med)))
+        idx = np.clip(np.rint(centres[:, ::-1] / v).astype(np.int64), 0, np.array(raw.shape) - 1)
+        atom_z = (float(np.median(C[tuple(idx.T)])) - med) / sd if sd > 0 else float("inf")
+    else:
+        atom_z = float("inf")
+    if not atom_z >= cfg.min_atom_zscore:
+        raise TumblebenchError(
+            f"{where}: no atoms above noise (median atom peak {atom_z:.1f} σ of the background, need "
+            f"{cfg.min_atom_zscore:g})"
+        )
+    nn_found = nn_bond_lengths(centres) if len(centres) > 1 else np.array([np.inf])
+    nn_med = float(np.median(nn_found))
+    expected_nn = a_guess / np.sqrt(2)
+    if not 0.75 <= nn_med / expected_nn <= 1.3:
+        raise TumblebenchError(
+            f"{where}: median nearest-neighbour distance {nn_med:.2f} Å is far from {cfg.element}'s "
+            f"{expected_nn:.2f} Å; the voxel size ({v} Å) or the element is probably wrong"
+        )
     ids = np.arange(len(centres))
     fit_radius = 0.75 * a_guess / (2 * np.sqrt(2))
     fit_vol = raw if cfg.u_fit_map == "raw" else C
     table = profile_table(cfg.element, band, None if cfg.u_fit_map == "raw" else cfg.template_u_iso_A2)
     if cfg.centre_method == "fit":
         pos_tab = profile_table(cfg.element, band)
-        u0 = fit_displacements(raw, centres, v, fit_radius, pos_tab).u_iso
-        centres = refine_positions(raw, centres, v, fit_radius, pos_tab, u0)
+        f0 = fit_displacements(raw, centres, v, fit_radius, pos_tab)
+        centres = refine_positions(raw, centres, v, fit_radius, pos_tab, f0.u_iso)
+        f1 = fit_displacements(raw, centres, v, fit_radius, pos_tab, others=f0)  # deblended from neighbours
+        centres = refine_positions(raw, centres, v, fit_radius, pos_tab, f1.u_iso, others=f1)
     info: dict[str, Any] = {
-        "envelope_zscore": z, "envelope_voxels": int(mask.sum()), "threshold_t0": scan.t0,
+        "envelope_zscore": z, "atom_zscore": atom_z, "envelope_voxels": int(mask.sum()), "threshold_t0": scan.t0,
         "threshold": scan.best, "scan": {"thresholds": scan.thresholds, "correlations": scan.correlations,
                                          "n_atoms": scan.n_atoms},
         "n_components": seg.n_components, "n_split": seg.n_split, "n_found": len(centres),
@@ -294,7 +320,7 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
     # --- outlier rejection (seed 004): validation correlation, then CN
     n_corr = 0
     if cfg.reject_low_correlation and len(centres) > 3:
-        disp = _fit_displacements(fit_vol, centres, v, fit_radius, table)
+        disp = _fit_displacements(fit_vol, centres, v, fit_radius, table, deblend=False)
         u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01
         S = simulate_map(centres, raw.shape, v, cfg.element, u_common, band)
         a_w, _, ins = gather_windows(raw, centres, v, 1.5 * radius)
@@ -314,13 +340,6 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
     if len(centres) < 4:
         raise TumblebenchError(f"{where}: only {len(centres)} atoms found; the map holds no resolvable particle")
     # --- statistics
-    nn_med = float(np.median(nn_bond_lengths(centres)))
-    expected_nn = a_guess / np.sqrt(2)
-    if not 0.75 <= nn_med / expected_nn <= 1.3:
-        raise TumblebenchError(
-            f"{where}: median nearest-neighbour distance {nn_med:.2f} Å is far from {cfg.element}'s "
-            f"{expected_nn:.2f} Å; the voxel size ({v} Å) or the element is probably wrong"
-        )
     sm = st.structure_metrics(centres, a_guess)
     disp = _fit_displacements(fit_vol, centres, v, fit_radius, table)
     u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01

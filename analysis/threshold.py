@@ -98,7 +98,8 @@ def scan_thresholds(C: np.ndarray, mask: np.ndarray, peaks: np.ndarray, radius_v
 
     def trial(t: float) -> float:
         seg = segment(C, mask, t, radius_vox, peaks, split=split, refine=refine)
-        sc = _score(C, cm, mask, seg, sigma_vox)
+        # rounded so that decisions between near-equal scores do not hinge on summation order
+        sc = round(_score(C, cm, mask, seg, sigma_vox), 6)
         cache[t] = (sc, seg)
         res.thresholds.append(t)
         res.correlations.append(sc)
@@ -118,7 +119,10 @@ def scan_thresholds(C: np.ndarray, mask: np.ndarray, peaks: np.ndarray, radius_v
         for t in np.linspace(lo, hi, n_fine + 2)[1:-1]:
             if float(t) not in cache:
                 trial(float(t))
-    t_best = max(cache, key=lambda t: cache[t][0])
+    # the middle of the plateau of (near-)best thresholds: stable against rounding-level differences
+    top = max(v[0] for v in cache.values())
+    near = sorted(t for t, v in cache.items() if v[0] >= top - 1e-4)
+    t_best = near[(len(near) - 1) // 2]
     res.best = t_best
     res.segmentation = cache[t_best][1]
     if len(res.segmentation.centres_vox) == 0:

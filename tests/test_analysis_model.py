@@ -1,0 +1,197 @@
+"""Atom model building (seed 004) on maps rendered from known atoms."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+from ase.cluster import Octahedron
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+from scipy.spatial.transform import Rotation
+
+from analysis.config import AtomsConfig
+from analysis.denoise import check_map, denoise
+from analysis.model import build_atom_model
+from analysis.segmentation import local_maxima, segment
+from simulator.density import lowpass, render_density
+from simulator.errors import TumblebenchError
+from simulator.truth_map import render_truth_map
+from validation.matching import match_atoms
+
+VOXEL = 0.358
+
+
+def _particle(positions: np.ndarray, u_iso: np.ndarray) -> types.SimpleNamespace:
+    pos = np.asarray(positions, float)
+    U = np.asarray(u_iso, float)[:, None, None] * np.eye(3)[None]
+    return types.SimpleNamespace(positions=pos, symbols=["Pt"] * len(pos), U=U)
+
+
+def _cluster(length: int, cut: int, rot: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    at = Octahedron("Pt", length, cut)
+    pos = at.positions - at.positions.mean(axis=0)
+    pos = pos @ rot.T
+    r = np.linalg.norm(pos, axis=1)
+    u = 0.004 + 0.02 * np.clip((r - (r.max() - 3.0)) / 3.0, 0, 1) + rng.uniform(0, 0.002, len(pos))
+    return pos, u
+
+
+def _render(pos: np.ndarray, u: np.ndarray, box: int, resolution: float = 0.8) -> np.ndarray:
+    return render_truth_map(_particle(pos, u), box, VOXEL, resolution)
+
+
+@settings(max_examples=5, deadline=None)
+@given(shape=hs.sampled_from([(5, 1), (5, 2), (6, 2)]), seed=hs.integers(0, 10_000))
+def test_map_from_known_atoms_returns_them(shape, seed):
+    rng = np.random.default_rng(seed)
+    rot = Rotation.random(random_state=seed).as_matrix()
+    pos, u = _cluster(*shape, rot, rng)
+    box = 64
+    vol = _render(pos, u, box)
+    model = build_atom_model(vol, VOXEL)
+    true = pos + (box // 2) * VOXEL
+    m = match_atoms(model.positions, true)
+    assert m.recall == 1.0 and m.precision == 1.0
+    assert m.rmsd_pm < 5.0
+    # CN of every atom exactly right, U_iso close to the truth (map blur accounted for)
+    true_cn = np.asarray(model.stats["CN_STD"])[m.pairs[:, 0]]
+    from simulator.coordination import cn_cutoff, coordination_numbers
+
+    ref = coordination_numbers(true, cn_cutoff(3.92))[m.pairs[:, 1]]
+    assert np.all(true_cn == ref)
+    u_est = model.stats["U_ISO"].to_numpy()[m.pairs[:, 0]]
+    assert np.median(np.abs(u_est - u[m.pairs[:, 1]])) < 0.003
+    assert abs(model.table1["lattice_constant_A"] - 3.92) < 0.01
+
+
+def test_rotation_by_voxel_permutation_leaves_statistics_unchanged():
+    rng = np.random.default_rng(3)
+    pos, u = _cluster(5, 1, Rotation.from_euler("zyx", [20, 35, 10], degrees=True).as_matrix(), rng)
+    vol = _render(pos, u, 64)
+    a = build_atom_model(vol, VOXEL)
+    # a 90° rotation about z of the map: (x, y) -> (y, -x) on the grid, an exact voxel permutation
+    rolled = np.ascontiguousarray(np.rot90(vol, k=1, axes=(1, 2)))
+    b = build_atom_model(rolled, VOXEL)
+    n = vol.shape[1]
+    # map b's atoms back: rot90 over axes (y, x) sends voxel (iy, ix) to (n-1-ix, iy)
+    bx, by = b.positions[:, 0], b.positions[:, 1]
+    back = np.stack([(n - 1) * VOXEL - by, bx, b.positions[:, 2]], axis=1)
+    m = match_atoms(back, a.positions, max_dist=0.1)
+    assert m.recall == 1.0 and m.precision == 1.0 and m.rmsd_pm < 0.5
+    for col in ("CN_STD", "CN_GEN", "NN_BONDL", "U_ISO", "DOI", "VALID_CORR", "RADIAL_STRAIN", "MAX_INT", "NVOX"):
+        va = a.stats[col].to_numpy(float)[m.pairs[:, 1]]
+        vb = b.stats[col].to_numpy(float)[m.pairs[:, 0]]
+        np.testing.assert_allclose(vb, va, rtol=1e-3, atol=2e-4, err_msg=col)
+    assert a.penetration["cn"]["delta_A"] == pytest.approx(b.penetration["cn"]["delta_A"], abs=1e-3)
+
+
+def test_arbitrary_rotation_leaves_statistics_unchanged():
+    rng = np.random.default_rng(5)
+    pos, u = _cluster(5, 1, np.eye(3), rng)
+    rot = Rotation.from_euler("zyz", [33, 71, -12], degrees=True).as_matrix()
+    a = build_atom_model(_render(pos, u, 64), VOXEL)
+    b = build_atom_model(_render(pos @ rot.T, u, 64), VOXEL)
+    c = (64 // 2) * VOXEL
+    back = (b.positions - c) @ rot + c
+    m = match_atoms(back, a.positions, max_dist=0.3)
+    assert m.recall == 1.0 and m.precision == 1.0
+    for col in ("CN_STD", "CN_GEN"):
+        np.testing.assert_array_equal(b.stats[col].to_numpy()[m.pairs[:, 0]], a.stats[col].to_numpy()[m.pairs[:, 1]])
+    ua = a.stats["U_ISO"].to_numpy()[m.pairs[:, 1]]
+    ub = b.stats["U_ISO"].to_numpy()[m.pairs[:, 0]]
+    assert np.max(np.abs(ua - ub)) < 0.003  # finite windows sample the atoms differently
+    assert a.table1["lattice_constant_A"] == pytest.approx(b.table1["lattice_constant_A"], abs=2e-3)
+    assert a.table1["median_cn"] == b.table1["median_cn"]
+
+
+def test_two_atoms_closer_than_resolution_are_split():
+    box = 48
+    c = (box // 2) * VOXEL
+    pos = np.array([[c - 1.3, c, c], [c + 1.3, c + 0.1, c]])  # 2.6 Å apart, map band-limited at 1.5 Å
+    vol = lowpass(render_density(pos, (box,) * 3, VOXEL, U=np.full(2, 0.03)), VOXEL, 1.5)
+    raw = check_map(vol, VOXEL)
+    C = denoise(raw, VOXEL, "Pt", 0.01, 1.5)
+    mask = np.ones(C.shape, bool)
+    radius = 1.1 / VOXEL
+    peaks = local_maxima(C, mask, 0.0, 2 * radius)
+    strong = peaks[C[tuple(peaks.T)] > 0.5 * C.max()]
+    assert len(strong) == 2  # two maxima remain in the denoised map
+    mid = np.rint(pos.mean(axis=0)[::-1] / VOXEL).astype(int)
+    t = 0.9 * float(C[tuple(mid)])  # just below the saddle between the atoms: one connected blob
+    merged = segment(C, mask, t, radius, peaks, split=False)
+    assert len(merged.centres_vox) == 1  # one connected blob at this threshold
+    split = segment(C, mask, t, radius, peaks, split=True)
+    assert split.n_split == 1
+    m = match_atoms(split.centres_vox * VOXEL, pos, max_dist=0.5)
+    assert m.recall == 1.0 and m.precision == 1.0 and m.rmsd_pm < 10
+
+
+def test_threshold_scan_never_scales_to_noise_and_rejects_nothing_on_clean_map():
+    rng = np.random.default_rng(1)
+    pos, u = _cluster(6, 2, np.eye(3), rng)
+    model = build_atom_model(_render(pos, u, 64), VOXEL)
+    assert model.info["n_rejected_correlation"] == 0
+    assert model.info["n_rejected_cn"] == 0
+    scan = model.info["scan"]
+    assert len(scan["thresholds"]) >= 15
+    assert model.info["threshold"] >= model.info["threshold_t0"]
+
+
+def test_real_particle_gives_back_its_314_atoms():
+    from simulator.nanocrystal import _read_atoms  # bare PDB reader
+
+    atoms = _read_atoms(__import__("pathlib").Path(__file__).parent / "data" / "stage1_docked_ATMS.pdb")
+    pos = atoms.positions - atoms.positions.mean(axis=0)
+    assert len(pos) == 314
+    u = np.full(len(pos), 0.008)
+    vol = _render(pos, u, 128)
+    model = build_atom_model(vol, VOXEL)
+    m = match_atoms(model.positions, pos + 64 * VOXEL)
+    assert model.n_atoms == 314
+    assert m.recall == 1.0 and m.precision == 1.0 and m.rmsd_pm < 5
+
+
+def test_noisy_map_with_automatic_mask():
+    rng = np.random.default_rng(11)
+    pos, u = _cluster(6, 2, Rotation.random(random_state=4).as_matrix(), rng)
+    clean = _render(pos, u, 64)
+    near = clean > 0.05 * clean.max()
+    sigma = np.sqrt(clean[near].var() / 2.0)
+    vol = lowpass(clean + rng.normal(0, sigma, clean.shape).astype(np.float32), VOXEL, 1.0)
+    model = build_atom_model(vol, VOXEL)
+    m = match_atoms(model.positions, pos + 32 * VOXEL)
+    assert m.recall >= 0.97 and m.precision >= 0.97
+    assert m.rmsd_pm < 15
+
+
+@pytest.mark.parametrize("kind", ["nan", "noise", "constant", "voxel", "element", "flat2d"])
+def test_bad_input_is_a_clear_error(kind):
+    rng = np.random.default_rng(0)
+    pos, u = _cluster(5, 1, np.eye(3), rng)
+    vol = _render(pos, u, 64)
+    cfg = AtomsConfig()
+    voxel = VOXEL
+    match = None
+    if kind == "nan":
+        vol[3, 4, 5] = np.nan
+        match = "NaN"
+    elif kind == "noise":
+        vol = rng.normal(0, 1, vol.shape).astype(np.float32)
+        match = "no particle above noise"
+    elif kind == "constant":
+        vol = np.ones_like(vol)
+        match = "constant"
+    elif kind == "voxel":
+        voxel = 2 * VOXEL  # header claims twice the real voxel size
+        match = "voxel size"
+    elif kind == "element":
+        with pytest.raises(TumblebenchError, match="Xx"):
+            AtomsConfig(element="Xx").validate()
+        return
+    elif kind == "flat2d":
+        vol = vol[0]
+        match = "3D"
+    with pytest.raises(TumblebenchError, match=match):
+        build_atom_model(vol, voxel, cfg)
