@@ -63,3 +63,21 @@ def apply_phase(psi: np.ndarray, v: np.ndarray, sigma: float) -> None:
             for x in range(nx):
                 ph = s * v[i, y, x]
                 psi[i, y, x] *= complex(np.cos(ph), np.sin(ph))
+
+
+@numba.njit(cache=True)
+def weighted_rows(base: np.ndarray, damping: np.ndarray, atom: np.ndarray, gauss: np.ndarray, coef: np.ndarray,
+                  out: np.ndarray) -> None:
+    """out[m, i] = coef[m] · base[atom[m], i] · damping[gauss[m], i] (complex64), in place.
+
+    Builds the rows of a slice's separable Fourier sum from each atom's phasors (computed once per atom) and
+    each Gaussian's damping exp(−b q²/4) (computed once per Gaussian), so an atom split over several slices
+    and Gaussians costs one multiplication per element and row.
+    """
+    m_rows, nq = out.shape
+    for m in range(m_rows):
+        a = atom[m]
+        g = gauss[m]
+        c = np.float32(coef[m])
+        for i in range(nq):
+            out[m, i] = base[a, i] * (damping[g, i] * c)

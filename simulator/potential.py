@@ -32,7 +32,7 @@ import numpy as np
 import scipy.fft
 from scipy.special import erf
 
-from simulator._potential_kernels import phase_factors
+from simulator._potential_kernels import phase_factors, weighted_rows
 from simulator.errors import TumblebenchError
 from simulator.scattering import GAUSSIAN_TABLES, TWO_PI_A0_E, form_factor, gaussian_coefficients
 
@@ -178,7 +178,8 @@ def slice_potential_coefficients(
     scale = TWO_PI_A0_E * grid.norm
     elements = sorted(set(syms.tolist()))
     if slicing == "exact":
-        rows_slice, rows_atom, rows_b, rows_coef = [], [], [], []
+        rows_slice, rows_atom, rows_g, rows_coef = [], [], [], []
+        damp_x, damp_y = [], []
         for el in elements:
             idx = np.nonzero(syms == el)[0]
             a, b = gaussian_coefficients(el, table)
@@ -188,6 +189,9 @@ def slice_potential_coefficients(
             finite = np.diff(edges[np.isfinite(edges)])
             dz_min = finite.min() if finite.size else np.inf
             for g in range(a.size):
+                g_id = len(damp_x)
+                damp_x.append(np.exp(-0.25 * b[g] * grid.qx**2))
+                damp_y.append(np.exp(-0.25 * b[g] * grid.qy**2))
                 if n_slices == 1:
                     w = np.ones((idx.size, 1))
                     sl = np.zeros((idx.size, 1), dtype=np.int64)
@@ -199,21 +203,28 @@ def slice_potential_coefficients(
                     w = 0.5 * (c[:, 1:] - c[:, :-1])
                     sl = e_idx[:, :-1]
                 ja, jb = np.nonzero(w > min_weight)
-                sa = sl[ja, jb]
-                rows_slice.append(sa)
+                rows_slice.append(sl[ja, jb])
                 rows_atom.append(idx[ja])
-                rows_b.append(np.full(ja.size, b[g]))
+                rows_g.append(np.full(ja.size, g_id))
                 rows_coef.append(scale * a[g] * w[ja, jb] * w_atom[idx[ja]])
         rs = np.concatenate(rows_slice)
         order = np.argsort(rs, kind="stable")
         rs = rs[order]
-        ra = np.concatenate(rows_atom)[order]
-        rb = np.ascontiguousarray(np.concatenate(rows_b)[order])
+        ra = np.ascontiguousarray(np.concatenate(rows_atom)[order])
+        rg = np.ascontiguousarray(np.concatenate(rows_g)[order])
         rc = np.ascontiguousarray(np.concatenate(rows_coef)[order])
+        # undamped phasors once per atom, Gaussian damping once per Gaussian, combined per row
+        zeros, ones = np.zeros(n), np.ones(n)
+        px = np.empty((n, grid.qx.size), dtype=np.complex64)
+        py = np.empty((n, grid.qy.size), dtype=np.complex64)
+        phase_factors(np.ascontiguousarray(pos[:, 0]), zeros, ones, grid.kx, grid.dqx, px)
+        phase_factors(np.ascontiguousarray(pos[:, 1]), zeros, ones, grid.ky, grid.dqy, py)
+        dx = np.array(damp_x, dtype=np.float32)
+        dy = np.array(damp_y, dtype=np.float32)
         ex = np.empty((ra.size, grid.qx.size), dtype=np.complex64)
         ey = np.empty((ra.size, grid.qy.size), dtype=np.complex64)
-        phase_factors(np.ascontiguousarray(pos[ra, 0]), rb, rc, grid.kx, grid.dqx, ex)
-        phase_factors(np.ascontiguousarray(pos[ra, 1]), rb, np.ones_like(rc), grid.ky, grid.dqy, ey)
+        weighted_rows(px, dx, ra, rg, rc, ex)
+        weighted_rows(py, dy, ra, rg, np.ones_like(rc), ey)
         bounds = np.searchsorted(rs, np.arange(n_slices + 1))
         for s in range(n_slices):
             lo, hi = bounds[s], bounds[s + 1]
