@@ -233,6 +233,7 @@ class Imager:
         self.band_limit_A = 1.0 / self.band_q
         self._windows: dict[tuple[int, float], _Window] = {}
         self._bg_cache: dict[str, np.ndarray] = {}
+        self._lens_cache: dict[float, np.ndarray] = {}
         qy, qx = frequency_grid(self.shape, self.pixel_size)
         self._field_grid = FourierGrid(self.shape, self.pixel_size, self.band_q)
         self._field_lens = LensTransfer(qy, qx, self.optics, ((qx**2 + qy**2) <= self.band_q**2).astype(float),
@@ -370,6 +371,18 @@ class Imager:
             self._bg_cache[key + "ft"] = scipy.fft.fft2(np.exp(1j * self.sigma * v) - 1.0, workers=self.workers)
         return self._bg_cache[key + "ft" if spectrum else key]
 
+    def _layer_lens(self, defocus_A: float) -> np.ndarray:
+        """Field lens transfer at a cell layer's defocus, rounded to 0.25 Å (far below the depth of field of
+        the transfer at the band limit, λ·Δf·q² ≪ 1 rad for 0.25 Å) and cached: layer heights change slowly."""
+        key = round(defocus_A * 4) / 4
+        h = self._lens_cache.get(key)
+        if h is None:
+            if len(self._lens_cache) > 64:
+                self._lens_cache.clear()
+            h = self._field_lens(key, np.complex64)
+            self._lens_cache[key] = h
+        return h
+
     def background(self, liquid_thickness_A: float, rng: np.random.Generator | None) -> np.ndarray:
         """The liquid cell's contribution over the full field: I_bg − 1 (lens modes) or σ·v (projection)."""
         lc = self.config.liquid_cell
@@ -393,7 +406,7 @@ class Imager:
             return self.sigma * sum(v for v, _ in layers)
         total = np.zeros(self.shape, dtype=np.complex128)
         for spec, z in layers:
-            total += self._field_lens(self.optics.defocus_A + z, np.complex128) * spec
+            total += self._layer_lens(self.optics.defocus_A + z) * spec
         psi = 1.0 + scipy.fft.ifft2(total, workers=self.workers)
         return psi.real**2 + psi.imag**2 - 1.0
 
