@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis._kernels import neighbour_sum
 from analysis.denoise import atom_transfer
 
 # quadratic model on the 3x3x3 neighbourhood for sub-voxel peak refinement
@@ -388,18 +389,15 @@ def neighbour_background(centres_A: np.ndarray, d: np.ndarray, amplitude: np.nda
         return out
     i = np.concatenate([pairs[:, 0], pairs[:, 1]])
     j = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    order = np.argsort(i, kind="stable")
+    indices = j[order].astype(np.int64)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(i, minlength=n), out=indptr[1:])
     amp = np.nan_to_num(np.asarray(amplitude, float), nan=0.0)
     du = table.u_grid[1] - table.u_grid[0]
     iu = np.clip(np.rint(np.nan_to_num(np.asarray(u_iso, float), nan=0.0) / du), 0, len(table.u_grid) - 1)
-    iu = iu.astype(np.int64)
-    rel = d[i] + (c[i] - c[j])[:, None, :]
-    r = np.sqrt(np.einsum("pki,pki->pk", rel, rel))
-    contrib = amp[j, None] * _gather_lookup(table.p, iu[j], r, table)
-    order = np.argsort(i, kind="stable")
-    starts = np.searchsorted(i[order], np.arange(n))
-    sums = np.add.reduceat(contrib[order], np.minimum(starts, len(order) - 1), axis=0)
-    has = np.bincount(i, minlength=n) > 0
-    out[has] = sums[has]
+    neighbour_sum(np.ascontiguousarray(c), np.ascontiguousarray(d, dtype=np.float64), amp, iu.astype(np.int64),
+                  indptr, indices, np.ascontiguousarray(table.p), float(table.r[1] - table.r[0]), out)
     return out
 
 

@@ -90,16 +90,27 @@ def evaluate(vol: np.ndarray, nc, true_pos: np.ndarray, cfg: AtomsConfig | None 
     u_est = model.stats["U_ISO"].to_numpy(float)[m.pairs[:, 0]]
     ok = np.isfinite(u_est)
     rho = float(spearmanr(u_est[ok], u_true[m.pairs[ok, 1]])[0])
+    u_mae = float(np.median(np.abs(u_est[ok] - u_true[m.pairs[ok, 1]])))
     pen_true = fit_penetration(radial_depth(true_pos), true_cn).delta_A
+    # local stacking of interior atoms (true CN 12): twins and stacking faults must show up as hcp
+    core = true_cn[m.pairs[:, 1]] == 12
+    st_true = np.asarray(nc.atoms.arrays["stacking"])[m.pairs[core, 1]]
+    st_est = model.stats["STACKING"].to_numpy(str)[m.pairs[core, 0]]
+    stacking_agree = float(np.mean(st_true == st_est)) if core.any() else float("nan")
+    n_hcp_true = int(np.sum(st_true == "hcp"))
+    n_hcp_est = int(np.sum(st_est == "hcp"))
     pen_est = model.penetration["cn"].get("delta_A", float("nan"))
     return {"recall": m.recall, "precision": m.precision, "rmsd_pm": m.rmsd_pm, "n_true": m.n_true,
             "n_est": m.n_est, "cn_exact_fraction": cn_exact,
             "lattice_error_A": abs(float(model.table1["lattice_constant_A"]) - float(nc.lattice_constant)),
             "lattice_constant_A": float(model.table1["lattice_constant_A"]),
-            "u_iso_spearman": rho, "penetration_true_A": pen_true, "penetration_est_A": pen_est,
+            "u_iso_spearman": rho, "u_iso_median_abs_error_A2": u_mae, "penetration_true_A": pen_true,
+            "penetration_est_A": pen_est,
             "penetration_error_A": abs(pen_est - pen_true), "seconds": secs,
             "threshold": model.info["threshold"], "rejected_corr": model.info["n_rejected_correlation"],
-            "rejected_cn": model.info["n_rejected_cn"], "band_limit_A": model.info["band_limit_A"]}
+            "rejected_cn": model.info["n_rejected_cn"], "band_limit_A": model.info["band_limit_A"],
+            "core_stacking_agreement": stacking_agree, "core_hcp_true": n_hcp_true, "core_hcp_est": n_hcp_est,
+            "n_grains": model.info.get("n_grains")}
 
 
 def main() -> dict[str, object]:
