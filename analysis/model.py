@@ -341,6 +341,12 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
         raise TumblebenchError(f"{where}: only {len(centres)} atoms found; the map holds no resolvable particle")
     # --- statistics
     sm = st.structure_metrics(centres, a_guess)
+    a_ratio = float(sm.fit.lattice_constant) / a_guess
+    if not 0.92 <= a_ratio <= 1.08:
+        raise TumblebenchError(
+            f"{where}: fitted lattice constant {float(sm.fit.lattice_constant):.3f} Å is {100 * (a_ratio - 1):+.0f} % "
+            f"off {cfg.element}'s {a_guess:.3f} Å; the voxel size ({v} Å) is probably wrong"
+        )
     disp = _fit_displacements(fit_vol, centres, v, fit_radius, table)
     u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01
     S = simulate_map(centres, raw.shape, v, cfg.element, u_common, band)

@@ -166,7 +166,7 @@ def test_noisy_map_with_automatic_mask():
     assert m.rmsd_pm < 15
 
 
-@pytest.mark.parametrize("kind", ["nan", "noise", "constant", "voxel", "element", "flat2d"])
+@pytest.mark.parametrize("kind", ["nan", "noise", "constant", "voxel", "voxel12", "element", "flat2d"])
 def test_bad_input_is_a_clear_error(kind):
     rng = np.random.default_rng(0)
     pos, u = _cluster(5, 1, np.eye(3), rng)
@@ -185,6 +185,9 @@ def test_bad_input_is_a_clear_error(kind):
         match = "constant"
     elif kind == "voxel":
         voxel = 2 * VOXEL  # header claims twice the real voxel size
+        match = "voxel size"
+    elif kind == "voxel12":
+        voxel = 1.12 * VOXEL  # a 12 % error in the header
         match = "voxel size"
     elif kind == "element":
         with pytest.raises(TumblebenchError, match="Xx"):
