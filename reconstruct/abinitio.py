@@ -30,6 +30,7 @@ from reconstruct.projector import (
     prepare_reference,
     project_band,
     shift_phases,
+    soft_sphere,
 )
 from simulator.errors import require
 
@@ -60,17 +61,22 @@ class AbInitioConfig:
         Weight of the penalty (angle/step)² relative to the z-scored correlation; 0 disables continuity.
     mask_margin_A
         Soft spherical mask radius = diameter/2 + this margin (Å).
+    local_from_A
+        At iterations whose resolution limit is finer than this, the grid poses are polished by a local
+        hill-climbing search (which breaks the grid's ~6° granularity) before the model is rebuilt
+        (0: never; without half sets it can drift into a self-consistent wrong model).
     """
 
     box: int = 48
-    subset: int = 400
+    subset: int = 2000
     grid_size: int = 20000
-    resolutions_A: tuple[float, ...] = (8.0, 6.0, 5.0, 4.0, 3.5, 3.0, 2.7, 2.4, 2.4, 2.2)
-    n_starts: int = 3
+    resolutions_A: tuple[float, ...] = (8.0, 6.0, 5.0, 4.0, 3.5, 3.0, 2.7, 2.4, 2.4, 2.2, 2.2, 2.2)
+    n_starts: int = 2
     top_k: int = 12
-    step_deg: float = 6.0
+    step_deg: float = 5.0
     continuity_weight: float = 0.3
     mask_margin_A: float = 2.0
+    local_from_A: float = 0.0
 
     def validate(self) -> None:
         require(16 <= self.box <= 256 and self.box % 2 == 0, f"abinitio.box = {self.box} must be even, 16–256")
@@ -110,14 +116,6 @@ def fourier_crop(images: np.ndarray, size: int) -> np.ndarray:
     axes = (-2, -1)
     return scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(small, axes=axes), axes=axes, workers=-1),
                               axes=axes).real.astype(np.float32)
-
-
-def soft_sphere(n: int, radius_px: float, edge_px: float = 2.0) -> np.ndarray:
-    """A soft-edged sphere [z, y, x] centred at n//2 (1 inside, raised-cosine edge)."""
-    c = np.arange(n) - n // 2
-    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
-    w = np.clip((r - radius_px) / max(edge_px, 1e-6), 0.0, 1.0)
-    return (0.5 + 0.5 * np.cos(np.pi * w)).astype(np.float32)
 
 
 def _lowpass_volume(vol: np.ndarray, resolution_px: float) -> np.ndarray:
@@ -314,7 +312,15 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
         ci, cz = global_scores(model, img, band, grid, cb, top_k=config.top_k)
         path = viterbi(grid[ci], cz, step, config.continuity_weight)
         rows = np.arange(len(idx))
-        return grid[ci[rows, path]], float(cz[rows, path].mean())
+        chosen = grid[ci[rows, path]]
+        if res <= config.local_from_A:
+            from reconstruct.refine import local_search
+
+            ref = prepare_reference(model)
+            c_ref = None if ctf_small is None else band.take(ctf_small[idx])
+            chosen, _ = local_search(ref, img if ctf_small is None else band.take(ft_all[idx]), band, chosen,
+                                     c_ref, (3.0, 1.5, 0.75))
+        return chosen, float(cz[rows, path].mean())
 
     starts = []
     for s in range(config.n_starts):
@@ -345,8 +351,11 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
         log.info("ab initio: median pose difference of other starts to the best after global rotation: %s deg",
                  ", ".join(f"{a:.1f}" for a in agreement))
     model = starts[best][2]
-    res_final = max(config.resolutions_A[-1], 2.05 * ps)
-    poses, score = search(model, np.arange(m), res_final, config.step_deg)
+    if len(sub) == m:
+        poses, score = starts[best][1], scores[best]
+    else:  # frames outside the subset: the same global search + continuity against the winning model
+        res_final = max(config.resolutions_A[-1], 2.05 * ps)
+        poses, score = search(model, np.arange(m), res_final, config.step_deg)
     info = {"start_scores": scores, "best_start": best, "start_disagreement_deg": agreement,
             "final_score": score, "search_pixel_size_A": ps}
     return poses, model, info

@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.transform import Rotation
 
-from reconstruct.abinitio import abinitio, soft_sphere
+from reconstruct.abinitio import abinitio
 from reconstruct.background import lattice_peak_mask, normalise_boxes, remove_peaks
 from reconstruct.config import ReconstructConfig
 from reconstruct.fsc import resolution_at
+from reconstruct.projector import soft_sphere
 from reconstruct.refine import filtered_map, reconstruct_halves, refine
 from reconstruct.timeresolved import time_resolved_maps
 from reconstruct.tracking import Trajectory, contrast_sign, cut_boxes, estimate_diameter, locate, smooth_trajectory
@@ -187,10 +188,8 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
         ok = np.isfinite(bg)
         if not ok.all():
             idx, boxes, origins = idx[ok], boxes[ok], origins[ok]
-    diameter = config.diameter_A if config.diameter_A > 0 else estimate_diameter(boxes, pixel, sign)
+    diameter = config.diameter_A if config.diameter_A > 0 else estimate_diameter(boxes, pixel, sign, energy=True)
     diameter = float(np.clip(diameter, 4 * pixel, 0.8 * config.box * pixel))
-    if sign < 0:
-        boxes = -boxes  # the reconstruction is of the particle's contrast; keep its density positive
     counts = {"frames": m, "bad_frames": int(bad.sum()), "lost_frames": int(lost.sum()),
               "usable_frames": int(idx.size), "graphene_peak_pixels": n_peaks, "contrast_sign": sign}
     return boxes, origins, idx, traj, smooth[idx], diameter, counts
@@ -281,6 +280,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     nyq_needed = 2 * pixel
     require(len(rows) >= config.min_frames, f"{len(rows)} usable frames < min_frames = {config.min_frames}")
     ctf_fn = make_ctf_fn(optics, particles, manifest, rows)
+    if ctf_fn is None and counts["contrast_sign"] < 0:
+        boxes = -boxes  # without a CTF the map is of the particle's contrast: keep its density positive
     n = config.box
     mask = soft_sphere(n, (diameter / 2 + config.refine.mask_margin_A) / pixel, 3.0)
     info: dict = {}

@@ -12,6 +12,7 @@ Wiener term.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +77,8 @@ def shift_phases(band: Band, shifts_px: np.ndarray) -> np.ndarray:
     """Phase factors that re-centre images whose particle centre sits at ``-shift`` (RELION origin, pixels).
 
     Multiplying an image transform by these moves the content by ``+shift`` (x, y), i.e. implements
-    "shifting the image by +origin re-centres the particle".
+    "shifting the image by +origin re-centres the particle". Computed separably (one complex exponential per
+    frequency column and row, then a product per sample).
 
     Parameters
     ----------
@@ -91,8 +93,20 @@ def shift_phases(band: Band, shifts_px: np.ndarray) -> np.ndarray:
         complex64 (M, P).
     """
     s = np.asarray(shifts_px, np.float64).reshape(-1, 2)
-    ph = -2 * np.pi * (np.outer(s[:, 0], band.kx) + np.outer(s[:, 1], band.ky)) / band.n
-    return np.exp(1j * ph).astype(np.complex64)
+    k = np.arange(band.n) - band.n // 2
+    px = np.exp(-2j * np.pi * np.outer(s[:, 0], k) / band.n).astype(np.complex64)
+    py = np.exp(-2j * np.pi * np.outer(s[:, 1], k) / band.n).astype(np.complex64)
+    ix = band.kx.astype(np.int64) + band.n // 2
+    iy = band.ky.astype(np.int64) + band.n // 2
+    return px[:, ix] * py[:, iy]
+
+
+def soft_sphere(n: int, radius_px: float, edge_px: float = 2.0) -> np.ndarray:
+    """A soft-edged sphere [z, y, x] centred at n//2 (1 inside, raised-cosine edge of ``edge_px``)."""
+    c = np.arange(n) - n // 2
+    r = np.sqrt(c[:, None, None] ** 2 + c[None, :, None] ** 2 + c[None, None, :] ** 2)
+    w = np.clip((r - radius_px) / max(edge_px, 1e-6), 0.0, 1.0)
+    return (0.5 + 0.5 * np.cos(np.pi * w)).astype(np.float32)
 
 
 def _sinc2(n_real: int, n_pad: int) -> np.ndarray:
@@ -176,6 +190,15 @@ def project(ref: Reference, rotations: np.ndarray, shifts_px: np.ndarray | None 
     return image_from_ft(band.put(vals))
 
 
+@functools.lru_cache(maxsize=4)
+def _shell_index(nn: int, pad: int) -> np.ndarray:
+    k = ((np.arange(nn) - nn // 2) / pad).astype(np.float32)
+    r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+    out = np.rint(r).astype(np.int32)
+    out.flags.writeable = False
+    return out
+
+
 class Reconstructor:
     """Fourier-space reconstruction by gridding: accumulate CTF-weighted slices, then divide by the weights.
 
@@ -246,10 +269,7 @@ class Reconstructor:
 
     def shell_index(self) -> np.ndarray:
         """Radius (in units of the unpadded Fourier pixel, rounded) of every voxel of the padded grid."""
-        nn = self.data.shape[0]
-        k = (np.arange(nn) - nn // 2) / self.pad
-        r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
-        return np.rint(r).astype(np.int32)
+        return _shell_index(self.data.shape[0], self.pad)
 
     def reconstruct(self, tau: float | np.ndarray = 1e-3, filt: np.ndarray | None = None) -> np.ndarray:
         """The map [z, y, x] (float32, n³) from the accumulated slices.

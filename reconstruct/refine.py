@@ -19,7 +19,6 @@ import scipy.fft
 from scipy.spatial.transform import Rotation
 
 from reconstruct._gridding_kernels import score_candidates
-from reconstruct.abinitio import soft_sphere
 from reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
 from reconstruct.projector import (
     Band,
@@ -29,6 +28,7 @@ from reconstruct.projector import (
     prepare_reference,
     project_band,
     shift_phases,
+    soft_sphere,
 )
 from simulator.errors import require
 
@@ -63,15 +63,15 @@ class RefineConfig:
         Stop when the median pose change of an iteration is below this (deg).
     """
 
-    n_iter: int = 6
-    steps_deg: tuple[float, ...] = (2.0, 1.0, 0.5, 0.25)
+    n_iter: int = 5
+    steps_deg: tuple[float, ...] = (3.0, 1.0, 0.35)
     climbs_per_step: int = 1
     start_resolution_A: float = 2.2
     finest_search_A: float = 0.9
     max_shift_A: float = 2.0
     mask_margin_A: float = 3.0
     pad: int = 2
-    converge_deg: float = 0.1
+    converge_deg: float = 0.3
 
     def validate(self) -> None:
         require(self.n_iter >= 1, f"refine.n_iter = {self.n_iter} must be >= 1")

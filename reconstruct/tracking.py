@@ -35,13 +35,21 @@ class TrackingConfig:
         More lost frames than this fraction is an error.
     chunk
         Frames processed per batch.
+    method
+        ``"energy"``: the local power of the frame band-passed to ``band_A`` (atomic columns and lattice
+        fringes; works whatever the sign of the contrast, e.g. for aberration-corrected phase contrast that
+        transfers no low frequencies); ``"contrast"``: the low-passed frame with the particle's sign.
+    band_A
+        (finest, coarsest) spacing in Å of the band-pass of the ``energy`` method.
     """
 
     lowpass_A: float = 4.0
     smooth_frames: float = 2.0
-    min_peak_z: float = 5.0
+    min_peak_z: float = 4.0
     max_lost_fraction: float = 0.5
     chunk: int = 256
+    method: str = "energy"
+    band_A: tuple[float, float] = (1.3, 4.0)
 
     def validate(self) -> None:
         require(self.lowpass_A > 0, f"tracking.lowpass_A = {self.lowpass_A} must be > 0 Å")
@@ -49,6 +57,8 @@ class TrackingConfig:
         require(self.min_peak_z > 0, f"tracking.min_peak_z = {self.min_peak_z} must be > 0")
         require(0 < self.max_lost_fraction <= 1, "tracking.max_lost_fraction must be in (0, 1]")
         require(self.chunk >= 1, f"tracking.chunk = {self.chunk} must be >= 1")
+        require(self.method in ("energy", "contrast"), f"tracking.method = {self.method!r}: 'energy' or 'contrast'")
+        require(0 < self.band_A[0] < self.band_A[1], f"tracking.band_A = {self.band_A}: need 0 < fine < coarse Å")
 
 
 @dataclass
@@ -104,6 +114,14 @@ def locate(frames: np.ndarray, pixel_size: float, radius_px: float, sign: float,
     filt = gaussian_lowpass_ft((ny, nx), pixel_size, config.lowpass_A)
     tmpl = np.conj(scipy.fft.fft2(disc_template((ny, nx), radius_px)))
     ft = scipy.fft.fft2(np.asarray(frames, np.float32), workers=-1)
+    if config.method == "energy":
+        qy = scipy.fft.fftfreq(ny, pixel_size)[:, None]
+        qx = scipy.fft.fftfreq(nx, pixel_size)[None, :]
+        q = np.hypot(qy, qx)
+        bp = ((q >= 1 / config.band_A[1]) & (q <= 1 / config.band_A[0])).astype(np.float32)
+        energy = np.abs(scipy.fft.ifft2(ft * bp, workers=-1)) ** 2
+        ft = scipy.fft.fft2(energy.astype(np.float32), workers=-1)
+        sign = 1.0
     cc = sign * scipy.fft.ifft2(ft * (filt * tmpl), workers=-1).real
     flat = cc.reshape(k, -1)
     idx = np.argmax(flat, axis=1)
@@ -164,9 +182,24 @@ def cut_boxes(frames: np.ndarray, centres_xy: np.ndarray, box: int) -> tuple[np.
     return out, origins
 
 
-def estimate_diameter(boxes: np.ndarray, pixel_size: float, sign: float, fraction: float = 0.1) -> float:
-    """Particle diameter (Å) from the radial profile of the mean centred box (where it falls to ``fraction``)."""
-    mean = sign * np.asarray(boxes, np.float64).mean(axis=0)
+def estimate_diameter(boxes: np.ndarray, pixel_size: float, sign: float, fraction: float = 0.1,
+                      energy: bool = False, band_A: tuple[float, float] = (1.3, 4.0)) -> float:
+    """Particle diameter (Å) from the radial profile of the mean centred box (where it falls to ``fraction``).
+
+    With ``energy`` the profile is that of the mean local power of the boxes band-passed to ``band_A``
+    (independent of the contrast's sign and of a CTF without low-frequency transfer).
+    """
+    b = np.asarray(boxes, np.float32)
+    if energy:
+        n = b.shape[-1]
+        q = np.hypot(scipy.fft.fftfreq(n, pixel_size)[:, None], scipy.fft.fftfreq(n, pixel_size)[None, :])
+        bp = ((q >= 1 / band_A[1]) & (q <= 1 / band_A[0])).astype(np.float32)
+        mean = np.zeros((n, n))
+        for s in range(0, len(b), 256):
+            mean += (np.abs(scipy.fft.ifft2(scipy.fft.fft2(b[s:s + 256], workers=-1) * bp, workers=-1)) ** 2).sum(0)
+        mean = ndimage.gaussian_filter(mean / len(b), 1.0 / pixel_size)
+    else:
+        mean = sign * b.mean(axis=0, dtype=np.float64)
     n = mean.shape[0]
     yy, xx = np.mgrid[:n, :n] - n // 2
     r = np.rint(np.hypot(xx, yy)).astype(int)
