@@ -490,6 +490,8 @@ def _render_in_worker(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarr
 
 
 def _default_workers(n_frames: int) -> int:
+    if multiprocessing.current_process().daemon:  # e.g. inside a Dask or multiprocessing worker: no children
+        return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, 8)) if n_frames >= 64 else 1
 
@@ -517,7 +519,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         Input files to record in the manifest.
     workers
         Processes rendering frames in parallel (default: the available cores for series of ≥ 64 frames,
-        else 1). Frames are streamed to ``frames.mrcs`` in order as they arrive.
+        else 1; always 1 inside a daemonic worker process). Frames are streamed to ``frames.mrcs`` in order
+        as they arrive.
 
     Returns
     -------
@@ -537,6 +540,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     acq = config.acquisition
     n = sim.n_frames
     n_workers = _default_workers(n) if workers is None else max(1, int(workers))
+    if multiprocessing.current_process().daemon:
+        n_workers = 1
     k = min(config.output.montage_frames, n)
     montage_idx = set(np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist())
     raw_m: list[np.ndarray] = []
