@@ -14,7 +14,8 @@ Written and read through the ``starfile`` package. Columns (see ``notes/INTERFAC
     underfocus positive, including the height change), rlnDefocusAngle (degrees), rlnOpticsGroup, and the
     tumblebench truth columns tbTime (s, mid-exposure), tbDose (e⁻/Å² in this frame), tbCumulativeDose
     (e⁻/Å² up to the end of this frame), tbLiquidThickness (Å), tbHeight (Å, along the beam, downstream
-    positive).
+    positive). ``simulate`` adds tbRotationalDiffusion (rad²/s, D_r at mid-exposure) and tbAtomsPresent
+    (atoms not yet dissolved); readers keep extra columns.
 
 The file starts with RELION's ``# version 30001`` line and carries no time stamp, so the same series gives
 the same bytes.
