@@ -312,8 +312,8 @@ def fit_displacements(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float,
     ib_c = np.clip(ib, 1, n_u - 2)
     rows = np.arange(len(vals))
     s0, s1, s2 = sse[rows, ib_c - 1], sse[rows, ib_c], sse[rows, ib_c + 1]
-    den = s0 - 2 * s1 + s2
     with np.errstate(invalid="ignore", divide="ignore"):
+        den = s0 - 2 * s1 + s2
         shift = np.where(np.isfinite(den) & (den > 0), 0.5 * (s0 - s2) / den, 0.0)
     shift = np.clip(np.nan_to_num(shift), -1, 1)
     du = table.u_grid[1] - table.u_grid[0]

@@ -219,3 +219,24 @@ def test_demo_particle_at_snr_025_without_mask():
     model = build_atom_model(vol, VOXEL)
     m = match_atoms(model.positions, true)
     assert m.recall >= 0.97 and m.precision >= 0.97 and m.rmsd_pm <= 10.0
+
+
+def test_twinned_demo_particle_truth_map():
+    """The demo particle (one twin plane, +1.7 % lattice): CN, lattice constant and twin stacking recovered."""
+    from simulator.builder import build_preset
+    from simulator.truth_map import particle_frame_positions
+
+    nc = build_preset("default", seed=0)
+    true = particle_frame_positions(nc) + 64 * VOXEL
+    model = build_atom_model(render_truth_map(nc, 128, VOXEL, 0.8), VOXEL)
+    m = match_atoms(model.positions, true)
+    assert m.recall == 1.0 and m.precision == 1.0 and m.rmsd_pm <= 5.0
+    true_cn = np.asarray(nc.atoms.arrays["cn"])[m.pairs[:, 1]]
+    assert np.mean(model.stats["CN_STD"].to_numpy()[m.pairs[:, 0]] == true_cn) >= 0.98
+    assert abs(model.table1["lattice_constant_A"] - nc.lattice_constant) < 0.005
+    core = true_cn == 12
+    st_true = np.asarray(nc.atoms.arrays["stacking"])[m.pairs[core, 1]]
+    st_est = model.stats["STACKING"].to_numpy(str)[m.pairs[core, 0]]
+    assert np.sum(st_true == "hcp") > 0  # the twin plane
+    assert np.mean(st_true == st_est) >= 0.98
+    assert model.info["n_grains"] >= 2
