@@ -161,7 +161,14 @@ def envelope_mask(raw: np.ndarray, voxel_size: float, sigma_A: float, dilate_A: 
     sizes[0] = 0
     blob = lab == int(np.argmax(sizes))
     blob = ndimage.binary_fill_holes(blob)
-    dist = ndimage.distance_transform_edt(~blob, sampling=voxel_size)
+    # distances from the blob, computed in its bounding box grown by the dilation plus 2σ (the only region
+    # where they matter); everything farther is outside the mask and counts as background
+    grow = int(np.ceil((dilate_A + 2 * sigma_A) / voxel_size)) + 1
+    nz = [np.nonzero(blob.any(axis=ax))[0] for ax in ((1, 2), (0, 2), (0, 1))]
+    box = tuple(slice(max(int(a[0]) - grow, 0), min(int(a[-1]) + grow + 1, n))
+                for a, n in zip(nz, raw.shape, strict=True))
+    dist = np.full(raw.shape, np.inf, np.float32)
+    dist[box] = ndimage.distance_transform_edt(~blob[box], sampling=voxel_size)
     mask = dist <= dilate_A
     outside = low[dist > dilate_A + 2 * sigma_A]
     if outside.size < 100:

@@ -136,7 +136,7 @@ def simulate_map(positions: np.ndarray, shape: tuple[int, int, int], voxel_size:
     hi = np.minimum(np.ceil((pos.max(0) + margin) / voxel_size).astype(int) + 1, np.array(shape[::-1]))
     sub_shape = tuple(int(h - lo_) for h, lo_ in zip(hi[::-1], lo[::-1], strict=True))
     u = np.broadcast_to(np.asarray(u_iso, float), (len(pos),)).clip(0.0, None) + 0.004
-    sub = render_density(pos - lo * voxel_size, sub_shape, voxel_size, elements=element, U=u)
+    sub = render_density(pos - lo * voxel_size, sub_shape, voxel_size, elements=element, U=u, cutoff_sigmas=3.0)
     q2 = frequency_squared(sub_shape, voxel_size)
     ft = scipy.fft.rfftn(sub, workers=-1)
     # undo the 0.004 Å² rendering blur (keeps the point-sampled narrow Gaussians from aliasing)
