@@ -1,7 +1,7 @@
 """Background removal: graphene lattice peaks out of every frame, and per-frame normalisation.
 
 Graphene is static while the particle tumbles, so its Bragg peaks (2.13 Å and 1.23 Å, the {10-10} and
-{11-20} families of the 2.46 Å lattice) stand out in the *mean power spectrum* of the series. Fourier pixels
+{11-20} families of the 2.46 Å lattice, and their higher orders 1.065 Å and 0.805 Å within Nyquist) stand out in the *mean power spectrum* of the series. Fourier pixels
 of those rings whose mean power exceeds the local ring median by ``peak_threshold`` (robust z-score) are
 zeroed in every frame, with a small neighbourhood. The liquid background changes over a series (the cell
 thins), so every particle box is divided by its own background level (median of the pixels outside the
@@ -18,7 +18,9 @@ from scipy import ndimage
 
 from simulator.errors import require
 
-GRAPHENE_SPACINGS_A = (2.13, 1.23)
+#: d-spacings (Å) of graphene's reflections (a = 2.46 Å): {10}, {11}, {20}, {21}; SINGLE removes the first two,
+#: the higher orders are also recorded at 0.358 Å pixels (Nyquist 0.716 Å).
+GRAPHENE_SPACINGS_A = (2.13, 1.23, 1.065, 0.805)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,171 @@
+"""Benchmark of ``tumblebench reconstruct`` on simulated series of the default particle.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/reconstruct.py            # the three targets (≈ 20–30 min on 2 cores)
+    .venv/bin/python benchmarks/reconstruct.py --scaling  # + frames 500/1000/2000/4000 and dose ×0.5/×4
+
+Cases (every series is simulated here with a fixed seed, then reconstructed; scores against the truth):
+
+* ``truth_projection``: ``projection`` mode at very high dose (20,000 e⁻/Å² per frame), water layer off and a
+  short exposure (0.2 of the frame time, 8 sub-steps) so that neither liquid noise nor motion blur limits the
+  map; reconstructed with ``--poses truth``; the minimum FSC against ``truth_map.mrc`` up to 1.0 Å
+  [``truth_projection_min_fsc_to_1A``] is the proof that simulator and reconstruction share one projection
+  convention.
+* ``truth_multislice``: the default series (multislice, default dose, 2,000 frames) with ``--poses truth``:
+  FSC(truth) = 0.5 [``truth_fsc05_A``] (first crossing) and, because a strong-phase Pt particle under an
+  aberration-corrected lens transfers almost no low frequencies linearly, also the FSC averaged over 3–1 Å.
+* ``abinitio``: the same default series from unknown poses (ab initio + refinement): median pose error after
+  the best global rotation and hand [``abinitio_median_pose_error_deg``], FSC(truth) = 0.5 after registration
+  [``abinitio_fsc05_A``] and the wall time of ``reconstruct_series`` [``abinitio_seconds``] (numba kernels
+  compiled beforehand by a small warm-up run).
+
+Writes ``benchmarks/results/reconstruct.json``. A 10-minute reconstruction cannot be repeated several times
+within a work session: timings are single runs (recorded with the machine load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses as dc
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from reconstruct.config import ReconstructConfig  # noqa: E402
+from reconstruct.fsc import fsc, resolution_at  # noqa: E402
+from reconstruct.pipeline import reconstruct_series  # noqa: E402
+from simulator.builder import build_preset  # noqa: E402
+from simulator.mrc import read_volume  # noqa: E402
+from simulator.outputs import git_commit, write_json  # noqa: E402
+from simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
+from simulator.star import read_star, star_poses  # noqa: E402
+from validation.poses import pose_errors  # noqa: E402
+from validation.registration import register_map  # noqa: E402
+
+
+def simulate(out: Path, mode: str, n_frames: int, dose: float | None = None, clean: bool = False,
+             seed: int = 0) -> Path:
+    """Simulate a series of the default particle (cached by directory name)."""
+    if (out / "frames.star").exists():
+        return out
+    cfg = with_overrides(SeriesConfig(), mode=mode, n_frames=n_frames, dose_per_frame=dose)
+    if clean:
+        lc = dc.replace(cfg.imaging.liquid_cell, water=False)
+        cfg = dc.replace(cfg, imaging=dc.replace(cfg.imaging, liquid_cell=lc),
+                         acquisition=dc.replace(cfg.acquisition, exposure_fraction=0.2, substeps=8))
+    t = time.perf_counter()
+    simulate_series(build_preset("default"), cfg, seed, out, overwrite=True, progress=False)
+    print(f"  simulated {out.name}: {time.perf_counter() - t:.0f} s", flush=True)
+    return out
+
+
+def score(run: Path, series: Path, abinitio: bool) -> dict:
+    """Pose errors (ab initio) and FSC against the truth map (registered for ab initio)."""
+    truth, voxel = read_volume(series / "truth_map.mrc")
+    vol, _ = read_volume(run / "map.mrc")
+    out: dict = {}
+    if abinitio:
+        _, est = read_star(run / "poses.star")
+        _, tru = read_star(series / "frames.star")
+        frames = est["tbFrame"].to_numpy(int)
+        pe = pose_errors(star_poses(est), star_poses(tru)[frames])
+        out.update(median_pose_error_deg=pe.median_deg, p90_pose_error_deg=pe.p90_deg, mirrored=pe.mirrored)
+        vol = register_map(vol, truth, pe.rotation, pe.mirrored).map
+    freq, curve = fsc(vol, truth, voxel)
+    band = (freq >= 1 / 3.0) & (freq <= 1 / 1.0)
+    out.update(fsc05_A=resolution_at(freq, curve, 0.5), fsc0143_A=resolution_at(freq, curve, 0.143),
+               min_fsc_to_1A=float(curve[(freq > 0) & (freq <= 1.0)].min()),
+               mean_fsc_3_to_1A=float(curve[band].mean()))
+    summary = json.loads((run / "summary.json").read_text())
+    out.update(fsc_half_0143_A=summary["fsc_half_0.143_A"], usable_frames=summary["usable_frames"],
+               lost_frames=summary["lost_frames"], timing_s=summary["timing_s"])
+    return out
+
+
+def run_case(series: Path, work: Path, name: str, poses: str) -> dict:
+    cfg = dc.replace(ReconstructConfig(), poses=poses)
+    t = time.perf_counter()
+    reconstruct_series(series / "frames.mrcs", series / "frames.star", work / name, cfg, overwrite=True,
+                       progress=False)
+    wall = time.perf_counter() - t
+    res = score(work / name, series, poses == "abinitio")
+    res["seconds"] = wall
+    print(f"  {name}: {json.dumps({k: v for k, v in res.items() if k != 'timing_s'}, default=float)}", flush=True)
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scaling", action="store_true", help="also frames 500–4000 and dose ×0.5/×4 (ab initio)")
+    ap.add_argument("--work", type=Path, help="working directory for series and runs (default: a temp dir)")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="tb_bench_rec_"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"working in {work}", flush=True)
+    t_all = time.perf_counter()
+    # warm-up: compile the numba kernels on a tiny series so that no timing below includes compilation
+    warm = simulate(work / "warm", "projection", 60)
+    reconstruct_series(warm / "frames.mrcs", warm / "frames.star", work / "warm_run",
+                       dc.replace(ReconstructConfig(), min_frames=20,
+                                  abinitio=dc.replace(ReconstructConfig().abinitio, n_starts=1,
+                                                      resolutions_A=(6.0,), grid_size=500),
+                                  refine=dc.replace(ReconstructConfig().refine, n_iter=1)),
+                       overwrite=True, progress=False)
+    results: dict = {"cases": {}}
+    load0 = os.getloadavg()
+    proj = simulate(work / "proj_clean_hi", "projection", 2000, dose=20000.0, clean=True)
+    results["cases"]["truth_projection"] = run_case(proj, work, "r_truth_projection", "truth")
+    ms = simulate(work / "multislice_default", "multislice", 2000)
+    results["cases"]["truth_multislice"] = run_case(ms, work, "r_truth_multislice", "truth")
+    results["cases"]["abinitio"] = run_case(ms, work, "r_abinitio", "abinitio")
+    if args.scaling:
+        scaling = {}
+        for n in (500, 1000, 2000, 4000):
+            s = simulate(work / f"multislice_{n}", "multislice", n) if n != 2000 else ms
+            scaling[f"frames_{n}"] = results["cases"]["abinitio"] if n == 2000 else run_case(
+                s, work, f"r_abinitio_{n}", "abinitio")
+        base = SeriesConfig().acquisition.dose_per_frame
+        for f in (0.5, 4.0):
+            s = simulate(work / f"multislice_dose{f}", "multislice", 2000, dose=base * f)
+            scaling[f"dose_x{f}"] = run_case(s, work, f"r_abinitio_dose{f}", "abinitio")
+        results["scaling"] = scaling
+    c = results["cases"]
+    results.update({
+        "truth_projection_min_fsc_to_1A": c["truth_projection"]["min_fsc_to_1A"],
+        "truth_fsc05_A": c["truth_multislice"]["fsc05_A"],
+        "abinitio_median_pose_error_deg": c["abinitio"]["median_pose_error_deg"],
+        "abinitio_fsc05_A": c["abinitio"]["fsc05_A"],
+        "abinitio_seconds": c["abinitio"]["seconds"],
+        "targets": {"truth_projection_min_fsc_to_1A": ">= 0.9", "truth_fsc05_A": "<= 1.0",
+                    "abinitio_median_pose_error_deg": "<= 3", "abinitio_fsc05_A": "<= 1.3",
+                    "abinitio_seconds": "<= 600"},
+        "cpu_count": os.cpu_count(), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
+        "git_commit": git_commit(), "work_dir": str(work), "total_seconds": time.perf_counter() - t_all,
+        "note": "timings are single runs (each reconstruction takes minutes); the machine was shared",
+    })
+    out = ROOT / "benchmarks" / "results" / "reconstruct.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, results)
+    print("\n| key | measured | target |\n|---|---|---|")
+    for k, tgt in results["targets"].items():
+        v = results[k]
+        print(f"| {k} | {v:.3f} | {tgt} |" if isinstance(v, float) else f"| {k} | {v} | {tgt} |")
+    if "scaling" in results:
+        print("\n| case | frames used | seconds | median pose err (deg) | FSC(truth)=0.5 (Å) | half-map 0.143 (Å) |")
+        print("|---|---|---|---|---|---|")
+        for k, r in results["scaling"].items():
+            print(f"| {k} | {r['usable_frames']} | {r['seconds']:.0f} | {r['median_pose_error_deg']:.2f} | "
+                  f"{r['fsc05_A']:.2f} | {r['fsc_half_0143_A']:.2f} |")
+    print(f"\nwrote {out} (load average {results['loadavg_start']} → {results['loadavg_end']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
