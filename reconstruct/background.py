@@ -1,7 +1,8 @@
 """Background removal: graphene lattice peaks out of every frame, and per-frame normalisation.
 
 Graphene is static while the particle tumbles, so its Bragg peaks (2.13 Å and 1.23 Å, the {10-10} and
-{11-20} families of the 2.46 Å lattice, and their higher orders 1.065 Å and 0.805 Å within Nyquist) stand out in the *mean power spectrum* of the series. Fourier pixels
+{11-20} families of the 2.46 Å lattice, and their higher orders 1.065 Å and 0.805 Å within Nyquist) stand
+out in the *mean power spectrum* of the series. Fourier pixels
 of those rings whose mean power exceeds the local ring median by ``peak_threshold`` (robust z-score) are
 zeroed in every frame, with a small neighbourhood. The liquid background changes over a series (the cell
 thins), so every particle box is divided by its own background level (median of the pixels outside the
