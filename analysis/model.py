@@ -39,6 +39,7 @@ from analysis.denoise import (
 )
 from analysis.displacement import (
     ProfileTable,
+    fit_band_limit,
     fit_displacements,
     fit_gaussians,
     gather_windows,
@@ -248,6 +249,7 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
     ft = scipy.fft.rfftn(raw, workers=-1)
     band = cfg.resolution_A if cfg.resolution_A is not None else estimate_band_limit(ft, raw.shape, v)
     band = max(band, 2.0 * v)
+    band_source = "config" if cfg.resolution_A is not None else ("spectrum" if band > 2.0 * v + 1e-9 else "nyquist")
     C = denoise(raw, v, cfg.element, cfg.template_u_iso_A2, band, ft)
     env, z = envelope_mask(raw, v, cfg.mask_lowpass_A, cfg.mask_dilate_A, ft)
     if not z >= cfg.min_envelope_zscore:
@@ -302,6 +304,9 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
         )
     ids = np.arange(len(centres))
     fit_radius = 0.75 * a_guess / (2 * np.sqrt(2))
+    if band_source == "nyquist":  # no edge in the spectrum (noise fills it): fit the atoms' effective band limit
+        band = fit_band_limit(raw, centres, v, fit_radius, cfg.element, 2.0 * v, max(1.5, 2.0 * v + 0.2))
+        band_source = "atom fit"
     fit_vol = raw if cfg.u_fit_map == "raw" else C
     table = profile_table(cfg.element, band, None if cfg.u_fit_map == "raw" else cfg.template_u_iso_A2)
     if cfg.centre_method == "fit":
@@ -315,7 +320,7 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
         "threshold": scan.best, "scan": {"thresholds": scan.thresholds, "correlations": scan.correlations,
                                          "n_atoms": scan.n_atoms},
         "n_components": seg.n_components, "n_split": seg.n_split, "n_found": len(centres),
-        "band_limit_A": band, "sigma_denoised_atom_A": sigma_s,
+        "band_limit_A": band, "band_limit_source": band_source, "sigma_denoised_atom_A": sigma_s,
     }
     # --- outlier rejection (seed 004): validation correlation, then CN
     n_corr = 0
