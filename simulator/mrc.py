@@ -94,8 +94,28 @@ class MrcStackWriter:
         self.data[start : start + frames.shape[0]] = frames
 
     def close(self) -> None:
-        """Update the header statistics, flush and move the file into place."""
-        self._mrc.update_header_stats()
+        """Update the header statistics, flush and move the file into place.
+
+        The statistics are reduced chunk by chunk (mrcfile's ``update_header_stats`` would make a temporary
+        copy of the whole stack for the standard deviation).
+        """
+        data = self.data
+        n = data.shape[0]
+        if n and data.size:
+            step = max(1, (1 << 24) // max(1, data[0].size))
+            lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
+            for start in range(0, n, step):
+                chunk = np.asarray(data[start : start + step], dtype=np.float64)
+                lo = min(lo, float(chunk.min()))
+                hi = max(hi, float(chunk.max()))
+                total += float(chunk.sum())
+                total_sq += float(np.square(chunk).sum())
+            mean = total / data.size
+            header = self._mrc.header
+            header.dmin = np.float32(lo)
+            header.dmax = np.float32(hi)
+            header.dmean = np.float32(mean)
+            header.rms = np.float32(np.sqrt(max(total_sq / data.size - mean * mean, 0.0)))
         self._mrc.close()
         os.replace(self._tmp, self.path)
 
