@@ -359,3 +359,64 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
     info = {"start_scores": scores, "best_start": best, "start_disagreement_deg": agreement,
             "final_score": score, "search_pixel_size_A": ps}
     return poses, model, info
+
+
+def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume: np.ndarray,
+             config: AbInitioConfig, resolution_A: float, ctf_fn=None) -> np.ndarray:
+    """Global re-search of every frame against a (refined) map, with the temporal continuity pass.
+
+    Frames that local refinement left in a wrong basin (e.g. a pseudo-symmetric mate) jump to the best pose
+    of the whole SO(3) grid that is consistent with their neighbours in time.
+
+    Parameters
+    ----------
+    boxes
+        (M, n, n) particle boxes.
+    pixel_size
+        Å per pixel of ``boxes``.
+    shifts_px
+        (M, 2) current origins (pixels).
+    volume
+        Map [z, y, x] of ``n`` voxels (the boxes' pixel size).
+    config
+        :class:`AbInitioConfig` (box, grid, top_k, continuity).
+    resolution_A
+        Resolution limit of the search (Å), bounded by the search box's Nyquist.
+    ctf_fn
+        Optional CTF callable.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M, 3, 3) poses (grid poses; refine them locally afterwards).
+    """
+    m, n, _ = boxes.shape
+    ns = min(config.box, n)
+    ps = pixel_size * n / ns
+    small = fourier_crop(boxes, ns)
+    full_band = Band.make(ns, r_max=ns)
+    ft = full_band.put(full_band.take(image_ft(small)) * shift_phases(full_band, np.asarray(shifts_px) * ns / n))
+    vol_small = fourier_crop_volume(volume, ns)
+    res = max(resolution_A, 2.05 * ps)
+    band = Band.make(ns, r_max=ns * ps / res, r_min=1.0)
+    img = band.take(ft)
+    cb = None
+    if ctf_fn is not None:
+        c = band.take(ctf_fn(np.arange(m), (ns, ns), ps))
+        img = img * c
+        cb = (c**2).mean(axis=0)
+    grid = so3_grid(config.grid_size)
+    ci, cz = global_scores(vol_small, img, band, grid, cb, top_k=config.top_k)
+    path = viterbi(grid[ci], cz, config.step_deg, config.continuity_weight)
+    return grid[ci[np.arange(m), path]]
+
+
+def fourier_crop_volume(volume: np.ndarray, size: int) -> np.ndarray:
+    """Fourier-crop a cubic map [z, y, x] to ``size`` voxels about its centre (same physical extent)."""
+    n = volume.shape[0]
+    if size >= n:
+        return np.asarray(volume, np.float32)
+    ft = scipy.fft.fftshift(scipy.fft.fftn(scipy.fft.ifftshift(np.asarray(volume, np.float32)), workers=-1))
+    o = n // 2 - size // 2
+    small = ft[o:o + size, o:o + size, o:o + size] * (size / n) ** 3
+    return scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(small), workers=-1)).real.astype(np.float32)

@@ -1,0 +1,114 @@
+"""Ab initio poses from unknown orientations: SO(3) grid, temporal continuity, global search, full stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from reconstruct.abinitio import AbInitioConfig, abinitio, global_scores, so3_grid, viterbi
+from reconstruct.projector import Band, image_ft, prepare_reference, project
+from reconstruct.refine import RefineConfig, refine
+from simulator.density import lowpass, render_density
+from validation.poses import cubic_group, mirror_poses, pose_errors
+
+VOXEL = 0.358
+SIGMA = 6.526e-4  # rad/(V·Å) at 300 kV
+
+
+def _cuboctahedron() -> np.ndarray:
+    from ase.cluster import Octahedron
+
+    at = Octahedron("Pt", 7, 3)  # the 147-atom cuboctahedron (magic number)
+    assert len(at) == 147
+    return at.positions - at.positions.mean(axis=0)
+
+
+def _series(pos: np.ndarray, n: int, m: int, dose: float, seed: int, step_deg: float = 3.1):
+    """Projection-mode frames of a Brownian tumbling particle (poses r_lab = A r_particle), Poisson noise."""
+    rng = np.random.default_rng(seed)
+    vol = lowpass(render_density(pos + (n // 2) * VOXEL, (n, n, n), VOXEL, U=np.full(len(pos), 0.02)),
+                  VOXEL, 0.9, 0.1)
+    steps = Rotation.from_rotvec(rng.normal(0, np.radians(step_deg), (m, 3)))
+    rots = [Rotation.random(random_state=seed)]
+    for i in range(1, m):
+        rots.append(steps[i] * rots[-1])
+    rots = np.array([r.as_matrix() for r in rots])
+    img = project(prepare_reference(vol), rots) * VOXEL
+    frames = rng.poisson(np.clip(1 + SIGMA * img, 0, None) * dose) / dose - 1
+    return frames.astype(np.float32), rots, vol
+
+
+def test_so3_grid_covers_rotations_uniformly() -> None:
+    g = so3_grid(5000)
+    q = Rotation.from_matrix(g).as_quat()
+    q = np.concatenate([q, -q])  # q and −q are one rotation
+    probe = Rotation.random(2000, random_state=1).as_quat()
+    d, _ = cKDTree(q).query(probe)
+    worst_deg = np.degrees(4 * np.arcsin(d.max() / 2))
+    assert worst_deg < 15.0  # 5000 rotations: typical spacing ~8°
+    assert np.allclose(np.einsum("nij,nkj->nik", g, g), np.eye(3), atol=1e-9)
+
+
+def test_viterbi_prefers_the_continuous_path() -> None:
+    """A noisy best-candidate that jumps away loses to a slightly worse candidate that stays close."""
+    rng = np.random.default_rng(0)
+    true = Rotation.from_rotvec(np.outer(np.arange(20), [0, 0, np.radians(3)])).as_matrix()
+    decoy = Rotation.random(20, random_state=2).as_matrix()
+    cands = np.stack([true, decoy], axis=1)
+    scores = np.stack([np.full(20, 3.0), np.full(20, 3.0) + rng.uniform(0, 0.5, 20)], axis=1)
+    assert np.all(np.argmax(scores, axis=1) == 1)
+    assert np.all(viterbi(cands, scores, step_deg=5.0, weight=0.3) == 0)
+    assert np.all(viterbi(cands, scores, step_deg=5.0, weight=0.0) == 1)
+
+
+def test_global_search_against_the_true_model_finds_the_poses() -> None:
+    pos = _cuboctahedron()[np.random.default_rng(5).random(147) < 0.6]  # break the symmetry
+    frames, rots, vol = _series(pos, 40, 30, 1e5, 0)
+    band = Band.make(40, r_max=40 * VOXEL / 1.5, r_min=1)
+    grid = so3_grid(20000)
+    idx, _ = global_scores(vol, band.take(image_ft(frames)), band, grid, top_k=3)
+    assert np.median(pose_errors(grid[idx[:, 0]], rots, allow_mirror=False).angles_deg) < 6.0
+
+
+@settings(max_examples=2, deadline=None)
+@given(seed=st.integers(0, 1000))
+def test_abinitio_and_refinement_find_poses_of_an_asymmetric_particle(seed: int) -> None:
+    """No truth read: a tumbling asymmetric 88-atom cluster, high dose, 150 frames of 40 px."""
+    pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
+    frames, rots, _ = _series(pos, 40, 150, 200.0, seed)
+    cfg = AbInitioConfig(box=40, grid_size=10000, n_starts=2)
+    poses, model, info = abinitio(frames, VOXEL, 12.0, cfg, np.random.default_rng(seed))
+    assert model.shape == (40, 40, 40) and len(info["start_scores"]) == 2
+    res = refine(frames, VOXEL, poses, np.zeros((len(frames), 2)), 12.0, RefineConfig(n_iter=3))
+    err = pose_errors(res.poses, rots)
+    random_median = 126.0  # median angle between independent uniform rotations (after a best alignment: less)
+    assert err.median_deg < 8.0 < random_median
+    assert np.mean(err.angles_deg < 5.0) > 0.4
+
+
+def test_pose_errors_recover_global_rotation_and_hand() -> None:
+    true = Rotation.random(200, random_state=3).as_matrix()
+    g = Rotation.random(random_state=4).as_matrix()
+    est = mirror_poses(np.einsum("nij,jk->nik", true, g))
+    e = pose_errors(est, true)
+    assert e.mirrored and e.median_deg < 1e-6
+    sym = cubic_group()
+    est2 = np.einsum("nij,njk->nik", true, sym[np.random.default_rng(0).integers(0, 24, 200)])
+    assert pose_errors(est2, true, symmetry=sym).median_deg < 1e-6
+    assert pose_errors(est2, true).median_deg > 30
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue-4 target not met yet: ab initio on the symmetric 147-atom "
+                   "cuboctahedron stalls at ~10° (a mixture of pseudo-symmetric solutions); see the report")
+@settings(max_examples=2, deadline=None)
+@given(seed=st.integers(0, 1000))
+def test_abinitio_cuboctahedron_within_2_degrees(seed: int) -> None:
+    frames, rots, _ = _series(_cuboctahedron(), 48, 200, 200.0, seed)
+    poses, _, _ = abinitio(frames, VOXEL, 12.0, AbInitioConfig(box=40), np.random.default_rng(seed))
+    res = refine(frames, VOXEL, poses, np.zeros((len(frames), 2)), 12.0, RefineConfig(n_iter=4))
+    assert pose_errors(res.poses, rots, symmetry=cubic_group()).median_deg <= 2.0
