@@ -102,14 +102,14 @@ class MrcStackWriter:
         data = self.data
         n = data.shape[0]
         if n and data.size:
-            step = max(1, (1 << 24) // max(1, data[0].size))
+            step = max(1, (1 << 20) // max(1, data[0].size))  # ≤ 8 MB of float64 at a time
             lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
             for start in range(0, n, step):
-                chunk = np.asarray(data[start : start + step], dtype=np.float64)
+                chunk = np.array(data[start : start + step], dtype=np.float64)
                 lo = min(lo, float(chunk.min()))
                 hi = max(hi, float(chunk.max()))
                 total += float(chunk.sum())
-                total_sq += float(np.square(chunk).sum())
+                total_sq += float(np.square(chunk, out=chunk).sum())
             mean = total / data.size
             header = self._mrc.header
             header.dmin = np.float32(lo)

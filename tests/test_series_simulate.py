@@ -264,3 +264,28 @@ def test_dissolution_is_recorded_and_weights_the_truth_map(tmp_path):
     ref = simulate_series(nc, _config(n_frames=6), 1, tmp_path / "r", progress=False)
     truth_ref, _ = read_volume(ref / "truth_map.mrc")
     assert truth.sum() < truth_ref.sum()
+
+
+def test_long_series_is_streamed_not_held_in_memory(tmp_path):
+    import tracemalloc
+
+    from simulator.liquid_cell import LiquidCellConfig
+
+    nc = _Particle(np.zeros((1, 3)), ["Pt"], np.eye(3)[None] * 0.01)
+    peaks = {}
+    for n in (64, 500, 2000):  # the first run warms caches (imports, numba, FFT plans)
+        cfg = _config(n_frames=n, field=64, box=32)
+        cfg = dataclasses.replace(
+            cfg,
+            dynamics=DynamicsConfig(translation=TranslationConfig(10.0, 1.0, (0.0, 0.0))),
+            imaging=dataclasses.replace(cfg.imaging, liquid_cell=LiquidCellConfig(enabled=False)),
+            output=dataclasses.replace(cfg.output, montage=False),
+        )
+        tracemalloc.start()
+        out = simulate_series(nc, cfg, 0, tmp_path / f"s{n}", progress=False, workers=1)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert open_stack(out / "frames.mrcs")[0].shape == (n, 64, 64)
+    extra_frames_bytes = 1500 * 64 * 64 * 4
+    # frames go to the memory-mapped file: 1,500 more frames cost (almost) no more memory
+    assert peaks[2000] - peaks[500] < 0.25 * extra_frames_bytes
