@@ -147,3 +147,34 @@ def score_candidates(vft, rots, kx, ky, pad, images, ctf, out):
                 num += acc.real * v.real + acc.imag * v.imag
                 den += acc.real * acc.real + acc.imag * acc.imag
             out[m, k] = num / np.sqrt(den) if den > 0 else 0.0
+
+
+@numba.njit(cache=True, parallel=True)
+def insert_slices_threads(data, weight, rots, kx, ky, pad, values, ctf2):
+    """:func:`insert_slices` with one accumulator per thread: ``data``/``weight`` are (T, N, N, N) stacks and
+    thread ``t`` scatters frames ``t, t + T, …`` into its own copy (no write races); sum over axis 0 after."""
+    nt = data.shape[0]
+    nn = data.shape[1]
+    c = nn // 2
+    m_total = rots.shape[0]
+    for t in numba.prange(nt):
+        for m in range(t, m_total, nt):
+            a = rots[m]
+            for j in range(kx.shape[0]):
+                px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
+                py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
+                pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
+                x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
+                if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
+                    continue
+                v = values[m, j]
+                w2 = ctf2[m, j]
+                for dz in range(2):
+                    wz = fz if dz else 1.0 - fz
+                    for dy in range(2):
+                        wy = fy if dy else 1.0 - fy
+                        for dx in range(2):
+                            wx = fx if dx else 1.0 - fx
+                            w = wz * wy * wx
+                            data[t, z0 + dz, y0 + dy, x0 + dx] += w * v
+                            weight[t, z0 + dz, y0 + dy, x0 + dx] += w * w2

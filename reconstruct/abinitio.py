@@ -231,8 +231,11 @@ def _reconstruct_small(images: np.ndarray, rots: np.ndarray, res_px: float, mask
     rec.insert(images, rots, ctf=ctf, r_max=n / res_px)
     vol = rec.reconstruct(tau=0.05)
     vol = _lowpass_volume(vol, res_px)
-    vol = np.maximum(vol, 0) * mask
-    return vol
+    if ctf is None:  # linear projections of a positive potential: positivity is a valid constraint
+        return np.maximum(vol, 0) * mask
+    # through a CTF (and the non-linear contrast of a strong phase object) the low-resolution map need not be
+    # positive: only the mask applies
+    return vol * mask
 
 
 def best_global_alignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -219,7 +219,7 @@ def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, vox
     h1 = rec1.reconstruct(1e-3)
     h2 = rec2.reconstruct(1e-3)
     freq, curve = fsc(h1 * mask, h2 * mask, voxel)
-    full = Reconstructor(rec1.n, rec1.pad)
+    full = Reconstructor(rec1.n, rec1.pad, threads=1)
     full.add(rec1)
     full.add(rec2)
     tau = wiener_tau(curve)

@@ -128,3 +128,16 @@ def test_image_ft_is_centred_on_the_box_centre() -> None:
     img[0, 8, 8] = 1
     ft = image_ft(img)
     assert np.allclose(ft, 1.0)
+
+
+def test_threaded_insertion_equals_serial_insertion() -> None:
+    """Per-thread accumulators summed = one serial accumulator (no lost or doubled samples)."""
+    rng = np.random.default_rng(7)
+    imgs = rng.normal(size=(50, 16, 16)).astype(np.float32)
+    rots = random_rotations(50, rng)
+    a = Reconstructor(16, threads=1)
+    b = Reconstructor(16, threads=3)
+    a.insert(imgs, rots)
+    b.insert(imgs, rots)
+    assert np.allclose(a.data, b.data, atol=1e-4) and np.allclose(a.weight, b.weight, atol=1e-4)
+    assert a.count == b.count == 50
