@@ -174,7 +174,10 @@ def envelope_mask(raw: np.ndarray, voxel_size: float, sigma_A: float, dilate_A: 
     if outside.size < 100:
         outside = low[~mask]
     if outside.size < 100:
-        raise TumblebenchError("the particle fills the whole box; need solvent around it to find its envelope")
+        hint = (" (the map looks inverted: atoms must be positive)" if float(np.median(low)) > float(t)
+                or float(low.min()) < -abs(float(low.max())) else "")
+        raise TumblebenchError("the particle envelope fills the whole box; need solvent around the particle"
+                               + hint)
     med_out = np.median(outside)
     sd_out = 1.4826 * np.median(np.abs(outside - med_out))
     contrast = float(np.median(low[blob]) - med_out)

@@ -173,7 +173,7 @@ def test_noisy_map_with_automatic_mask():
     assert m.rmsd_pm < 15
 
 
-@pytest.mark.parametrize("kind", ["nan", "noise", "constant", "voxel", "voxel12", "element", "flat2d"])
+@pytest.mark.parametrize("kind", ["nan", "noise", "constant", "voxel", "voxel12", "element", "flat2d", "inverted"])
 def test_bad_input_is_a_clear_error(kind):
     rng = np.random.default_rng(0)
     pos, u = _cluster(5, 1, np.eye(3), rng)
@@ -200,6 +200,9 @@ def test_bad_input_is_a_clear_error(kind):
         with pytest.raises(TumblebenchError, match="Xx"):
             AtomsConfig(element="Xx").validate()
         return
+    elif kind == "inverted":
+        vol = -vol
+        match = "inverted"
     elif kind == "flat2d":
         vol = vol[0]
         match = "3D"
