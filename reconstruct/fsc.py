@@ -57,15 +57,17 @@ def fsc(map1: np.ndarray, map2: np.ndarray, voxel_size: float = 1.0) -> tuple[np
     return freq, curve
 
 
-def resolution_at(freq: np.ndarray, curve: np.ndarray, threshold: float) -> float:
+def resolution_at(freq: np.ndarray, curve: np.ndarray, threshold: float, min_freq: float = 0.0) -> float:
     """Resolution (Å) where ``curve`` first falls below ``threshold`` (interpolated).
 
-    Shell 0 is skipped. If the curve never falls below the threshold, the Nyquist resolution is returned;
-    if it is below from shell 1 on, ``inf``.
+    Shell 0 is skipped, and so are shells below ``min_freq`` (1/Å; e.g. to score only the band that an
+    aberration-corrected phase-contrast CTF transfers). If the curve never falls below the threshold, the
+    Nyquist resolution is returned; if it is below from the first shell considered on, ``inf``.
     """
-    for i in range(1, len(curve)):
+    start = max(1, int(np.searchsorted(freq, min_freq)))
+    for i in range(start, len(curve)):
         if curve[i] < threshold:
-            if i == 1:
+            if i == start:
                 return float("inf")
             f0, f1 = freq[i - 1], freq[i]
             c0, c1 = curve[i - 1], curve[i]
