@@ -520,7 +520,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     workers
         Processes rendering frames in parallel (default: the available cores for series of ≥ 64 frames,
         else 1; always 1 inside a daemonic worker process). Frames are streamed to ``frames.mrcs`` in order
-        as they arrive.
+        as they arrive. The workers are started with the ``spawn`` method, so a script that calls this with
+        more than one worker must guard its top level with ``if __name__ == "__main__":``.
 
     Returns
     -------
