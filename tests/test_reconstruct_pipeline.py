@@ -146,3 +146,21 @@ def test_cli_errors_exit_2(series: Path, tmp_path: Path, capsys) -> None:
                      "--out", str(tmp_path / "r")]) == 2
     assert "poses" in capsys.readouterr().err
     assert cli_main(["reconstruct", "--frames", str(tmp_path / "missing.mrcs"), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_time_resolved_windows() -> None:
+    from reconstruct.timeresolved import TimeResolvedConfig, windows
+
+    w = windows(1000, TimeResolvedConfig(parts=True, window_frames=300, window_step=200))
+    assert w[:2] == [("part1", 0, 500), ("part2", 500, 1000)]
+    assert [(a, b) for _, a, b in w[2:]] == [(0, 300), (200, 500), (400, 700), (600, 900)]
+
+
+def test_score_reconstruction_of_truth_run(series: Path, tmp_path: Path) -> None:
+    from validation.registration import score_reconstruction
+
+    reconstruct_series(series / "frames.mrcs", series / "frames.star", tmp_path / "r", _cfg(poses="truth"),
+                       progress=False)
+    s = score_reconstruction(tmp_path / "r", series)
+    assert s["median_error_deg"] < 1e-3 and not s["mirrored"]
+    assert s["fsc_truth_0.5_A"] < 2.0

@@ -126,3 +126,51 @@ def fsc_to_truth(vol: np.ndarray, truth: np.ndarray, voxel_size: float) -> dict:
     freq, curve = fsc(vol, truth, voxel_size)
     return {"freq": freq, "fsc": curve, "fsc_0.5_A": resolution_at(freq, curve, 0.5),
             "fsc_0.143_A": resolution_at(freq, curve, 0.143)}
+
+
+def score_reconstruction(run_dir, series_dir, register: bool | None = None) -> dict:
+    """Score a ``reconstruct`` output directory against its series' truth (for ``demo`` and ``score``).
+
+    Parameters
+    ----------
+    run_dir
+        Directory with ``map.mrc``, ``poses.star``, ``summary.json`` (from ``tumblebench reconstruct``).
+    series_dir
+        Directory with ``frames.star`` and ``truth_map.mrc`` (from ``tumblebench simulate``).
+    register
+        Register the map onto the truth with the global rotation/hand of the poses; default: when the
+        run's poses were not the true ones (``summary.json`` ``poses_mode`` != ``"truth"``).
+
+    Returns
+    -------
+    dict
+        ``median_error_deg``, ``p90_error_deg``, ``mirrored``, ``fsc_truth_0.5_A``, ``fsc_truth_0.143_A``,
+        ``fsc_truth_0.5_from_3A_A`` (shells finer than 3 Å only), ``fsc_half_0.143_A``.
+    """
+    import json
+    from pathlib import Path
+
+    from simulator.mrc import read_volume
+    from simulator.star import read_star, star_poses
+    from validation.poses import pose_errors
+
+    run_dir, series_dir = Path(run_dir), Path(series_dir)
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+    _, est = read_star(run_dir / "poses.star")
+    _, tru = read_star(series_dir / "frames.star")
+    frames = est["tbFrame"].to_numpy(int) if "tbFrame" in est else np.arange(len(est))
+    pe = pose_errors(star_poses(est), star_poses(tru)[frames])
+    truth, voxel = read_volume(series_dir / "truth_map.mrc")
+    vol, _ = read_volume(run_dir / "map.mrc")
+    if vol.shape != truth.shape:
+        raise TumblebenchError(f"{run_dir / 'map.mrc'}: shape {vol.shape} differs from the truth map {truth.shape}; "
+                               "reconstruct with --box equal to the series' tbBoxSize")
+    if register is None:
+        register = summary.get("poses_mode", "abinitio") != "truth"
+    if register:
+        vol = register_map(vol, truth, pe.rotation, pe.mirrored).map
+    freq, curve = fsc(vol, truth, voxel)
+    return {"median_error_deg": pe.median_deg, "p90_error_deg": pe.p90_deg, "mirrored": pe.mirrored,
+            "fsc_truth_0.5_A": resolution_at(freq, curve, 0.5), "fsc_truth_0.143_A": resolution_at(freq, curve, 0.143),
+            "fsc_truth_0.5_from_3A_A": resolution_at(freq, curve, 0.5, min_freq=1 / 3.0),
+            "fsc_half_0.143_A": summary.get("fsc_half_0.143_A")}
