@@ -99,11 +99,19 @@ def register_map(vol: np.ndarray, truth: np.ndarray, rotation: np.ndarray | None
         raise TumblebenchError(f"register_map: maps must have the same 3D shape, got {vol.shape}, {truth.shape}")
     g = np.eye(3) if rotation is None else np.asarray(rotation, float)
     base = (MIRROR if mirrored else np.eye(3)) @ g.T
+    # polish on Fourier-cropped copies (≤ 64 voxels, i.e. to ~2 Å at 0.358 Å voxels): fast, and the
+    # rotation is fixed by the lattice-scale features
+    from reconstruct.abinitio import fourier_crop_volume
 
-    def apply(mat: np.ndarray, order: int = 1) -> tuple[np.ndarray, np.ndarray, float]:
-        rot = rotate_map(vol, mat, order)
-        moved, shift = _shift_to(rot, truth, max_shift_voxels)
-        return moved, shift, _corr(moved, truth)
+    n = vol.shape[0]
+    small = min(n, 64)
+    vol_s, truth_s = fourier_crop_volume(vol, small), fourier_crop_volume(truth, small)
+
+    def apply(mat: np.ndarray, order: int = 1, full: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+        v, t = (vol, truth) if full else (vol_s, truth_s)
+        rot = rotate_map(v, mat, order)
+        moved, shift = _shift_to(rot, t, max_shift_voxels * (1 if full else small / n))
+        return moved, shift, _corr(moved, t)
 
     best_m = base
     _, _, best_c = apply(base)
@@ -117,7 +125,7 @@ def register_map(vol: np.ndarray, truth: np.ndarray, rotation: np.ndarray | None
                 _, _, c = apply(m)
                 if c > best_c + 1e-6:
                     best_c, best_m, improved = c, m, True
-    moved, shift, c = apply(best_m, order=3)
+    moved, shift, c = apply(best_m, order=3, full=True)
     return Registration(moved, best_m, shift, c)
 
 
