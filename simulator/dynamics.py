@@ -174,27 +174,34 @@ class DissolutionConfig:
 
     An atom whose current coordination number (neighbours still present within ``cutoff_A``) is at most
     ``max_cn`` leaves with hazard ``rate_per_e_per_A2 · (max_cn + 1 − CN)`` per e⁻/Å² of dose, so vertex
-    atoms go first. The atoms present in every frame are recorded in the truth.
+    atoms go first; with the same form and ``hop_rate_per_e_per_A2`` it hops instead to a vacant lattice
+    site next to it that at least three other atoms hold (an adsorption hollow on the surface). The atoms
+    present in every frame and every hop are recorded in the truth.
 
     Attributes
     ----------
     enabled
-        Switch.
+        Switch (dissolution and hopping).
     rate_per_e_per_A2
-        Hazard per unit coordination deficit per e⁻/Å².
+        Dissolution hazard per unit coordination deficit per e⁻/Å².
     max_cn
-        Atoms with more neighbours than this never leave.
+        Atoms with more neighbours than this neither leave nor hop.
     cutoff_A
         Neighbour cutoff, Å (Pt: a/2·(1 + 1/√2) ≈ 3.35 Å).
+    hop_rate_per_e_per_A2
+        Hopping hazard per unit coordination deficit per e⁻/Å² (0: no hopping).
     """
 
     enabled: bool = False
     rate_per_e_per_A2: float = 2e-6
     max_cn: int = 7
     cutoff_A: float = 3.35
+    hop_rate_per_e_per_A2: float = 0.0
 
     def validate(self) -> None:
         require(self.rate_per_e_per_A2 >= 0, f"rate_per_e_per_A2 = {self.rate_per_e_per_A2} must be >= 0")
+        require(self.hop_rate_per_e_per_A2 >= 0,
+                f"hop_rate_per_e_per_A2 = {self.hop_rate_per_e_per_A2} must be >= 0")
         require(0 <= self.max_cn <= 12, f"max_cn = {self.max_cn} must be in [0, 12]")
         require(self.cutoff_A > 0, f"cutoff_A = {self.cutoff_A} must be > 0 Å")
 
@@ -482,15 +489,20 @@ class Dissolution:
 
     def __init__(self, positions: np.ndarray, config: DissolutionConfig) -> None:
         self.config = config
-        pos = np.asarray(positions, float)
-        n = pos.shape[0]
-        pairs = cKDTree(pos).query_pairs(config.cutoff_A, output_type="ndarray")
-        rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
-        cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
-        self.adjacency = sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
+        #: current positions (hops move atoms), Å
+        self.positions = np.array(positions, dtype=float)
+        n = self.positions.shape[0]
+        self._rebuild()
         self.present = np.ones(n, dtype=bool)
         #: frame at which each atom left (−1: never)
         self.removed_frame = np.full(n, -1, dtype=np.int64)
+
+    def _rebuild(self) -> None:
+        n = self.positions.shape[0]
+        pairs = cKDTree(self.positions).query_pairs(self.config.cutoff_A, output_type="ndarray")
+        rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
+        cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
+        self.adjacency = sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
 
     def coordination(self) -> np.ndarray:
         """Current coordination numbers counting only atoms still present."""
@@ -513,3 +525,53 @@ class Dissolution:
         self.present[leave] = False
         self.removed_frame[leave] = frame
         return leave
+
+    def adsorption_sites(self, atom: int) -> np.ndarray:
+        """Vacant lattice sites next to ``atom`` that at least three other present atoms hold, (k, 3) Å.
+
+        Candidates are ``p_atom + (p_j − p_k)`` for pairs of present neighbours j, k of the atom that are
+        neighbours of each other (a nearest-neighbour lattice vector of the atom's own grain); a candidate is
+        vacant when no other present atom lies within 0.75 nearest-neighbour distances of it.
+        """
+        pos = self.positions
+        row = self.adjacency.indices[self.adjacency.indptr[atom] : self.adjacency.indptr[atom + 1]]
+        nb = np.sort(row[self.present[row]])
+        if nb.size < 2:
+            return np.empty((0, 3))
+        d = pos[nb][:, None, :] - pos[nb][None, :, :]
+        dist = np.linalg.norm(d, axis=-1)
+        d_nn = float(np.median(np.linalg.norm(pos[nb] - pos[atom], axis=1)))
+        vecs = d[(dist > 0.5 * d_nn) & (dist <= self.config.cutoff_A)]
+        if vecs.size == 0:
+            return np.empty((0, 3))
+        cands = np.unique(np.round(pos[atom] + vecs, 6), axis=0)
+        others = np.flatnonzero(self.present)
+        others = others[others != atom]
+        tree = cKDTree(pos[others])
+        nearest, _ = tree.query(cands)
+        counts = np.array([len(x) for x in tree.query_ball_point(cands, self.config.cutoff_A)])
+        return cands[(nearest > 0.75 * d_nn) & (counts >= 3)]
+
+    def hop(self, dose_e_per_A2: float, frame: int, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+        """Apply one frame's dose to hopping; return [(atom, new position)] of the hops in frame ``frame``.
+
+        The hopped atoms sit at their new sites from this frame onward. One uniform draw per atom per frame
+        plus one per hop.
+        """
+        draws = rng.random(self.present.size)
+        cfg = self.config
+        if not cfg.enabled or cfg.hop_rate_per_e_per_A2 <= 0 or dose_e_per_A2 <= 0:
+            return []
+        cn = self.coordination()
+        deficit = np.clip(cfg.max_cn + 1 - cn, 0, None) * self.present
+        p_hop = 1.0 - np.exp(-cfg.hop_rate_per_e_per_A2 * deficit * dose_e_per_A2)
+        hops: list[tuple[int, np.ndarray]] = []
+        for atom in np.flatnonzero(draws < p_hop):
+            sites = self.adsorption_sites(int(atom))
+            if sites.shape[0] == 0:
+                continue
+            site = sites[int(rng.integers(sites.shape[0]))]
+            self.positions[atom] = site
+            self._rebuild()
+            hops.append((int(atom), site.copy()))
+        return hops

@@ -11,11 +11,13 @@ A series is a function of the particle, a :class:`SeriesConfig` and a seed (same
    :class:`simulator.imaging.Imager` (motion blur and thermal smearing as a real exposure);
 3. the detector turns the mean intensity into counts for the frame's dose
    (:func:`simulator.detector.detect`);
-4. optionally, under-coordinated surface atoms dissolve with dose (:class:`simulator.dynamics.Dissolution`).
+4. optionally, under-coordinated surface atoms dissolve or hop to adsorption sites with dose
+   (:class:`simulator.dynamics.Dissolution`); the truth map weights every position by the time it was held.
 
 Outputs (:func:`simulate_series`): ``frames.mrcs`` (float32 counts [frame, y, x], pixel size in the header,
 streamed to disk), ``frames.star`` (RELION 3.1, :mod:`simulator.star`), ``truth_map.mrc``
-(:mod:`simulator.truth_map`), ``atom_events.csv`` (frame, atom index, event: the atoms lost),
+(:mod:`simulator.truth_map`), ``atom_events.csv`` (frame, atom index, event ``dissolved``/``hopped``, and the
+position in the particle frame: the atoms lost and moved),
 ``montage.png`` (raw frames above their noise-free counterparts) and ``manifest.json``.
 
 Frames, poses and shifts follow :mod:`simulator.orientation`. The particle's rotation centre is its
@@ -224,6 +226,15 @@ def with_overrides(config: SeriesConfig, *, mode: str | None = None, n_frames: i
 # ------------------------------------------------------------------------------------------ simulation
 
 
+@dataclass
+class _Held:
+    """Atom positions held during a series (one row per atom and site), as the truth map reads a particle."""
+
+    positions: np.ndarray
+    symbols: list[str]
+    U: np.ndarray
+
+
 class SeriesSimulation:
     """A series whose every frame can be rendered independently (and so in parallel).
 
@@ -263,7 +274,8 @@ class SeriesSimulation:
                 raise TumblebenchError(f"structure: element {el!r} has no scattering factors ({exc})") from None
         self.positions = particle_frame_positions(nc)
         self.symbols = np.asarray(symbols)
-        self.factors = displacement_factors(np.asarray(nc.U, float).reshape(-1, 3, 3))
+        self.factors_U = np.asarray(nc.U, float).reshape(-1, 3, 3)
+        self.factors = displacement_factors(self.factors_U)
         self.radius = particle_radius(nc)
         check_fits_box(nc, acq.box_size_px, acq.pixel_size_A, "acquisition.box_size_px")
         self.shape = (acq.field_px, acq.field_px)
@@ -274,21 +286,39 @@ class SeriesSimulation:
                 f"acquisition.pixel_size_A = {acq.pixel_size_A} Å is too coarse for the imaging band limit "
                 f"{self.band_limit_A:.3f} Å (needs a pixel < {self.band_limit_A / 2:.4f} Å)"
             )
+        self.dose = float(acq.dose_per_frame)
+        # dissolution history (sequential, dose-driven): removed_frame[i] = first frame without atom i
+        self.removed_frame = np.full(len(symbols), -1, dtype=np.int64)
+        #: (frame, atom, event, x, y, z): dissolutions (last position) and hops (new position), particle frame
+        self.events: list[tuple[int, int, str, float, float, float]] = []
+        self._hop_frame = np.empty(0, dtype=np.int64)
+        self._hop_atom = np.empty(0, dtype=np.int64)
+        self._hop_pos = np.empty((0, 3))
+        if config.dissolution.enabled:
+            diss = Dissolution(self.positions, config.dissolution)
+            rng_diss = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1,)))
+            rng_hop = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(3,)))
+            hops: list[tuple[int, int, np.ndarray]] = []
+            for f in range(acq.n_frames):
+                left = diss.step(self.dose, f, rng_diss)
+                self.events.extend((f, int(i), "dissolved", *map(float, diss.positions[i])) for i in left)
+                for atom, site in diss.hop(self.dose, f, rng_hop):
+                    hops.append((f, atom, site))
+                    self.events.append((f, atom, "hopped", *map(float, site)))
+            self.removed_frame = diss.removed_frame.copy()
+            if hops:
+                self._hop_frame = np.array([h[0] for h in hops], dtype=np.int64)
+                self._hop_atom = np.array([h[1] for h in hops], dtype=np.int64)
+                self._hop_pos = np.array([h[2] for h in hops])
+        if self._hop_frame.size:  # adatoms may stick out: the box and the field must hold them too
+            held = self.held()
+            self.radius = max(self.radius, particle_radius(held, np.zeros(3)))
+            check_fits_box(held, acq.box_size_px, acq.pixel_size_A, "acquisition.box_size_px (with hops)",
+                           np.zeros(3))
         rng_path = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0,)))
         self.trajectory = simulate_trajectory(config.dynamics, config.liquid, acq.n_frames, acq.frame_rate_hz,
                                               acq.substeps, rng_path, acq.exposure_fraction)
         self._check_field()
-        self.dose = float(acq.dose_per_frame)
-        # dissolution history (sequential, dose-driven): removed_frame[i] = first frame without atom i
-        self.removed_frame = np.full(len(symbols), -1, dtype=np.int64)
-        self.events: list[tuple[int, int, str]] = []
-        if config.dissolution.enabled:
-            diss = Dissolution(self.positions, config.dissolution)
-            rng_diss = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1,)))
-            for f in range(acq.n_frames):
-                left = diss.step(self.dose, f, rng_diss)
-                self.events.extend((f, int(i), "dissolved") for i in left)
-            self.removed_frame = diss.removed_frame.copy()
         gone = np.where(self.removed_frame >= 0, self.removed_frame, acq.n_frames)
         #: atoms present in each frame
         self.n_present = (gone[None, :] > np.arange(acq.n_frames)[:, None]).sum(axis=1)
@@ -326,6 +356,48 @@ class SeriesSimulation:
         """(N,) bool: the atoms present in ``frame``."""
         return (self.removed_frame < 0) | (self.removed_frame > frame)
 
+    def positions_at(self, frame: int) -> np.ndarray:
+        """(N, 3) mean atom positions (particle frame, Å) during ``frame``, after the hops up to it."""
+        k = int(np.searchsorted(self._hop_frame, frame, side="right"))
+        if k == 0:
+            return self.positions
+        pos = self.positions.copy()
+        for atom, site in zip(self._hop_atom[:k], self._hop_pos[:k], strict=True):
+            pos[atom] = site
+        return pos
+
+    def truth_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (atom, position) the series held, with the fraction of the frames it held it.
+
+        Returns
+        -------
+        atoms, positions, fractions
+            (M,) atom indices, (M, 3) particle-frame positions (Å), (M,) fraction of the series' frames.
+        """
+        n_atoms = len(self.positions)
+        seg_atom = list(range(n_atoms))
+        seg_pos = list(self.positions)
+        seg_start = [0] * n_atoms
+        seg_stop: list[int | None] = [None] * n_atoms
+        current = list(range(n_atoms))
+        for f, atom, site in zip(self._hop_frame, self._hop_atom, self._hop_pos, strict=True):
+            seg_stop[current[atom]] = int(f)
+            current[atom] = len(seg_atom)
+            seg_atom.append(int(atom))
+            seg_pos.append(site)
+            seg_start.append(int(f))
+            seg_stop.append(None)
+        end = np.where(self.removed_frame >= 0, self.removed_frame, self.n_frames)
+        atoms = np.array(seg_atom, dtype=np.int64)
+        stop = np.array([end[a] if e is None else e for a, e in zip(seg_atom, seg_stop, strict=True)])
+        frac = np.clip(stop - np.array(seg_start), 0, None) / self.n_frames
+        return atoms, np.array(seg_pos), frac
+
+    def held(self) -> _Held:
+        """Every position an atom held during the series, as a particle for :func:`render_truth_map`."""
+        seg_atoms, seg_pos, _ = self.truth_segments()
+        return _Held(seg_pos, [str(x) for x in self.symbols[seg_atoms]], self.factors_U[seg_atoms])
+
     def frame_rngs(self, frame: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
         """The frame's own generators (thermal, imaging, detector)."""
         ss = np.random.SeedSequence(self.seed, spawn_key=(2, int(frame)))
@@ -343,8 +415,8 @@ class SeriesSimulation:
         therm = self.config.thermal
         scale = therm.scale if therm.enabled else 0.0
         rng = self.frame_rngs(frame)[0] if rng is None else rng
-        snaps = thermal_positions(self.positions[present], self.factors[present], self.config.acquisition.substeps,
-                                  rng, scale)
+        snaps = thermal_positions(self.positions_at(frame)[present], self.factors[present],
+                                  self.config.acquisition.substeps, rng, scale)
         lab = np.einsum("sij,snj->sni", tr.sub_poses[frame], snaps)
         lab[..., 0] += tr.sub_shifts[frame, :, 0, None]
         lab[..., 1] += tr.sub_shifts[frame, :, 1, None]
@@ -572,13 +644,13 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         bar.close()
         optics, particles = sim.star_tables("frames.mrcs")
         write_star(tmp / "frames.star", optics, particles)
-        truth = render_truth_map(nc, acq.box_size_px, acq.pixel_size_A, sim.band_limit_A,
-                                 occupancy=sim.occupancy())
+        truth = render_truth_map(sim.held(), acq.box_size_px, acq.pixel_size_A, sim.band_limit_A,
+                                 occupancy=sim.truth_segments()[2], centre=np.zeros(3))
         write_volume(tmp / "truth_map.mrc", truth, acq.pixel_size_A)
         with (tmp / "atom_events.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["frame", "atom_index", "event"])
-            w.writerows(sim.events)
+            w.writerow(["frame", "atom_index", "event", "x_A", "y_A", "z_A"])
+            w.writerows([(f, a, e, f"{x:.4f}", f"{y:.4f}", f"{z:.4f}") for f, a, e, x, y, z in sim.events])
         if config.output.montage:
             labels = [f"frame {i + 1}" for i in sorted(montage_idx)]
             save_montage(raw_m, clean_m, labels, tmp / "montage.png",

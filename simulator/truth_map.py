@@ -39,23 +39,24 @@ class _Particle(Protocol):  # the part of simulator.nanocrystal.Nanocrystal used
 PARTICLE_MARGIN_A = 2.0
 
 
-def particle_frame_positions(nc: _Particle) -> np.ndarray:
-    """Atom positions relative to their centroid (the rotation centre), (N, 3) Å."""
+def particle_frame_positions(nc: _Particle, centre: np.ndarray | None = None) -> np.ndarray:
+    """Atom positions relative to ``centre`` (default: their centroid, the rotation centre), (N, 3) Å."""
     pos = np.asarray(nc.positions, float)
-    return pos - pos.mean(axis=0)
+    return pos - (pos.mean(axis=0) if centre is None else np.asarray(centre, float))
 
 
-def particle_radius(nc: _Particle) -> float:
-    """Largest distance of an atom from the centroid plus three rms thermal displacements, Å."""
-    pos = particle_frame_positions(nc)
+def particle_radius(nc: _Particle, centre: np.ndarray | None = None) -> float:
+    """Largest distance of an atom from the centroid (or ``centre``) plus three rms thermal displacements, Å."""
+    pos = particle_frame_positions(nc, centre)
     u_max = np.linalg.eigvalsh(np.asarray(nc.U, float)).max(axis=1).clip(0, None)
     return float(np.max(np.linalg.norm(pos, axis=1) + 3.0 * np.sqrt(u_max)))
 
 
-def check_fits_box(nc: _Particle, box_size: int, voxel_size: float, what: str = "box") -> None:
+def check_fits_box(nc: _Particle, box_size: int, voxel_size: float, what: str = "box",
+                   centre: np.ndarray | None = None) -> None:
     """Raise unless the particle, in any orientation, fits inside a ``box_size``³ box of ``voxel_size`` Å."""
     half = (box_size // 2 - 1) * voxel_size
-    radius = particle_radius(nc) + PARTICLE_MARGIN_A
+    radius = particle_radius(nc, centre) + PARTICLE_MARGIN_A
     if radius > half:
         raise TumblebenchError(
             f"{what}: the particle (radius {radius:.1f} Å incl. {PARTICLE_MARGIN_A:.0f} Å margin and 3σ thermal "
@@ -66,7 +67,7 @@ def check_fits_box(nc: _Particle, box_size: int, voxel_size: float, what: str = 
 
 def render_truth_map(nc: _Particle, box_size: int = 128, voxel_size: float = 0.358, resolution_A: float = 0.8,
                      occupancy: np.ndarray | None = None, oversample: int = 2, u_extra: float = 0.01,
-                     table: str = "peng") -> np.ndarray:
+                     table: str = "peng", centre: np.ndarray | None = None) -> np.ndarray:
     """Render the truth map of a series.
 
     Parameters
@@ -87,6 +88,10 @@ def render_truth_map(nc: _Particle, box_size: int = 128, voxel_size: float = 0.3
         Extra isotropic blur (Å²) on the fine grid, divided out in Fourier space.
     table
         Scattering-factor table.
+    centre
+        Rotation centre (Å, same frame as the positions) placed at the box centre; default the centroid.
+        (A series whose atoms hop renders every position an atom held, each weighted by its fraction of the
+        series, about the centroid of the particle as built.)
 
     Returns
     -------
@@ -106,12 +111,12 @@ def render_truth_map(nc: _Particle, box_size: int = 128, voxel_size: float = 0.3
             f"truth map: voxel size {voxel_size} Å is too coarse for the band limit {resolution_A} Å "
             f"(needs a voxel < {resolution_A / 2:.4f} Å)"
         )
-    check_fits_box(nc, box_size, voxel_size, "truth map")
+    check_fits_box(nc, box_size, voxel_size, "truth map", centre)
     n = int(box_size)
     m = int(oversample)
     big = n * m
     fine = voxel_size / m
-    pos = particle_frame_positions(nc) + box_centre(n, voxel_size)
+    pos = particle_frame_positions(nc, centre) + box_centre(n, voxel_size)
     U = np.asarray(nc.U, float).reshape(-1, 3, 3) + u_extra * np.eye(3)[None]
     vol = render_density(pos, (big, big, big), fine, elements=list(nc.symbols), U=U, occupancy=occupancy,
                          table=table)

@@ -156,3 +156,34 @@ def test_dissolution_removes_low_coordinated_atoms_first():
     assert np.all(diss.coordination() <= cn0) and diss.coordination().sum() < cn0.sum()
     off = Dissolution(pos, DissolutionConfig(enabled=False))
     assert off.step(66.0, 0, np.random.default_rng(0)).size == 0 and off.present.all()
+
+
+def test_hopping_moves_surface_atoms_to_vacant_adsorption_sites():
+    atoms = Octahedron("Pt", 7, 2)
+    pos0 = atoms.positions.copy()
+    cfg = DissolutionConfig(enabled=True, rate_per_e_per_A2=0.0, max_cn=7, cutoff_A=3.35,
+                            hop_rate_per_e_per_A2=2e-3)
+    diss = Dissolution(pos0, cfg)
+    cn0 = diss.coordination()
+    rng = np.random.default_rng(4)
+    hops = []
+    for f in range(3):
+        assert diss.step(66.0, f, rng).size == 0  # no dissolution at rate 0
+        hops += diss.hop(66.0, f, rng)
+    assert len(hops) > 0
+    moved = sorted({a for a, _ in hops})
+    assert np.all(cn0[moved] <= 7)
+    pos = diss.positions
+    d_nn = 3.92 / np.sqrt(2)
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(pos)
+    for atom, site in hops:
+        assert np.linalg.norm(pos0[atom] - site) > 1.0  # really moved
+        dists, _ = tree.query(site, k=4)
+        # a lattice site: its neighbours at ~NN distance, at least three of them, nobody on top of it
+        assert dists[1] > 0.85 * d_nn and dists[3] < 1.1 * d_nn
+    assert cKDTree(pos).query(pos, k=2)[0][:, 1].min() > 0.85 * d_nn  # no two atoms overlap
+    assert diss.present.all()
+    off = Dissolution(pos0, DissolutionConfig(enabled=True))
+    assert off.hop(66.0, 0, np.random.default_rng(0)) == []

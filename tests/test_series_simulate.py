@@ -289,3 +289,44 @@ def test_long_series_is_streamed_not_held_in_memory(tmp_path):
     extra_frames_bytes = 1500 * 64 * 64 * 4
     # frames go to the memory-mapped file: 1,500 more frames cost (almost) no more memory
     assert peaks[2000] - peaks[500] < 0.25 * extra_frames_bytes
+
+
+def test_hopping_is_recorded_imaged_and_time_weighted_in_the_truth_map(tmp_path):
+    from simulator.dynamics import DissolutionConfig
+
+    nc = _octahedron(u_iso=0.004)
+    cfg = dataclasses.replace(
+        _config(n_frames=6, field=88, box=72),
+        dissolution=DissolutionConfig(enabled=True, rate_per_e_per_A2=0.0, hop_rate_per_e_per_A2=1e-3),
+        thermal=dataclasses.replace(SeriesConfig().thermal, enabled=False),
+    )
+    sim = SeriesSimulation(nc, cfg, 3)
+    hops = [e for e in sim.events if e[2] == "hopped"]
+    assert hops and all(e[2] != "dissolved" for e in sim.events)
+    f, atom = hops[0][0], hops[0][1]
+    assert np.allclose(sim.positions_at(f)[atom], hops[0][3:6])
+    if f > 0:
+        assert np.allclose(sim.positions_at(f - 1)[atom], sim.positions[atom])
+    # the imaged atoms sit at the hopped positions (thermal motion off)
+    lab = sim.lab_positions(5)
+    expected = sim.positions_at(5) @ sim.trajectory.sub_poses[5, 0].T
+    expected[:, :2] += sim.trajectory.sub_shifts[5, 0]
+    expected[:, 2] += sim.trajectory.sub_heights[5, 0] - sim.trajectory.heights[5]
+    assert np.allclose(lab[0], expected)
+    # every atom's time fractions add to one: the truth map keeps its integral, its density moves
+    atoms, _, frac = sim.truth_segments()
+    assert np.allclose(np.bincount(atoms, weights=frac), 1.0)
+    out = simulate_series(nc, cfg, 3, tmp_path / "h", progress=False)
+    ref = simulate_series(nc, dataclasses.replace(cfg, dissolution=DissolutionConfig()), 3, tmp_path / "r",
+                          progress=False)
+    truth, _ = read_volume(out / "truth_map.mrc")
+    truth_ref, _ = read_volume(ref / "truth_map.mrc")
+    assert truth.sum() == pytest.approx(truth_ref.sum(), rel=1e-4)
+    assert np.abs(truth - truth_ref).max() > 0.05 * truth_ref.max()
+    text = (out / "atom_events.csv").read_text().splitlines()
+    assert text[0] == "frame,atom_index,event,x_A,y_A,z_A" and any(",hopped," in line for line in text[1:])
+    # adatoms that leave the reconstruction box are refused before any frame is rendered
+    tight = dataclasses.replace(cfg, acquisition=dataclasses.replace(cfg.acquisition, box_size_px=64))
+    with pytest.raises(TumblebenchError, match="with hops"):
+        simulate_series(nc, tight, 3, tmp_path / "t", progress=False)
+    assert not (tmp_path / "t").exists()
