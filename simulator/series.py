@@ -319,9 +319,9 @@ class SeriesSimulation:
         self.trajectory = simulate_trajectory(config.dynamics, config.liquid, acq.n_frames, acq.frame_rate_hz,
                                               acq.substeps, rng_path, acq.exposure_fraction)
         self._check_field()
-        gone = np.where(self.removed_frame >= 0, self.removed_frame, acq.n_frames)
+        lost = np.bincount(self.removed_frame[self.removed_frame >= 0], minlength=acq.n_frames)
         #: atoms present in each frame
-        self.n_present = (gone[None, :] > np.arange(acq.n_frames)[:, None]).sum(axis=1)
+        self.n_present = len(symbols) - np.cumsum(lost)[: acq.n_frames]
         self._next = 0
 
     def __getstate__(self) -> dict:
