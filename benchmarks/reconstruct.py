@@ -17,6 +17,8 @@ Cases (every series is simulated here with a fixed seed, then reconstructed; sco
 * ``truth_multislice``: the default series (multislice, default dose, 2,000 frames) with ``--poses truth``:
   FSC(truth) = 0.5 [``truth_fsc05_A``] (first crossing) and, because a strong-phase Pt particle under an
   aberration-corrected lens transfers almost no low frequencies linearly, also the FSC averaged over 3–1 Å.
+* ``abinitio_projection`` (extra): ab initio + refinement on a ``projection``-mode series at the default dose
+  (linear image formation, liquid included), to separate the pose search from the imaging non-linearity.
 * ``abinitio``: the same default series from unknown poses (ab initio + refinement): median pose error after
   the best global rotation and hand [``abinitio_median_pose_error_deg``], FSC(truth) = 0.5 after registration
   [``abinitio_fsc05_A``] and the wall time of ``reconstruct_series`` [``abinitio_seconds``] (numba kernels
@@ -109,6 +111,8 @@ def main() -> int:
     ap.add_argument("--scaling", action="store_true", help="also frames 500–4000 and dose ×0.5/×4 (ab initio)")
     ap.add_argument("--frames-list", default="500,1000,2000,4000", help="frame counts of the scaling study")
     ap.add_argument("--dose-list", default="0.5,4", help="dose factors (× default) of the scaling study")
+    ap.add_argument("--no-projection-abinitio", action="store_true",
+                    help="skip the extra ab initio case on a projection-mode series at the default dose")
     ap.add_argument("--work", type=Path, help="working directory for series and runs (default: a temp dir)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="tb_bench_rec_"))
@@ -130,6 +134,9 @@ def main() -> int:
     ms = simulate(work / "multislice_default", "multislice", 2000)
     results["cases"]["truth_multislice"] = run_case(ms, work, "r_truth_multislice", "truth")
     results["cases"]["abinitio"] = run_case(ms, work, "r_abinitio", "abinitio")
+    if not args.no_projection_abinitio:
+        pr = simulate(work / "projection_default", "projection", 2000)
+        results["cases"]["abinitio_projection"] = run_case(pr, work, "r_abinitio_projection", "abinitio")
     if args.scaling:
         scaling = {}
         for n in [int(x) for x in args.frames_list.split(",") if x]:

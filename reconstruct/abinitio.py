@@ -61,6 +61,8 @@ class AbInitioConfig:
         Weight of the penalty (angle/step)² relative to the z-scored correlation; 0 disables continuity.
     mask_margin_A
         Soft spherical mask radius = diameter/2 + this margin (Å).
+    ctf_min
+        With a CTF, frequencies below the first where the mean |CTF| exceeds this are not searched.
     local_from_A
         At iterations whose resolution limit is finer than this, the grid poses are polished by a local
         hill-climbing search (which breaks the grid's ~6° granularity) before the model is rebuilt
@@ -77,6 +79,7 @@ class AbInitioConfig:
     continuity_weight: float = 0.3
     mask_margin_A: float = 2.0
     local_from_A: float = 0.0
+    ctf_min: float = 0.25
 
     def validate(self) -> None:
         require(16 <= self.box <= 256 and self.box % 2 == 0, f"abinitio.box = {self.box} must be even, 16–256")
@@ -304,8 +307,22 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
     ctf_small = None if ctf_fn is None else ctf_fn(np.arange(m), (ns, ns), ps)
     ctf_pad = None if ctf_fn is None else ctf_fn(sub, (2 * ns, 2 * ns), ps)
 
+    # through a CTF only the band where it transfers carries linear information: ignore frequencies below
+    # the radius where the mean |CTF| first exceeds ``ctf_min`` and keep every search band an annulus
+    r_min = 1.0
+    if ctf_small is not None:
+        kx, ky = np.meshgrid(np.arange(ns) - ns // 2, np.arange(ns) - ns // 2)
+        rr = np.rint(np.hypot(kx, ky)).astype(int).ravel()
+        prof = np.bincount(rr, np.abs(ctf_small).mean(axis=0).ravel()) / np.bincount(rr)
+        above = np.flatnonzero(prof[1:ns // 2] > config.ctf_min)
+        r_min = float(above[0] + 1) if above.size else 1.0
+        log.info("ab initio: CTF transfers above %.2f from %.2f Å on", config.ctf_min, ns * ps / r_min)
+
+    def eff(res: float) -> float:
+        return min(max(res, 2.05 * ps), ns * ps / (1.3 * r_min))
+
     def search(model, idx, res, step):
-        band = Band.make(ns, r_max=ns * ps / res, r_min=1.0)
+        band = Band.make(ns, r_max=ns * ps / res, r_min=r_min)
         img = band.take(ft_all[idx])
         cb = None
         if ctf_small is not None:
@@ -330,11 +347,11 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
         # featureless start: the frames back-projected at random poses (a sphere-like blob whose small
         # random asymmetries differ between starts)
         rots = Rotation.random(len(sub), random_state=int(rng.integers(2**31))).as_matrix()
-        res0 = max(config.resolutions_A[0], 2.05 * ps)
+        res0 = eff(config.resolutions_A[0])
         model = _reconstruct_small(small[sub], rots, res0 / ps, mask, ctf_pad)
         score = 0.0
         for res in config.resolutions_A:
-            res_eff = max(res, 2.05 * ps)
+            res_eff = eff(res)
             rots, score = search(model, sub, res_eff, step_sub)
             model = _reconstruct_small(small[sub], rots, res_eff / ps, mask, ctf_pad)
             if monitor is not None:
@@ -357,7 +374,7 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
     if len(sub) == m:
         poses, score = starts[best][1], scores[best]
     else:  # frames outside the subset: the same global search + continuity against the winning model
-        res_final = max(config.resolutions_A[-1], 2.05 * ps)
+        res_final = eff(config.resolutions_A[-1])
         poses, score = search(model, np.arange(m), res_final, config.step_deg)
     info = {"start_scores": scores, "best_start": best, "start_disagreement_deg": agreement,
             "final_score": score, "search_pixel_size_A": ps}
