@@ -2,9 +2,9 @@
 
 Graphene is static while the particle tumbles, so its Bragg peaks (2.13 Å and 1.23 Å, the {10-10} and
 {11-20} families of the 2.46 Å lattice, and their higher orders 1.065 Å and 0.805 Å within Nyquist) stand
-out in the *mean power spectrum* of the series. Fourier pixels
-of those rings whose mean power exceeds the local ring median by ``peak_threshold`` (robust z-score) are
-zeroed in every frame, with a small neighbourhood. The liquid background changes over a series (the cell
+out in the *mean power spectrum* of the series. Fourier pixels of those rings that are local maxima of the
+mean power and exceed the ring median by ``peak_threshold`` (robust z-score) are zeroed in every frame, with a
+small neighbourhood. The liquid background changes over a series (the cell
 thins), so every particle box is divided by its own background level (median of the pixels outside the
 particle) and the unit offset removed: box = counts / background − 1, i.e. the relative contrast.
 """
@@ -69,7 +69,10 @@ def lattice_peak_mask(mean_power: np.ndarray, pixel_size: float, config: Backgro
         vals = mean_power[ring]
         med = np.median(vals)
         mad = np.median(np.abs(vals - med)) * 1.4826 + 1e-30
-        mask |= ring & (mean_power > med + config.peak_threshold * mad)
+        # a peak is a local maximum of the mean power (5×5) well above its ring: the ring's other pixels
+        # keep the particle's own signal at that spacing
+        local_max = np.fft.ifftshift(ndimage.maximum_filter(np.fft.fftshift(mean_power), size=5, mode="wrap"))
+        mask |= ring & (mean_power > med + config.peak_threshold * mad) & (mean_power >= local_max)
     if config.peak_dilation and mask.any():
         shifted = np.fft.fftshift(mask)
         shifted = ndimage.binary_dilation(shifted, iterations=config.peak_dilation)
