@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -133,11 +134,16 @@ def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.nda
     return bad, mean / n_good, power / n_good
 
 
-def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, progress: bool
+def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, progress: bool,
+                  linear_contrast: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict]:
     """Background + tracking stages: returns (boxes, origins_px, usable frame indices, trajectory, box centres,
-    diameter_A, counts)."""
+    diameter_A, counts). ``linear_contrast``: the frames are linear in the potential (no CTF), so that the
+    ``auto`` tracking method follows the particle's contrast rather than its local power."""
     m = stack.shape[0]
+    tcfg = config.tracking
+    if tcfg.method == "auto":
+        tcfg = replace(tcfg, method="contrast" if linear_contrast else "energy")
     ch = config.tracking.chunk
     with _bar(m, "frames: statistics", progress) as bar:
         bad, mean_frame, mean_power = _frame_stats(stack, ch, bar)
@@ -156,7 +162,7 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
             fr = np.nan_to_num(fr)
             if peaks is not None and peaks.any():
                 fr = remove_peaks(fr, peaks)
-            xy, zz = locate(fr, pixel, radius_guess, sign, config.tracking)
+            xy, zz = locate(fr, pixel, radius_guess, sign, tcfg)
             raw[s:s + ch] = xy
             z[s:s + ch] = zz
             bar.update(len(fr))
@@ -272,7 +278,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
             manifest = None
     log.info("input: %s (%d frames of %d×%d px, %.4f Å/px), star: %s, poses: %s", frames, stack.shape[0],
              stack.shape[2], stack.shape[1], pixel, star, config.poses)
-    boxes, origins, rows, traj, centres, diameter, counts = track_and_cut(stack, pixel, config, progress)
+    linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
+    boxes, origins, rows, traj, centres, diameter, counts = track_and_cut(stack, pixel, config, progress, linear)
     timings["tracking"] = time.perf_counter() - t0
     log.info("frames: %d, excluded as bad (NaN/constant): %d, lost by the tracker: %d, usable: %d; graphene peak "
              "pixels removed: %d; particle diameter %.1f Å", counts["frames"], counts["bad_frames"],

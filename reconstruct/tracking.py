@@ -36,6 +36,7 @@ class TrackingConfig:
     chunk
         Frames processed per batch.
     method
+        ``"auto"``: ``contrast`` for linear (``projection``-mode, no CTF) series, ``energy`` otherwise;
         ``"energy"``: the local power of the frame band-passed to ``band_A`` (atomic columns and lattice
         fringes; works whatever the sign of the contrast, e.g. for aberration-corrected phase contrast that
         transfers no low frequencies); ``"contrast"``: the low-passed frame with the particle's sign.
@@ -48,7 +49,7 @@ class TrackingConfig:
     min_peak_z: float = 4.0
     max_lost_fraction: float = 0.5
     chunk: int = 256
-    method: str = "energy"
+    method: str = "auto"
     band_A: tuple[float, float] = (1.3, 4.0)
 
     def validate(self) -> None:
@@ -57,7 +58,8 @@ class TrackingConfig:
         require(self.min_peak_z > 0, f"tracking.min_peak_z = {self.min_peak_z} must be > 0")
         require(0 < self.max_lost_fraction <= 1, "tracking.max_lost_fraction must be in (0, 1]")
         require(self.chunk >= 1, f"tracking.chunk = {self.chunk} must be >= 1")
-        require(self.method in ("energy", "contrast"), f"tracking.method = {self.method!r}: 'energy' or 'contrast'")
+        require(self.method in ("auto", "energy", "contrast"),
+                f"tracking.method = {self.method!r}: 'auto', 'energy' or 'contrast'")
         require(0 < self.band_A[0] < self.band_A[1], f"tracking.band_A = {self.band_A}: need 0 < fine < coarse Å")
 
 
