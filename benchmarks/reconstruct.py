@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses as dc
 import json
+import math
 import os
 import sys
 import tempfile
@@ -52,6 +53,17 @@ from simulator.series import SeriesConfig, simulate_series, with_overrides  # no
 from simulator.star import read_star, star_poses  # noqa: E402
 from validation.poses import pose_errors  # noqa: E402
 from validation.registration import register_map  # noqa: E402
+
+
+def finite(obj):
+    """JSON-safe copy: non-finite floats (an FSC that never crosses its threshold) become None."""
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def simulate(out: Path, mode: str, n_frames: int, dose: float | None = None, clean: bool = False,
@@ -148,7 +160,7 @@ def main() -> int:
             scaling[f"dose_x{f}"] = run_case(ser, work, f"r_{mode}_dose{f}", "abinitio")
         old.setdefault("scaling", {})[mode] = {"cases": scaling, "git_commit": commit, "loadavg_start": load0,
                                                "loadavg_end": os.getloadavg()}
-        write_json(out, old)
+        write_json(out, finite(old))
         print("| case | frames used | seconds | median pose err (deg) | FSC(truth)=0.5 (Å) | half-map 0.143 (Å) |")
         print("|---|---|---|---|---|---|")
         for k, r in scaling.items():
@@ -172,7 +184,7 @@ def main() -> int:
         if args.only == "abinitio":
             old.update(abinitio_median_pose_error_deg=case["median_pose_error_deg"], abinitio_fsc05_A=case["fsc05_A"],
                        abinitio_seconds=case["seconds"])
-        write_json(out, old)
+        write_json(out, finite(old))
         print(f"updated {args.only} in {out}")
         return 0
     proj = simulate(work / "proj_clean_hi", "projection", 2000, dose=20000.0, clean=True)
@@ -209,11 +221,12 @@ def main() -> int:
         "note": "timings are single runs (each reconstruction takes minutes); the machine was shared",
     })
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, results)
+    write_json(out, finite(results))
     print("\n| key | measured | target |\n|---|---|---|")
     for k, tgt in results["targets"].items():
         v = results[k]
         print(f"| {k} | {v:.3f} | {tgt} |" if isinstance(v, float) else f"| {k} | {v} | {tgt} |")
+    print("(inf / null: the FSC never rises to the threshold from the lowest shell on)")
     if "scaling" in results:
         print("\n| case | frames used | seconds | median pose err (deg) | FSC(truth)=0.5 (Å) | half-map 0.143 (Å) |")
         print("|---|---|---|---|---|---|")
