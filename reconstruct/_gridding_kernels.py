@@ -7,7 +7,7 @@ Layout shared by all kernels:
 * 2D Fourier images: ``n × n`` centred (fftshift layout, frequency 0 at ``n // 2``), indexed [ky, kx] in the
   lab frame. A 2D frequency ``(kx, ky)`` (units 1/(n·p)) is the 3D frequency ``pad · Aᵀ (kx, ky, 0)``
   (units 1/(N·p)) — the Fourier-slice theorem for ``r_lab = A r_particle`` (see :mod:`simulator.orientation`).
-* Interpolation is trilinear; :func:`insert_slices` scatters with exactly the weights that
+* Interpolation is trilinear; :func:`insert_slices_threads` scatters with exactly the weights that
   :func:`extract_slices` gathers with, so the two are adjoint.
 """
 
@@ -63,46 +63,6 @@ def extract_slices(vft, rots, kx, ky, pad, out):
             out[m, j] = acc
 
 
-@numba.njit(cache=True)
-def insert_slices(data, weight, rots, kx, ky, pad, values, ctf2):
-    """Scatter 2D Fourier samples into 3D accumulators (the adjoint of :func:`extract_slices`).
-
-    ``data += w · values`` and ``weight += w · ctf2`` at the eight trilinear neighbours of each sample.
-
-    Parameters
-    ----------
-    data : complex64 (N, N, N) accumulator (centred).
-    weight : float32 (N, N, N) accumulator.
-    rots : float64 (M, 3, 3).
-    kx, ky : float64 (P,) 2D frequencies (units 1/(n·p)).
-    pad : float.
-    values : complex64 (M, P) samples (e.g. CTF · image transform).
-    ctf2 : float32 (M, P) weights of each sample (e.g. CTF², or 1).
-    """
-    nn = data.shape[0]
-    c = nn // 2
-    for m in range(rots.shape[0]):
-        a = rots[m]
-        for j in range(kx.shape[0]):
-            px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
-            py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
-            pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
-            x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
-            if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
-                continue
-            v = values[m, j]
-            w2 = ctf2[m, j]
-            for dz in range(2):
-                wz = fz if dz else 1.0 - fz
-                for dy in range(2):
-                    wy = fy if dy else 1.0 - fy
-                    for dx in range(2):
-                        wx = fx if dx else 1.0 - fx
-                        w = wz * wy * wx
-                        data[z0 + dz, y0 + dy, x0 + dx] += w * v
-                        weight[z0 + dz, y0 + dy, x0 + dx] += w * w2
-
-
 @numba.njit(cache=True, parallel=True)
 def score_candidates(vft, rots, kx, ky, pad, images, ctf, out):
     """Correlation of each image with the projections of ``vft`` at its candidate poses.
@@ -151,8 +111,24 @@ def score_candidates(vft, rots, kx, ky, pad, images, ctf, out):
 
 @numba.njit(cache=True, parallel=True)
 def insert_slices_threads(data, weight, rots, kx, ky, pad, values, ctf2):
-    """:func:`insert_slices` with one accumulator per thread: ``data``/``weight`` are (T, N, N, N) stacks and
-    thread ``t`` scatters frames ``t, t + T, …`` into its own copy (no write races); sum over axis 0 after."""
+    """Back-project (scatter) central slices into a Fourier volume by trilinear gridding, the adjoint of
+    :func:`extract_slices`.
+
+    One accumulator per thread: ``data``/``weight`` are (T, N, N, N) stacks and thread ``t`` scatters frames
+    ``t, t + T, …`` into its own copy (no write races); sum over axis 0 after.
+
+    ``data += w · values`` and ``weight += w · ctf2`` at the eight trilinear neighbours of each sample.
+
+    Parameters
+    ----------
+    data : complex64 (T, N, N, N) per-thread accumulators (centred).
+    weight : float32 (T, N, N, N) per-thread accumulators.
+    rots : float64 (M, 3, 3).
+    kx, ky : float64 (P,) 2D frequencies (units 1/(n·p)).
+    pad : float.
+    values : complex64 (M, P) samples (e.g. CTF · image transform).
+    ctf2 : float32 (M, P) weights of each sample (e.g. CTF², or 1).
+    """
     nt = data.shape[0]
     nn = data.shape[1]
     c = nn // 2

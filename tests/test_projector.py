@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from reconstruct._gridding_kernels import extract_slices, insert_slices
+from reconstruct._gridding_kernels import extract_slices, insert_slices_threads
 from reconstruct.projector import Band, Reconstructor, image_ft, prepare_reference, project
 from simulator.density import render_density
 from simulator.orientation import random_rotations
@@ -40,11 +40,11 @@ def test_extract_and_insert_are_adjoint(seed: int) -> None:
     g = (rng.normal(size=(5, band.kx.size)) + 1j * rng.normal(size=(5, band.kx.size))).astype(np.complex64)
     pf = np.empty_like(g)
     extract_slices(f, rots, band.kx, band.ky, 2.0, pf)
-    data = np.zeros_like(f)
-    weight = np.zeros(f.shape, np.float32)
-    insert_slices(data, weight, rots, band.kx, band.ky, 2.0, g, np.ones(g.shape, np.float32))
+    data = np.zeros((2, *f.shape), np.complex64)  # two per-thread accumulators, as the Reconstructor uses
+    weight = np.zeros(data.shape, np.float32)
+    insert_slices_threads(data, weight, rots, band.kx, band.ky, 2.0, g, np.ones(g.shape, np.float32))
     lhs = np.vdot(pf, g)
-    rhs = np.vdot(f, data)
+    rhs = np.vdot(f, data.sum(axis=0))
     assert abs(lhs - rhs) <= 1e-4 * abs(lhs)
 
 
