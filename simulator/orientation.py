@@ -72,9 +72,13 @@ def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     ``a`` and ``b`` are (3, 3) or (n, 3, 3) arrays of the same length (or one of them single).
     """
-    # ||a − b||_F = 2√2 · sin(θ/2): accurate for small and large angles alike (unlike arccos of the trace)
-    diff = np.linalg.norm(np.asarray(a, float) - np.asarray(b, float), axis=(-2, -1))
-    return np.degrees(2.0 * np.arcsin(np.clip(diff / (2.0 * np.sqrt(2.0)), 0.0, 1.0)))
+    # ||a − b||_F = 2√2·sin(θ/2) and 1 + tr(a bᵀ) = 4·cos²(θ/2): atan2 of the two is accurate at 0° (where
+    # arccos of the trace is not) and at 180° (where arcsin of the difference alone is not)
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    sin_half = np.linalg.norm(a - b, axis=(-2, -1)) / (2.0 * np.sqrt(2.0))
+    cos_half = np.sqrt(np.clip(1.0 + np.einsum("...ij,...ij->...", a, b), 0.0, None)) / 2.0
+    return np.degrees(2.0 * np.arctan2(sin_half, cos_half))
 
 
 def box_centre(n: int, voxel_size: float) -> float:

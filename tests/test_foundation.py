@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
@@ -136,6 +136,7 @@ def test_relion_matrix_matches_relion_formula() -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(angles, angles)
+@example((0.0, 0.5, 0.0), (0.0, 0.5, 180.0))  # a half turn: arcsin of the Frobenius distance lost 1.7e-6°
 def test_rotations_compose_and_distance(a, b) -> None:
     A, B = pose_matrix(*a), pose_matrix(*b)
     # composing: applying A then B equals the single pose B @ A
