@@ -33,8 +33,12 @@ import csv
 import dataclasses
 import multiprocessing
 import os
+import pickle
 import sys
+import tempfile
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -549,9 +553,19 @@ def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[st
 _WORKER_SIM: SeriesSimulation | None = None
 
 
-def _init_worker(sim: SeriesSimulation) -> None:
+def _init_worker(state_path: str) -> None:
+    # the simulation (tens of MB of sub-step positions) is read from a file, not sent through the process
+    # start-up pipe: a child that dies while starting would otherwise leave the parent blocked on that pipe
     global _WORKER_SIM
-    _WORKER_SIM = sim
+    with open(state_path, "rb") as fh:
+        _WORKER_SIM = pickle.load(fh)
+
+
+def _dump_state(sim: SeriesSimulation, directory: str) -> str:
+    path = os.path.join(directory, "simulation.pickle")
+    with open(path, "wb") as fh:
+        pickle.dump(sim, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
 
 
 def _render_in_worker(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarray | None]:
@@ -632,11 +646,20 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
                 bar.update(1)
 
             if n_workers > 1:
+                # an executor, not a Pool: a worker that dies raises BrokenProcessPool instead of hanging
                 ctx = multiprocessing.get_context("spawn")
-                with ctx.Pool(n_workers, initializer=_init_worker, initargs=(sim,)) as pool:
-                    tasks = ((f, f in montage_idx) for f in range(n))
-                    for f, counts, intensity in pool.imap(_render_in_worker, tasks, chunksize=4):
-                        consume(f, counts, intensity)
+                try:
+                    with tempfile.TemporaryDirectory(prefix="tumblebench_sim_") as state_dir, \
+                            ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
+                                                initargs=(_dump_state(sim, state_dir),)) as pool:
+                        tasks = [(f, f in montage_idx) for f in range(n)]
+                        for f, counts, intensity in pool.map(_render_in_worker, tasks, chunksize=4):
+                            consume(f, counts, intensity)
+                except BrokenProcessPool as exc:
+                    raise TumblebenchError(
+                        f"a frame-rendering worker process died ({exc}); a script that calls simulate_series "
+                        "must guard its top level with `if __name__ == \"__main__\":` (workers are started with "
+                        "'spawn' and import the script), or pass workers=1") from exc
             else:
                 for f in range(n):
                     intensity, counts = sim.render(f)
