@@ -36,6 +36,10 @@ from simulator._potential_kernels import phase_factors, weighted_rows
 from simulator.errors import TumblebenchError
 from simulator.scattering import GAUSSIAN_TABLES, TWO_PI_A0_E, form_factor, gaussian_coefficients
 
+#: A Gaussian's Fourier transform is dropped where its damping exp(−b q²/4) falls below this (its
+#: contribution there is < 1e-6 of its amplitude; for Pt's broad Gaussians this keeps only |q| ≲ 1–3 Å⁻¹).
+DAMPING_CUTOFF = 1e-6
+
 
 def _symbols_array(symbols: str | Sequence[str], n: int) -> np.ndarray:
     if isinstance(symbols, str):
@@ -76,6 +80,7 @@ class FourierGrid:
         self.dqx = 1.0 / (self.shape[1] * pixel_size_A)
         q2 = self.qy[:, None] ** 2 + self.qx[None, :] ** 2
         self.mask = (q2 <= q_max**2).astype(np.float32)
+        self.full = self.iy.size == self.shape[0] and self.ix.size == self.shape[1] // 2 + 1
         self.q = np.sqrt(q2)
         self._form: dict[tuple[str, str], np.ndarray] = {}
         # irfft2 gives (1/N) Σ X e^{...}; v = (1/A) Σ V̂ e^{...}  ⇒  X = V̂ / p².
@@ -89,7 +94,10 @@ class FourierGrid:
         return self._form[key]
 
     def scatter(self, coeffs: np.ndarray) -> np.ndarray:
-        """Place band-limited coefficients (..., n_qy, n_qx) into a zero rfft array (..., ny, nx//2+1)."""
+        """Place band-limited coefficients (..., n_qy, n_qx) into a zero rfft array (..., ny, nx//2+1) (the
+        coefficients themselves, as complex64, when the band covers the whole rfft array)."""
+        if self.full:
+            return np.asarray(coeffs, dtype=np.complex64)
         out = np.zeros((*coeffs.shape[:-2], self.shape[0], self.shape[1] // 2 + 1), dtype=np.complex64)
         out[..., self.iy[:, None], self.ix[None, :]] = coeffs
         return out
@@ -179,7 +187,7 @@ def slice_potential_coefficients(
     elements = sorted(set(syms.tolist()))
     if slicing == "exact":
         rows_slice, rows_atom, rows_g, rows_coef = [], [], [], []
-        damp_x, damp_y = [], []
+        damp_x, damp_y, boxes = [], [], []
         for el in elements:
             idx = np.nonzero(syms == el)[0]
             a, b = gaussian_coefficients(el, table)
@@ -192,6 +200,11 @@ def slice_potential_coefficients(
                 g_id = len(damp_x)
                 damp_x.append(np.exp(-0.25 * b[g] * grid.qx**2))
                 damp_y.append(np.exp(-0.25 * b[g] * grid.qy**2))
+                # the sub-box of frequencies where this Gaussian's damping exceeds DAMPING_CUTOFF
+                q_cut = np.sqrt(-4.0 * np.log(DAMPING_CUTOFF) / b[g])
+                boxes.append((int(np.count_nonzero((grid.qy >= 0) & (grid.qy <= q_cut))),
+                              int(np.count_nonzero((grid.qy < 0) & (grid.qy >= -q_cut))),
+                              int(np.count_nonzero(grid.qx <= q_cut))))
                 if n_slices == 1:
                     w = np.ones((idx.size, 1))
                     sl = np.zeros((idx.size, 1), dtype=np.int64)
@@ -207,9 +220,14 @@ def slice_potential_coefficients(
                 rows_atom.append(idx[ja])
                 rows_g.append(np.full(ja.size, g_id))
                 rows_coef.append(scale * a[g] * w[ja, jb] * w_atom[idx[ja]])
-        rs = np.concatenate(rows_slice)
-        order = np.argsort(rs, kind="stable")
-        rs = rs[order]
+        # rows grouped by slice, then by frequency box (Gaussians with the same box share one product)
+        box_ids = {bx: i for i, bx in enumerate(sorted(set(boxes), reverse=True))}
+        box_of_g = np.array([box_ids[bx] for bx in boxes], dtype=np.int64)
+        box_list = sorted(box_ids, key=box_ids.get)
+        n_box = len(box_list)
+        key = np.concatenate(rows_slice) * n_box + box_of_g[np.concatenate(rows_g)]
+        order = np.argsort(key, kind="stable")
+        key = key[order]
         ra = np.ascontiguousarray(np.concatenate(rows_atom)[order])
         rg = np.ascontiguousarray(np.concatenate(rows_g)[order])
         rc = np.ascontiguousarray(np.concatenate(rows_coef)[order])
@@ -223,13 +241,24 @@ def slice_potential_coefficients(
         dy = np.array(damp_y, dtype=np.float32)
         ex = np.empty((ra.size, grid.qx.size), dtype=np.complex64)
         ey = np.empty((ra.size, grid.qy.size), dtype=np.complex64)
-        weighted_rows(px, dx, ra, rg, rc, ex)
-        weighted_rows(py, dy, ra, rg, np.ones_like(rc), ey)
-        bounds = np.searchsorted(rs, np.arange(n_slices + 1))
+        box_arr = np.array(boxes, dtype=np.int64)[rg]  # (rows, 3): ny_pos, ny_neg, nx of each row's Gaussian
+        weighted_rows(px, dx, ra, rg, rc, np.ascontiguousarray(box_arr[:, 2]), np.zeros(ra.size, np.int64), ex)
+        weighted_rows(py, dy, ra, rg, np.ones_like(rc), np.ascontiguousarray(box_arr[:, 0]),
+                      np.ascontiguousarray(box_arr[:, 1]), ey)
+        bounds = np.searchsorted(key, np.arange(n_slices * n_box + 1))
+        n_qy = grid.qy.size
         for s in range(n_slices):
-            lo, hi = bounds[s], bounds[s + 1]
-            if hi > lo:
-                out[s] = ey[lo:hi].T @ ex[lo:hi]
+            for bi, (ny_pos, ny_neg, nx_b) in enumerate(box_list):
+                lo, hi = bounds[s * n_box + bi], bounds[s * n_box + bi + 1]
+                if hi == lo:
+                    continue
+                ex_b = ex[lo:hi, :nx_b]
+                if ny_pos + ny_neg == n_qy:
+                    out[s, :, :nx_b] += ey[lo:hi].T @ ex_b
+                    continue
+                out[s, :ny_pos, :nx_b] += ey[lo:hi, :ny_pos].T @ ex_b
+                if ny_neg:
+                    out[s, n_qy - ny_neg:, :nx_b] += ey[lo:hi, n_qy - ny_neg:].T @ ex_b
     else:
         if n_slices == 1:
             slice_of = np.zeros(n, dtype=np.int64)
