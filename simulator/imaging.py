@@ -89,6 +89,29 @@ def _single_blas_thread():
     return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
+_MALLOC_TUNED = False
+
+
+def _reuse_freed_memory() -> None:
+    """Ask glibc's malloc to serve arrays up to 64 MB from its heap and keep up to 256 MB of freed memory
+    instead of returning it to the system: a frame allocates and frees the same ~10–30 MB arrays (slice
+    potentials, their Fourier rows, waves) hundreds of times, and with fresh pages for each one the page
+    faults cost ~18 % of the frame time (measured: 96 → 80 ms CPU per default series frame). Once per
+    process; a no-op where glibc is not the allocator."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass(frozen=True)
 class ImagingConfig:
     """How a frame is formed from atoms (defaults: realistic for 2–3 nm Pt at 300 kV, 0.358 Å pixels).
@@ -218,6 +241,7 @@ class Imager:
 
     def __init__(self, config: ImagingConfig, shape_yx: tuple[int, int], pixel_size_A: float):
         config.validate()
+        _reuse_freed_memory()
         require(pixel_size_A > 0, f"pixel size must be > 0 Å, got {pixel_size_A}")
         require(len(shape_yx) == 2 and min(shape_yx) >= 8, f"frame shape {shape_yx} must be 2D with edges ≥ 8")
         self.config = config

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.fft
 from scipy.special import erf
 
-from simulator._potential_kernels import phase_factors, weighted_rows
+from simulator._potential_kernels import add_hermitian_pairs, phase_factors, weighted_rows
 from simulator.errors import TumblebenchError
 from simulator.scattering import GAUSSIAN_TABLES, TWO_PI_A0_E, form_factor, gaussian_coefficients
 
@@ -239,26 +239,38 @@ def slice_potential_coefficients(
         phase_factors(np.ascontiguousarray(pos[:, 1]), zeros, ones, grid.ky, grid.dqy, py)
         dx = np.array(damp_x, dtype=np.float32)
         dy = np.array(damp_y, dtype=np.float32)
-        ex = np.empty((ra.size, grid.qx.size), dtype=np.complex64)
-        ey = np.empty((ra.size, grid.qy.size), dtype=np.complex64)
-        box_arr = np.array(boxes, dtype=np.int64)[rg]  # (rows, 3): ny_pos, ny_neg, nx of each row's Gaussian
-        weighted_rows(px, dx, ra, rg, rc, np.ascontiguousarray(box_arr[:, 2]), np.zeros(ra.size, np.int64), ex)
-        weighted_rows(py, dy, ra, rg, np.ones_like(rc), np.ascontiguousarray(box_arr[:, 0]),
-                      np.ascontiguousarray(box_arr[:, 1]), ey)
-        bounds = np.searchsorted(key, np.arange(n_slices * n_box + 1))
+        # Each (slice, box) block is one real matrix product of the rows' interleaved (re, im) factors for
+        # qy ≥ 0 only: the y factor at −qy is the conjugate of that at +qy (add_hermitian_pairs).
         n_qy = grid.qy.size
+        plans = []
+        for ny_pos, ny_neg, nx_b in box_list:
+            if ny_pos + ny_neg == n_qy:  # whole column: negatives without a +k partner (−Nyquist) go direct
+                unpaired = int(np.count_nonzero(-grid.ky[ny_pos:] > ny_pos - 1))
+                n_direct = ny_pos + unpaired
+                neg_rows = np.arange(n_direct, n_qy)
+            else:
+                n_direct = ny_pos
+                neg_rows = np.arange(n_qy - ny_neg, n_qy)
+            neg_src = -grid.ky[neg_rows]
+            if neg_src.size and neg_src.max() >= n_direct:
+                raise TumblebenchError("internal: asymmetric frequency box")  # cannot happen for |qy| ≤ cut
+            plans.append((n_direct, np.ascontiguousarray(neg_rows), np.ascontiguousarray(neg_src), nx_b))
+        box_arr = np.array(boxes, dtype=np.int64)[rg]  # (rows, 3): ny_pos, ny_neg, nx of each row's Gaussian
+        n_direct_row = np.array([pl[0] for pl in plans], dtype=np.int64)[box_of_g[rg]]
+        ex = np.empty((ra.size, grid.qx.size), dtype=np.complex64)
+        ey = np.empty((ra.size, n_qy), dtype=np.complex64)
+        no_tail = np.zeros(ra.size, np.int64)
+        weighted_rows(px, dx, ra, rg, rc, np.ascontiguousarray(box_arr[:, 2]), no_tail, ex)
+        weighted_rows(py, dy, ra, rg, np.ones_like(rc), n_direct_row, no_tail, ey)
+        exr = ex.view(np.float32)
+        eyr = ey.view(np.float32)
+        bounds = np.searchsorted(key, np.arange(n_slices * n_box + 1))
         for s in range(n_slices):
-            for bi, (ny_pos, ny_neg, nx_b) in enumerate(box_list):
+            for bi, (n_direct, neg_rows, neg_src, nx_b) in enumerate(plans):
                 lo, hi = bounds[s * n_box + bi], bounds[s * n_box + bi + 1]
-                if hi == lo:
-                    continue
-                ex_b = ex[lo:hi, :nx_b]
-                if ny_pos + ny_neg == n_qy:
-                    out[s, :, :nx_b] += ey[lo:hi].T @ ex_b
-                    continue
-                out[s, :ny_pos, :nx_b] += ey[lo:hi, :ny_pos].T @ ex_b
-                if ny_neg:
-                    out[s, n_qy - ny_neg:, :nx_b] += ey[lo:hi, n_qy - ny_neg:].T @ ex_b
+                if hi > lo:
+                    g = eyr[lo:hi, :2 * n_direct].T @ exr[lo:hi, :2 * nx_b]
+                    add_hermitian_pairs(g, out[s], n_direct, neg_rows, neg_src)
     else:
         if n_slices == 1:
             slice_of = np.zeros(n, dtype=np.int64)
