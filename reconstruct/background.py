@@ -3,8 +3,20 @@
 Graphene is static while the particle tumbles, so its Bragg peaks (2.13 Å and 1.23 Å, the {10-10} and
 {11-20} families of the 2.46 Å lattice, and their higher orders 1.065 Å and 0.805 Å within Nyquist) stand
 out in the *mean power spectrum* of the series. Fourier pixels of those rings that are local maxima of the
-mean power and exceed the ring median by ``peak_threshold`` (robust z-score) are zeroed in every frame, with a
-small neighbourhood. The liquid background changes over a series (the cell
+mean power and exceed the ring median by ``peak_threshold`` (robust z-score) are the peaks.
+
+Two ways to remove them (``method``):
+
+* ``"subtract"`` (default): around every peak (``static_radius_px``) the *static* part of the spectrum — the
+  mean Fourier coefficient of the frames in time windows of ``tracking.chunk`` frames, interpolated linearly
+  in time — is subtracted from every frame. A lattice that is not commensurate with the field leaks into
+  many Fourier pixels around each peak (measured: the static power 5 % of the way to the next ring is still
+  5× the frames' mean power there); subtracting the static part removes the peak and its leakage while the
+  tumbling particle, whose mean over a window is small, keeps its signal.
+* ``"zero"``: the peak pixels (dilated by ``peak_dilation``) are zeroed, as SINGLE does; the reconstruction
+  then treats them as missing data (:func:`missing_data`).
+
+The liquid background changes over a series (the cell
 thins), so every particle box is divided by its own background level (median of the pixels outside the
 particle) and the unit offset removed: box = counts / background − 1, i.e. the relative contrast.
 """
@@ -32,6 +44,10 @@ class BackgroundConfig:
     ----------
     remove_graphene
         Remove the graphene lattice peaks.
+    method
+        ``"subtract"`` the static spectrum around the peaks (default) or ``"zero"`` the peak pixels.
+    static_radius_px
+        With ``subtract``: radius (Fourier pixels of the field) around each peak where the static part is removed.
     ring_width
         Relative half-width of the searched rings around 1/2.13 and 1/1.23 Å⁻¹.
     peak_threshold
@@ -43,12 +59,17 @@ class BackgroundConfig:
     """
 
     remove_graphene: bool = True
+    method: str = "subtract"
+    static_radius_px: int = 4
     ring_width: float = 0.04
     peak_threshold: float = 8.0
     peak_dilation: int = 1
     normalise: bool = True
 
     def validate(self) -> None:
+        require(self.method in ("subtract", "zero"), f"background.method = {self.method!r}; expected subtract|zero")
+        require(0 <= self.static_radius_px <= 16,
+                f"background.static_radius_px = {self.static_radius_px} must be in 0–16")
         require(0 < self.ring_width < 0.3, f"background.ring_width = {self.ring_width} must be in (0, 0.3)")
         require(self.peak_threshold > 0, f"background.peak_threshold = {self.peak_threshold} must be > 0")
         require(self.peak_dilation >= 0, f"background.peak_dilation = {self.peak_dilation} must be >= 0")
@@ -80,11 +101,103 @@ def lattice_peak_mask(mean_power: np.ndarray, pixel_size: float, config: Backgro
     return mask
 
 
-def remove_peaks(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Zero the masked Fourier pixels of frames [k, y, x] (the mean level is kept)."""
+@dataclass(frozen=True)
+class StaticSpectrum:
+    """The static (time-averaged) part of the frames' spectrum in a region of Fourier pixels.
+
+    Attributes
+    ----------
+    region
+        Boolean (ny, nx) mask, fftfreq layout, of the pixels that are corrected.
+    times
+        (c,) frame index at the centre of every time window (increasing).
+    spectra
+        (c, r) complex mean Fourier coefficients of the region's r pixels in every window.
+    """
+
+    region: np.ndarray
+    times: np.ndarray
+    spectra: np.ndarray
+
+    def at(self, frames: np.ndarray) -> np.ndarray:
+        """(k, r) static coefficients at frame indices ``frames`` (linear in time, constant beyond the ends)."""
+        f = np.asarray(frames, float)
+        if len(self.times) == 1:
+            return np.repeat(self.spectra[:1], len(f), axis=0)
+        j = np.clip(np.searchsorted(self.times, f) - 1, 0, len(self.times) - 2)
+        a = np.clip((f - self.times[j]) / (self.times[j + 1] - self.times[j]), 0.0, 1.0)[:, None]
+        return (1 - a) * self.spectra[j] + a * self.spectra[j + 1]
+
+
+def static_region(peaks: np.ndarray, radius_px: int) -> np.ndarray:
+    """Peaks dilated by a disc of ``radius_px`` Fourier pixels (periodic, fftfreq layout)."""
+    if radius_px <= 0:
+        return peaks.copy()
+    r = radius_px
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    disc = yy**2 + xx**2 <= r * r
+    return np.fft.ifftshift(ndimage.binary_dilation(np.fft.fftshift(peaks), structure=disc))
+
+
+def clean_frames(frames: np.ndarray, frame_idx: np.ndarray, peaks: np.ndarray | None,
+                 static: StaticSpectrum | None) -> np.ndarray:
+    """Frames [k, y, x] with the graphene removed: the static spectrum subtracted in its region (if given),
+    else the peak pixels zeroed (the mean level is kept either way)."""
+    if static is None and (peaks is None or not peaks.any()):
+        return np.asarray(frames, np.float32)
     ft = scipy.fft.fft2(np.asarray(frames, np.float32), workers=-1)
-    ft[:, mask] = 0
+    if static is not None:
+        ft[:, static.region] -= static.at(frame_idx).astype(ft.dtype)
+    else:
+        ft[:, peaks] = 0
     return scipy.fft.ifft2(ft, workers=-1).real.astype(np.float32)
+
+
+def missing_data(peaks: np.ndarray, field_pixel_size: float, shape: tuple[int, int], pixel_size: float,
+                 margin_px: float = 1.0) -> np.ndarray:
+    """Keep-mask (1 = data, 0 = missing; centred, fftshift layout) on another Fourier grid for removed peaks.
+
+    Zeroed Fourier pixels are *missing* data, not measurements of zero: a reconstruction that inserted them
+    as zeros would pull every 3D shell that crosses a graphene ring towards zero (at 0.358 Å pixels the two
+    sheets' {20} peaks remove ~¼ of the 1.065 Å ring of every frame). Multiplying the CTF by this mask
+    gives those pixels zero weight instead.
+
+    Parameters
+    ----------
+    peaks
+        Boolean peak mask of the frames' field (fftfreq layout), from :func:`lattice_peak_mask`.
+    field_pixel_size
+        Pixel size of the frames (Å).
+    shape, pixel_size
+        Target grid (e.g. a padded particle box) and its pixel size (Å).
+    margin_px
+        Extra radius in field Fourier pixels: cutting a box from the field smooths the holes over about one
+        field Fourier pixel, so their rims are partly emptied too.
+
+    Returns
+    -------
+    numpy.ndarray
+        (ny, nx) float32 centred mask.
+    """
+    fy, fx = peaks.shape
+    iy, ix = np.nonzero(peaks)
+    q_peaks = np.stack([scipy.fft.fftfreq(fy, field_pixel_size)[iy], scipy.fft.fftfreq(fx, field_pixel_size)[ix]], 1)
+    ny, nx = shape
+    qy = scipy.fft.fftshift(scipy.fft.fftfreq(ny, pixel_size))
+    qx = scipy.fft.fftshift(scipy.fft.fftfreq(nx, pixel_size))
+    dq = 1.0 / (min(fy, fx) * field_pixel_size)
+    radius = (0.5 + margin_px) * dq
+    keep = np.ones(shape, np.float32)
+    span_y = int(np.ceil(radius * ny * pixel_size)) + 1
+    span_x = int(np.ceil(radius * nx * pixel_size)) + 1
+    for qpy, qpx in q_peaks:
+        cy = int(np.rint(qpy * ny * pixel_size)) + ny // 2
+        cx = int(np.rint(qpx * nx * pixel_size)) + nx // 2
+        ys = slice(max(cy - span_y, 0), min(cy + span_y + 1, ny))
+        xs = slice(max(cx - span_x, 0), min(cx + span_x + 1, nx))
+        d2 = (qy[ys, None] - qpy) ** 2 + (qx[None, xs] - qpx) ** 2
+        keep[ys, xs][d2 <= radius**2] = 0.0
+    return keep
 
 
 def normalise_boxes(boxes: np.ndarray, radius_px: float) -> tuple[np.ndarray, np.ndarray]:

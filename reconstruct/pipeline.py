@@ -22,7 +22,14 @@ import pandas as pd
 from scipy.spatial.transform import Rotation
 
 from reconstruct.abinitio import abinitio
-from reconstruct.background import lattice_peak_mask, normalise_boxes, remove_peaks
+from reconstruct.background import (
+    StaticSpectrum,
+    clean_frames,
+    lattice_peak_mask,
+    missing_data,
+    normalise_boxes,
+    static_region,
+)
 from reconstruct.config import ReconstructConfig
 from reconstruct.fsc import resolution_at
 from reconstruct.projector import soft_sphere
@@ -46,7 +53,7 @@ def _bar(total: int, desc: str, enabled: bool):
 
 
 def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, manifest: dict | None,
-                rows: np.ndarray) -> Callable | None:
+                rows: np.ndarray, amplitude_contrast: float | None = None) -> Callable | None:
     """CTF callable ``(indices, shape, pixel_size) -> centred CTFs`` for the usable frames, or None.
 
     ``projection``-mode series (``tbMode``) have no CTF. The optics come from the series' ``manifest.json``
@@ -74,6 +81,8 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
         base = replace(base, voltage_kv=float(optics_df["rlnVoltage"].iloc[0]),
                        cs_mm=float(optics_df["rlnSphericalAberration"].iloc[0]))
     q0 = float(optics_df["rlnAmplitudeContrast"].iloc[0]) if "rlnAmplitudeContrast" in optics_df else 0.0
+    if amplitude_contrast is not None:
+        q0 = float(amplitude_contrast)
     du = particles["rlnDefocusU"].to_numpy(float)[rows]
     dv = particles["rlnDefocusV"].to_numpy(float)[rows]
     ang = particles["rlnDefocusAngle"].to_numpy(float)[rows] if "rlnDefocusAngle" in particles else 0 * du
@@ -112,12 +121,15 @@ def _check_inputs(frames_path: Path, star_path: Path | None, config: Reconstruct
     return stack, pixel, optics, particles
 
 
-def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bad-frame flags (non-finite or constant), the mean frame and the mean power spectrum of good frames."""
+def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+    """Bad-frame flags (non-finite or constant), the mean frame and the mean power spectrum of good frames, and
+    per chunk of frames the mean frame index and the mean spectrum of its good frames (NaN if none)."""
     m = stack.shape[0]
     bad = np.zeros(m, bool)
     mean = np.zeros(stack.shape[1:], np.float64)
     power = np.zeros(stack.shape[1:], np.float64)
+    times, spectra = [], []
     for s in range(0, m, chunk):
         fr = np.asarray(stack[s:s + chunk], np.float32)
         finite = np.isfinite(fr).all(axis=(1, 2))
@@ -128,30 +140,40 @@ def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.nda
         good = fr[~b]
         if good.size:
             mean += good.sum(axis=0)
-            power += (np.abs(np.fft.fft2(good - good.mean(axis=(1, 2), keepdims=True))) ** 2).sum(axis=0)
+            ft = np.fft.fft2(good)
+            ft[:, 0, 0] = 0.0
+            power += (np.abs(ft) ** 2).sum(axis=0)
+            times.append(s + np.flatnonzero(~b).mean())
+            spectra.append(ft.mean(axis=0).astype(np.complex64))
         bar.update(len(fr))
     n_good = max(int((~bad).sum()), 1)
-    return bad, mean / n_good, power / n_good
+    return bad, mean / n_good, power / n_good, np.asarray(times), np.asarray(spectra)
 
 
 def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, progress: bool,
                   linear_contrast: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict,
+                             np.ndarray | None]:
     """Background + tracking stages: returns (boxes, origins_px, usable frame indices, trajectory, box centres,
-    diameter_A, counts). ``linear_contrast``: the frames are linear in the potential (no CTF), so that the
-    ``auto`` tracking method follows the particle's contrast rather than its local power."""
+    diameter_A, counts, removed graphene peak mask of the field or None). ``linear_contrast``: the frames are
+    linear in the potential (no CTF), so that the ``auto`` tracking method follows the particle's contrast rather
+    than its local power."""
     m = stack.shape[0]
     tcfg = config.tracking
     if tcfg.method == "auto":
         tcfg = replace(tcfg, method="contrast" if linear_contrast else "energy")
     ch = config.tracking.chunk
     with _bar(m, "frames: statistics", progress) as bar:
-        bad, mean_frame, mean_power = _frame_stats(stack, ch, bar)
+        bad, mean_frame, mean_power, chunk_times, chunk_spectra = _frame_stats(stack, ch, bar)
     require(int((~bad).sum()) >= config.min_frames,
             f"only {int((~bad).sum())} of {m} frames are usable (others all-zero/constant or NaN); "
             f"at least min_frames = {config.min_frames} are needed")
     peaks = lattice_peak_mask(mean_power, pixel, config.background) if config.background.remove_graphene else None
     n_peaks = int(peaks.sum()) if peaks is not None else 0
+    static = None
+    if n_peaks and config.background.method == "subtract":
+        region = static_region(peaks, config.background.static_radius_px)
+        static = StaticSpectrum(region, chunk_times, chunk_spectra[:, region])
     sign, _ = contrast_sign(mean_frame, pixel, config.tracking.lowpass_A)
     radius_guess = (config.diameter_A / 2 if config.diameter_A > 0 else 10.0) / pixel
     raw = np.full((m, 2), np.nan)
@@ -159,9 +181,7 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
     with _bar(m, "tracking", progress) as bar:
         for s in range(0, m, ch):
             fr = np.asarray(stack[s:s + ch], np.float32)
-            fr = np.nan_to_num(fr)
-            if peaks is not None and peaks.any():
-                fr = remove_peaks(fr, peaks)
+            fr = clean_frames(np.nan_to_num(fr), np.arange(s, s + len(fr)), peaks, static)
             xy, zz = locate(fr, pixel, radius_guess, sign, tcfg)
             raw[s:s + ch] = xy
             z[s:s + ch] = zz
@@ -182,9 +202,7 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
     with _bar(idx.size, "boxes", progress) as bar:
         for s in range(0, idx.size, ch):
             sel = idx[s:s + ch]
-            fr = np.asarray(stack[sel], np.float32)
-            if peaks is not None and peaks.any():
-                fr = remove_peaks(fr, peaks)
+            fr = clean_frames(np.asarray(stack[sel], np.float32), sel, peaks, static)
             b, o = cut_boxes(fr, smooth[sel], config.box)
             boxes[s:s + ch] = b
             origins[s:s + ch] = o
@@ -198,7 +216,27 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
     diameter = float(np.clip(diameter, 4 * pixel, 0.8 * config.box * pixel))
     counts = {"frames": m, "bad_frames": int(bad.sum()), "lost_frames": int(lost.sum()),
               "usable_frames": int(idx.size), "graphene_peak_pixels": n_peaks, "contrast_sign": sign}
-    return boxes, origins, idx, traj, smooth[idx], diameter, counts
+    # zeroed peaks are missing data for the reconstruction; subtracted static spectra leave no hole
+    return boxes, origins, idx, traj, smooth[idx], diameter, counts, (peaks if n_peaks and static is None else None)
+
+
+def with_missing_data(ctf_fn: Callable | None, peaks: np.ndarray | None, field_pixel: float) -> Callable | None:
+    """``ctf_fn`` times the keep-mask of the removed graphene peaks (:func:`reconstruct.background.missing_data`),
+    so that reconstruction and scoring give the removed Fourier pixels zero weight; ``ctf_fn`` if no peaks."""
+    if peaks is None:
+        return ctf_fn
+    cache: dict = {}
+
+    def fn(idx: np.ndarray, shape: tuple[int, int], pixel_size: float) -> np.ndarray:
+        key = (tuple(shape), float(pixel_size))
+        if key not in cache:
+            cache[key] = missing_data(peaks, field_pixel, shape, pixel_size)
+        keep = cache[key]
+        if ctf_fn is None:
+            return np.broadcast_to(keep, (len(idx), *keep.shape)).copy()
+        return ctf_fn(idx, shape, pixel_size) * keep
+
+    return fn
 
 
 def _oracle_poses(particles: pd.DataFrame, rows: np.ndarray, spec: str, rng: np.random.Generator) -> np.ndarray:
@@ -279,16 +317,19 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     log.info("input: %s (%d frames of %d×%d px, %.4f Å/px), star: %s, poses: %s", frames, stack.shape[0],
              stack.shape[2], stack.shape[1], pixel, star, config.poses)
     linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
-    boxes, origins, rows, traj, centres, diameter, counts = track_and_cut(stack, pixel, config, progress, linear)
+    boxes, origins, rows, traj, centres, diameter, counts, peaks = track_and_cut(stack, pixel, config, progress,
+                                                                                linear)
     timings["tracking"] = time.perf_counter() - t0
     log.info("frames: %d, excluded as bad (NaN/constant): %d, lost by the tracker: %d, usable: %d; graphene peak "
              "pixels removed: %d; particle diameter %.1f Å", counts["frames"], counts["bad_frames"],
              counts["lost_frames"], counts["usable_frames"], counts["graphene_peak_pixels"], diameter)
     nyq_needed = 2 * pixel
     require(len(rows) >= config.min_frames, f"{len(rows)} usable frames < min_frames = {config.min_frames}")
-    ctf_fn = make_ctf_fn(optics, particles, manifest, rows)
+    ctf_fn = make_ctf_fn(optics, particles, manifest, rows, config.amplitude_contrast)
     if ctf_fn is None and counts["contrast_sign"] < 0:
         boxes = -boxes  # without a CTF the map is of the particle's contrast: keep its density positive
+    # the removed graphene peaks are missing data for the maps (the global search keeps the plain CTF)
+    ctf_rec = with_missing_data(ctf_fn, peaks, pixel)
     n = config.box
     mask = soft_sphere(n, (diameter / 2 + config.refine.mask_margin_A) / pixel, 3.0)
     info: dict = {}
@@ -303,7 +344,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         shifts = -(true_centre - np.rint(centres))
         halves = (np.arange(len(rows)) % 2).astype(np.int64)
         with _bar(1, "reconstruction (true poses)", progress) as bar:
-            r1, r2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel, config.refine.pad)
+            r1, r2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_rec, pixel, config.refine.pad)
             h1, h2, freq, curve, full = filtered_map(r1, r2, mask, pixel)
             bar.update(1)
         del r1, r2
@@ -319,7 +360,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         timings["abinitio" if config.poses == "abinitio" else "oracle_poses"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         with _bar(config.refine.n_iter, "refinement", progress) as bar:
-            res = refine(boxes, pixel, poses, origins, diameter, config.refine, ctf_fn, progress=bar.update)
+            res = refine(boxes, pixel, poses, origins, diameter, config.refine, ctf_rec, progress=bar.update)
         timings["refine"] = time.perf_counter() - t2
         poses, shifts, h1, h2, full = res.poses, res.shifts_px, res.half1, res.half2, res.map
         freq, curve, history = res.fsc_freq, res.fsc_half, res.history
@@ -328,7 +369,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     res05 = resolution_at(freq, curve, 0.5)
     if res0143 < nyq_needed * 1.0001:
         log.info("half-map FSC stays above 0.143 up to Nyquist (%.3f Å)", nyq_needed)
-    write_volume(out / "map.mrc", full, pixel)
+    solvent = mask if config.flatten_solvent else 1.0
+    write_volume(out / "map.mrc", full * solvent, pixel)
     write_volume(out / "half1.mrc", h1, pixel)
     write_volume(out / "half2.mrc", h2, pixel)
     with np.errstate(divide="ignore"):
@@ -341,11 +383,11 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
                  ).to_csv(out / "trajectory.csv", index=False)
     with _bar(2, "time-resolved maps", progress) as bar:
         tr = time_resolved_maps(boxes, rows, poses, shifts, pixel, stack.shape[0], mask, config.timeresolved,
-                                ctf_fn, config.refine.pad, progress=bar.update)
+                                ctf_rec, config.refine.pad, progress=bar.update)
     parts = {}
     for name, d in tr.items():
         (out / name).mkdir()
-        write_volume(out / name / "map.mrc", d["map"], pixel)
+        write_volume(out / name / "map.mrc", d["map"] * solvent, pixel)
         write_volume(out / name / "half1.mrc", d["half1"], pixel)
         write_volume(out / name / "half2.mrc", d["half2"], pixel)
         parts[name] = {"frames": list(d["frames"]), "n_used": int(d["n_used"]), "fsc_half_0.143_A": d["fsc_0.143_A"]}
