@@ -53,12 +53,13 @@ def _bar(total: int, desc: str, enabled: bool):
 
 
 def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, manifest: dict | None,
-                rows: np.ndarray, amplitude_contrast: float | None = None) -> Callable | None:
+                rows: np.ndarray, amplitude_contrast: float = -1.0) -> Callable | None:
     """CTF callable ``(indices, shape, pixel_size) -> centred CTFs`` for the usable frames, or None.
 
     ``projection``-mode series (``tbMode``) have no CTF. The optics come from the series' ``manifest.json``
     (``config.imaging.optics``) when present, else from the STAR optics table; the defocus of every frame from
-    rlnDefocusU/V/Angle (binned to 1 Å, cached).
+    rlnDefocusU/V/Angle (binned to 1 Å, cached). ``amplitude_contrast`` ≥ 0 replaces the STAR's
+    rlnAmplitudeContrast (−1 keeps it).
     """
     if optics_df is None or particles is None:
         return None
@@ -81,7 +82,7 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
         base = replace(base, voltage_kv=float(optics_df["rlnVoltage"].iloc[0]),
                        cs_mm=float(optics_df["rlnSphericalAberration"].iloc[0]))
     q0 = float(optics_df["rlnAmplitudeContrast"].iloc[0]) if "rlnAmplitudeContrast" in optics_df else 0.0
-    if amplitude_contrast is not None:
+    if amplitude_contrast >= 0:  # −1: keep the STAR's value
         q0 = float(amplitude_contrast)
     du = particles["rlnDefocusU"].to_numpy(float)[rows]
     dv = particles["rlnDefocusV"].to_numpy(float)[rows]
