@@ -6,6 +6,12 @@ Local search is hill climbing on SO(3): every frame tries its pose perturbed by 
 cross-correlations of the frame with the CTF-multiplied projection of its own half-set map (frames with even
 index against half 1, odd against half 2; the halves never see each other's frames). Shifts are refined from
 the peak of the cross-correlation image of each frame with its reference projection.
+
+Two steps use the time order of a Brownian series: after every iteration a *continuity sweep* hill-climbs each
+frame from its neighbour's pose (forward, then backward), so that good poses propagate through runs of frames
+stuck in a wrong local optimum; and after the first iteration(s) a *branch check*
+(:func:`reconstruct.abinitio.realign_segments`) finds time segments that settled on a pseudo-symmetric mate and
+moves them into the branch of the largest mutually consistent group of segments.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
@@ -24,6 +31,7 @@ from reconstruct.projector import (
     Band,
     Reconstructor,
     Reference,
+    image_from_ft,
     image_ft,
     prepare_reference,
     project_band,
@@ -61,6 +69,20 @@ class RefineConfig:
         Oversampling of the 3D Fourier grid.
     converge_deg
         Stop when the median pose change of an iteration is below this (deg).
+    sweep_resolution_A
+        Coarsest resolution limit (Å) of the continuity sweep run after every iteration's local search
+        (:func:`continuity_sweep`); 0 disables it.
+    branch_iterations
+        After these iterations, time segments of the trajectory that settled on a pseudo-symmetric mate are
+        found and moved into the branch of the largest consistent group
+        (:func:`reconstruct.abinitio.realign_segments`); convergence is not declared before the last of them.
+    branch_segment
+        Fewest frames per time segment of that check (0 disables it).
+    branch_max_segments
+        Most segments (longer series get longer segments; the pairwise test costs the square of this).
+    branch_box, branch_resolution_A, branch_pair_resolution_A, branch_grid
+        Box (pixels, Fourier-cropped), resolution limits (Å) of the moves and of the pairwise segment tests,
+        and SO(3) grid size of that check.
     """
 
     n_iter: int = 5
@@ -72,6 +94,14 @@ class RefineConfig:
     mask_margin_A: float = 3.0
     pad: int = 2
     converge_deg: float = 0.3
+    sweep_resolution_A: float = 1.5
+    branch_iterations: tuple[int, ...] = (0,)
+    branch_segment: int = 30
+    branch_max_segments: int = 10
+    branch_box: int = 64
+    branch_resolution_A: float = 1.6
+    branch_pair_resolution_A: float = 2.2
+    branch_grid: int = 2000
 
     def validate(self) -> None:
         require(self.n_iter >= 1, f"refine.n_iter = {self.n_iter} must be >= 1")
@@ -81,6 +111,15 @@ class RefineConfig:
         require(self.start_resolution_A > 0 and self.finest_search_A > 0, "refine resolutions must be > 0 Å")
         require(self.max_shift_A >= 0, "refine.max_shift_A must be >= 0")
         require(self.pad in (1, 2, 3), f"refine.pad = {self.pad} must be 1, 2 or 3")
+        require(self.sweep_resolution_A >= 0, "refine.sweep_resolution_A must be >= 0 Å (0: off)")
+        require(all(i >= 0 for i in self.branch_iterations), "refine.branch_iterations must be >= 0")
+        require(self.branch_segment == 0 or self.branch_segment >= 5,
+                f"refine.branch_segment = {self.branch_segment} must be 0 (off) or >= 5 frames")
+        require(self.branch_max_segments >= 3, "refine.branch_max_segments must be >= 3")
+        require(16 <= self.branch_box <= 256 and self.branch_box % 2 == 0,
+                f"refine.branch_box = {self.branch_box} must be even, 16–256")
+        require(self.branch_resolution_A > 0 and self.branch_pair_resolution_A > 0 and self.branch_grid >= 100,
+                "refine.branch_resolution_A must be > 0 Å and refine.branch_grid >= 100")
 
 
 _NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
@@ -236,6 +275,149 @@ def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> 
     return prepare_reference(vol * mask, pad=rec.pad)
 
 
+@numba.njit(cache=True)
+def _score_one(vft, rot, kx, ky, pad, img, ctf):
+    """Correlation of one image with the slice of ``vft`` at ``rot``, as in
+    :func:`reconstruct._gridding_kernels.score_candidates` (serial, for sequential use)."""
+    nn = vft.shape[0]
+    c = nn // 2
+    num = 0.0
+    den = 0.0
+    for j in range(kx.shape[0]):
+        px = pad * (rot[0, 0] * kx[j] + rot[1, 0] * ky[j]) + c
+        py = pad * (rot[0, 1] * kx[j] + rot[1, 1] * ky[j]) + c
+        pz = pad * (rot[0, 2] * kx[j] + rot[1, 2] * ky[j]) + c
+        x0 = int(np.floor(px))
+        y0 = int(np.floor(py))
+        z0 = int(np.floor(pz))
+        if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
+            continue
+        fx = px - x0
+        fy = py - y0
+        fz = pz - z0
+        acc = 0j
+        for dz in range(2):
+            wz = fz if dz else 1.0 - fz
+            for dy in range(2):
+                wy = fy if dy else 1.0 - fy
+                for dx in range(2):
+                    wx = fx if dx else 1.0 - fx
+                    acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
+        acc *= ctf[j]
+        v = img[j]
+        num += acc.real * v.real + acc.imag * v.imag
+        den += acc.real * acc.real + acc.imag * acc.imag
+    return num / np.sqrt(den) if den > 0 else 0.0
+
+
+@numba.njit(cache=True)
+def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, direction, moved):
+    m = poses.shape[0]
+    start = 1 if direction == 1 else m - 2
+    stop = m if direction == 1 else -1
+    cand = np.empty((3, 3))
+    for i in range(start, stop, direction):
+        vft = vft0 if halves[i] == 0 else vft1
+        pose = poses[i - direction].copy()
+        best = _score_one(vft, pose, kx, ky, pad, x[i], ctf[i])
+        for s in range(deltas.shape[0]):
+            centre = pose.copy()
+            for k in range(deltas.shape[1]):
+                for a in range(3):
+                    for b in range(3):
+                        cand[a, b] = (deltas[s, k, a, 0] * centre[0, b] + deltas[s, k, a, 1] * centre[1, b]
+                                      + deltas[s, k, a, 2] * centre[2, b])
+                sc = _score_one(vft, cand, kx, ky, pad, x[i], ctf[i])
+                if sc > best:
+                    best = sc
+                    pose[:, :] = cand
+        if best > cur[i]:
+            poses[i] = pose
+            cur[i] = best
+            moved[i] = True
+
+
+def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: np.ndarray, band: Band,
+                     poses: np.ndarray, ctf: np.ndarray | None, steps_deg: tuple[float, ...]
+                     ) -> tuple[np.ndarray, int]:
+    """Let good poses propagate along the trajectory: forward, then backward, in time order.
+
+    Successive frames of a Brownian rotation differ by a few degrees, so the pose of frame ``i − 1`` (forward
+    sweep) or ``i + 1`` (backward) lies inside the basin of frame ``i``'s true pose. Each frame is hill-climbed
+    (one move per step size) from its neighbour's pose against its own half map; the result replaces its pose
+    when it correlates better. Being sequential, one sweep carries a correction through a whole run of frames
+    stuck in a wrong local optimum (e.g. next to a change of pseudo-symmetric branch), which independent local
+    searches cannot.
+
+    Parameters
+    ----------
+    refs
+        The two half-set references (frame ``i`` uses ``refs[halves[i]]``).
+    halves
+        (M,) 0/1.
+    x
+        complex (M, P) re-centred image transforms on ``band``.
+    band
+        Frequencies.
+    poses
+        (M, 3, 3) poses in time order.
+    ctf
+        (M, P) transfer on ``band`` or None.
+    steps_deg
+        Hill-climbing steps (deg).
+
+    Returns
+    -------
+    (poses, n_moved)
+    """
+    poses = np.ascontiguousarray(poses, np.float64).copy()
+    m = len(poses)
+    c = np.ones((m, band.kx.size), np.float32) if ctf is None else np.ascontiguousarray(ctf, np.float32)
+    xx = np.ascontiguousarray(x, np.complex64)
+    cur = np.empty(m)
+    for h in (0, 1):
+        idx = np.flatnonzero(halves == h)
+        out = np.empty((len(idx), 1))
+        score_candidates(refs[h].vft, np.ascontiguousarray(poses[idx][:, None]), band.kx, band.ky, refs[h].pad,
+                         xx[idx], c[idx], out)
+        cur[idx] = out[:, 0]
+    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * _NEIGHBOURS).as_matrix() for s in steps_deg])
+    moved = np.zeros(m, np.bool_)
+    for direction in (1, -1):
+        _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xx, c,
+                      np.asarray(halves, np.int64), poses, cur, deltas, direction, moved)
+    return poses, int(moved.sum())
+
+
+def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray, diameter_A: float,
+             config: RefineConfig, ctf_fn: CtfFn | None) -> np.ndarray:
+    """Branch check of the trajectory on Fourier-cropped, re-centred frames (see ``branch_*`` of the config)."""
+    from reconstruct.abinitio import fourier_crop, realign_segments, so3_grid
+
+    m, n, _ = boxes.shape
+    ns = min(config.branch_box, n)
+    ps = pixel_size * n / ns
+    full = Band.make(ns, r_max=ns)
+    small = np.empty((m, ns, ns), np.float32)
+    for s in range(0, m, 512):
+        c = fourier_crop(np.asarray(boxes[s:s + 512], np.float32), ns)
+        c -= c.mean(axis=(1, 2), keepdims=True)
+        ph = shift_phases(full, shifts[s:s + 512] * ns / n)
+        small[s:s + 512] = image_from_ft(full.put(full.take(image_ft(c)) * ph))
+    res = max(config.branch_resolution_A, 2.1 * ps)
+    band = Band.make(ns, r_max=ns * ps / res, r_min=1.0)
+    x = band.take(image_ft(small))
+    idx = np.arange(m)
+    ctf_pad = None if ctf_fn is None else ctf_fn(idx, (2 * ns, 2 * ns), ps)
+    ctf_band = None if ctf_fn is None else band.take(ctf_fn(idx, (ns, ns), ps))
+    mask = soft_sphere(ns, (diameter_A / 2 + config.mask_margin_A) / ps, 2.0)
+    segment = max(config.branch_segment, -(-m // config.branch_max_segments))
+    new, _ = realign_segments(small, x, band, poses, res / ps, mask, ctf_pad, ctf_band, segment,
+                              so3_grid(config.branch_grid), block_frames=12,
+                              pair_res_px=max(config.branch_pair_resolution_A, res) / ps)
+    return new
+
+
 def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
            config: RefineConfig, ctf_fn: CtfFn | None = None, progress=None) -> RefineResult:
     """Gold-standard projection-matching refinement of poses and shifts.
@@ -278,6 +460,11 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         del rec1, rec2
         band = Band.make(n, r_max=n * pixel_size / search_res, r_min=1.0)
         change = np.zeros(m)
+        sweep = config.sweep_resolution_A > 0
+        if sweep:
+            sband = Band.make(n, r_max=n * pixel_size / max(search_res, config.sweep_resolution_A), r_min=1.0)
+            sx = np.empty((m, sband.kx.size), np.complex64)
+            sc = None if ctf_fn is None else np.empty((m, sband.kx.size), np.float32)
         for h in (0, 1):
             idx = np.flatnonzero(halves == h)
             for s in range(0, len(idx), 512):
@@ -288,11 +475,20 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
                                             max_shift) if max_shift > 0 else shifts[sel]
                 vals = band.take(ft) * shift_phases(band, shifts[sel])
                 ctf_b = None if ctf_full is None else band.take(ctf_full)
+                if sweep:
+                    sx[sel] = sband.take(ft) * shift_phases(sband, shifts[sel])
+                    if sc is not None:
+                        sc[sel] = sband.take(ctf_full)
                 new, _ = local_search(refs[h], vals, band, poses[sel], ctf_b, config.steps_deg,
                                       config.climbs_per_step)
                 rel = np.einsum("nij,nkj->nik", new, poses[sel])
                 change[sel] = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
                 poses[sel] = new
+        if config.branch_segment > 0 and it in config.branch_iterations:
+            poses = _realign(boxes, pixel_size, poses, shifts, diameter_A, config, ctf_fn)
+        if sweep:
+            poses, n_moved = continuity_sweep(refs, halves, sx, sband, poses, sc, config.steps_deg)
+            log.info("refine iteration %d: continuity sweep moved %d frames to a neighbour's basin", it, n_moved)
         med = float(np.median(change))
         history.append({"iteration": it, "fsc_0.143_A": res_fsc, "search_resolution_A": search_res,
                         "median_pose_change_deg": med})
@@ -300,7 +496,7 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
                  "%.3f deg", it, res_fsc, search_res, med)
         if progress is not None:
             progress(1)
-        if med < config.converge_deg:
+        if med < config.converge_deg and (config.branch_segment == 0 or it >= max(config.branch_iterations, default=0)):
             break
     rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, pixel_size)
