@@ -1,24 +1,34 @@
 """tumblebench's per-frame forward model against abTEM's multislice: image correlation and speed.
 
 Like with like (noise off, liquid cell off): the same 586-atom Pt truncated octahedron (tests/data) at the
-same random pose; the same internal sampling (0.358 Å / 1.5 = 0.2387 Å) over the same 192 × 192-pixel
-field (68.7 Å); the same slice thickness (2 Å) and slice boundaries; the same parametrisation (Lobato &
+same random pose; the same internal sampling (tumblebench's default ``oversampling=3``: abTEM 0.358 Å / 3
+= 0.1193 Å over the 192 × 192-pixel field (68.7 Å); tumblebench the fastest FFT length ≥ 3× its window,
+0.117–0.119 Å); the same slice thickness (2 Å) and slice boundaries; the same parametrisation (Lobato &
 Van Dyck 2014, abTEM's default) with each atom's whole projected potential in the slice holding its centre
 (abTEM's ``projection="infinite"``, tumblebench's ``slicing="centre"``); the same 2/3-Nyquist antialias
-band limit (abTEM's taper set to 0); the same lens: defocus, C_s, hard objective aperture, focal spread
-(abTEM's ``focal_spread`` = √2 × tumblebench's 1σ δ: abTEM's envelope is exp(−(πλ f q²/2)²)) and
+band limit of the wave (abTEM's taper set to 0); the same lens: defocus, C_s, hard objective aperture, focal
+spread (abTEM's ``focal_spread`` = √2 × tumblebench's 1σ δ: abTEM's envelope is exp(−(πλ f q²/2)²)) and
 illumination semi-angle. abTEM's defocus refers to its exit plane, tumblebench's to the plane z = 0, so
 abTEM gets the same effective defocus (Δf + z_exit). abTEM's image ([x, y]) is transposed and reduced to
-the detector pixel by the same Fourier crop and band limit that tumblebench applies.
+the detector pixel by the same Fourier crop and band limit that tumblebench applies. The algorithms differ
+in one point: abTEM band-limits each slice's transmission function (tumblebench's
+``antialias_transmission=True``, also reported), tumblebench's default applies the raw phase grating of a
+potential band-limited at the grid's Nyquist frequency.
+
+Zone axis: the default particle (``build_preset("default")``, 405 atoms) along [110], against abTEM at the
+same sampling and at a converged one (``oversampling`` 5): abTEM's scheme is not converged at 3 there.
 
 Timing: per-frame wall time, median of several runs after a warm-up (numba compilation, FFT planning
-excluded). abTEM computes the whole field (it has no notion of a particle window); tumblebench computes the
-particle on a window around it and the (here disabled) cell on the field: the ratio is the per-frame cost
-a user of either package pays for this frame.
+excluded), the two programs timed alternately. abTEM computes the whole field (it has no notion of a
+particle window); tumblebench computes the particle on a window around it and the (here disabled) cell on
+the field: the ratio is the per-frame cost a user of either package pays for this frame.
 
-Also: convergence against slice thickness, tumblebench's default (exact erf slices, Peng) against the
-Lobato/centre run, phase object vs multislice, and the per-frame time of the default series frame
-(3 motion sub-steps, liquid cell on) for 147/309/561/923-atom cuboctahedra and two field sizes.
+Also: convergence of the default sampling against finer references (oversampling 4 and 6 with antialiased
+transmission) for the default particle at random and [100]/[110]/[111] orientations with the 5 Å low-pass
+contrast, cheaper settings along [110], the limit for the thicker 586-atom particle along [110], slice
+thickness, tumblebench's default (exact erf slices, Peng) against the Lobato/centre run, phase object vs
+multislice, and the per-frame time of the default series frame (3 motion sub-steps, liquid cell on) for
+147/309/561/923-atom cuboctahedra and two field sizes.
 
 Run from the repository root: ``.venv/bin/python benchmarks/forward_vs_abtem.py``.
 """
@@ -38,6 +48,7 @@ import ase.io
 import numpy as np
 from ase.cluster import Octahedron
 
+from simulator.builder import build_preset
 from simulator.imaging import Imager, ImagingConfig
 from simulator.liquid_cell import LiquidCellConfig
 from simulator.orientation import random_rotations
@@ -201,39 +212,83 @@ def main() -> int:
     speedup = t_abtem / t_ours
     speedup_cpu = times["cpu_b"] / times["cpu_a"]
 
-    # sampling fidelity: internal oversampling and transmission antialiasing against a converged reference
-    # (oversampling 4, full-band potential, band-limited transmission), same 27 mrad aperture for all
-    o27 = replace(ImagingConfig().optics, aperture_mrad=27.0)
-    base = ImagingConfig(liquid_cell=no_cell, optics=o27)
-    conv_ref = Imager(replace(base, oversampling=4.0, antialias_transmission=True), (FIELD, FIELD),
-                      PIXEL).intensity(lab[None], symbols)
-    sampling = []
-    for os_, aa in ((1.5, False), (1.5, True), (2.0, False), (2.0, True), (3.0, True)):
-        img = Imager(replace(base, oversampling=os_, antialias_transmission=aa), (FIELD, FIELD),
-                     PIXEL).intensity(lab[None], symbols)
-        sampling.append({"oversampling": os_, "antialias_transmission": aa, "correlation": corr(img, conv_ref),
-                         "relative_rms": float(np.std(img - conv_ref) / np.std(conv_ref - 1))})
-
-    # zone-axis dynamical scattering: [110] (crystal axes of the test particle are the PDB axes), internal
-    # sampling against the finest reference (oversampling 5 = 0.072 Å), 40 mrad aperture for all
+    # zone axis against abTEM: the default particle along [110], abTEM at the same and at a converged sampling
     from scipy.spatial.transform import Rotation
 
-    za_rot = Rotation.align_vectors([[0, 0, 1]], [np.array([1.0, 1.0, 0.0]) / np.sqrt(2)])[0].as_matrix()
-    za = particle @ za_rot.T
-    base40 = ImagingConfig(liquid_cell=no_cell, optics=replace(ImagingConfig().optics, aperture_mrad=40.0))
-    za_ref = Imager(replace(base40, oversampling=5.0, antialias_transmission=True), (FIELD, FIELD),
-                    PIXEL).intensity(za[None], symbols)
-    zone_axis = []
-    for os_, aa in ((1.5, False), (2.0, True), (3.0, True), (4.0, True)):
-        cfg_z = replace(base40, oversampling=os_, antialias_transmission=aa)
-        im_z = Imager(cfg_z, (FIELD, FIELD), PIXEL)
-        img = im_z.intensity(za[None], symbols)
-        po_z = Imager(replace(cfg_z, mode="phase-object"), (FIELD, FIELD), PIXEL).intensity(za[None], symbols)
+    def along(v) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        return Rotation.align_vectors([[0, 0, 1]], [v / np.linalg.norm(v)])[0].as_matrix()
+
+    dflt_atoms = build_preset("default").atoms
+    p405 = dflt_atoms.get_positions() - dflt_atoms.get_positions().mean(axis=0)  # cube axes along x, y, z
+    s405 = list(dflt_atoms.get_chemical_symbols())
+    za = p405 @ along([1, 1, 0]).T
+    za_ours = Imager(cfg, (FIELD, FIELD), PIXEL)
+    za_img = za_ours.intensity(za[None], s405)
+    za_aa = Imager(cfg_aa, (FIELD, FIELD), PIXEL).intensity(za[None], s405)
+    za_ref3, za_run3 = abtem_frame(za, s405, cfg, za_ours, za_ours.band_q)
+    za_ref5, za_run5 = abtem_frame(za, s405, replace(cfg, oversampling=5.0), za_ours, za_ours.band_q)
+    t3 = interleaved_times(lambda: za_ours.intensity(za[None], s405), za_run3, rounds=3)
+    t5 = interleaved_times(lambda: za_ours.intensity(za[None], s405), za_run5, rounds=2)
+    zone_axis_abtem = {
+        "particle": "default preset, 405 atoms, [110] along the beam",
+        "correlation_same_sampling": corr(za_img, za_ref3),
+        "correlation_antialiased_same_sampling": corr(za_aa, za_ref3),
+        "correlation_vs_abtem_oversampling5": corr(za_img, za_ref5),
+        "abtem_oversampling3_vs_abtem_oversampling5": corr(za_ref3, za_ref5),
+        "time_per_frame_tumblebench_s": t3["wall_a"], "time_per_frame_abtem_s": t3["wall_b"],
+        "speedup": t3["wall_b"] / t3["wall_a"], "speedup_cpu_time": t3["cpu_b"] / t3["cpu_a"],
+        "time_per_frame_abtem_oversampling5_s": t5["wall_b"],
+        "speedup_vs_abtem_oversampling5": t5["wall_b"] / t5["wall_a"],
+    }
+
+    # convergence of the default sampling (Peng, exact slices, 40 mrad) for the default particle: random and
+    # low-index zone-axis orientations against oversampling 4 and 6 with antialiased transmission
+    base = ImagingConfig(liquid_cell=no_cell)
+    qq = np.hypot(*np.meshgrid(np.fft.fftfreq(FIELD, PIXEL), np.fft.fftfreq(FIELD, PIXEL)))
+
+    def low_pass_std(img: np.ndarray, res_A: float = 5.0) -> float:
+        return float(np.fft.ifft2(np.fft.fft2(img - 1) * (qq < 1 / res_A)).real.std())
+
+    def render(c: ImagingConfig, pts: np.ndarray, syms: list[str]) -> np.ndarray:
+        return Imager(c, (FIELD, FIELD), PIXEL).intensity(pts[None], syms)
+
+    ref4_cfg = replace(base, oversampling=4.0, antialias_transmission=True)
+    ref6_cfg = replace(base, oversampling=6.0, antialias_transmission=True)
+    orientations = {"random": pose, "[100]": np.eye(3), "[110]": along([1, 1, 0]), "[111]": along([1, 1, 1])}
+    convergence = []
+    alternatives = []
+    for name, rot in orientations.items():
+        pts = p405 @ rot.T
+        img, r4, r6 = render(base, pts, s405), render(ref4_cfg, pts, s405), render(ref6_cfg, pts, s405)
+        im_d = Imager(base, (FIELD, FIELD), PIXEL)
         c0 = time.process_time()
-        im_z.intensity(za[None], symbols)
-        zone_axis.append({"oversampling": os_, "antialias_transmission": aa, "correlation_vs_oversampling5":
-                          corr(img, za_ref), "phase_object_vs_multislice": corr(po_z, img),
-                          "cpu_s_per_substep": time.process_time() - c0})
+        im_d.intensity(pts[None], s405)
+        im_d.intensity(pts[None], s405)
+        cpu = (time.process_time() - c0) / 2
+        old = render(replace(base, oversampling=1.5), pts, s405)
+        convergence.append({"orientation": name, "correlation_vs_oversampling4_aa": corr(img, r4),
+                            "correlation_vs_oversampling6_aa": corr(img, r6),
+                            "reference4_vs_reference6": corr(r4, r6),
+                            "low_pass_5A_std": low_pass_std(img), "low_pass_5A_std_reference4": low_pass_std(r4),
+                            "low_pass_5A_std_reference6": low_pass_std(r6),
+                            "oversampling1.5_correlation_vs_oversampling4_aa": corr(old, r4),
+                            "oversampling1.5_low_pass_5A_std": low_pass_std(old),
+                            "cpu_s_per_substep": cpu})
+        if name == "[110]":
+            for os_, aa in ((2.5, False), (2.75, False), (3.0, True), (3.5, False), (4.0, False)):
+                alt = render(replace(base, oversampling=os_, antialias_transmission=aa), pts, s405)
+                alternatives.append({"oversampling": os_, "antialias_transmission": aa,
+                                     "correlation_vs_oversampling4_aa": corr(alt, r4),
+                                     "correlation_vs_oversampling6_aa": corr(alt, r6),
+                                     "low_pass_5A_std": low_pass_std(alt)})
+    # the limit: the thicker 586-atom particle along [110]
+    thick = particle @ along([1, 1, 0]).T
+    t_r6 = render(ref6_cfg, thick, symbols)
+    thick_limit = {"reference4_vs_reference6": corr(render(ref4_cfg, thick, symbols), t_r6)}
+    for os_ in (3.0, 4.0):
+        thick_limit[f"oversampling{os_}_vs_reference6"] = corr(render(replace(base, oversampling=os_), thick, symbols),
+                                                               t_r6)
 
     # fidelity of tumblebench's own choices (against a fine-sliced reference)
     default = ImagingConfig(liquid_cell=no_cell)
@@ -281,10 +336,13 @@ def main() -> int:
         "cpu_time_per_frame_tumblebench_s": times["cpu_a"],
         "cpu_time_per_frame_abtem_s": times["cpu_b"],
         "speedup_cpu_time": speedup_cpu,
-        "sampling_fidelity_vs_oversampling4": sampling,
         "with_antialiased_transmission": antialiased,
-        "zone_axis_110_convergence": zone_axis,
-        "setup": {"atoms": len(particle), "field_px": FIELD, "pixel_A": PIXEL, "internal_sampling_A": PIXEL / 1.5,
+        "zone_axis_abtem": zone_axis_abtem,
+        "default_particle_convergence": convergence,
+        "default_particle_110_alternatives": alternatives,
+        "thick_586_atom_110_limit": thick_limit,
+        "setup": {"atoms": len(particle), "field_px": FIELD, "pixel_A": PIXEL,
+                  "internal_sampling_A": PIXEL / cfg.oversampling, "oversampling": cfg.oversampling,
                   "slice_A": DZ, "parametrization": "lobato (both)", "projection": "infinite/centre (both)",
                   "band_limit_A": ours.band_limit_A, "optics": cfg.optics.__dict__, "abtem": _abtem.__version__},
         "slice_convergence_vs_0.5A": conv,
@@ -300,7 +358,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float))
 
-    print(f"586-atom Pt, {FIELD}² px field at {PIXEL} Å, Lobato, 2 Å slices, noise and cell off")
+    print(f"586-atom Pt, {FIELD}² px field at {PIXEL} Å (internal {PIXEL / cfg.oversampling:.4f} Å), Lobato, "
+          "2 Å slices, noise and cell off; random pose")
     print(f"  correlation with abTEM        {c_full:.5f}   (particle region {c_inner:.5f}, rel. rms {rel_rms:.4f})")
     print(f"  time per frame  tumblebench   {t_ours * 1e3:8.1f} ms")
     print(f"                  abTEM         {t_abtem * 1e3:8.1f} ms")
@@ -311,14 +370,24 @@ def main() -> int:
     print(f"  tumblebench with antialiased transmission (abTEM's algorithm): correlation {aa['correlation']:.5f}, "
           f"emulated interpolation {aa['correlation_abtem_interpolation_emulated']:.5f} "
           f"(rel. rms {aa['relative_rms_abtem_interpolation_emulated']:.4f}), speedup {aa['speedup']:.1f} x")
-    print("  sampling fidelity vs oversampling 4 (27 mrad): " + ", ".join(
-        f"os {r['oversampling']}{'+aa' if r['antialias_transmission'] else ''} {r['correlation']:.4f}"
-        for r in sampling))
+    z = zone_axis_abtem
+    print(f"  zone axis (default particle, [110]): correlation {z['correlation_same_sampling']:.4f} at the same "
+          f"sampling (abTEM's own os3 vs os5: {z['abtem_oversampling3_vs_abtem_oversampling5']:.4f}), "
+          f"{z['correlation_vs_abtem_oversampling5']:.4f} vs abTEM at oversampling 5; speedup "
+          f"{z['speedup']:.1f} x (same sampling), {z['speedup_vs_abtem_oversampling5']:.1f} x (vs os5)")
     print(f"  phase object vs multislice    {result['phase_object_vs_multislice_correlation']:.4f} (random pose)")
-    print("  [110] zone axis vs oversampling 5 (+aa): " + ", ".join(
+    print("  default sampling vs oversampling 4 / 6 (+aa), default particle, and 5 A low-pass std (default / ref4):")
+    for r in convergence:
+        print(f"    {r['orientation']:>6s}  {r['correlation_vs_oversampling4_aa']:.4f} / "
+              f"{r['correlation_vs_oversampling6_aa']:.4f}  (ref4 vs ref6 {r['reference4_vs_reference6']:.4f})  "
+              f"low-pass {r['low_pass_5A_std']:.4f} / {r['low_pass_5A_std_reference4']:.4f}  "
+              f"[os 1.5 (potential to its own Nyquist): {r['oversampling1.5_correlation_vs_oversampling4_aa']:.3f}, "
+              f"{r['oversampling1.5_low_pass_5A_std']:.4f}]  {r['cpu_s_per_substep'] * 1e3:.0f} ms CPU")
+    print("  [110] alternatives vs oversampling 4 / 6: " + ", ".join(
         f"os {r['oversampling']}{'+aa' if r['antialias_transmission'] else ''} "
-        f"{r['correlation_vs_oversampling5']:.3f} (PO/MS {r['phase_object_vs_multislice']:.2f}, "
-        f"{r['cpu_s_per_substep'] * 1e3:.0f} ms)" for r in zone_axis))
+        f"{r['correlation_vs_oversampling4_aa']:.4f}/{r['correlation_vs_oversampling6_aa']:.4f}" for r in alternatives))
+    print("  586-atom particle along [110] vs oversampling 6: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in thick_limit.items()))
     print(f"  projection vs multislice      {result['projection_vs_multislice_correlation']:.4f}")
     print("  slice convergence (vs 0.5 Å): " + ", ".join(f"{k} Å {v['correlation']:.5f}" for k, v in conv.items()))
     print("  default series frame (3 sub-steps, 200 Å liquid), per-frame time:")
