@@ -38,19 +38,26 @@ Fidelity and cost (``benchmarks/forward_vs_abtem.py``; default 405-atom Pt parti
 The internal sampling, not the slice thickness, limits accuracy: inside a heavy crystal the wave carries
 frequencies far beyond the objective aperture (channelling along atom columns), and the potential's
 frequencies up to ~4 Å⁻¹ decide how much is scattered outside the aperture (the particle's low-resolution
-amplitude contrast). The default (``oversampling=3``: 0.119 Å internal pixels, wave band limit 2.79 Å⁻¹
+amplitude contrast). The default (``oversampling=3``: ≈ 0.119 Å internal pixels, wave band limit 2.79 Å⁻¹
 above the 40 mrad aperture's 2.03 Å⁻¹; potential up to the grid's Nyquist frequency 4.19 Å⁻¹; raw phase
 grating) agrees with a converged reference (``oversampling=4, antialias_transmission=True``, itself
 correlating ≥ 0.996 with ``oversampling=6``) to a correlation ≥ 0.997 for random orientations and along
-the [100], [110] and [111] zone axes, and reproduces its 5 Å low-pass contrast within 3 %. The previous
-default (``oversampling=1.5``, potential and wave cut at the detector Nyquist frequency 1.40 Å⁻¹)
-correlated 0.99 at random orientations but only 0.70–0.83 along [110]/[100], with less than half the
-low-resolution contrast. Cheaper settings fail along [110]: ``oversampling=2.5`` correlates 0.983,
-a potential cut at 0.8× Nyquist 0.991 and 4 % less low-resolution contrast, ``oversampling=3`` with the
-grating band-limited again (Kirkland's and abTEM's scheme) 0.989 at twice the FFTs. Cost: ≈ 25 ms CPU per
-sub-step of the default particle (≈ 90 ms for a 3-sub-step frame with the liquid cell), about 3× the
-previous default. Slice thickness: 2 Å vs 1 Å correlate ≥ 0.998 at the reference sampling; 3 Å slices
-lose 0.5 % along [110]. The window margin: 3 Å vs 10 Å correlate 1.0000.
+the [100], [110] and [111] zone axes (≥ 0.989 against ``oversampling=6``), and reproduces its 5 Å low-pass
+contrast within 3 %. The previous default (``oversampling=1.5``, potential and wave cut at the detector's
+Nyquist frequency 1.40 Å⁻¹) correlated 0.99 at random orientations but only 0.69–0.83 along [110]/[100],
+with less than half the low-resolution contrast at random orientations. Cheaper settings fail along
+[110]: ``oversampling=2.5`` correlates 0.983 (0.966 against ``oversampling=6``), a potential cut at 0.8×
+Nyquist 0.991 with 4 % less low-resolution contrast, ``oversampling=3`` with the grating band-limited again
+(Kirkland's and abTEM's scheme) 0.989 at twice the FFTs. abTEM at the same sampling agrees to 0.999 at a
+random orientation; along [110] abTEM's scheme is itself not converged at this sampling (0.96 against
+abTEM at ``oversampling=5``), and the default agrees with abTEM at ``oversampling=5`` to 0.998.
+**Limit:** thicker particles converge more slowly along [110]: for the 586-atom 2.7 nm truncated
+octahedron the default correlates only 0.88 with ``oversampling=6`` (``oversampling=4``: 0.994 at ≈ 1.8×
+the cost); use ``oversampling=4`` for zone-axis studies of particles above ~2.5 nm.
+Cost: 21–26 ms CPU per sub-step of the default particle (cell off); 70 ms CPU per default series frame
+(3 sub-steps, liquid cell, detector; ``benchmarks/forward_series.py``), 2.2× the previous default's 31 ms.
+Slice thickness: 2 Å vs 1 Å correlate ≥ 0.998 at the reference sampling; 3 Å slices lose 0.5 % along
+[110]. The window margin: 3 Å vs 10 Å correlate 1.0000.
 
 Coordinates (:mod:`simulator.orientation`): positions (S, N, 3) in Å in the lab frame, x and y relative to
 the field centre (pixel (ny//2, nx//2)), z along the beam (downstream positive) relative to the particle's
