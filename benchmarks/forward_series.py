@@ -190,6 +190,8 @@ def main() -> int:
         "n_frames": n_frames,
         "n_atoms": nc.n_atoms,
         "mode": cfg.imaging.mode,
+        "oversampling": cfg.imaging.oversampling,
+        "antialias_transmission": cfg.imaging.antialias_transmission,
         "field_px": cfg.acquisition.field_px,
         "substeps": cfg.acquisition.substeps,
         "pixel_size_A": cfg.acquisition.pixel_size_A,
@@ -214,7 +216,8 @@ def main() -> int:
     }
     (results_dir / "forward_series.json").write_text(json.dumps(out, indent=2) + "\n")
 
-    print(f"forward_series: default demo series, {nc.n_atoms} atoms, {n_frames} frames, {cfg.imaging.mode}, "
+    print(f"forward_series: default demo series, {nc.n_atoms} atoms, {n_frames} frames, {cfg.imaging.mode} "
+          f"(oversampling {cfg.imaging.oversampling}), "
           f"field {cfg.acquisition.field_px} px, {cfg.acquisition.substeps} sub-steps, {os.cpu_count()} cores, "
           f"load {load_before[0]:.1f}")
     print(f"  demo_series_seconds   {demo:8.1f} s   (target <= {TARGET_SECONDS:.0f} s: "
