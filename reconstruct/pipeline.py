@@ -161,8 +161,6 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
     than its local power."""
     m = stack.shape[0]
     tcfg = config.tracking
-    if tcfg.method == "auto":
-        tcfg = replace(tcfg, method="contrast" if linear_contrast else "energy")
     ch = config.tracking.chunk
     with _bar(m, "frames: statistics", progress) as bar:
         bad, mean_frame, mean_power, chunk_times, chunk_spectra = _frame_stats(stack, ch, bar)
@@ -177,6 +175,9 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
         static = StaticSpectrum(region, chunk_times, chunk_spectra[:, region])
     sign, _ = contrast_sign(mean_frame, pixel, config.tracking.lowpass_A)
     radius_guess = (config.diameter_A / 2 if config.diameter_A > 0 else 10.0) / pixel
+    if tcfg.method == "auto":
+        tcfg = replace(tcfg, method=_choose_tracking(stack, bad, pixel, radius_guess, sign, peaks, static, tcfg,
+                                                     linear_contrast))
     raw = np.full((m, 2), np.nan)
     z = np.zeros(m)
     with _bar(m, "tracking", progress) as bar:
@@ -216,9 +217,32 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
     diameter = config.diameter_A if config.diameter_A > 0 else estimate_diameter(boxes, pixel, sign, energy=True)
     diameter = float(np.clip(diameter, 4 * pixel, 0.8 * config.box * pixel))
     counts = {"frames": m, "bad_frames": int(bad.sum()), "lost_frames": int(lost.sum()),
+              "tracking_method": tcfg.method,
               "usable_frames": int(idx.size), "graphene_peak_pixels": n_peaks, "contrast_sign": sign}
     # zeroed peaks are missing data for the reconstruction; subtracted static spectra leave no hole
     return boxes, origins, idx, traj, smooth[idx], diameter, counts, (peaks if n_peaks and static is None else None)
+
+
+def _choose_tracking(stack: np.ndarray, bad: np.ndarray, pixel: float, radius_px: float, sign: float,
+                     peaks: np.ndarray | None, static: StaticSpectrum | None, tcfg, linear_contrast: bool) -> str:
+    """The ``auto`` tracking method: whichever of ``contrast`` and ``energy`` finds the particle (peak z-score ≥
+    ``min_peak_z``) in more of up to 64 frames spread over the series (ties: ``contrast`` for linear frames,
+    ``energy`` otherwise; z-scores of the two are not comparable). Which one works depends on the imaging: a linear
+    projection or an aperture-limited strong scatterer shows its low-resolution contrast, a pure phase-contrast
+    image of a weak one only its local power."""
+    good = np.flatnonzero(~bad)
+    sample = good[np.unique(np.linspace(0, len(good) - 1, min(64, len(good))).round().astype(int))]
+    fr = clean_frames(np.nan_to_num(np.asarray(stack[sample], np.float32)), sample, peaks, static)
+    best, best_key = "", (-1.0, -np.inf, -1)
+    for method in ("contrast", "energy"):
+        _, z = locate(fr, pixel, radius_px, sign, replace(tcfg, method=method))
+        found = float(np.mean(z >= tcfg.min_peak_z))
+        key = (found, int((method == "contrast") == linear_contrast), float(np.median(z)))
+        log.info("tracking: %s method finds the particle in %.0f %% of %d sample frames (median peak z %.1f)",
+                 method, 100 * key[0], len(sample), key[1])
+        if key > best_key:
+            best, best_key = method, key
+    return best
 
 
 def with_missing_data(ctf_fn: Callable | None, peaks: np.ndarray | None, field_pixel: float) -> Callable | None:
