@@ -270,17 +270,29 @@ def _block_op(ref, x: np.ndarray, band: Band, poses: np.ndarray, grid: np.ndarra
         tot[s:s + chunk] = _cc(ref, x, band, cands, ctf).sum(axis=0)
     op = grid[int(np.argmax(tot))]
     if polish:
-        from reconstruct.refine import _NEIGHBOURS
+        op = _polish_op(ref, x, band, poses, op, ctf)
+    return op, float(_angle_deg(op)), _gain(ref, x, band, poses, op, ctf)
 
-        for step in (4.0, 2.0, 1.0):
-            d = Rotation.from_rotvec(np.radians(step) * _NEIGHBOURS).as_matrix()
-            for _ in range(2):
-                ops = np.einsum("kij,jl->kil", d, op)
-                sc = _cc(ref, x, band, np.einsum("nij,kjl->nkil", poses, ops), ctf).sum(axis=0)
-                op = ops[int(np.argmax(sc))]
+
+def _gain(ref, x: np.ndarray, band: Band, poses: np.ndarray, op: np.ndarray, ctf: np.ndarray | None) -> np.ndarray:
+    """Per-frame gain cc(pose·op) − cc(pose)."""
     two = np.stack([poses, np.einsum("nij,jk->nik", poses, op)], axis=1)
     cc = _cc(ref, x, band, two, ctf)
-    return op, float(_angle_deg(op)), cc[:, 1] - cc[:, 0]
+    return cc[:, 1] - cc[:, 0]
+
+
+def _polish_op(ref, x: np.ndarray, band: Band, poses: np.ndarray, op: np.ndarray, ctf: np.ndarray | None
+               ) -> np.ndarray:
+    """Hill-climb a block rotation (poses·op) on the summed correlation of the frames."""
+    from reconstruct.refine import _NEIGHBOURS
+
+    for step in (4.0, 2.0, 1.0):
+        d = Rotation.from_rotvec(np.radians(step) * _NEIGHBOURS).as_matrix()
+        for _ in range(2):
+            ops = np.einsum("kij,jl->kil", d, op)
+            sc = _cc(ref, x, band, np.einsum("nij,kjl->nkil", poses, ops), ctf).sum(axis=0)
+            op = ops[int(np.argmax(sc))]
+    return op
 
 
 def _t_stat(d: np.ndarray) -> float:
@@ -361,13 +373,16 @@ def realign_segments(images: np.ndarray, x: np.ndarray, band: Band, poses: np.nd
     keep = band.radius <= band.n / max(pair_res_px or res_px, res_px)
     pband = Band(band.n, band.kx[keep], band.ky[keep], band.index[keep], band.radius[keep])
     incons = np.zeros((n_seg, n_seg), bool)
+    pair_ops: dict[int, list] = {k: [] for k in range(n_seg)}
     for k in range(n_seg):
         b = blocks[k]
         cb = None if ctf_band is None else ctf_band[b][:, keep]
         for j in range(n_seg):
             if j != k:
-                _, ang, d = _block_op(refs[j], x[b][:, keep], pband, poses[b], grid, cb, polish=False)
+                op, ang, d = _block_op(refs[j], x[b][:, keep], pband, poses[b], grid, cb, polish=False)
                 incons[k, j] = ang > min_angle_deg and _run_t(d) >= min_t
+                if incons[k, j]:
+                    pair_ops[k].append(op)
     incons |= incons.T
     # greedy clique of mutually consistent segments, the least contested first
     group: list[int] = []
@@ -386,14 +401,23 @@ def realign_segments(images: np.ndarray, x: np.ndarray, band: Band, poses: np.nd
         ref = model_ref(np.concatenate([segs[j] for j in far]))
         b = blocks[k]
         cb = None if ctf_band is None else ctf_band[b]
-        op, ang, d = _block_op(ref, x[b], band, poses[b], grid, cb, polish=True)
-        if not (ang > min_angle_deg and _run_t(d) >= min_t):
+        # candidate rotations: the best for the whole block and those the pairwise tests found; each is judged
+        # on its best run of frames (the off-branch run may be a part of the segment only)
+        op, _, d = _block_op(ref, x[b], band, poses[b], grid, cb, polish=False)
+        cands = [(op, d)] + [(o, _gain(ref, x[b], band, poses[b], o, cb)) for o in pair_ops[k]]
+        runs = [_max_run(g) for _, g in cands]
+        c = int(np.argmax([g[lo:hi + 1].sum() for (_, g), (lo, hi) in zip(cands, runs, strict=True)]))
+        lo, hi = runs[c]
+        if hi < lo:
+            continue
+        op = _polish_op(ref, x[b[lo:hi + 1]], band, poses[b[lo:hi + 1]], cands[c][0],
+                        None if cb is None else cb[lo:hi + 1])
+        ang = float(_angle_deg(op))
+        if not (ang > min_angle_deg and _run_t(_gain(ref, x[b], band, poses[b], op, cb)) >= min_t):
             continue
         win = np.arange(segs[max(k - 1, 0)][0], segs[min(k + 1, n_seg - 1)][-1] + 1)
         cw = None if ctf_band is None else ctf_band[win]
-        two = np.stack([poses[win], np.einsum("nij,jk->nik", poses[win], op)], axis=1)
-        cc = _cc(ref, x[win], band, two, cw)
-        lo, hi = _max_run(cc[:, 1] - cc[:, 0])
+        lo, hi = _max_run(_gain(ref, x[win], band, poses[win], op, cw))
         if hi >= lo:
             sel = win[lo:hi + 1]
             poses[sel] = np.einsum("nij,jk->nik", poses[sel], op)
