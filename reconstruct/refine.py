@@ -83,6 +83,9 @@ class RefineConfig:
     branch_box, branch_resolution_A, branch_pair_resolution_A, branch_grid
         Box (pixels, Fourier-cropped), resolution limits (Å) of the moves and of the pairwise segment tests,
         and SO(3) grid size of that check.
+    branch_block_frames
+        Frames (evenly spaced) of a segment that enter its block searches: the statistic of a run of
+        off-branch frames grows with the number of its frames sampled, the cost linearly.
     """
 
     n_iter: int = 5
@@ -102,6 +105,7 @@ class RefineConfig:
     branch_resolution_A: float = 1.6
     branch_pair_resolution_A: float = 2.2
     branch_grid: int = 2000
+    branch_block_frames: int = 12
 
     def validate(self) -> None:
         require(self.n_iter >= 1, f"refine.n_iter = {self.n_iter} must be >= 1")
@@ -116,6 +120,7 @@ class RefineConfig:
         require(self.branch_segment == 0 or self.branch_segment >= 5,
                 f"refine.branch_segment = {self.branch_segment} must be 0 (off) or >= 5 frames")
         require(self.branch_max_segments >= 3, "refine.branch_max_segments must be >= 3")
+        require(self.branch_block_frames >= 3, "refine.branch_block_frames must be >= 3")
         require(16 <= self.branch_box <= 256 and self.branch_box % 2 == 0,
                 f"refine.branch_box = {self.branch_box} must be even, 16–256")
         require(self.branch_resolution_A > 0 and self.branch_pair_resolution_A > 0 and self.branch_grid >= 100,
@@ -413,7 +418,7 @@ def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np
     mask = soft_sphere(ns, (diameter_A / 2 + config.mask_margin_A) / ps, 2.0)
     segment = max(config.branch_segment, -(-m // config.branch_max_segments))
     new, _ = realign_segments(small, x, band, poses, res / ps, mask, ctf_pad, ctf_band, segment,
-                              so3_grid(config.branch_grid), block_frames=12,
+                              so3_grid(config.branch_grid), block_frames=config.branch_block_frames,
                               pair_res_px=max(config.branch_pair_resolution_A, res) / ps)
     return new
 
