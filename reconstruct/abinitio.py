@@ -319,9 +319,12 @@ def realign_segments(images: np.ndarray, x: np.ndarray, band: Band, poses: np.nd
     map of every other segment; a best S far from the identity that raises the correlation of the block
     significantly (paired t-statistic of the per-frame gains ≥ ``min_t``) marks the two segments as
     inconsistent (the statistic is taken over the best contiguous run of the block's frames, since a segment may
-    contain the branch change). (2) The largest group of mutually consistent segments builds a reference map. (3) Every
-    other segment is searched as a block against it, and the contiguous run of frames (within the segment and
-    its neighbours) whose summed gain is largest (maximum-sum subarray) is moved by the found S.
+    contain the branch change). (2) The largest group of mutually consistent segments (greedy) is the majority.
+    (3) Every other segment is tested against the map of the majority without the segment's two neighbours in
+    time (frames next to a branch change fit both); candidate rotations (the block's best grid rotation and
+    those of its pairwise tests) are judged on their best run of frames and polished on it, and the contiguous
+    run of frames (within the segment and its neighbours) whose summed gain is largest (maximum-sum subarray)
+    is moved by it.
 
     Parameters
     ----------
