@@ -239,6 +239,18 @@ class RefineResult:
     history: list
 
 
+def transfer_onset(ctf_fn: CtfFn, m: int, n: int, pixel_size: float, level: float = 0.5) -> float:
+    """Lowest frequency (1/Å) from which the mean |CTF| of (up to 64) frames exceeds ``level``: the start of the
+    band a phase-contrast CTF transfers (0 if it never does)."""
+    idx = np.unique(np.linspace(0, m - 1, min(64, m)).round().astype(int))
+    c = np.abs(ctf_fn(idx, (n, n), pixel_size)).mean(axis=0)
+    k = np.arange(n) - n // 2
+    r = np.rint(np.hypot(k[:, None], k[None, :])).astype(int).ravel()
+    prof = np.bincount(r, c.ravel()) / np.maximum(np.bincount(r), 1)
+    above = np.flatnonzero(prof[1:n // 2] > level)
+    return float((above[0] + 1) / (n * pixel_size)) if above.size else 0.0
+
+
 def reconstruct_halves(boxes: np.ndarray, poses: np.ndarray, shifts_px: np.ndarray, halves: np.ndarray,
                        ctf_fn: CtfFn | None, pixel_size: float, pad: int = 2, chunk: int = 256
                        ) -> tuple[Reconstructor, Reconstructor]:
@@ -454,13 +466,20 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     res = config.start_resolution_A
     history = []
     max_shift = config.max_shift_A / pixel_size
+    q_transfer = 0.0 if ctf_fn is None else transfer_onset(ctf_fn, m, n, pixel_size)
     for it in range(config.n_iter):
         rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
         h1 = rec1.reconstruct(1e-3)
         h2 = rec2.reconstruct(1e-3)
         freq, curve = fsc(h1 * mask, h2 * mask, pixel_size)
         res_fsc = resolution_at(freq, curve, 0.143)
-        search_res = max(config.finest_search_A, 2.0 * pixel_size + 1e-6, min(res_fsc, res) if it == 0 else res_fsc)
+        # with a CTF the search limit is where the FSC falls below 0.143 *within the band the CTF transfers*: an
+        # aberration-corrected CTF transfers almost nothing at 4–8 Å, so the first crossing lies in that gap even
+        # when the map is good to 2 Å (searching only up to it made a multislice refinement from true poses + 3°
+        # drift to 25°)
+        res_band = resolution_at(freq, curve, 0.143, min_freq=q_transfer) if q_transfer > 0 else res_fsc
+        res_band = res if not np.isfinite(res_band) else res_band
+        search_res = max(config.finest_search_A, 2.0 * pixel_size + 1e-6, min(res_band, res) if it == 0 else res_band)
         refs = (_half_reference(rec1, curve, mask), _half_reference(rec2, curve, mask))
         del rec1, rec2
         band = Band.make(n, r_max=n * pixel_size / search_res, r_min=1.0)
