@@ -63,6 +63,36 @@ def extract_slices(vft, rots, kx, ky, pad, out):
             out[m, j] = acc
 
 
+@numba.njit(cache=True, inline="always")
+def slice_score(vft, a, kx, ky, pad, image, ctf):
+    """Normalised correlation ``Re Σ_j conj(ctf·P)[j] · image[j] / sqrt(Σ_j |ctf·P|²)`` of one image (P,) on the
+    band ``kx, ky`` with the slice P of ``vft`` at pose ``a`` (trilinear interpolation; serial)."""
+    nn = vft.shape[0]
+    c = nn // 2
+    num = 0.0
+    den = 0.0
+    for j in range(kx.shape[0]):
+        px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
+        py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
+        pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
+        x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
+        if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
+            continue
+        acc = 0j
+        for dz in range(2):
+            wz = fz if dz else 1.0 - fz
+            for dy in range(2):
+                wy = fy if dy else 1.0 - fy
+                for dx in range(2):
+                    wx = fx if dx else 1.0 - fx
+                    acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
+        acc *= ctf[j]
+        v = image[j]
+        num += acc.real * v.real + acc.imag * v.imag
+        den += acc.real * acc.real + acc.imag * acc.imag
+    return num / np.sqrt(den) if den > 0 else 0.0
+
+
 @numba.njit(cache=True, parallel=True)
 def score_candidates(vft, rots, kx, ky, pad, images, ctf, out):
     """Correlation of each image with the projections of ``vft`` at its candidate poses.
@@ -80,33 +110,9 @@ def score_candidates(vft, rots, kx, ky, pad, images, ctf, out):
     ctf : float32 (M, P) transfer per image sample (1 for none).
     out : float64 (M, K), overwritten.
     """
-    nn = vft.shape[0]
-    c = nn // 2
     for m in numba.prange(rots.shape[0]):
         for k in range(rots.shape[1]):
-            a = rots[m, k]
-            num = 0.0
-            den = 0.0
-            for j in range(kx.shape[0]):
-                px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
-                py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
-                pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
-                x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
-                if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
-                    continue
-                acc = 0j
-                for dz in range(2):
-                    wz = fz if dz else 1.0 - fz
-                    for dy in range(2):
-                        wy = fy if dy else 1.0 - fy
-                        for dx in range(2):
-                            wx = fx if dx else 1.0 - fx
-                            acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
-                acc *= ctf[m, j]
-                v = images[m, j]
-                num += acc.real * v.real + acc.imag * v.imag
-                den += acc.real * acc.real + acc.imag * acc.imag
-            out[m, k] = num / np.sqrt(den) if den > 0 else 0.0
+            out[m, k] = slice_score(vft, rots[m, k], kx, ky, pad, images[m], ctf[m])
 
 
 @numba.njit(cache=True, parallel=True)

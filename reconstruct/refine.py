@@ -25,7 +25,7 @@ import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from reconstruct._gridding_kernels import score_candidates
+from reconstruct._gridding_kernels import score_candidates, slice_score
 from reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
 from reconstruct.projector import (
     Band,
@@ -293,41 +293,6 @@ def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> 
 
 
 @numba.njit(cache=True)
-def _score_one(vft, rot, kx, ky, pad, img, ctf):
-    """Correlation of one image with the slice of ``vft`` at ``rot``, as in
-    :func:`reconstruct._gridding_kernels.score_candidates` (serial, for sequential use)."""
-    nn = vft.shape[0]
-    c = nn // 2
-    num = 0.0
-    den = 0.0
-    for j in range(kx.shape[0]):
-        px = pad * (rot[0, 0] * kx[j] + rot[1, 0] * ky[j]) + c
-        py = pad * (rot[0, 1] * kx[j] + rot[1, 1] * ky[j]) + c
-        pz = pad * (rot[0, 2] * kx[j] + rot[1, 2] * ky[j]) + c
-        x0 = int(np.floor(px))
-        y0 = int(np.floor(py))
-        z0 = int(np.floor(pz))
-        if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
-            continue
-        fx = px - x0
-        fy = py - y0
-        fz = pz - z0
-        acc = 0j
-        for dz in range(2):
-            wz = fz if dz else 1.0 - fz
-            for dy in range(2):
-                wy = fy if dy else 1.0 - fy
-                for dx in range(2):
-                    wx = fx if dx else 1.0 - fx
-                    acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
-        acc *= ctf[j]
-        v = img[j]
-        num += acc.real * v.real + acc.imag * v.imag
-        den += acc.real * acc.real + acc.imag * acc.imag
-    return num / np.sqrt(den) if den > 0 else 0.0
-
-
-@numba.njit(cache=True)
 def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, direction, moved):
     m = poses.shape[0]
     start = 1 if direction == 1 else m - 2
@@ -336,7 +301,7 @@ def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, d
     for i in range(start, stop, direction):
         vft = vft0 if halves[i] == 0 else vft1
         pose = poses[i - direction].copy()
-        best = _score_one(vft, pose, kx, ky, pad, x[i], ctf[i])
+        best = slice_score(vft, pose, kx, ky, pad, x[i], ctf[i])
         for s in range(deltas.shape[0]):
             centre = pose.copy()
             for k in range(deltas.shape[1]):
@@ -344,7 +309,7 @@ def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, d
                     for b in range(3):
                         cand[a, b] = (deltas[s, k, a, 0] * centre[0, b] + deltas[s, k, a, 1] * centre[1, b]
                                       + deltas[s, k, a, 2] * centre[2, b])
-                sc = _score_one(vft, cand, kx, ky, pad, x[i], ctf[i])
+                sc = slice_score(vft, cand, kx, ky, pad, x[i], ctf[i])
                 if sc > best:
                     best = sc
                     pose[:, :] = cand
