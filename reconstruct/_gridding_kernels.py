@@ -28,6 +28,25 @@ def _corner_setup(px, py, pz, c):
     return x0, y0, z0, x - x0, y - y0, z - z0
 
 
+@numba.njit(cache=True, inline="always")
+def _slice_value(vft, a, kx, ky, pad):
+    """``vft`` at ``pad · aᵀ (kx, ky, 0)`` by trilinear interpolation; 0 where a corner falls off the grid."""
+    nn = vft.shape[0]
+    x0, y0, z0, fx, fy, fz = _corner_setup(pad * (a[0, 0] * kx + a[1, 0] * ky), pad * (a[0, 1] * kx + a[1, 1] * ky),
+                                           pad * (a[0, 2] * kx + a[1, 2] * ky), nn // 2)
+    if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
+        return 0j
+    acc = 0j
+    for dz in range(2):
+        wz = fz if dz else 1.0 - fz
+        for dy in range(2):
+            wy = fy if dy else 1.0 - fy
+            for dx in range(2):
+                wx = fx if dx else 1.0 - fx
+                acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
+    return acc
+
+
 @numba.njit(cache=True, parallel=True)
 def extract_slices(vft, rots, kx, ky, pad, out):
     """Gather central slices: ``out[m, j] = vft(pad · rots[m]ᵀ (kx[j], ky[j], 0))`` (trilinear).
@@ -40,53 +59,20 @@ def extract_slices(vft, rots, kx, ky, pad, out):
     pad : float, N / n.
     out : complex64 (M, P), overwritten.
     """
-    nn = vft.shape[0]
-    c = nn // 2
     for m in numba.prange(rots.shape[0]):
         a = rots[m]
         for j in range(kx.shape[0]):
-            px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
-            py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
-            pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
-            x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
-            if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
-                out[m, j] = 0.0
-                continue
-            acc = 0j
-            for dz in range(2):
-                wz = fz if dz else 1.0 - fz
-                for dy in range(2):
-                    wy = fy if dy else 1.0 - fy
-                    for dx in range(2):
-                        wx = fx if dx else 1.0 - fx
-                        acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
-            out[m, j] = acc
+            out[m, j] = _slice_value(vft, a, kx[j], ky[j], pad)
 
 
 @numba.njit(cache=True, inline="always")
 def slice_score(vft, a, kx, ky, pad, image, ctf):
     """Normalised correlation ``Re Σ_j conj(ctf·P)[j] · image[j] / sqrt(Σ_j |ctf·P|²)`` of one image (P,) on the
     band ``kx, ky`` with the slice P of ``vft`` at pose ``a`` (trilinear interpolation; serial)."""
-    nn = vft.shape[0]
-    c = nn // 2
     num = 0.0
     den = 0.0
     for j in range(kx.shape[0]):
-        px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
-        py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
-        pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
-        x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
-        if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
-            continue
-        acc = 0j
-        for dz in range(2):
-            wz = fz if dz else 1.0 - fz
-            for dy in range(2):
-                wy = fy if dy else 1.0 - fy
-                for dx in range(2):
-                    wx = fx if dx else 1.0 - fx
-                    acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
-        acc *= ctf[j]
+        acc = _slice_value(vft, a, kx[j], ky[j], pad) * ctf[j]
         v = image[j]
         num += acc.real * v.real + acc.imag * v.imag
         den += acc.real * acc.real + acc.imag * acc.imag
