@@ -180,14 +180,17 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
                                                      linear_contrast))
     raw = np.full((m, 2), np.nan)
     z = np.zeros(m)
+    halo = tcfg.window_frames // 2  # frames beyond each end of a chunk that enter its running mean
     with _bar(m, "tracking", progress) as bar:
         for s in range(0, m, ch):
-            fr = np.asarray(stack[s:s + ch], np.float32)
-            fr = clean_frames(np.nan_to_num(fr), np.arange(s, s + len(fr)), peaks, static)
-            xy, zz = locate(fr, pixel, radius_guess, sign, tcfg)
-            raw[s:s + ch] = xy
-            z[s:s + ch] = zz
-            bar.update(len(fr))
+            lo, hi = max(0, s - halo), min(m, s + ch + halo)
+            fr = np.asarray(stack[lo:hi], np.float32)
+            fr = clean_frames(np.nan_to_num(fr), np.arange(lo, hi), peaks, static)
+            xy, zz = locate(fr, pixel, radius_guess, sign, tcfg, valid=~bad[lo:hi])
+            e = min(s + ch, m)
+            raw[s:e] = xy[s - lo:e - lo]
+            z[s:e] = zz[s - lo:e - lo]
+            bar.update(e - s)
     lost = (z < config.tracking.min_peak_z) & ~bad
     usable = ~bad & ~lost
     frac_lost = lost.sum() / max((~bad).sum(), 1)
@@ -235,7 +238,7 @@ def _choose_tracking(stack: np.ndarray, bad: np.ndarray, pixel: float, radius_px
     fr = clean_frames(np.nan_to_num(np.asarray(stack[sample], np.float32)), sample, peaks, static)
     best, best_key = "", (-1.0, -np.inf, -1)
     for method in ("contrast", "energy"):
-        _, z = locate(fr, pixel, radius_px, sign, replace(tcfg, method=method))
+        _, z = locate(fr, pixel, radius_px, sign, replace(tcfg, method=method, window_frames=1))
         found = float(np.mean(z >= tcfg.min_peak_z))
         key = (found, int((method == "contrast") == linear_contrast), float(np.median(z)))
         log.info("tracking: %s method finds the particle in %.0f %% of %d sample frames (median peak z %.1f)",
