@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
@@ -55,12 +56,23 @@ class AbInitioConfig:
         Independent random starts.
     top_k
         Candidate poses kept per frame for the temporal (Viterbi) pass.
+    distinct_deg
+        The candidates are distinct correlation peaks at least this far apart (deg; 0: the ``top_k`` best grid
+        poses, which crowd around a few peaks). A symmetric particle has many equally good poses per frame; the
+        continuous path through them exists only if every one of them is a candidate of every frame.
+    candidate_pool
+        Best grid poses per frame from which the distinct peaks are taken.
     step_deg
         Expected rotation between successive frames (deg), sets the continuity penalty.
     continuity_weight
         Weight of the penalty (angle/step)² relative to the z-scored correlation; 0 disables continuity.
     mask_margin_A
         Soft spherical mask radius = diameter/2 + this margin (Å).
+    fill_iter
+        Without a CTF: iterations that fill the unmeasured part of each model's transform under positivity and
+        the mask (:func:`_fill_unmeasured`); 0 clips the map at zero once instead.
+    keep_previous
+        At the iterations that polish, each frame's previous pose is a candidate of the continuity pass too.
     ctf_min
         With a CTF, frequencies below the first where the mean |CTF| exceeds this are not searched.
     local_from_A
@@ -75,11 +87,15 @@ class AbInitioConfig:
     resolutions_A: tuple[float, ...] = (8.0, 6.0, 5.0, 4.0, 3.5, 3.0, 2.7, 2.4, 2.4, 2.2, 2.2, 2.2)
     n_starts: int = 2
     top_k: int = 12
+    distinct_deg: float = 0.0
+    candidate_pool: int = 0
     step_deg: float = 5.0
     continuity_weight: float = 0.3
     mask_margin_A: float = 2.0
     local_from_A: float = 0.0
     ctf_min: float = 0.25
+    fill_iter: int = 0
+    keep_previous: bool = False
 
     def validate(self) -> None:
         require(16 <= self.box <= 256 and self.box % 2 == 0, f"abinitio.box = {self.box} must be even, 16–256")
@@ -91,6 +107,8 @@ class AbInitioConfig:
         require(self.top_k >= 1, f"abinitio.top_k = {self.top_k} must be >= 1")
         require(self.step_deg > 0, f"abinitio.step_deg = {self.step_deg} must be > 0")
         require(self.continuity_weight >= 0, "abinitio.continuity_weight must be >= 0")
+        require(self.distinct_deg >= 0 and self.candidate_pool >= 0 and self.fill_iter >= 0,
+                "abinitio.distinct_deg, candidate_pool and fill_iter must be >= 0")
 
 
 def so3_grid(n: int) -> np.ndarray:
@@ -133,8 +151,8 @@ def _lowpass_volume(vol: np.ndarray, resolution_px: float) -> np.ndarray:
 
 
 def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: np.ndarray,
-                  ctf_band: np.ndarray | None = None, top_k: int = 12, chunk: int = 4000
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  ctf_band: np.ndarray | None = None, top_k: int = 12, chunk: int = 4000,
+                  distinct_deg: float = 0.0, pool: int = 0, return_stats: bool = False):
     """Normalised correlation of every image with the model's projections at every grid pose.
 
     Parameters
@@ -152,12 +170,27 @@ def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: 
         (P,) transfer applied to the references (e.g. mean CTF²), or None.
     top_k
         How many best poses to return per image.
+    chunk
+        Grid poses projected at a time.
+    distinct_deg
+        If > 0, the ``top_k`` returned are *distinct* peaks: of the ``pool`` best grid poses, greedily the best
+        ones at least this angle (deg) from every pose already kept (non-maximum suppression). A correlation peak
+        spans several grid poses, so without it the ``top_k`` best are a few neighbouring poses of a few peaks;
+        with it a symmetric particle's equivalent poses (e.g. the 2 × 24 of a centrosymmetric cubic cluster in
+        projection) are all candidates. Rows with fewer distinct peaks repeat their best (score −inf).
+    pool
+        Grid poses kept per image before the suppression (default ``8·top_k``).
+    return_stats
+        Also return the mean and standard deviation (M,) of each image's correlations over the grid (to z-score
+        other poses alike).
 
     Returns
     -------
-    (indices, zscores)
+    (indices, zscores) or (indices, zscores, mean, sd)
         (M, top_k) grid indices (best first) and their correlations z-scored over the grid per image.
     """
+    keep = top_k if distinct_deg <= 0 else max(pool or 8 * top_k, top_k)
+    keep = min(keep, len(grid))
     ref = prepare_reference(model)
     x = np.concatenate([images_band.real, images_band.imag], axis=1).astype(np.float32)
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
@@ -165,8 +198,8 @@ def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: 
     g = grid.shape[0]
     s1 = np.zeros(m)
     s2 = np.zeros(m)
-    best_val = np.full((m, top_k), -np.inf, np.float32)
-    best_idx = np.zeros((m, top_k), np.int64)
+    best_val = np.full((m, keep), -np.inf, np.float32)
+    best_idx = np.zeros((m, keep), np.int64)
     for s in range(0, g, chunk):
         refs = project_band(ref, grid[s:s + chunk], band)
         if ctf_band is not None:
@@ -177,16 +210,55 @@ def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: 
         s1 += cc.sum(axis=1)
         s2 += (cc.astype(np.float64) ** 2).sum(axis=1)
         allv = np.concatenate([best_val, cc], axis=1)
-        alli = np.concatenate([best_idx, np.arange(s, s + cc.shape[1])[None].repeat(m, 0)], axis=1)
-        part = np.argpartition(-allv, top_k - 1, axis=1)[:, :top_k]
+        part = np.argpartition(-allv, keep - 1, axis=1)[:, :keep]
         best_val = np.take_along_axis(allv, part, 1)
-        best_idx = np.take_along_axis(alli, part, 1)
+        best_idx = np.where(part < keep, np.take_along_axis(best_idx, np.minimum(part, keep - 1), 1),
+                            part - keep + s)
     order = np.argsort(-best_val, axis=1)
     best_val = np.take_along_axis(best_val, order, 1)
     best_idx = np.take_along_axis(best_idx, order, 1)
+    if distinct_deg > 0:
+        out_idx = np.empty((m, top_k), np.int64)
+        out_val = np.empty((m, top_k), np.float32)
+        _distinct_peaks(np.ascontiguousarray(grid, np.float64), best_idx, best_val,
+                        float(np.cos(np.radians(distinct_deg))), out_idx, out_val)
+        best_idx, best_val = out_idx, out_val
     mean = s1 / g
     sd = np.sqrt(np.maximum(s2 / g - mean**2, 1e-30))
-    return best_idx, (best_val - mean[:, None]) / sd[:, None]
+    z = (best_val - mean[:, None]) / sd[:, None]
+    return (best_idx, z, mean, sd) if return_stats else (best_idx, z)
+
+
+@numba.njit(cache=True, parallel=True)
+def _distinct_peaks(grid, idx, val, cos_min, out_idx, out_val):
+    """Per row: of candidates sorted best first, keep greedily those farther from every kept one than the angle
+    whose cosine is ``cos_min`` (cos of the angle between rotations a, b = (tr(aᵀb) − 1)/2), up to
+    ``out_idx.shape[1]``."""
+    m, k_in = idx.shape
+    k_out = out_idx.shape[1]
+    for i in numba.prange(m):
+        n = 0
+        for j in range(k_in):
+            g = idx[i, j]
+            ok = True
+            for q in range(n):
+                h = out_idx[i, q]
+                tr = 0.0
+                for a in range(3):
+                    for b in range(3):
+                        tr += grid[g, a, b] * grid[h, a, b]
+                if (tr - 1.0) / 2.0 > cos_min:
+                    ok = False
+                    break
+            if ok:
+                out_idx[i, n] = g
+                out_val[i, n] = val[i, j]
+                n += 1
+                if n == k_out:
+                    break
+        for q in range(n, k_out):
+            out_idx[i, q] = out_idx[i, 0]
+            out_val[i, q] = -np.inf
 
 
 def viterbi(cand_rots: np.ndarray, scores: np.ndarray, step_deg: float, weight: float) -> np.ndarray:
@@ -197,7 +269,7 @@ def viterbi(cand_rots: np.ndarray, scores: np.ndarray, step_deg: float, weight: 
     cand_rots
         (M, K, 3, 3) candidate poses per frame (frames in time order).
     scores
-        (M, K) scores (e.g. z-scored correlations).
+        (M, K) scores (e.g. z-scored correlations; −inf marks an empty candidate slot).
     step_deg
         Typical angular step between successive frames (deg).
     weight
@@ -211,15 +283,9 @@ def viterbi(cand_rots: np.ndarray, scores: np.ndarray, step_deg: float, weight: 
     m, k = scores.shape
     if weight == 0 or m == 1:
         return np.argmax(scores, axis=1)
-    acc = scores[0].astype(np.float64).copy()
     back = np.zeros((m, k), np.int64)
-    for t in range(1, m):
-        rel = np.einsum("aij,bkj->abik", cand_rots[t - 1], cand_rots[t])
-        tr = np.clip((np.trace(rel, axis1=-2, axis2=-1) - 1) / 2, -1, 1)
-        ang = np.degrees(np.arccos(tr))
-        tot = acc[:, None] - weight * (ang / step_deg) ** 2
-        back[t] = np.argmax(tot, axis=0)
-        acc = tot[back[t], np.arange(k)] + scores[t]
+    acc = _viterbi_kernel(np.ascontiguousarray(cand_rots, np.float64), np.asarray(scores, np.float64),
+                          weight / np.radians(step_deg) ** 2, back)
     path = np.zeros(m, np.int64)
     path[-1] = int(np.argmax(acc))
     for t in range(m - 1, 0, -1):
@@ -227,18 +293,75 @@ def viterbi(cand_rots: np.ndarray, scores: np.ndarray, step_deg: float, weight: 
     return path
 
 
+@numba.njit(cache=True)
+def _viterbi_kernel(cands, scores, c, back):
+    """Forward pass of :func:`viterbi` (penalty ``c``·angle², angle in rad); fills ``back``, returns the final
+    accumulated scores."""
+    m, k = scores.shape
+    acc = scores[0].copy()
+    new = np.empty(k)
+    for t in range(1, m):
+        for b in range(k):
+            best = -np.inf
+            bi = 0
+            for a in range(k):
+                if acc[a] == -np.inf:
+                    continue
+                tr = 0.0
+                for i in range(3):
+                    for j in range(3):
+                        tr += cands[t - 1, a, i, j] * cands[t, b, i, j]
+                ang = np.arccos(min(max((tr - 1.0) / 2.0, -1.0), 1.0))
+                v = acc[a] - c * ang * ang
+                if v > best:
+                    best = v
+                    bi = a
+            back[t, b] = bi
+            new[b] = best + scores[t, b]
+        acc[:] = new
+    return acc
+
+
 def _reconstruct_small(images: np.ndarray, rots: np.ndarray, res_px: float, mask: np.ndarray,
-                       ctf: np.ndarray | None) -> np.ndarray:
+                       ctf: np.ndarray | None, fill_iter: int = 0) -> np.ndarray:
     n = images.shape[-1]
     rec = Reconstructor(n, pad=2)
     rec.insert(images, rots, ctf=ctf, r_max=n / res_px)
     vol = rec.reconstruct(tau=0.05)
     vol = _lowpass_volume(vol, res_px)
     if ctf is None:  # linear projections of a positive potential: positivity is a valid constraint
+        if fill_iter > 0:
+            return _fill_unmeasured(vol, rec.weight, rec.pad, mask, res_px, fill_iter)
         return np.maximum(vol, 0) * mask
     # through a CTF (and the non-linear contrast of a strong phase object) the low-resolution map need not be
     # positive: only the mask applies
     return vol * mask
+
+
+def _fill_unmeasured(vol: np.ndarray, weight: np.ndarray, pad: int, mask: np.ndarray, res_px: float,
+                     n_iter: int, level: float = 0.1) -> np.ndarray:
+    """Fill the Fourier region no slice sampled by alternating projections (positivity and support in real
+    space, the measured transform where it was measured).
+
+    A Brownian series of a few hundred frames sees its particle from a cap of beam directions only, which
+    leaves a double cone of its 3D transform unmeasured (zero after the Wiener division). Clipping such a map
+    at zero once (the old constraint) puts the clipped ringing's transform into the measured region too and
+    so corrupts the data; these iterations keep the measured transform and let the constraints fill only the
+    rest (the missing-wedge filling of tomography).
+    """
+    n = vol.shape[0]
+    nn = weight.shape[0]
+    k = (np.arange(n) - n // 2) * pad + nn // 2  # unpadded frequencies on the padded (centred) grid
+    w = weight[np.ix_(k, k, k)]
+    pos = w[w > 0]
+    measured = scipy.fft.ifftshift(w > level * (pos.mean() if pos.size else 1.0))
+    f_meas = scipy.fft.fftn(vol, workers=-1)
+    v = np.maximum(vol, 0) * mask
+    for _ in range(n_iter):
+        f = scipy.fft.fftn(v, workers=-1)
+        f[measured] = f_meas[measured]
+        v = np.maximum(scipy.fft.ifftn(f, workers=-1).real, 0) * mask
+    return _lowpass_volume(v.astype(np.float32), res_px) * mask
 
 
 def _cc(ref, x: np.ndarray, band: Band, cands: np.ndarray, ctf: np.ndarray | None = None) -> np.ndarray:
@@ -523,7 +646,7 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
     def eff(res: float) -> float:
         return min(max(res, 2.05 * ps), ns * ps / (1.3 * r_min))
 
-    def search(model, idx, res, step):
+    def search(model, idx, res, step, prev=None):
         band = Band.make(ns, r_max=ns * ps / res, r_min=r_min)
         img = band.take(ft_all[idx])
         cb = None
@@ -531,10 +654,20 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
             c = band.take(ctf_small[idx])
             img = img * c
             cb = (c**2).mean(axis=0)
-        ci, cz = global_scores(model, img, band, grid, cb, top_k=config.top_k)
-        path = viterbi(grid[ci], cz, step, config.continuity_weight)
+        ci, cz, mean, sd = global_scores(model, img, band, grid, cb, top_k=config.top_k,
+                                         distinct_deg=config.distinct_deg, pool=config.candidate_pool,
+                                         return_stats=True)
+        cands = grid[ci]
+        if prev is not None and config.keep_previous:
+            # the previous iteration's (polished) poses compete with the grid's peaks, scored alike: an iteration
+            # keeps what the last one found unless the new model prefers another pose
+            ref = prepare_reference(model)
+            cc = _cc(ref, img, band, prev[:, None], None if cb is None else np.broadcast_to(cb, img.shape))
+            cands = np.concatenate([cands, prev[:, None]], axis=1)
+            cz = np.concatenate([cz, ((cc[:, 0] - mean) / sd)[:, None]], axis=1)
+        path = viterbi(cands, cz, step, config.continuity_weight)
         rows = np.arange(len(idx))
-        chosen = grid[ci[rows, path]]
+        chosen = cands[rows, path]
         if res <= config.local_from_A:
             from reconstruct.refine import local_search
 
@@ -550,12 +683,12 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
         # random asymmetries differ between starts)
         rots = Rotation.random(len(sub), random_state=int(rng.integers(2**31))).as_matrix()
         res0 = eff(config.resolutions_A[0])
-        model = _reconstruct_small(small[sub], rots, res0 / ps, mask, ctf_pad)
+        model = _reconstruct_small(small[sub], rots, res0 / ps, mask, ctf_pad, config.fill_iter)
         score = 0.0
         for res in config.resolutions_A:
             res_eff = eff(res)
-            rots, score = search(model, sub, res_eff, step_sub)
-            model = _reconstruct_small(small[sub], rots, res_eff / ps, mask, ctf_pad)
+            rots, score = search(model, sub, res_eff, step_sub, rots if res_eff <= config.local_from_A else None)
+            model = _reconstruct_small(small[sub], rots, res_eff / ps, mask, ctf_pad, config.fill_iter)
             if monitor is not None:
                 monitor(s, res_eff, sub, rots, score)
             if progress is not None:
@@ -628,7 +761,8 @@ def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume
         img = img * c
         cb = (c**2).mean(axis=0)
     grid = so3_grid(config.grid_size)
-    ci, cz = global_scores(vol_small, img, band, grid, cb, top_k=config.top_k)
+    ci, cz = global_scores(vol_small, img, band, grid, cb, top_k=config.top_k, distinct_deg=config.distinct_deg,
+                           pool=config.candidate_pool)
     path = viterbi(grid[ci], cz, config.step_deg, config.continuity_weight)
     return grid[ci[np.arange(m), path]]
 

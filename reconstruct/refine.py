@@ -72,6 +72,9 @@ class RefineConfig:
     sweep_resolution_A
         Coarsest resolution limit (Å) of the continuity sweep run after every iteration's local search
         (:func:`continuity_sweep`); 0 disables it.
+    sweep_tolerance
+        Relative correlation deficit within which the sweep prefers the neighbour's pose to the frame's own
+        (:func:`continuity_sweep`).
     branch_iterations
         After these iterations, time segments of the trajectory that settled on a pseudo-symmetric mate are
         found and moved into the branch of the largest consistent group
@@ -98,6 +101,7 @@ class RefineConfig:
     pad: int = 2
     converge_deg: float = 0.3
     sweep_resolution_A: float = 1.5
+    sweep_tolerance: float = 0.0
     branch_iterations: tuple[int, ...] = (0,)
     branch_segment: int = 30
     branch_max_segments: int = 10
@@ -116,6 +120,7 @@ class RefineConfig:
         require(self.max_shift_A >= 0, "refine.max_shift_A must be >= 0")
         require(self.pad in (1, 2, 3), f"refine.pad = {self.pad} must be 1, 2 or 3")
         require(self.sweep_resolution_A >= 0, "refine.sweep_resolution_A must be >= 0 Å (0: off)")
+        require(0 <= self.sweep_tolerance < 1, "refine.sweep_tolerance must be in [0, 1)")
         require(all(i >= 0 for i in self.branch_iterations), "refine.branch_iterations must be >= 0")
         require(self.branch_segment == 0 or self.branch_segment >= 5,
                 f"refine.branch_segment = {self.branch_segment} must be 0 (off) or >= 5 frames")
@@ -293,7 +298,7 @@ def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> 
 
 
 @numba.njit(cache=True)
-def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, direction, moved):
+def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, direction, moved, tol):
     m = poses.shape[0]
     start = 1 if direction == 1 else m - 2
     stop = m if direction == 1 else -1
@@ -313,15 +318,15 @@ def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, d
                 if sc > best:
                     best = sc
                     pose[:, :] = cand
-        if best > cur[i]:
+        if best > cur[i] - tol * abs(cur[i]):
             poses[i] = pose
             cur[i] = best
             moved[i] = True
 
 
 def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: np.ndarray, band: Band,
-                     poses: np.ndarray, ctf: np.ndarray | None, steps_deg: tuple[float, ...]
-                     ) -> tuple[np.ndarray, int]:
+                     poses: np.ndarray, ctf: np.ndarray | None, steps_deg: tuple[float, ...],
+                     tolerance: float = 0.0) -> tuple[np.ndarray, int]:
     """Let good poses propagate along the trajectory: forward, then backward, in time order.
 
     Successive frames of a Brownian rotation differ by a few degrees, so the pose of frame ``i − 1`` (forward
@@ -347,6 +352,11 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
         (M, P) transfer on ``band`` or None.
     steps_deg
         Hill-climbing steps (deg).
+    tolerance
+        The pose from the neighbour replaces the frame's own when it correlates at least (1 − ``tolerance``)
+        times as well (0: only when better). Equivalent poses (a symmetric particle's mates; a centrosymmetric
+        one's 180° in-plane twin in projection) correlate equally: a tolerance lets the neighbour's continue
+        the trajectory instead of a tie leaving a jump.
 
     Returns
     -------
@@ -367,7 +377,7 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
     moved = np.zeros(m, np.bool_)
     for direction in (1, -1):
         _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xx, c,
-                      np.asarray(halves, np.int64), poses, cur, deltas, direction, moved)
+                      np.asarray(halves, np.int64), poses, cur, deltas, direction, moved, float(tolerance))
     return poses, int(moved.sum())
 
 
@@ -476,7 +486,8 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         if config.branch_segment > 0 and it in config.branch_iterations:
             poses = _realign(boxes, pixel_size, poses, shifts, diameter_A, config, ctf_fn)
         if sweep:
-            poses, n_moved = continuity_sweep(refs, halves, sx, sband, poses, sc, config.steps_deg)
+            poses, n_moved = continuity_sweep(refs, halves, sx, sband, poses, sc, config.steps_deg,
+                                              config.sweep_tolerance)
             log.info("refine iteration %d: continuity sweep moved %d frames to a neighbour's basin", it, n_moved)
         med = float(np.median(change))
         history.append({"iteration": it, "fsc_0.143_A": res_fsc, "search_resolution_A": search_res,
