@@ -5,9 +5,10 @@ particle's size carrying the particle's contrast sign (found on the mean frame);
 particle's position, refined to sub-pixel by a parabola. A peak whose height is below ``min_peak_z`` robust
 standard deviations of its correlation map counts as lost. Lost frames are excluded (and counted); the
 positions of the others are smoothed over time (Gaussian, ``smooth_frames``) — the residual jitter is
-refined later as per-frame shifts. The particle moves little between frames (≈ 1 pixel), so the correlation
-maps of ``window_frames`` successive frames are averaged before the peak is taken: at half the default dose this
-finds the particle in every frame where single frames lose one in five.
+refined later as per-frame shifts. The particle moves little between frames (≈ 1 pixel), so where a frame's own
+peak is not confident (z below twice ``min_peak_z``) the peak of the running mean of ``window_frames`` successive
+correlation maps is taken instead: at half the default dose this finds the particle in every frame where single
+frames lose one in five, and a clear single-frame peak keeps its own, unblurred position.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class TrackingConfig:
         (finest, coarsest) spacing in Å of the band-pass of the ``energy`` method.
     window_frames
         Odd number of successive frames whose correlation maps are averaged (running mean centred on the frame,
-        bad frames left out) before the peak is located; 1: every frame alone.
+        bad frames left out) for frames whose own peak is below twice ``min_peak_z``; 1: every frame alone.
     """
 
     lowpass_A: float = 4.0
@@ -155,8 +156,20 @@ def locate(frames: np.ndarray, pixel_size: float, radius_px: float, sign: float,
         ft = scipy.fft.fft2(energy.astype(np.float32), workers=-1)
         sign = 1.0
     cc = sign * scipy.fft.ifft2(ft * (filt * tmpl), workers=-1).real.astype(np.float32)
+    xy, z = _peaks(cc)
     if config.window_frames > 1 and k > 1:
-        cc = running_mean(cc, np.ones(k, bool) if valid is None else valid, config.window_frames)
+        # a confident single-frame peak keeps its own position (the running mean blurs by the particle's motion);
+        # the others take the peak of the running mean, whose z-score also decides whether the frame is lost
+        xyw, zw = _peaks(running_mean(cc, np.ones(k, bool) if valid is None else valid, config.window_frames))
+        own = z >= 2 * config.min_peak_z
+        xy = np.where(own[:, None], xy, xyw)
+        z = np.maximum(z, zw)
+    return xy, z
+
+
+def _peaks(cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel peak positions (x, y) and robust peak z-scores of correlation maps [k, y, x]."""
+    k, ny, nx = cc.shape
     flat = cc.reshape(k, -1)
     idx = np.argmax(flat, axis=1)
     med = np.median(flat, axis=1)
