@@ -20,6 +20,10 @@ transfers the 3–8 Å band) it measures, with the truth known:
 3. **ab initio**: the pose error after every iteration of the default ab initio stage from a featureless start
    (subset = every frame, one start), scored after the best global rotation and hand.
 
+A fourth case, ``projection_highpass3.3A``, is the projection series with every frequency below 1/3.3 Å removed
+from the boxes: projection-mode frames reduced to the band where the default multislice frames carry their
+signal, to tell a lack of information from the imaging non-linearity.
+
 Writes ``benchmarks/results/pose_information.json`` and prints a table.
 """
 
@@ -49,7 +53,14 @@ from reconstruct.abinitio import (  # noqa: E402
 )
 from reconstruct.config import ReconstructConfig  # noqa: E402
 from reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
-from reconstruct.projector import Band, image_ft, prepare_reference, project, shift_phases  # noqa: E402
+from reconstruct.projector import (  # noqa: E402
+    Band,
+    image_from_ft,
+    image_ft,
+    prepare_reference,
+    project,
+    shift_phases,
+)
 from simulator.builder import build_preset  # noqa: E402
 from simulator.mrc import read_volume  # noqa: E402
 from simulator.outputs import git_commit, write_json  # noqa: E402
@@ -72,8 +83,9 @@ def simulate(out: Path, mode: str, n_frames: int, defocus_A: float | None) -> Pa
     return out
 
 
-def measure(series: Path) -> dict:
-    """The three measurements on one series (see the module docstring)."""
+def measure(series: Path, highpass_A: float | None = None) -> dict:
+    """The three measurements on one series (see the module docstring); ``highpass_A``: remove every frequency
+    below 1/highpass_A from the boxes first."""
     cfg = ReconstructConfig(poses="truth")
     stack, pixel, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
     linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
@@ -85,6 +97,9 @@ def measure(series: Path) -> dict:
     truth_poses = _oracle_poses(particles, rows, "truth", np.random.default_rng(0))
     truth, _ = read_volume(series / "truth_map.mrc")
     n = boxes.shape[-1]
+    if highpass_A is not None:
+        keep = Band.make(n, r_max=n, r_min=n * pixel / highpass_A)
+        boxes = image_from_ft(keep.put(keep.take(image_ft(boxes))))
     m = len(rows)
 
     # 1. per-band signal at the true pose and shift
@@ -149,12 +164,13 @@ def main() -> int:
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="tb_poseinfo_"))
     work.mkdir(parents=True, exist_ok=True)
-    cases = {"projection": ("projection", None), "multislice": ("multislice", None),
-             "multislice_defocus+150A": ("multislice", 150.0)}
+    cases = {"projection": ("projection", None, None), "multislice": ("multislice", None, None),
+             "multislice_defocus+150A": ("multislice", 150.0, None),
+             "projection_highpass3.3A": ("projection", None, 3.3)}
     results: dict = {"cases": {}, "git_commit": git_commit(), "loadavg_start": os.getloadavg()}
-    for name, (mode, df) in cases.items():
-        ser = simulate(work / name, mode, args.frames, df)
-        results["cases"][name] = measure(ser)
+    for name, (mode, df, hp) in cases.items():
+        ser = simulate(work / (mode if hp else name), mode, args.frames, df)
+        results["cases"][name] = measure(ser, hp)
         print(f"{name}: {json.dumps(results['cases'][name])}", flush=True)
     results["loadavg_end"] = os.getloadavg()
     write_json(ROOT / "benchmarks" / "results" / "pose_information.json", results)
