@@ -71,8 +71,10 @@ class AbInitioConfig:
     fill_iter
         Without a CTF: iterations that fill the unmeasured part of each model's transform under positivity and
         the mask (:func:`_fill_unmeasured`); 0 clips the map at zero once instead.
-    keep_previous
-        At the iterations that polish, each frame's previous pose is a candidate of the continuity pass too.
+    keep_previous_from_A
+        At iterations whose resolution limit is this (Å) or finer, each frame's previous pose is a candidate of
+        the continuity pass too (0: never). Earlier, the previous path's continuity would outweigh the new
+        model's evidence and freeze the first guess.
     ctf_min
         With a CTF, frequencies below the first where the mean |CTF| exceeds this are not searched.
     local_from_A
@@ -95,7 +97,7 @@ class AbInitioConfig:
     local_from_A: float = 0.0
     ctf_min: float = 0.25
     fill_iter: int = 0
-    keep_previous: bool = False
+    keep_previous_from_A: float = 0.0
 
     def validate(self) -> None:
         require(16 <= self.box <= 256 and self.box % 2 == 0, f"abinitio.box = {self.box} must be even, 16–256")
@@ -107,8 +109,9 @@ class AbInitioConfig:
         require(self.top_k >= 1, f"abinitio.top_k = {self.top_k} must be >= 1")
         require(self.step_deg > 0, f"abinitio.step_deg = {self.step_deg} must be > 0")
         require(self.continuity_weight >= 0, "abinitio.continuity_weight must be >= 0")
-        require(self.distinct_deg >= 0 and self.candidate_pool >= 0 and self.fill_iter >= 0,
-                "abinitio.distinct_deg, candidate_pool and fill_iter must be >= 0")
+        require(self.distinct_deg >= 0 and self.candidate_pool >= 0 and self.fill_iter >= 0
+                and self.keep_previous_from_A >= 0,
+                "abinitio.distinct_deg, candidate_pool, fill_iter and keep_previous_from_A must be >= 0")
 
 
 def so3_grid(n: int) -> np.ndarray:
@@ -658,7 +661,7 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
                                          distinct_deg=config.distinct_deg, pool=config.candidate_pool,
                                          return_stats=True)
         cands = grid[ci]
-        if prev is not None and config.keep_previous:
+        if prev is not None:
             # the previous iteration's (polished) poses compete with the grid's peaks, scored alike: an iteration
             # keeps what the last one found unless the new model prefers another pose
             ref = prepare_reference(model)
@@ -687,7 +690,8 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
         score = 0.0
         for res in config.resolutions_A:
             res_eff = eff(res)
-            rots, score = search(model, sub, res_eff, step_sub, rots if res_eff <= config.local_from_A else None)
+            prev = rots if res_eff <= config.keep_previous_from_A else None
+            rots, score = search(model, sub, res_eff, step_sub, prev)
             model = _reconstruct_small(small[sub], rots, res_eff / ps, mask, ctf_pad, config.fill_iter)
             if monitor is not None:
                 monitor(s, res_eff, sub, rots, score)

@@ -74,6 +74,48 @@ def test_global_search_against_the_true_model_finds_the_poses() -> None:
     assert np.median(pose_errors(grid[idx[:, 0]], rots, allow_mirror=False).angles_deg) < 6.0
 
 
+def test_distinct_peaks_are_apart_and_led_by_the_best_pose() -> None:
+    """With non-maximum suppression the candidates are separate peaks (pairwise ≥ distinct_deg), the first being
+    the plain search's best pose."""
+    pos = _cuboctahedron()[np.random.default_rng(5).random(147) < 0.6]
+    frames, _, vol = _series(pos, 40, 12, 1e5, 0)
+    band = Band.make(40, r_max=40 * VOXEL / 2.5, r_min=1)
+    grid = so3_grid(5000)
+    x = band.take(image_ft(frames))
+    plain, _ = global_scores(vol, x, band, grid, top_k=1)
+    idx, z = global_scores(vol, x, band, grid, top_k=10, distinct_deg=12.0, pool=200)
+    assert np.array_equal(idx[:, 0], plain[:, 0])
+    for row, zs in zip(idx, z, strict=True):
+        r = grid[row[np.isfinite(zs)]]
+        tr = np.einsum("aij,bij->ab", r, r)
+        ang = np.degrees(np.arccos(np.clip((tr - 1) / 2, -1, 1)))[np.triu_indices(len(r), 1)]
+        assert len(r) == 10 and ang.min() >= 12.0
+
+
+def test_fill_restores_a_missing_cone_of_a_positive_map() -> None:
+    """A positive map whose transform lacks a double cone (the views of a short trajectory): the alternating
+    positivity/support fill brings it closer to the whole map than the cone-less map (the old single clip)."""
+    from reconstruct.abinitio import _fill_unmeasured, _lowpass_volume
+    from reconstruct.projector import soft_sphere
+
+    n = 32
+    rng = np.random.default_rng(3)
+    vol = render_density(rng.normal(0, 2.0, (30, 3)) + n // 2 * 0.5, (n, n, n), 0.5, U=np.full(30, 0.05))
+    k = np.fft.fftshift(np.fft.fftfreq(n)) * n
+    kz, ky, kx = np.meshgrid(k, k, k, indexing="ij")
+    cone = np.abs(kz) > np.cos(np.radians(45)) * np.sqrt(kx**2 + ky**2 + kz**2 + 1e-9)  # 45° half-angle about z
+    weight = np.repeat(np.repeat(np.repeat((~cone).astype(np.float32), 2, 0), 2, 1), 2, 2)  # pad-2 grid
+    ft = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(vol)))
+    ft[cone] = 0
+    missing = _lowpass_volume(np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(ft))).real.astype(np.float32), 2.5)
+    mask = soft_sphere(n, 10.0, 2.0)
+    truth = _lowpass_volume(vol, 2.5) * mask
+    clipped = np.maximum(missing, 0) * mask
+    filled = _fill_unmeasured(missing, weight, 2, mask, 2.5, 30)
+    err = [np.linalg.norm(v - truth) / np.linalg.norm(truth) for v in (clipped, filled)]
+    assert err[1] < 0.6 * err[0]  # measured: 0.44 -> 0.18
+
+
 @settings(max_examples=2, deadline=None)
 @given(seed=st.integers(0, 1000))
 @example(seed=466)  # ab initio left 44 % of the trajectory on a pseudo-symmetric mate (median 12.8° before)
