@@ -342,7 +342,7 @@ def _reconstruct_small(images: np.ndarray, rots: np.ndarray, res_px: float, mask
 
 
 def _fill_unmeasured(vol: np.ndarray, weight: np.ndarray, pad: int, mask: np.ndarray, res_px: float,
-                     n_iter: int, level: float = 0.1) -> np.ndarray:
+                     n_iter: int, level: float = 0.1, keep_measured: bool = False) -> np.ndarray:
     """Fill the Fourier region no slice sampled by alternating projections (positivity and support in real
     space, the measured transform where it was measured).
 
@@ -350,7 +350,9 @@ def _fill_unmeasured(vol: np.ndarray, weight: np.ndarray, pad: int, mask: np.nda
     leaves a double cone of its 3D transform unmeasured (zero after the Wiener division). Clipping such a map
     at zero once (the old constraint) puts the clipped ringing's transform into the measured region too and
     so corrupts the data; these iterations keep the measured transform and let the constraints fill only the
-    rest (the missing-wedge filling of tomography).
+    rest (the missing-wedge filling of tomography). With ``keep_measured`` the result carries the measured
+    transform exactly (the constraints' last pass changes only the unmeasured part), otherwise it is the
+    constrained (positive) map.
     """
     n = vol.shape[0]
     nn = weight.shape[0]
@@ -360,11 +362,13 @@ def _fill_unmeasured(vol: np.ndarray, weight: np.ndarray, pad: int, mask: np.nda
     measured = scipy.fft.ifftshift(w > level * (pos.mean() if pos.size else 1.0))
     f_meas = scipy.fft.fftn(vol, workers=-1)
     v = np.maximum(vol, 0) * mask
+    data = vol
     for _ in range(n_iter):
         f = scipy.fft.fftn(v, workers=-1)
         f[measured] = f_meas[measured]
-        v = np.maximum(scipy.fft.ifftn(f, workers=-1).real, 0) * mask
-    return _lowpass_volume(v.astype(np.float32), res_px) * mask
+        data = scipy.fft.ifftn(f, workers=-1).real
+        v = np.maximum(data, 0) * mask
+    return _lowpass_volume((data if keep_measured else v).astype(np.float32), res_px) * mask
 
 
 def _cc(ref, x: np.ndarray, band: Band, cands: np.ndarray, ctf: np.ndarray | None = None) -> np.ndarray:

@@ -72,6 +72,13 @@ class RefineConfig:
     sweep_resolution_A
         Coarsest resolution limit (Å) of the continuity sweep run after every iteration's local search
         (:func:`continuity_sweep`); 0 disables it.
+    fill_iter
+        Without a CTF: iterations that fill the unmeasured part of each half map's transform under positivity
+        and the mask before it serves as reference (:func:`reconstruct.abinitio._fill_unmeasured`; 0: off).
+    fill_iterations
+        The fill applies to this many first iterations: it widens the basin (from true poses + 10° the
+        median error after 4 iterations 4.9° → 4.1° with the fill throughout), but at the finest search the
+        filled cone and the gaps between slices limit the accuracy (true poses + 6°: 0.82° → 1.5°).
     sweep_tolerance
         Relative correlation deficit within which the sweep prefers the neighbour's pose to the frame's own
         (:func:`continuity_sweep`).
@@ -102,6 +109,8 @@ class RefineConfig:
     converge_deg: float = 0.3
     sweep_resolution_A: float = 1.5
     sweep_tolerance: float = 0.0
+    fill_iter: int = 0
+    fill_iterations: int = 1
     branch_iterations: tuple[int, ...] = (0,)
     branch_segment: int = 30
     branch_max_segments: int = 10
@@ -121,6 +130,7 @@ class RefineConfig:
         require(self.pad in (1, 2, 3), f"refine.pad = {self.pad} must be 1, 2 or 3")
         require(self.sweep_resolution_A >= 0, "refine.sweep_resolution_A must be >= 0 Å (0: off)")
         require(0 <= self.sweep_tolerance < 1, "refine.sweep_tolerance must be in [0, 1)")
+        require(self.fill_iter >= 0 and self.fill_iterations >= 0, "refine.fill_iter/fill_iterations must be >= 0")
         require(all(i >= 0 for i in self.branch_iterations), "refine.branch_iterations must be >= 0")
         require(self.branch_segment == 0 or self.branch_segment >= 5,
                 f"refine.branch_segment = {self.branch_segment} must be 0 (off) or >= 5 frames")
@@ -289,11 +299,16 @@ def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, vox
     return h1, h2, freq, curve, full_map
 
 
-def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> Reference:
+def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray, fill_iter: int = 0,
+                    res_px: float = 2.0) -> Reference:
     # each half is filtered by its own (half-set) FSC estimate: Wiener with the half-map SNR, then weighted
     c = np.clip(curve, 1e-4, 0.999)
     tau = np.clip((1 - c) / c, 1e-3, 1e3)
     vol = rec.reconstruct(tau=tau, filt=np.sqrt(np.clip(curve, 0, 1)))
+    if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see abinitio)
+        from reconstruct.abinitio import _fill_unmeasured
+
+        vol = _fill_unmeasured(vol, rec.weight, rec.pad, mask, res_px, fill_iter)
     return prepare_reference(vol * mask, pad=rec.pad)
 
 
@@ -455,7 +470,9 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         res_band = resolution_at(freq, curve, 0.143, min_freq=q_transfer) if q_transfer > 0 else res_fsc
         res_band = res if not np.isfinite(res_band) else res_band
         search_res = max(config.finest_search_A, 2.0 * pixel_size + 1e-6, min(res_band, res) if it == 0 else res_band)
-        refs = (_half_reference(rec1, curve, mask), _half_reference(rec2, curve, mask))
+        fill = config.fill_iter if ctf_fn is None and it < config.fill_iterations else 0
+        refs = (_half_reference(rec1, curve, mask, fill, search_res / pixel_size),
+                _half_reference(rec2, curve, mask, fill, search_res / pixel_size))
         del rec1, rec2
         band = Band.make(n, r_max=n * pixel_size / search_res, r_min=1.0)
         change = np.zeros(m)

@@ -134,6 +134,35 @@ def test_abinitio_and_refinement_find_poses_of_an_asymmetric_particle(seed: int)
     assert np.mean(err.angles_deg < 5.0) > 0.4
 
 
+# Opt-in ab initio / refinement options (not yet the defaults: +40-60 % ab initio CPU on these small series):
+# distinct correlation peaks as Viterbi candidates, positivity fill of the unmeasured Fourier cone of every model
+# (a short Brownian series sees its particle from a cap of directions only), polished poses, previous poses as
+# candidates at the fine iterations, and the fill in the first refinement iterations.
+TRAJECTORY_AB = dict(top_k=64, distinct_deg=8.0, candidate_pool=512, fill_iter=50, local_from_A=9.0,
+                     keep_previous_from_A=2.5)
+TRAJECTORY_REFINE = dict(fill_iter=50, fill_iterations=3)
+
+
+@pytest.mark.slow
+@settings(max_examples=2, deadline=None)
+@given(seed=st.integers(0, 1000))
+@example(seed=4)  # with the defaults (as for 8, 11, 17, 19): median 98.8° (8: 49.7, 11: 8.8, 17: 49.7, 19: 13.2)
+@example(seed=8)
+@example(seed=11)
+@example(seed=17)
+@example(seed=19)
+def test_trajectory_options_find_poses_of_an_asymmetric_particle(seed: int) -> None:
+    """The asymmetric-cluster case of the test above with the opt-in options; the same assertions."""
+    pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
+    frames, rots, _ = _series(pos, 40, 150, 200.0, seed)
+    cfg = AbInitioConfig(box=40, grid_size=10000, n_starts=2, **TRAJECTORY_AB)
+    poses, _, _ = abinitio(frames, VOXEL, 12.0, cfg, np.random.default_rng(seed))
+    res = refine(frames, VOXEL, poses, np.zeros((len(frames), 2)), 12.0, RefineConfig(n_iter=3, **TRAJECTORY_REFINE))
+    err = pose_errors(res.poses, rots)
+    assert err.median_deg < 8.0
+    assert np.mean(err.angles_deg < 5.0) > 0.4
+
+
 def test_pose_errors_recover_global_rotation_and_hand() -> None:
     true = Rotation.random(200, random_state=3).as_matrix()
     g = Rotation.random(random_state=4).as_matrix()
@@ -147,8 +176,11 @@ def test_pose_errors_recover_global_rotation_and_hand() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue-4 target not met yet: ab initio on the symmetric 147-atom "
-                   "cuboctahedron stalls at ~10° (a mixture of pseudo-symmetric solutions); see the report")
+@pytest.mark.xfail(strict=True, reason="issue-4 target not met: after ab initio + refine the median is "
+                   "4.5-24.7° with the defaults (seeds 0-5), 1.25-10.2° with the opt-in options and the "
+                   "refinement's fill in all 4 iterations (seeds 0-7: 2 <= 2°, 4 more at 2.1-2.4°); 200 frames "
+                   "see the particle from a ~30-60° cap only (missing Fourier cone), and in projection a "
+                   "centrosymmetric particle's pose A and its 180°-in-plane twin give identical frames")
 @settings(max_examples=2, deadline=None)
 @given(seed=st.integers(0, 1000))
 def test_abinitio_cuboctahedron_within_2_degrees(seed: int) -> None:
