@@ -177,7 +177,7 @@ def test_pose_errors_recover_global_rotation_and_hand() -> None:
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue-4 target not met: after ab initio + refine the median is "
-                   "4.5-24.7° with the defaults (seeds 0-5), 1.25-10.2° with the opt-in options and the "
+                   "5.8-32.5° with the defaults (seeds 0-7), 1.25-10.2° with the opt-in options and the "
                    "refinement's fill in all 4 iterations (seeds 0-7: 2 <= 2°, 4 more at 2.1-2.4°); 200 frames "
                    "see the particle from a ~30-60° cap only (missing Fourier cone), and in projection a "
                    "centrosymmetric particle's pose A and its 180°-in-plane twin give identical frames")
