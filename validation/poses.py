@@ -6,6 +6,10 @@ image — possibly up to the hand: the mirrored map with poses ``P·est_i·P`` (
 frames equally well. A symmetric particle adds its point group ``S`` (``true_i·s`` is as good as ``true_i``).
 :func:`pose_errors` finds ``G`` and the hand robustly (median-based, tolerant of outlier frames) and returns the
 per-frame angular errors.
+
+A *centrosymmetric* particle imaged by linear projection adds a per-frame ambiguity: its projection at pose
+``A`` and at ``T·A`` (``T`` = 180° about the beam, ``diag(−1, −1, 1)``) are the same image, so no method can
+tell them apart frame by frame; ``projection_twin=True`` scores each frame against the nearer of the two.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from scipy.spatial.transform import Rotation
 from simulator.errors import TumblebenchError
 
 MIRROR = np.diag([1.0, 1.0, -1.0])
+TWIN = np.diag([-1.0, -1.0, 1.0])  # 180° about the beam (lab z)
 
 
 @dataclass
@@ -69,7 +74,7 @@ def _align(est: np.ndarray, true: np.ndarray, sym: np.ndarray, n_candidates: int
 
 
 def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None = None, allow_mirror: bool = True,
-                n_candidates: int = 64) -> PoseErrors:
+                n_candidates: int = 64, projection_twin: bool = False) -> PoseErrors:
     """Per-frame pose errors after the best global rotation (and hand, and point-group operation).
 
     Parameters
@@ -82,6 +87,9 @@ def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None =
         Also try the mirror-image hand and keep the better.
     n_candidates
         Frames whose relative rotation is tried as the global rotation before refinement.
+    projection_twin
+        Only for a centrosymmetric particle in linear projection: each frame may equally be at ``TWIN·est_i``
+        (the identical image); its error is that of the nearer of the two.
 
     Returns
     -------
@@ -96,6 +104,12 @@ def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None =
     for mirrored in (False, True) if allow_mirror else (False,):
         e = np.einsum("ij,njk,kl->nil", MIRROR, est, MIRROR) if mirrored else est
         g, ang = _align(e, true, sym, n_candidates)
+        if projection_twin:
+            for _ in range(3):  # per frame the nearer of est_i and TWIN·est_i under the current G, then re-align
+                tw = np.einsum("ij,njk->nik", TWIN, e)
+                a_tw, _ = _angles(np.einsum("nji,njk->nik", true, tw), g, sym)
+                e = np.where((a_tw < ang)[:, None, None], tw, e)
+                g, ang = _align(e, true, sym, n_candidates)
         med = float(np.median(ang))
         if best is None or med < best.median_deg:
             best = PoseErrors(ang, g, mirrored, med, float(np.percentile(ang, 90)))
