@@ -157,11 +157,11 @@ def locate(frames: np.ndarray, pixel_size: float, radius_px: float, sign: float,
         sign = 1.0
     cc = sign * scipy.fft.ifft2(ft * (filt * tmpl), workers=-1).real.astype(np.float32)
     xy, z = _peaks(cc)
-    if config.window_frames > 1 and k > 1:
+    own = z >= 2 * config.min_peak_z
+    if config.window_frames > 1 and k > 1 and not own.all():
         # a confident single-frame peak keeps its own position (the running mean blurs by the particle's motion);
         # the others take the peak of the running mean, whose z-score also decides whether the frame is lost
         xyw, zw = _peaks(running_mean(cc, np.ones(k, bool) if valid is None else valid, config.window_frames))
-        own = z >= 2 * config.min_peak_z
         xy = np.where(own[:, None], xy, xyw)
         z = np.maximum(z, zw)
     return xy, z
@@ -194,8 +194,7 @@ def running_mean(maps: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray
     their valid neighbours; fewer maps at the ends)."""
     w = np.asarray(valid, np.float32).reshape((-1,) + (1,) * (maps.ndim - 1))
     num = ndimage.uniform_filter1d(maps * w, window, axis=0, mode="constant")
-    den = ndimage.uniform_filter1d(np.broadcast_to(w, (len(w),) + (1,) * (maps.ndim - 1)).astype(np.float32),
-                                   window, axis=0, mode="constant")
+    den = ndimage.uniform_filter1d(w, window, axis=0, mode="constant")
     return num / np.maximum(den, 1e-6)
 
 
