@@ -52,7 +52,13 @@ from reconstruct.abinitio import (  # noqa: E402
     so3_grid,
 )
 from reconstruct.config import ReconstructConfig  # noqa: E402
-from reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
+from reconstruct.pipeline import (  # noqa: E402
+    _check_inputs,
+    _oracle_poses,
+    _oracle_shifts,
+    make_ctf_fn,
+    track_and_cut,
+)
 from reconstruct.projector import (  # noqa: E402
     Band,
     image_from_ft,
@@ -103,11 +109,7 @@ def measure(series: Path, highpass_A: float | None = None) -> dict:
     m = len(rows)
 
     # 1. per-band signal at the true pose and shift
-    cx = particles["rlnCoordinateX"].to_numpy(float)[rows]
-    cy = particles["rlnCoordinateY"].to_numpy(float)[rows]
-    ox = particles["rlnOriginXAngst"].to_numpy(float)[rows] / pixel
-    oy = particles["rlnOriginYAngst"].to_numpy(float)[rows] / pixel
-    shifts = -(np.stack([cx - ox, cy - oy], axis=1) - np.rint(centres))
+    shifts = _oracle_shifts(particles, rows, pixel, centres)
     proj = project(prepare_reference(np.asarray(truth, np.float32)), truth_poses, shifts)
     f = image_ft(boxes - boxes.mean(axis=(1, 2), keepdims=True))
     p = image_ft(proj - proj.mean(axis=(1, 2), keepdims=True))

@@ -242,7 +242,7 @@ def _choose_tracking(stack: np.ndarray, bad: np.ndarray, pixel: float, radius_px
         found = float(np.mean(z >= tcfg.min_peak_z))
         key = (found, int((method == "contrast") == linear_contrast), float(np.median(z)))
         log.info("tracking: %s method finds the particle in %.0f %% of %d sample frames (median peak z %.1f)",
-                 method, 100 * key[0], len(sample), key[1])
+                 method, 100 * key[0], len(sample), key[2])
         if key > best_key:
             best, best_key = method, key
     return best
@@ -276,6 +276,15 @@ def _oracle_poses(particles: pd.DataFrame, rows: np.ndarray, spec: str, rng: np.
         rv = rng.normal(0.0, np.radians(deg) / np.sqrt(3.0), (len(rows), 3))
         poses = np.einsum("nij,njk->nik", Rotation.from_rotvec(rv).as_matrix(), poses)
     return poses
+
+
+def _oracle_shifts(particles: pd.DataFrame, rows: np.ndarray, pixel: float, centres: np.ndarray) -> np.ndarray:
+    """True origins (pixels) of boxes cut at ``rint(centres)``, from the STAR's coordinates and origins."""
+    cx = particles["rlnCoordinateX"].to_numpy(float)[rows]
+    cy = particles["rlnCoordinateY"].to_numpy(float)[rows]
+    ox = particles["rlnOriginXAngst"].to_numpy(float)[rows] / pixel if "rlnOriginXAngst" in particles else 0
+    oy = particles["rlnOriginYAngst"].to_numpy(float)[rows] / pixel if "rlnOriginYAngst" in particles else 0
+    return -(np.stack([cx - ox, cy - oy], axis=1) - np.rint(centres))
 
 
 def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str | Path,
@@ -364,12 +373,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     t1 = time.perf_counter()
     if config.poses == "truth":
         poses = _oracle_poses(particles, rows, "truth", rng)
-        cx = particles["rlnCoordinateX"].to_numpy(float)[rows]
-        cy = particles["rlnCoordinateY"].to_numpy(float)[rows]
-        ox = particles["rlnOriginXAngst"].to_numpy(float)[rows] / pixel if "rlnOriginXAngst" in particles else 0
-        oy = particles["rlnOriginYAngst"].to_numpy(float)[rows] / pixel if "rlnOriginYAngst" in particles else 0
-        true_centre = np.stack([cx - ox, cy - oy], axis=1)
-        shifts = -(true_centre - np.rint(centres))
+        shifts = _oracle_shifts(particles, rows, pixel, centres)
         halves = (np.arange(len(rows)) % 2).astype(np.int64)
         with _bar(1, "reconstruction (true poses)", progress) as bar:
             r1, r2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_rec, pixel, config.refine.pad)
