@@ -33,7 +33,7 @@ from reconstruct.background import (
 from reconstruct.config import ReconstructConfig
 from reconstruct.fsc import resolution_at
 from reconstruct.projector import soft_sphere
-from reconstruct.refine import filtered_map, reconstruct_halves, refine
+from reconstruct.refine import ReferenceModel, filtered_map, reconstruct_halves, refine
 from reconstruct.timeresolved import time_resolved_maps
 from reconstruct.tracking import Trajectory, contrast_sign, cut_boxes, estimate_diameter, locate, smooth_trajectory
 from simulator.config import to_dict
@@ -289,7 +289,7 @@ def _oracle_shifts(particles: pd.DataFrame, rows: np.ndarray, pixel: float, cent
 
 def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str | Path,
                        config: ReconstructConfig | None = None, overwrite: bool = False, progress: bool = True,
-                       inputs: dict | None = None) -> dict:
+                       inputs: dict | None = None, reference_model: ReferenceModel | None = None) -> dict:
     """Rebuild the particle's 3D density from its frames.
 
     Parameters
@@ -309,6 +309,12 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
         Replace an existing ``out_dir``.
     progress
         Progress bars on stderr (only when stderr is a terminal).
+    inputs
+        What the manifest records as the inputs (default: the two paths).
+    reference_model
+        Builder of the references of the model-referenced refinement iterations
+        (:data:`reconstruct.refine.ReferenceModel`; ``tumblebench reconstruct`` passes
+        :func:`analysis.reference.atom_reference`); required when ``config.refine.model_iterations > 0``.
 
     Returns
     -------
@@ -317,6 +323,9 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
     """
     config = config or ReconstructConfig()
     config.validate()
+    require(config.poses == "truth" or config.refine.model_iterations == 0 or reference_model is not None,
+            f"refine.model_iterations = {config.refine.model_iterations} needs a reference_model (e.g. "
+            "analysis.reference.atom_reference); set refine.model_iterations = 0 to refine against the half maps")
     frames = Path(frames)
     star = Path(star) if star is not None else None
     progress = bool(progress) and sys.stderr.isatty()
@@ -329,7 +338,7 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
         old_level = log.level
         log.setLevel(logging.INFO)
         try:
-            summary = _run(frames, star, tmp, config, progress, rng, timings)
+            summary = _run(frames, star, tmp, config, progress, rng, timings, reference_model)
             summary["timing_s"] = timings
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
             write_manifest(tmp, "reconstruct", to_dict(config), config.seed,
@@ -342,7 +351,7 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
 
 
 def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, progress: bool,
-         rng: np.random.Generator, timings: dict) -> dict:
+         rng: np.random.Generator, timings: dict, reference_model: ReferenceModel | None = None) -> dict:
     t0 = time.perf_counter()
     stack, pixel, optics, particles = _check_inputs(frames, star, config)
     manifest = None
@@ -391,8 +400,9 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
             poses = _oracle_poses(particles, rows, config.poses, rng)
         timings["abinitio" if config.poses == "abinitio" else "oracle_poses"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        with _bar(config.refine.n_iter, "refinement", progress) as bar:
-            res = refine(boxes, pixel, poses, origins, diameter, config.refine, ctf_rec, progress=bar.update)
+        with _bar(config.refine.n_iter + config.refine.model_iterations, "refinement", progress) as bar:
+            res = refine(boxes, pixel, poses, origins, diameter, config.refine, ctf_rec, progress=bar.update,
+                         reference_model=reference_model)
         timings["refine"] = time.perf_counter() - t2
         poses, shifts, h1, h2, full = res.poses, res.shifts_px, res.half1, res.half2, res.map
         freq, curve, history = res.fsc_freq, res.fsc_half, res.history

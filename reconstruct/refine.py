@@ -7,6 +7,13 @@ cross-correlations of the frame with the CTF-multiplied projection of its own ha
 index against half 1, odd against half 2; the halves never see each other's frames). Shifts are refined from
 the peak of the cross-correlation image of each frame with its reference projection.
 
+Optionally (``model_iterations``), the last iterations search against *model references*: each half map is
+handed to a caller-supplied builder (``reference_model``; the command line passes an atomic model traced by
+:mod:`analysis` and simulated back to a map) and its sharp output replaces the half map. Half maps built from
+poses with errors of a few degrees are blurred by exactly those errors, and a blurred reference keeps the poses
+where they are (a fixed point); the model of that map has sharp atoms where the map's atoms are. The two halves
+get their own models, so the half sets stay independent.
+
 Two steps use the time order of a Brownian series: after every iteration a *continuity sweep* hill-climbs each
 frame from its neighbour's pose (forward, then backward), so that good poses propagate through runs of frames
 stuck in a wrong local optimum; and after the first iteration(s) a *branch check*
@@ -38,11 +45,15 @@ from reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from simulator.errors import require
+from simulator.errors import TumblebenchError, require
 
 log = logging.getLogger("tumblebench.reconstruct")
 
 CtfFn = Callable[[np.ndarray, tuple[int, int], float], np.ndarray]
+
+#: ``(half_map [z, y, x], voxel_size Å) -> reference map`` of the same shape (e.g. the map simulated from the atoms
+#: traced in the half map); may raise :class:`~simulator.errors.TumblebenchError` when the map holds no model.
+ReferenceModel = Callable[[np.ndarray, float], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,17 @@ class RefineConfig:
     branch_block_frames
         Frames (evenly spaced) of a segment that enter its block searches: the statistic of a run of
         off-branch frames grows with the number of its frames sampled, the cost linearly.
+    model_iterations
+        Iterations after the map-referenced ones that search against the ``reference_model`` of each half map
+        (0: none; needs a ``reference_model``). Each: ``model_rounds`` of shift + local pose search at
+        ``model_search_A``, then the continuity sweep.
+    model_rounds
+        Alternations of shift refinement and local pose search per model iteration (poses and shifts are
+        coupled: shifts refined against wrong poses hold the poses back).
+    model_search_A
+        Resolution limit (Å) of the model-referenced searches.
+    model_steps_deg, model_climbs
+        Hill-climbing steps (deg, largest first) and moves per step of those searches.
     """
 
     n_iter: int = 5
@@ -119,6 +141,11 @@ class RefineConfig:
     branch_pair_resolution_A: float = 2.2
     branch_grid: int = 2000
     branch_block_frames: int = 12
+    model_iterations: int = 0
+    model_rounds: int = 2
+    model_search_A: float = 1.2
+    model_steps_deg: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
+    model_climbs: int = 2
 
     def validate(self) -> None:
         require(self.n_iter >= 1, f"refine.n_iter = {self.n_iter} must be >= 1")
@@ -140,6 +167,10 @@ class RefineConfig:
                 f"refine.branch_box = {self.branch_box} must be even, 16–256")
         require(self.branch_resolution_A > 0 and self.branch_pair_resolution_A > 0 and self.branch_grid >= 100,
                 "refine.branch_resolution_A must be > 0 Å and refine.branch_grid >= 100")
+        require(self.model_iterations >= 0 and self.model_rounds >= 1 and self.model_climbs >= 1,
+                "refine.model_iterations must be >= 0, refine.model_rounds and refine.model_climbs >= 1")
+        require(self.model_search_A > 0 and len(self.model_steps_deg) >= 1 and all(s > 0 for s in self.model_steps_deg),
+                "refine.model_search_A must be > 0 Å and refine.model_steps_deg a non-empty list of positive degrees")
 
 
 _NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
@@ -425,8 +456,64 @@ def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np
     return new
 
 
+def _model_references(rec1: Reconstructor, rec2: Reconstructor, curve: np.ndarray, mask: np.ndarray,
+                      pixel_size: float, reference_model: ReferenceModel) -> tuple[Reference, Reference]:
+    """Each half's Wiener/FSC-filtered map through ``reference_model``, masked and prepared as a reference."""
+    c = np.clip(curve, 1e-4, 0.999)
+    tau = np.clip((1 - c) / c, 1e-3, 1e3)
+    refs = []
+    for rec in (rec1, rec2):
+        vol = rec.reconstruct(tau=tau, filt=np.sqrt(np.clip(curve, 0, 1)))
+        model = np.asarray(reference_model(vol, pixel_size), np.float32)
+        require(model.shape == vol.shape and bool(np.isfinite(model).all()),
+                f"reference_model returned a map of shape {model.shape} (or with NaN) for a {vol.shape} half map")
+        refs.append(prepare_reference(model * mask, pad=rec.pad))
+    return refs[0], refs[1]
+
+
+def _model_iteration(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray,
+                     halves: np.ndarray, refs: tuple[Reference, Reference], config: RefineConfig,
+                     ctf_fn: CtfFn | None, res: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One model-referenced iteration to resolution ``res`` (Å): ``model_rounds`` × (shifts, local poses), then
+    the continuity sweep.
+
+    Returns (poses, shifts, per-frame pose change in deg, frames moved by the sweep).
+    """
+    m, n, _ = boxes.shape
+    band = Band.make(n, r_max=n * pixel_size / res, r_min=1.0)
+    max_shift = config.max_shift_A / pixel_size
+    start = poses.copy()
+    sweep = config.sweep_resolution_A > 0
+    sband = Band.make(n, r_max=n * pixel_size / max(res, config.sweep_resolution_A), r_min=1.0)
+    sx = np.empty((m, sband.kx.size), np.complex64)
+    sc = None if ctf_fn is None else np.empty((m, sband.kx.size), np.float32)
+    for h in (0, 1):
+        idx = np.flatnonzero(halves == h)
+        for s in range(0, len(idx), 512):
+            sel = idx[s:s + 512]
+            ft = image_ft(np.asarray(boxes[sel], np.float32))
+            ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), pixel_size)
+            ctf_b = None if ctf_full is None else band.take(ctf_full)
+            for _ in range(config.model_rounds):
+                if max_shift > 0:
+                    shifts[sel] = refine_shifts(refs[h], ft, poses[sel], ctf_full, n * pixel_size / res, max_shift)
+                vals = band.take(ft) * shift_phases(band, shifts[sel])
+                poses[sel], _ = local_search(refs[h], vals, band, poses[sel], ctf_b, config.model_steps_deg,
+                                             config.model_climbs)
+            sx[sel] = sband.take(ft) * shift_phases(sband, shifts[sel])
+            if sc is not None:
+                sc[sel] = sband.take(ctf_full)
+    n_moved = 0
+    if sweep:
+        poses, n_moved = continuity_sweep(refs, halves, sx, sband, poses, sc, config.steps_deg, config.sweep_tolerance)
+    rel = np.einsum("nij,nkj->nik", poses, start)
+    change = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    return poses, shifts, change, n_moved
+
+
 def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
-           config: RefineConfig, ctf_fn: CtfFn | None = None, progress=None) -> RefineResult:
+           config: RefineConfig, ctf_fn: CtfFn | None = None, progress=None,
+           reference_model: ReferenceModel | None = None) -> RefineResult:
     """Gold-standard projection-matching refinement of poses and shifts.
 
     Parameters
@@ -446,8 +533,15 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     ctf_fn
         ``(indices, shape, pixel_size) -> (k, *shape)`` centred CTFs, or None (no CTF).
     progress
-        Optional callable advanced once per iteration.
+        Optional callable advanced once per iteration (map- and model-referenced).
+    reference_model
+        Builder of the model references of the last ``config.model_iterations`` iterations
+        (:data:`ReferenceModel`). When it raises :class:`~simulator.errors.TumblebenchError` (no model in a
+        half map), the remaining model iterations are skipped and the log says why.
     """
+    require(config.model_iterations == 0 or reference_model is not None,
+            f"refine.model_iterations = {config.model_iterations} needs a reference_model (e.g. "
+            "analysis.reference.atom_reference); set refine.model_iterations = 0 to refine against the half maps")
     m, n, _ = boxes.shape
     poses = np.asarray(poses, np.float64).copy()
     shifts = np.asarray(shifts_px, np.float64).copy()
@@ -516,6 +610,61 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         if med < config.converge_deg and (config.branch_segment == 0 or it >= max(config.branch_iterations, default=0)):
             break
     rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
+    # the model searches go to model_search_A or to where the map-referenced ones got, whichever is finer; the
+    # gold-standard check scores the band they use
+    model_res = max(min(config.model_search_A, search_res), 2.0 * pixel_size + 1e-6)
+    band_lo = max(q_transfer, 1.0 / 8.0)
+    band_hi = 1.0 / model_res
+    quality = None
+    kept = (poses.copy(), shifts.copy())
+    for it in range(config.model_iterations):
+        h1 = rec1.reconstruct(1e-3)
+        h2 = rec2.reconstruct(1e-3)
+        freq, curve = fsc(h1 * mask, h2 * mask, pixel_size)
+        sel = (freq >= band_lo) & (freq <= band_hi)
+        now = float(curve[sel].mean())
+        if quality is not None and now <= quality:
+            # gold-standard check: the half maps of the model-referenced poses agree less with each other than
+            # those they started from (a model that misplaces atoms pulls the poses towards its own errors)
+            log.info("refine model iteration %d lowered the half-map FSC over %.2f–%.2f Å (%.3f -> %.3f): its "
+                     "poses are discarded and the model iterations stop", it - 1, 1 / band_lo, 1 / band_hi,
+                     quality, now)
+            poses, shifts = kept
+            history[-1]["discarded"] = True
+            rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
+            break
+        quality = now
+        try:
+            refs = _model_references(rec1, rec2, curve, mask, pixel_size, reference_model)
+        except TumblebenchError as exc:
+            log.warning("refine: model iterations %d–%d skipped: no model reference (%s)", it,
+                        config.model_iterations - 1, exc)
+            break
+        del rec1, rec2
+        kept = (poses.copy(), shifts.copy())
+        poses, shifts, change, n_moved = _model_iteration(boxes, pixel_size, poses, shifts, halves, refs, config,
+                                                          ctf_fn, model_res)
+        del refs
+        med = float(np.median(change))
+        history.append({"iteration": len(history), "fsc_0.143_A": resolution_at(freq, curve, 0.143),
+                        "search_resolution_A": model_res, "median_pose_change_deg": med,
+                        "reference": "model", "band_fsc_before": now})
+        log.info("refine model iteration %d: half-map FSC over %.2f–%.2f Å %.3f before; searched to %.3f Å against "
+                 "the half maps' models, continuity sweep moved %d frames, median pose change %.3f deg", it,
+                 1 / band_lo, 1 / band_hi, now, model_res, n_moved, med)
+        if progress is not None:
+            progress(1)
+        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
+        if it == config.model_iterations - 1:  # the last one's check
+            h1, h2 = rec1.reconstruct(1e-3), rec2.reconstruct(1e-3)
+            freq, curve = fsc(h1 * mask, h2 * mask, pixel_size)
+            after = float(curve[sel].mean())
+            if after <= quality:
+                log.info("refine model iteration %d lowered the half-map FSC over %.2f–%.2f Å (%.3f -> %.3f): "
+                         "its poses are discarded", it, 1 / band_lo, 1 / band_hi, quality, after)
+                poses, shifts = kept
+                history[-1]["discarded"] = True
+                rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, pixel_size)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)

@@ -90,6 +90,7 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     """
     from analysis.io import write_atom_model
     from analysis.model import build_atom_model
+    from analysis.reference import atom_reference
     from reconstruct.config import ReconstructConfig
     from reconstruct.pipeline import reconstruct_series
     from simulator.builder import build_preset
@@ -127,7 +128,7 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
         t = time.perf_counter()
         rcfg = replace(ReconstructConfig(), poses=config.poses, seed=config.seed)
         summary = reconstruct_series(run.series / "frames.mrcs", run.series / "frames.star", run.recon,
-                                     rcfg, progress=progress)
+                                     rcfg, progress=progress, reference_model=atom_reference)
         timing["reconstruct"] = time.perf_counter() - t
         say(f"[reconstruct] poses {config.poses}: half-map FSC 0.143 at {summary['fsc_half_0.143_A']:.2f} Å "
             f"({timing['reconstruct']:.1f} s) -> {run.recon / 'map.mrc'}")

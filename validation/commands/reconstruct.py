@@ -33,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration (reconstruct.config)")
     p.add_argument("--box", type=int, help="reconstruction box in pixels (default 128)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--model-iterations", type=int, metavar="N",
+                   help="last refinement iterations against each half map's atomic model (refine.model_iterations; "
+                        "default 0)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
@@ -41,6 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``reconstruct``; return the exit status."""
+    from analysis.reference import atom_reference
     from reconstruct.config import ReconstructConfig
     from reconstruct.pipeline import reconstruct_series
     from simulator.config import load_config
@@ -54,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         over["box"] = args.box
     if args.seed is not None:
         over["seed"] = args.seed
+    if args.model_iterations is not None:
+        over["refine"] = dataclasses.replace(config.refine, model_iterations=args.model_iterations)
     config = dataclasses.replace(config, **over)
     try:
         config.validate()
@@ -65,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         star = guess if guess.exists() else None
     inputs = {"frames": str(args.frames), "star": str(star) if star else None}
     summary = reconstruct_series(args.frames, star, args.out, config, overwrite=args.overwrite,
-                                 progress=not args.quiet, inputs=inputs)
+                                 progress=not args.quiet, inputs=inputs, reference_model=atom_reference)
     if not args.quiet:
         keys = ("poses_mode", "usable_frames", "bad_frames", "lost_frames", "diameter_A", "fsc_half_0.143_A",
                 "fsc_half_0.5_A", "timing_s")

@@ -1,0 +1,71 @@
+"""Refinement against the half maps' atomic models (``refine.model_iterations`` + analysis.reference)."""
+
+from __future__ import annotations
+
+import dataclasses as dc
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+from test_reconstruct_abinitio import VOXEL, _cuboctahedron, _series
+
+from analysis.reference import atom_reference
+from reconstruct.refine import RefineConfig, refine
+from simulator.errors import TumblebenchError
+from validation.poses import cubic_group, pose_errors
+
+
+def test_atom_reference_is_the_map_of_the_traced_atoms() -> None:
+    """A map of a known cluster → its atoms → their simulated map: atoms back where they were."""
+    from analysis.model import simulate_map
+
+    n = 48
+    pos = _cuboctahedron() + n // 2 * VOXEL
+    vol = simulate_map(pos, (n, n, n), VOXEL, "Pt", 0.02, 0.9)
+    ref = atom_reference(vol, VOXEL)
+    assert ref.shape == vol.shape and ref.dtype == np.float32
+    assert np.corrcoef(ref.ravel(), vol.ravel())[0, 1] > 0.95
+
+
+def test_model_iterations_need_a_builder() -> None:
+    frames = np.zeros((4, 16, 16), np.float32)
+    with pytest.raises(TumblebenchError, match=r"refine\.model_iterations"):
+        refine(frames, VOXEL, np.repeat(np.eye(3)[None], 4, 0), np.zeros((4, 2)), 5.0,
+               RefineConfig(model_iterations=1))
+
+
+@settings(max_examples=1, deadline=None)
+@given(seed=st.integers(0, 1000))
+@example(seed=2)  # the seed where the median gains least (2.28° → 2.44°); p90 7.1° → 4.8°
+def test_atom_model_references_pull_poses_out_of_the_blurred_map_fixed_point(seed: int) -> None:
+    """From true poses + 8° at low dose, refinement against the half maps stalls with a long tail of frames a few
+    degrees off (their errors blur the maps that align them); the half maps' atomic models are sharp and pull
+    that tail in. Measured p90 over seeds 0–3: 5.3/6.2/7.1/6.0° → 1.8/3.5/4.8/2.2°."""
+    m = 400
+    frames, rots, _ = _series(_cuboctahedron(), 48, m, 30.0, seed)
+    rv = np.random.default_rng(seed).normal(size=(m, 3))
+    rv *= np.radians(8.0) / np.linalg.norm(rv, axis=1, keepdims=True)
+    start = np.einsum("nij,njk->nik", Rotation.from_rotvec(rv).as_matrix(), rots)
+    cfg = RefineConfig(n_iter=3, branch_segment=0)
+    base = refine(frames, VOXEL, start, np.zeros((m, 2)), 14.0, cfg)
+    model = refine(frames, VOXEL, start, np.zeros((m, 2)), 14.0, dc.replace(cfg, model_iterations=2),
+                   reference_model=atom_reference)
+    e0 = pose_errors(base.poses, rots, symmetry=cubic_group(), allow_mirror=False)
+    e1 = pose_errors(model.poses, rots, symmetry=cubic_group(), allow_mirror=False)
+    assert e1.p90_deg < 0.8 * e0.p90_deg
+    assert e1.median_deg < 1.15 * e0.median_deg
+    assert [h.get("reference") for h in model.history].count("model") == 2
+
+
+def test_pipeline_refuses_model_iterations_without_a_builder(tmp_path) -> None:
+    """The check comes before anything is read or written."""
+    from reconstruct.config import ReconstructConfig
+    from reconstruct.pipeline import reconstruct_series
+
+    base = ReconstructConfig()
+    cfg = dc.replace(base, refine=dc.replace(base.refine, model_iterations=2))
+    with pytest.raises(TumblebenchError, match=r"refine\.model_iterations = 2 needs a reference_model"):
+        reconstruct_series(tmp_path / "frames.mrcs", None, tmp_path / "out", cfg, progress=False)
+    assert not (tmp_path / "out").exists()
