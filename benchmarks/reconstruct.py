@@ -49,6 +49,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from analysis.reference import atom_reference  # noqa: E402
 from reconstruct.config import ReconstructConfig  # noqa: E402
 from reconstruct.fsc import fsc, fsc_weight, resolution_at  # noqa: E402
 from reconstruct.pipeline import reconstruct_series  # noqa: E402
@@ -118,13 +119,15 @@ def score(run: Path, series: Path, abinitio: bool) -> dict:
     return out
 
 
-def run_case(series: Path, work: Path, name: str, poses: str) -> dict:
+def run_case(series: Path, work: Path, name: str, poses: str, model_iterations: int | None = None) -> dict:
     cfg = dc.replace(ReconstructConfig(), poses=poses)
+    if model_iterations is not None:
+        cfg = dc.replace(cfg, refine=dc.replace(cfg.refine, model_iterations=model_iterations))
     t = time.perf_counter()
     reconstruct_series(series / "frames.mrcs", series / "frames.star", work / name, cfg, overwrite=True,
-                       progress=False)
+                       progress=False, reference_model=atom_reference)
     wall = time.perf_counter() - t
-    res = score(work / name, series, poses == "abinitio")
+    res = score(work / name, series, poses != "truth")
     res["seconds"] = wall
     print(f"  {name}: {json.dumps({k: v for k, v in res.items() if k != 'timing_s'}, default=float)}", flush=True)
     return res
@@ -137,7 +140,8 @@ def main() -> int:
     ap.add_argument("--dose-list", default="0.5,4", help="dose factors (× default) of the scaling study")
     ap.add_argument("--no-projection-abinitio", action="store_true",
                     help="skip the extra ab initio case on a projection-mode series at the default dose")
-    ap.add_argument("--only", choices=("truth_projection", "truth_multislice", "abinitio", "abinitio_projection"),
+    ap.add_argument("--only", choices=("truth_projection", "truth_multislice", "abinitio", "abinitio_projection",
+                                       "refine_multislice"),
                     help="re-run one case and merge it into the existing results JSON")
     ap.add_argument("--scaling-only", choices=("projection", "multislice"),
                     help="run only the scaling study on series of this mode and merge it into the JSON")
@@ -184,6 +188,18 @@ def main() -> int:
             print(f"| {k} | {r['usable_frames']} | {r['seconds']:.0f} | {pe} | "
                   f"{r['fsc05_A']:.2f} | {r['fsc05_from_3A_A']:.2f} | {r['bound_fsc05_from_3A_A']:.2f} | "
                   f"{r['fsc_half_0143_A']:.2f} |")
+        return 0
+    if args.only == "refine_multislice":
+        # the refinement stage alone: true poses + 6° on the default multislice series, against the half maps
+        # and with two model-referenced iterations (analysis.reference.atom_reference)
+        old = json.loads(out.read_text())
+        ser = simulate(work / "multislice_default", "multislice", 2000)
+        for key, mi in (("refine_multislice", 0), ("refine_multislice_model", 2)):
+            case = run_case(ser, work, f"r_{key}", "truth+noise:6", model_iterations=mi)
+            case.update(git_commit=commit, loadavg_start=load0, loadavg_end=os.getloadavg(), model_iterations=mi)
+            old["cases"][key] = case
+        write_json(out, finite(old))
+        print(f"updated refine_multislice(_model) in {out}")
         return 0
     if args.only:
         old = json.loads(out.read_text())
