@@ -471,22 +471,24 @@ def _model_references(rec1: Reconstructor, rec2: Reconstructor, curve: np.ndarra
     return refs[0], refs[1]
 
 
-def _model_iteration(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray,
-                     halves: np.ndarray, refs: tuple[Reference, Reference], config: RefineConfig,
-                     ctf_fn: CtfFn | None, res: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """One model-referenced iteration to resolution ``res`` (Å): ``model_rounds`` × (shifts, local poses), then
-    the continuity sweep.
+def _search_frames(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray,
+                   halves: np.ndarray, refs: tuple[Reference, Reference], ctf_fn: CtfFn | None, res: float,
+                   steps_deg: tuple[float, ...], climbs: int, rounds: int, max_shift: float, sweep_res: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple | None]:
+    """Every frame against its half's reference to ``res`` (Å): ``rounds`` × (shift search within ``max_shift``
+    pixels, local pose search), in chunks.
 
-    Returns (poses, shifts, per-frame pose change in deg, frames moved by the sweep).
+    Returns (poses, shifts, per-frame pose change in deg, the continuity sweep's inputs ``(x, band, ctf)`` at
+    ``max(res, sweep_res)`` or None when ``sweep_res`` is 0).
     """
     m, n, _ = boxes.shape
     band = Band.make(n, r_max=n * pixel_size / res, r_min=1.0)
-    max_shift = config.max_shift_A / pixel_size
     start = poses.copy()
-    sweep = config.sweep_resolution_A > 0
-    sband = Band.make(n, r_max=n * pixel_size / max(res, config.sweep_resolution_A), r_min=1.0)
-    sx = np.empty((m, sband.kx.size), np.complex64)
-    sc = None if ctf_fn is None else np.empty((m, sband.kx.size), np.float32)
+    sweep = None
+    if sweep_res > 0:
+        sband = Band.make(n, r_max=n * pixel_size / max(res, sweep_res), r_min=1.0)
+        sweep = (np.empty((m, sband.kx.size), np.complex64), sband,
+                 None if ctf_fn is None else np.empty((m, sband.kx.size), np.float32))
     for h in (0, 1):
         idx = np.flatnonzero(halves == h)
         for s in range(0, len(idx), 512):
@@ -494,21 +496,18 @@ def _model_iteration(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, sh
             ft = image_ft(np.asarray(boxes[sel], np.float32))
             ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), pixel_size)
             ctf_b = None if ctf_full is None else band.take(ctf_full)
-            for _ in range(config.model_rounds):
+            for _ in range(rounds):
                 if max_shift > 0:
                     shifts[sel] = refine_shifts(refs[h], ft, poses[sel], ctf_full, n * pixel_size / res, max_shift)
                 vals = band.take(ft) * shift_phases(band, shifts[sel])
-                poses[sel], _ = local_search(refs[h], vals, band, poses[sel], ctf_b, config.model_steps_deg,
-                                             config.model_climbs)
-            sx[sel] = sband.take(ft) * shift_phases(sband, shifts[sel])
-            if sc is not None:
-                sc[sel] = sband.take(ctf_full)
-    n_moved = 0
-    if sweep:
-        poses, n_moved = continuity_sweep(refs, halves, sx, sband, poses, sc, config.steps_deg, config.sweep_tolerance)
+                poses[sel], _ = local_search(refs[h], vals, band, poses[sel], ctf_b, steps_deg, climbs)
+            if sweep is not None:
+                sweep[0][sel] = sweep[1].take(ft) * shift_phases(sweep[1], shifts[sel])
+                if sweep[2] is not None:
+                    sweep[2][sel] = sweep[1].take(ctf_full)
     rel = np.einsum("nij,nkj->nik", poses, start)
     change = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-    return poses, shifts, change, n_moved
+    return poses, shifts, change, sweep
 
 
 def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
@@ -568,36 +567,13 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         refs = (_half_reference(rec1, curve, mask, fill, search_res / pixel_size),
                 _half_reference(rec2, curve, mask, fill, search_res / pixel_size))
         del rec1, rec2
-        band = Band.make(n, r_max=n * pixel_size / search_res, r_min=1.0)
-        change = np.zeros(m)
-        sweep = config.sweep_resolution_A > 0
-        if sweep:
-            sband = Band.make(n, r_max=n * pixel_size / max(search_res, config.sweep_resolution_A), r_min=1.0)
-            sx = np.empty((m, sband.kx.size), np.complex64)
-            sc = None if ctf_fn is None else np.empty((m, sband.kx.size), np.float32)
-        for h in (0, 1):
-            idx = np.flatnonzero(halves == h)
-            for s in range(0, len(idx), 512):
-                sel = idx[s:s + 512]
-                ft = image_ft(np.asarray(boxes[sel], np.float32))
-                ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), pixel_size)
-                shifts[sel] = refine_shifts(refs[h], ft, poses[sel], ctf_full, n * pixel_size / search_res,
-                                            max_shift) if max_shift > 0 else shifts[sel]
-                vals = band.take(ft) * shift_phases(band, shifts[sel])
-                ctf_b = None if ctf_full is None else band.take(ctf_full)
-                if sweep:
-                    sx[sel] = sband.take(ft) * shift_phases(sband, shifts[sel])
-                    if sc is not None:
-                        sc[sel] = sband.take(ctf_full)
-                new, _ = local_search(refs[h], vals, band, poses[sel], ctf_b, config.steps_deg,
-                                      config.climbs_per_step)
-                rel = np.einsum("nij,nkj->nik", new, poses[sel])
-                change[sel] = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-                poses[sel] = new
+        poses, shifts, change, sweep = _search_frames(boxes, pixel_size, poses, shifts, halves, refs, ctf_fn,
+                                                      search_res, config.steps_deg, config.climbs_per_step, 1,
+                                                      max_shift, config.sweep_resolution_A)
         if config.branch_segment > 0 and it in config.branch_iterations:
             poses = _realign(boxes, pixel_size, poses, shifts, diameter_A, config, ctf_fn)
-        if sweep:
-            poses, n_moved = continuity_sweep(refs, halves, sx, sband, poses, sc, config.steps_deg,
+        if sweep is not None:
+            poses, n_moved = continuity_sweep(refs, halves, sweep[0], sweep[1], poses, sweep[2], config.steps_deg,
                                               config.sweep_tolerance)
             log.info("refine iteration %d: continuity sweep moved %d frames to a neighbour's basin", it, n_moved)
         med = float(np.median(change))
@@ -642,8 +618,17 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
             break
         del rec1, rec2
         kept = (poses.copy(), shifts.copy())
-        poses, shifts, change, n_moved = _model_iteration(boxes, pixel_size, poses, shifts, halves, refs, config,
-                                                          ctf_fn, model_res)
+        before = poses.copy()
+        poses, shifts, _, sweep = _search_frames(boxes, pixel_size, poses, shifts, halves, refs, ctf_fn, model_res,
+                                                 config.model_steps_deg, config.model_climbs, config.model_rounds,
+                                                 max_shift, config.sweep_resolution_A)
+        n_moved = 0
+        if sweep is not None:
+            poses, n_moved = continuity_sweep(refs, halves, sweep[0], sweep[1], poses, sweep[2], config.steps_deg,
+                                              config.sweep_tolerance)
+        del sweep
+        rel = np.einsum("nij,nkj->nik", poses, before)
+        change = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
         del refs
         med = float(np.median(change))
         history.append({"iteration": len(history), "fsc_0.143_A": resolution_at(freq, curve, 0.143),
