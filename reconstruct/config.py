@@ -83,3 +83,9 @@ class ReconstructConfig:
         require(self.amplitude_contrast == -1 or 0 <= self.amplitude_contrast < 1,
                 f"amplitude_contrast = {self.amplitude_contrast} must be in [0, 1) (or -1: the STAR's value)")
         require(self.min_frames >= 2, f"min_frames = {self.min_frames} must be >= 2")
+        # the stages' own checks too: a config built in code or changed by a command-line flag
+        # (dataclasses.replace) has not been through the TOML loader, which validates each table
+        for stage in (self.tracking, self.background, self.abinitio, self.refine, self.timeresolved):
+            check = getattr(stage, "validate", None)
+            if callable(check):
+                check()

@@ -37,3 +37,13 @@ def test_each_command_has_help_and_rejects_bad_flags(name: str) -> None:
     res = _run(cmd, "--no-such-flag")
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_reconstruct_rejects_a_bad_stage_value_from_a_flag(tmp_path) -> None:
+    """A flag that changes a stage's config (here refine.model_iterations) is checked like the TOML table."""
+    frames = tmp_path / "frames.mrcs"
+    frames.write_bytes(b"")
+    res = _run("reconstruct", "--frames", str(frames), "--model-iterations", "-1", "--out", str(tmp_path / "r"))
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "refine.model_iterations" in res.stderr
+    assert not (tmp_path / "r").exists()
