@@ -46,6 +46,7 @@ from reconstruct.projector import (
     soft_sphere,
 )
 from simulator.errors import TumblebenchError, require
+from simulator.orientation import rotation_angle_deg
 
 log = logging.getLogger("tumblebench.reconstruct")
 
@@ -505,9 +506,7 @@ def _search_frames(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shif
                 sweep[0][sel] = sweep[1].take(ft) * shift_phases(sweep[1], shifts[sel])
                 if sweep[2] is not None:
                     sweep[2][sel] = sweep[1].take(ctf_full)
-    rel = np.einsum("nij,nkj->nik", poses, start)
-    change = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-    return poses, shifts, change, sweep
+    return poses, shifts, rotation_angle_deg(poses, start), sweep
 
 
 def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
@@ -593,7 +592,8 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     band_hi = 1.0 / model_res
     quality = None
     kept = (poses.copy(), shifts.copy())
-    for it in range(config.model_iterations):
+    # each pass checks the previous model iteration, then (but the extra last pass) runs the next one
+    for it in range(config.model_iterations + 1 if config.model_iterations else 0):
         h1 = rec1.reconstruct(1e-3)
         h2 = rec2.reconstruct(1e-3)
         freq, curve = fsc(h1 * mask, h2 * mask, pixel_size)
@@ -609,6 +609,8 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
             history[-1]["discarded"] = True
             rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
             break
+        if it == config.model_iterations:
+            break
         quality = now
         try:
             refs = _model_references(rec1, rec2, curve, mask, pixel_size, reference_model)
@@ -618,7 +620,6 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
             break
         del rec1, rec2
         kept = (poses.copy(), shifts.copy())
-        before = poses.copy()
         poses, shifts, _, sweep = _search_frames(boxes, pixel_size, poses, shifts, halves, refs, ctf_fn, model_res,
                                                  config.model_steps_deg, config.model_climbs, config.model_rounds,
                                                  max_shift, config.sweep_resolution_A)
@@ -626,11 +627,8 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         if sweep is not None:
             poses, n_moved = continuity_sweep(refs, halves, sweep[0], sweep[1], poses, sweep[2], config.steps_deg,
                                               config.sweep_tolerance)
-        del sweep
-        rel = np.einsum("nij,nkj->nik", poses, before)
-        change = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
-        del refs
-        med = float(np.median(change))
+        del sweep, refs
+        med = float(np.median(rotation_angle_deg(poses, kept[0])))
         history.append({"iteration": len(history), "fsc_0.143_A": resolution_at(freq, curve, 0.143),
                         "search_resolution_A": model_res, "median_pose_change_deg": med,
                         "reference": "model", "band_fsc_before": now})
@@ -640,16 +638,6 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         if progress is not None:
             progress(1)
         rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
-        if it == config.model_iterations - 1:  # the last one's check
-            h1, h2 = rec1.reconstruct(1e-3), rec2.reconstruct(1e-3)
-            freq, curve = fsc(h1 * mask, h2 * mask, pixel_size)
-            after = float(curve[sel].mean())
-            if after <= quality:
-                log.info("refine model iteration %d lowered the half-map FSC over %.2f–%.2f Å (%.3f -> %.3f): "
-                         "its poses are discarded", it, 1 / band_lo, 1 / band_hi, quality, after)
-                poses, shifts = kept
-                history[-1]["discarded"] = True
-                rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, pixel_size)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)

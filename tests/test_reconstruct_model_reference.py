@@ -75,3 +75,19 @@ def test_pipeline_refuses_model_iterations_without_a_builder(tmp_path) -> None:
     with pytest.raises(TumblebenchError, match=r"refine\.model_iterations = 2 needs a reference_model"):
         reconstruct_series(tmp_path / "frames.mrcs", None, tmp_path / "out", cfg, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_iteration_that_lowers_the_half_map_fsc_is_discarded() -> None:
+    """Fault injection: a builder whose maps carry no information (noise) scrambles the poses; the gold-standard
+    check sees the half maps agree less and restores the poses of the half-map refinement exactly."""
+    m = 150
+    frames, rots, _ = _series(_cuboctahedron(), 40, m, 200.0, 1)
+    rng = np.random.default_rng(0)
+    cfg = RefineConfig(n_iter=2, branch_segment=0)
+    base = refine(frames, VOXEL, rots, np.zeros((m, 2)), 14.0, cfg)
+    noisy = refine(frames, VOXEL, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, model_iterations=2),
+                   reference_model=lambda v, p: rng.normal(size=v.shape).astype(np.float32))
+    assert noisy.history[-1].get("discarded") is True
+    assert [h.get("reference") for h in noisy.history].count("model") == 1  # stopped after the first
+    np.testing.assert_array_equal(noisy.poses, base.poses)
+    np.testing.assert_array_equal(noisy.shifts_px, base.shifts_px)
