@@ -33,7 +33,7 @@ from reconstruct.background import (
 from reconstruct.config import ReconstructConfig
 from reconstruct.fsc import resolution_at
 from reconstruct.projector import soft_sphere
-from reconstruct.refine import ReferenceModel, filtered_map, reconstruct_halves, refine
+from reconstruct.refine import ReferenceModel, filtered_map, reconstruct_halves, refine, require_reference_model
 from reconstruct.timeresolved import time_resolved_maps
 from reconstruct.tracking import Trajectory, contrast_sign, cut_boxes, estimate_diameter, locate, smooth_trajectory
 from simulator.config import to_dict
@@ -323,9 +323,8 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
     """
     config = config or ReconstructConfig()
     config.validate()
-    require(config.poses == "truth" or config.refine.model_iterations == 0 or reference_model is not None,
-            f"refine.model_iterations = {config.refine.model_iterations} needs a reference_model (e.g. "
-            "analysis.reference.atom_reference); set refine.model_iterations = 0 to refine against the half maps")
+    if config.poses != "truth":  # checked before anything is read or written (true poses are not refined)
+        require_reference_model(config.refine, reference_model)
     frames = Path(frames)
     star = Path(star) if star is not None else None
     progress = bool(progress) and sys.stderr.isatty()

@@ -331,12 +331,16 @@ def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, vox
     return h1, h2, freq, curve, full_map
 
 
-def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray, fill_iter: int = 0,
-                    res_px: float = 2.0) -> Reference:
-    # each half is filtered by its own (half-set) FSC estimate: Wiener with the half-map SNR, then weighted
+def _filtered_half(rec: Reconstructor, curve: np.ndarray) -> np.ndarray:
+    """A half map filtered by its own (half-set) FSC estimate: Wiener with the half-map SNR, then weighted."""
     c = np.clip(curve, 1e-4, 0.999)
     tau = np.clip((1 - c) / c, 1e-3, 1e3)
-    vol = rec.reconstruct(tau=tau, filt=np.sqrt(np.clip(curve, 0, 1)))
+    return rec.reconstruct(tau=tau, filt=np.sqrt(np.clip(curve, 0, 1)))
+
+
+def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray, fill_iter: int = 0,
+                    res_px: float = 2.0) -> Reference:
+    vol = _filtered_half(rec, curve)
     if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see abinitio)
         from reconstruct.abinitio import _fill_unmeasured
 
@@ -460,11 +464,9 @@ def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np
 def _model_references(rec1: Reconstructor, rec2: Reconstructor, curve: np.ndarray, mask: np.ndarray,
                       pixel_size: float, reference_model: ReferenceModel) -> tuple[Reference, Reference]:
     """Each half's Wiener/FSC-filtered map through ``reference_model``, masked and prepared as a reference."""
-    c = np.clip(curve, 1e-4, 0.999)
-    tau = np.clip((1 - c) / c, 1e-3, 1e3)
     refs = []
     for rec in (rec1, rec2):
-        vol = rec.reconstruct(tau=tau, filt=np.sqrt(np.clip(curve, 0, 1)))
+        vol = _filtered_half(rec, curve)
         model = np.asarray(reference_model(vol, pixel_size), np.float32)
         require(model.shape == vol.shape and bool(np.isfinite(model).all()),
                 f"reference_model returned a map of shape {model.shape} (or with NaN) for a {vol.shape} half map")
@@ -509,6 +511,13 @@ def _search_frames(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shif
     return poses, shifts, rotation_angle_deg(poses, start), sweep
 
 
+def require_reference_model(config: RefineConfig, reference_model: ReferenceModel | None) -> None:
+    """Raise unless a ``reference_model`` is given where ``config.model_iterations`` asks for one."""
+    require(config.model_iterations == 0 or reference_model is not None,
+            f"refine.model_iterations = {config.model_iterations} needs a reference_model (e.g. "
+            "analysis.reference.atom_reference); set refine.model_iterations = 0 to refine against the half maps")
+
+
 def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
            config: RefineConfig, ctf_fn: CtfFn | None = None, progress=None,
            reference_model: ReferenceModel | None = None) -> RefineResult:
@@ -537,9 +546,7 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         (:data:`ReferenceModel`). When it raises :class:`~simulator.errors.TumblebenchError` (no model in a
         half map), the remaining model iterations are skipped and the log says why.
     """
-    require(config.model_iterations == 0 or reference_model is not None,
-            f"refine.model_iterations = {config.model_iterations} needs a reference_model (e.g. "
-            "analysis.reference.atom_reference); set refine.model_iterations = 0 to refine against the half maps")
+    require_reference_model(config, reference_model)
     m, n, _ = boxes.shape
     poses = np.asarray(poses, np.float64).copy()
     shifts = np.asarray(shifts_px, np.float64).copy()
