@@ -44,6 +44,7 @@ from reconstruct.config import ReconstructConfig  # noqa: E402
 from reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
 from reconstruct.projector import Band, image_ft, prepare_reference, project_band  # noqa: E402
 from simulator.builder import build_preset  # noqa: E402
+from simulator.orientation import rotation_angle_deg  # noqa: E402
 from simulator.outputs import git_commit, write_json  # noqa: E402
 from simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
 from validation.poses import TWIN, cubic_group, pose_errors  # noqa: E402
@@ -67,16 +68,12 @@ def fundamental_zone(n_full: int) -> np.ndarray:
     return g[np.argmax(np.einsum("nij,sji->ns", g, O), axis=1) == 0]
 
 
-def angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.degrees(np.arccos(np.clip((np.einsum("...ij,...ij->...", a, b) - 1) / 2, -1, 1)))
-
-
 def error_mod(est: np.ndarray, true: np.ndarray, twin: bool) -> np.ndarray:
     """Per frame: angle between ``true`` and the nearest of ``est·S`` (and ``TWIN·est·S``), S in O (deg)."""
     mates = np.einsum("nij,sjk->nsik", est, O)
     if twin:
         mates = np.concatenate([mates, np.einsum("ij,nsjk->nsik", TWIN, mates)], axis=1)
-    return angle(mates, true[:, None]).min(axis=1)
+    return rotation_angle_deg(mates, true[:, None]).min(axis=1)
 
 
 def _whiten(x: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -182,7 +179,8 @@ def main() -> int:
     ex = np.einsum("nkij,sjl->nksil", cand, O)
     ex = np.stack([ex, np.einsum("ij,nksjl->nksil", TWIN, ex)], 2).reshape(m, -1, 3, 3)
     sc = np.repeat(cand_val[:, :, None].astype(np.float64), 48, axis=2).reshape(m, -1)
-    step = float(np.median(angle(true[1:], true[:-1])))  # a Brownian step size; ab initio would estimate it
+    # a Brownian step size (ab initio would have to estimate it)
+    step = float(np.median(rotation_angle_deg(true[1:], true[:-1])))
     path = viterbi(ex, sc, step, args.weight)
     est = ex[np.arange(m), path]
     t_viterbi = time.perf_counter() - t2
