@@ -24,8 +24,12 @@ map; any slip in this convention breaks it.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy.spatial.transform import Rotation
+
+TWIN = np.diag([-1.0, -1.0, 1.0])  # 180° about the beam (lab z): an image turned by 180° in its plane
 
 
 def pose_matrix(rot: float | np.ndarray, tilt: float | np.ndarray, psi: float | np.ndarray) -> np.ndarray:
@@ -111,3 +115,15 @@ def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     q = rng.standard_normal((n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     return Rotation.from_quat(q).as_matrix()
+
+
+def cubic_group() -> np.ndarray:
+    """The 24 proper rotations of the cube (point group O) about the coordinate axes, identity first, (24, 3, 3)."""
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            m = np.zeros((3, 3))
+            m[np.arange(3), perm] = signs
+            if np.linalg.det(m) > 0:
+                mats.append(m)
+    return np.array(mats)

@@ -20,9 +20,9 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from simulator.errors import TumblebenchError
+from simulator.orientation import TWIN, cubic_group  # noqa: F401  (cubic_group: re-exported for the scorers)
 
 MIRROR = np.diag([1.0, 1.0, -1.0])
-TWIN = np.diag([-1.0, -1.0, 1.0])  # 180° about the beam (lab z)
 
 
 @dataclass
@@ -121,15 +121,3 @@ def mirror_poses(poses: np.ndarray) -> np.ndarray:
     return np.einsum("ij,njk,kl->nil", MIRROR, np.asarray(poses, np.float64), MIRROR)
 
 
-def cubic_group() -> np.ndarray:
-    """The 24 proper rotations of the cube (point group O) about the coordinate axes, (24, 3, 3)."""
-    import itertools
-
-    mats = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1, -1), repeat=3):
-            m = np.zeros((3, 3))
-            m[np.arange(3), perm] = signs
-            if np.linalg.det(m) > 0:
-                mats.append(m)
-    return np.array(mats)
