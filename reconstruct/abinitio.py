@@ -1,5 +1,11 @@
 """Ab initio 3D from unknown poses: global orientation search at low resolution with temporal continuity.
 
+This module holds the ``"sphere"`` method (below) and the tools both methods share (SO(3) grid, distinct
+peaks, the Viterbi pass, Fourier cropping). The default method, ``"lattice"``, is :mod:`reconstruct.lattice`:
+on aberration-corrected multislice frames only the lattice fringes carry orientation, and the sphere method's
+featureless start cannot reach them (default series after refinement: 127° median pose error, 1.85° with the
+lattice method).
+
 No truth is read. For each of several random starts: begin from a featureless model (a sphere of the diameter
 measured on the frames) with random poses, then alternate (1) a *global* search of every subset frame over a
 quasi-uniform SO(3) grid (super-Fibonacci, Alexa 2022) by normalised cross-correlation with the model's
@@ -16,13 +22,14 @@ model.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
+from reconstruct.lattice import LatticeConfig  # (lattice.py imports this module's helpers inside its functions)
 from reconstruct.projector import (
     Band,
     Reconstructor,
@@ -44,6 +51,13 @@ class AbInitioConfig:
 
     Attributes
     ----------
+    method
+        ``"lattice"``: orientations from the crystal lattice's fringes (:mod:`reconstruct.lattice`, configured by
+        ``lattice``); ``"sphere"``: the global search from a featureless model described here (the other
+        fields). On aberration-corrected multislice frames of a Pt particle only the lattice method finds the
+        orientations (default series: median pose error 127° with ``"sphere"``).
+    lattice
+        :class:`reconstruct.lattice.LatticeConfig` (TOML table ``[abinitio.lattice]``).
     box
         Box (pixels) the frames are Fourier-cropped to for the global search.
     subset
@@ -83,6 +97,8 @@ class AbInitioConfig:
         (0: never; without half sets it can drift into a self-consistent wrong model).
     """
 
+    method: str = "lattice"
+    lattice: LatticeConfig = field(default_factory=LatticeConfig)
     box: int = 48
     subset: int = 2000
     grid_size: int = 20000
@@ -100,6 +116,9 @@ class AbInitioConfig:
     keep_previous_from_A: float = 0.0
 
     def validate(self) -> None:
+        require(self.method in ("lattice", "sphere"),
+                f"abinitio.method = {self.method!r} must be 'lattice' or 'sphere'")
+        self.lattice.validate()
         require(16 <= self.box <= 256 and self.box % 2 == 0, f"abinitio.box = {self.box} must be even, 16–256")
         require(self.subset >= 10, f"abinitio.subset = {self.subset} must be >= 10")
         require(self.grid_size >= 100, f"abinitio.grid_size = {self.grid_size} must be >= 100")
@@ -296,15 +315,15 @@ def viterbi(cand_rots: np.ndarray, scores: np.ndarray, step_deg: float, weight: 
     return path
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _viterbi_kernel(cands, scores, c, back):
     """Forward pass of :func:`viterbi` (penalty ``c``·angle², angle in rad); fills ``back``, returns the final
-    accumulated scores."""
+    accumulated scores. The candidates of a frame are independent of each other: threads share them."""
     m, k = scores.shape
     acc = scores[0].copy()
     new = np.empty(k)
     for t in range(1, m):
-        for b in range(k):
+        for b in numba.prange(k):
             best = -np.inf
             bi = 0
             for a in range(k):
@@ -314,7 +333,10 @@ def _viterbi_kernel(cands, scores, c, back):
                 for i in range(3):
                     for j in range(3):
                         tr += cands[t - 1, a, i, j] * cands[t, b, i, j]
-                ang = np.arccos(min(max((tr - 1.0) / 2.0, -1.0), 1.0))
+                x = min(max((tr - 1.0) / 2.0, -1.0), 1.0)
+                if acc[a] - c * 2.0 * (1.0 - x) <= best:
+                    continue  # angle² ≥ 2(1 − cos angle): this predecessor cannot win (exact pruning)
+                ang = np.arccos(x)
                 v = acc[a] - c * ang * ang
                 if v > best:
                     best = v

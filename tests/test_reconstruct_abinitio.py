@@ -13,6 +13,7 @@ from reconstruct.abinitio import AbInitioConfig, abinitio, global_scores, so3_gr
 from reconstruct.projector import Band, image_ft, prepare_reference, project
 from reconstruct.refine import RefineConfig, refine
 from simulator.density import lowpass, render_density
+from simulator.orientation import rotation_angle_deg
 from validation.poses import cubic_group, mirror_poses, pose_errors
 
 VOXEL = 0.358
@@ -63,6 +64,33 @@ def test_viterbi_prefers_the_continuous_path() -> None:
     assert np.all(np.argmax(scores, axis=1) == 1)
     assert np.all(viterbi(cands, scores, step_deg=5.0, weight=0.3) == 0)
     assert np.all(viterbi(cands, scores, step_deg=5.0, weight=0.0) == 1)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 12), step=st.floats(0.5, 30.0))
+def test_viterbi_kernel_equals_brute_force_dynamic_programming(seed: int, k: int, step: float) -> None:
+    """The pruned, threaded kernel returns the exact maximiser of Σ score − weight·Σ (angle/step)²: the same
+    total as a plain numpy dynamic programme (random candidates that crowd around a path, some slots empty)."""
+    rng = np.random.default_rng(seed)
+    m = 30
+    base = Rotation.from_rotvec(np.cumsum(rng.normal(0, 0.05, (m, 3)), axis=0))
+    cands = np.stack([(Rotation.from_rotvec(rng.normal(0, 0.3, (m, 3))) * base).as_matrix() for _ in range(k)], 1)
+    scores = rng.normal(0, 1, (m, k))
+    scores[rng.random((m, k)) < 0.1] = -np.inf
+    scores[:, 0] = rng.normal(0, 1, m)  # every frame keeps a candidate
+    c = 0.3 / np.radians(step) ** 2
+
+    def total(path):
+        r = cands[np.arange(m), path]
+        ang = np.radians(rotation_angle_deg(r[1:], r[:-1]))
+        return scores[np.arange(m), path].sum() - c * (ang**2).sum()
+
+    acc = scores[0].copy()
+    for t in range(1, m):
+        ang = np.radians(rotation_angle_deg(cands[t - 1][:, None], cands[t][None]))
+        acc = (acc[:, None] - c * ang**2).max(axis=0) + scores[t]
+    path = viterbi(cands, scores, step, 0.3)
+    assert np.isclose(total(path), acc.max(), rtol=1e-7, atol=1e-6)  # arccos vs rotation_angle_deg rounding
 
 
 def test_global_search_against_the_true_model_finds_the_poses() -> None:
@@ -118,20 +146,33 @@ def test_fill_restores_a_missing_cone_of_a_positive_map() -> None:
 
 @settings(max_examples=2, deadline=None)
 @given(seed=st.integers(0, 1000))
-@example(seed=466)  # ab initio left 44 % of the trajectory on a pseudo-symmetric mate (median 12.8° before)
-@example(seed=210)  # a third of the trajectory on a mate, the rest at ~6° (before)
+@example(seed=466)  # the sphere method left 44 % of the trajectory on a pseudo-symmetric mate (median 12.8°)
+@example(seed=127)  # the sphere method: 71° after ab initio, 84° after refinement (lattice: 0.80°)
 def test_abinitio_and_refinement_find_poses_of_an_asymmetric_particle(seed: int) -> None:
-    """No truth read: a tumbling asymmetric 88-atom cluster, high dose, 150 frames of 40 px."""
+    """No truth read: a tumbling asymmetric 88-atom cluster, high dose, 150 frames of 40 px; the default (lattice)
+    method + refinement. Measured (seeds 0, 127, 210, 466): 0.49–1.57° median after refinement."""
+    from reconstruct.lattice import LatticeConfig, lattice_abinitio
+
     pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
     frames, rots, _ = _series(pos, 40, 150, 200.0, seed)
-    cfg = AbInitioConfig(box=40, grid_size=10000, n_starts=2)
-    poses, model, info = abinitio(frames, VOXEL, 12.0, cfg, np.random.default_rng(seed))
-    assert model.shape == (40, 40, 40) and len(info["start_scores"]) == 2
-    res = refine(frames, VOXEL, poses, np.zeros((len(frames), 2)), 12.0, RefineConfig(n_iter=3))
+    cfg = AbInitioConfig()
+    poses, shifts, info = lattice_abinitio(frames, VOXEL, 12.0, LatticeConfig(), cfg.step_deg, cfg.continuity_weight)
+    assert info["prior"] in ("fcc", "fcc-twin") and len(info["priors"]) == 2
+    res = refine(frames, VOXEL, poses, shifts, 12.0, RefineConfig(n_iter=3, model_iterations=0))
     err = pose_errors(res.poses, rots)
-    random_median = 126.0  # median angle between independent uniform rotations (after a best alignment: less)
-    assert err.median_deg < 8.0 < random_median
-    assert np.mean(err.angles_deg < 5.0) > 0.4
+    assert err.median_deg < 3.0
+    assert np.mean(err.angles_deg < 5.0) > 0.5
+
+
+def test_sphere_method_runs_its_starts_and_returns_a_model() -> None:
+    """The earlier ``"sphere"`` method (featureless start): its starts, its model; its accuracy is the subject of
+    the trajectory-options test below (it fails on some seeds of the asymmetric cluster: seed 127, 84°)."""
+    pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
+    frames, rots, _ = _series(pos, 40, 150, 200.0, 0)
+    cfg = AbInitioConfig(box=40, grid_size=10000, n_starts=2)
+    poses, model, info = abinitio(frames, VOXEL, 12.0, cfg, np.random.default_rng(0))
+    assert model.shape == (40, 40, 40) and len(info["start_scores"]) == 2
+    assert pose_errors(poses, rots).median_deg < 30.0  # seed 0: a start that finds the particle
 
 
 # Opt-in ab initio / refinement options (not yet the defaults: +40-60 % ab initio CPU on these small series):
@@ -157,7 +198,8 @@ def test_trajectory_options_find_poses_of_an_asymmetric_particle(seed: int) -> N
     frames, rots, _ = _series(pos, 40, 150, 200.0, seed)
     cfg = AbInitioConfig(box=40, grid_size=10000, n_starts=2, **TRAJECTORY_AB)
     poses, _, _ = abinitio(frames, VOXEL, 12.0, cfg, np.random.default_rng(seed))
-    res = refine(frames, VOXEL, poses, np.zeros((len(frames), 2)), 12.0, RefineConfig(n_iter=3, **TRAJECTORY_REFINE))
+    res = refine(frames, VOXEL, poses, np.zeros((len(frames), 2)), 12.0,
+                 RefineConfig(n_iter=3, model_iterations=0, **TRAJECTORY_REFINE))
     err = pose_errors(res.poses, rots)
     assert err.median_deg < 8.0
     assert np.mean(err.angles_deg < 5.0) > 0.4
@@ -202,18 +244,21 @@ def test_pose_errors_recover_global_rotation_and_hand() -> None:
     assert pose_errors(est2, true).median_deg > 30
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue-4 target not met: after ab initio + refine, scored per frame "
-                   "against the nearer of a pose and its 180°-in-plane twin (identical projections of this "
-                   "centrosymmetric particle), the median is 2.0-10.1° with the defaults (seeds 0-3) and "
-                   "1.0-5.9° with the opt-in options (seeds 0-5: 4 of 6 <= 2°); 200 frames see the particle "
-                   "from a ~30-60° cap only (missing Fourier cone)")
 @settings(max_examples=2, deadline=None)
 @given(seed=st.integers(0, 1000))
 def test_abinitio_cuboctahedron_within_2_degrees(seed: int) -> None:
+    """Issue #4: ab initio (the default lattice method, both priors tried) + refinement on a small, high-dose,
+    projection-mode series of the 147-atom cuboctahedron finds every frame's pose within 2° (median; scored
+    modulo the particle's cubic symmetry and, as this centrosymmetric particle projects identically at a pose
+    and its 180°-in-plane twin, against the nearer of the two). The single-crystal prior must win. Measured
+    (seeds 0–5, fcc prior alone): 0.54–0.75° after refinement, 2.6–3.0° straight from the labelling."""
+    from reconstruct.lattice import LatticeConfig, lattice_abinitio
+
     frames, rots, _ = _series(_cuboctahedron(), 48, 200, 200.0, seed)
-    poses, _, _ = abinitio(frames, VOXEL, 12.0, AbInitioConfig(box=40), np.random.default_rng(seed))
-    res = refine(frames, VOXEL, poses, np.zeros((len(frames), 2)), 12.0, RefineConfig(n_iter=4))
+    cfg = AbInitioConfig()
+    poses, shifts, info = lattice_abinitio(frames, VOXEL, 12.0, LatticeConfig(), cfg.step_deg, cfg.continuity_weight)
+    assert info["prior"] == "fcc"
+    res = refine(frames, VOXEL, poses, shifts, 12.0, RefineConfig(n_iter=4, model_iterations=0))
     assert pose_errors(res.poses, rots, symmetry=cubic_group(), projection_twin=True).median_deg <= 2.0
 
 
