@@ -32,6 +32,7 @@ from reconstruct.background import (
 )
 from reconstruct.config import ReconstructConfig
 from reconstruct.fsc import resolution_at
+from reconstruct.lattice import lattice_abinitio
 from reconstruct.projector import soft_sphere
 from reconstruct.refine import ReferenceModel, filtered_map, reconstruct_halves, refine, require_reference_model
 from reconstruct.timeresolved import time_resolved_maps
@@ -390,7 +391,15 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         del r1, r2
         history: list = []
     else:
-        if config.poses == "abinitio":
+        if config.poses == "abinitio" and config.abinitio.method == "lattice":
+            lc = config.abinitio.lattice
+            steps = len(lc.priors) * (1 + lc.label_iterations)
+            with _bar(steps, "ab initio (lattice)", progress) as bar:
+                poses, origins, info = lattice_abinitio(boxes, pixel, diameter, lc, config.abinitio.step_deg,
+                                                        config.abinitio.continuity_weight, ctf_fn=ctf_fn,
+                                                        shifts_px=origins, reference_model=reference_model,
+                                                        progress=bar.update)
+        elif config.poses == "abinitio":
             total = config.abinitio.n_starts * len(config.abinitio.resolutions_A)
             with _bar(total, "ab initio", progress) as bar:
                 poses, _, info = abinitio(boxes, pixel, diameter, config.abinitio, rng, ctf_fn=ctf_fn,
@@ -399,8 +408,14 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
             poses = _oracle_poses(particles, rows, config.poses, rng)
         timings["abinitio" if config.poses == "abinitio" else "oracle_poses"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        with _bar(config.refine.n_iter + config.refine.model_iterations, "refinement", progress) as bar:
-            res = refine(boxes, pixel, poses, origins, diameter, config.refine, ctf_rec, progress=bar.update,
+        rcfg = config.refine
+        if config.poses == "abinitio" and config.abinitio.method == "lattice" and rcfg.branch_segment:
+            # the lattice labelling has chosen every frame's branch against the map of all others; the branch
+            # check of refinement (made for the sphere method) would repeat that at the cost of ~150 s
+            rcfg = replace(rcfg, branch_segment=0)
+            log.info("refine: branch check skipped (the lattice ab initio labelled the branches)")
+        with _bar(rcfg.n_iter + rcfg.model_iterations, "refinement", progress) as bar:
+            res = refine(boxes, pixel, poses, origins, diameter, rcfg, ctf_rec, progress=bar.update,
                          reference_model=reference_model)
         timings["refine"] = time.perf_counter() - t2
         poses, shifts, h1, h2, full = res.poses, res.shifts_px, res.half1, res.half2, res.map

@@ -1,0 +1,111 @@
+"""Lattice-prior ab initio: the priors' symmetry, what amplitudes cannot tell, the fundamental zone, recovery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from reconstruct.abinitio import so3_grid
+from reconstruct.lattice import (
+    TWIN,
+    amplitude_ambiguity,
+    branch_mates,
+    fundamental_zone,
+    prior_group,
+    prior_map,
+    prior_sites,
+)
+from reconstruct.projector import Band, prepare_reference, project_band
+from simulator.orientation import cubic_group, rotation_angle_deg
+from simulator.shapes import bulk_lattice_constant
+
+A_PT = bulk_lattice_constant("Pt")
+
+
+def test_priors_have_the_symmetry_of_their_lattice() -> None:
+    """The fcc ball keeps the cube's 24 rotations; the ball twinned on a central (111) only the 3-fold about the
+    twin normal and three 2-folds in the twin plane (D3); no two sites of the twin overlap at the boundary."""
+    g = prior_group(prior_sites("fcc", A_PT, 10.0))
+    assert len(g) == 24 and np.allclose(g[0], np.eye(3))
+    sites = prior_sites("fcc-twin", A_PT, 10.0)
+    gt = prior_group(sites)
+    assert len(gt) == 6
+    n = np.ones(3) / np.sqrt(3)
+    axes = Rotation.from_matrix(gt[1:]).as_rotvec()
+    angles = np.degrees(np.linalg.norm(axes, axis=1))
+    assert np.allclose(sorted(np.round(angles)), [120, 120, 180, 180, 180])
+    two_fold = axes[np.isclose(angles, 180)]
+    assert np.allclose(two_fold @ n, 0, atol=1e-9)  # the 2-folds lie in the twin plane
+    d = cKDTree(sites).query(sites, k=2)[0][:, 1]
+    assert d.min() > 0.99 * A_PT / np.sqrt(2)  # nearest-neighbour distance of fcc
+    amb = amplitude_ambiguity("fcc-twin", gt)
+    assert len(amb) == 12
+    prod = np.einsum("aij,bjk->abik", amb, amb).reshape(-1, 3, 3)  # closed under products: a group (D6)
+    assert rotation_angle_deg(prod[:, None], amb[None]).min(axis=1).max() < 1e-6
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_amplitudes_cannot_tell_a_pose_from_its_branch_mates(seed: int) -> None:
+    """|F| of the prior's projection is the same at R, R·S (S a rotation of the prior) and TWIN·R (180° about the
+    beam); for the twinned prior the swap of its domains changes it only a little, a random pose a lot."""
+    n, voxel = 64, 0.358
+    band = Band.make(n, r_max=n * voxel / 1.2, r_min=n * voxel / 4.0)
+    rng = np.random.default_rng(seed)
+    pose = Rotation.random(random_state=seed).as_matrix()
+
+    def amps(ref, poses):
+        a = np.abs(project_band(ref, poses, band)).astype(np.float64)
+        a -= a.mean(axis=1, keepdims=True)
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    for kind in ("fcc", "fcc-twin"):
+        sites = prior_sites(kind, A_PT, 9.0)
+        group = prior_group(sites)
+        ops = amplitude_ambiguity(kind, group)
+        ref = prepare_reference(prior_map(sites, n, voxel, "Pt", 0.9))
+        mates = branch_mates(pose[None], ops)[0]
+        a = amps(ref, mates)
+        cc = a @ a[0]
+        exact = np.r_[np.arange(len(group)), len(ops) + np.arange(len(group))]  # R·S and TWIN·R·S, S in the group
+        assert cc[exact].min() > 0.98
+        other = amps(ref, Rotation.random(20, random_state=int(rng.integers(2**31))).as_matrix()) @ a[0]
+        assert np.median(other) < 0.6
+        if kind == "fcc-twin":  # the domain swap: the same fringes, on the other half of the particle
+            assert cc[len(group):len(ops)].min() > np.median(other) + 0.2
+
+
+def test_fundamental_zone_tiles_rotation_space() -> None:
+    """The fundamental zone of O holds 1/24 of a uniform grid, and every rotation has a mate R·S within one
+    grid spacing of it."""
+    o = cubic_group()
+    grid = so3_grid(48000)
+    fz = fundamental_zone(grid, o)
+    assert abs(len(fz) * 24 / len(grid) - 1) < 0.03
+    probe = Rotation.random(300, random_state=3).as_matrix()
+    mates = np.einsum("nij,sjk->nsik", probe, o).reshape(-1, 3, 3)
+    q_fz = Rotation.from_matrix(fz).as_quat()
+    q_fz = np.concatenate([q_fz, -q_fz])
+    d, _ = cKDTree(q_fz).query(Rotation.from_matrix(mates).as_quat())
+    nearest = np.degrees(4 * np.arcsin(d.reshape(300, 24).min(axis=1) / 2))
+    assert nearest.max() < 8.0  # 48,000 poses: ~4° spacing
+    assert np.allclose(np.einsum("nij,nkj->nik", TWIN[None], TWIN[None]), np.eye(3))
+
+
+def test_reconstruct_rejects_an_unknown_lattice_prior(tmp_path) -> None:
+    """The nested TOML table [abinitio.lattice] is checked on load: one line naming the field, exit 2."""
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('[abinitio]\nmethod = "lattice"\n[abinitio.lattice]\npriors = ["bcc"]\n')
+    frames = tmp_path / "frames.mrcs"
+    frames.write_bytes(b"")
+    res = subprocess.run([sys.executable, "-m", "validation.cli", "reconstruct", "--frames", str(frames), "--config",
+                          str(cfg), "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "abinitio.lattice.priors" in res.stderr
+    assert not (tmp_path / "r").exists()
