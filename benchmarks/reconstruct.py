@@ -177,8 +177,10 @@ def main() -> int:
             ser = simulate(work / f"{mode}_dose{f}", mode, 2000, dose=base * f)
             scaling[f"dose_x{f}"] = run_case(ser, work, f"r_{mode}_dose{f}_{poses}", poses)
         key = mode if poses == "abinitio" else f"{mode}_truth_poses"
-        old.setdefault("scaling", {})[key] = {"cases": scaling, "git_commit": commit, "loadavg_start": load0,
-                                               "loadavg_end": os.getloadavg()}
+        # merged case by case: a study can be run in parts (e.g. frame counts now, doses later)
+        entry = old.setdefault("scaling", {}).setdefault(key, {"cases": {}})
+        entry["cases"].update({k: {**v, "git_commit": commit} for k, v in scaling.items()})
+        entry.update(git_commit=commit, loadavg_start=load0, loadavg_end=os.getloadavg())
         write_json(out, finite(old))
         print("| case | frames used | seconds | median pose err (deg) | FSC(truth)=0.5 (Å) | from 3 Å (Å) | "
               "bound from 3 Å (Å) | half-map 0.143 (Å) |")
