@@ -34,25 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconstruct.abinitio import (  # noqa: E402
-    AbInitioConfig,
-    _distinct_peaks,
-    fourier_crop,
-    fourier_crop_volume,
-    so3_grid,
-    viterbi,
-)
+from reconstruct.abinitio import AbInitioConfig, fourier_crop, so3_grid  # noqa: E402
 from reconstruct.config import ReconstructConfig  # noqa: E402
-from reconstruct.lattice import (  # noqa: E402
-    LatticeConfig,
-    amplitude_ambiguity,
-    amplitude_search,
-    branch_mates,
-    fundamental_zone,
-    prior_group,
-    prior_map,
-    prior_sites,
-)
+from reconstruct.lattice import LatticeConfig, branch_mates, prior_path, search_amplitudes  # noqa: E402
 from reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
 from reconstruct.projector import Band, image_ft  # noqa: E402
 from simulator.builder import build_preset  # noqa: E402
@@ -97,57 +81,30 @@ def main() -> int:
     m, n, _ = boxes.shape
     ns = lc.box
     ps = pixel * n / ns
-    lo, hi = lc.band_A
-    band = Band.make(ns, r_max=ns * ps / hi, r_min=ns * ps / lo)
-    half = (band.ky > 0) | ((band.ky == 0) & (band.kx > 0))  # |F| is centrosymmetric: half the band suffices
-    band = Band(band.n, band.kx[half].copy(), band.ky[half].copy(), band.index[half].copy(),
-                band.radius[half].copy())
-    amp = np.empty((m, band.kx.size), np.float32)
-    c2 = np.zeros(band.kx.size)
-    for s in range(0, m, 500):
-        sel = np.arange(s, min(s + 500, m))
-        c = band.take(ctf_fn(sel, (ns, ns), ps))
-        amp[sel] = np.abs(band.take(image_ft(fourier_crop(boxes[sel], ns)))) * np.abs(c)
-        c2 += (c**2).sum(axis=0)
-    c2 /= m
-    a = bulk_lattice_constant(lc.element)
+    band, amp, c2 = search_amplitudes(Band.make(ns, r_max=ns).take(image_ft(fourier_crop(boxes, ns))), ns, ps,
+                                      lc.band_A, ctf_fn)
     so3 = so3_grid(lc.grid_size)
-    res = {"frames": m, "crop": ns, "band_A": [lo, hi], "lattice_constant_A": a, "ball_radius_A": diameter / 2,
-           "top_k": lc.top_k, "viterbi_weight": AbInitioConfig().continuity_weight,
-           "viterbi_step_deg": AbInitioConfig().step_deg, "priors": {},
+    ab = AbInitioConfig()
+    res = {"frames": m, "crop": ns, "band_A": list(lc.band_A), "lattice_constant_A": bulk_lattice_constant(lc.element),
+           "ball_radius_A": diameter / 2, "top_k": lc.top_k, "viterbi_weight": ab.continuity_weight,
+           "viterbi_step_deg": ab.step_deg, "priors": {},
            "true_median_step_deg": float(np.median(rotation_angle_deg(true[1:], true[:-1])))}
     for kind in args.priors.split(","):
         t1 = time.perf_counter()
-        sites = prior_sites(kind, a, diameter / 2)
-        group = prior_group(sites)
-        ops = amplitude_ambiguity(kind, group)
-        vol = fourier_crop_volume(prior_map(sites, n, pixel, lc.element, 0.9), ns)
-        grid = np.ascontiguousarray(fundamental_zone(so3, group))
-        idx, z = amplitude_search(vol, amp, band, grid, c2, 8 * lc.top_k)
-        t_search = time.perf_counter() - t1
-        cand_idx = np.empty((m, lc.top_k), np.int64)
-        cand_val = np.empty((m, lc.top_k), np.float32)
-        _distinct_peaks(grid, idx, z.astype(np.float32), float(np.cos(np.radians(lc.distinct_deg))), cand_idx,
-                        cand_val)
-        cand = grid[cand_idx]
+        pp = prior_path(kind, amp, band, c2, n, pixel, ns, diameter, lc, ab.step_deg, ab.continuity_weight, so3)
         recall = {}
         for k in sorted({1, 3, 10, lc.top_k}):
-            ek = np.stack([error_mod(cand[:, j], true, ops) for j in range(k)], 1).min(1)
+            ek = np.stack([error_mod(pp.peaks[:, j], true, pp.ops) for j in range(k)], 1).min(1)
             recall[f"top{k}_within_5deg"] = float(np.mean(ek < 5))
-        # the Viterbi path over the candidates expanded by every branch mate, as reconstruct.lattice does
-        ex = branch_mates(cand.reshape(-1, 3, 3), ops).reshape(m, -1, 3, 3)
-        sc = np.repeat(cand_val.astype(np.float64), 2 * len(ops), axis=1)
-        path = viterbi(ex, sc, AbInitioConfig().step_deg, AbInitioConfig().continuity_weight)
-        est = ex[np.arange(m), path]
-        pe = pose_errors(est, true)
+        pe = pose_errors(pp.path, true)
         res["priors"][kind] = {
-            "sites": len(sites), "rotation_group": len(group), "branch_mates": 2 * len(ops), "fz_grid": len(grid),
-            "best_pose_mod_mates": fractions(error_mod(cand[:, 0], true, ops)),
+            "sites": len(pp.sites), "rotation_group": len(pp.group), "branch_mates": 2 * len(pp.ops),
+            "fz_grid": len(pp.grid), "best_pose_mod_mates": fractions(error_mod(pp.peaks[:, 0], true, pp.ops)),
             "candidates_mod_mates": recall,
-            "viterbi_per_frame_mod_mates": fractions(error_mod(est, true, ops)),
+            "viterbi_per_frame_mod_mates": fractions(error_mod(pp.path, true, pp.ops)),
             "viterbi_global_median_deg": pe.median_deg,
             "viterbi_global_within_5deg": float(np.mean(pe.angles_deg < 5)),
-            "seconds": time.perf_counter() - t1, "search_seconds": t_search}
+            "seconds": time.perf_counter() - t1}
         print(kind, json.dumps(res["priors"][kind], indent=1), flush=True)
     res.update(cpu_seconds=time.process_time() - c0, seconds=time.perf_counter() - t0, git_commit=git_commit(),
                loadavg=os.getloadavg())

@@ -249,6 +249,98 @@ def branch_mates(poses: np.ndarray, ops: np.ndarray) -> np.ndarray:
     return np.concatenate([right, np.einsum("ij,nsjk->nsik", TWIN, right)], axis=1)
 
 
+def half_plane(band: Band) -> Band:
+    """The half of ``band`` with ky > 0 (and kx > 0 on ky = 0): the transform of a real image is Hermitian, so
+    its amplitudes, and the real part of a correlation, are carried by this half alone."""
+    h = (band.ky > 0) | ((band.ky == 0) & (band.kx > 0))
+    return Band(band.n, band.kx[h].copy(), band.ky[h].copy(), band.index[h].copy(), band.radius[h].copy())
+
+
+def search_amplitudes(ft: np.ndarray, ns: int, pixel_A: float, band_A: tuple[float, float], ctf_fn=None
+                      ) -> tuple[Band, np.ndarray, np.ndarray]:
+    """The amplitude search's band (half plane of ``band_A``), the frames' |F|·|CTF| on it and the mean CTF².
+
+    Parameters
+    ----------
+    ft
+        (M, ns·ns) centred transforms of the cropped frames (flat, as ``Band.make(ns, r_max=ns).take``).
+    ns, pixel_A
+        Cropped box (pixels) and its pixel size (Å).
+    band_A
+        (low, high) resolution of the band (Å).
+    ctf_fn
+        Optional CTF callable ``(indices, shape, pixel_size)``; None: amplitudes as they are, CTF² = 1.
+    """
+    lo, hi = band_A
+    band = half_plane(Band.make(ns, r_max=ns * pixel_A / hi, r_min=ns * pixel_A / lo))
+    m = len(ft)
+    amp = np.abs(band.take(Band.make(ns, r_max=ns).put(ft)))
+    c2 = np.ones(band.kx.size)
+    if ctf_fn is not None:
+        c2 = np.zeros(band.kx.size)
+        for s in range(0, m, 500):
+            sel = np.arange(s, min(s + 500, m))
+            c = band.take(ctf_fn(sel, (ns, ns), pixel_A))
+            amp[sel] *= np.abs(c)
+            c2 += (c**2).sum(axis=0)
+        c2 /= m
+    return band, amp, c2
+
+
+@dataclass
+class PriorPath:
+    """Stages 1–2 of the lattice method for one prior (see :func:`prior_path`)."""
+
+    kind: str
+    sites: np.ndarray  # (N, 3) Å
+    group: np.ndarray  # (G, 3, 3) the prior's rotations
+    ops: np.ndarray  # (S, 3, 3) right-side branch mates (the amplitudes cannot tell pose·s apart)
+    grid: np.ndarray  # (F, 3, 3) fundamental-zone poses searched
+    peaks: np.ndarray  # (M, top_k, 3, 3) distinct amplitude peaks per frame, best first
+    peak_z: np.ndarray  # (M, top_k) their z-scores (−inf: empty)
+    path: np.ndarray  # (M, 3, 3) the Viterbi path through the peaks' branch mates
+
+
+def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, pixel_A: float, ns: int,
+               diameter_A: float, config: LatticeConfig, step_deg: float, continuity_weight: float,
+               so3: np.ndarray) -> PriorPath:
+    """Amplitude search of one prior over its fundamental zone, then the temporal path (stages 1–2).
+
+    Parameters
+    ----------
+    kind
+        ``"fcc"`` or ``"fcc-twin"``.
+    amp, band, c2
+        From :func:`search_amplitudes`.
+    n, pixel_A, ns
+        Box (pixels) and pixel size (Å) of the frames, and the cropped box of the search.
+    diameter_A
+        The prior ball's diameter (Å).
+    config
+        :class:`LatticeConfig` (element, top_k, distinct_deg).
+    step_deg, continuity_weight
+        Continuity penalty of the Viterbi pass.
+    so3
+        (G, 3, 3) whole-SO(3) grid reduced to the prior's fundamental zone.
+    """
+    from reconstruct.abinitio import _distinct_peaks, fourier_crop_volume, viterbi
+
+    m = len(amp)
+    sites = prior_sites(kind, bulk_lattice_constant(config.element), diameter_A / 2)
+    group = prior_group(sites)
+    ops = amplitude_ambiguity(kind, group)
+    vol = fourier_crop_volume(prior_map(sites, n, pixel_A, config.element, 0.9), ns)
+    grid = np.ascontiguousarray(fundamental_zone(so3, group))
+    idx, z = amplitude_search(vol, amp, band, grid, c2, min(8 * config.top_k, len(grid)))
+    ci = np.empty((m, config.top_k), np.int64)
+    cz = np.empty((m, config.top_k), np.float32)
+    _distinct_peaks(grid, idx, z.astype(np.float32), float(np.cos(np.radians(config.distinct_deg))), ci, cz)
+    cands = branch_mates(grid[ci].reshape(-1, 3, 3), ops).reshape(m, -1, 3, 3)
+    sc = np.repeat(cz.astype(np.float64), 2 * len(ops), axis=1)
+    path = cands[np.arange(m), viterbi(cands, sc, step_deg, continuity_weight)]
+    return PriorPath(kind, sites, group, ops, grid, grid[ci], cz, path)
+
+
 @dataclass
 class _Frames:
     """The frames as the labelling sees them: cropped boxes, transforms, CTFs, tracker origins."""
@@ -271,11 +363,7 @@ class _Labeller:
         self.step, self.weight, self.reference_model = step_deg, weight, reference_model
         ns = fr.small.shape[-1]
         lo, hi = config.label_band_A
-        full = Band.make(ns, r_max=ns * fr.ps / hi, r_min=ns * fr.ps / lo)
-        # real images: the half plane carries the whole correlation (the other half is its complex conjugate)
-        half = (full.ky > 0) | ((full.ky == 0) & (full.kx > 0))
-        self.band = Band(ns, full.kx[half].copy(), full.ky[half].copy(), full.index[half].copy(),
-                         full.radius[half].copy())
+        self.band = half_plane(Band.make(ns, r_max=ns * fr.ps / hi, r_min=ns * fr.ps / lo))
         self.cband = None
         if fr.ctf_fn is not None:
             self.cband = np.empty((len(fr.small), self.band.kx.size), np.float32)
@@ -412,7 +500,7 @@ def lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
     (poses, shifts_px, info)
         (M, 3, 3) poses (arbitrary global frame and hand), (M, 2) origins (pixels of ``boxes``), diagnostics.
     """
-    from reconstruct.abinitio import _distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
+    from reconstruct.abinitio import fourier_crop, so3_grid
 
     m, n, _ = boxes.shape
     ns = min(config.box, n - n % 2)
@@ -426,52 +514,25 @@ def lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
     origins = np.zeros((m, 2)) if shifts_px is None else np.asarray(shifts_px, np.float64) * ns / n
     fr = _Frames(small, full.take(image_ft(small)), full, ps, origins, ctf_fn,
                  soft_sphere(ns, (diameter_A / 2 + 2.0) / ps, 3.0))
-    # amplitudes on the search band (half plane: |F| is centrosymmetric)
-    lo, hi = config.band_A
-    band = Band.make(ns, r_max=ns * ps / hi, r_min=ns * ps / lo)
-    half = (band.ky > 0) | ((band.ky == 0) & (band.kx > 0))
-    band = Band(band.n, band.kx[half].copy(), band.ky[half].copy(), band.index[half].copy(), band.radius[half].copy())
-    amp = np.abs(band.take(fr.full.put(fr.ft)))
-    c2 = np.ones(band.kx.size)
-    if ctf_fn is not None:
-        c2 = np.zeros(band.kx.size)
-        for s in range(0, m, 500):
-            sel = np.arange(s, min(s + 500, m))
-            c = band.take(ctf_fn(sel, (ns, ns), ps))
-            amp[sel] *= np.abs(c)
-            c2 += (c**2).sum(axis=0)
-        c2 /= m
+    band, amp, c2 = search_amplitudes(fr.ft, ns, ps, config.band_A, ctf_fn)
     if reference_model is None:
         log.warning("lattice ab initio without a reference-model builder: the labelling's reference is the map "
                     "itself, which can hold a mixture of branches (default multislice series: 44° median pose "
                     "error, against 3.1° with analysis.reference.atom_reference)")
-    a = bulk_lattice_constant(config.element)
     so3 = so3_grid(config.grid_size)
     results = {}
     for kind in config.priors:
-        sites = prior_sites(kind, a, diameter_A / 2)
-        group = prior_group(sites)
-        ops = amplitude_ambiguity(kind, group)
-        vol = fourier_crop_volume(prior_map(sites, n, pixel_size, config.element, 0.9), ns)
-        grid = np.ascontiguousarray(fundamental_zone(so3, group))
-        pool = min(8 * config.top_k, len(grid))
-        idx, z = amplitude_search(vol, amp, band, grid, c2, pool)
-        ci = np.empty((m, config.top_k), np.int64)
-        cz = np.empty((m, config.top_k), np.float32)
-        _distinct_peaks(grid, idx, z.astype(np.float32), float(np.cos(np.radians(config.distinct_deg))), ci, cz)
+        pp = prior_path(kind, amp, band, c2, n, pixel_size, ns, diameter_A, config, step_deg, continuity_weight, so3)
         if progress is not None:
             progress(1)
-        cands = branch_mates(grid[ci].reshape(-1, 3, 3), ops).reshape(m, -1, 3, 3)
-        sc = np.repeat(cz.astype(np.float64), 2 * len(ops), axis=1)
-        path = cands[np.arange(m), viterbi(cands, sc, step_deg, continuity_weight)]
-        labeller = _Labeller(fr, config, ops, step_deg, continuity_weight, reference_model)
-        poses, sh, info = labeller.run(path, progress)
+        labeller = _Labeller(fr, config, pp.ops, step_deg, continuity_weight, reference_model)
+        poses, sh, info = labeller.run(pp.path, progress)
         score = labeller.half_fsc(poses, sh)
         log.info("lattice prior %s: %d sites, %d-fold amplitude ambiguity, %d fundamental-zone poses; half-map FSC "
-                 "3–%.1f Å after labelling %.3f", kind, len(sites), 2 * len(ops), len(grid), config.map_resolution_A,
-                 score)
-        results[kind] = (score, poses, sh, {"sites": len(sites), "ambiguity": 2 * len(ops), "fz_poses": len(grid),
-                                            "half_fsc": score, **info})
+                 "3–%.1f Å after labelling %.3f", kind, len(pp.sites), 2 * len(pp.ops), len(pp.grid),
+                 config.map_resolution_A, score)
+        results[kind] = (score, poses, sh, {"sites": len(pp.sites), "ambiguity": 2 * len(pp.ops),
+                                            "fz_poses": len(pp.grid), "half_fsc": score, **info})
     best = max(results, key=lambda k: results[k][0])
     score, poses, sh, _ = results[best]
     info = {"method": "lattice", "prior": best, "priors": {k: v[3] for k, v in results.items()},
