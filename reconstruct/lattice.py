@@ -50,6 +50,7 @@ from reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
+from reconstruct.refine import ReferenceModel
 from simulator.density import lowpass, render_density
 from simulator.errors import TumblebenchError, require
 from simulator.orientation import TWIN, cubic_group
@@ -59,7 +60,6 @@ log = logging.getLogger("tumblebench.reconstruct")
 
 PRIORS = ("fcc", "fcc-twin")
 TWIN_NORMAL = np.ones(3) / np.sqrt(3.0)  # the twinned prior's (111) plane normal, particle frame
-ReferenceModel = Callable[[np.ndarray, float], np.ndarray]
 
 
 @dataclass(frozen=True)

@@ -391,7 +391,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         del r1, r2
         history: list = []
     else:
-        if config.poses == "abinitio" and config.abinitio.method == "lattice":
+        lattice = config.poses == "abinitio" and config.abinitio.method == "lattice"
+        if lattice:
             lc = config.abinitio.lattice
             steps = len(lc.priors) * (1 + lc.label_iterations)
             with _bar(steps, "ab initio (lattice)", progress) as bar:
@@ -409,7 +410,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         timings["abinitio" if config.poses == "abinitio" else "oracle_poses"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         rcfg = config.refine
-        if config.poses == "abinitio" and config.abinitio.method == "lattice" and rcfg.branch_segment:
+        if lattice and rcfg.branch_segment:
             # the lattice labelling has chosen every frame's branch against the map of all others; the branch
             # check of refinement (made for the sphere method) would repeat that at the cost of ~150 s
             rcfg = replace(rcfg, branch_segment=0)

@@ -119,5 +119,3 @@ def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None =
 def mirror_poses(poses: np.ndarray) -> np.ndarray:
     """Poses of the mirror-image map ``V(x, y, −z)``: ``P·A·P`` with ``P = diag(1, 1, −1)``."""
     return np.einsum("ij,njk,kl->nil", MIRROR, np.asarray(poses, np.float64), MIRROR)
-
-
