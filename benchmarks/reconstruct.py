@@ -18,6 +18,10 @@ Cases (every series is simulated here with a fixed seed, then reconstructed; sco
   (Rosenthal & Henderson 2003), i.e. the data's limit for ``truth_fsc05_A``.
 * every case also reports ``fsc05_from_3A_A``: the 0.5 crossing scanning only shells finer than 3 Å (the
   aberration-corrected phase-contrast CTF transfers almost nothing linearly at lower resolution).
+* ``map.mrc`` is density-modified (:mod:`reconstruct.density`: envelope and positivity fill the shells the CTF
+  does not transfer); every FSC key is also given for the map before it, ``map_unmodified.mrc``, with the
+  prefix ``unmodified_``. The bound keys come from the half maps, which are never modified: density
+  modification adds prior knowledge (a compact, positive object), so the modified map can pass them.
 * ``truth_multislice``: the default series (multislice, default dose, 2,000 frames) with ``--poses truth``:
   FSC(truth) = 0.5 [``truth_fsc05_A``] (first crossing) and, because a strong-phase Pt particle under an
   aberration-corrected lens transfers almost no low frequencies linearly, also the FSC averaged over 3–1 Å.
@@ -100,13 +104,19 @@ def score(run: Path, series: Path, abinitio: bool) -> dict:
         frames = est["tbFrame"].to_numpy(int)
         pe = pose_errors(star_poses(est), star_poses(tru)[frames])
         out.update(median_pose_error_deg=pe.median_deg, p90_pose_error_deg=pe.p90_deg, mirrored=pe.mirrored)
-        vol = register_map(vol, truth, pe.rotation, pe.mirrored).map
-    freq, curve = fsc(vol, truth, voxel)
-    band = (freq >= 1 / 3.0) & (freq <= 1 / 1.0)
-    out.update(fsc05_A=resolution_at(freq, curve, 0.5), fsc0143_A=resolution_at(freq, curve, 0.143),
-               fsc05_from_3A_A=resolution_at(freq, curve, 0.5, min_freq=1 / 3.0),
-               min_fsc_to_1A=float(curve[(freq > 0) & (freq <= 1.0)].min()),
-               mean_fsc_3_to_1A=float(curve[band].mean()))
+    maps = {"": vol}
+    if (run / "map_unmodified.mrc").exists():  # the map before density modification, scored alongside
+        maps["unmodified_"] = read_volume(run / "map_unmodified.mrc")[0]
+    for prefix, v in maps.items():
+        if abinitio:
+            v = register_map(v, truth, pe.rotation, pe.mirrored).map
+        freq, curve = fsc(v, truth, voxel)
+        band = (freq >= 1 / 3.0) & (freq <= 1 / 1.0)
+        out.update({f"{prefix}fsc05_A": resolution_at(freq, curve, 0.5),
+                    f"{prefix}fsc0143_A": resolution_at(freq, curve, 0.143),
+                    f"{prefix}fsc05_from_3A_A": resolution_at(freq, curve, 0.5, min_freq=1 / 3.0),
+                    f"{prefix}min_fsc_to_1A": float(curve[(freq > 0) & (freq <= 1.0)].min()),
+                    f"{prefix}mean_fsc_3_to_1A": float(curve[band].mean())})
     # the best FSC against the truth that any unbiased map from these frames could reach, shell by shell:
     # sqrt(2F/(1+F)) of the half-map FSC F (Rosenthal & Henderson 2003), and where it falls below 0.5
     half = pd.read_csv(run / "fsc.csv")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from reconstruct.abinitio import AbInitioConfig
 from reconstruct.background import BackgroundConfig
+from reconstruct.density import DensityConfig
 from reconstruct.refine import RefineConfig
 from reconstruct.timeresolved import TimeResolvedConfig
 from reconstruct.tracking import TrackingConfig
@@ -52,7 +53,9 @@ class ReconstructConfig:
         Multiply ``map.mrc`` (and the part maps) by the soft spherical mask of the particle (radius = estimated
         diameter/2 + ``refine.mask_margin_A``): the liquid around an isolated particle holds no structure,
         only residual background (graphene leakage, noise). Half maps are written unmasked.
-    tracking, background, abinitio, refine, timeresolved
+    tracking, background, abinitio, refine, timeresolved, density
+        Stage configurations (``density``: the density modification of ``map.mrc``,
+        :class:`reconstruct.density.DensityConfig`).
         Stage configurations.
     """
 
@@ -68,6 +71,7 @@ class ReconstructConfig:
     abinitio: AbInitioConfig = field(default_factory=AbInitioConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     timeresolved: TimeResolvedConfig = field(default_factory=TimeResolvedConfig)
+    density: DensityConfig = field(default_factory=DensityConfig)
 
     def validate(self) -> None:
         require(16 <= self.box <= 512 and self.box % 2 == 0, f"box = {self.box} must be an even size in 16–512")
@@ -85,7 +89,8 @@ class ReconstructConfig:
         require(self.min_frames >= 2, f"min_frames = {self.min_frames} must be >= 2")
         # the stages' own checks too: a config built in code or changed by a command-line flag
         # (dataclasses.replace) has not been through the TOML loader, which validates each table
-        for stage in (self.tracking, self.background, self.abinitio, self.refine, self.timeresolved):
+        for stage in (self.tracking, self.background, self.abinitio, self.refine, self.timeresolved,
+                      self.density):
             check = getattr(stage, "validate", None)
             if callable(check):
                 check()

@@ -2,7 +2,8 @@
 
 Stages (each its own function and config, see :mod:`reconstruct.config`): input checks → background
 (graphene peaks, bad frames) → tracking (trajectory, boxes) → normalisation → poses (ab initio, or the STAR
-poses in the oracle modes) → refinement → final maps → time-resolved maps. Nothing from ``truth_map.mrc`` is
+poses in the oracle modes) → refinement → final maps (density modification, :mod:`reconstruct.density`) →
+time-resolved maps. Nothing from ``truth_map.mrc`` is
 read; the STAR poses are read only in the oracle modes ``truth`` and ``truth+noise:DEG``. In ``truth`` mode the
 STAR particle centres are used as well (a pure test of the reconstruction), and no refinement runs.
 """
@@ -31,6 +32,7 @@ from reconstruct.background import (
     static_region,
 )
 from reconstruct.config import ReconstructConfig
+from reconstruct.density import density_modified_map
 from reconstruct.fsc import resolution_at
 from reconstruct.lattice import lattice_abinitio
 from reconstruct.projector import soft_sphere
@@ -427,7 +429,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     if res0143 < nyq_needed * 1.0001:
         log.info("half-map FSC stays above 0.143 up to Nyquist (%.3f Å)", nyq_needed)
     solvent = mask if config.flatten_solvent else 1.0
-    write_volume(out / "map.mrc", full * solvent, pixel)
+    final, density = _final_map(full * solvent, curve, pixel, diameter, config, out)
+    write_volume(out / "map.mrc", final, pixel)
     write_volume(out / "half1.mrc", h1, pixel)
     write_volume(out / "half2.mrc", h2, pixel)
     with np.errstate(divide="ignore"):
@@ -444,7 +447,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     parts = {}
     for name, d in tr.items():
         (out / name).mkdir()
-        write_volume(out / name / "map.mrc", d["map"] * solvent, pixel)
+        part_map, _ = _final_map(d["map"] * solvent, d["fsc"], pixel, diameter, config, out / name)
+        write_volume(out / name / "map.mrc", part_map, pixel)
         write_volume(out / name / "half1.mrc", d["half1"], pixel)
         write_volume(out / name / "half2.mrc", d["half2"], pixel)
         parts[name] = {"frames": list(d["frames"]), "n_used": int(d["n_used"]), "fsc_half_0.143_A": d["fsc_0.143_A"]}
@@ -452,7 +456,17 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     log.info("map: half-map FSC 0.143 at %.3f Å, 0.5 at %.3f Å", res0143, res05)
     return {"poses_mode": config.poses, "pixel_size_A": pixel, "box": n, "diameter_A": diameter, **counts,
             "fsc_half_0.143_A": res0143, "fsc_half_0.5_A": res05, "refine_history": history,
-            "abinitio": info, "time_resolved": parts}
+            "abinitio": info, "density_modification": density, "time_resolved": parts}
+
+
+def _final_map(full: np.ndarray, curve: np.ndarray, pixel: float, diameter: float, config: ReconstructConfig,
+               out: Path) -> tuple[np.ndarray, dict]:
+    """The map written as ``map.mrc``: ``full`` after density modification (if enabled), which also writes the
+    map before it as ``map_unmodified.mrc`` in ``out``."""
+    if not config.density.enabled:
+        return np.asarray(full, np.float32), {}
+    write_volume(out / "map_unmodified.mrc", full, pixel)
+    return density_modified_map(full, curve, pixel, diameter, config.density)
 
 
 def _write_poses(path: Path, frames: Path, rows: np.ndarray, poses: np.ndarray, shifts: np.ndarray,

@@ -57,7 +57,8 @@ def test_true_poses_reconstruct_the_truth_map(series: Path, tmp_path: Path) -> N
     _, part = read_star(series / "frames.star")
     assert summary["usable_frames"] == N_FRAMES
     for name in ("map.mrc", "half1.mrc", "half2.mrc", "poses.star", "fsc.csv", "trajectory.csv",
-                 "reconstruct.log", "summary.json", "manifest.json", "part1/map.mrc", "part2/map.mrc"):
+                 "reconstruct.log", "summary.json", "manifest.json", "part1/map.mrc", "part2/map.mrc",
+                 "map_unmodified.mrc", "part1/map_unmodified.mrc"):
         assert (tmp_path / "r" / name).exists(), name
     _, est = read_star(tmp_path / "r" / "poses.star")
     assert np.allclose(star_poses(est), star_poses(part), atol=1e-5)
