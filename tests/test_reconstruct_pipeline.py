@@ -12,6 +12,7 @@ from reconstruct.config import ReconstructConfig
 from reconstruct.fsc import fsc
 from reconstruct.pipeline import reconstruct_series
 from simulator.builder import build_preset
+from simulator.config import load_config
 from simulator.errors import TumblebenchError
 from simulator.mrc import MrcStackWriter, open_stack, read_volume
 from simulator.series import SeriesConfig, simulate_series, with_overrides
@@ -166,3 +167,9 @@ def test_score_reconstruction_of_truth_run(series: Path, tmp_path: Path) -> None
     s = score_reconstruction(tmp_path / "r", series)
     assert s["median_error_deg"] < 1e-3 and not s["mirrored"]
     assert s["fsc_truth_0.5_A"] < 2.0
+
+
+def test_example_config_lists_the_defaults() -> None:
+    """examples/reconstruct.toml says it shows the defaults: it loads to exactly ReconstructConfig()."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "reconstruct.toml"
+    assert load_config(ReconstructConfig, example) == ReconstructConfig()
