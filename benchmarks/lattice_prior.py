@@ -34,11 +34,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconstruct.abinitio import AbInitioConfig, fourier_crop, so3_grid  # noqa: E402
+from reconstruct.abinitio import AbInitioConfig  # noqa: E402
 from reconstruct.config import ReconstructConfig  # noqa: E402
 from reconstruct.lattice import LatticeConfig, branch_mates, prior_path, search_amplitudes  # noqa: E402
 from reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
 from reconstruct.projector import Band, image_ft  # noqa: E402
+from reconstruct.search import fourier_crop, so3_grid  # noqa: E402
 from simulator.builder import build_preset  # noqa: E402
 from simulator.orientation import rotation_angle_deg  # noqa: E402
 from simulator.outputs import git_commit, write_json  # noqa: E402

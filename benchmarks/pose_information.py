@@ -43,14 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconstruct.abinitio import (  # noqa: E402
-    AbInitioConfig,
-    abinitio,
-    fourier_crop,
-    fourier_crop_volume,
-    global_scores,
-    so3_grid,
-)
+from reconstruct.abinitio import AbInitioConfig, abinitio, global_scores  # noqa: E402
 from reconstruct.config import ReconstructConfig  # noqa: E402
 from reconstruct.pipeline import (  # noqa: E402
     _check_inputs,
@@ -67,6 +60,7 @@ from reconstruct.projector import (  # noqa: E402
     project,
     shift_phases,
 )
+from reconstruct.search import fourier_crop, fourier_crop_volume, so3_grid  # noqa: E402
 from simulator.builder import build_preset  # noqa: E402
 from simulator.mrc import read_volume  # noqa: E402
 from simulator.outputs import git_commit, write_json  # noqa: E402

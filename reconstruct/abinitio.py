@@ -1,10 +1,10 @@
 """Ab initio 3D from unknown poses: global orientation search at low resolution with temporal continuity.
 
-This module holds the ``"sphere"`` method (below) and the tools both methods share (SO(3) grid, distinct
-peaks, the Viterbi pass, Fourier cropping). The default method, ``"lattice"``, is :mod:`reconstruct.lattice`:
-on aberration-corrected multislice frames only the lattice fringes carry orientation, and the sphere method's
-featureless start cannot reach them (default series after refinement: 127° median pose error, 1.85° with the
-lattice method).
+This module holds the ``"sphere"`` method (below); the tools both methods share (SO(3) grid, distinct peaks,
+the Viterbi pass, Fourier cropping) are in :mod:`reconstruct.search`. The default method, ``"lattice"``, is
+:mod:`reconstruct.lattice`: on aberration-corrected multislice frames only the lattice fringes carry
+orientation, and the sphere method's featureless start cannot reach them (default series after refinement:
+127° median pose error, 1.85° with the lattice method).
 
 No truth is read. For each of several random starts: begin from a featureless model (a sphere of the diameter
 measured on the frames) with random poses, then alternate (1) a *global* search of every subset frame over a
@@ -24,12 +24,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from reconstruct.lattice import LatticeConfig  # (lattice.py imports this module's helpers inside its functions)
+from reconstruct.lattice import LatticeConfig
 from reconstruct.projector import (
     Band,
     Reconstructor,
@@ -40,6 +39,7 @@ from reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
+from reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
 from simulator.errors import require
 
 log = logging.getLogger("tumblebench.reconstruct")
@@ -133,34 +133,6 @@ class AbInitioConfig:
                 "abinitio.distinct_deg, candidate_pool, fill_iter and keep_previous_from_A must be >= 0")
 
 
-def so3_grid(n: int) -> np.ndarray:
-    """Quasi-uniform rotations (super-Fibonacci spiral, Alexa 2022): (n, 3, 3) matrices."""
-    phi = np.sqrt(2.0)
-    psi = 1.533751168755204288118041
-    s = np.arange(n, dtype=np.float64) + 0.5
-    t = s / n
-    d = 2 * np.pi * s
-    r = np.sqrt(t)
-    big_r = np.sqrt(1.0 - t)
-    alpha = d / phi
-    beta = d / psi
-    q = np.stack([r * np.sin(alpha), r * np.cos(alpha), big_r * np.sin(beta), big_r * np.cos(beta)], axis=1)
-    return Rotation.from_quat(q).as_matrix()
-
-
-def fourier_crop(images: np.ndarray, size: int) -> np.ndarray:
-    """Fourier-crop (downsample) images [M, n, n] to [M, size, size] about the box centre (float32)."""
-    n = images.shape[-1]
-    if size >= n:
-        return np.asarray(images, np.float32)
-    ft = image_ft(images)
-    o = n // 2 - size // 2
-    small = ft[:, o:o + size, o:o + size] * (size * size / (n * n))
-    axes = (-2, -1)
-    return scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(small, axes=axes), axes=axes, workers=-1),
-                              axes=axes).real.astype(np.float32)
-
-
 def _lowpass_volume(vol: np.ndarray, resolution_px: float) -> np.ndarray:
     n = vol.shape[0]
     ft = scipy.fft.rfftn(vol, workers=-1)
@@ -242,109 +214,13 @@ def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: 
     if distinct_deg > 0:
         out_idx = np.empty((m, top_k), np.int64)
         out_val = np.empty((m, top_k), np.float32)
-        _distinct_peaks(np.ascontiguousarray(grid, np.float64), best_idx, best_val,
+        distinct_peaks(np.ascontiguousarray(grid, np.float64), best_idx, best_val,
                         float(np.cos(np.radians(distinct_deg))), out_idx, out_val)
         best_idx, best_val = out_idx, out_val
     mean = s1 / g
     sd = np.sqrt(np.maximum(s2 / g - mean**2, 1e-30))
     z = (best_val - mean[:, None]) / sd[:, None]
     return (best_idx, z, mean, sd) if return_stats else (best_idx, z)
-
-
-@numba.njit(cache=True, parallel=True)
-def _distinct_peaks(grid, idx, val, cos_min, out_idx, out_val):
-    """Per row: of candidates sorted best first, keep greedily those farther from every kept one than the angle
-    whose cosine is ``cos_min`` (cos of the angle between rotations a, b = (tr(aᵀb) − 1)/2), up to
-    ``out_idx.shape[1]``."""
-    m, k_in = idx.shape
-    k_out = out_idx.shape[1]
-    for i in numba.prange(m):
-        n = 0
-        for j in range(k_in):
-            g = idx[i, j]
-            ok = True
-            for q in range(n):
-                h = out_idx[i, q]
-                tr = 0.0
-                for a in range(3):
-                    for b in range(3):
-                        tr += grid[g, a, b] * grid[h, a, b]
-                if (tr - 1.0) / 2.0 > cos_min:
-                    ok = False
-                    break
-            if ok:
-                out_idx[i, n] = g
-                out_val[i, n] = val[i, j]
-                n += 1
-                if n == k_out:
-                    break
-        for q in range(n, k_out):
-            out_idx[i, q] = out_idx[i, 0]
-            out_val[i, q] = -np.inf
-
-
-def viterbi(cand_rots: np.ndarray, scores: np.ndarray, step_deg: float, weight: float) -> np.ndarray:
-    """Best path through per-frame candidates: maximise Σ score − weight·Σ (angle/step)².
-
-    Parameters
-    ----------
-    cand_rots
-        (M, K, 3, 3) candidate poses per frame (frames in time order).
-    scores
-        (M, K) scores (e.g. z-scored correlations; −inf marks an empty candidate slot).
-    step_deg
-        Typical angular step between successive frames (deg).
-    weight
-        Penalty weight; 0 picks each frame's best candidate.
-
-    Returns
-    -------
-    numpy.ndarray
-        (M,) chosen candidate index per frame.
-    """
-    m, k = scores.shape
-    if weight == 0 or m == 1:
-        return np.argmax(scores, axis=1)
-    back = np.zeros((m, k), np.int64)
-    acc = _viterbi_kernel(np.ascontiguousarray(cand_rots, np.float64), np.asarray(scores, np.float64),
-                          weight / np.radians(step_deg) ** 2, back)
-    path = np.zeros(m, np.int64)
-    path[-1] = int(np.argmax(acc))
-    for t in range(m - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
-    return path
-
-
-@numba.njit(cache=True, parallel=True)
-def _viterbi_kernel(cands, scores, c, back):
-    """Forward pass of :func:`viterbi` (penalty ``c``·angle², angle in rad); fills ``back``, returns the final
-    accumulated scores. The candidates of a frame are independent of each other: threads share them."""
-    m, k = scores.shape
-    acc = scores[0].copy()
-    new = np.empty(k)
-    for t in range(1, m):
-        for b in numba.prange(k):
-            best = -np.inf
-            bi = 0
-            for a in range(k):
-                if acc[a] == -np.inf:
-                    continue
-                tr = 0.0
-                for i in range(3):
-                    for j in range(3):
-                        tr += cands[t - 1, a, i, j] * cands[t, b, i, j]
-                x = min(max((tr - 1.0) / 2.0, -1.0), 1.0)
-                if acc[a] - c * 2.0 * (1.0 - x) <= best:
-                    continue  # angle² ≥ 2(1 − cos angle): this predecessor cannot win (exact pruning)
-                ang = np.arccos(x)
-                v = acc[a] - c * ang * ang
-                if v > best:
-                    best = v
-                    bi = a
-            back[t, b] = bi
-            new[b] = best + scores[t, b]
-        acc[:] = new
-    return acc
 
 
 def _reconstruct_small(images: np.ndarray, rots: np.ndarray, res_px: float, mask: np.ndarray,
@@ -795,14 +671,3 @@ def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume
                            pool=config.candidate_pool)
     path = viterbi(grid[ci], cz, config.step_deg, config.continuity_weight)
     return grid[ci[np.arange(m), path]]
-
-
-def fourier_crop_volume(volume: np.ndarray, size: int) -> np.ndarray:
-    """Fourier-crop a cubic map [z, y, x] to ``size`` voxels about its centre (same physical extent)."""
-    n = volume.shape[0]
-    if size >= n:
-        return np.asarray(volume, np.float32)
-    ft = scipy.fft.fftshift(scipy.fft.fftn(scipy.fft.ifftshift(np.asarray(volume, np.float32)), workers=-1))
-    o = n // 2 - size // 2
-    small = ft[o:o + size, o:o + size, o:o + size] * (size / n) ** 3
-    return scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(small), workers=-1)).real.astype(np.float32)

@@ -51,6 +51,7 @@ from reconstruct.projector import (
     soft_sphere,
 )
 from reconstruct.refine import ReferenceModel
+from reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
 from simulator.density import lowpass, render_density
 from simulator.errors import TumblebenchError, require
 from simulator.orientation import TWIN, cubic_group
@@ -323,7 +324,6 @@ def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, p
     so3
         (G, 3, 3) whole-SO(3) grid reduced to the prior's fundamental zone.
     """
-    from reconstruct.abinitio import _distinct_peaks, fourier_crop_volume, viterbi
 
     m = len(amp)
     sites = prior_sites(kind, bulk_lattice_constant(config.element), diameter_A / 2)
@@ -334,7 +334,7 @@ def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, p
     idx, z = amplitude_search(vol, amp, band, grid, c2, min(8 * config.top_k, len(grid)))
     ci = np.empty((m, config.top_k), np.int64)
     cz = np.empty((m, config.top_k), np.float32)
-    _distinct_peaks(grid, idx, z.astype(np.float32), float(np.cos(np.radians(config.distinct_deg))), ci, cz)
+    distinct_peaks(grid, idx, z.astype(np.float32), float(np.cos(np.radians(config.distinct_deg))), ci, cz)
     cands = branch_mates(grid[ci].reshape(-1, 3, 3), ops).reshape(m, -1, 3, 3)
     sc = np.repeat(cz.astype(np.float64), 2 * len(ops), axis=1)
     path = cands[np.arange(m), viterbi(cands, sc, step_deg, continuity_weight)]
@@ -437,7 +437,6 @@ class _Labeller:
     def label(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, it: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One labelling pass of all frames: (column chosen per frame, poses, shifts)."""
-        from reconstruct.abinitio import viterbi
 
         rows = np.arange(len(poses))
         delta, phi = self.shift_grids[min(it, 1)]  # the whole shift range first, then around the last shifts
@@ -500,7 +499,6 @@ def lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
     (poses, shifts_px, info)
         (M, 3, 3) poses (arbitrary global frame and hand), (M, 2) origins (pixels of ``boxes``), diagnostics.
     """
-    from reconstruct.abinitio import fourier_crop, so3_grid
 
     m, n, _ = boxes.shape
     ns = min(config.box, n - n % 2)

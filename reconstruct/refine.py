@@ -45,6 +45,7 @@ from reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
+from reconstruct.search import fourier_crop, so3_grid
 from simulator.errors import TumblebenchError, require
 from simulator.orientation import rotation_angle_deg
 
@@ -440,7 +441,7 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
 def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray, diameter_A: float,
              config: RefineConfig, ctf_fn: CtfFn | None) -> np.ndarray:
     """Branch check of the trajectory on Fourier-cropped, re-centred frames (see ``branch_*`` of the config)."""
-    from reconstruct.abinitio import fourier_crop, realign_segments, so3_grid
+    from reconstruct.abinitio import realign_segments
 
     m, n, _ = boxes.shape
     ns = min(config.branch_box, n)

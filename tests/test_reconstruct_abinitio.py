@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from reconstruct.abinitio import AbInitioConfig, abinitio, global_scores, so3_grid, viterbi
+from reconstruct.abinitio import AbInitioConfig, abinitio, global_scores
 from reconstruct.projector import Band, image_ft, prepare_reference, project
 from reconstruct.refine import RefineConfig, refine
+from reconstruct.search import so3_grid, viterbi
 from simulator.density import lowpass, render_density
 from simulator.orientation import rotation_angle_deg
 from validation.poses import cubic_group, mirror_poses, pose_errors

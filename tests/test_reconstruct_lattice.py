@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from reconstruct.abinitio import so3_grid
 from reconstruct.lattice import (
     TWIN,
     amplitude_ambiguity,
@@ -22,6 +21,7 @@ from reconstruct.lattice import (
     prior_sites,
 )
 from reconstruct.projector import Band, prepare_reference, project_band
+from reconstruct.search import so3_grid
 from simulator.orientation import cubic_group, rotation_angle_deg
 from simulator.shapes import bulk_lattice_constant
 

@@ -101,7 +101,7 @@ def register_map(vol: np.ndarray, truth: np.ndarray, rotation: np.ndarray | None
     base = (MIRROR if mirrored else np.eye(3)) @ g.T
     # polish on Fourier-cropped copies (≤ 64 voxels, i.e. to ~2 Å at 0.358 Å voxels): fast, and the
     # rotation is fixed by the lattice-scale features
-    from reconstruct.abinitio import fourier_crop_volume
+    from reconstruct.search import fourier_crop_volume
 
     n = vol.shape[0]
     small = min(n, 64)
