@@ -303,7 +303,9 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
         ``frames.star`` (needed for the CTF of non-projection series and for the oracle pose modes); None
         for frames alone (then no CTF is applied).
     out_dir
-        Output directory (written atomically): ``map.mrc``, ``half1.mrc``, ``half2.mrc``, ``poses.star``,
+        Output directory (written atomically): ``map.mrc`` (density-modified, :mod:`reconstruct.density`),
+        ``map_unmodified.mrc`` (the map before it; not written if ``density.enabled`` is false), ``half1.mrc``,
+        ``half2.mrc``, ``poses.star``,
         ``fsc.csv``, ``trajectory.csv``, ``reconstruct.log``, ``summary.json``, ``manifest.json`` and
         ``part1/``, ``part2/`` (and windows) with their maps.
     config

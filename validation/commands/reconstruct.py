@@ -19,9 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="3D reconstruction from a tumbling-particle series (tracking, ab initio, refinement)",
         description=(
             "Track the particle in every frame, remove the graphene lattice peaks, find the poses ab initio "
-            "(global search at low resolution with temporal continuity, several random starts), refine them by "
-            "projection matching with gold-standard half sets, and write map.mrc, half1.mrc, half2.mrc, "
-            "poses.star, fsc.csv, trajectory.csv, reconstruct.log, summary.json and part1/, part2/ maps. "
+            "(lattice-fringe search with temporal continuity), refine them by projection matching with "
+            "gold-standard half sets, and write map.mrc (density-modified: the particle's envelope and positivity "
+            "fill the shells the CTF does not transfer), map_unmodified.mrc, half1.mrc, half2.mrc, poses.star, "
+            "fsc.csv, trajectory.csv, reconstruct.log, summary.json and part1/, part2/ maps. "
             "Oracle modes for benchmarking single stages: --poses truth (the STAR poses and centres, no "
             "refinement) and --poses truth+noise:DEG (STAR poses perturbed by DEG degrees rms, then refined)."
         ),
