@@ -281,7 +281,7 @@ def _read_atoms(path: Path) -> ase.Atoms:
 
 
 def load_nanocrystal(path: str | Path, mobility: MobilitySpec | None = None, seed: int = 0,
-                     reference_lattice_constant: float | None = None) -> Nanocrystal:
+                     reference_lattice_constant: float | None = None, element: str | None = None) -> Nanocrystal:
     """Read a nanocrystal.
 
     Parameters
@@ -297,6 +297,10 @@ def load_nanocrystal(path: str | Path, mobility: MobilitySpec | None = None, see
     reference_lattice_constant
         Bulk lattice constant (Å) the strain of bare atoms refers to; default the element's bulk value
         (3.924 Å for Pt), or the fitted value for an element without a tabulated fcc lattice constant.
+    element
+        Chemical symbol given to every atom of a bare-atom file, replacing the file's element column (SINGLE's
+        example PDBs store Pt atoms as water, ``OW WAT`` with element ``W``, which would otherwise be read
+        as tungsten). Not allowed for a ``truth.extxyz``.
 
     Raises
     ------
@@ -305,7 +309,15 @@ def load_nanocrystal(path: str | Path, mobility: MobilitySpec | None = None, see
     """
     path = Path(path)
     atoms = _read_atoms(path)
-    if all(k in atoms.arrays for k in TRUTH_ARRAYS) and "lattice_constant" in atoms.info:
+    truth_file = all(k in atoms.arrays for k in TRUTH_ARRAYS) and "lattice_constant" in atoms.info
+    if element is not None:
+        from ase.data import atomic_numbers
+
+        require(element in atomic_numbers and element != "X",
+                f"element {element!r}: expected a chemical symbol such as 'Pt'")
+        require(not truth_file, f"{path}: a truth file keeps its own elements; element={element!r} is for bare atoms")
+        atoms.set_chemical_symbols([element] * len(atoms))
+    if truth_file:
         atoms.arrays["stacking"] = np.asarray(atoms.arrays["stacking"]).astype("<U5")
         atoms.calc = None
         return Nanocrystal(atoms)

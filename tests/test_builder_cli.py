@@ -74,8 +74,23 @@ def _toml(tmp_path: Path, text: str) -> str:
     return str(p)
 
 
+def test_build_from_single_pdb_with_element(tmp_path, capsys) -> None:
+    """SINGLE's example PDB stores its Pt atoms as water (element W): --element Pt makes them Pt."""
+    src = DATA / "COM_trunc-octa-3_2.7nm.pdb"
+    assert set(ase.io.read(src).get_chemical_symbols()) == {"W"}  # what the file says
+    out = tmp_path / "pt"
+    rc, _, _ = _run(capsys, "--from", str(src), "--element", "Pt", "--out", str(out))
+    assert rc == 0
+    nc = load_nanocrystal(out / "truth.extxyz")
+    assert set(nc.atoms.get_chemical_symbols()) == {"Pt"} and nc.n_atoms == 586
+    assert nc.lattice_constant == pytest.approx(3.912, abs=1e-3)  # SINGLE's Pt lattice (PROVENANCE.md)
+    # the strain refers to Pt's bulk 3.924 Å now, not to the fitted lattice of an element without a table entry
+    assert np.median(nc.array("radial_strain")) == pytest.approx(3.912 / 3.924 - 1, abs=1e-3)
+    assert json.loads((out / "manifest.json").read_text())["config"]["element"] == "Pt"
+
+
 @pytest.mark.parametrize("case", ["element", "size", "tiny", "strain", "depth", "unreadable", "missing", "exists",
-                                  "unknown-key", "preset"])
+                                  "unknown-key", "preset", "from-element", "preset-element"])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, case: str) -> None:
     out = tmp_path / "out"
     args: list[str]
@@ -99,6 +114,10 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, case: str) 
         out.mkdir()
         (out / "keep.txt").write_text("keep")
         args = ["--preset", "default"]
+    elif case == "from-element":
+        args = ["--from", str(DATA / "COM_trunc-octa-3_2.7nm.pdb"), "--element", "Qq"]
+    elif case == "preset-element":
+        args = ["--preset", "default", "--element", "Pt"]
     elif case == "unknown-key":
         args = ["--config", _toml(tmp_path, "[strain]\nuniformm = 0.01\n")]
     else:

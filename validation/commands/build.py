@@ -31,6 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
                      help="a measured/external structure (.pdb, .xyz, .extxyz): truth arrays and mobility "
                           "model are computed for its atoms")
+    p.add_argument("--element", metavar="SYMBOL",
+                   help="with --from: the element of every atom, replacing the file's element column (SINGLE's "
+                        "example PDBs store Pt atoms as water, element W)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
     p.add_argument("--penetration-depth", type=float, metavar="A",
                    help="override the mobility penetration depth delta (Å)")
@@ -58,13 +61,18 @@ def run(args: argparse.Namespace) -> int:
             mobility.validate()
         except TumblebenchError as exc:
             raise TumblebenchError(f"--penetration-depth: {exc}") from None
-        nc = load_nanocrystal(args.from_file, mobility=mobility, seed=args.seed)
+        try:
+            nc = load_nanocrystal(args.from_file, mobility=mobility, seed=args.seed, element=args.element)
+        except TumblebenchError as exc:
+            msg = str(exc)
+            raise TumblebenchError(f"--element: {msg}" if msg.startswith("element ") else msg) from None
         if nc.atoms.info.get("penetration_depth") != mobility.penetration_depth_A:  # a truth file, new delta
             nc = nanocrystal_from_atoms(nc.atoms, mobility=mobility, seed=args.seed, name=args.from_file.stem,
                                         source=args.from_file.name)
-        config = {"from": str(args.from_file), "mobility": to_dict(mobility)}
+        config = {"from": str(args.from_file), "element": args.element, "mobility": to_dict(mobility)}
         inputs["structure"] = str(args.from_file)
     else:
+        require(args.element is None, "--element applies to --from FILE only (a preset or spec names its element)")
         spec = load_spec(args.config) if args.config is not None else preset_spec(args.preset)
         if args.penetration_depth is not None:
             spec = dataclasses.replace(
