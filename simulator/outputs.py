@@ -10,9 +10,9 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,15 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path
         The temporary directory to write into (same file system as ``out``).
     """
     out = check_output_dir(out, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    # created with mode 0777 less the umask, like any directory the user makes (tempfile.mkdtemp's 0700 would
+    # survive the rename and hide the results from the user's group)
+    while True:
+        tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir(mode=0o777)
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
     except BaseException:

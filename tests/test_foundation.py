@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +79,17 @@ def test_atomic_output_dir_leaves_nothing_on_error(tmp_path: Path) -> None:
         (d / "b.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_output_dir_has_the_users_permissions(tmp_path: Path) -> None:
+    """An output directory is made like any other directory of the user: mode 0777 less the umask (not 0700)."""
+    old = os.umask(0o022)
+    try:
+        with atomic_output_dir(tmp_path / "run") as d:
+            (d / "a.txt").write_text("ok")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o755
 
 
 @pytest.mark.filterwarnings("ignore:Data array contains NaN")
