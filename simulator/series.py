@@ -62,7 +62,7 @@ from simulator.imaging import Imager, ImagingConfig
 from simulator.mrc import MrcStackWriter, write_volume
 from simulator.orientation import euler_angles
 from simulator.outputs import atomic_output_dir, write_manifest
-from simulator.scattering import form_factor, gaussian_coefficients
+from simulator.scattering import GAUSSIAN_TABLES, form_factor, gaussian_coefficients
 from simulator.star import image_names, write_star
 from simulator.truth_map import check_fits_box, particle_frame_positions, particle_radius, render_truth_map
 
@@ -667,8 +667,10 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         bar.close()
         optics, particles = sim.star_tables("frames.mrcs")
         write_star(tmp / "frames.star", optics, particles)
+        # the imaging's own scattering factors where they are a Gaussian sum (peng, peng6); Peng's otherwise
+        truth_table = config.imaging.table if config.imaging.table in GAUSSIAN_TABLES else "peng"
         truth = render_truth_map(sim.held(), acq.box_size_px, acq.pixel_size_A, sim.band_limit_A,
-                                 occupancy=sim.truth_segments()[2], centre=np.zeros(3))
+                                 occupancy=sim.truth_segments()[2], centre=np.zeros(3), table=truth_table)
         write_volume(tmp / "truth_map.mrc", truth, acq.pixel_size_A)
         with (tmp / "atom_events.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
@@ -688,7 +690,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
             total_dose_e_per_A2=sim.dose * n,
             band_limit_A=sim.band_limit_A,
             truth_map={"box_size": acq.box_size_px, "voxel_size_A": acq.pixel_size_A,
-                       "resolution_A": sim.band_limit_A, "centre_index": acq.box_size_px // 2},
+                       "resolution_A": sim.band_limit_A, "centre_index": acq.box_size_px // 2,
+                       "table": truth_table},
             atoms_lost=len(sim.events),
             outputs=[*sorted(p.name for p in tmp.iterdir()), "manifest.json"],
         )

@@ -87,6 +87,25 @@ def test_series_writes_every_output_and_is_deterministic(tmp_path):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_truth_map_uses_the_imaging_scattering_factors(tmp_path):
+    """The truth map is the potential the frames were made from: imaging.table = peng6 renders it with peng6."""
+    from simulator.truth_map import render_truth_map
+
+    nc = _octahedron()
+    cfg = _config(n_frames=2)
+    cfg = dataclasses.replace(cfg, imaging=dataclasses.replace(cfg.imaging, table="peng6"))
+    out = simulate_series(nc, cfg, 0, tmp_path / "s", progress=False)
+    truth, _ = read_volume(out / "truth_map.mrc")
+    band = json.loads((out / "manifest.json").read_text())["band_limit_A"]
+    assert json.loads((out / "manifest.json").read_text())["truth_map"]["table"] == "peng6"
+    sim = SeriesSimulation(nc, cfg, 0)
+    kw = dict(occupancy=sim.truth_segments()[2], centre=np.zeros(3))
+    own = render_truth_map(sim.held(), 64, PIX, band, table="peng6", **kw)
+    other = render_truth_map(sim.held(), 64, PIX, band, table="peng", **kw)
+    assert np.abs(truth - own).max() < 1e-6 * np.abs(own).max()
+    assert np.abs(truth - other).max() > 1e-4 * np.abs(own).max()  # the tables differ by ~4e-4 of the peak
+
+
 def test_parallel_rendering_gives_the_same_bytes(tmp_path):
     nc = _octahedron()
     cfg = _config(n_frames=6)
