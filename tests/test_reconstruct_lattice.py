@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -96,16 +93,3 @@ def test_fundamental_zone_tiles_rotation_space() -> None:
     nearest = np.degrees(4 * np.arcsin(d.reshape(300, 24).min(axis=1) / 2))
     assert nearest.max() < 8.0  # 48,000 poses: ~4° spacing
     assert np.allclose(np.einsum("nij,nkj->nik", TWIN[None], TWIN[None]), np.eye(3))
-
-
-def test_reconstruct_rejects_an_unknown_lattice_prior(tmp_path) -> None:
-    """The nested TOML table [abinitio.lattice] is checked on load: one line naming the field, exit 2."""
-    cfg = tmp_path / "r.toml"
-    cfg.write_text('[abinitio]\nmethod = "lattice"\n[abinitio.lattice]\npriors = ["bcc"]\n')
-    frames = tmp_path / "frames.mrcs"
-    frames.write_bytes(b"")
-    res = subprocess.run([sys.executable, "-m", "validation.cli", "reconstruct", "--frames", str(frames), "--config",
-                          str(cfg), "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2
-    assert len(res.stderr.strip().splitlines()) == 1 and "abinitio.lattice.priors" in res.stderr
-    assert not (tmp_path / "r").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses as dc
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +175,20 @@ def test_example_config_lists_the_defaults() -> None:
     """examples/reconstruct.toml says it shows the defaults: it loads to exactly ReconstructConfig()."""
     example = Path(__file__).resolve().parent.parent / "examples" / "reconstruct.toml"
     assert load_config(ReconstructConfig, example) == ReconstructConfig()
+
+
+@pytest.mark.parametrize(("toml", "field"), [
+    ('[abinitio]\nmethod = "lattice"\n[abinitio.lattice]\npriors = ["bcc"]\n', "abinitio.lattice.priors"),
+    ("[density]\niterations = 0\n", "density.iterations"),
+])
+def test_reconstruct_rejects_a_bad_config_field(tmp_path: Path, toml: str, field: str) -> None:
+    """Nested TOML tables are checked on load: one line naming the field, exit 2, nothing written."""
+    cfg = tmp_path / "r.toml"
+    cfg.write_text(toml)
+    frames = tmp_path / "frames.mrcs"
+    frames.write_bytes(b"")
+    res = subprocess.run([sys.executable, "-m", "validation.cli", "reconstruct", "--frames", str(frames), "--config",
+                          str(cfg), "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and field in res.stderr
+    assert not (tmp_path / "r").exists()
