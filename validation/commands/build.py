@@ -61,11 +61,7 @@ def run(args: argparse.Namespace) -> int:
             mobility.validate()
         except TumblebenchError as exc:
             raise TumblebenchError(f"--penetration-depth: {exc}") from None
-        try:
-            nc = load_nanocrystal(args.from_file, mobility=mobility, seed=args.seed, element=args.element)
-        except TumblebenchError as exc:
-            msg = str(exc)
-            raise TumblebenchError(f"--element: {msg}" if msg.startswith("element ") else msg) from None
+        nc = load_nanocrystal(args.from_file, mobility=mobility, seed=args.seed, element=args.element)
         if nc.atoms.info.get("penetration_depth") != mobility.penetration_depth_A:  # a truth file, new delta
             nc = nanocrystal_from_atoms(nc.atoms, mobility=mobility, seed=args.seed, name=args.from_file.stem,
                                         source=args.from_file.name)
