@@ -227,19 +227,16 @@ def main() -> int:
         case = run_case(ser, work, f"r_{args.only}{sfx}", spec[4])
         case.update(git_commit=commit, loadavg_start=load0, loadavg_end=os.getloadavg(), series_seed=args.series_seed)
         old["cases"][f"{args.only}{sfx}"] = case
-        if sfx:
-            write_json(out, finite(old))
-            print(f"updated {args.only}{sfx} in {out} (the target keys stay those of the default series)")
-            return 0
+        # the target keys are those of the default series (seed 0)
         key = {"truth_projection": ("truth_projection_min_fsc_to_1A", "min_fsc_to_1A"),
                "truth_multislice": ("truth_fsc05_A", "fsc05_A")}.get(args.only)
-        if key:
+        if key and not sfx:
             old[key[0]] = case[key[1]]
-        if args.only == "abinitio":
+        if args.only == "abinitio" and not sfx:
             old.update(abinitio_median_pose_error_deg=case["median_pose_error_deg"], abinitio_fsc05_A=case["fsc05_A"],
                        abinitio_fsc05_from_3A_A=case["fsc05_from_3A_A"], abinitio_seconds=case["seconds"])
         write_json(out, finite(old))
-        print(f"updated {args.only} in {out}")
+        print(f"updated {args.only}{sfx} in {out}")
         return 0
     proj = simulate(work / "proj_clean_hi", "projection", 2000, dose=20000.0, clean=True)
     results["cases"]["truth_projection"] = run_case(proj, work, "r_truth_projection", "truth")
