@@ -4,8 +4,8 @@ Follows the methods of Wietfeldt et al., "Small, solubilized platinum nanocrysta
 core surrounded by mobile surface atoms", Communications Chemistry 7 (2024). Imports only :mod:`simulator`.
 """
 
-from analysis.config import AtomsConfig
-from analysis.io import read_atoms, write_atom_model
-from analysis.model import AtomModel, build_atom_model
+from tumblebench.analysis.config import AtomsConfig
+from tumblebench.analysis.io import read_atoms, write_atom_model
+from tumblebench.analysis.model import AtomModel, build_atom_model
 
 __all__ = ["AtomModel", "AtomsConfig", "build_atom_model", "read_atoms", "write_atom_model"]

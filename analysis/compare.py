@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.errors import TumblebenchError
 
 
 def pair_atoms(a: np.ndarray, b: np.ndarray, max_dist: float) -> np.ndarray:

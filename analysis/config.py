@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from simulator.errors import TumblebenchError
-from simulator.scattering import gaussian_coefficients
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.scattering import gaussian_coefficients
 
 #: fcc lattice constants at room temperature (Å), crystallographic tables. Used as the starting guess of the
 #: lattice fit and to scale the theoretical atomic radius.
@@ -54,7 +54,7 @@ def element_parameters(element: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class AtomsConfig:
-    """Parameters of :func:`analysis.model.build_atom_model`.
+    """Parameters of :func:`tumblebench.analysis.model.build_atom_model`.
 
     Attributes
     ----------

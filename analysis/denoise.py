@@ -20,8 +20,8 @@ import scipy.fft
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from simulator.errors import TumblebenchError
-from simulator.scattering import gaussian_coefficients
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.scattering import gaussian_coefficients
 
 
 def check_map(volume: np.ndarray, voxel_size: float, where: str = "map") -> np.ndarray:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis._kernels import neighbour_sum
-from analysis.denoise import atom_transfer
+from tumblebench.analysis._kernels import neighbour_sum
+from tumblebench.analysis.denoise import atom_transfer
 
 # quadratic model on the 3x3x3 neighbourhood for sub-voxel peak refinement
 _OFF = np.stack(np.meshgrid(*([np.arange(-1, 2)] * 3), indexing="ij"), axis=-1).reshape(-1, 3)  # (27, 3) z,y,x

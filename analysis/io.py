@@ -15,9 +15,9 @@ import ase.io
 import numpy as np
 import pandas as pd
 
-from analysis.model import AtomModel, config_dict
-from simulator.errors import TumblebenchError
-from simulator.outputs import atomic_output_dir, write_json, write_manifest
+from tumblebench.analysis.model import AtomModel, config_dict
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.outputs import atomic_output_dir, write_json, write_manifest
 
 FILES = ("atoms.pdb", "atoms.extxyz", "atoms_stats.csv", "nanoparticle_stats.csv", "cn_dependent_stats.csv",
          "penetration.json", "atoms_summary.json")

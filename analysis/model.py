@@ -3,17 +3,17 @@
 Pipeline of :func:`build_atom_model`:
 
 1. Validate the map (3D, finite, sensible voxel size); subtract its median (the solvent level).
-2. Denoise by correlation with one simulated atom of the element (:mod:`analysis.denoise`).
+2. Denoise by correlation with one simulated atom of the element (:mod:`tumblebench.analysis.denoise`).
 3. Find the particle envelope automatically (strong low-pass + Otsu + largest blob, dilated); a map whose
    envelope does not stand out of the low-passed background is rejected (no atoms above noise).
 4. Otsu threshold T0 of the denoised map, coarse scan T0 → max scored by the correlation between the
    denoised map and a map simulated from the atoms found, finer scans around every near-best peak
-   (:mod:`analysis.threshold`); connected components, splitting of merged atoms, centres
-   (:mod:`analysis.segmentation`).
+   (:mod:`tumblebench.analysis.threshold`); connected components, splitting of merged atoms, centres
+   (:mod:`tumblebench.analysis.segmentation`).
 5. Reject outliers: validation correlation below mean − 2σ (and below a floor), then CN < 3.
 6. Statistics: CN, GCN, NN bond, strain against a fitted fcc lattice (any orientation, per grain),
    local stacking, intensities, validation correlation, U_iso, anisotropic U and DOI with the map's own blur
-   calibrated out (:mod:`analysis.displacement`), per-particle summaries and penetration depths.
+   calibrated out (:mod:`tumblebench.analysis.displacement`), per-particle summaries and penetration depths.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
-from analysis import statistics as st
-from analysis.config import AtomsConfig
-from analysis.denoise import (
+from tumblebench.analysis import statistics as st
+from tumblebench.analysis.config import AtomsConfig
+from tumblebench.analysis.denoise import (
     atom_transfer,
     check_map,
     denoise,
@@ -37,7 +37,7 @@ from analysis.denoise import (
     frequency_squared,
     sphere_mask,
 )
-from analysis.displacement import (
+from tumblebench.analysis.displacement import (
     ProfileTable,
     fit_band_limit,
     fit_displacements,
@@ -47,12 +47,12 @@ from analysis.displacement import (
     refine_positions,
     window_correlation,
 )
-from analysis.penetration import fit_penetration
-from analysis.segmentation import local_maxima
-from analysis.threshold import scan_thresholds
-from simulator.coordination import max_interatomic_distance, nn_bond_lengths
-from simulator.density import render_density
-from simulator.errors import TumblebenchError
+from tumblebench.analysis.penetration import fit_penetration
+from tumblebench.analysis.segmentation import local_maxima
+from tumblebench.analysis.threshold import scan_thresholds
+from tumblebench.simulator.coordination import max_interatomic_distance, nn_bond_lengths
+from tumblebench.simulator.density import render_density
+from tumblebench.simulator.errors import TumblebenchError
 
 
 @dataclass

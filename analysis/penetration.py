@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.errors import TumblebenchError
 
 
 @dataclass

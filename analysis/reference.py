@@ -3,15 +3,15 @@
 A half map reconstructed from poses with errors of a few degrees is blurred by those errors, and refining the
 poses against it keeps them where they are. The map simulated from the atoms traced in it has the atoms where
 the map has them but none of the blur, so it can pull the poses further (``refine.model_iterations`` of
-:mod:`reconstruct.refine`, which takes this builder as its ``reference_model``).
+:mod:`tumblebench.reconstruct.refine`, which takes this builder as its ``reference_model``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from analysis.config import AtomsConfig
-from analysis.model import build_atom_model, simulate_map
+from tumblebench.analysis.config import AtomsConfig
+from tumblebench.analysis.model import build_atom_model, simulate_map
 
 
 def atom_reference(volume: np.ndarray, voxel_size: float, resolution_A: float = 0.9, u_iso_A2: float = 0.01,
@@ -30,7 +30,7 @@ def atom_reference(volume: np.ndarray, voxel_size: float, resolution_A: float = 
         Isotropic displacement (Å²) of every atom of the simulated map: sharp, but not sharper than a real
         particle at room temperature.
     config
-        Atom model building parameters (:class:`analysis.config.AtomsConfig`; default: its defaults).
+        Atom model building parameters (:class:`tumblebench.analysis.config.AtomsConfig`; default: its defaults).
 
     Returns
     -------
@@ -40,7 +40,7 @@ def atom_reference(volume: np.ndarray, voxel_size: float, resolution_A: float = 
     Raises
     ------
     TumblebenchError
-        ``volume`` holds no particle or no atoms above noise (from :func:`analysis.model.build_atom_model`).
+        ``volume`` holds no particle or no atoms above noise (from :func:`tumblebench.analysis.model.build_atom_model`).
     """
     cfg = config or AtomsConfig()
     model = build_atom_model(np.asarray(volume, np.float32), voxel_size, cfg, where="half map")

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from analysis.displacement import refine_peaks
+from tumblebench.analysis.displacement import refine_peaks
 
 
 def local_maxima(C: np.ndarray, mask: np.ndarray, floor: float, exclusion_vox: float) -> np.ndarray:

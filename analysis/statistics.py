@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator import coordination, lattice
+from tumblebench.simulator import coordination, lattice
 
 #: SINGLE's per-atom columns, in its order.
 SINGLE_COLUMNS: tuple[str, ...] = (

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from skimage.filters import threshold_otsu
 
-from analysis._kernels import splat_isotropic
-from analysis.segmentation import Segmentation, segment
-from simulator.errors import TumblebenchError
+from tumblebench.analysis._kernels import splat_isotropic
+from tumblebench.analysis.segmentation import Segmentation, segment
+from tumblebench.simulator.errors import TumblebenchError
 
 
 @dataclass
@@ -81,7 +81,7 @@ def scan_thresholds(C: np.ndarray, mask: np.ndarray, peaks: np.ndarray, radius_v
     n_coarse, n_fine
         Number of coarse thresholds from T0 to max(C), and of fine thresholds around each retained peak.
     split, refine
-        Passed to :func:`analysis.segmentation.segment`.
+        Passed to :func:`tumblebench.analysis.segmentation.segment`.
 
     Raises
     ------

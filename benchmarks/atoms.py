@@ -32,17 +32,17 @@ import scipy.fft
 from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 
-from analysis.config import AtomsConfig
-from analysis.model import build_atom_model
-from analysis.penetration import fit_penetration
-from simulator.builder import build_preset
-from simulator.coordination import radial_depth
-from simulator.density import lowpass
-from simulator.nanocrystal import load_nanocrystal
-from simulator.orientation import box_centre
-from simulator.outputs import git_commit
-from simulator.truth_map import particle_frame_positions, render_truth_map
-from validation.matching import match_atoms
+from tumblebench.analysis.config import AtomsConfig
+from tumblebench.analysis.model import build_atom_model
+from tumblebench.analysis.penetration import fit_penetration
+from tumblebench.simulator.builder import build_preset
+from tumblebench.simulator.coordination import radial_depth
+from tumblebench.simulator.density import lowpass
+from tumblebench.simulator.nanocrystal import load_nanocrystal
+from tumblebench.simulator.orientation import box_centre
+from tumblebench.simulator.outputs import git_commit
+from tumblebench.simulator.truth_map import particle_frame_positions, render_truth_map
+from tumblebench.validation.matching import match_atoms
 
 BOX = 128
 VOXEL = 0.358

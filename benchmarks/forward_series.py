@@ -6,8 +6,8 @@ Runs from the repository root::
 
 Measures
 --------
-* ``demo_series_seconds``: median wall time of :func:`simulator.series.simulate_series` for the default
-  particle (``build_preset("default")``) and the default :class:`~simulator.series.SeriesConfig` (DESIGN.md
+* ``demo_series_seconds``: median wall time of :func:`tumblebench.simulator.series.simulate_series` for the default
+  particle (``build_preset("default")``) and the default :class:`~tumblebench.simulator.series.SeriesConfig` (DESIGN.md
   scenario: 2,000 frames, 0.358 Å pixels, 400 frames/s, the default imaging mode), writing every output.
   Target ≤ 120 s on 2 cores. Numba compilation is excluded (a 2-frame warm-up run first).
 * the split of that time between the potential (building atom potentials: the imaging module's potential
@@ -39,10 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from simulator.builder import build_preset  # noqa: E402
-from simulator.outputs import git_commit  # noqa: E402
-from simulator.series import SeriesConfig, SeriesSimulation, simulate_series  # noqa: E402
-from simulator.truth_map import render_truth_map  # noqa: E402
+from tumblebench.simulator.builder import build_preset  # noqa: E402
+from tumblebench.simulator.outputs import git_commit  # noqa: E402
+from tumblebench.simulator.series import SeriesConfig, SeriesSimulation, simulate_series  # noqa: E402
+from tumblebench.simulator.truth_map import render_truth_map  # noqa: E402
 
 TARGET_SECONDS = 120.0
 TRUTH_FILES = ("simulator/truth_map.py", "simulator/density.py", "simulator/_density_kernels.py")

@@ -48,10 +48,10 @@ import ase.io
 import numpy as np
 from ase.cluster import Octahedron
 
-from simulator.builder import build_preset
-from simulator.imaging import Imager, ImagingConfig
-from simulator.liquid_cell import LiquidCellConfig
-from simulator.orientation import random_rotations
+from tumblebench.simulator.builder import build_preset
+from tumblebench.simulator.imaging import Imager, ImagingConfig
+from tumblebench.simulator.liquid_cell import LiquidCellConfig
+from tumblebench.simulator.orientation import random_rotations
 
 ROOT = Path(__file__).resolve().parents[1]
 PIXEL = 0.358
@@ -95,7 +95,7 @@ class EmulateAbtemInterpolation:
     divides by sin(|q|p)/(|q|p) (abtem.integrals); used only to show where the residual difference lies."""
 
     def __enter__(self):
-        from simulator import potential
+        from tumblebench.simulator import potential
 
         self._orig = potential.FourierGrid.form_factor
 
@@ -111,7 +111,7 @@ class EmulateAbtemInterpolation:
         return self
 
     def __exit__(self, *exc):
-        from simulator import potential
+        from tumblebench.simulator import potential
 
         potential.FourierGrid.form_factor = self._orig
 

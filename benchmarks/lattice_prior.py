@@ -1,4 +1,4 @@
-"""Stages 1–2 of the lattice ab initio (:mod:`reconstruct.lattice`) measured against the truth, per prior.
+"""Stages 1–2 of the lattice ab initio (:mod:`tumblebench.reconstruct.lattice`) measured against the truth, per prior.
 
 Run from the repository root::
 
@@ -10,7 +10,7 @@ and a Pt ball twinned on a central (111) plane (``fcc-twin``), radius from the f
 searched over the fundamental zone of its rotation group by the shift-free amplitude score, and a Viterbi pass
 over each frame's distinct peaks expanded by all branch mates (``pose·S``, ``TWIN·pose·S``; S: the prior's
 rotations, for the twinned prior also the swap of its domains) gives the temporal path, exactly as
-:func:`reconstruct.lattice.lattice_abinitio` does before its branch labelling. Reported per prior: the best
+:func:`tumblebench.reconstruct.lattice.lattice_abinitio` does before its branch labelling. Reported per prior: the best
 peak, the top-K peaks and the path scored per frame *modulo the branch mates* (does the frame have the right
 orientation up to what the amplitudes cannot tell?) and the path with :func:`validation.poses.pose_errors` (one
 global rotation: are the frames on one branch?). The labelling that follows, and the refinement, are measured
@@ -34,18 +34,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconstruct.abinitio import AbInitioConfig  # noqa: E402
-from reconstruct.config import ReconstructConfig  # noqa: E402
-from reconstruct.lattice import LatticeConfig, branch_mates, prior_path, search_amplitudes  # noqa: E402
-from reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
-from reconstruct.projector import Band, image_ft  # noqa: E402
-from reconstruct.search import fourier_crop, so3_grid  # noqa: E402
-from simulator.builder import build_preset  # noqa: E402
-from simulator.orientation import rotation_angle_deg  # noqa: E402
-from simulator.outputs import git_commit, write_json  # noqa: E402
-from simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
-from simulator.shapes import bulk_lattice_constant  # noqa: E402
-from validation.poses import pose_errors  # noqa: E402
+from tumblebench.reconstruct.abinitio import AbInitioConfig  # noqa: E402
+from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
+from tumblebench.reconstruct.lattice import LatticeConfig, branch_mates, prior_path, search_amplitudes  # noqa: E402
+from tumblebench.reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
+from tumblebench.reconstruct.projector import Band, image_ft  # noqa: E402
+from tumblebench.reconstruct.search import fourier_crop, so3_grid  # noqa: E402
+from tumblebench.simulator.builder import build_preset  # noqa: E402
+from tumblebench.simulator.orientation import rotation_angle_deg  # noqa: E402
+from tumblebench.simulator.outputs import git_commit, write_json  # noqa: E402
+from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
+from tumblebench.simulator.shapes import bulk_lattice_constant  # noqa: E402
+from tumblebench.validation.poses import pose_errors  # noqa: E402
 
 
 def error_mod(est: np.ndarray, true: np.ndarray, ops: np.ndarray) -> np.ndarray:

@@ -43,16 +43,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reconstruct.abinitio import AbInitioConfig, abinitio, global_scores  # noqa: E402
-from reconstruct.config import ReconstructConfig  # noqa: E402
-from reconstruct.pipeline import (  # noqa: E402
+from tumblebench.reconstruct.abinitio import AbInitioConfig, abinitio, global_scores  # noqa: E402
+from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
+from tumblebench.reconstruct.pipeline import (  # noqa: E402
     _check_inputs,
     _oracle_poses,
     _oracle_shifts,
     make_ctf_fn,
     track_and_cut,
 )
-from reconstruct.projector import (  # noqa: E402
+from tumblebench.reconstruct.projector import (  # noqa: E402
     Band,
     image_from_ft,
     image_ft,
@@ -60,12 +60,12 @@ from reconstruct.projector import (  # noqa: E402
     project,
     shift_phases,
 )
-from reconstruct.search import fourier_crop, fourier_crop_volume, so3_grid  # noqa: E402
-from simulator.builder import build_preset  # noqa: E402
-from simulator.mrc import read_volume  # noqa: E402
-from simulator.outputs import git_commit, write_json  # noqa: E402
-from simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
-from validation.poses import pose_errors  # noqa: E402
+from tumblebench.reconstruct.search import fourier_crop, fourier_crop_volume, so3_grid  # noqa: E402
+from tumblebench.simulator.builder import build_preset  # noqa: E402
+from tumblebench.simulator.mrc import read_volume  # noqa: E402
+from tumblebench.simulator.outputs import git_commit, write_json  # noqa: E402
+from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
+from tumblebench.validation.poses import pose_errors  # noqa: E402
 
 BANDS_A = ((22.9, 11.5), (11.5, 7.6), (7.6, 5.7), (5.7, 4.6), (4.6, 3.3), (3.3, 2.3), (2.3, 1.64), (1.64, 1.15),
            (1.15, 0.92))

@@ -53,17 +53,17 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.reference import atom_reference  # noqa: E402
-from reconstruct.config import ReconstructConfig  # noqa: E402
-from reconstruct.fsc import fsc, fsc_weight, resolution_at  # noqa: E402
-from reconstruct.pipeline import reconstruct_series  # noqa: E402
-from simulator.builder import build_preset  # noqa: E402
-from simulator.mrc import read_volume  # noqa: E402
-from simulator.outputs import git_commit, write_json  # noqa: E402
-from simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
-from simulator.star import read_star, star_poses  # noqa: E402
-from validation.poses import pose_errors  # noqa: E402
-from validation.registration import register_map  # noqa: E402
+from tumblebench.analysis.reference import atom_reference  # noqa: E402
+from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
+from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at  # noqa: E402
+from tumblebench.reconstruct.pipeline import reconstruct_series  # noqa: E402
+from tumblebench.simulator.builder import build_preset  # noqa: E402
+from tumblebench.simulator.mrc import read_volume  # noqa: E402
+from tumblebench.simulator.outputs import git_commit, write_json  # noqa: E402
+from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
+from tumblebench.simulator.star import read_star, star_poses  # noqa: E402
+from tumblebench.validation.poses import pose_errors  # noqa: E402
+from tumblebench.validation.registration import register_map  # noqa: E402
 
 
 def finite(obj):

@@ -1,8 +1,8 @@
 """Ab initio 3D from unknown poses: global orientation search at low resolution with temporal continuity.
 
 This module holds the ``"sphere"`` method (below); the tools both methods share (SO(3) grid, distinct peaks,
-the Viterbi pass, Fourier cropping) are in :mod:`reconstruct.search`. The default method, ``"lattice"``, is
-:mod:`reconstruct.lattice`: on aberration-corrected multislice frames only the lattice fringes carry
+the Viterbi pass, Fourier cropping) are in :mod:`tumblebench.reconstruct.search`. The default method, ``"lattice"``, is
+:mod:`tumblebench.reconstruct.lattice`: on aberration-corrected multislice frames only the lattice fringes carry
 orientation, and the sphere method's featureless start cannot reach them (default series after refinement:
 127° median pose error, 1.85° with the lattice method).
 
@@ -28,8 +28,8 @@ import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from reconstruct.lattice import LatticeConfig
-from reconstruct.projector import (
+from tumblebench.reconstruct.lattice import LatticeConfig
+from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
     image_from_ft,
@@ -39,8 +39,8 @@ from reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
-from simulator.errors import require
+from tumblebench.reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
+from tumblebench.simulator.errors import require
 
 log = logging.getLogger("tumblebench.reconstruct")
 
@@ -57,7 +57,7 @@ class AbInitioConfig:
         fields). On aberration-corrected multislice frames of a Pt particle only the lattice method finds the
         orientations (default series: median pose error 127° with ``"sphere"``).
     lattice
-        :class:`reconstruct.lattice.LatticeConfig` (TOML table ``[abinitio.lattice]``).
+        :class:`tumblebench.reconstruct.lattice.LatticeConfig` (TOML table ``[abinitio.lattice]``).
     box
         Box (pixels) the frames are Fourier-cropped to for the global search.
     subset
@@ -271,7 +271,7 @@ def _fill_unmeasured(vol: np.ndarray, weight: np.ndarray, pad: int, mask: np.nda
 
 def _cc(ref, x: np.ndarray, band: Band, cands: np.ndarray, ctf: np.ndarray | None = None) -> np.ndarray:
     """Normalised correlations (M, K) of images ``x`` (M, P) with projections at candidate poses (M, K, 3, 3)."""
-    from reconstruct._gridding_kernels import score_candidates
+    from tumblebench.reconstruct._gridding_kernels import score_candidates
 
     m, k = cands.shape[:2]
     out = np.empty((m, k))
@@ -312,7 +312,7 @@ def _gain(ref, x: np.ndarray, band: Band, poses: np.ndarray, op: np.ndarray, ctf
 def _polish_op(ref, x: np.ndarray, band: Band, poses: np.ndarray, op: np.ndarray, ctf: np.ndarray | None
                ) -> np.ndarray:
     """Hill-climb a block rotation (poses·op) on the summed correlation of the frames."""
-    from reconstruct.refine import _NEIGHBOURS
+    from tumblebench.reconstruct.refine import _NEIGHBOURS
 
     for step in (4.0, 2.0, 1.0):
         d = Rotation.from_rotvec(np.radians(step) * _NEIGHBOURS).as_matrix()
@@ -574,7 +574,7 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
         rows = np.arange(len(idx))
         chosen = cands[rows, path]
         if res <= config.local_from_A:
-            from reconstruct.refine import local_search
+            from tumblebench.reconstruct.refine import local_search
 
             ref = prepare_reference(model)
             c_ref = None if ctf_small is None else band.take(ctf_small[idx])

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from simulator.errors import require
+from tumblebench.simulator.errors import require
 
 #: d-spacings (Å) of graphene's reflections (a = 2.46 Å): {10}, {11}, {20}, {21}; SINGLE removes the first two,
 #: the higher orders are also recorded at 0.358 Å pixels (Nyquist 0.716 Å).

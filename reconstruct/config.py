@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconstruct.abinitio import AbInitioConfig
-from reconstruct.background import BackgroundConfig
-from reconstruct.density import DensityConfig
-from reconstruct.refine import RefineConfig
-from reconstruct.timeresolved import TimeResolvedConfig
-from reconstruct.tracking import TrackingConfig
-from simulator.errors import require
+from tumblebench.reconstruct.abinitio import AbInitioConfig
+from tumblebench.reconstruct.background import BackgroundConfig
+from tumblebench.reconstruct.density import DensityConfig
+from tumblebench.reconstruct.refine import RefineConfig
+from tumblebench.reconstruct.timeresolved import TimeResolvedConfig
+from tumblebench.reconstruct.tracking import TrackingConfig
+from tumblebench.simulator.errors import require
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class ReconstructConfig:
         only residual background (graphene leakage, noise). Half maps are written unmasked.
     tracking, background, abinitio, refine, timeresolved, density
         Stage configurations (``density``: the density modification of ``map.mrc``,
-        :class:`reconstruct.density.DensityConfig`).
+        :class:`tumblebench.reconstruct.density.DensityConfig`).
         Stage configurations.
     """
 

@@ -36,8 +36,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from reconstruct.fsc import shell_index
-from simulator.errors import TumblebenchError, require
+from tumblebench.reconstruct.fsc import shell_index
+from tumblebench.simulator.errors import TumblebenchError, require
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def modify_density(volume: np.ndarray, fsc_half: np.ndarray, mask: np.ndarray, i
     volume
         FSC-weighted full map [z, y, x] (cubic), particle density positive.
     fsc_half
-        Half-map FSC per Fourier shell (shells 0 … n/2 of ``volume``'s box, as :func:`reconstruct.fsc.fsc`
+        Half-map FSC per Fourier shell (shells 0 … n/2 of ``volume``'s box, as :func:`tumblebench.reconstruct.fsc.fsc`
         returns): the weight of the measured coefficients in each shell.
     mask
         Soft envelope (:func:`envelope_mask`), same shape.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.errors import TumblebenchError
 
 
 def shell_index(shape: tuple[int, ...]) -> np.ndarray:

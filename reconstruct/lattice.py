@@ -20,7 +20,7 @@ against a generic crystal of the element without knowing the particle's shape or
    phase-sensitive correlation (shift-searched) with a reference map, again under the continuity penalty, so
    that a branch change is only possible where two branches meet. The reference is the map of the current
    labelling passed through a caller-supplied *reference model* builder (e.g. the atomic model traced from it
-   and simulated back, :func:`analysis.reference.atom_reference`): the map of a mixture of branches is
+   and simulated back, :func:`tumblebench.analysis.reference.atom_reference`): the map of a mixture of branches is
    self-consistent, the atomic model built from it is not — it keeps the majority's atoms — so the labelling
    converges to one branch. Without a builder the map itself is the reference, and the labelling can settle on a
    mixture (default multislice series: 44° median pose error, against 3.1° with the atomic model).
@@ -41,7 +41,7 @@ from ase.build import bulk
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from reconstruct.projector import (
+from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
     image_ft,
@@ -50,12 +50,12 @@ from reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from reconstruct.refine import ReferenceModel
-from reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
-from simulator.density import lowpass, render_density
-from simulator.errors import TumblebenchError, require
-from simulator.orientation import TWIN, cubic_group
-from simulator.shapes import bulk_lattice_constant
+from tumblebench.reconstruct.refine import ReferenceModel
+from tumblebench.reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
+from tumblebench.simulator.density import lowpass, render_density
+from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.orientation import TWIN, cubic_group
+from tumblebench.simulator.shapes import bulk_lattice_constant
 
 log = logging.getLogger("tumblebench.reconstruct")
 
@@ -394,7 +394,7 @@ class _Labeller:
 
     def half_fsc(self, poses: np.ndarray, shifts: np.ndarray) -> float:
         """Mean half-map FSC (even/odd frames) between 3 Å and the maps' resolution limit."""
-        from reconstruct.fsc import fsc
+        from tumblebench.reconstruct.fsc import fsc
 
         m = len(poses)
         freq, curve = fsc(self.build(np.arange(0, m, 2), poses, shifts),
@@ -490,7 +490,7 @@ def lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
         (M, 2) RELION origins (pixels of ``boxes``) from tracking; default zeros.
     reference_model
         Builder ``(map, voxel_size) -> map`` of the labelling's reference (e.g.
-        :func:`analysis.reference.atom_reference`); None: the map itself.
+        :func:`tumblebench.analysis.reference.atom_reference`); None: the map itself.
     progress
         Optional callable ``(n_done)`` advanced once per labelling iteration and search.
 

@@ -1,8 +1,8 @@
 """``reconstruct_series``: frames.mrcs (+ frames.star) → map.mrc, half maps, poses, FSC, time-resolved maps.
 
-Stages (each its own function and config, see :mod:`reconstruct.config`): input checks → background
+Stages (each its own function and config, see :mod:`tumblebench.reconstruct.config`): input checks → background
 (graphene peaks, bad frames) → tracking (trajectory, boxes) → normalisation → poses (ab initio, or the STAR
-poses in the oracle modes) → refinement → final maps (density modification, :mod:`reconstruct.density`) →
+poses in the oracle modes) → refinement → final maps (density modification, :mod:`tumblebench.reconstruct.density`) →
 time-resolved maps. Nothing from ``truth_map.mrc`` is
 read; the STAR poses are read only in the oracle modes ``truth`` and ``truth+noise:DEG``. In ``truth`` mode the
 STAR particle centres are used as well (a pure test of the reconstruction), and no refinement runs.
@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.transform import Rotation
 
-from reconstruct.abinitio import abinitio
-from reconstruct.background import (
+from tumblebench.reconstruct.abinitio import abinitio
+from tumblebench.reconstruct.background import (
     StaticSpectrum,
     clean_frames,
     lattice_peak_mask,
@@ -31,20 +31,33 @@ from reconstruct.background import (
     normalise_boxes,
     static_region,
 )
-from reconstruct.config import ReconstructConfig
-from reconstruct.density import density_modified_map
-from reconstruct.fsc import resolution_at
-from reconstruct.lattice import lattice_abinitio
-from reconstruct.projector import soft_sphere
-from reconstruct.refine import ReferenceModel, filtered_map, reconstruct_halves, refine, require_reference_model
-from reconstruct.timeresolved import time_resolved_maps
-from reconstruct.tracking import Trajectory, contrast_sign, cut_boxes, estimate_diameter, locate, smooth_trajectory
-from simulator.config import to_dict
-from simulator.errors import TumblebenchError, require
-from simulator.mrc import open_stack, write_volume
-from simulator.orientation import euler_angles, pose_matrix
-from simulator.outputs import atomic_output_dir, write_manifest
-from simulator.star import read_star, write_star
+from tumblebench.reconstruct.config import ReconstructConfig
+from tumblebench.reconstruct.density import density_modified_map
+from tumblebench.reconstruct.fsc import resolution_at
+from tumblebench.reconstruct.lattice import lattice_abinitio
+from tumblebench.reconstruct.projector import soft_sphere
+from tumblebench.reconstruct.refine import (
+    ReferenceModel,
+    filtered_map,
+    reconstruct_halves,
+    refine,
+    require_reference_model,
+)
+from tumblebench.reconstruct.timeresolved import time_resolved_maps
+from tumblebench.reconstruct.tracking import (
+    Trajectory,
+    contrast_sign,
+    cut_boxes,
+    estimate_diameter,
+    locate,
+    smooth_trajectory,
+)
+from tumblebench.simulator.config import to_dict
+from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.mrc import open_stack, write_volume
+from tumblebench.simulator.orientation import euler_angles, pose_matrix
+from tumblebench.simulator.outputs import atomic_output_dir, write_manifest
+from tumblebench.simulator.star import read_star, write_star
 
 log = logging.getLogger("tumblebench.reconstruct")
 
@@ -71,7 +84,7 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
         return None
     from dataclasses import fields, replace
 
-    from simulator.optics import OpticsConfig, ctf_2d
+    from tumblebench.simulator.optics import OpticsConfig, ctf_2d
 
     base = OpticsConfig()
     try:
@@ -303,7 +316,7 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
         ``frames.star`` (needed for the CTF of non-projection series and for the oracle pose modes); None
         for frames alone (then no CTF is applied).
     out_dir
-        Output directory (written atomically): ``map.mrc`` (density-modified, :mod:`reconstruct.density`),
+        Output directory (written atomically): ``map.mrc`` (density-modified, :mod:`tumblebench.reconstruct.density`),
         ``map_unmodified.mrc`` (the map before it; not written if ``density.enabled`` is false), ``half1.mrc``,
         ``half2.mrc``, ``poses.star``,
         ``fsc.csv``, ``trajectory.csv``, ``reconstruct.log``, ``summary.json``, ``manifest.json`` and
@@ -318,8 +331,8 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
         What the manifest records as the inputs (default: the two paths).
     reference_model
         Builder of the references of the model-referenced refinement iterations
-        (:data:`reconstruct.refine.ReferenceModel`; ``tumblebench reconstruct`` passes
-        :func:`analysis.reference.atom_reference`); required when ``config.refine.model_iterations > 0``.
+        (:data:`tumblebench.reconstruct.refine.ReferenceModel`; ``tumblebench reconstruct`` passes
+        :func:`tumblebench.analysis.reference.atom_reference`); required when ``config.refine.model_iterations > 0``.
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""Fourier-slice projector and gridding back-projector, following :mod:`simulator.orientation` exactly.
+"""Fourier-slice projector and gridding back-projector, following :mod:`tumblebench.simulator.orientation` exactly.
 
 A frame of a particle with pose ``A`` (``r_lab = A r_particle``, beam along lab +z) is the integral of the map
 along lab z; by the Fourier-slice theorem its 2D transform at lab frequency ``(kx, ky)`` is the map's 3D
@@ -19,8 +19,8 @@ import numba
 import numpy as np
 import scipy.fft
 
-from reconstruct._gridding_kernels import extract_slices, insert_slices_threads
-from simulator.errors import TumblebenchError
+from tumblebench.reconstruct._gridding_kernels import extract_slices, insert_slices_threads
+from tumblebench.simulator.errors import TumblebenchError
 
 
 def image_ft(images: np.ndarray) -> np.ndarray:

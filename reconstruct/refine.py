@@ -32,9 +32,9 @@ import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from reconstruct._gridding_kernels import score_candidates, slice_score
-from reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
-from reconstruct.projector import (
+from tumblebench.reconstruct._gridding_kernels import score_candidates, slice_score
+from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
+from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
     Reference,
@@ -45,9 +45,9 @@ from reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from reconstruct.search import fourier_crop, so3_grid
-from simulator.errors import TumblebenchError, require
-from simulator.orientation import rotation_angle_deg
+from tumblebench.reconstruct.search import fourier_crop, so3_grid
+from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.orientation import rotation_angle_deg
 
 log = logging.getLogger("tumblebench.reconstruct")
 
@@ -90,7 +90,7 @@ class RefineConfig:
         (:func:`continuity_sweep`); 0 disables it.
     fill_iter
         Without a CTF: iterations that fill the unmeasured part of each half map's transform under positivity
-        and the mask before it serves as reference (:func:`reconstruct.abinitio._fill_unmeasured`; 0: off).
+        and the mask before it serves as reference (:func:`tumblebench.reconstruct.abinitio._fill_unmeasured`; 0: off).
     fill_iterations
         The fill applies to this many first iterations: it widens the basin (from true poses + 10° the
         median error after 4 iterations 4.9° → 4.1° with the fill throughout), but at the finest search the
@@ -115,8 +115,8 @@ class RefineConfig:
     model_iterations
         Iterations after the map-referenced ones that search against the ``reference_model`` of each half map
         (0: none; needs a ``reference_model``: ``tumblebench reconstruct`` and the demo pass
-        :func:`analysis.reference.atom_reference`; calling :func:`refine` or
-        :func:`reconstruct.pipeline.reconstruct_series` without one needs ``model_iterations = 0``). Each:
+        :func:`tumblebench.analysis.reference.atom_reference`; calling :func:`refine` or
+        :func:`tumblebench.reconstruct.pipeline.reconstruct_series` without one needs ``model_iterations = 0``). Each:
         ``model_rounds`` of shift + local pose search at ``model_search_A``, then the continuity sweep.
     model_rounds
         Alternations of shift refinement and local pose search per model iteration (poses and shifts are
@@ -348,7 +348,7 @@ def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray, fil
                     res_px: float = 2.0) -> Reference:
     vol = _filtered_half(rec, curve)
     if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see abinitio)
-        from reconstruct.abinitio import _fill_unmeasured
+        from tumblebench.reconstruct.abinitio import _fill_unmeasured
 
         vol = _fill_unmeasured(vol, rec.weight, rec.pad, mask, res_px, fill_iter)
     return prepare_reference(vol * mask, pad=rec.pad)
@@ -441,7 +441,7 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
 def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray, diameter_A: float,
              config: RefineConfig, ctf_fn: CtfFn | None) -> np.ndarray:
     """Branch check of the trajectory on Fourier-cropped, re-centred frames (see ``branch_*`` of the config)."""
-    from reconstruct.abinitio import realign_segments
+    from tumblebench.reconstruct.abinitio import realign_segments
 
     m, n, _ = boxes.shape
     ns = min(config.branch_box, n)
@@ -549,7 +549,7 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         Optional callable advanced once per iteration (map- and model-referenced).
     reference_model
         Builder of the model references of the last ``config.model_iterations`` iterations
-        (:data:`ReferenceModel`). When it raises :class:`~simulator.errors.TumblebenchError` (no model in a
+        (:data:`ReferenceModel`). When it raises :class:`~tumblebench.simulator.errors.TumblebenchError` (no model in a
         half map), the remaining model iterations are skipped and the log says why.
     """
     require_reference_model(config, reference_model)

@@ -1,5 +1,5 @@
-"""Orientation-search tools shared by the ab initio methods (:mod:`reconstruct.abinitio`,
-:mod:`reconstruct.lattice`) and refinement: a quasi-uniform SO(3) grid, Fourier cropping of images and maps,
+"""Orientation-search tools shared by the ab initio methods (:mod:`tumblebench.reconstruct.abinitio`,
+:mod:`tumblebench.reconstruct.lattice`) and refinement: a quasi-uniform SO(3) grid, Fourier cropping of images and maps,
 distinct peaks of a pose search, and the Viterbi pass of a Brownian series (best path through per-frame
 candidates under a penalty on the angular step between successive frames).
 """
@@ -11,7 +11,7 @@ import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from reconstruct.projector import image_ft
+from tumblebench.reconstruct.projector import image_ft
 
 
 def so3_grid(n: int) -> np.ndarray:

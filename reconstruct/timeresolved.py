@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reconstruct.fsc import resolution_at
-from reconstruct.refine import CtfFn, filtered_map, reconstruct_halves
-from simulator.errors import require
+from tumblebench.reconstruct.fsc import resolution_at
+from tumblebench.reconstruct.refine import CtfFn, filtered_map, reconstruct_halves
+from tumblebench.simulator.errors import require
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from simulator.errors import require
+from tumblebench.simulator.errors import require
 
 
 @dataclass(frozen=True)

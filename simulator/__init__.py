@@ -5,7 +5,7 @@ model, the forward model (potentials, multislice, optics, detector, liquid cell,
 file formats every other package uses. It imports nothing from the other tumblebench packages.
 """
 
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.errors import TumblebenchError
 
 __version__ = "0.1.0"
 __all__ = ["TumblebenchError", "__version__"]

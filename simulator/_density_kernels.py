@@ -1,4 +1,4 @@
-"""Numba kernels for splatting anisotropic Gaussian atoms onto a 3D grid (see :mod:`simulator.density`)."""
+"""Numba kernels for splatting anisotropic Gaussian atoms onto a 3D grid (see :mod:`tumblebench.simulator.density`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Numba kernels for the sequential parts of the Brownian dynamics (see :mod:`simulator.dynamics`)."""
+"""Numba kernels for the sequential parts of the Brownian dynamics (see :mod:`tumblebench.simulator.dynamics`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Numba kernels of the Fourier-space projected potential (see :mod:`simulator.potential`)."""
+"""Numba kernels of the Fourier-space projected potential (see :mod:`tumblebench.simulator.potential`)."""
 
 from __future__ import annotations
 

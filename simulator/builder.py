@@ -1,13 +1,13 @@
-"""Build a known-truth :class:`~simulator.nanocrystal.Nanocrystal` from a typed, validated spec.
+"""Build a known-truth :class:`~tumblebench.simulator.nanocrystal.Nanocrystal` from a typed, validated spec.
 
 Pipeline of :func:`build` (each stage draws from its own stream spawned from the seed, so that changing one
 option does not reshuffle the others):
 
-1. shape on the reference lattice (:mod:`simulator.shapes`);
+1. shape on the reference lattice (:mod:`tumblebench.simulator.shapes`);
 2. planar defects — twin boundaries, lamellar twins, intrinsic stacking faults — and the true local
-   stacking of every atom (:mod:`simulator.defects`);
+   stacking of every atom (:mod:`tumblebench.simulator.defects`);
 3. vacancies (surface / interior / any) and adatoms on surface hollow sites;
-4. imposed strain (:mod:`simulator.strain_field`): uniform expansion, radial surface shell, optional EMT;
+4. imposed strain (:mod:`tumblebench.simulator.strain_field`): uniform expansion, radial surface shell, optional EMT;
 5. truth arrays and the mobile-surface U model (:mod:`simulator.nanocrystal`, :mod:`simulator.mobility`).
 
 A spec is loadable from TOML with :func:`load_spec` (tables ``[shape]``, ``[defects]``, ``[strain]``,
@@ -23,15 +23,15 @@ from typing import Literal
 import numpy as np
 from scipy.spatial import cKDTree
 
-from simulator.config import load_config
-from simulator.coordination import cn_cutoff, coordination_numbers, local_stacking, max_interatomic_distance
-from simulator.defects import apply_planar_defects, choose_adatoms, choose_vacancies
-from simulator.errors import TumblebenchError, require
-from simulator.lattice import fit_fcc_lattice
-from simulator.mobility import MobilitySpec
-from simulator.nanocrystal import Nanocrystal, compute_truth
-from simulator.shapes import ShapeSpec, build_shape, bulk_lattice_constant
-from simulator.strain_field import StrainSpec, apply_strain
+from tumblebench.simulator.config import load_config
+from tumblebench.simulator.coordination import cn_cutoff, coordination_numbers, local_stacking, max_interatomic_distance
+from tumblebench.simulator.defects import apply_planar_defects, choose_adatoms, choose_vacancies
+from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.lattice import fit_fcc_lattice
+from tumblebench.simulator.mobility import MobilitySpec
+from tumblebench.simulator.nanocrystal import Nanocrystal, compute_truth
+from tumblebench.simulator.shapes import ShapeSpec, build_shape, bulk_lattice_constant
+from tumblebench.simulator.strain_field import StrainSpec, apply_strain
 
 __all__ = [
     "PRESETS",

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 from scipy.spatial.distance import pdist
 
-from simulator.errors import require
+from tumblebench.simulator.errors import require
 
 __all__ = [
     "NeighbourList",

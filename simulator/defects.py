@@ -25,8 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from simulator.coordination import cn_cutoff, local_stacking, neighbour_lists
-from simulator.errors import TumblebenchError, require
+from tumblebench.simulator.coordination import cn_cutoff, local_stacking, neighbour_lists
+from tumblebench.simulator.errors import TumblebenchError, require
 
 __all__ = [
     "PlanarResult",
@@ -103,7 +103,7 @@ def apply_planar_defects(positions: np.ndarray, lattice_origin: np.ndarray, latt
     -------
     PlanarResult
     """
-    from simulator.shapes import fcc_sites
+    from tumblebench.simulator.shapes import fcc_sites
 
     a = float(lattice_constant)
     n = _normal(plane_normal)

@@ -1,12 +1,12 @@
 """The 3D atom density model: time-averaged electrostatic potential of vibrating atoms on a voxel grid.
 
-Each atom is its five-Gaussian potential (:mod:`simulator.scattering`) convolved with its anisotropic
+Each atom is its five-Gaussian potential (:mod:`tumblebench.simulator.scattering`) convolved with its anisotropic
 displacement Gaussian U, which is again a sum of Gaussians with covariance bᵢ/(8π²)·I + U — so the
 time-averaged map is exact, not sampled. This one model serves the truth map of a series
 (:mod:`simulator`), the map simulations of atom model building (:mod:`analysis`) and synthetic test volumes
 (:mod:`reconstruct`).
 
-Coordinates follow :mod:`simulator.orientation`: positions (x, y, z) in Å in the map frame, voxel
+Coordinates follow :mod:`tumblebench.simulator.orientation`: positions (x, y, z) in Å in the map frame, voxel
 (iz, iy, ix) centred at (ix, iy, iz)·voxel_size.
 """
 
@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.fft
 
-from simulator._density_kernels import splat_gaussians
-from simulator.errors import TumblebenchError
-from simulator.scattering import TWO_PI_A0_E, gaussian_coefficients
+from tumblebench.simulator._density_kernels import splat_gaussians
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.scattering import TWO_PI_A0_E, gaussian_coefficients
 
 
 def _per_atom_coefficients(elements: str | Sequence[str], n: int, table: str) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +61,7 @@ def render_density(
     occupancy
         (N,) weights in [0, 1] (e.g. the fraction of a series an atom was present); default 1.
     table
-        Scattering table (:func:`simulator.scattering.gaussian_coefficients`).
+        Scattering table (:func:`tumblebench.simulator.scattering.gaussian_coefficients`).
     cutoff_sigmas
         Each atom is evaluated within this many standard deviations of its widest Gaussian.
     scale

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from simulator.errors import TumblebenchError, require
+from tumblebench.simulator.errors import TumblebenchError, require
 
 
 @dataclass(frozen=True)

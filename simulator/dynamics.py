@@ -18,7 +18,7 @@ Gaussian with variance ``2·D_r·dt`` per component; body axes then decorrelate 
 ⟨u(0)·u(t)⟩ = exp(−2·D_r·t). ``D_r`` is a free parameter (rotation in a graphene pocket is strongly hindered
 compared with Stokes–Einstein) and may fall as the cell thins: ``D_r(t) = D_r0·(h(t)/h0)**κ``.
 
-Poses follow :mod:`simulator.orientation`: ``A`` takes particle-frame vectors to the lab frame.
+Poses follow :mod:`tumblebench.simulator.orientation`: ``A`` takes particle-frame vectors to the lab frame.
 
 Translation and height
 ----------------------
@@ -39,8 +39,8 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from simulator._dynamics_kernels import compose_rotation_increments, linear_recurrence
-from simulator.errors import TumblebenchError, require
+from tumblebench.simulator._dynamics_kernels import compose_rotation_increments, linear_recurrence
+from tumblebench.simulator.errors import TumblebenchError, require
 
 # --------------------------------------------------------------------------------------------- configs
 

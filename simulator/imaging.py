@@ -9,22 +9,22 @@ Pipeline of :meth:`Imager.intensity` for one exposure
    plane wave, so nothing is lost as long as the margin covers the potential tails and the lens'
    delocalisation (a few Å for an aberration-corrected lens).
 2. **Potential.** Per sub-step and slice of thickness ``slice_thickness_A``: the exact projected potential
-   band-limited at the internal grid's Nyquist frequency (:mod:`simulator.potential`; erf slice integrals of
+   band-limited at the internal grid's Nyquist frequency (:mod:`tumblebench.simulator.potential`; erf slice integrals of
    every Gaussian with ``slicing="exact"``).
 3. **Exit wave.** ``multislice``: band-limited (|q| ≤ ``bandlimit_fraction`` × internal Nyquist) multislice
-   through all slices (:mod:`simulator.multislice`), each slice's raw phase grating exp(iσv) applied to
+   through all slices (:mod:`tumblebench.simulator.multislice`), each slice's raw phase grating exp(iσv) applied to
    the wave (with ``antialias_transmission``: the grating band-limited again first); ``phase-object``:
    one transmission function of the whole projected potential; both referred back to the plane z = 0 by
    folding the exit-plane height into the defocus. ``projection``: no wave at all, I = 1 + σ·v_z (the
    linear model of reconstructions).
-4. **Lens.** The wave transfer function of :mod:`simulator.optics` (RELION sign convention; defocus =
+4. **Lens.** The wave transfer function of :mod:`tumblebench.simulator.optics` (RELION sign convention; defocus =
    ``optics.defocus_A`` + ``defocus_offset_A`` + exit-plane height; aperture; partial-coherence envelopes
    in the quasi-coherent approximation) and |ψ|², averaged over the sub-steps (motion blur as in a real
    exposure).
 5. **Detector sampling.** The window intensity is Fourier-cropped to the detector pixel (the way
    super-resolution counting frames are binned) and band-limited to |q| ≤ 1/``band_limit_A``; its
    difference from 1 is added to the frame.
-6. **Liquid cell** (:mod:`simulator.liquid_cell`), full field, detector sampling: the two graphene sheets
+6. **Liquid cell** (:mod:`tumblebench.simulator.liquid_cell`), full field, detector sampling: the two graphene sheets
    (at heights ∓t/2, so with their own defocus) and the water layer (mid-plane) are weak phase objects;
    their image is ψ_bg = 1 + Σ_L F⁻¹[H_L·F[t_L − 1]] (first order in the layers' scattering, exact within
    a layer), I_bg = |ψ_bg|². **Approximation:** the particle and cell contributions add,
@@ -59,7 +59,7 @@ Cost: 21–26 ms CPU per sub-step of the default particle (cell off); 70 ms CPU 
 Slice thickness: 2 Å vs 1 Å correlate ≥ 0.998 at the reference sampling; 3 Å slices lose 0.5 % along
 [110]. The window margin: 3 Å vs 10 Å correlate 1.0000.
 
-Coordinates (:mod:`simulator.orientation`): positions (S, N, 3) in Å in the lab frame, x and y relative to
+Coordinates (:mod:`tumblebench.simulator.orientation`): positions (S, N, 3) in Å in the lab frame, x and y relative to
 the field centre (pixel (ny//2, nx//2)), z along the beam (downstream positive) relative to the particle's
 reference height; image [row = y, col = x].
 """
@@ -74,12 +74,12 @@ import numpy as np
 import scipy.fft
 from threadpoolctl import ThreadpoolController
 
-from simulator import multislice as ms
-from simulator.errors import TumblebenchError, require
-from simulator.liquid_cell import LiquidCellConfig, attenuation, graphene_potential, water_potential
-from simulator.optics import LensTransfer, OpticsConfig, frequency_grid
-from simulator.potential import FourierGrid, slice_potential_coefficients
-from simulator.scattering import GAUSSIAN_TABLES, TABLES, available
+from tumblebench.simulator import multislice as ms
+from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.liquid_cell import LiquidCellConfig, attenuation, graphene_potential, water_potential
+from tumblebench.simulator.optics import LensTransfer, OpticsConfig, frequency_grid
+from tumblebench.simulator.potential import FourierGrid, slice_potential_coefficients
+from tumblebench.simulator.scattering import GAUSSIAN_TABLES, TABLES, available
 
 MODES = ("multislice", "phase-object", "projection")
 
@@ -129,7 +129,7 @@ class ImagingConfig:
         ``"multislice"`` (dynamical scattering; default), ``"phase-object"`` (single slice) or
         ``"projection"`` (1 + σ·v_z, linear, no lens).
     optics
-        Lens parameters (:class:`simulator.optics.OpticsConfig`).
+        Lens parameters (:class:`tumblebench.simulator.optics.OpticsConfig`).
     table
         Scattering-factor parametrisation: ``peng`` (default), ``peng6``, ``kirkland``, ``lobato``.
     slicing
@@ -159,7 +159,7 @@ class ImagingConfig:
         scipy.fft threads per transform (−1 = all cores). 1 by default: the per-frame transforms are small
         (≈150² points), measured no faster with 2 threads, and a series renders frames in parallel processes.
     liquid_cell
-        Graphene liquid cell (:class:`simulator.liquid_cell.LiquidCellConfig`).
+        Graphene liquid cell (:class:`tumblebench.simulator.liquid_cell.LiquidCellConfig`).
     """
 
     mode: Literal["multislice", "phase-object", "projection"] = "multislice"

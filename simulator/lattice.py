@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from simulator.coordination import cn_cutoff, neighbour_lists, nn_bond_lengths
-from simulator.errors import require
+from tumblebench.simulator.coordination import cn_cutoff, neighbour_lists, nn_bond_lengths
+from tumblebench.simulator.errors import require
 
 __all__ = [
     "LatticeFit",
@@ -61,7 +61,7 @@ def deformation_gradients(positions: np.ndarray, ideal_positions: np.ndarray,
     ideal_positions
         (N, 3) reference positions (Å), same atom order.
     cutoff
-        Bond radius in the ideal structure (Å); default :func:`~simulator.coordination.cn_cutoff` of
+        Bond radius in the ideal structure (Å); default :func:`~tumblebench.simulator.coordination.cn_cutoff` of
         ``√2 ×`` the median ideal nearest-neighbour distance.
 
     Returns
@@ -305,7 +305,7 @@ def _fit_one(x: np.ndarray, a: float, seed: int, tol: float) -> tuple[float, np.
 
 def _seed_atom(x: np.ndarray, members: np.ndarray, a: float) -> int:
     """Best-coordinated atom of ``members`` nearest their centroid."""
-    from simulator.coordination import coordination_numbers
+    from tumblebench.simulator.coordination import coordination_numbers
 
     cn = coordination_numbers(x, cn_cutoff(a))[members]
     c = x[members].mean(axis=0)
@@ -389,7 +389,7 @@ def fit_fcc_lattice(positions: np.ndarray, lattice_constant_guess: float = 3.92,
             ambiguous = good.sum(axis=0) > 1
             unique = good.sum(axis=0) == 1
             if np.any(ambiguous):
-                from simulator.coordination import neighbour_lists
+                from tumblebench.simulator.coordination import neighbour_lists
 
                 nl = neighbour_lists(x, cn_cutoff(float(np.mean([f[0] for f in fits]))))
                 rows = nl.rows()

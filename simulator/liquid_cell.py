@@ -4,7 +4,7 @@ Model
 -----
 * **Graphene**: two sheets of the honeycomb lattice (a = 2.46 Å, C–C 1.42 Å), each rotated in-plane by its
   own angle, lying at z = ∓t/2 around the mid-plane of a liquid layer of thickness t. Their projected
-  potential (Fourier-space, exact, band-limited: :mod:`simulator.potential`) carries the lattice's Fourier
+  potential (Fourier-space, exact, band-limited: :mod:`tumblebench.simulator.potential`) carries the lattice's Fourier
   peaks at d = a√3/2 = 2.13 Å and a/2 = 1.23 Å, as real frames do.
 * **Water**: an amorphous layer of O and H atoms at the density of liquid water (0.0334 molecules/Å³),
   placed at random (independent Poisson numbers of O and H atoms per pixel column, i.e. an ideal gas of
@@ -19,7 +19,7 @@ Model
   1 − exp(−t/Λ_abs) of all electrons. Λ_in ≈ 330 nm for water/vitreous ice at 300 kV (measured values
   lie around 300–400 nm, e.g. Rice et al. 2018, Ultramicroscopy); Λ_abs is an effective parameter.
 
-Approximation (documented where it is used in :mod:`simulator.imaging`): the cell's layers are weak phase
+Approximation (documented where it is used in :mod:`tumblebench.simulator.imaging`): the cell's layers are weak phase
 objects and enter the image to first order in their scattering; the particle's own exit wave is computed
 with full multislice in vacuum.
 """
@@ -32,9 +32,9 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from simulator.errors import require
-from simulator.potential import FourierGrid, slice_potential_coefficients
-from simulator.scattering import TWO_PI_A0_E, form_factor
+from tumblebench.simulator.errors import require
+from tumblebench.simulator.potential import FourierGrid, slice_potential_coefficients
+from tumblebench.simulator.scattering import TWO_PI_A0_E, form_factor
 
 #: Graphene lattice constant (Å) and C–C bond a/√3 = 1.42 Å.
 GRAPHENE_A = 2.46

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from simulator.errors import TumblebenchError, require
+from tumblebench.simulator.errors import TumblebenchError, require
 
 __all__ = ["MobilitySpec", "degree_of_isotropy", "displacement_tensors", "surface_weight", "u_iso"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.errors import TumblebenchError
 
 #: Header label written instead of mrcfile's time-stamped one, so that the same data give the same bytes.
 _LABEL = b"Created by tumblebench (mrcfile)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from simulator._potential_kernels import apply_phase, phase_grating
+from tumblebench.simulator._potential_kernels import apply_phase, phase_grating
 
 
 def band_mask(shape_yx: tuple[int, int], pixel_size_A: float, q_max: float | None) -> np.ndarray:
@@ -64,7 +64,7 @@ def multislice(transmissions: np.ndarray, prop: np.ndarray, psi0: np.ndarray | N
         case the raw phase grating exp(iσv) of the (already band-limited) potential is applied on the fly
         by a numba kernel (the grating itself is not band-limited again: with the potential band-limited
         at the grid's Nyquist frequency and the wave at 2/3 of it this matches a converged reference, see
-        :mod:`simulator.imaging`).
+        :mod:`tumblebench.simulator.imaging`).
     prop
         (ny, nx) propagator over one slice thickness including the band limit (:func:`propagator`).
     psi0

@@ -39,7 +39,7 @@ import ase
 import ase.io
 import numpy as np
 
-from simulator.coordination import (
+from tumblebench.simulator.coordination import (
     cn_cutoff,
     coordination_numbers,
     generalized_coordination,
@@ -47,9 +47,9 @@ from simulator.coordination import (
     nn_bond_lengths,
     radial_depth,
 )
-from simulator.errors import TumblebenchError, require
-from simulator.lattice import strain_tensors, voigt_to_matrix
-from simulator.mobility import MobilitySpec, degree_of_isotropy, displacement_tensors
+from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.lattice import strain_tensors, voigt_to_matrix
+from tumblebench.simulator.mobility import MobilitySpec, degree_of_isotropy, displacement_tensors
 
 __all__ = [
     "TRUTH_ARRAYS",
@@ -257,7 +257,7 @@ def write_pdb(nc: Nanocrystal, path: str | Path) -> None:
 
 def write_truth(nc: Nanocrystal, directory: str | Path) -> None:
     """Write ``truth.extxyz``, ``truth.pdb`` and ``structure.json`` into an existing ``directory``."""
-    from simulator.outputs import write_json
+    from tumblebench.simulator.outputs import write_json
 
     d = Path(directory)
     require(d.is_dir(), f"{d}: output directory does not exist")
@@ -333,9 +333,9 @@ def nanocrystal_from_atoms(atoms: ase.Atoms, mobility: MobilitySpec | None = Non
                            reference_lattice_constant: float | None = None, name: str = "from-file",
                            source: str = "") -> Nanocrystal:
     """Truth arrays and mobility model for a structure of bare atoms (see :func:`load_nanocrystal`)."""
-    from simulator.coordination import local_stacking
-    from simulator.lattice import fit_fcc_lattice
-    from simulator.shapes import bulk_lattice_constant
+    from tumblebench.simulator.coordination import local_stacking
+    from tumblebench.simulator.lattice import fit_fcc_lattice
+    from tumblebench.simulator.shapes import bulk_lattice_constant
 
     mobility = mobility or MobilitySpec()
     pos = np.asarray(atoms.positions, dtype=np.float64)

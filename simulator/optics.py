@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.fft
 
-from simulator.errors import TumblebenchError, require
+from tumblebench.simulator.errors import TumblebenchError, require
 
 #: Electron rest energy m₀c² in eV.
 _M0C2_EV = 510998.95

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.errors import TumblebenchError
 
 
 def check_output_dir(out: str | Path, overwrite: bool) -> Path:
@@ -112,7 +112,7 @@ def versions() -> dict[str, Any]:
     import numba
     import scipy
 
-    from simulator import __version__
+    from tumblebench.simulator import __version__
 
     return {
         "tumblebench": __version__,

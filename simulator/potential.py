@@ -3,7 +3,7 @@
 Method
 ------
 The 2D Fourier transform of an atom's projected potential is V̂(q) = 2πa₀e · f(q) (Kirkland 2010, ch. 5;
-:func:`simulator.scattering.form_factor`). A slice's projected potential on a periodic window of
+:func:`tumblebench.simulator.scattering.form_factor`). A slice's projected potential on a periodic window of
 ny × nx pixels of size p is therefore the Fourier series
 
     v_s(r) = (1/A) Σ_q Σ_j w_js V̂_j(q) exp(2πi q·(r − r_j)),   A = nx·ny·p²,
@@ -32,9 +32,9 @@ import numpy as np
 import scipy.fft
 from scipy.special import erf
 
-from simulator._potential_kernels import add_hermitian_pairs, phase_factors, weighted_rows
-from simulator.errors import TumblebenchError
-from simulator.scattering import GAUSSIAN_TABLES, TWO_PI_A0_E, form_factor, gaussian_coefficients
+from tumblebench.simulator._potential_kernels import add_hermitian_pairs, phase_factors, weighted_rows
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.scattering import GAUSSIAN_TABLES, TWO_PI_A0_E, form_factor, gaussian_coefficients
 
 #: A Gaussian's Fourier transform is dropped where its damping exp(−b q²/4) falls below this (its
 #: contribution there is < 1e-6 of its amplitude; for Pt's broad Gaussians this keeps only |q| ≲ 1–3 Å⁻¹).
@@ -154,7 +154,7 @@ def slice_potential_coefficients(
     weights
         (N,) multiplicity of each atom (e.g. 1/S to average S sub-steps linearly); default 1.
     table
-        Scattering table (:data:`simulator.scattering.TABLES`).
+        Scattering table (:data:`tumblebench.simulator.scattering.TABLES`).
     slicing
         ``"exact"`` (erf slice integrals; Gaussian tables) or ``"centre"`` (module docstring).
     min_weight

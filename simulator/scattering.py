@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.errors import TumblebenchError
 
 #: 2π a₀ e in V·Å² (a₀ = 0.5292 Å Bohr radius, e = 14.40 V·Å), Kirkland (2010) Eq. 5.9.
 TWO_PI_A0_E = 2.0 * np.pi * 0.529177 * 14.39964

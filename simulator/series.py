@@ -2,25 +2,25 @@
 
 A series is a function of the particle, a :class:`SeriesConfig` and a seed (same seed, same bytes):
 
-1. the rigid-body path (:mod:`simulator.dynamics`: rotational diffusion on SO(3), in-plane wander and
+1. the rigid-body path (:mod:`tumblebench.simulator.dynamics`: rotational diffusion on SO(3), in-plane wander and
    drift, height) and the liquid thickness are drawn for every frame on a grid of ``2·S`` instants per
    exposure;
 2. every frame is imaged at its ``S`` sub-steps — each with its own pose and shift and a fresh thermal
    displacement of every atom drawn exactly from its U in the particle frame and rotated with the pose
    (so the lab-frame covariance is A·U·Aᵀ) — and the sub-step intensities are averaged by the
-   :class:`simulator.imaging.Imager` (motion blur and thermal smearing as a real exposure);
+   :class:`tumblebench.simulator.imaging.Imager` (motion blur and thermal smearing as a real exposure);
 3. the detector turns the mean intensity into counts for the frame's dose
-   (:func:`simulator.detector.detect`);
+   (:func:`tumblebench.simulator.detector.detect`);
 4. optionally, under-coordinated surface atoms dissolve or hop to adsorption sites with dose
-   (:class:`simulator.dynamics.Dissolution`); the truth map weights every position by the time it was held.
+   (:class:`tumblebench.simulator.dynamics.Dissolution`); the truth map weights every position by the time it was held.
 
 Outputs (:func:`simulate_series`): ``frames.mrcs`` (float32 counts [frame, y, x], pixel size in the header,
-streamed to disk), ``frames.star`` (RELION 3.1, :mod:`simulator.star`), ``truth_map.mrc``
+streamed to disk), ``frames.star`` (RELION 3.1, :mod:`tumblebench.simulator.star`), ``truth_map.mrc``
 (:mod:`simulator.truth_map`), ``atom_events.csv`` (frame, atom index, event ``dissolved``/``hopped``, and the
 position in the particle frame: the atoms lost and moved),
 ``montage.png`` (raw frames above their noise-free counterparts) and ``manifest.json``.
 
-Frames, poses and shifts follow :mod:`simulator.orientation`. The particle's rotation centre is its
+Frames, poses and shifts follow :mod:`tumblebench.simulator.orientation`. The particle's rotation centre is its
 centroid; its mid-exposure image position goes into rlnCoordinateX/Y (origin 0 in the full frame). Height
 ``h`` is the centre's displacement along the beam (lab +z, downstream): the focal plane lies upstream of the
 specimen by the defocus (underfocus positive), so a particle that moves downstream by ``h`` is imaged at
@@ -46,9 +46,9 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
-from simulator.config import to_dict
-from simulator.detector import DetectorConfig, detect, mtf_2d
-from simulator.dynamics import (
+from tumblebench.simulator.config import to_dict
+from tumblebench.simulator.detector import DetectorConfig, detect, mtf_2d
+from tumblebench.simulator.dynamics import (
     Dissolution,
     DissolutionConfig,
     DynamicsConfig,
@@ -57,14 +57,14 @@ from simulator.dynamics import (
     simulate_trajectory,
     thermal_positions,
 )
-from simulator.errors import TumblebenchError, require
-from simulator.imaging import Imager, ImagingConfig
-from simulator.mrc import MrcStackWriter, write_volume
-from simulator.orientation import euler_angles
-from simulator.outputs import atomic_output_dir, write_manifest
-from simulator.scattering import GAUSSIAN_TABLES, form_factor, gaussian_coefficients
-from simulator.star import image_names, write_star
-from simulator.truth_map import check_fits_box, particle_frame_positions, particle_radius, render_truth_map
+from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.imaging import Imager, ImagingConfig
+from tumblebench.simulator.mrc import MrcStackWriter, write_volume
+from tumblebench.simulator.orientation import euler_angles
+from tumblebench.simulator.outputs import atomic_output_dir, write_manifest
+from tumblebench.simulator.scattering import GAUSSIAN_TABLES, form_factor, gaussian_coefficients
+from tumblebench.simulator.star import image_names, write_star
+from tumblebench.simulator.truth_map import check_fits_box, particle_frame_positions, particle_radius, render_truth_map
 
 #: Default dose per frame: 8.5 e⁻/pixel at 0.358 Å pixels (17,000 e⁻/pixel over 2,000 frames, seed 004).
 DEFAULT_DOSE_PER_FRAME = 8.5 / 0.358**2
@@ -250,7 +250,7 @@ class SeriesSimulation:
     Parameters
     ----------
     nc
-        The particle (:class:`simulator.nanocrystal.Nanocrystal`).
+        The particle (:class:`tumblebench.simulator.nanocrystal.Nanocrystal`).
     config
         Series configuration.
     seed
@@ -590,7 +590,7 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     Parameters
     ----------
     nc
-        The particle (:class:`simulator.nanocrystal.Nanocrystal`), positions in the particle frame.
+        The particle (:class:`tumblebench.simulator.nanocrystal.Nanocrystal`), positions in the particle frame.
     config
         Series configuration.
     seed

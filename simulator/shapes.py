@@ -16,8 +16,8 @@ import numpy as np
 from ase.cluster import Decahedron, Icosahedron, Octahedron, wulff_construction
 from ase.data import atomic_numbers, reference_states
 
-from simulator.coordination import max_interatomic_distance
-from simulator.errors import TumblebenchError, require
+from tumblebench.simulator.coordination import max_interatomic_distance
+from tumblebench.simulator.errors import TumblebenchError, require
 
 __all__ = ["SHAPE_KINDS", "Shape", "ShapeSpec", "build_shape", "bulk_lattice_constant", "fcc_sites"]
 
@@ -282,7 +282,7 @@ def _icosahedron_grains(pos: np.ndarray) -> np.ndarray:
 
 def _decahedron_grains(pos: np.ndarray, a: float) -> np.ndarray:
     """Five tetrahedral grains of a decahedron (5-fold axis along z) by azimuthal sector."""
-    from simulator.coordination import cn_cutoff, local_stacking
+    from tumblebench.simulator.coordination import cn_cutoff, local_stacking
 
     st = local_stacking(pos, cn_cutoff(a))
     phi = np.arctan2(pos[:, 1], pos[:, 0])

@@ -8,7 +8,7 @@ Written and read through the ``starfile`` package. Columns (see ``notes/INTERFAC
     map uses).
 ``data_particles``
     rlnImageName (``000001@frames.mrcs``), rlnAngleRot / rlnAngleTilt / rlnAnglePsi (true pose at
-    mid-exposure, degrees, RELION ZYZ; :func:`simulator.orientation.pose_matrix`), rlnCoordinateX /
+    mid-exposure, degrees, RELION ZYZ; :func:`tumblebench.simulator.orientation.pose_matrix`), rlnCoordinateX /
     rlnCoordinateY (true particle centre in the full frame, pixels, 0-based, pixel (row i, col j) centred at
     (x = j, y = i)), rlnOriginXAngst / rlnOriginYAngst (0 in the full frame), rlnDefocusU / rlnDefocusV (Å,
     underfocus positive, including the height change), rlnDefocusAngle (degrees), rlnOpticsGroup, and the
@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from simulator.errors import TumblebenchError
-from simulator.orientation import pose_matrix
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.orientation import pose_matrix
 
 OPTICS_COLUMNS: tuple[str, ...] = (
     "rlnOpticsGroup", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnImagePixelSize",
@@ -121,7 +121,7 @@ def read_star(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def star_poses(particles: pd.DataFrame) -> np.ndarray:
-    """Pose matrices (particle → lab, :mod:`simulator.orientation`) from a particles table, (F, 3, 3)."""
+    """Pose matrices (particle → lab, :mod:`tumblebench.simulator.orientation`) from a particles table, (F, 3, 3)."""
     return pose_matrix(particles["rlnAngleRot"].to_numpy(float), particles["rlnAngleTilt"].to_numpy(float),
                        particles["rlnAnglePsi"].to_numpy(float))
 

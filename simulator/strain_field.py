@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.coordination import max_interatomic_distance
-from simulator.errors import require
+from tumblebench.simulator.coordination import max_interatomic_distance
+from tumblebench.simulator.errors import require
 
 __all__ = ["StrainSpec", "apply_strain"]
 

@@ -21,9 +21,9 @@ from typing import Protocol
 import numpy as np
 import scipy.fft
 
-from simulator.density import render_density
-from simulator.errors import TumblebenchError, require
-from simulator.orientation import box_centre
+from tumblebench.simulator.density import render_density
+from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.orientation import box_centre
 
 
 class _Particle(Protocol):  # the part of simulator.nanocrystal.Nanocrystal used here
@@ -73,7 +73,7 @@ def render_truth_map(nc: _Particle, box_size: int = 128, voxel_size: float = 0.3
     Parameters
     ----------
     nc
-        The particle (a :class:`simulator.nanocrystal.Nanocrystal`: positions Å, symbols, U (N, 3, 3) Å²).
+        The particle (a :class:`tumblebench.simulator.nanocrystal.Nanocrystal`: positions Å, symbols, U (N, 3, 3) Å²).
     box_size
         Edge of the cubic box, voxels.
     voxel_size

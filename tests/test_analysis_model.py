@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from scipy.spatial.transform import Rotation
 
-from analysis.config import AtomsConfig
-from analysis.denoise import check_map, denoise
-from analysis.model import build_atom_model
-from analysis.segmentation import local_maxima, segment
-from simulator.density import lowpass, render_density
-from simulator.errors import TumblebenchError
-from simulator.truth_map import render_truth_map
-from validation.matching import match_atoms
+from tumblebench.analysis.config import AtomsConfig
+from tumblebench.analysis.denoise import check_map, denoise
+from tumblebench.analysis.model import build_atom_model
+from tumblebench.analysis.segmentation import local_maxima, segment
+from tumblebench.simulator.density import lowpass, render_density
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.truth_map import render_truth_map
+from tumblebench.validation.matching import match_atoms
 
 VOXEL = 0.358
 
@@ -63,7 +63,7 @@ def test_map_from_known_atoms_returns_them(shape, seed):
     assert m.rmsd_pm < 5.0
     # CN of every atom exactly right, U_iso close to the truth (map blur accounted for)
     true_cn = np.asarray(model.stats["CN_STD"])[m.pairs[:, 0]]
-    from simulator.coordination import cn_cutoff, coordination_numbers
+    from tumblebench.simulator.coordination import cn_cutoff, coordination_numbers
 
     ref = coordination_numbers(true, cn_cutoff(model.table1["lattice_constant_A"]))[m.pairs[:, 1]]
     assert np.all(true_cn == ref)
@@ -147,7 +147,7 @@ def test_threshold_scan_never_scales_to_noise_and_rejects_nothing_on_clean_map()
 
 
 def test_real_particle_gives_back_its_314_atoms():
-    from simulator.nanocrystal import _read_atoms  # bare PDB reader
+    from tumblebench.simulator.nanocrystal import _read_atoms  # bare PDB reader
 
     atoms = _read_atoms(__import__("pathlib").Path(__file__).parent / "data" / "stage1_docked_ATMS.pdb")
     pos = atoms.positions - atoms.positions.mean(axis=0)
@@ -215,8 +215,8 @@ def test_demo_particle_at_snr_025_without_mask():
     """Realistic size: the default preset's truth map with white noise at per-voxel SNR 0.25, low-passed 1 Å."""
     from scipy.spatial import cKDTree
 
-    from simulator.builder import build_preset
-    from simulator.truth_map import particle_frame_positions
+    from tumblebench.simulator.builder import build_preset
+    from tumblebench.simulator.truth_map import particle_frame_positions
 
     nc = build_preset("default", seed=0)
     true = particle_frame_positions(nc) + 64 * VOXEL
@@ -233,8 +233,8 @@ def test_demo_particle_at_snr_025_without_mask():
 
 def test_twinned_demo_particle_truth_map():
     """The demo particle (one twin plane, +1.7 % lattice): CN, lattice constant and twin stacking recovered."""
-    from simulator.builder import build_preset
-    from simulator.truth_map import particle_frame_positions
+    from tumblebench.simulator.builder import build_preset
+    from tumblebench.simulator.truth_map import particle_frame_positions
 
     nc = build_preset("default", seed=0)
     true = particle_frame_positions(nc) + 64 * VOXEL

@@ -14,17 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from scipy.spatial.transform import Rotation
 
-from analysis.compare import compare_models
-from analysis.denoise import atom_transfer
-from analysis.displacement import fit_displacements, profile_table
-from analysis.io import read_atoms, write_atom_model
-from analysis.model import build_atom_model
-from analysis.penetration import eq1, fit_penetration
-from analysis.statistics import SINGLE_COLUMNS
-from simulator.errors import TumblebenchError
-from simulator.mrc import write_volume
-from simulator.truth_map import render_truth_map
-from validation.cli import main
+from tumblebench.analysis.compare import compare_models
+from tumblebench.analysis.denoise import atom_transfer
+from tumblebench.analysis.displacement import fit_displacements, profile_table
+from tumblebench.analysis.io import read_atoms, write_atom_model
+from tumblebench.analysis.model import build_atom_model
+from tumblebench.analysis.penetration import eq1, fit_penetration
+from tumblebench.analysis.statistics import SINGLE_COLUMNS
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.mrc import write_volume
+from tumblebench.simulator.truth_map import render_truth_map
+from tumblebench.validation.cli import main
 
 VOXEL = 0.358
 

@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.fft
 
-from reconstruct.background import (
+from tumblebench.reconstruct.background import (
     BackgroundConfig,
     StaticSpectrum,
     clean_frames,
@@ -11,7 +11,7 @@ from reconstruct.background import (
     missing_data,
     static_region,
 )
-from simulator.liquid_cell import graphene_potential
+from tumblebench.simulator.liquid_cell import graphene_potential
 
 N, P = 96, 0.358
 

@@ -9,8 +9,8 @@ import ase.io
 import numpy as np
 import pytest
 
-from simulator.nanocrystal import TRUTH_ARRAYS, load_nanocrystal
-from validation.cli import main
+from tumblebench.simulator.nanocrystal import TRUTH_ARRAYS, load_nanocrystal
+from tumblebench.validation.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -140,7 +140,7 @@ def test_overwrite(tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("name", ["twinned.toml", "icosahedron.toml"])
 def test_example_specs_are_valid(name: str) -> None:
-    from simulator.builder import NanocrystalSpec, load_spec
+    from tumblebench.simulator.builder import NanocrystalSpec, load_spec
 
     spec = load_spec(ROOT / "examples" / name)
     assert isinstance(spec, NanocrystalSpec)

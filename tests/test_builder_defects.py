@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
-from simulator.builder import DefectSpec, NanocrystalSpec, ShapeSpec, StrainSpec, build
-from simulator.coordination import cn_cutoff, local_stacking
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.builder import DefectSpec, NanocrystalSpec, ShapeSpec, StrainSpec, build
+from tumblebench.simulator.coordination import cn_cutoff, local_stacking
+from tumblebench.simulator.errors import TumblebenchError
 
 A = 3.924
 NN = A / np.sqrt(2)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.builder import PRESETS, TABLE1, build_preset
-from simulator.coordination import max_interatomic_distance
-from simulator.mobility import degree_of_isotropy
-from simulator.nanocrystal import structure_summary
+from tumblebench.simulator.builder import PRESETS, TABLE1, build_preset
+from tumblebench.simulator.coordination import max_interatomic_distance
+from tumblebench.simulator.mobility import degree_of_isotropy
+from tumblebench.simulator.nanocrystal import structure_summary
 
 REQUIRED = ("default", "cuboctahedron", "decahedron", "icosahedron", "twinned",
             *(f"table1-np{k}" for k in range(1, 9)))

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.coordination import max_interatomic_distance
-from simulator.errors import TumblebenchError
-from simulator.shapes import ShapeSpec, build_shape, bulk_lattice_constant
+from tumblebench.simulator.coordination import max_interatomic_distance
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.shapes import ShapeSpec, build_shape, bulk_lattice_constant
 
 A = 3.924
 

@@ -12,12 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.builder import DefectSpec, NanocrystalSpec, ShapeSpec, StrainSpec, build, build_preset, preset_spec
-from simulator.coordination import cn_cutoff, coordination_numbers, max_interatomic_distance
-from simulator.errors import TumblebenchError
-from simulator.lattice import fit_fcc_lattice
-from simulator.mobility import MobilitySpec, degree_of_isotropy, u_iso
-from simulator.nanocrystal import TRUTH_ARRAYS, load_nanocrystal, structure_summary, write_truth
+from tumblebench.simulator.builder import (
+    DefectSpec,
+    NanocrystalSpec,
+    ShapeSpec,
+    StrainSpec,
+    build,
+    build_preset,
+    preset_spec,
+)
+from tumblebench.simulator.coordination import cn_cutoff, coordination_numbers, max_interatomic_distance
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.lattice import fit_fcc_lattice
+from tumblebench.simulator.mobility import MobilitySpec, degree_of_isotropy, u_iso
+from tumblebench.simulator.nanocrystal import TRUTH_ARRAYS, load_nanocrystal, structure_summary, write_truth
 
 A = 3.924
 

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from validation.commands import COMMANDS
+from tumblebench.validation.commands import COMMANDS
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "validation.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tumblebench.validation.cli", *args], capture_output=True, text=True,
                           timeout=120)
 
 

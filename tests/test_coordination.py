@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from simulator.coordination import (
+from tumblebench.simulator.coordination import (
     cn_cutoff,
     coordination_numbers,
     generalized_coordination,

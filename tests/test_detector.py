@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from simulator.detector import DetectorConfig, detect, mtf_2d
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.detector import DetectorConfig, detect, mtf_2d
+from tumblebench.simulator.errors import TumblebenchError
 
 
 @pytest.mark.parametrize("mtf", ["none", "sinc", "sinc-gauss"])

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from simulator._dynamics_kernels import compose_rotation_increments
-from simulator.dynamics import (
+from tumblebench.simulator._dynamics_kernels import compose_rotation_increments
+from tumblebench.simulator.dynamics import (
     Dissolution,
     DissolutionConfig,
     DynamicsConfig,
@@ -25,8 +25,8 @@ from simulator.dynamics import (
     thermal_positions,
     time_grid,
 )
-from simulator.errors import TumblebenchError
-from simulator.orientation import rotation_angle_deg
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.orientation import rotation_angle_deg
 
 
 @settings(max_examples=20, deadline=None)

@@ -14,13 +14,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from simulator.config import from_dict, load_config
-from simulator.density import lowpass, render_density
-from simulator.errors import TumblebenchError
-from simulator.mrc import MrcStackWriter, open_stack, read_volume, write_volume
-from simulator.orientation import euler_angles, pose_matrix, rotation_angle_deg, to_lab
-from simulator.outputs import atomic_output_dir
-from simulator.scattering import TWO_PI_A0_E, gaussian_coefficients, potential_3d
+from tumblebench.simulator.config import from_dict, load_config
+from tumblebench.simulator.density import lowpass, render_density
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.mrc import MrcStackWriter, open_stack, read_volume, write_volume
+from tumblebench.simulator.orientation import euler_angles, pose_matrix, rotation_angle_deg, to_lab
+from tumblebench.simulator.outputs import atomic_output_dir
+from tumblebench.simulator.scattering import TWO_PI_A0_E, gaussian_coefficients, potential_3d
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
-from simulator.errors import TumblebenchError
+from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
+from tumblebench.simulator.errors import TumblebenchError
 
 
 @settings(max_examples=5, deadline=None)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from ase.cluster import Octahedron
 
-from simulator import multislice as ms
-from simulator.imaging import Imager, ImagingConfig
-from simulator.liquid_cell import LiquidCellConfig
-from simulator.optics import OpticsConfig, wavelength
-from simulator.potential import FourierGrid, slice_potential_coefficients
+from tumblebench.simulator import multislice as ms
+from tumblebench.simulator.imaging import Imager, ImagingConfig
+from tumblebench.simulator.liquid_cell import LiquidCellConfig
+from tumblebench.simulator.optics import OpticsConfig, wavelength
+from tumblebench.simulator.potential import FourierGrid, slice_potential_coefficients
 
 NO_CELL = LiquidCellConfig(enabled=False)
 

@@ -7,13 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.config import from_dict
-from simulator.errors import TumblebenchError
-from simulator.imaging import Imager, ImagingConfig
-from simulator.liquid_cell import LiquidCellConfig, graphene_positions
-from simulator.optics import OpticsConfig
-from simulator.orientation import pose_matrix, to_lab
-from simulator.scattering import TWO_PI_A0_E, form_factor
+from tumblebench.simulator.config import from_dict
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.imaging import Imager, ImagingConfig
+from tumblebench.simulator.liquid_cell import LiquidCellConfig, graphene_positions
+from tumblebench.simulator.optics import OpticsConfig
+from tumblebench.simulator.orientation import pose_matrix, to_lab
+from tumblebench.simulator.scattering import TWO_PI_A0_E, form_factor
 
 NO_CELL = LiquidCellConfig(enabled=False)
 PROJ = ImagingConfig(mode="projection", liquid_cell=NO_CELL)

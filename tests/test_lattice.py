@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from simulator.builder import build_preset
-from simulator.coordination import cn_cutoff
-from simulator.lattice import fit_fcc_lattice, radial_strain, strain_tensors, voigt_to_matrix
+from tumblebench.simulator.builder import build_preset
+from tumblebench.simulator.coordination import cn_cutoff
+from tumblebench.simulator.lattice import fit_fcc_lattice, radial_strain, strain_tensors, voigt_to_matrix
 
 A = 3.924
 DATA = Path(__file__).parent / "data"

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from simulator.errors import TumblebenchError
-from validation.matching import match_atoms
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.validation.matching import match_atoms
 
 
 def _lattice(n: int) -> np.ndarray:

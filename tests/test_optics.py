@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from simulator.config import from_dict
-from simulator.errors import TumblebenchError
-from simulator.optics import (
+from tumblebench.simulator.config import from_dict
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.optics import (
     LensTransfer,
     OpticsConfig,
     ctf_2d,

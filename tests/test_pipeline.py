@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator.errors import TumblebenchError
-from validation.pipeline import PipelineConfig, format_scorecard, run_pipeline
-from validation.scorecard import load_scorecard
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.validation.pipeline import PipelineConfig, format_scorecard, run_pipeline
+from tumblebench.validation.scorecard import load_scorecard
 
 
 def test_small_run_end_to_end_with_true_poses(tmp_path: Path) -> None:

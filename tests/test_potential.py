@@ -6,9 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
 
-from simulator.errors import TumblebenchError
-from simulator.potential import FourierGrid, projected_potential_window, slice_potential_coefficients, slice_weights
-from simulator.scattering import (
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.potential import (
+    FourierGrid,
+    projected_potential_window,
+    slice_potential_coefficients,
+    slice_weights,
+)
+from tumblebench.simulator.scattering import (
     TABLES,
     TWO_PI_A0_E,
     available,

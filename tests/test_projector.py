@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from reconstruct._gridding_kernels import extract_slices, insert_slices_threads
-from reconstruct.projector import Band, Reconstructor, image_ft, prepare_reference, project
-from simulator.density import render_density
-from simulator.orientation import random_rotations
+from tumblebench.reconstruct._gridding_kernels import extract_slices, insert_slices_threads
+from tumblebench.reconstruct.projector import Band, Reconstructor, image_ft, prepare_reference, project
+from tumblebench.simulator.density import render_density
+from tumblebench.simulator.orientation import random_rotations
 
 VOXEL = 0.5
 

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from reconstruct.abinitio import AbInitioConfig, abinitio, global_scores
-from reconstruct.projector import Band, image_ft, prepare_reference, project
-from reconstruct.refine import RefineConfig, refine
-from reconstruct.search import so3_grid, viterbi
-from simulator.density import lowpass, render_density
-from simulator.orientation import rotation_angle_deg
-from validation.poses import cubic_group, mirror_poses, pose_errors
+from tumblebench.reconstruct.abinitio import AbInitioConfig, abinitio, global_scores
+from tumblebench.reconstruct.projector import Band, image_ft, prepare_reference, project
+from tumblebench.reconstruct.refine import RefineConfig, refine
+from tumblebench.reconstruct.search import so3_grid, viterbi
+from tumblebench.simulator.density import lowpass, render_density
+from tumblebench.simulator.orientation import rotation_angle_deg
+from tumblebench.validation.poses import cubic_group, mirror_poses, pose_errors
 
 VOXEL = 0.358
 SIGMA = 6.526e-4  # rad/(V·Å) at 300 kV
@@ -124,8 +124,8 @@ def test_distinct_peaks_are_apart_and_led_by_the_best_pose() -> None:
 def test_fill_restores_a_missing_cone_of_a_positive_map() -> None:
     """A positive map whose transform lacks a double cone (the views of a short trajectory): the alternating
     positivity/support fill brings it closer to the whole map than the cone-less map (the old single clip)."""
-    from reconstruct.abinitio import _fill_unmeasured, _lowpass_volume
-    from reconstruct.projector import soft_sphere
+    from tumblebench.reconstruct.abinitio import _fill_unmeasured, _lowpass_volume
+    from tumblebench.reconstruct.projector import soft_sphere
 
     n = 32
     rng = np.random.default_rng(3)
@@ -152,7 +152,7 @@ def test_fill_restores_a_missing_cone_of_a_positive_map() -> None:
 def test_abinitio_and_refinement_find_poses_of_an_asymmetric_particle(seed: int) -> None:
     """No truth read: a tumbling asymmetric 88-atom cluster, high dose, 150 frames of 40 px; the default (lattice)
     method + refinement. Measured (seeds 0, 127, 210, 466): 0.49–1.57° median after refinement."""
-    from reconstruct.lattice import LatticeConfig, lattice_abinitio
+    from tumblebench.reconstruct.lattice import LatticeConfig, lattice_abinitio
 
     pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
     frames, rots, _ = _series(pos, 40, 150, 200.0, seed)
@@ -209,7 +209,7 @@ def test_trajectory_options_find_poses_of_an_asymmetric_particle(seed: int) -> N
 def test_centrosymmetric_particle_projects_identically_at_a_pose_and_its_twin() -> None:
     """Projection of a centrosymmetric particle: pose A and TWIN·A (180° about the beam) give the same image, so
     ``pose_errors(..., projection_twin=True)`` scores each frame against the nearer of the two."""
-    from validation.poses import TWIN
+    from tumblebench.validation.poses import TWIN
 
     _, _, vol = _series(_cuboctahedron(), 64, 1, 1e9, 0)  # box wide enough that no density reaches its edge
     a = Rotation.random(3, random_state=5).as_matrix()
@@ -253,7 +253,7 @@ def test_abinitio_cuboctahedron_within_2_degrees(seed: int) -> None:
     modulo the particle's cubic symmetry and, as this centrosymmetric particle projects identically at a pose
     and its 180°-in-plane twin, against the nearer of the two). The single-crystal prior must win. Measured
     (seeds 0–5, fcc prior alone): 0.54–0.75° after refinement, 2.6–3.0° straight from the labelling."""
-    from reconstruct.lattice import LatticeConfig, lattice_abinitio
+    from tumblebench.reconstruct.lattice import LatticeConfig, lattice_abinitio
 
     frames, rots, _ = _series(_cuboctahedron(), 48, 200, 200.0, seed)
     cfg = AbInitioConfig()
@@ -266,8 +266,8 @@ def test_abinitio_cuboctahedron_within_2_degrees(seed: int) -> None:
 def test_realign_segments_moves_a_run_on_another_branch_back() -> None:
     """A run of frames whose poses are all turned by one rotation (as a pseudo-symmetric mate would be) is found
     by the pairwise segment test and moved back into the frame of the rest, the run's ends included."""
-    from reconstruct.abinitio import realign_segments
-    from reconstruct.projector import soft_sphere
+    from tumblebench.reconstruct.abinitio import realign_segments
+    from tumblebench.reconstruct.projector import soft_sphere
 
     pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
     frames, rots, _ = _series(pos, 40, 150, 200.0, 7)
@@ -285,7 +285,7 @@ def test_realign_segments_moves_a_run_on_another_branch_back() -> None:
 
 
 def test_max_run_finds_the_best_contiguous_run() -> None:
-    from reconstruct.abinitio import _max_run
+    from tumblebench.reconstruct.abinitio import _max_run
 
     assert _max_run(np.array([-1.0, 2.0, -0.5, 3.0, -4.0, 1.0])) == (1, 3)
     assert _max_run(np.array([-1.0, -2.0])) == (0, -1)
@@ -293,7 +293,7 @@ def test_max_run_finds_the_best_contiguous_run() -> None:
 
 def test_continuity_sweep_pulls_a_stuck_run_back_from_its_neighbours() -> None:
     """Frames stuck ~12° off (a run, each turned differently) are recovered from their neighbours' poses."""
-    from reconstruct.refine import continuity_sweep
+    from tumblebench.reconstruct.refine import continuity_sweep
 
     pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
     frames, rots, vol = _series(pos, 40, 60, 200.0, 3)

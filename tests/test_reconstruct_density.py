@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from reconstruct.density import DensityConfig, density_modified_map, envelope_mask, modify_density
-from reconstruct.fsc import fsc, shell_index
-from simulator.truth_map import render_truth_map
+from tumblebench.reconstruct.density import DensityConfig, density_modified_map, envelope_mask, modify_density
+from tumblebench.reconstruct.fsc import fsc, shell_index
+from tumblebench.simulator.truth_map import render_truth_map
 
 VOXEL = 0.358
 BOX = 80

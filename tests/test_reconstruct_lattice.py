@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from reconstruct.lattice import (
+from tumblebench.reconstruct.lattice import (
     TWIN,
     amplitude_ambiguity,
     branch_mates,
@@ -17,10 +17,10 @@ from reconstruct.lattice import (
     prior_map,
     prior_sites,
 )
-from reconstruct.projector import Band, prepare_reference, project_band
-from reconstruct.search import so3_grid
-from simulator.orientation import cubic_group, rotation_angle_deg
-from simulator.shapes import bulk_lattice_constant
+from tumblebench.reconstruct.projector import Band, prepare_reference, project_band
+from tumblebench.reconstruct.search import so3_grid
+from tumblebench.simulator.orientation import cubic_group, rotation_angle_deg
+from tumblebench.simulator.shapes import bulk_lattice_constant
 
 A_PT = bulk_lattice_constant("Pt")
 

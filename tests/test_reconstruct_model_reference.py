@@ -17,15 +17,15 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 from test_reconstruct_abinitio import VOXEL, _cuboctahedron, _series
 
-from analysis.reference import atom_reference
-from reconstruct.refine import RefineConfig, refine
-from simulator.errors import TumblebenchError
-from validation.poses import cubic_group, pose_errors
+from tumblebench.analysis.reference import atom_reference
+from tumblebench.reconstruct.refine import RefineConfig, refine
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.validation.poses import cubic_group, pose_errors
 
 
 def test_atom_reference_is_the_map_of_the_traced_atoms() -> None:
     """A map of a known cluster → its atoms → their simulated map: atoms back where they were."""
-    from analysis.model import simulate_map
+    from tumblebench.analysis.model import simulate_map
 
     n = 48
     pos = _cuboctahedron() + n // 2 * VOXEL
@@ -67,8 +67,8 @@ def test_atom_model_references_pull_poses_out_of_the_blurred_map_fixed_point(see
 
 def test_pipeline_refuses_model_iterations_without_a_builder(tmp_path) -> None:
     """The check comes before anything is read or written."""
-    from reconstruct.config import ReconstructConfig
-    from reconstruct.pipeline import reconstruct_series
+    from tumblebench.reconstruct.config import ReconstructConfig
+    from tumblebench.reconstruct.pipeline import reconstruct_series
 
     base = ReconstructConfig()
     cfg = dc.replace(base, refine=dc.replace(base.refine, model_iterations=2))

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reconstruct.config import ReconstructConfig
-from reconstruct.fsc import fsc
-from reconstruct.pipeline import reconstruct_series
-from simulator.builder import build_preset
-from simulator.config import load_config
-from simulator.errors import TumblebenchError
-from simulator.mrc import MrcStackWriter, open_stack, read_volume
-from simulator.series import SeriesConfig, simulate_series, with_overrides
-from simulator.star import read_star, star_poses, write_star
-from validation.cli import main as cli_main
+from tumblebench.reconstruct.config import ReconstructConfig
+from tumblebench.reconstruct.fsc import fsc
+from tumblebench.reconstruct.pipeline import reconstruct_series
+from tumblebench.simulator.builder import build_preset
+from tumblebench.simulator.config import load_config
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.mrc import MrcStackWriter, open_stack, read_volume
+from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides
+from tumblebench.simulator.star import read_star, star_poses, write_star
+from tumblebench.validation.cli import main as cli_main
 
 N_FRAMES = 240
 BOX = 96
@@ -70,7 +70,7 @@ def test_true_poses_reconstruct_the_truth_map(series: Path, tmp_path: Path) -> N
 def test_wrong_convention_is_detected(series: Path, tmp_path: Path) -> None:
     """Transposed poses (the opposite rotation) reconstruct something that is not the truth."""
     opt, part = read_star(series / "frames.star")
-    from simulator.orientation import euler_angles
+    from tumblebench.simulator.orientation import euler_angles
 
     ang = euler_angles(np.transpose(star_poses(part), (0, 2, 1)))
     bad = part.copy()
@@ -154,7 +154,7 @@ def test_cli_errors_exit_2(series: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_time_resolved_windows() -> None:
-    from reconstruct.timeresolved import TimeResolvedConfig, windows
+    from tumblebench.reconstruct.timeresolved import TimeResolvedConfig, windows
 
     w = windows(1000, TimeResolvedConfig(parts=True, window_frames=300, window_step=200))
     assert w[:2] == [("part1", 0, 500), ("part2", 500, 1000)]
@@ -162,7 +162,7 @@ def test_time_resolved_windows() -> None:
 
 
 def test_score_reconstruction_of_truth_run(series: Path, tmp_path: Path) -> None:
-    from validation.registration import score_reconstruction
+    from tumblebench.validation.registration import score_reconstruction
 
     reconstruct_series(series / "frames.mrcs", series / "frames.star", tmp_path / "r", _cfg(poses="truth"),
                        progress=False)
@@ -187,8 +187,9 @@ def test_reconstruct_rejects_a_bad_config_field(tmp_path: Path, toml: str, field
     cfg.write_text(toml)
     frames = tmp_path / "frames.mrcs"
     frames.write_bytes(b"")
-    res = subprocess.run([sys.executable, "-m", "validation.cli", "reconstruct", "--frames", str(frames), "--config",
-                          str(cfg), "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "tumblebench.validation.cli", "reconstruct", "--frames", str(frames),
+                          "--config", str(cfg), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and field in res.stderr
     assert not (tmp_path / "r").exists()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from simulator.density import render_density
-from validation.poses import MIRROR
-from validation.registration import register_map, rotate_map
+from tumblebench.simulator.density import render_density
+from tumblebench.validation.poses import MIRROR
+from tumblebench.validation.registration import register_map, rotate_map
 
 VOXEL = 0.5
 

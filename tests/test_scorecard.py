@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from simulator.density import lowpass, render_density
-from simulator.errors import TumblebenchError
-from validation.matching import match_atoms
-from validation.registration import register_map, rotate_map
-from validation.scorecard import SCHEMA, atoms_to_truth_frame, empty_scorecard, load_scorecard, score_run
+from tumblebench.simulator.density import lowpass, render_density
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.validation.matching import match_atoms
+from tumblebench.validation.registration import register_map, rotate_map
+from tumblebench.validation.scorecard import SCHEMA, atoms_to_truth_frame, empty_scorecard, load_scorecard, score_run
 
 
 def test_empty_scorecard_has_every_key_and_loads(tmp_path: Path) -> None:

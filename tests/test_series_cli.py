@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.builder import build_preset
-from simulator.mrc import open_stack, read_volume
-from simulator.nanocrystal import write_truth
-from simulator.star import read_star
+from tumblebench.simulator.builder import build_preset
+from tumblebench.simulator.mrc import open_stack, read_volume
+from tumblebench.simulator.nanocrystal import write_truth
+from tumblebench.simulator.star import read_star
 
 CONFIG = """
 [acquisition]
@@ -27,7 +27,7 @@ mode = "projection"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "validation.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tumblebench.validation.cli", *args], capture_output=True, text=True,
                           timeout=600)
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator.config import load_config, to_dict
-from simulator.errors import TumblebenchError
-from simulator.series import DEFAULT_DOSE_PER_FRAME, SeriesConfig, with_overrides
+from tumblebench.simulator.config import load_config, to_dict
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.series import DEFAULT_DOSE_PER_FRAME, SeriesConfig, with_overrides
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "simulate.toml"
 

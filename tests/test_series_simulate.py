@@ -10,19 +10,25 @@ import numpy as np
 import pytest
 from ase.cluster import Octahedron
 
-from simulator.detector import DetectorConfig
-from simulator.dynamics import (
+from tumblebench.simulator.detector import DetectorConfig
+from tumblebench.simulator.dynamics import (
     DynamicsConfig,
     HeightConfig,
     LiquidConfig,
     RotationConfig,
     TranslationConfig,
 )
-from simulator.errors import TumblebenchError
-from simulator.mrc import open_stack, read_volume
-from simulator.orientation import pose_matrix, rotation_angle_deg
-from simulator.series import AcquisitionConfig, SeriesConfig, SeriesSimulation, simulate_series, with_overrides
-from simulator.star import read_star
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.mrc import open_stack, read_volume
+from tumblebench.simulator.orientation import pose_matrix, rotation_angle_deg
+from tumblebench.simulator.series import (
+    AcquisitionConfig,
+    SeriesConfig,
+    SeriesSimulation,
+    simulate_series,
+    with_overrides,
+)
+from tumblebench.simulator.star import read_star
 
 PIX = 0.358
 
@@ -89,7 +95,7 @@ def test_series_writes_every_output_and_is_deterministic(tmp_path):
 
 def test_truth_map_uses_the_imaging_scattering_factors(tmp_path):
     """The truth map is the potential the frames were made from: imaging.table = peng6 renders it with peng6."""
-    from simulator.truth_map import render_truth_map
+    from tumblebench.simulator.truth_map import render_truth_map
 
     nc = _octahedron()
     cfg = _config(n_frames=2)
@@ -141,7 +147,7 @@ def test_star_poses_defocus_and_liquid_are_the_simulated_truth(tmp_path):
 
 def test_projection_mode_single_atom_lands_at_the_star_coordinate():
     nc = _Particle(np.zeros((1, 3)), ["Pt"], np.zeros((1, 3, 3)))
-    from simulator.liquid_cell import LiquidCellConfig
+    from tumblebench.simulator.liquid_cell import LiquidCellConfig
 
     cfg = _config(n_frames=1, field=80, box=32)
     cfg = dataclasses.replace(
@@ -193,8 +199,8 @@ def test_projection_mode_atoms_land_where_the_truth_says(tmp_path):
 
 def test_projection_frame_is_the_projection_of_the_truth_map():
     """Projection mode at pose identity and no shift: (frame − 1)/σ = Σ_z truth_map · voxel (same band limit)."""
-    from simulator.liquid_cell import LiquidCellConfig
-    from simulator.truth_map import render_truth_map
+    from tumblebench.simulator.liquid_cell import LiquidCellConfig
+    from tumblebench.simulator.truth_map import render_truth_map
 
     at = Octahedron("Pt", 5, 1)
     pos = at.positions - at.positions.mean(axis=0)
@@ -266,7 +272,7 @@ def test_bad_input_leaves_nothing_behind(tmp_path):
 
 
 def test_dissolution_is_recorded_and_weights_the_truth_map(tmp_path):
-    from simulator.dynamics import DissolutionConfig
+    from tumblebench.simulator.dynamics import DissolutionConfig
 
     nc = _octahedron()
     cfg = dataclasses.replace(_config(n_frames=6),
@@ -288,7 +294,7 @@ def test_dissolution_is_recorded_and_weights_the_truth_map(tmp_path):
 def test_long_series_is_streamed_not_held_in_memory(tmp_path):
     import tracemalloc
 
-    from simulator.liquid_cell import LiquidCellConfig
+    from tumblebench.simulator.liquid_cell import LiquidCellConfig
 
     nc = _Particle(np.zeros((1, 3)), ["Pt"], np.eye(3)[None] * 0.01)
     peaks = {}
@@ -311,7 +317,7 @@ def test_long_series_is_streamed_not_held_in_memory(tmp_path):
 
 
 def test_hopping_is_recorded_imaged_and_time_weighted_in_the_truth_map(tmp_path):
-    from simulator.dynamics import DissolutionConfig
+    from tumblebench.simulator.dynamics import DissolutionConfig
 
     nc = _octahedron(u_iso=0.004)
     cfg = dataclasses.replace(

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from simulator.builder import build_preset
-from simulator.mrc import open_stack, read_volume
-from simulator.orientation import rotation_angle_deg
-from simulator.series import SeriesConfig, simulate_series
-from simulator.star import read_star, star_poses
+from tumblebench.simulator.builder import build_preset
+from tumblebench.simulator.mrc import open_stack, read_volume
+from tumblebench.simulator.orientation import rotation_angle_deg
+from tumblebench.simulator.series import SeriesConfig, simulate_series
+from tumblebench.simulator.star import read_star, star_poses
 
 
 @pytest.mark.slow

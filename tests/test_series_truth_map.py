@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from simulator.errors import TumblebenchError
-from simulator.scattering import TWO_PI_A0_E, gaussian_coefficients
-from simulator.truth_map import render_truth_map
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.scattering import TWO_PI_A0_E, gaussian_coefficients
+from tumblebench.simulator.truth_map import render_truth_map
 
 
 @dataclass

@@ -9,9 +9,9 @@ import starfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.errors import TumblebenchError
-from simulator.orientation import euler_angles, random_rotations, rotation_angle_deg
-from simulator.star import PARTICLE_COLUMNS, image_names, read_star, star_poses, write_star
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.orientation import euler_angles, random_rotations, rotation_angle_deg
+from tumblebench.simulator.star import PARTICLE_COLUMNS, image_names, read_star, star_poses, write_star
 
 
 def _tables(poses: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconstruct.tracking import TrackingConfig, locate, running_mean
+from tumblebench.reconstruct.tracking import TrackingConfig, locate, running_mean
 
 PIXEL = 0.358
 
@@ -62,7 +62,7 @@ def test_running_mean_leaves_invalid_maps_out() -> None:
 def test_window_frames_must_be_odd() -> None:
     import pytest
 
-    from simulator.errors import TumblebenchError
+    from tumblebench.simulator.errors import TumblebenchError
 
     with pytest.raises(TumblebenchError, match="window_frames"):
         TrackingConfig(window_frames=4).validate()

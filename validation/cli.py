@@ -1,8 +1,8 @@
 """The ``tumblebench`` command line.
 
-Each sub-command lives in its own module under :mod:`validation.commands` and provides
+Each sub-command lives in its own module under :mod:`tumblebench.validation.commands` and provides
 ``add_parser(subparsers)``, which registers the sub-command and sets ``func(args) -> int`` as its default.
-Bad arguments and :class:`~simulator.errors.TumblebenchError` print one line to stderr and exit 2.
+Bad arguments and :class:`~tumblebench.simulator.errors.TumblebenchError` print one line to stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import argparse
 import importlib
 import sys
 
-from simulator import __version__
-from simulator.errors import TumblebenchError
-from validation.commands import COMMANDS
+from tumblebench.simulator import __version__
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.validation.commands import COMMANDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tumblebench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module(f"validation.commands.{name}").add_parser(sub)
+        importlib.import_module(f"tumblebench.validation.commands.{name}").add_parser(sub)
     return parser
 
 

@@ -1,6 +1,6 @@
 """The end-to-end pipeline of a run: build → simulate → reconstruct → atoms → score.
 
-Every stage writes its own sub-directory of the run (:class:`validation.scorecard.RunLayout`) in its
+Every stage writes its own sub-directory of the run (:class:`tumblebench.validation.scorecard.RunLayout`) in its
 documented format, exactly as the stand-alone sub-commands do, so a user can re-run or replace any stage
 and score the run again with ``tumblebench score RUN_DIR``.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import TumblebenchError
-from simulator.outputs import atomic_file, atomic_output_dir, check_output_dir, write_json
-from validation.scorecard import RunLayout, score_run
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.outputs import atomic_file, atomic_output_dir, check_output_dir, write_json
+from tumblebench.validation.scorecard import RunLayout, score_run
 
 #: The stages of a run, in order.
 STAGES = ("build", "simulate", "reconstruct", "atoms", "score")
@@ -30,7 +30,7 @@ class PipelineConfig:
     Attributes
     ----------
     preset
-        Builder preset of the particle (:data:`simulator.builder.PRESETS`).
+        Builder preset of the particle (:data:`tumblebench.simulator.builder.PRESETS`).
     seed
         Seed of the particle, the series and the reconstruction.
     n_frames
@@ -86,17 +86,17 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     Returns
     -------
     dict
-        The scorecard of the run (:func:`validation.scorecard.score_run`).
+        The scorecard of the run (:func:`tumblebench.validation.scorecard.score_run`).
     """
-    from analysis.io import write_atom_model
-    from analysis.model import build_atom_model
-    from analysis.reference import atom_reference
-    from reconstruct.config import ReconstructConfig
-    from reconstruct.pipeline import reconstruct_series
-    from simulator.builder import build_preset
-    from simulator.mrc import read_volume
-    from simulator.nanocrystal import write_truth
-    from simulator.series import SeriesConfig, simulate_series, with_overrides
+    from tumblebench.analysis.io import write_atom_model
+    from tumblebench.analysis.model import build_atom_model
+    from tumblebench.analysis.reference import atom_reference
+    from tumblebench.reconstruct.config import ReconstructConfig
+    from tumblebench.reconstruct.pipeline import reconstruct_series
+    from tumblebench.simulator.builder import build_preset
+    from tumblebench.simulator.mrc import read_volume
+    from tumblebench.simulator.nanocrystal import write_truth
+    from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides
 
     config.validate()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from simulator.errors import TumblebenchError
-from simulator.orientation import TWIN, cubic_group  # noqa: F401  (cubic_group: re-exported for the scorers)
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.orientation import TWIN, cubic_group  # noqa: F401  (cubic_group: re-exported for the scorers)
 
 MIRROR = np.diag([1.0, 1.0, -1.0])
 
@@ -80,7 +80,7 @@ def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None =
     Parameters
     ----------
     est, true
-        (M, 3, 3) estimated and true pose matrices (particle → lab, :mod:`simulator.orientation`).
+        (M, 3, 3) estimated and true pose matrices (particle → lab, :mod:`tumblebench.simulator.orientation`).
     symmetry
         (S, 3, 3) rotations of the particle's point group in the true particle frame (default: identity only).
     allow_mirror

@@ -17,8 +17,8 @@ import scipy.fft
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from reconstruct.fsc import fsc, resolution_at
-from simulator.errors import TumblebenchError
+from tumblebench.reconstruct.fsc import fsc, resolution_at
+from tumblebench.simulator.errors import TumblebenchError
 
 MIRROR = np.diag([1.0, 1.0, -1.0])
 
@@ -81,7 +81,7 @@ def register_map(vol: np.ndarray, truth: np.ndarray, rotation: np.ndarray | None
     vol, truth
         Cubic maps of equal shape, [z, y, x].
     rotation
-        Global rotation G from :func:`validation.poses.pose_errors` (``est ≈ true·G``); None = identity.
+        Global rotation G from :func:`tumblebench.validation.poses.pose_errors` (``est ≈ true·G``); None = identity.
     mirrored
         The estimate is the mirror image (``PoseErrors.mirrored``).
     polish_steps_deg
@@ -101,7 +101,7 @@ def register_map(vol: np.ndarray, truth: np.ndarray, rotation: np.ndarray | None
     base = (MIRROR if mirrored else np.eye(3)) @ g.T
     # polish on Fourier-cropped copies (≤ 64 voxels, i.e. to ~2 Å at 0.358 Å voxels): fast, and the
     # rotation is fixed by the lattice-scale features
-    from reconstruct.search import fourier_crop_volume
+    from tumblebench.reconstruct.search import fourier_crop_volume
 
     n = vol.shape[0]
     small = min(n, 64)
@@ -158,9 +158,9 @@ def score_reconstruction(run_dir, series_dir, register: bool | None = None) -> d
     import json
     from pathlib import Path
 
-    from simulator.mrc import read_volume
-    from simulator.star import read_star, star_poses
-    from validation.poses import pose_errors
+    from tumblebench.simulator.mrc import read_volume
+    from tumblebench.simulator.star import read_star, star_poses
+    from tumblebench.validation.poses import pose_errors
 
     run_dir, series_dir = Path(run_dir), Path(series_dir)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.errors import TumblebenchError
 
 #: Keys of every top-level object of scorecard.json, in order (DESIGN.md).
 SCHEMA: dict[str, tuple[str, ...]] = {
@@ -124,7 +124,7 @@ def score_structure(layout: RunLayout) -> dict[str, Any] | None:
 
 def score_series(layout: RunLayout) -> dict[str, Any] | None:
     """Series figures from ``series/frames.star`` (None if the simulate stage did not run)."""
-    from simulator.star import read_star
+    from tumblebench.simulator.star import read_star
 
     star = layout.series / "frames.star"
     if not star.exists():
@@ -147,9 +147,9 @@ class PoseScore:
 
 def score_poses(layout: RunLayout) -> PoseScore | None:
     """Compare ``recon/poses.star`` with the true poses of ``series/frames.star`` (best global rotation, hand)."""
-    from simulator.orientation import pose_matrix
-    from simulator.star import read_star
-    from validation.poses import pose_errors
+    from tumblebench.simulator.orientation import pose_matrix
+    from tumblebench.simulator.star import read_star
+    from tumblebench.validation.poses import pose_errors
 
     est_path, true_path = layout.recon / "poses.star", layout.series / "frames.star"
     if not (est_path.exists() and true_path.exists()):
@@ -170,7 +170,7 @@ def atoms_to_truth_frame(positions: np.ndarray, rotation: np.ndarray, shift_zyx:
                          voxel_size: float) -> np.ndarray:
     """Carry atom positions found in a map into the frame of the map registered onto the truth.
 
-    :func:`validation.registration.register_map` makes ``V_reg(p) = V_est(R (p − c) + c)`` shifted by
+    :func:`tumblebench.validation.registration.register_map` makes ``V_reg(p) = V_est(R (p − c) + c)`` shifted by
     ``shift``; a feature at ``q`` in the estimate therefore lands at ``Rᵀ (q − c) + c + shift``.
 
     Parameters
@@ -197,7 +197,7 @@ def kabsch_refine(est: np.ndarray, true: np.ndarray, max_dist: float = 1.76, n_i
     Removes the sub-voxel residual of map registration (interpolation, polishing step) so that atom RMSD
     measures the atom model, not the registration.
     """
-    from validation.matching import match_atoms
+    from tumblebench.validation.matching import match_atoms
 
     moved = np.asarray(est, float)
     for _ in range(n_iter):
@@ -216,8 +216,8 @@ def kabsch_refine(est: np.ndarray, true: np.ndarray, max_dist: float = 1.76, n_i
 def score_map_and_atoms(layout: RunLayout, poses: PoseScore | None
                         ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """FSC of the registered map against the truth map, and the atom model against the true atoms."""
-    from simulator.mrc import read_volume
-    from validation.registration import fsc_to_truth, register_map
+    from tumblebench.simulator.mrc import read_volume
+    from tumblebench.validation.registration import fsc_to_truth, register_map
 
     map_card: dict[str, Any] | None = None
     reg = None
@@ -243,18 +243,18 @@ def score_atoms(layout: RunLayout, registration: Any | None) -> dict[str, Any] |
     import pandas as pd
     from scipy.stats import spearmanr
 
-    from analysis.io import read_atoms, read_penetration
-    from analysis.penetration import fit_penetration
-    from simulator.coordination import radial_depth
-    from simulator.nanocrystal import load_nanocrystal
-    from simulator.star import read_star
-    from validation.matching import match_atoms
+    from tumblebench.analysis.io import read_atoms, read_penetration
+    from tumblebench.analysis.penetration import fit_penetration
+    from tumblebench.simulator.coordination import radial_depth
+    from tumblebench.simulator.nanocrystal import load_nanocrystal
+    from tumblebench.simulator.star import read_star
+    from tumblebench.validation.matching import match_atoms
 
     if not (layout.atoms / "atoms_stats.csv").exists() or not (layout.particle / "truth.extxyz").exists():
         return None
     nc = load_nanocrystal(layout.particle / "truth.extxyz")
     pos, stats = read_atoms(layout.atoms)
-    from simulator.mrc import read_volume
+    from tumblebench.simulator.mrc import read_volume
 
     source = layout.recon / "map.mrc" if (layout.recon / "map.mrc").exists() else layout.series / "truth_map.mrc"
     if not source.exists():
@@ -318,7 +318,7 @@ def score_run(run_dir: str | Path) -> dict[str, Any]:
     dict
         The scorecard (schema :data:`SCHEMA` plus ``timing_s`` and ``versions``).
     """
-    from simulator.outputs import versions
+    from tumblebench.simulator.outputs import versions
 
     layout = RunLayout(Path(run_dir))
     if not layout.root.is_dir():

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from simulator.errors import TumblebenchError
+from tumblebench.simulator.errors import TumblebenchError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
     """Run ``atoms``; return the exit status."""
     from tqdm import tqdm
 
-    from analysis.config import AtomsConfig
-    from analysis.io import write_atom_model
-    from analysis.model import build_atom_model
-    from simulator.config import load_config
-    from simulator.mrc import read_volume
-    from simulator.outputs import check_output_dir
+    from tumblebench.analysis.config import AtomsConfig
+    from tumblebench.analysis.io import write_atom_model
+    from tumblebench.analysis.model import build_atom_model
+    from tumblebench.simulator.config import load_config
+    from tumblebench.simulator.mrc import read_volume
+    from tumblebench.simulator.outputs import check_output_dir
 
     check_output_dir(args.out, args.overwrite)
     cfg = load_config(AtomsConfig, args.config, table="atoms") if args.config else AtomsConfig()

@@ -28,10 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``atoms-compare``; return the exit status."""
-    from analysis.compare import compare_models
-    from analysis.io import read_atoms
-    from simulator.errors import TumblebenchError
-    from simulator.outputs import write_json
+    from tumblebench.analysis.compare import compare_models
+    from tumblebench.analysis.io import read_atoms
+    from tumblebench.simulator.errors import TumblebenchError
+    from tumblebench.simulator.outputs import write_json
 
     if not args.max_dist > 0:
         raise TumblebenchError(f"--max-dist {args.max_dist}: expected a positive distance in Å")

@@ -7,13 +7,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from simulator.errors import TumblebenchError, require
-from simulator.outputs import atomic_output_dir, check_output_dir, write_manifest
+from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.outputs import atomic_output_dir, check_output_dir, write_manifest
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``build``."""
-    from simulator.builder import PRESETS
+    from tumblebench.simulator.builder import PRESETS
 
     p = subparsers.add_parser(
         "build",
@@ -45,10 +45,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``build``; return the exit status."""
-    from simulator.builder import build, load_spec, preset_spec
-    from simulator.config import to_dict
-    from simulator.mobility import MobilitySpec
-    from simulator.nanocrystal import load_nanocrystal, nanocrystal_from_atoms, structure_summary, write_truth
+    from tumblebench.simulator.builder import build, load_spec, preset_spec
+    from tumblebench.simulator.config import to_dict
+    from tumblebench.simulator.mobility import MobilitySpec
+    from tumblebench.simulator.nanocrystal import (
+        load_nanocrystal,
+        nanocrystal_from_atoms,
+        structure_summary,
+        write_truth,
+    )
 
     check_output_dir(args.out, args.overwrite)
     require(args.seed >= 0, f"--seed {args.seed}: expected a non-negative integer")

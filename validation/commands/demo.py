@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from validation.pipeline import QUICK, STAGES, PipelineConfig, format_scorecard, run_pipeline
+from tumblebench.validation.pipeline import QUICK, STAGES, PipelineConfig, format_scorecard, run_pipeline
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from simulator.errors import TumblebenchError
-from simulator.outputs import check_output_dir
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.outputs import check_output_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,10 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``reconstruct``; return the exit status."""
-    from analysis.reference import atom_reference
-    from reconstruct.config import ReconstructConfig
-    from reconstruct.pipeline import reconstruct_series
-    from simulator.config import load_config
+    from tumblebench.analysis.reference import atom_reference
+    from tumblebench.reconstruct.config import ReconstructConfig
+    from tumblebench.reconstruct.pipeline import reconstruct_series
+    from tumblebench.simulator.config import load_config
 
     check_output_dir(args.out, args.overwrite)
     config = load_config(ReconstructConfig, args.config) if args.config else ReconstructConfig()

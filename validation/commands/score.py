@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from simulator.outputs import atomic_file, write_json
-from validation.pipeline import format_scorecard
-from validation.scorecard import score_run
+from tumblebench.simulator.outputs import atomic_file, write_json
+from tumblebench.validation.pipeline import format_scorecard
+from tumblebench.validation.scorecard import score_run
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from simulator.config import load_config
-from simulator.errors import TumblebenchError
-from simulator.outputs import check_output_dir
+from tumblebench.simulator.config import load_config
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.outputs import check_output_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,8 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``simulate``; return the exit status."""
-    from simulator.nanocrystal import load_nanocrystal
-    from simulator.series import SeriesConfig, simulate_series, with_overrides
+    from tumblebench.simulator.nanocrystal import load_nanocrystal
+    from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides
 
     check_output_dir(args.out, args.overwrite)
     if args.frames is not None and args.frames < 1:
