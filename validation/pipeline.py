@@ -11,7 +11,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ from tumblebench.validation.scorecard import RunLayout, score_run
 
 #: The stages of a run, in order.
 STAGES = ("build", "simulate", "reconstruct", "atoms", "score")
+
+#: The replaceable algorithm stages (keys of :attr:`PipelineConfig.algorithms`).
+ALGORITHM_STAGES = ("tracking", "pose", "refine", "atoms")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class PipelineConfig:
         Pose mode of the reconstruction: ``abinitio`` (default), ``truth`` or ``truth+noise:DEG``.
     stop_after
         Last stage to run (one of :data:`STAGES`); ``score`` runs everything.
+    algorithms
+        Algorithm of each replaceable stage (``tracking``, ``pose``, ``refine``, ``atoms``): a registered name
+        (a built-in or an entry point of the group ``tumblebench.algorithms``) or an import path
+        ``module:attr``. A stage not listed uses its built-in default.
     """
 
     preset: str = "default"
@@ -49,6 +56,7 @@ class PipelineConfig:
     mode: str = "multislice"
     poses: str = "abinitio"
     stop_after: str = "score"
+    algorithms: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`TumblebenchError` naming the field that is out of range."""
@@ -56,6 +64,12 @@ class PipelineConfig:
             raise TumblebenchError(f"n_frames = {self.n_frames}: a reconstruction needs at least 50 frames")
         if self.stop_after not in STAGES:
             raise TumblebenchError(f"stop_after = {self.stop_after!r} is not one of {', '.join(STAGES)}")
+        for stage, spec in self.algorithms.items():
+            if stage not in ALGORITHM_STAGES:
+                raise TumblebenchError(f"algorithms.{stage}: not a replaceable stage; expected one of "
+                                       f"{', '.join(ALGORITHM_STAGES)}")
+            if not isinstance(spec, str) or not spec.strip():
+                raise TumblebenchError(f"algorithms.{stage} = {spec!r}: expected a name or an import path module:attr")
 
 
 #: ``demo --quick``: every stage at small size (a few minutes on 2 cores).
