@@ -102,8 +102,9 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     dict
         The scorecard of the run (:func:`tumblebench.validation.scorecard.score_run`).
     """
+    from tumblebench.analysis.config import AtomsConfig
     from tumblebench.analysis.io import write_atom_model
-    from tumblebench.analysis.model import build_atom_model
+    from tumblebench.analysis.model import atom_statistics, build_atom_model
     from tumblebench.analysis.reference import atom_reference
     from tumblebench.reconstruct.config import ReconstructConfig
     from tumblebench.reconstruct.pipeline import reconstruct_series
@@ -111,8 +112,15 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     from tumblebench.simulator.mrc import read_volume
     from tumblebench.simulator.nanocrystal import write_truth
     from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides
+    from tumblebench.stages import AtomsInput, StageOutputError, run_stage
+    from tumblebench.validation.algorithms import Configs, check_pose_mode, resolve_all
 
     config.validate()
+    rcfg = replace(ReconstructConfig(), poses=config.poses, seed=config.seed)
+    acfg = AtomsConfig()
+    # every algorithm is found and checked before any work starts
+    check_pose_mode(config.poses, config.algorithms, where="algorithms:")
+    algorithms = resolve_all(config.algorithms, Configs(reconstruct=rcfg, atoms=acfg), where="algorithms:")
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     order = STAGES[: STAGES.index(config.stop_after) + 1]
     timing: dict[str, float] = {}
@@ -140,9 +148,9 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
         write_json(final / "timing.json", timing)
     if "reconstruct" in order:
         t = time.perf_counter()
-        rcfg = replace(ReconstructConfig(), poses=config.poses, seed=config.seed)
         summary = reconstruct_series(run.series / "frames.mrcs", run.series / "frames.star", run.recon,
-                                     rcfg, progress=progress, reference_model=atom_reference)
+                                     rcfg, progress=progress, reference_model=atom_reference,
+                                     algorithms={k: v for k, v in algorithms.items() if k != "atoms"})
         timing["reconstruct"] = time.perf_counter() - t
         say(f"[reconstruct] poses {config.poses}: half-map FSC 0.143 at {summary['fsc_half_0.143_A']:.2f} Å "
             f"({timing['reconstruct']:.1f} s) -> {run.recon / 'map.mrc'}")
@@ -151,7 +159,14 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
         t = time.perf_counter()
         vol, vs = read_volume(run.recon / "map.mrc")
         try:
-            model = build_atom_model(vol, vs, where=str(run.recon / "map.mrc"))
+            if "atoms" in algorithms:
+                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, vs, acfg.element,
+                                                                                str(run.recon / "map.mrc")))
+                model = atom_statistics(vol, vs, detection, acfg, where=str(run.recon / "map.mrc"))
+            else:
+                model = build_atom_model(vol, vs, acfg, where=str(run.recon / "map.mrc"))
+        except StageOutputError:
+            raise
         except TumblebenchError as exc:
             # a map that resolves no atoms is a result of the reconstruction being benchmarked, not bad
             # input: the run goes on to the scorecard, whose atom figures stay null
