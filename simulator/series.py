@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import multiprocessing
 import os
 import pickle
@@ -46,7 +47,7 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
-from tumblebench.simulator.config import to_dict
+from tumblebench.simulator.config import check_memory, check_range, check_seed, to_dict
 from tumblebench.simulator.detector import DetectorConfig, detect, mtf_2d
 from tumblebench.simulator.dynamics import (
     Dissolution,
@@ -61,10 +62,15 @@ from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.imaging import Imager, ImagingConfig
 from tumblebench.simulator.mrc import MrcStackWriter, write_volume
 from tumblebench.simulator.orientation import euler_angles
-from tumblebench.simulator.outputs import atomic_output_dir, write_manifest
+from tumblebench.simulator.outputs import atomic_output_dir, check_output_dir, write_manifest
 from tumblebench.simulator.scattering import GAUSSIAN_TABLES, form_factor, gaussian_coefficients
 from tumblebench.simulator.star import image_names, write_star
 from tumblebench.simulator.truth_map import check_fits_box, particle_frame_positions, particle_radius, render_truth_map
+
+#: Most frames a series may have (250 s at 400 frames/s).
+MAX_FRAMES = 100_000
+#: Largest field of view, Å (300 nm).
+MAX_FIELD_A = 3000.0
 
 #: Default dose per frame: 8.5 e⁻/pixel at 0.358 Å pixels (17,000 e⁻/pixel over 2,000 frames, seed 004).
 DEFAULT_DOSE_PER_FRAME = 8.5 / 0.358**2
@@ -80,24 +86,31 @@ class AcquisitionConfig:
     Attributes
     ----------
     n_frames
-        Number of frames.
+        Number of frames, in [1, 100,000] (100,000 frames is 250 s at 400 frames/s, beyond any recorded
+        liquid-cell series of one particle).
     frame_rate_hz
-        Frames per second (K2-IS: 400).
+        Frames per second (K2-IS: 400), in [0.1, 10,000] Hz (the fastest direct-detector imaging modes).
     exposure_fraction
-        Fraction of each frame period the detector integrates (1: continuous readout).
+        Fraction of each frame period the detector integrates (1: continuous readout), in (0, 1].
     dose_per_frame_e_per_A2
-        Electron dose per frame, e⁻/Å² (default 8.5 e⁻/pixel at 0.358 Å ≈ 66.3 e⁻/Å²).
+        Electron dose per frame, e⁻/Å² (default 8.5 e⁻/pixel at 0.358 Å ≈ 66.3 e⁻/Å²), in (0, 100,000]
+        (10⁵ e⁻/Å² in one frame is beyond any counting detector's frame and destroys a Pt nanocrystal).
     dose_rate_e_per_A2_per_s
-        If set, the dose rate at the specimen (e⁻/Å²/s); the dose per frame is then
+        If set, the dose rate at the specimen (e⁻/Å²/s), in (0, 10⁷]; the dose per frame is then
         ``dose_rate · exposure_fraction / frame_rate`` and ``dose_per_frame_e_per_A2`` is ignored.
     pixel_size_A
-        Detector pixel size at the specimen, Å.
+        Detector pixel size at the specimen, Å, in [0.05, 2]: below 0.05 Å the Nyquist frequency (10 Å⁻¹) is
+        far beyond any microscope's information limit; above 2 Å (Nyquist 4 Å) no Pt lattice fringe (the
+        widest, {111}, is 2.27 Å) can be imaged.
     field_px
-        Edge of the square frame (full field of view), pixels.
+        Edge of the square frame (full field of view), pixels, in [16, 8192] (the largest direct-detector
+        frame edge), with the field ``field_px · pixel_size_A`` at most 3,000 Å: a field of more than a few
+        hundred nm is not a liquid-cell frame of one nanocrystal.
     box_size_px
-        Edge of the reconstruction box the truth map uses, pixels (``tbBoxSize``).
+        Edge of the reconstruction box the truth map uses, pixels (``tbBoxSize``), in [16, 512] and at most
+        ``field_px``.
     substeps
-        Imaged sub-steps per exposure (motion blur and thermal averaging within a frame).
+        Imaged sub-steps per exposure (motion blur and thermal averaging within a frame), in [1, 64].
     """
 
     n_frames: int = 2000
@@ -111,20 +124,24 @@ class AcquisitionConfig:
     substeps: int = 3
 
     def validate(self) -> None:
-        require(self.n_frames >= 1, f"n_frames = {self.n_frames} must be >= 1")
-        require(self.frame_rate_hz > 0, f"frame_rate_hz = {self.frame_rate_hz} must be > 0")
-        require(0 < self.exposure_fraction <= 1, f"exposure_fraction = {self.exposure_fraction} must be in (0, 1]")
-        require(self.dose_per_frame_e_per_A2 > 0,
-                f"dose_per_frame_e_per_A2 = {self.dose_per_frame_e_per_A2} must be > 0 e/Å²")
+        check_range(self.n_frames, 1, MAX_FRAMES, "n_frames")
+        check_range(self.frame_rate_hz, 0.1, 1e4, "frame_rate_hz", "Hz")
+        check_range(self.exposure_fraction, 0, 1, "exposure_fraction", lo_open=True)
+        check_range(self.dose_per_frame_e_per_A2, 0, 1e5, "dose_per_frame_e_per_A2", "e/Å²", lo_open=True)
         if self.dose_rate_e_per_A2_per_s is not None:
-            require(self.dose_rate_e_per_A2_per_s > 0,
-                    f"dose_rate_e_per_A2_per_s = {self.dose_rate_e_per_A2_per_s} must be > 0 e/Å²/s")
-        require(self.pixel_size_A > 0, f"pixel_size_A = {self.pixel_size_A} must be > 0 Å")
-        require(self.field_px >= 16, f"field_px = {self.field_px} must be >= 16")
-        require(self.box_size_px >= 16, f"box_size_px = {self.box_size_px} must be >= 16")
+            check_range(self.dose_rate_e_per_A2_per_s, 0, 1e7, "dose_rate_e_per_A2_per_s", "e/Å²/s", lo_open=True)
+            check_range(self.dose_per_frame, 0, 1e5, "dose per frame (dose_rate · exposure_fraction / frame_rate)",
+                        "e/Å²", lo_open=True)
+        check_range(self.pixel_size_A, 0.05, 2.0, "pixel_size_A", "Å")
+        check_range(self.field_px, 16, 8192, "field_px")
+        require(self.field_px * self.pixel_size_A <= MAX_FIELD_A,
+                f"field_px · pixel_size_A = {self.field_px} · {self.pixel_size_A} = "
+                f"{self.field_px * self.pixel_size_A:.0f} Å is more than {MAX_FIELD_A:.0f} Å (300 nm), not a "
+                "liquid-cell frame of one particle; reduce field_px")
+        check_range(self.box_size_px, 16, 512, "box_size_px")
         require(self.box_size_px <= self.field_px,
                 f"box_size_px = {self.box_size_px} must not exceed field_px = {self.field_px}")
-        require(1 <= self.substeps <= 64, f"substeps = {self.substeps} must be in [1, 64]")
+        check_range(self.substeps, 1, 64, "substeps")
 
     @property
     def dose_per_frame(self) -> float:
@@ -227,6 +244,66 @@ def with_overrides(config: SeriesConfig, *, mode: str | None = None, n_frames: i
     return out
 
 
+# ------------------------------------------------------------------------------------------ memory
+
+
+def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1) -> dict[str, float]:
+    """Estimated peak resident memory of a series, bytes, by part (checked before anything is allocated).
+
+    Parameters
+    ----------
+    config
+        Series configuration.
+    radius_A
+        Particle radius (Å, :func:`tumblebench.simulator.truth_map.particle_radius`).
+    workers
+        Processes rendering frames.
+
+    Returns
+    -------
+    dict
+        ``field`` (per process: the field's frequency grids, both graphene sheets and their spectra, a
+        frame's background layers and the cache of up to 65 complex64 lens transfers, ≈ 720 B per field
+        pixel), ``graphene_lattice`` (per process, transient: the lattice grid
+        :func:`tumblebench.simulator.liquid_cell.graphene_positions` builds to cover the field, ≈ 160 B per
+        cell), ``window`` (per process: the sub-steps' slice potentials on the oversampled window, ≈ 40 B per
+        point), ``main`` (the trajectory, ≈ 200 B per sub-step, and the truth map, ≈ 40 B per voxel) and
+        ``total``.
+    """
+    acq = config.acquisition
+    img = config.imaging
+    p = acq.pixel_size_A
+    f2 = float(acq.field_px) ** 2
+    field = 720.0 * f2
+    extent = acq.field_px * p
+    a = 2.46  # graphene lattice constant, Å
+    n = math.ceil((math.hypot(extent, extent) + 2 * a) / (a * math.sqrt(3) / 2)) + 2
+    lattice = 160.0 * (2 * n + 1) ** 2 if img.liquid_cell.enabled and img.liquid_cell.graphene else 0.0
+    span = 2.0 * radius_A + 2.0 * img.window_margin_A
+    w_det = max(16, math.ceil(span / p))
+    w_int = math.ceil(w_det * img.oversampling)
+    n_slices = max(1, math.ceil(2.0 * radius_A / img.slice_thickness_A) + 1) if img.mode == "multislice" else 1
+    window = 40.0 * acq.substeps * n_slices * w_int**2
+    if img.mode == "projection":
+        window = 40.0 * f2
+    main = 200.0 * 2 * acq.substeps * acq.n_frames + 40.0 * float(acq.box_size_px) ** 3
+    per_worker = field + lattice + window
+    total = main + max(1, int(workers)) * per_worker
+    return {"field": field, "graphene_lattice": lattice, "window": window, "main": main, "total": total}
+
+
+def check_series_memory(config: SeriesConfig, radius_A: float, workers: int = 1) -> None:
+    """Refuse a series whose :func:`series_memory_bytes` exceeds the available memory (one line: what to reduce)."""
+    est = series_memory_bytes(config, radius_A, workers)
+    biggest = max(("field", "graphene_lattice", "window", "main"), key=lambda k: est[k])
+    hint = {"field": "acquisition.field_px (or the rendering workers)",
+            "graphene_lattice": "acquisition.field_px or acquisition.pixel_size_A (the field in Å the graphene "
+                                "sheets cover)",
+            "window": "imaging.oversampling, acquisition.substeps or the particle size",
+            "main": "acquisition.n_frames or acquisition.box_size_px"}[biggest]
+    check_memory(est["total"], f"simulate ({max(1, int(workers))} rendering process(es))", hint)
+
+
 # ------------------------------------------------------------------------------------------ simulation
 
 
@@ -266,8 +343,9 @@ class SeriesSimulation:
     def __init__(self, nc, config: SeriesConfig, seed: int) -> None:
         config.validate()
         self.config = config
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         acq = config.acquisition
+        check_series_memory(config, particle_radius(nc))
         symbols = list(nc.symbols)
         table = getattr(config.imaging, "table", "peng")
         for el in sorted(set(symbols)):
@@ -623,12 +701,15 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
-    acq = config.acquisition
-    n = sim.n_frames
+    check_output_dir(out_dir, overwrite)
+    config.validate()
+    n = config.acquisition.n_frames
     n_workers = _default_workers(n) if workers is None else max(1, int(workers))
     if multiprocessing.current_process().daemon:
         n_workers = 1
+    check_series_memory(config, particle_radius(nc), n_workers)
+    sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
+    acq = config.acquisition
     k = min(config.output.montage_frames, n)
     montage_idx = set(np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist())
     raw_m: list[np.ndarray] = []

@@ -230,7 +230,7 @@ def score_poses(layout: RunLayout, symmetry: Any | None = None) -> PoseScore | N
         None when either STAR file is absent.
     """
     from tumblebench.simulator.orientation import pose_matrix
-    from tumblebench.simulator.star import read_star
+    from tumblebench.simulator.star import image_indices, order_by_frame, read_star
     from tumblebench.validation.poses import pose_errors
 
     est_path, true_path = layout.recon / "poses.star", layout.series / "frames.star"
@@ -238,8 +238,13 @@ def score_poses(layout: RunLayout, symmetry: Any | None = None) -> PoseScore | N
         return None
     optics, true = read_star(true_path)
     _, est = read_star(est_path)
-    idx = est["rlnImageName"].str.split("@").str[0].astype(int).to_numpy() - 1
-    if idx.min() < 0 or idx.max() >= len(true):
+    true = order_by_frame(true, str(true_path))  # row i is frame i of the series' stack
+    true_stack = image_indices(true, str(true_path))[1][0]
+    idx, stacks = image_indices(est, str(est_path))
+    if set(stacks) != {true_stack}:
+        raise TumblebenchError(f"{est_path}: rlnImageName names stack {sorted(set(stacks) - {true_stack})[0]!r}, "
+                               f"not the series' {true_stack!r}")
+    if idx.max() >= len(true):
         raise TumblebenchError(f"{est_path}: rlnImageName refers to frames outside {true_path}")
     a_est = pose_matrix(*(est[c].to_numpy(float) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")))
     t = true.iloc[idx]
