@@ -20,6 +20,9 @@ from tumblebench.simulator.errors import TumblebenchError
 
 T = TypeVar("T")
 
+#: TOML keys that were renamed (old -> new); an old key is still an unknown field, with the new name in the message.
+RENAMED_FIELDS: dict[str, str] = {"pixel_size_A": "sampling"}
+
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
@@ -105,8 +108,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        renamed = "".join(f" ({k} is now {RENAMED_FIELDS[k]})" for k in unknown if RENAMED_FIELDS.get(k) in fields)
         raise TumblebenchError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; expected some of {', '.join(sorted(fields))}"
+            f"{where}: unknown field(s) {', '.join(unknown)}{renamed}; expected some of {', '.join(sorted(fields))}"
         )
     kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
     try:
