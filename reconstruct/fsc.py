@@ -20,14 +20,14 @@ def shell_index(shape: tuple[int, ...]) -> np.ndarray:
     return np.rint(np.sqrt(sum(g.astype(np.float64) ** 2 for g in grids))).astype(np.int64)
 
 
-def fsc(map1: np.ndarray, map2: np.ndarray, voxel_size: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def fsc(map1: np.ndarray, map2: np.ndarray, sampling: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Fourier shell correlation of two maps of equal cubic shape.
 
     Parameters
     ----------
     map1, map2
         Real maps [z, y, x].
-    voxel_size
+    sampling
         Voxel edge in Å.
 
     Returns
@@ -55,7 +55,7 @@ def fsc(map1: np.ndarray, map2: np.ndarray, voxel_size: float = 1.0) -> tuple[np
     d2 = np.bincount(sh, weights=np.abs(fb) ** 2, minlength=nsh)
     with np.errstate(invalid="ignore", divide="ignore"):
         curve = np.where((d1 > 0) & (d2 > 0), num / np.sqrt(d1 * d2), 0.0)
-    freq = np.arange(nsh) / (n * voxel_size)
+    freq = np.arange(nsh) / (n * sampling)
     return freq, curve
 
 

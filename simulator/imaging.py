@@ -333,7 +333,7 @@ class Imager:
         pos, syms = self._check_inputs(positions, symbols)
         s_count, n = pos.shape[:2]
         ny, nx = self.shape
-        p = self.sampling
+        sampling = self.sampling
         if n == 0:
             return np.ones((16, 16)), (ny // 2 - 8, nx // 2 - 8)
         cxy = pos[..., :2].reshape(-1, 2).mean(axis=0)
@@ -341,7 +341,7 @@ class Imager:
         win = self._window(span)
         if self.config.mode == "projection":
             # linear: computed on the whole (periodic) field, so no window truncates the band-limited tails
-            flat = pos.reshape(-1, 3) + np.array([(nx // 2) * p, (ny // 2) * p, 0.0])
+            flat = pos.reshape(-1, 3) + np.array([(nx // 2) * sampling, (ny // 2) * sampling, 0.0])
             with _single_blas_thread():
                 coeffs = slice_potential_coefficients(flat, np.tile(np.asarray(syms, dtype=object), s_count),
                                                       self._field_grid, None,
@@ -349,11 +349,11 @@ class Imager:
                                                       table=self.config.table, slicing="centre")
             return 1.0 + self.sigma * self._field_grid.to_real(coeffs, self.workers)[0].astype(np.float64), (0, 0)
         w = win.w_det
-        col0 = int(np.round(cxy[0] / p + nx // 2)) - w // 2
-        row0 = int(np.round(cxy[1] / p + ny // 2)) - w // 2
+        col0 = int(np.round(cxy[0] / sampling + nx // 2)) - w // 2
+        row0 = int(np.round(cxy[1] / sampling + ny // 2)) - w // 2
         local = pos.copy()
-        local[..., 0] -= (col0 - nx // 2) * p
-        local[..., 1] -= (row0 - ny // 2) * p
+        local[..., 0] -= (col0 - nx // 2) * sampling
+        local[..., 1] -= (row0 - ny // 2) * sampling
         mode = self.config.mode
         cfg = self.config
         with _single_blas_thread():
