@@ -20,6 +20,7 @@ import scipy.fft
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from tumblebench.simulator import grid
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.scattering import gaussian_coefficients
 
@@ -62,10 +63,7 @@ def check_map(volume: np.ndarray, sampling: float, where: str = "map") -> np.nda
 
 def frequency_squared(shape: tuple[int, int, int], sampling: float) -> np.ndarray:
     """|q|² (Å⁻²) on the rfftn grid of ``shape`` (q = 1/d, cycles per Å)."""
-    fz = scipy.fft.fftfreq(shape[0], d=sampling)[:, None, None]
-    fy = scipy.fft.fftfreq(shape[1], d=sampling)[None, :, None]
-    fx = scipy.fft.rfftfreq(shape[2], d=sampling)[None, None, :]
-    return (fz**2 + fy**2 + fx**2).astype(np.float32)
+    return grid.frequency_squared(shape, sampling, rfft=True).astype(np.float32)
 
 
 def atom_transfer(element: str, q2: np.ndarray, u_iso: float, resolution: float | None) -> np.ndarray:

@@ -38,6 +38,7 @@ from tumblebench.analysis.penetration import fit_penetration
 from tumblebench.simulator.builder import build_preset
 from tumblebench.simulator.coordination import radial_depth
 from tumblebench.simulator.density import lowpass
+from tumblebench.simulator.grid import radial_frequency
 from tumblebench.simulator.nanocrystal import load_nanocrystal
 from tumblebench.simulator.orientation import box_centre
 from tumblebench.simulator.outputs import git_commit
@@ -53,9 +54,7 @@ def shell_power(vol: np.ndarray, sampling: float, resolution: float) -> float:
     """Mean |F|² (unnormalised DFT) of ``vol`` in the one-voxel-wide shell at 1/``resolution``."""
     ft = scipy.fft.rfftn(vol.astype(np.float64), workers=-1)
     n = vol.shape[0]
-    f = scipy.fft.fftfreq(n, d=sampling)
-    fr = scipy.fft.rfftfreq(n, d=sampling)
-    k = np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + fr[None, None, :] ** 2)
+    k = radial_frequency(vol.shape, sampling, rfft=True)
     sel = np.abs(k - 1.0 / resolution) < 0.5 / (n * sampling)
     return float(np.mean(np.abs(ft[sel]) ** 2))
 

@@ -49,6 +49,7 @@ import numpy as np
 from ase.cluster import Octahedron
 
 from tumblebench.simulator.builder import build_preset
+from tumblebench.simulator.grid import frequencies
 from tumblebench.simulator.imaging import Imager, ImagingConfig
 from tumblebench.simulator.liquid_cell import LiquidCellConfig
 from tumblebench.simulator.orientation import random_rotations
@@ -245,7 +246,7 @@ def main() -> int:
     # convergence of the default sampling (Peng, exact slices, 40 mrad) for the default particle: random and
     # low-index zone-axis orientations against oversampling 4 and 6 with antialiased transmission
     base = ImagingConfig(liquid_cell=no_cell)
-    qq = np.hypot(*np.meshgrid(np.fft.fftfreq(FIELD, SAMPLING), np.fft.fftfreq(FIELD, SAMPLING)))
+    qq = np.hypot(*frequencies((FIELD, FIELD), SAMPLING)[::-1])
 
     def low_pass_std(img: np.ndarray, res_A: float = 5.0) -> float:
         return float(np.fft.ifft2(np.fft.fft2(img - 1) * (qq < 1 / res_A)).real.std())

@@ -30,6 +30,7 @@ import scipy.fft
 from scipy import ndimage
 
 from tumblebench.simulator.errors import require
+from tumblebench.simulator.grid import frequencies
 
 #: d-spacings (Å) of graphene's reflections (a = 2.46 Å): {10}, {11}, {20}, {21}; SINGLE removes the first two,
 #: the higher orders are also recorded at 0.358 Å pixels (Nyquist 0.716 Å).
@@ -78,9 +79,7 @@ class BackgroundConfig:
 def lattice_peak_mask(mean_power: np.ndarray, sampling: float, config: BackgroundConfig) -> np.ndarray:
     """Boolean mask (fftfreq layout, frames' shape) of the graphene peaks in a mean power spectrum."""
     ny, nx = mean_power.shape
-    qy = scipy.fft.fftfreq(ny, sampling)[:, None]
-    qx = scipy.fft.fftfreq(nx, sampling)[None, :]
-    q = np.hypot(qy, qx)
+    q = np.hypot(*frequencies((ny, nx), sampling))
     mask = np.zeros(mean_power.shape, bool)
     for d in GRAPHENE_SPACINGS_A:
         q0 = 1.0 / d
@@ -206,10 +205,10 @@ def missing_data(peaks: np.ndarray, field_sampling: float, shape: tuple[int, int
     """
     fy, fx = peaks.shape
     iy, ix = np.nonzero(peaks)
-    q_peaks = np.stack([scipy.fft.fftfreq(fy, field_sampling)[iy], scipy.fft.fftfreq(fx, field_sampling)[ix]], 1)
+    field_qy, field_qx = frequencies((fy, fx), field_sampling)
+    q_peaks = np.stack([field_qy[iy, 0], field_qx[0, ix]], 1)
     ny, nx = shape
-    qy = scipy.fft.fftshift(scipy.fft.fftfreq(ny, sampling))
-    qx = scipy.fft.fftshift(scipy.fft.fftfreq(nx, sampling))
+    qy, qx = (q.ravel() for q in frequencies(shape, sampling, centred=True))
     dq = 1.0 / (min(fy, fx) * field_sampling)
     radius = (0.5 + margin_px) * dq
     keep = np.ones(shape, np.float32)

@@ -36,8 +36,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from tumblebench.reconstruct.fsc import shell_index
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.grid import shells
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def modify_density(volume: np.ndarray, fsc_half: np.ndarray, mask: np.ndarray, i
     if curve.shape != (nsh,):
         raise TumblebenchError(f"modify_density: fsc_half has {curve.size} shells, the {n}³ map has {nsh}")
     require(iterations >= 1, f"iterations = {iterations} must be >= 1")
-    sh = shell_index(v.shape)
+    sh = shells(v.shape, rfft=True)
     # shells beyond n/2 (the corners of the cube) carry no FSC estimate: the constraints alone decide them
     w = np.where(sh < nsh, np.clip(curve, 0.0, 1.0)[np.minimum(sh, nsh - 1)], 0.0)
     x = v * m

@@ -10,14 +10,7 @@ import numpy as np
 import scipy.fft
 
 from tumblebench.simulator.errors import TumblebenchError
-
-
-def shell_index(shape: tuple[int, ...]) -> np.ndarray:
-    """Fourier shell (rounded radius in Fourier pixels) of every coefficient of ``scipy.fft.rfftn`` of a map of
-    ``shape`` — the shells of :func:`fsc`."""
-    grids = np.meshgrid(*[np.fft.fftfreq(n) * n for n in shape[:-1]], np.fft.rfftfreq(shape[-1]) * shape[-1],
-                        indexing="ij", sparse=True)
-    return np.rint(np.sqrt(sum(g.astype(np.float64) ** 2 for g in grids))).astype(np.int64)
+from tumblebench.simulator.grid import shells
 
 
 def fsc(map1: np.ndarray, map2: np.ndarray, sampling: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +34,7 @@ def fsc(map1: np.ndarray, map2: np.ndarray, sampling: float = 1.0) -> tuple[np.n
         raise TumblebenchError(f"FSC needs two 3D maps of the same shape, got {a.shape} and {b.shape}")
     fa = scipy.fft.rfftn(a, workers=-1)
     fb = scipy.fft.rfftn(b, workers=-1)
-    sh = shell_index(a.shape).ravel()
+    sh = shells(a.shape, rfft=True).ravel()
     n = min(a.shape)
     nsh = n // 2 + 1
     keep = sh < nsh

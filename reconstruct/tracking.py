@@ -21,6 +21,7 @@ import scipy.fft
 from scipy import ndimage
 
 from tumblebench.simulator.errors import require
+from tumblebench.simulator.grid import frequencies
 from tumblebench.stages import Track, TrackingInput
 
 log = logging.getLogger("tumblebench.reconstruct")
@@ -98,9 +99,7 @@ class Trajectory:
 
 def gaussian_lowpass_ft(shape: tuple[int, int], sampling: float, resolution: float) -> np.ndarray:
     """Gaussian transfer exp(−2 (q·resolution)²) on the fftfreq grid."""
-    qy = scipy.fft.fftfreq(shape[0], sampling)[:, None]
-    qx = scipy.fft.fftfreq(shape[1], sampling)[None, :]
-    return np.exp(-2.0 * (np.hypot(qy, qx) * resolution) ** 2).astype(np.float32)
+    return np.exp(-2.0 * (np.hypot(*frequencies(shape, sampling)) * resolution) ** 2).astype(np.float32)
 
 
 def disc_template(shape: tuple[int, int], radius_px: float) -> np.ndarray:
@@ -152,9 +151,7 @@ def locate(frames: np.ndarray, sampling: float, radius_px: float, sign: float, c
     tmpl = np.conj(scipy.fft.fft2(disc_template((ny, nx), radius_px)))
     ft = scipy.fft.fft2(np.asarray(frames, np.float32), workers=-1)
     if config.method == "energy":
-        qy = scipy.fft.fftfreq(ny, sampling)[:, None]
-        qx = scipy.fft.fftfreq(nx, sampling)[None, :]
-        q = np.hypot(qy, qx)
+        q = np.hypot(*frequencies((ny, nx), sampling))
         bp = ((q >= 1 / config.band_A[1]) & (q <= 1 / config.band_A[0])).astype(np.float32)
         energy = np.abs(scipy.fft.ifft2(ft * bp, workers=-1)) ** 2
         ft = scipy.fft.fft2(energy.astype(np.float32), workers=-1)
@@ -252,7 +249,7 @@ def estimate_diameter(boxes: np.ndarray, sampling: float, sign: float, fraction:
     b = np.asarray(boxes, np.float32)
     if energy:
         n = b.shape[-1]
-        q = np.hypot(scipy.fft.fftfreq(n, sampling)[:, None], scipy.fft.fftfreq(n, sampling)[None, :])
+        q = np.hypot(*frequencies((n, n), sampling))
         bp = ((q >= 1 / band_A[1]) & (q <= 1 / band_A[0])).astype(np.float32)
         mean = np.zeros((n, n))
         for s in range(0, len(b), 256):

@@ -76,8 +76,9 @@ from threadpoolctl import ThreadpoolController
 
 from tumblebench.simulator import multislice as ms
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.grid import frequencies
 from tumblebench.simulator.liquid_cell import LiquidCellConfig, attenuation, graphene_potential, water_potential
-from tumblebench.simulator.optics import LensTransfer, OpticsConfig, frequency_grid
+from tumblebench.simulator.optics import LensTransfer, OpticsConfig
 from tumblebench.simulator.potential import FourierGrid, slice_potential_coefficients
 from tumblebench.simulator.scattering import GAUSSIAN_TABLES, TABLES, available
 
@@ -222,7 +223,7 @@ class _Window:
         self.grid = FourierGrid(shape, self.internal_sampling, q_v)
         self.mask = ms.band_mask(shape, self.internal_sampling, self.q_ms)
         self.prop = ms.propagator(shape, self.internal_sampling, imager.wavelength, dz, self.q_ms)
-        qy, qx = frequency_grid(shape, self.internal_sampling)
+        qy, qx = frequencies(shape, self.internal_sampling)
         self.lens = LensTransfer(qy, qx, imager.optics, self.mask, imager.config.envelopes)
         # detector-window grid for the crop / projection mode
         self.det = FourierGrid((w_det, w_det), imager.sampling, imager.band_q)
@@ -279,7 +280,7 @@ class Imager:
         self._windows: dict[tuple[int, float], _Window] = {}
         self._bg_cache: dict[str, np.ndarray] = {}
         self._lens_cache: dict[float, np.ndarray] = {}
-        qy, qx = frequency_grid(self.shape, self.sampling)
+        qy, qx = frequencies(self.shape, self.sampling)
         self._field_grid = FourierGrid(self.shape, self.sampling, self.band_q)
         self._field_lens = LensTransfer(qy, qx, self.optics, ((qx**2 + qy**2) <= self.band_q**2).astype(float),
                                         config.envelopes)

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from tumblebench.reconstruct.density import DensityConfig, density_modified_map, envelope_mask, modify_density
-from tumblebench.reconstruct.fsc import fsc, shell_index
+from tumblebench.reconstruct.fsc import fsc
+from tumblebench.simulator.grid import shells
 from tumblebench.simulator.truth_map import render_truth_map
 
 SAMPLING = 0.358
@@ -35,7 +36,7 @@ def _band(shape: tuple[int, ...], lo_A: float, hi_A: float) -> tuple[np.ndarray,
     """Shell indices of an rfft grid and the boolean shells (per index) between ``hi_A`` and ``lo_A`` Å."""
     n = shape[0]
     k = np.arange(n // 2 + 1) / (n * SAMPLING)
-    return shell_index(shape), (k > 1 / hi_A) & (k < 1 / lo_A)
+    return shells(shape, rfft=True), (k > 1 / hi_A) & (k < 1 / lo_A)
 
 
 def test_a_shell_without_data_is_restored(truth: np.ndarray) -> None:
