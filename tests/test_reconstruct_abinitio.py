@@ -263,34 +263,6 @@ def test_abinitio_cuboctahedron_within_2_degrees(seed: int) -> None:
     assert pose_errors(res.poses, rots, symmetry=cubic_group(), projection_twin=True).median_deg <= 2.0
 
 
-def test_realign_segments_moves_a_run_on_another_branch_back() -> None:
-    """A run of frames whose poses are all turned by one rotation (as a pseudo-symmetric mate would be) is found
-    by the pairwise segment test and moved back into the frame of the rest, the run's ends included."""
-    from tumblebench.reconstruct.branches import realign_segments
-    from tumblebench.reconstruct.projector import soft_sphere
-
-    pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
-    frames, rots, _ = _series(pos, 40, 150, 200.0, 7)
-    turn = Rotation.from_rotvec(np.radians(110) * np.array([0.6, -0.64, 0.48])).as_matrix()
-    poses = rots.copy()
-    poses[17:52] = np.einsum("nij,jk->nik", rots[17:52], turn)
-    imgs = frames - frames.mean(axis=(1, 2), keepdims=True)
-    band = Band.make(40, r_max=40 * SAMPLING / 1.6, r_min=1)
-    mask = soft_sphere(40, (6.0 + 2.0) / SAMPLING, 2.0)
-    new, info = realign_segments(imgs, band.take(image_ft(imgs)), band, poses, 1.6 / SAMPLING, mask, None, None, 30,
-                                 so3_grid(2000), block_frames=12, pair_res_px=2.2 / SAMPLING)
-    assert info["moved"]
-    err = pose_errors(new, rots, allow_mirror=False).angles_deg
-    assert np.median(err) < 3.0 and np.mean(err < 5.0) > 0.95
-
-
-def test_max_run_finds_the_best_contiguous_run() -> None:
-    from tumblebench.reconstruct.branches import _max_run
-
-    assert _max_run(np.array([-1.0, 2.0, -0.5, 3.0, -4.0, 1.0])) == (1, 3)
-    assert _max_run(np.array([-1.0, -2.0])) == (0, -1)
-
-
 def test_continuity_sweep_pulls_a_stuck_run_back_from_its_neighbours() -> None:
     """Frames stuck ~12° off (a run, each turned differently) are recovered from their neighbours' poses."""
     from tumblebench.reconstruct.refine import continuity_sweep
