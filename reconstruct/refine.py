@@ -30,7 +30,6 @@ import scipy.fft
 from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct._gridding_kernels import score_candidates, slice_score
-from tumblebench.reconstruct.branches import _fill_unmeasured
 from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
 from tumblebench.reconstruct.projector import (
     Band,
@@ -83,13 +82,6 @@ class RefineConfig:
     sweep_resolution_A
         Coarsest resolution limit (Å) of the continuity sweep run after every iteration's local search
         (:func:`continuity_sweep`); 0 disables it.
-    fill_iter
-        Without a CTF: iterations that fill the unmeasured part of each half map's transform under positivity
-        and the mask before it serves as reference (:func:`tumblebench.reconstruct.abinitio._fill_unmeasured`; 0: off).
-    fill_iterations
-        The fill applies to this many first iterations: it widens the basin (from true poses + 10° the
-        median error after 4 iterations 4.9° → 4.1° with the fill throughout), but at the finest search the
-        filled cone and the gaps between slices limit the accuracy (true poses + 6°: 0.82° → 1.5°).
     sweep_tolerance
         Relative correlation deficit within which the sweep prefers the neighbour's pose to the frame's own
         (:func:`continuity_sweep`).
@@ -119,8 +111,6 @@ class RefineConfig:
     converge_deg: float = 0.3
     sweep_resolution_A: float = 1.5
     sweep_tolerance: float = 0.0
-    fill_iter: int = 0
-    fill_iterations: int = 1
     model_iterations: int = 1
     model_rounds: int = 2
     model_search_A: float = 1.2
@@ -137,7 +127,6 @@ class RefineConfig:
         require(self.pad in (1, 2, 3), f"refine.pad = {self.pad} must be 1, 2 or 3")
         require(self.sweep_resolution_A >= 0, "refine.sweep_resolution_A must be >= 0 Å (0: off)")
         require(0 <= self.sweep_tolerance < 1, "refine.sweep_tolerance must be in [0, 1)")
-        require(self.fill_iter >= 0 and self.fill_iterations >= 0, "refine.fill_iter/fill_iterations must be >= 0")
         require(self.model_iterations >= 0 and self.model_rounds >= 1 and self.model_climbs >= 1,
                 "refine.model_iterations must be >= 0, refine.model_rounds and refine.model_climbs >= 1")
         require(self.model_search_A > 0 and len(self.model_steps_deg) >= 1 and all(s > 0 for s in self.model_steps_deg),
@@ -263,12 +252,8 @@ def _filtered_half(rec: Reconstructor, curve: np.ndarray) -> np.ndarray:
     return rec.reconstruct(tau=tau, filt=np.sqrt(np.clip(curve, 0, 1)))
 
 
-def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray, fill_iter: int = 0,
-                    res_px: float = 2.0) -> Reference:
-    vol = _filtered_half(rec, curve)
-    if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see branches)
-        vol = _fill_unmeasured(vol, rec.weight, rec.pad, mask, res_px, fill_iter)
-    return prepare_reference(vol * mask, pad=rec.pad)
+def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> Reference:
+    return prepare_reference(_filtered_half(rec, curve) * mask, pad=rec.pad)
 
 
 @numba.njit(cache=True)
@@ -463,9 +448,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
         res_band = resolution_at(freq, curve, 0.143, min_freq=q_transfer) if q_transfer > 0 else res_fsc
         res_band = res if not np.isfinite(res_band) else res_band
         search_res = max(config.finest_search_A, 2.0 * sampling + 1e-6, min(res_band, res) if it == 0 else res_band)
-        fill = config.fill_iter if ctf_fn is None and it < config.fill_iterations else 0
-        refs = (_half_reference(rec1, curve, mask, fill, search_res / sampling),
-                _half_reference(rec2, curve, mask, fill, search_res / sampling))
+        refs = (_half_reference(rec1, curve, mask), _half_reference(rec2, curve, mask))
         del rec1, rec2
         poses, shifts, change, sweep = _search_frames(boxes, sampling, poses, shifts, halves, refs, ctf_fn,
                                                       search_res, config.steps_deg, config.climbs_per_step, 1,

@@ -179,10 +179,9 @@ def test_sphere_method_runs_its_starts_and_returns_a_model() -> None:
 # Opt-in ab initio / refinement options (not yet the defaults: +40-60 % ab initio CPU on these small series):
 # distinct correlation peaks as Viterbi candidates, positivity fill of the unmeasured Fourier cone of every model
 # (a short Brownian series sees its particle from a cap of directions only), polished poses, previous poses as
-# candidates at the fine iterations, and the fill in the first refinement iterations.
+# candidates at the fine iterations.
 TRAJECTORY_AB = dict(top_k=64, distinct_deg=8.0, candidate_pool=512, fill_iter=50, local_from_A=9.0,
                      keep_previous_from_A=2.5)
-TRAJECTORY_REFINE = dict(fill_iter=50, fill_iterations=3)
 
 
 @pytest.mark.slow
@@ -200,7 +199,7 @@ def test_trajectory_options_find_poses_of_an_asymmetric_particle(seed: int) -> N
     cfg = AbInitioConfig(box=40, grid_size=10000, n_starts=2, **TRAJECTORY_AB)
     poses, _, _ = abinitio(frames, SAMPLING, 12.0, cfg, np.random.default_rng(seed))
     res = refine(frames, SAMPLING, poses, np.zeros((len(frames), 2)), 12.0,
-                 RefineConfig(n_iter=3, model_iterations=0, **TRAJECTORY_REFINE))
+                 RefineConfig(n_iter=3, model_iterations=0))
     err = pose_errors(res.poses, rots)
     assert err.median_deg < 8.0
     assert np.mean(err.angles_deg < 5.0) > 0.4

@@ -181,6 +181,7 @@ def test_example_config_lists_the_defaults() -> None:
     ('[abinitio]\nmethod = "lattice"\n[abinitio.lattice]\npriors = ["bcc"]\n', "abinitio.lattice.priors"),
     ("[density]\niterations = 0\n", "density.iterations"),
     ("[refine]\nbranch_segment = 30\n", "branch_segment"),  # removed option: an unknown field
+    ("[refine]\nfill_iterations = 3\n", "fill_iterations"),  # removed option: an unknown field
 ])
 def test_reconstruct_rejects_a_bad_config_field(tmp_path: Path, toml: str, field: str) -> None:
     """Nested TOML tables are checked on load: one line naming the field, exit 2, nothing written."""
