@@ -90,9 +90,6 @@ class AbInitioConfig:
         Weight of the penalty (angle/step)² relative to the z-scored correlation; 0 disables continuity.
     mask_margin_A
         Soft spherical mask radius = diameter/2 + this margin (Å).
-    fill_iter
-        Without a CTF: iterations that fill the unmeasured part of each model's transform under positivity and
-        the mask (:func:`_fill_unmeasured`); 0 clips the map at zero once instead.
     keep_previous_from_A
         At iterations whose resolution limit is this (Å) or finer, each frame's previous pose is a candidate of
         the continuity pass too (0: never). Earlier, the previous path's continuity would outweigh the new
@@ -120,7 +117,6 @@ class AbInitioConfig:
     mask_margin_A: float = 2.0
     local_from_A: float = 0.0
     ctf_min: float = 0.25
-    fill_iter: int = 0
     keep_previous_from_A: float = 0.0
 
     def validate(self) -> None:
@@ -136,9 +132,8 @@ class AbInitioConfig:
         require(self.top_k >= 1, f"abinitio.top_k = {self.top_k} must be >= 1")
         require(self.step_deg > 0, f"abinitio.step_deg = {self.step_deg} must be > 0")
         require(self.continuity_weight >= 0, "abinitio.continuity_weight must be >= 0")
-        require(self.distinct_deg >= 0 and self.candidate_pool >= 0 and self.fill_iter >= 0
-                and self.keep_previous_from_A >= 0,
-                "abinitio.distinct_deg, candidate_pool, fill_iter and keep_previous_from_A must be >= 0")
+        require(self.distinct_deg >= 0 and self.candidate_pool >= 0 and self.keep_previous_from_A >= 0,
+                "abinitio.distinct_deg, candidate_pool and keep_previous_from_A must be >= 0")
 
 
 def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: np.ndarray,
@@ -347,14 +342,14 @@ def _sphere_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, conf
         # random asymmetries differ between starts)
         rots = Rotation.random(len(sub), random_state=int(rng.integers(2**31))).as_matrix()
         res0 = eff(config.resolutions_A[0])
-        model = _reconstruct_small(small[sub], rots, res0 / crop_sampling, mask, ctf_pad, config.fill_iter)
+        model = _reconstruct_small(small[sub], rots, res0 / crop_sampling, mask, ctf_pad)
         score = 0.0
         for res in config.resolutions_A:
             res_eff = eff(res)
             prev = rots if res_eff <= config.keep_previous_from_A else None
             rots, frame_scores = search(model, sub, res_eff, step_sub, prev)
             score = float(frame_scores.mean())
-            model = _reconstruct_small(small[sub], rots, res_eff / crop_sampling, mask, ctf_pad, config.fill_iter)
+            model = _reconstruct_small(small[sub], rots, res_eff / crop_sampling, mask, ctf_pad)
             if monitor is not None:
                 monitor(s, res_eff, sub, rots, score)
             if progress is not None:
