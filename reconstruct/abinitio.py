@@ -43,7 +43,6 @@ from tumblebench.reconstruct.search import (
     distinct_peaks,
     fourier_crop,
     fourier_crop_volume,
-    local_search,
     so3_grid,
     viterbi,
 )
@@ -96,10 +95,6 @@ class AbInitioConfig:
         model's evidence and freeze the first guess.
     ctf_min
         With a CTF, frequencies below the first where the mean |CTF| exceeds this are not searched.
-    local_from_A
-        At iterations whose resolution limit is finer than this, the grid poses are polished by a local
-        hill-climbing search (which breaks the grid's ~6° granularity) before the model is rebuilt
-        (0: never; without half sets it can drift into a self-consistent wrong model).
     """
 
     method: str = "lattice"
@@ -115,7 +110,6 @@ class AbInitioConfig:
     step_deg: float = 5.0
     continuity_weight: float = 0.3
     mask_margin_A: float = 2.0
-    local_from_A: float = 0.0
     ctf_min: float = 0.25
     keep_previous_from_A: float = 0.0
 
@@ -328,13 +322,7 @@ def _sphere_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, conf
             cz = np.concatenate([cz, ((cc[:, 0] - mean) / sd)[:, None]], axis=1)
         path = viterbi(cands, cz, step, config.continuity_weight)
         rows = np.arange(len(idx))
-        chosen = cands[rows, path]
-        if res <= config.local_from_A:
-            ref = prepare_reference(model)
-            c_ref = None if ctf_small is None else band.take(ctf_small[idx])
-            chosen, _ = local_search(ref, img if ctf_small is None else band.take(ft_all[idx]), band, chosen,
-                                     c_ref, (3.0, 1.5, 0.75))
-        return chosen, cz[rows, path]
+        return cands[rows, path], cz[rows, path]
 
     starts = []
     for s in range(config.n_starts):
