@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from tumblebench.reconstruct.branches import _cc, _reconstruct_small
+from tumblebench.reconstruct.branches import _reconstruct_small
 from tumblebench.reconstruct.lattice import LatticeConfig, LatticePoses
 from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import (
@@ -89,10 +89,6 @@ class AbInitioConfig:
         Weight of the penalty (angle/step)² relative to the z-scored correlation; 0 disables continuity.
     mask_margin_A
         Soft spherical mask radius = diameter/2 + this margin (Å).
-    keep_previous_from_A
-        At iterations whose resolution limit is this (Å) or finer, each frame's previous pose is a candidate of
-        the continuity pass too (0: never). Earlier, the previous path's continuity would outweigh the new
-        model's evidence and freeze the first guess.
     ctf_min
         With a CTF, frequencies below the first where the mean |CTF| exceeds this are not searched.
     """
@@ -111,7 +107,6 @@ class AbInitioConfig:
     continuity_weight: float = 0.3
     mask_margin_A: float = 2.0
     ctf_min: float = 0.25
-    keep_previous_from_A: float = 0.0
 
     def validate(self) -> None:
         require(self.method in ("lattice", "sphere"),
@@ -126,13 +121,13 @@ class AbInitioConfig:
         require(self.top_k >= 1, f"abinitio.top_k = {self.top_k} must be >= 1")
         require(self.step_deg > 0, f"abinitio.step_deg = {self.step_deg} must be > 0")
         require(self.continuity_weight >= 0, "abinitio.continuity_weight must be >= 0")
-        require(self.distinct_deg >= 0 and self.candidate_pool >= 0 and self.keep_previous_from_A >= 0,
-                "abinitio.distinct_deg, candidate_pool and keep_previous_from_A must be >= 0")
+        require(self.distinct_deg >= 0 and self.candidate_pool >= 0,
+                "abinitio.distinct_deg and candidate_pool must be >= 0")
 
 
 def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: np.ndarray,
                   ctf_band: np.ndarray | None = None, top_k: int = 12, chunk: int = 4000,
-                  distinct_deg: float = 0.0, pool: int = 0, return_stats: bool = False):
+                  distinct_deg: float = 0.0, pool: int = 0):
     """Normalised correlation of every image with the model's projections at every grid pose.
 
     Parameters
@@ -160,9 +155,6 @@ def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: 
         projection) are all candidates. Rows with fewer distinct peaks repeat their best (score −inf).
     pool
         Grid poses kept per image before the suppression (default ``8·top_k``).
-    return_stats
-        Also return the mean and standard deviation (M,) of each image's correlations over the grid (to z-score
-        other poses alike).
 
     Returns
     -------
@@ -206,7 +198,7 @@ def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: 
     mean = s1 / g
     sd = np.sqrt(np.maximum(s2 / g - mean**2, 1e-30))
     z = (best_val - mean[:, None]) / sd[:, None]
-    return (best_idx, z, mean, sd) if return_stats else (best_idx, z)
+    return best_idx, z
 
 
 def best_global_alignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +293,7 @@ def _sphere_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, conf
     def eff(res: float) -> float:
         return min(max(res, 2.05 * crop_sampling), ns * crop_sampling / (1.3 * r_min))
 
-    def search(model, idx, res, step, prev=None):
+    def search(model, idx, res, step):
         band = Band.make(ns, r_max=ns * crop_sampling / res, r_min=r_min)
         img = band.take(ft_all[idx])
         cb = None
@@ -309,17 +301,9 @@ def _sphere_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, conf
             c = band.take(ctf_small[idx])
             img = img * c
             cb = (c**2).mean(axis=0)
-        ci, cz, mean, sd = global_scores(model, img, band, grid, cb, top_k=config.top_k,
-                                         distinct_deg=config.distinct_deg, pool=config.candidate_pool,
-                                         return_stats=True)
+        ci, cz = global_scores(model, img, band, grid, cb, top_k=config.top_k, distinct_deg=config.distinct_deg,
+                               pool=config.candidate_pool)
         cands = grid[ci]
-        if prev is not None:
-            # the previous iteration's (polished) poses compete with the grid's peaks, scored alike: an iteration
-            # keeps what the last one found unless the new model prefers another pose
-            ref = prepare_reference(model)
-            cc = _cc(ref, img, band, prev[:, None], None if cb is None else np.broadcast_to(cb, img.shape))
-            cands = np.concatenate([cands, prev[:, None]], axis=1)
-            cz = np.concatenate([cz, ((cc[:, 0] - mean) / sd)[:, None]], axis=1)
         path = viterbi(cands, cz, step, config.continuity_weight)
         rows = np.arange(len(idx))
         return cands[rows, path], cz[rows, path]
@@ -334,8 +318,7 @@ def _sphere_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, conf
         score = 0.0
         for res in config.resolutions_A:
             res_eff = eff(res)
-            prev = rots if res_eff <= config.keep_previous_from_A else None
-            rots, frame_scores = search(model, sub, res_eff, step_sub, prev)
+            rots, frame_scores = search(model, sub, res_eff, step_sub)
             score = float(frame_scores.mean())
             model = _reconstruct_small(small[sub], rots, res_eff / crop_sampling, mask, ctf_pad)
             if monitor is not None:

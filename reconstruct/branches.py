@@ -1,5 +1,4 @@
-"""Tools of the ``sphere`` ab initio: small band-limited maps and the correlation of frames with candidate poses.
-"""
+"""Small band-limited maps of the ``sphere`` ab initio (positivity without a CTF, the mask)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,7 @@ import logging
 import numpy as np
 import scipy.fft
 
-from tumblebench.reconstruct._gridding_kernels import score_candidates
-from tumblebench.reconstruct.projector import Band, Reconstructor
+from tumblebench.reconstruct.projector import Reconstructor
 
 log = logging.getLogger("tumblebench.reconstruct")
 
@@ -37,14 +35,3 @@ def _reconstruct_small(images: np.ndarray, rots: np.ndarray, res_px: float, mask
     # through a CTF (and the non-linear contrast of a strong phase object) the low-resolution map need not be
     # positive: only the mask applies
     return vol * mask
-
-
-def _cc(ref, x: np.ndarray, band: Band, cands: np.ndarray, ctf: np.ndarray | None = None) -> np.ndarray:
-    """Normalised correlations (M, K) of images ``x`` (M, P) with projections at candidate poses (M, K, 3, 3)."""
-    m, k = cands.shape[:2]
-    out = np.empty((m, k))
-    c = np.ones((m, band.kx.size), np.float32) if ctf is None else np.ascontiguousarray(ctf, np.float32)
-    xx = np.ascontiguousarray(x, np.complex64)
-    score_candidates(ref.vft, np.ascontiguousarray(cands, np.float64), band.kx, band.ky, ref.pad, xx, c, out)
-    nrm = np.sqrt((np.abs(xx) ** 2).sum(axis=1))
-    return out / np.maximum(nrm, 1e-30)[:, None]

@@ -153,9 +153,8 @@ def test_sphere_method_runs_its_starts_and_returns_a_model() -> None:
 
 
 # Opt-in ab initio / refinement options (not yet the defaults: +40-60 % ab initio CPU on these small series):
-# distinct correlation peaks as Viterbi candidates, previous poses as
-# candidates at the fine iterations.
-TRAJECTORY_AB = dict(top_k=64, distinct_deg=8.0, candidate_pool=512, keep_previous_from_A=2.5)
+# distinct correlation peaks as Viterbi candidates.
+TRAJECTORY_AB = dict(top_k=64, distinct_deg=8.0, candidate_pool=512)
 
 
 @pytest.mark.slow
