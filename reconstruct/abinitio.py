@@ -77,12 +77,6 @@ class AbInitioConfig:
         Independent random starts.
     top_k
         Candidate poses kept per frame for the temporal (Viterbi) pass.
-    distinct_deg
-        The candidates are distinct correlation peaks at least this far apart (deg; 0: the ``top_k`` best grid
-        poses, which crowd around a few peaks). A symmetric particle has many equally good poses per frame; the
-        continuous path through them exists only if every one of them is a candidate of every frame.
-    candidate_pool
-        Best grid poses per frame from which the distinct peaks are taken.
     step_deg
         Expected rotation between successive frames (deg), sets the continuity penalty.
     continuity_weight
@@ -101,8 +95,6 @@ class AbInitioConfig:
     resolutions_A: tuple[float, ...] = (8.0, 6.0, 5.0, 4.0, 3.5, 3.0, 2.7, 2.4, 2.4, 2.2, 2.2, 2.2)
     n_starts: int = 2
     top_k: int = 12
-    distinct_deg: float = 0.0
-    candidate_pool: int = 0
     step_deg: float = 5.0
     continuity_weight: float = 0.3
     mask_margin_A: float = 2.0
@@ -121,8 +113,6 @@ class AbInitioConfig:
         require(self.top_k >= 1, f"abinitio.top_k = {self.top_k} must be >= 1")
         require(self.step_deg > 0, f"abinitio.step_deg = {self.step_deg} must be > 0")
         require(self.continuity_weight >= 0, "abinitio.continuity_weight must be >= 0")
-        require(self.distinct_deg >= 0 and self.candidate_pool >= 0,
-                "abinitio.distinct_deg and candidate_pool must be >= 0")
 
 
 def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: np.ndarray,
@@ -301,8 +291,7 @@ def _sphere_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, conf
             c = band.take(ctf_small[idx])
             img = img * c
             cb = (c**2).mean(axis=0)
-        ci, cz = global_scores(model, img, band, grid, cb, top_k=config.top_k, distinct_deg=config.distinct_deg,
-                               pool=config.candidate_pool)
+        ci, cz = global_scores(model, img, band, grid, cb, top_k=config.top_k)
         cands = grid[ci]
         path = viterbi(cands, cz, step, config.continuity_weight)
         rows = np.arange(len(idx))
@@ -428,7 +417,6 @@ def reassign(boxes: np.ndarray, sampling: float, shifts_px: np.ndarray, volume: 
         img = img * c
         cb = (c**2).mean(axis=0)
     grid = so3_grid(config.grid_size)
-    ci, cz = global_scores(vol_small, img, band, grid, cb, top_k=config.top_k, distinct_deg=config.distinct_deg,
-                           pool=config.candidate_pool)
+    ci, cz = global_scores(vol_small, img, band, grid, cb, top_k=config.top_k)
     path = viterbi(grid[ci], cz, config.step_deg, config.continuity_weight)
     return grid[ci[np.arange(m), path]]

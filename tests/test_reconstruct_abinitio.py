@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
@@ -150,32 +149,6 @@ def test_sphere_method_runs_its_starts_and_returns_a_model() -> None:
     poses, model, info = abinitio(frames, SAMPLING, 12.0, cfg, np.random.default_rng(0))
     assert model.shape == (40, 40, 40) and len(info["start_scores"]) == 2
     assert pose_errors(poses, rots).median_deg < 30.0  # seed 0: a start that finds the particle
-
-
-# Opt-in ab initio / refinement options (not yet the defaults: +40-60 % ab initio CPU on these small series):
-# distinct correlation peaks as Viterbi candidates.
-TRAJECTORY_AB = dict(top_k=64, distinct_deg=8.0, candidate_pool=512)
-
-
-@pytest.mark.slow
-@settings(max_examples=2, deadline=None)
-@given(seed=st.integers(0, 1000))
-@example(seed=4)  # with the defaults (as for 8, 11, 17, 19): median 98.8° (8: 49.7, 11: 8.8, 17: 49.7, 19: 13.2)
-@example(seed=8)
-@example(seed=11)
-@example(seed=17)
-@example(seed=19)
-def test_trajectory_options_find_poses_of_an_asymmetric_particle(seed: int) -> None:
-    """The asymmetric-cluster case of the test above with the opt-in options; the same assertions."""
-    pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
-    frames, rots, _ = _series(pos, 40, 150, 200.0, seed)
-    cfg = AbInitioConfig(box=40, grid_size=10000, n_starts=2, **TRAJECTORY_AB)
-    poses, _, _ = abinitio(frames, SAMPLING, 12.0, cfg, np.random.default_rng(seed))
-    res = refine(frames, SAMPLING, poses, np.zeros((len(frames), 2)), 12.0,
-                 RefineConfig(n_iter=3, model_iterations=0))
-    err = pose_errors(res.poses, rots)
-    assert err.median_deg < 8.0
-    assert np.mean(err.angles_deg < 5.0) > 0.4
 
 
 def test_centrosymmetric_particle_projects_identically_at_a_pose_and_its_twin() -> None:
