@@ -3,8 +3,7 @@
 This module holds the ``"sphere"`` method (below); the tools both methods share (SO(3) grid, distinct peaks,
 the Viterbi pass, Fourier cropping) are in :mod:`tumblebench.reconstruct.search`. The default method, ``"lattice"``, is
 :mod:`tumblebench.reconstruct.lattice`: on aberration-corrected multislice frames only the lattice fringes carry
-orientation, and the sphere method's featureless start cannot reach them (default series after refinement:
-127° median pose error, 1.85° with the lattice method).
+orientation, and the sphere method's featureless start cannot reach them.
 
 No truth is read. For each of several random starts: begin from a featureless model (a sphere of the diameter
 measured on the frames) with random poses, then alternate (1) a *global* search of every subset frame over a
@@ -62,7 +61,7 @@ class AbInitioConfig:
         ``"lattice"``: orientations from the crystal lattice's fringes (:mod:`reconstruct.lattice`, configured by
         ``lattice``); ``"sphere"``: the global search from a featureless model described here (the other
         fields). On aberration-corrected multislice frames of a Pt particle only the lattice method finds the
-        orientations (default series: median pose error 127° with ``"sphere"``).
+        orientations.
     lattice
         :class:`tumblebench.reconstruct.lattice.LatticeConfig` (TOML table ``[abinitio.lattice]``).
     box

@@ -61,8 +61,7 @@ class RefineConfig:
     n_iter
         Maximum refinement iterations (each: reconstruct halves, FSC, local pose + shift search). Default 3:
         from the lattice ab initio's poses the half-map iterations gain little after the third, and the model
-        iteration gains more (default multislice series: 3 + 1 model iteration 1.85° median, FSC(truth) = 0.5
-        from 3 Å at 1.111 Å, 580 s in all; 5 + 0: 2.23°, 1.69 Å, 570 s).
+        iteration gains more in the same time.
     steps_deg
         Hill-climbing step sizes of the local orientation search, deg (largest first).
     climbs_per_step
