@@ -312,7 +312,8 @@ def _detect(volume: np.ndarray, voxel_size: float, cfg: AtomsConfig, where: str)
     if not 0.75 <= nn_med / expected_nn <= 1.3:
         raise TumblebenchError(
             f"{where}: median nearest-neighbour distance {nn_med:.2f} Å is far from {cfg.element}'s "
-            f"{expected_nn:.2f} Å; the voxel size ({v} Å) or the element is probably wrong"
+            f"{expected_nn:.2f} Å; check the voxel size ({v} Å) and the element, or the map's quality and "
+            "resolution (merged or spurious atoms in a noisy or poorly resolved map)"
         )
     ids = np.arange(len(centres))
     fit_radius = 0.75 * a_guess / (2 * np.sqrt(2))
@@ -469,7 +470,9 @@ def atom_statistics(volume: np.ndarray, voxel_size: float, detection: AtomDetect
     if not 0.92 <= a_ratio <= 1.08:
         raise TumblebenchError(
             f"{where}: fitted lattice constant {float(sm.fit.lattice_constant):.3f} Å is {100 * (a_ratio - 1):+.0f} % "
-            f"off {cfg.element}'s {a_guess:.3f} Å; the voxel size ({v} Å) is probably wrong"
+            f"off {cfg.element}'s {a_guess:.3f} Å; check the voxel size ({v} Å) and the element, or the map: a "
+            "noisy or poorly resolved map (wrong poses, resolution coarser than the atom spacing) places atoms "
+            "off their lattice sites"
         )
     disp = _fit_displacements(fit_vol, centres, v, fit_radius, table)
     u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01

@@ -33,7 +33,7 @@ from tumblebench.reconstruct.background import (
     normalise_boxes,
     static_region,
 )
-from tumblebench.reconstruct.config import ReconstructConfig
+from tumblebench.reconstruct.config import ReconstructConfig, check_reconstruct_memory
 from tumblebench.reconstruct.density import density_modified_map
 from tumblebench.reconstruct.fsc import resolution_at
 from tumblebench.reconstruct.lattice import LatticePoses
@@ -59,7 +59,7 @@ from tumblebench.simulator.mrc import open_stack, write_volume
 from tumblebench.simulator.optics import OpticsConfig, ctf_2d
 from tumblebench.simulator.orientation import euler_angles, pose_matrix
 from tumblebench.simulator.outputs import atomic_output_dir, write_manifest
-from tumblebench.simulator.star import read_star, write_star
+from tumblebench.simulator.star import order_by_frame, read_star, write_star
 from tumblebench.stages import (
     PoseInput,
     ReferenceModel,
@@ -126,12 +126,15 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
 
 def _check_inputs(frames_path: Path, star_path: Path | None, config: ReconstructConfig):
     stack, pixel = open_stack(frames_path)
+    check_reconstruct_memory(*stack.shape, config)
     optics = particles = None
     if star_path is not None:
         optics, particles = read_star(star_path)
         require(len(particles) == stack.shape[0],
                 f"{star_path}: data_particles has {len(particles)} rows but {frames_path} has "
                 f"{stack.shape[0]} frames; they must describe the same frames")
+        # rows matched to frames by rlnImageName (INDEX@STACK), never by their position in the table
+        particles = order_by_frame(particles, str(star_path), frames_path.name, stack.shape[0])
         if "rlnImagePixelSize" in optics:
             ps_star = float(optics["rlnImagePixelSize"].iloc[0])
             require(abs(ps_star - pixel) <= 1e-3 * pixel,

@@ -152,7 +152,8 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
                                      rcfg, progress=progress, reference_model=atom_reference,
                                      algorithms={k: v for k, v in algorithms.items() if k != "atoms"})
         timing["reconstruct"] = time.perf_counter() - t
-        say(f"[reconstruct] poses {config.poses}: half-map FSC 0.143 at {summary['fsc_half_0.143_A']:.2f} Å "
+        say(f"[reconstruct] poses {config.poses}: half-map FSC 0.143, first crossing, at "
+            f"{summary['fsc_half_0.143_A']:.2f} Å "
             f"({timing['reconstruct']:.1f} s) -> {run.recon / 'map.mrc'}")
         write_json(final / "timing.json", timing)
     if "atoms" in order:
@@ -196,16 +197,35 @@ def format_scorecard(card: dict[str, Any]) -> str:
     def f(x: Any, fmt: str) -> str:
         return "—" if x is None else format(x, fmt)
 
+    def pct(x: Any) -> str:
+        return "—" if x is None else f"{100 * x:.0f} %"
+
     s, se, p, m, a = (card.get(k) or {} for k in ("structure", "series", "poses", "map", "atoms"))
+    sym = "—" if s.get("symmetry_group") is None else f"{s['symmetry_group']}, order {s['symmetry_order']}"
+    twin = " + projection twin" if p.get("reduced_projection_twin") else ""
+    if m.get("ctf_gap_low_res_A") is None:
+        gap_note, band = "no CTF transfer gap", ""
+    else:
+        where = "inside" if m.get("fsc_half_0.143_first_in_gap") else "outside"
+        gap_note = (f"{where} the CTF transfer gap {f(m.get('ctf_gap_low_res_A'), '.1f')}–"
+                    f"{f(m.get('ctf_gap_high_res_A'), '.1f')} Å")
+        band = f"; within the transferred band {f(m.get('fsc_half_0.143_band_A'), '.2f')} Å"
     lines = [
         f"particle     {f(s.get('n_atoms'), 'd')} atoms, diameter {f(s.get('diameter_A'), '.1f')} Å, "
-        f"a = {f(s.get('lattice_constant_A'), '.4f')} Å, median CN {f(s.get('median_cn'), '.1f')}",
+        f"a = {f(s.get('lattice_constant_A'), '.4f')} Å, median CN {f(s.get('median_cn'), '.1f')}, "
+        f"proper symmetry {sym}",
         f"series       {f(se.get('n_frames'), 'd')} frames, {se.get('mode') or '—'}, "
         f"{f(se.get('dose_per_frame_e_per_A2'), '.1f')} e/Å² per frame, {f(se.get('pixel_size_A'), '.3f')} Å/px",
-        f"poses        median error {f(p.get('median_error_deg'), '.2f')}°, 90th percentile "
-        f"{f(p.get('p90_error_deg'), '.2f')}° (after best global rotation and hand)",
+        f"poses        raw (best global rotation and hand): median {f(p.get('median_error_deg'), '.2f')}°, "
+        f"p90 {f(p.get('p90_error_deg'), '.2f')}°, within 5° {pct(p.get('within_5deg_fraction'))}, "
+        f"within 10° {pct(p.get('within_10deg_fraction'))}",
+        f"             modulo the particle's symmetry ({sym}{twin}): median "
+        f"{f(p.get('reduced_median_error_deg'), '.2f')}°, p90 {f(p.get('reduced_p90_error_deg'), '.2f')}°, "
+        f"within 5° {pct(p.get('reduced_within_5deg_fraction'))}, "
+        f"within 10° {pct(p.get('reduced_within_10deg_fraction'))}",
         f"map          FSC(truth) 0.5 at {f(m.get('fsc_truth_0.5_A'), '.2f')} Å, 0.143 at "
-        f"{f(m.get('fsc_truth_0.143_A'), '.2f')} Å; half-map 0.143 at {f(m.get('fsc_half_0.143_A'), '.2f')} Å",
+        f"{f(m.get('fsc_truth_0.143_A'), '.2f')} Å (first crossings)",
+        f"             half maps 0.143: first crossing {f(m.get('fsc_half_0.143_A'), '.2f')} Å ({gap_note}){band}",
         f"atoms        {f(a.get('n_detected'), 'd')} found / {f(a.get('n_true'), 'd')} true: recall "
         f"{f(a.get('recall'), '.3f')}, precision {f(a.get('precision'), '.3f')}, RMSD {f(a.get('rmsd_pm'), '.1f')} pm, "
         f"CN exact {f(a.get('cn_exact_fraction'), '.2f')}",
