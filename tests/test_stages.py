@@ -242,3 +242,67 @@ def test_specs_one_per_stage_and_pose_mode() -> None:
         check_pose_mode("truth", {"refine": "projection-matching"})
     with pytest.raises(TumblebenchError, match="estimates no poses"):
         check_pose_mode("truth+noise:3", {"pose": "lattice"})
+
+
+# -------------------------------------------------------------------------------------------- command line
+def test_atoms_command_takes_the_algorithm_from_toml_and_flag(atom_map, tmp_path, capsys) -> None:
+    from tumblebench.simulator.mrc import write_volume
+    from tumblebench.validation.cli import main as cli_main
+
+    vol, _ = atom_map
+    write_volume(tmp_path / "m.mrc", vol, VOXEL)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[algorithms]\natoms = "test_stages:_NoMethod"\n')
+    assert cli_main(["atoms", "--map", str(tmp_path / "m.mrc"), "--config", str(bad), "--out",
+                     str(tmp_path / "a0"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "atoms=test_stages:_NoMethod" in err and "has no method 'detect'" in err
+    assert not (tmp_path / "a0").exists()  # checked before any work
+    # the flag wins over the table; the built-in by name gives the default model
+    assert cli_main(["atoms", "--map", str(tmp_path / "m.mrc"), "--config", str(bad), "--algorithm",
+                     "atoms=threshold-scan", "--out", str(tmp_path / "a1"), "--quiet"]) == 0
+    assert (tmp_path / "a1" / "atoms_stats.csv").exists()
+
+
+def test_reconstruct_command_rejects_a_bad_algorithm_before_any_work(tmp_path, capsys) -> None:
+    from tumblebench.validation.cli import main as cli_main
+
+    frames = tmp_path / "none.mrcs"  # never read: the algorithm is checked first
+    for spec, msg in (("pose=no_such_module_xyz:X", "cannot import"), ("atoms=threshold-scan", "runs no 'atoms'"),
+                      ("refine=test_stages:_Raises", "has no method 'refine'")):
+        assert cli_main(["reconstruct", "--frames", str(frames), "--algorithm", spec, "--out",
+                         str(tmp_path / "r"), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and msg in err, err
+    assert not (tmp_path / "r").exists()
+
+
+class _RaisingTracker:
+    def track(self, data):
+        raise RuntimeError("tracker bug")
+
+
+class _BadTracker:
+    def track(self, data):
+        from tumblebench.stages import Track
+
+        m = len(data.frames)
+        return Track(centres_px=np.zeros((m, 3)), kept=np.ones(m, bool), scores=np.zeros(m))
+
+
+def test_a_failing_stage_leaves_the_run_complete_up_to_the_last_finished_stage(tmp_path, capsys) -> None:
+    """demo with a tracker that raises: its own exception (once), particle/ and series/ kept, no recon/; with a
+    tracker that returns wrong shapes: one line naming the stage, exit 2."""
+    from tumblebench.validation.cli import main as cli_main
+
+    case = ["demo", "--frames", "50", "--mode", "projection", "--quiet", "--out"]
+    with pytest.raises(RuntimeError, match="tracker bug") as exc:
+        cli_main([*case, str(tmp_path / "run"), "--algorithm", "tracking=test_stages:_RaisingTracker"])
+    assert exc.value.__context__ is None and "raised by the tracking algorithm" in exc.value.__notes__[0]
+    run = tmp_path / "run"
+    assert (run / "particle" / "truth.extxyz").exists() and (run / "series" / "frames.mrcs").exists()
+    assert not (run / "recon").exists() and not (run / "scorecard.json").exists()
+    assert cli_main([*case, str(tmp_path / "run2"), "--algorithm", "tracking=test_stages:_BadTracker"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "tracking: centres_px has shape (50, 3), expected (50, 2)" in err
+    assert not (tmp_path / "run2" / "recon").exists() and (tmp_path / "run2" / "series" / "frames.mrcs").exists()
