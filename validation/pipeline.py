@@ -158,14 +158,14 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
         write_json(final / "timing.json", timing)
     if "atoms" in order:
         t = time.perf_counter()
-        vol, vs = read_volume(run.recon / "map.mrc")
+        vol, sampling = read_volume(run.recon / "map.mrc")
         try:
             if "atoms" in algorithms:
-                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, vs, acfg.element,
+                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, sampling, acfg.element,
                                                                                 str(run.recon / "map.mrc")))
-                model = atom_statistics(vol, vs, detection, acfg, where=str(run.recon / "map.mrc"))
+                model = atom_statistics(vol, sampling, detection, acfg, where=str(run.recon / "map.mrc"))
             else:
-                model = build_atom_model(vol, vs, acfg, where=str(run.recon / "map.mrc"))
+                model = build_atom_model(vol, sampling, acfg, where=str(run.recon / "map.mrc"))
         except StageOutputError:
             raise
         except TumblebenchError as exc:
