@@ -225,6 +225,44 @@ def test_regress_passes_on_the_code_and_catches_a_degraded_algorithm(tmp_path: P
 
 
 @pytest.fixture(scope="module")
+def results_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two results folders written by ``write_results`` from the golden scorecards; B has a worse recall."""
+    from tumblebench.validation.bench import write_results
+
+    root = tmp_path_factory.mktemp("results")
+    rows = [{"case": n, "particle": n, "poses": "truth", **headline(c)} for n, c in _golden_cards().items()]
+    meta = {"suite": "golden", "version": 1, "algorithms": {}, "wall_s": 1.0}
+    for name in ("a", "b"):
+        (root / name).mkdir()
+        write_results(root / name, rows, meta)
+        rows = json.loads(json.dumps(rows))
+        rows[0]["recall"] -= 0.1
+    return root / "a", root / "b"
+
+
+def test_bench_compare(results_pair: tuple[Path, Path], capsys) -> None:
+    a, b = results_pair
+    assert all(d.verdict in ("same", "info") for d in compare_results(a, a))
+    first = load_results(a)["cases"][0]["case"]
+    capsys.readouterr()
+    assert main(["bench", "compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "WORSE" in out and "0 better, 1 worse" in out
+    assert f"| {first} | recall |" in (b / "compare.md").read_text()
+    for name in ("results.csv", "results.md", "index.html"):
+        assert (a / name).read_text().count(first) >= 1
+
+
+def test_bench_errors_exit_2(results_pair: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    a, _ = results_pair
+    assert main(["bench", "--suite", "nonesuch", "--out", str(tmp_path / "x")]) == 2
+    assert main(["bench", "--suite", "quick", "--out", str(a)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["bench", "compare", str(tmp_path)]) == 2
+    assert main(["bench", "compare", str(tmp_path), str(a)]) == 2
+
+
+@pytest.fixture(scope="module")
 def bench_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-case suite run through ``tumblebench bench`` (true poses, 60 projection frames)."""
     root = tmp_path_factory.mktemp("bench")
@@ -236,6 +274,7 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_bench_writes_a_scorecard_per_case_and_the_results(bench_run: Path) -> None:
     out = bench_run / "a"
     for name in ("cubo", "cubo-noisy"):
@@ -254,29 +293,7 @@ def test_bench_writes_a_scorecard_per_case_and_the_results(bench_run: Path) -> N
         _sha(out / "cases" / "cubo-noisy" / "series" / "frames.mrcs")
 
 
-def test_bench_compare(bench_run: Path, capsys) -> None:
-    a = bench_run / "a"
-    b = bench_run / "b"
-    shutil.copytree(a, b)
-    res = json.loads((b / "results.json").read_text())
-    res["cases"][0]["recall"] -= 0.1
-    (b / "results.json").write_text(json.dumps(res))
-    assert all(d.verdict in ("same", "info") for d in compare_results(a, a))
-    capsys.readouterr()
-    assert main(["bench", "compare", str(a), str(b)]) == 0
-    out = capsys.readouterr().out
-    assert "WORSE" in out and "0 better, 1 worse" in out
-    assert "| cubo | recall |" in (b / "compare.md").read_text()
-
-
-def test_bench_errors_exit_2(bench_run: Path, tmp_path: Path, capsys) -> None:
-    assert main(["bench", "--suite", "nonesuch", "--out", str(tmp_path / "x")]) == 2
-    assert main(["bench", "--suite", str(bench_run / "tiny.toml"), "--out", str(bench_run / "a")]) == 2
-    assert "--overwrite" in capsys.readouterr().err
-    assert main(["bench", "compare", str(tmp_path)]) == 2
-    assert main(["bench", "compare", str(tmp_path), str(bench_run / "a")]) == 2
-
-
+@pytest.mark.slow
 def test_table1_row_of_a_run(bench_run: Path) -> None:
     run = bench_run / "a" / "cases" / "cubo"
     row = table1_row(run)
