@@ -13,7 +13,6 @@ import pytest
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.validation.bench import (
     METRICS,
-    algorithm_choices,
     baseline_rows,
     compare_results,
     compare_rows,
@@ -25,8 +24,10 @@ from tumblebench.validation.bench import (
     load_suite,
     parse_suite,
     regressions,
+    run_suite,
     suite_names,
     update_baselines,
+    with_algorithms,
 )
 from tumblebench.validation.cli import main
 from tumblebench.validation.pipeline import PipelineConfig, data_key, run_pipeline
@@ -90,11 +91,16 @@ def test_unknown_suite_lists_the_builtin_ones() -> None:
         load_suite("nonesuch")
 
 
-def test_algorithm_arguments() -> None:
-    assert algorithm_choices(["pose=random", "atoms=my.mod:Builder"]) == {"pose": "random", "atoms": "my.mod:Builder"}
-    for bad in (["pose"], ["=x"], ["pose=a", "pose=b"]):
-        with pytest.raises(TumblebenchError, match="--algorithm"):
-            algorithm_choices(bad)
+def test_algorithms_apply_where_their_stage_runs(tmp_path: Path) -> None:
+    chosen = {"pose": "sphere", "refine": "projection-matching", "atoms": "threshold-scan"}
+    cfg = {c.name: with_algorithms(c.config, chosen) for c in load_suite("quick").cases}
+    assert cfg["cubo-abinitio"].algorithms == chosen
+    assert cfg["cubo-truth"].algorithms == {"atoms": "threshold-scan"}  # true poses: no pose or refine stage
+    assert cfg["real-stage1"].algorithms == {"refine": "projection-matching", "atoms": "threshold-scan"}
+    # an unknown algorithm stops the suite before any case runs
+    with pytest.raises(TumblebenchError, match="--algorithm pose=nonesuch"):
+        run_suite(load_suite("quick"), tmp_path / "out", algorithms={"pose": "nonesuch"})
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------------------------- data cache

@@ -46,6 +46,7 @@ from tumblebench.simulator.config import from_dict
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.outputs import write_json
 from tumblebench.simulator.series import DEFAULT_DOSE_PER_FRAME
+from tumblebench.validation.algorithms import resolve_all
 from tumblebench.validation.pipeline import PipelineConfig, reconstruct_config, run_pipeline, series_config
 from tumblebench.validation.scorecard import RunLayout, atoms_to_truth_frame, kabsch_refine
 
@@ -230,6 +231,10 @@ METRICS: tuple[Metric, ...] = (
            reason=f"{_REPRO}: local searches end within a few hundredths of a degree of each other"),
     Metric("pose_p90_deg", ("poses", "p90_error_deg"), "lower", 0.2, fmt=".2f",
            reason=f"{_REPRO}: the 90th percentile sits on the tail of frames near a basin edge"),
+    Metric("pose_sym_median_deg", ("poses", "reduced_median_error_deg"), "lower", 0.05, fmt=".2f",
+           reason=f"{_REPRO}; as pose_median_deg (modulo the particle's own symmetry)"),
+    Metric("pose_sym_within_5deg", ("poses", "reduced_within_5deg_fraction"), "higher", 0.02, fmt=".2f",
+           reason=f"{_REPRO}: a frame at the 5° edge can cross it (one frame of 60 is 0.017)"),
     Metric("fsc_truth_0.5_A", ("map", "fsc_truth_0.5_A"), "lower", _SHELL, True, ".2f",
            reason="one Fourier shell of the default box (crossing interpolated between shells)"),
     Metric("fsc_half_0.143_A", ("map", "fsc_half_0.143_A"), "lower", _SHELL, True, ".2f",
@@ -376,31 +381,20 @@ def score_halves(run_dir: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- running
 
 
-def algorithm_choices(specs: Sequence[str]) -> dict[str, str]:
-    """``--algorithm STAGE=NAME|module:attr`` arguments as the ``{stage: algorithm}`` mapping of a run.
-
-    Raises
-    ------
-    TumblebenchError
-        An argument without ``=``, an empty side, or a stage given twice.
-    """
-    out: dict[str, str] = {}
-    for spec in specs:
-        stage, sep, algo = spec.partition("=")
-        stage, algo = stage.strip(), algo.strip()
-        require(sep == "=" and stage and algo, f"--algorithm {spec!r}: expected STAGE=NAME or STAGE=module:attr")
-        require(stage not in out, f"--algorithm {spec!r}: stage {stage!r} given twice")
-        out[stage] = algo
-    return out
-
-
 def with_algorithms(config: PipelineConfig, algorithms: dict[str, str]) -> PipelineConfig:
-    """``config`` running the chosen per-stage algorithms (the pipeline's ``algorithms`` mapping)."""
-    if not algorithms:
+    """``config`` running the chosen per-stage algorithms where its pose mode runs that stage.
+
+    A ``pose`` algorithm applies to cases with unknown poses (``abinitio``), a ``refine`` algorithm to every case
+    but true poses; other cases keep their configuration (the stage does not run there).
+    """
+    chosen = dict(algorithms)
+    if config.poses != "abinitio":
+        chosen.pop("pose", None)
+    if config.poses == "truth":
+        chosen.pop("refine", None)
+    if not chosen:
         return config
-    names = {f.name for f in dataclasses.fields(config)}
-    require("algorithms" in names, "--algorithm: this version of the pipeline has no pluggable stages yet")
-    return dataclasses.replace(config, algorithms={**getattr(config, "algorithms", {}), **algorithms})
+    return dataclasses.replace(config, algorithms={**config.algorithms, **chosen})
 
 
 def case_report(run_dir: Path) -> Path | None:
@@ -462,9 +456,10 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
         require(not unknown, f"--case {', '.join(unknown)}: not in suite {suite.name} "
                              f"({', '.join(c.name for c in cases)})")
         cases = [c for c in cases if c.name in set(only)]
+    algorithms = algorithms or {}
+    resolve_all(algorithms, where="--algorithm")  # every algorithm is found before any case runs
     (out / "cases").mkdir(parents=True, exist_ok=True)
     data = Path(data) if data is not None else out / "data"
-    algorithms = algorithms or {}
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(cases), unit="case", desc=f"bench {suite.name}", file=sys.stderr, dynamic_ncols=True,
                disable=not (progress and sys.stderr.isatty()))
@@ -478,7 +473,9 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
             card["halves"] = score_halves(run_dir)
             write_json(run_dir / "scorecard.json", card)
         report = case_report(run_dir)
-        row = {"case": case.name, "particle": cfg.particle_name, "poses": cfg.poses, **headline(card),
+        row = {"case": case.name, "particle": cfg.particle_name, "poses": cfg.poses,
+               "algorithms": ", ".join(f"{k}={v}" for k, v in cfg.algorithms.items()) or "built-in",
+               **headline(card),
                "report": None if report is None else str(report.relative_to(out))}
         row["wall_s"] = time.perf_counter() - t
         rows.append(row)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from tumblebench.validation.commands.algorithm_option import add_algorithm_argument, parse_specs
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``bench``."""
@@ -23,8 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("compare", nargs="*", metavar="compare A B",
                    help="compare results folder B against A (prints a table, writes B/compare.md)")
     p.add_argument("--suite", help="built-in suite name or suite TOML file")
-    p.add_argument("--algorithm", action="append", default=[], metavar="STAGE=NAME",
-                   help="algorithm of one stage, by name or module:attr (repeatable)")
+    add_algorithm_argument(p, ("tracking", "pose", "refine", "atoms"))
     p.add_argument("--out", type=Path, help="results folder")
     p.add_argument("--data", type=Path, help="data cache shared between runs (default: OUT/data)")
     p.add_argument("--case", action="append", default=[], metavar="NAME", help="run only this case (repeatable)")
@@ -38,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     """Run ``bench``."""
     from tumblebench.simulator.errors import require
     from tumblebench.validation.bench import (
-        algorithm_choices,
         compare_results,
         diff_table,
         load_suite,
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     require(args.suite is not None, "--suite NAME is required (or `bench compare A B`)")
     require(args.out is not None, "--out DIR is required")
     suite = load_suite(args.suite)
-    algorithms = algorithm_choices(args.algorithm)
+    algorithms = parse_specs(args.algorithm)
     rows = run_suite(suite, args.out, data=args.data, algorithms=algorithms, only=args.case or None,
                      overwrite=args.overwrite, progress=not args.quiet)
     print(markdown_table(rows, result_columns(rows)))
