@@ -11,5 +11,6 @@ COMMANDS: list[str] = [
     "atoms_compare",
     "reconstruct",
     "score",
+    "report",
     "demo",
 ]
