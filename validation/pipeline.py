@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tumblebench.simulator.config import check_seed
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import atomic_file, atomic_output_dir, check_output_dir, write_json
 from tumblebench.validation.scorecard import RunLayout, score_run
@@ -56,6 +57,7 @@ class PipelineConfig:
             raise TumblebenchError(f"n_frames = {self.n_frames}: a reconstruction needs at least 50 frames")
         if self.stop_after not in STAGES:
             raise TumblebenchError(f"stop_after = {self.stop_after!r} is not one of {', '.join(STAGES)}")
+        check_seed(self.seed, "seed")
 
 
 #: ``demo --quick``: every stage at small size (a few minutes on 2 cores).
