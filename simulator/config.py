@@ -22,6 +22,9 @@ from tumblebench.simulator.errors import TumblebenchError
 
 T = TypeVar("T")
 
+#: TOML keys that were renamed (old -> new); an old key is still an unknown field, with the new name in the message.
+RENAMED_FIELDS: dict[str, str] = {"pixel_size_A": "sampling"}
+
 #: Largest accepted seed. numpy's ``SeedSequence`` takes any non-negative integer, but seeds are also stored
 #: in int64 columns and in ``atoms.info`` (extxyz), so they are kept in [0, 2**63 − 1].
 MAX_SEED = 2**63 - 1
@@ -46,7 +49,7 @@ def check_range(value: float, lo: float, hi: float, name: str, unit: str = "", l
     """Raise :class:`TumblebenchError` unless ``lo <= value <= hi`` (``lo < value`` if ``lo_open``).
 
     The message names the field, its value, the closed or half-open interval and the unit, e.g.
-    ``"pixel_size_A = 100.0 Å is outside (0, 2] Å"``. NaN is always outside.
+    ``"sampling = 100.0 Å is outside (0, 2] Å"``. NaN is always outside.
     """
     v = float(value)
     ok = (lo < v if lo_open else lo <= v) and v <= hi
@@ -184,8 +187,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        renamed = "".join(f" ({k} is now {RENAMED_FIELDS[k]})" for k in unknown if RENAMED_FIELDS.get(k) in fields)
         raise TumblebenchError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; expected some of {', '.join(sorted(fields))}"
+            f"{where}: unknown field(s) {', '.join(unknown)}{renamed}; expected some of {', '.join(sorted(fields))}"
         )
     kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
     try:

@@ -98,13 +98,13 @@ class AcquisitionConfig:
     dose_rate_e_per_A2_per_s
         If set, the dose rate at the specimen (e⁻/Å²/s), in (0, 10⁷]; the dose per frame is then
         ``dose_rate · exposure_fraction / frame_rate`` and ``dose_per_frame_e_per_A2`` is ignored.
-    pixel_size_A
+    sampling
         Detector pixel size at the specimen, Å, in [0.05, 2]: below 0.05 Å the Nyquist frequency (10 Å⁻¹) is
         far beyond any microscope's information limit; above 2 Å (Nyquist 4 Å) no Pt lattice fringe (the
         widest, {111}, is 2.27 Å) can be imaged.
     field_px
         Edge of the square frame (full field of view), pixels, in [16, 8192] (the largest direct-detector
-        frame edge), with the field ``field_px · pixel_size_A`` at most 3,000 Å: a field of more than a few
+        frame edge), with the field ``field_px · sampling`` at most 3,000 Å: a field of more than a few
         hundred nm is not a liquid-cell frame of one nanocrystal.
     box_size_px
         Edge of the reconstruction box the truth map uses, pixels (``tbBoxSize``), in [16, 512] and at most
@@ -118,7 +118,7 @@ class AcquisitionConfig:
     exposure_fraction: float = 1.0
     dose_per_frame_e_per_A2: float = DEFAULT_DOSE_PER_FRAME
     dose_rate_e_per_A2_per_s: float | None = None
-    pixel_size_A: float = 0.358
+    sampling: float = 0.358
     field_px: int = 192
     box_size_px: int = 128
     substeps: int = 3
@@ -132,11 +132,11 @@ class AcquisitionConfig:
             check_range(self.dose_rate_e_per_A2_per_s, 0, 1e7, "dose_rate_e_per_A2_per_s", "e/Å²/s", lo_open=True)
             check_range(self.dose_per_frame, 0, 1e5, "dose per frame (dose_rate · exposure_fraction / frame_rate)",
                         "e/Å²", lo_open=True)
-        check_range(self.pixel_size_A, 0.05, 2.0, "pixel_size_A", "Å")
+        check_range(self.sampling, 0.05, 2.0, "sampling", "Å")
         check_range(self.field_px, 16, 8192, "field_px")
-        require(self.field_px * self.pixel_size_A <= MAX_FIELD_A,
-                f"field_px · pixel_size_A = {self.field_px} · {self.pixel_size_A} = "
-                f"{self.field_px * self.pixel_size_A:.0f} Å is more than {MAX_FIELD_A:.0f} Å (300 nm), not a "
+        require(self.field_px * self.sampling <= MAX_FIELD_A,
+                f"field_px · sampling = {self.field_px} · {self.sampling} = "
+                f"{self.field_px * self.sampling:.0f} Å is more than {MAX_FIELD_A:.0f} Å (300 nm), not a "
                 "liquid-cell frame of one particle; reduce field_px")
         check_range(self.box_size_px, 16, 512, "box_size_px")
         require(self.box_size_px <= self.field_px,
@@ -272,7 +272,7 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     """
     acq = config.acquisition
     img = config.imaging
-    p = acq.pixel_size_A
+    p = acq.sampling
     f2 = float(acq.field_px) ** 2
     field = 720.0 * f2
     extent = acq.field_px * p
@@ -297,7 +297,7 @@ def check_series_memory(config: SeriesConfig, radius_A: float, workers: int = 1)
     est = series_memory_bytes(config, radius_A, workers)
     biggest = max(("field", "graphene_lattice", "window", "main"), key=lambda k: est[k])
     hint = {"field": "acquisition.field_px (or the rendering workers)",
-            "graphene_lattice": "acquisition.field_px or acquisition.pixel_size_A (the field in Å the graphene "
+            "graphene_lattice": "acquisition.field_px or acquisition.sampling (the field in Å the graphene "
                                 "sheets cover)",
             "window": "imaging.oversampling, acquisition.substeps or the particle size",
             "main": "acquisition.n_frames or acquisition.box_size_px"}[biggest]
@@ -359,13 +359,13 @@ class SeriesSimulation:
         self.factors_U = np.asarray(nc.U, float).reshape(-1, 3, 3)
         self.factors = displacement_factors(self.factors_U)
         self.radius = particle_radius(nc)
-        check_fits_box(nc, acq.box_size_px, acq.pixel_size_A, "acquisition.box_size_px")
+        check_fits_box(nc, acq.box_size_px, acq.sampling, "acquisition.box_size_px")
         self.shape = (acq.field_px, acq.field_px)
-        self.imager = Imager(config.imaging, self.shape, acq.pixel_size_A)
+        self.imager = Imager(config.imaging, self.shape, acq.sampling)
         self.band_limit_A = float(self.imager.band_limit_A)
-        if not self.band_limit_A > 2.0 * acq.pixel_size_A:
+        if not self.band_limit_A > 2.0 * acq.sampling:
             raise TumblebenchError(
-                f"acquisition.pixel_size_A = {acq.pixel_size_A} Å is too coarse for the imaging band limit "
+                f"acquisition.sampling = {acq.sampling} Å is too coarse for the imaging band limit "
                 f"{self.band_limit_A:.3f} Å (needs a pixel < {self.band_limit_A / 2:.4f} Å)"
             )
         self.dose = float(acq.dose_per_frame)
@@ -395,7 +395,7 @@ class SeriesSimulation:
         if self._hop_frame.size:  # adatoms may stick out: the box and the field must hold them too
             held = self.held()
             self.radius = max(self.radius, particle_radius(held, np.zeros(3)))
-            check_fits_box(held, acq.box_size_px, acq.pixel_size_A, "acquisition.box_size_px (with hops)",
+            check_fits_box(held, acq.box_size_px, acq.sampling, "acquisition.box_size_px (with hops)",
                            np.zeros(3))
         rng_path = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0,)))
         self.trajectory = simulate_trajectory(config.dynamics, config.liquid, acq.n_frames, acq.frame_rate_hz,
@@ -414,11 +414,11 @@ class SeriesSimulation:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         acq = self.config.acquisition
-        self.imager = Imager(self.config.imaging, self.shape, acq.pixel_size_A)
+        self.imager = Imager(self.config.imaging, self.shape, acq.sampling)
 
     def _check_field(self) -> None:
         acq = self.config.acquisition
-        half = (acq.field_px // 2 - 1) * acq.pixel_size_A
+        half = (acq.field_px // 2 - 1) * acq.sampling
         reach = np.abs(self.trajectory.sub_shifts).max(axis=(1, 2)) + self.radius + 2.0
         out = np.flatnonzero(reach > half)
         if out.size:
@@ -514,7 +514,7 @@ class SeriesSimulation:
                                           defocus_offset_A=float(self.trajectory.heights[frame]),
                                           liquid_thickness_A=float(self.trajectory.thickness[frame]),
                                           rng=rng_imaging)
-        counts = detect(intensity, self.dose, self.config.acquisition.pixel_size_A, rng_detector,
+        counts = detect(intensity, self.dose, self.config.acquisition.sampling, rng_detector,
                         self.config.detector)
         return intensity, np.asarray(counts, dtype=np.float32)
 
@@ -548,7 +548,7 @@ class SeriesSimulation:
             "rlnVoltage": [float(optics_cfg.voltage_kv)],
             "rlnSphericalAberration": [float(optics_cfg.cs_mm)],
             "rlnAmplitudeContrast": [0.0],
-            "rlnImagePixelSize": [acq.pixel_size_A],
+            "rlnImagePixelSize": [acq.sampling],
             "rlnImageSize": [acq.field_px],
             "rlnImageDimensionality": [2],
             "tbMode": [str(self.config.imaging.mode)],
@@ -559,8 +559,8 @@ class SeriesSimulation:
             "rlnAngleRot": ang[:, 0],
             "rlnAngleTilt": ang[:, 1],
             "rlnAnglePsi": ang[:, 2],
-            "rlnCoordinateX": c + tr.shifts[:, 0] / acq.pixel_size_A,
-            "rlnCoordinateY": c + tr.shifts[:, 1] / acq.pixel_size_A,
+            "rlnCoordinateX": c + tr.shifts[:, 0] / acq.sampling,
+            "rlnCoordinateY": c + tr.shifts[:, 1] / acq.sampling,
             "rlnOriginXAngst": np.zeros(n),
             "rlnOriginYAngst": np.zeros(n),
             "rlnDefocusU": base + astig / 2.0,
@@ -581,14 +581,14 @@ class SeriesSimulation:
 # -------------------------------------------------------------------------------------------- outputs
 
 
-def expected_counts(intensity: np.ndarray, dose_e_per_A2: float, pixel_size_A: float,
+def expected_counts(intensity: np.ndarray, dose_e_per_A2: float, sampling: float,
                     detector: DetectorConfig) -> np.ndarray:
     """Noise-free counts of a frame: intensity blurred by the detector MTF × dose × pixel area (float32)."""
     img = np.asarray(intensity, dtype=np.float64)
     if getattr(detector, "mtf", "none") != "none":
         img = scipy.fft.irfft2(scipy.fft.rfft2(img, workers=-1) * mtf_2d(img.shape, detector), s=img.shape,
                                workers=-1)
-    return (img * dose_e_per_A2 * pixel_size_A**2).astype(np.float32)
+    return (img * dose_e_per_A2 * sampling**2).astype(np.float32)
 
 
 def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[str], path: str | Path,
@@ -717,13 +717,13 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     with atomic_output_dir(out_dir, overwrite) as tmp:
         bar = tqdm(total=n, unit="frame", desc="simulate", file=sys.stderr, dynamic_ncols=True,
                    disable=not (progress and sys.stderr.isatty()))
-        with MrcStackWriter(tmp / "frames.mrcs", n, acq.field_px, acq.field_px, acq.pixel_size_A) as writer:
+        with MrcStackWriter(tmp / "frames.mrcs", n, acq.field_px, acq.field_px, acq.sampling) as writer:
 
             def consume(f: int, counts: np.ndarray, intensity: np.ndarray | None) -> None:
                 writer.write(f, counts[None])
                 if f in montage_idx and intensity is not None:
                     raw_m.append(counts.copy())
-                    clean_m.append(expected_counts(intensity, sim.dose, acq.pixel_size_A, config.detector))
+                    clean_m.append(expected_counts(intensity, sim.dose, acq.sampling, config.detector))
                 bar.update(1)
 
             if n_workers > 1:
@@ -750,9 +750,9 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         write_star(tmp / "frames.star", optics, particles)
         # the imaging's own scattering factors where they are a Gaussian sum (peng, peng6); Peng's otherwise
         truth_table = config.imaging.table if config.imaging.table in GAUSSIAN_TABLES else "peng"
-        truth = render_truth_map(sim.held(), acq.box_size_px, acq.pixel_size_A, sim.band_limit_A,
+        truth = render_truth_map(sim.held(), acq.box_size_px, acq.sampling, sim.band_limit_A,
                                  occupancy=sim.truth_segments()[2], centre=np.zeros(3), table=truth_table)
-        write_volume(tmp / "truth_map.mrc", truth, acq.pixel_size_A)
+        write_volume(tmp / "truth_map.mrc", truth, acq.sampling)
         with (tmp / "atom_events.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["frame", "atom_index", "event", "x_A", "y_A", "z_A"])
@@ -761,16 +761,16 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
             labels = [f"frame {i + 1}" for i in sorted(montage_idx)]
             save_montage(raw_m, clean_m, labels, tmp / "montage.png",
                          f"{len(sim.positions)} atoms, {config.imaging.mode}, {sim.dose:.1f} e/Å² per frame "
-                         f"({sim.dose * acq.pixel_size_A**2:.1f} e/px), {acq.pixel_size_A} Å/px")
+                         f"({sim.dose * acq.sampling**2:.1f} e/px), {acq.sampling} Å/px")
         write_manifest(
             tmp, "simulate", to_dict(config), seed, inputs,
             n_atoms=len(sim.positions),
             n_frames=n,
             dose_per_frame_e_per_A2=sim.dose,
-            dose_per_pixel_per_frame=sim.dose * acq.pixel_size_A**2,
+            dose_per_pixel_per_frame=sim.dose * acq.sampling**2,
             total_dose_e_per_A2=sim.dose * n,
             band_limit_A=sim.band_limit_A,
-            truth_map={"box_size": acq.box_size_px, "voxel_size_A": acq.pixel_size_A,
+            truth_map={"box_size": acq.box_size_px, "voxel_size_A": acq.sampling,
                        "resolution_A": sim.band_limit_A, "centre_index": acq.box_size_px // 2,
                        "table": truth_table},
             atoms_lost=len(sim.events),
