@@ -195,13 +195,13 @@ CASES: dict[str, Case] = {
     "simulate/dose-nan": lambda f, d: ["simulate", "--structure", str(f["truth"]), "--dose-per-frame", "nan",
                                        "--out", _out(d)],
     "simulate/pixel-100": lambda f, d: ["simulate", "--structure", str(f["truth"]), "--config",
-                                        _toml(d, "[acquisition]\npixel_size_A = 100.0\n"), "--out", _out(d)],
+                                        _toml(d, "[acquisition]\nsampling = 100.0\n"), "--out", _out(d)],
     "simulate/pixel-tiny": lambda f, d: ["simulate", "--structure", str(f["truth"]), "--config",
-                                         _toml(d, "[acquisition]\npixel_size_A = 0.001\n"), "--out", _out(d)],
+                                         _toml(d, "[acquisition]\nsampling = 0.001\n"), "--out", _out(d)],
     "simulate/field-huge": lambda f, d: ["simulate", "--structure", str(f["truth"]), "--config",
                                          _toml(d, "[acquisition]\nfield_px = 100000\n"), "--out", _out(d)],
     "simulate/field-beyond-300nm": lambda f, d: ["simulate", "--structure", str(f["truth"]), "--config",
-                                                 _toml(d, "[acquisition]\nfield_px = 4096\npixel_size_A = 1.0\n"),
+                                                 _toml(d, "[acquisition]\nfield_px = 4096\nsampling = 1.0\n"),
                                                  "--out", _out(d)],
     "simulate/box-huge": lambda f, d: ["simulate", "--structure", str(f["truth"]), "--config",
                                        _toml(d, "[acquisition]\nbox_size_px = 1024\nfield_px = 2048\n"),
@@ -395,7 +395,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case: str, inputs, tmp_pat
 
 
 @pytest.mark.parametrize(("case", "words"), [
-    ("simulate/pixel-100", ["pixel_size_A", "100", "[0.05, 2]"]),
+    ("simulate/pixel-100", ["sampling", "100", "[0.05, 2]"]),
     ("simulate/seed-negative", ["--seed", "-5", "2**63"]),
     ("build/from-duplicate-atoms", ["duplicate.extxyz", "0.100 Å apart"]),
     ("build/from-absurd-nn", ["nn.extxyz", "nearest-neighbour", "Pt"]),
