@@ -20,6 +20,7 @@ import scipy.fft
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from tumblebench.simulator.config import check_memory
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.scattering import gaussian_coefficients
 
@@ -53,11 +54,18 @@ def check_map(volume: np.ndarray, voxel_size: float, where: str = "map") -> np.n
         raise TumblebenchError(
             f"{where}: voxel size {voxel_size} Å is outside [0.05, 2] Å; atoms cannot be resolved (wrong header?)"
         )
+    # the model builder holds about twenty map-sized float32 arrays and a few complex transforms at once
+    check_memory(ATOMS_BYTES_PER_VOXEL * vol.size, f"atoms on {where} (map of {'×'.join(map(str, vol.shape))} voxels)",
+                 "the map (crop it around the particle)")
     vol = vol.astype(np.float32)
     med = np.median(vol)
     if float(vol.max() - vol.min()) <= 0:
         raise TumblebenchError(f"{where}: map is constant; no atoms to find")
     return vol - med
+
+
+#: Estimated peak memory of the atoms stage per map voxel, bytes (checked before the model is built).
+ATOMS_BYTES_PER_VOXEL = 128
 
 
 def frequency_squared(shape: tuple[int, int, int], voxel_size: float) -> np.ndarray:
