@@ -20,7 +20,7 @@ import scipy.fft
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from tumblebench.simulator.config import check_memory
+from tumblebench.simulator.config import PROCESS_BYTES, check_memory
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.scattering import gaussian_coefficients
 
@@ -55,7 +55,8 @@ def check_map(volume: np.ndarray, voxel_size: float, where: str = "map") -> np.n
             f"{where}: voxel size {voxel_size} Å is outside [0.05, 2] Å; atoms cannot be resolved (wrong header?)"
         )
     # the model builder holds about twenty map-sized float32 arrays and a few complex transforms at once
-    check_memory(ATOMS_BYTES_PER_VOXEL * vol.size, f"atoms on {where} (map of {'×'.join(map(str, vol.shape))} voxels)",
+    shape = "×".join(map(str, vol.shape))
+    check_memory(PROCESS_BYTES + ATOMS_BYTES_PER_VOXEL * vol.size, f"atoms on {where} (map of {shape} voxels)",
                  "the map (crop it around the particle)")
     vol = vol.astype(np.float32)
     med = np.median(vol)

@@ -59,6 +59,11 @@ def check_range(value: float, lo: float, hi: float, name: str, unit: str = "", l
         raise TumblebenchError(f"{name} = {value!r}{u} is outside {left}{lo:g}, {hi:g}]{u}")
 
 
+#: Resident memory of a tumblebench process before its run allocates anything (the interpreter, numpy, scipy,
+#: numba, ase and the compiled kernels), bytes; every memory estimate adds it once per process.
+PROCESS_BYTES = 0.6e9
+
+
 def available_memory() -> int:
     """Memory (bytes) a new run can use: ``MemAvailable`` of /proc/meminfo, else free physical pages.
 

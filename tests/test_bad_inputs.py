@@ -478,3 +478,15 @@ def test_a_pdb_of_water_named_tungsten_warns_and_the_summary_names_the_element(t
 def test_a_real_pt_pdb_gives_no_warning(tmp_path, capsys) -> None:
     assert main(["build", "--from", str(DATA / "stage1_docked_ATMS.pdb"), "--out", str(tmp_path / "p")]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_memory_estimate_covers_the_graphene_lattice_of_a_coarse_sampling() -> None:
+    """At 100 Å per pixel the default 192-px field spans 19,200 Å and the graphene sheets' lattice grid is the
+    25,501² cells that once exhausted 23 GB: the estimate counts them (160 B per cell), so that this run, were
+    it not refused by the sampling range first, would be refused by memory; the default run needs a few GB."""
+    config = SeriesConfig()
+    coarse = dataclasses.replace(config, acquisition=dataclasses.replace(config.acquisition, sampling=100.0))
+    est = series_memory_bytes(coarse, 14.0, 1)
+    assert est["graphene_lattice"] == pytest.approx(160.0 * 25_501**2)
+    assert est["total"] > 100e9
+    assert series_memory_bytes(config, 14.0, 2)["total"] < 3e9
