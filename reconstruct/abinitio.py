@@ -234,18 +234,18 @@ def best_global_alignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.
     return g, ang
 
 
-def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: AbInitioConfig,
+def abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: AbInitioConfig,
              rng: np.random.Generator, ctf_fn=None, progress=None, monitor=None,
              shifts_px: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Poses of every frame and a low-resolution model, from centred particle boxes alone (the ``sphere``
     method, :class:`SpherePoses`; the parameters and results of :func:`_sphere_abinitio` without the per-frame
     scores)."""
-    poses, model, _, info = _sphere_abinitio(boxes, pixel_size, diameter_A, config, rng, ctf_fn, progress, monitor,
+    poses, model, _, info = _sphere_abinitio(boxes, sampling, diameter_A, config, rng, ctf_fn, progress, monitor,
                                              shifts_px)
     return poses, model, info
 
 
-def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: AbInitioConfig,
+def _sphere_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: AbInitioConfig,
                      rng: np.random.Generator, ctf_fn=None, progress=None, monitor=None,
                      shifts_px: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Poses of every frame and a low-resolution model, from centred particle boxes alone.
@@ -254,7 +254,7 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
     ----------
     boxes
         (M, n, n) background-subtracted, approximately centred particle boxes in time order.
-    pixel_size
+    sampling
         Å per pixel of ``boxes``.
     diameter_A
         Particle diameter estimated from the frames (Å): sets the starting sphere and the mask.
@@ -263,7 +263,7 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
     rng
         Seeded generator for the random starts.
     ctf_fn
-        Optional callable ``(indices, shape, pixel_size) -> (len(indices), *shape)`` centred CTFs; None: no CTF.
+        Optional callable ``(indices, shape, sampling) -> (len(indices), *shape)`` centred CTFs; None: no CTF.
     progress
         Optional callable ``(n_done)`` advanced once per iteration.
     shifts_px
@@ -276,12 +276,12 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
     -------
     (poses, model, scores, info)
         (M, 3, 3) poses (arbitrary global frame), the model [z, y, x] at ``config.box`` pixels of size
-        ``pixel_size·n/config.box``, (M,) each frame's z-scored correlation at its pose, and a dict of diagnostics
+        ``sampling·n/config.box``, (M,) each frame's z-scored correlation at its pose, and a dict of diagnostics
         (per-start scores, start agreement).
     """
     m, n, _ = boxes.shape
     ns = min(config.box, n)
-    ps = pixel_size * n / ns
+    crop_sampling = sampling * n / ns
     small = fourier_crop(boxes, ns)
     small -= small.mean(axis=(1, 2), keepdims=True)
     if shifts_px is not None:
@@ -289,14 +289,14 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
         ft = full_band.take(image_ft(small)) * shift_phases(full_band, np.asarray(shifts_px) * ns / n)
         small = image_from_ft(full_band.put(ft))
     grid = so3_grid(config.grid_size)
-    mask = soft_sphere(ns, diameter_A / 2 / ps + config.mask_margin_A / ps, 2.0)
+    mask = soft_sphere(ns, diameter_A / 2 / crop_sampling + config.mask_margin_A / crop_sampling, 2.0)
     n_sub = min(config.subset, m)
     sub = np.unique(np.linspace(0, m - 1, n_sub).round().astype(int))
     stride = max(1, (m - 1) / max(len(sub) - 1, 1))
     step_sub = config.step_deg * np.sqrt(stride)
     ft_all = image_ft(small)
-    ctf_small = None if ctf_fn is None else ctf_fn(np.arange(m), (ns, ns), ps)
-    ctf_pad = None if ctf_fn is None else ctf_fn(sub, (2 * ns, 2 * ns), ps)
+    ctf_small = None if ctf_fn is None else ctf_fn(np.arange(m), (ns, ns), crop_sampling)
+    ctf_pad = None if ctf_fn is None else ctf_fn(sub, (2 * ns, 2 * ns), crop_sampling)
 
     # through a CTF only the band where it transfers carries linear information: ignore frequencies below
     # the radius where the mean |CTF| first exceeds ``ctf_min`` and keep every search band an annulus
@@ -307,13 +307,13 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
         prof = np.bincount(rr, np.abs(ctf_small).mean(axis=0).ravel()) / np.bincount(rr)
         above = np.flatnonzero(prof[1:ns // 2] > config.ctf_min)
         r_min = float(above[0] + 1) if above.size else 1.0
-        log.info("ab initio: CTF transfers above %.2f from %.2f Å on", config.ctf_min, ns * ps / r_min)
+        log.info("ab initio: CTF transfers above %.2f from %.2f Å on", config.ctf_min, ns * crop_sampling / r_min)
 
     def eff(res: float) -> float:
-        return min(max(res, 2.05 * ps), ns * ps / (1.3 * r_min))
+        return min(max(res, 2.05 * crop_sampling), ns * crop_sampling / (1.3 * r_min))
 
     def search(model, idx, res, step, prev=None):
-        band = Band.make(ns, r_max=ns * ps / res, r_min=r_min)
+        band = Band.make(ns, r_max=ns * crop_sampling / res, r_min=r_min)
         img = band.take(ft_all[idx])
         cb = None
         if ctf_small is not None:
@@ -347,14 +347,14 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
         # random asymmetries differ between starts)
         rots = Rotation.random(len(sub), random_state=int(rng.integers(2**31))).as_matrix()
         res0 = eff(config.resolutions_A[0])
-        model = _reconstruct_small(small[sub], rots, res0 / ps, mask, ctf_pad, config.fill_iter)
+        model = _reconstruct_small(small[sub], rots, res0 / crop_sampling, mask, ctf_pad, config.fill_iter)
         score = 0.0
         for res in config.resolutions_A:
             res_eff = eff(res)
             prev = rots if res_eff <= config.keep_previous_from_A else None
             rots, frame_scores = search(model, sub, res_eff, step_sub, prev)
             score = float(frame_scores.mean())
-            model = _reconstruct_small(small[sub], rots, res_eff / ps, mask, ctf_pad, config.fill_iter)
+            model = _reconstruct_small(small[sub], rots, res_eff / crop_sampling, mask, ctf_pad, config.fill_iter)
             if monitor is not None:
                 monitor(s, res_eff, sub, rots, score)
             if progress is not None:
@@ -379,7 +379,7 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
         poses, frame_scores = search(model, np.arange(m), res_final, config.step_deg)
         score = float(frame_scores.mean())
     info = {"start_scores": scores, "best_start": best, "start_disagreement_deg": agreement,
-            "final_score": score, "search_pixel_size_A": ps}
+            "final_score": score, "search_pixel_size_A": crop_sampling}
     return poses, model, np.asarray(frame_scores, np.float64), info
 
 
@@ -417,7 +417,7 @@ def pose_estimator(config: AbInitioConfig) -> AbInitioPoses:
     return SpherePoses(config)
 
 
-def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume: np.ndarray,
+def reassign(boxes: np.ndarray, sampling: float, shifts_px: np.ndarray, volume: np.ndarray,
              config: AbInitioConfig, resolution_A: float, ctf_fn=None) -> np.ndarray:
     """Global re-search of every frame against a (refined) map, with the temporal continuity pass.
 
@@ -428,7 +428,7 @@ def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume
     ----------
     boxes
         (M, n, n) particle boxes.
-    pixel_size
+    sampling
         Å per pixel of ``boxes``.
     shifts_px
         (M, 2) current origins (pixels).
@@ -448,17 +448,17 @@ def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume
     """
     m, n, _ = boxes.shape
     ns = min(config.box, n)
-    ps = pixel_size * n / ns
+    crop_sampling = sampling * n / ns
     small = fourier_crop(boxes, ns)
     full_band = Band.make(ns, r_max=ns)
     ft = full_band.put(full_band.take(image_ft(small)) * shift_phases(full_band, np.asarray(shifts_px) * ns / n))
     vol_small = fourier_crop_volume(volume, ns)
-    res = max(resolution_A, 2.05 * ps)
-    band = Band.make(ns, r_max=ns * ps / res, r_min=1.0)
+    res = max(resolution_A, 2.05 * crop_sampling)
+    band = Band.make(ns, r_max=ns * crop_sampling / res, r_min=1.0)
     img = band.take(ft)
     cb = None
     if ctf_fn is not None:
-        c = band.take(ctf_fn(np.arange(m), (ns, ns), ps))
+        c = band.take(ctf_fn(np.arange(m), (ns, ns), crop_sampling))
         img = img * c
         cb = (c**2).mean(axis=0)
     grid = so3_grid(config.grid_size)

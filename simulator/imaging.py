@@ -76,8 +76,9 @@ from threadpoolctl import ThreadpoolController
 
 from tumblebench.simulator import multislice as ms
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.grid import frequencies
 from tumblebench.simulator.liquid_cell import LiquidCellConfig, attenuation, graphene_potential, water_potential
-from tumblebench.simulator.optics import LensTransfer, OpticsConfig, frequency_grid
+from tumblebench.simulator.optics import LensTransfer, OpticsConfig
 from tumblebench.simulator.potential import FourierGrid, slice_potential_coefficients
 from tumblebench.simulator.scattering import GAUSSIAN_TABLES, TABLES, available
 
@@ -222,7 +223,7 @@ class _Window:
         self.grid = FourierGrid(shape, self.internal_sampling, q_v)
         self.mask = ms.band_mask(shape, self.internal_sampling, self.q_ms)
         self.prop = ms.propagator(shape, self.internal_sampling, imager.wavelength, dz, self.q_ms)
-        qy, qx = frequency_grid(shape, self.internal_sampling)
+        qy, qx = frequencies(shape, self.internal_sampling)
         self.lens = LensTransfer(qy, qx, imager.optics, self.mask, imager.config.envelopes)
         # detector-window grid for the crop / projection mode
         self.det = FourierGrid((w_det, w_det), imager.sampling, imager.band_q)
@@ -279,7 +280,7 @@ class Imager:
         self._windows: dict[tuple[int, float], _Window] = {}
         self._bg_cache: dict[str, np.ndarray] = {}
         self._lens_cache: dict[float, np.ndarray] = {}
-        qy, qx = frequency_grid(self.shape, self.sampling)
+        qy, qx = frequencies(self.shape, self.sampling)
         self._field_grid = FourierGrid(self.shape, self.sampling, self.band_q)
         self._field_lens = LensTransfer(qy, qx, self.optics, ((qx**2 + qy**2) <= self.band_q**2).astype(float),
                                         config.envelopes)
@@ -333,7 +334,7 @@ class Imager:
         pos, syms = self._check_inputs(positions, symbols)
         s_count, n = pos.shape[:2]
         ny, nx = self.shape
-        p = self.sampling
+        sampling = self.sampling
         if n == 0:
             return np.ones((16, 16)), (ny // 2 - 8, nx // 2 - 8)
         cxy = pos[..., :2].reshape(-1, 2).mean(axis=0)
@@ -341,7 +342,7 @@ class Imager:
         win = self._window(span)
         if self.config.mode == "projection":
             # linear: computed on the whole (periodic) field, so no window truncates the band-limited tails
-            flat = pos.reshape(-1, 3) + np.array([(nx // 2) * p, (ny // 2) * p, 0.0])
+            flat = pos.reshape(-1, 3) + np.array([(nx // 2) * sampling, (ny // 2) * sampling, 0.0])
             with _single_blas_thread():
                 coeffs = slice_potential_coefficients(flat, np.tile(np.asarray(syms, dtype=object), s_count),
                                                       self._field_grid, None,
@@ -349,11 +350,11 @@ class Imager:
                                                       table=self.config.table, slicing="centre")
             return 1.0 + self.sigma * self._field_grid.to_real(coeffs, self.workers)[0].astype(np.float64), (0, 0)
         w = win.w_det
-        col0 = int(np.round(cxy[0] / p + nx // 2)) - w // 2
-        row0 = int(np.round(cxy[1] / p + ny // 2)) - w // 2
+        col0 = int(np.round(cxy[0] / sampling + nx // 2)) - w // 2
+        row0 = int(np.round(cxy[1] / sampling + ny // 2)) - w // 2
         local = pos.copy()
-        local[..., 0] -= (col0 - nx // 2) * p
-        local[..., 1] -= (row0 - ny // 2) * p
+        local[..., 0] -= (col0 - nx // 2) * sampling
+        local[..., 1] -= (row0 - ny // 2) * sampling
         mode = self.config.mode
         cfg = self.config
         with _single_blas_thread():

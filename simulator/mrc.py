@@ -7,6 +7,7 @@ never sit in memory.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import warnings
@@ -93,6 +94,19 @@ class MrcStackWriter:
         self._mrc = mrcfile.new_mmap(
             self._tmp, shape=(n_frames, ny, nx), mrc_mode=2, overwrite=True
         )
+        try:
+            # new_mmap makes a sparse file: reserve its blocks now, so that a full disk is one OSError (ENOSPC)
+            # here instead of a SIGBUS at the first page written through the map
+            fh = self._mrc._iostream
+            fh.flush()
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a file system without it
+                self.abort()
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        except BaseException:
+            self.abort()
+            raise
         self._mrc.set_image_stack()
         self._mrc.voxel_size = float(sampling)
         self._mrc.header.label[0] = _LABEL

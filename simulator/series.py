@@ -29,14 +29,16 @@ defocus ``defocus + h`` — rlnDefocusU/V include it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
 import multiprocessing
 import os
 import pickle
+import shutil
 import sys
-import tempfile
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -635,10 +637,35 @@ def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[st
 _WORKER_SIM: SeriesSimulation | None = None
 
 
-def _init_worker(state_path: str) -> None:
+def _end_with_parent(parent_pid: int) -> None:
+    """Make this worker process die with its parent, even a parent killed with SIGKILL (Linux: the kernel
+    sends SIGKILL to the child when the parent dies; elsewhere a thread polls the parent every second)."""
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def poll() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=poll, daemon=True).start()
+
+
+def _init_worker(state_path: str, parent_pid: int) -> None:
     # the simulation (tens of MB of sub-step positions) is read from a file, not sent through the process
     # start-up pipe: a child that dies while starting would otherwise leave the parent blocked on that pipe
     global _WORKER_SIM
+    _end_with_parent(parent_pid)
     with open(state_path, "rb") as fh:
         _WORKER_SIM = pickle.load(fh)
 
@@ -655,6 +682,20 @@ def _render_in_worker(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarr
     assert _WORKER_SIM is not None
     intensity, counts = _WORKER_SIM.render(frame)
     return frame, counts, (intensity if keep_intensity else None)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End a pool's workers now (an error, Ctrl-C or SIGTERM in the parent): queued frames are dropped and the
+    running ones not waited for (``shutdown`` alone would render every queued frame first)."""
+    # the executor keeps its processes in ``_processes`` (CPython 3.11-3.13; 3.14 adds terminate_workers())
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(5.0)
 
 
 def _default_workers(n_frames: int) -> int:
@@ -733,18 +774,28 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
             if n_workers > 1:
                 # an executor, not a Pool: a worker that dies raises BrokenProcessPool instead of hanging
                 ctx = multiprocessing.get_context("spawn")
+                # the workers' start-up state lives in the hidden output directory (removed with it on any
+                # failure, or by the next run after a SIGKILL), not in /tmp where a killed run would leave it
+                state_dir = tmp / ".worker-state"
+                state_dir.mkdir()
                 try:
-                    with tempfile.TemporaryDirectory(prefix="tumblebench_sim_") as state_dir, \
-                            ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
-                                                initargs=(_dump_state(sim, state_dir),)) as pool:
+                    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
+                                               initargs=(_dump_state(sim, str(state_dir)), os.getpid()))
+                    try:
                         tasks = [(f, f in montage_idx) for f in range(n)]
                         for f, counts, intensity in pool.map(_render_in_worker, tasks, chunksize=4):
                             consume(f, counts, intensity)
+                    except BaseException:
+                        _stop_workers(pool)
+                        raise
+                    pool.shutdown(wait=True)
                 except BrokenProcessPool as exc:
                     raise TumblebenchError(
                         f"a frame-rendering worker process died ({exc}); a script that calls simulate_series "
                         "must guard its top level with `if __name__ == \"__main__\":` (workers are started with "
                         "'spawn' and import the script), or pass workers=1") from exc
+                finally:
+                    shutil.rmtree(state_dir, ignore_errors=True)
             else:
                 for f in range(n):
                     intensity, counts = sim.render(f)

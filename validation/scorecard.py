@@ -297,7 +297,7 @@ def score_poses(layout: RunLayout, symmetry: Any | None = None) -> PoseScore | N
 
 
 def atoms_to_truth_frame(positions: np.ndarray, rotation: np.ndarray, shift_zyx: np.ndarray, n: int,
-                         voxel_size: float) -> np.ndarray:
+                         sampling: float) -> np.ndarray:
     """Carry atom positions found in a map into the frame of the map registered onto the truth.
 
     :func:`tumblebench.validation.registration.register_map` makes ``V_reg(p) = V_est(R (p − c) + c)`` shifted by
@@ -313,12 +313,12 @@ def atoms_to_truth_frame(positions: np.ndarray, rotation: np.ndarray, shift_zyx:
         ``Registration.shift_voxels`` (z, y, x) in voxels.
     n
         Box edge in voxels.
-    voxel_size
+    sampling
         Voxel edge in Å.
     """
-    c = (n // 2) * voxel_size
+    c = (n // 2) * sampling
     return (np.asarray(positions, float) - c) @ np.asarray(rotation, float) + c + \
-        np.asarray(shift_zyx, float)[::-1] * voxel_size
+        np.asarray(shift_zyx, float)[::-1] * sampling
 
 
 def kabsch_refine(est: np.ndarray, true: np.ndarray, max_dist: float = 1.76, n_iter: int = 5) -> np.ndarray:
@@ -363,7 +363,7 @@ class MapScore:
         The CTF's transfer gap (:class:`tumblebench.validation.transfer.TransferGap`) or None.
     registered_map, truth_map
         The map in the truth frame and the truth map ([z, y, x]).
-    voxel_size
+    sampling
         Voxel edge (Å).
     """
 
@@ -375,7 +375,7 @@ class MapScore:
     gap: Any | None
     registered_map: np.ndarray
     truth_map: np.ndarray
-    voxel_size: float
+    sampling: float
 
 
 def _half_fsc(layout: RunLayout, freq: np.ndarray) -> np.ndarray | None:
@@ -413,13 +413,13 @@ def score_map(layout: RunLayout, poses: PoseScore | None) -> tuple[MapScore | No
     recon_map = layout.recon / "map.mrc"
     if not (truth_path.exists() and recon_map.exists()):
         return None, None
-    truth, vs = read_volume(truth_path)
+    truth, sampling = read_volume(truth_path)
     est, _ = read_volume(recon_map)
     if est.shape != truth.shape:
         raise TumblebenchError(f"{recon_map}: shape {est.shape} differs from the truth map {truth.shape}")
     reg = register_map(est, truth, None if poses is None else poses.rotation,
                        False if poses is None else poses.mirrored)
-    f = fsc_to_truth(reg.map, truth, vs)
+    f = fsc_to_truth(reg.map, truth, sampling)
     freq, curve = f["freq"], f["fsc"]
     gap, ctf_rms = run_transfer_gap(layout.series, layout.recon, freq)
     half = _half_fsc(layout, freq)
@@ -438,7 +438,7 @@ def score_map(layout: RunLayout, poses: PoseScore | None) -> tuple[MapScore | No
             "fsc_truth_0.5_band_A": _as_float(t05[1]), "fsc_truth_0.143_band_A": _as_float(t0143[1]),
             "ctf_gap_low_res_A": None if gap is None else _as_float(gap.low_res_A),
             "ctf_gap_high_res_A": None if gap is None else _as_float(gap.high_res_A)}
-    return MapScore(card, freq, curve, half, ctf_rms, gap, reg.map, truth, float(vs)), reg
+    return MapScore(card, freq, curve, half, ctf_rms, gap, reg.map, truth, float(sampling)), reg
 
 
 def score_map_and_atoms(layout: RunLayout, poses: PoseScore | None
@@ -537,7 +537,7 @@ def score_atoms_details(layout: RunLayout, registration: Any | None) -> AtomScor
     if not source.exists():
         raise TumblebenchError(f"{layout.root}: atoms/ needs the map it was built from (recon/map.mrc or "
                                "series/truth_map.mrc) to be scored")
-    vol, voxel = read_volume(source)
+    vol, sampling = read_volume(source)
     map_shape = vol.shape
     true_pos = nc.positions
     present = np.ones(len(true_pos), bool)
@@ -551,10 +551,10 @@ def score_atoms_details(layout: RunLayout, registration: Any | None) -> AtomScor
             occ[first_gone.index.to_numpy(int)] = first_gone.to_numpy(float) / len(particles)
             present = occ >= 0.5  # atoms gone for most of the series are not expected in the map
     n = int(map_shape[0])
-    centre = (n // 2) * float(voxel)
+    centre = (n // 2) * float(sampling)
     truth_xyz = true_pos[present] + centre
     if registration is not None:
-        pos = atoms_to_truth_frame(pos, registration.rotation, registration.shift_voxels, n, float(voxel))
+        pos = atoms_to_truth_frame(pos, registration.rotation, registration.shift_voxels, n, float(sampling))
         pos = kabsch_refine(pos, truth_xyz)
     m = match_atoms(pos, truth_xyz)
     true_cn = np.asarray(nc.atoms.arrays["cn"])[present]

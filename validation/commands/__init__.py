@@ -12,4 +12,7 @@ COMMANDS: list[str] = [
     "reconstruct",
     "score",
     "demo",
+    "bench",
+    "regress",
+    "study",
 ]
