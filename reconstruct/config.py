@@ -22,7 +22,7 @@ from tumblebench.reconstruct.density import DensityConfig
 from tumblebench.reconstruct.refine import RefineConfig
 from tumblebench.reconstruct.timeresolved import TimeResolvedConfig
 from tumblebench.reconstruct.tracking import TrackingConfig
-from tumblebench.simulator.config import check_memory, check_seed
+from tumblebench.simulator.config import PROCESS_BYTES, check_memory, check_seed
 from tumblebench.simulator.errors import require
 from tumblebench.simulator.series import MAX_FRAMES
 
@@ -114,16 +114,18 @@ def reconstruct_memory_bytes(n_frames: int, ny: int, nx: int, config: Reconstruc
     Returns
     -------
     dict
-        ``boxes`` (the boxes cut around the particle, float32, and their normalised copy: 8 B per box pixel),
-        ``chunk`` (one chunk of ``tracking.chunk`` full frames with their float32 copy and complex128
-        transforms, ≈ 40 B per pixel), ``volumes`` (about six padded complex64 transforms of the box, the
-        references and back-projection accumulators of both half sets: 48 B per padded voxel) and ``total``.
+        ``process`` (:data:`tumblebench.simulator.config.PROCESS_BYTES`), ``boxes`` (the boxes cut around the
+        particle, float32, and their normalised copy: 8 B per box pixel), ``chunk`` (one chunk of
+        ``tracking.chunk`` full frames with their float32 copy and complex128 transforms, ≈ 40 B per pixel),
+        ``volumes`` (about six padded complex64 transforms of the box, the references and back-projection
+        accumulators of both half sets: 48 B per padded voxel) and ``total``.
     """
     boxes = 8.0 * n_frames * config.box**2
     chunk = 40.0 * min(n_frames, config.tracking.chunk) * ny * nx
     pad = max(2, int(config.refine.pad))
     volumes = 48.0 * float(pad * config.box) ** 3
-    return {"boxes": boxes, "chunk": chunk, "volumes": volumes, "total": boxes + chunk + volumes}
+    return {"process": PROCESS_BYTES, "boxes": boxes, "chunk": chunk, "volumes": volumes,
+            "total": PROCESS_BYTES + boxes + chunk + volumes}
 
 
 def check_reconstruct_memory(n_frames: int, ny: int, nx: int, config: ReconstructConfig) -> None:

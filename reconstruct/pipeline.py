@@ -125,6 +125,8 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
 
 def _check_inputs(frames_path: Path, star_path: Path | None, config: ReconstructConfig):
     stack, sampling = open_stack(frames_path)
+    require(0.05 <= sampling <= 2.0, f"{frames_path}: header pixel size {sampling} Å is outside [0.05, 2] Å (the "
+                                     "simulator's range; atoms are not resolved at coarser sampling)")
     check_reconstruct_memory(*stack.shape, config)
     optics = particles = None
     if star_path is not None:

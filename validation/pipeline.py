@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tumblebench.simulator import __version__
+from tumblebench.simulator.config import check_seed
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import atomic_file, atomic_output_dir, check_output_dir, write_json
 from tumblebench.validation.scorecard import RunLayout, score_details
@@ -88,8 +89,9 @@ class PipelineConfig:
             raise TumblebenchError(f"n_frames = {self.n_frames}: a reconstruction needs at least 50 frames")
         if self.stop_after not in STAGES:
             raise TumblebenchError(f"stop_after = {self.stop_after!r} is not one of {', '.join(STAGES)}")
-        if self.seed < 0 or (self.series_seed is not None and self.series_seed < 0):
-            raise TumblebenchError("seed, series_seed: expected non-negative integers")
+        check_seed(self.seed, "seed")
+        if self.series_seed is not None:
+            check_seed(self.series_seed, "series_seed")
         if self.element is not None and self.structure is None:
             raise TumblebenchError("element applies to a structure file only (a preset names its element)")
         for stage, spec in self.algorithms.items():
