@@ -37,6 +37,7 @@ import pickle
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -584,7 +585,9 @@ def _default_workers(n_frames: int) -> int:
 
 def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, overwrite: bool = False,
                     progress: bool = True, inputs: dict[str, str] | None = None,
-                    workers: int | None = None) -> Path:
+                    workers: int | None = None,
+                    on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+                    simulation: SeriesSimulation | None = None) -> Path:
     """Simulate a tumbling-particle series and write it to ``out_dir``.
 
     Parameters
@@ -608,6 +611,13 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         else 1; always 1 inside a daemonic worker process). Frames are streamed to ``frames.mrcs`` in order
         as they arrive. The workers are started with the ``spawn`` method, so a script that calls this with
         more than one worker must guard its top level with ``if __name__ == "__main__":``.
+    on_frame
+        Called in frame order as ``on_frame(frame, counts, noise_free)`` with each frame's counts and its
+        noise-free expected counts (both float32 (ny, nx); :func:`expected_counts`): denoising pairs at the
+        cost of one detector-MTF filter per frame.
+    simulation
+        The :class:`SeriesSimulation` of ``nc``, ``config`` and ``seed`` if the caller already made it (to read
+        its trajectory); built here otherwise.
 
     Returns
     -------
@@ -623,7 +633,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
+    # validates everything before anything is written
+    sim = SeriesSimulation(nc, config, seed) if simulation is None else simulation
     acq = config.acquisition
     n = sim.n_frames
     n_workers = _default_workers(n) if workers is None else max(1, int(workers))
@@ -640,6 +651,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
 
             def consume(f: int, counts: np.ndarray, intensity: np.ndarray | None) -> None:
                 writer.write(f, counts[None])
+                if on_frame is not None and intensity is not None:
+                    on_frame(f, counts, expected_counts(intensity, sim.dose, acq.pixel_size_A, config.detector))
                 if f in montage_idx and intensity is not None:
                     raw_m.append(counts.copy())
                     clean_m.append(expected_counts(intensity, sim.dose, acq.pixel_size_A, config.detector))
@@ -652,7 +665,7 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
                     with tempfile.TemporaryDirectory(prefix="tumblebench_sim_") as state_dir, \
                             ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                                                 initargs=(_dump_state(sim, state_dir),)) as pool:
-                        tasks = [(f, f in montage_idx) for f in range(n)]
+                        tasks = [(f, on_frame is not None or f in montage_idx) for f in range(n)]
                         for f, counts, intensity in pool.map(_render_in_worker, tasks, chunksize=4):
                             consume(f, counts, intensity)
                 except BrokenProcessPool as exc:

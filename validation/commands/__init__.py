@@ -12,4 +12,5 @@ COMMANDS: list[str] = [
     "reconstruct",
     "score",
     "demo",
+    "dataset",
 ]
