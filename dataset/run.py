@@ -191,7 +191,7 @@ class _Progress:
 
 def generate(spec: DatasetSpec, n: int, out: str | Path, *, scheduler: str | None = None, workers: int | None = None,
              spec_text: str | None = None, progress: bool = True, retry_failed: bool = False,
-             log: Callable[[str], None] | None = None) -> RunSummary:
+             log: Callable[[str], None] | None = None, client: Any = None) -> RunSummary:
     """Make items ``0 .. n-1`` of ``spec`` in ``out`` (those not already there) on a Dask cluster.
 
     Everything is checked before anything is written: ``n``, the output directory (a directory of another
@@ -217,6 +217,8 @@ def generate(spec: DatasetSpec, n: int, out: str | Path, *, scheduler: str | Non
         Make the items whose earlier attempt failed again.
     log
         Where to report (default: stderr).
+    client
+        A connected ``distributed.Client`` to use (and leave open) instead of ``scheduler`` / ``workers``.
 
     Returns
     -------
@@ -230,7 +232,9 @@ def generate(spec: DatasetSpec, n: int, out: str | Path, *, scheduler: str | Non
     out = Path(out)
     exists = check_output(out, spec)
     t_start = time.perf_counter()
-    client, cluster = connect(scheduler, workers)
+    own = client is None
+    if own:
+        client, cluster = connect(scheduler, workers)
     try:
         _init_output(out, spec, spec_text)
         if retry_failed:
@@ -244,7 +248,7 @@ def generate(spec: DatasetSpec, n: int, out: str | Path, *, scheduler: str | Non
         nthreads = sum(w.get("nthreads", 1) for w in info.get("workers", {}).values())
         say(f"dataset: {n} items of {spec.source} into {out} ({already} already there, {len(todo)} to make"
             f"{'; resuming' if exists else ''})")
-        say(f"dataset: Dask {'scheduler ' + scheduler if scheduler else 'local cluster'}: "
+        say(f"dataset: Dask {'scheduler ' + str(client.scheduler.address)}: "
             f"{len(info.get('workers', {}))} workers, {nthreads} threads; dashboard {client.dashboard_link}")
         if nthreads == 0:
             say("dataset: the scheduler has no workers yet; waiting for `dask worker` processes to join")
@@ -296,6 +300,7 @@ def generate(spec: DatasetSpec, n: int, out: str | Path, *, scheduler: str | Non
         return RunSummary(n=n, already=already, done=len(records) - failed, failed=failed, wall_s=wall,
                           first_item_s=first, manifest=manifest, records=records)
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        if own:
+            client.close()
+            if cluster is not None:
+                cluster.close()

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.stats
+import scipy.special
 
 from tumblebench.reconstruct.config import ReconstructConfig
 from tumblebench.simulator.builder import NanocrystalSpec
@@ -170,8 +170,8 @@ class Distribution:
         elif base == "loguniform":
             x = math.exp(math.log(self.low) + (math.log(self.high) - math.log(self.low)) * u)
         else:  # normal, truncated by inverting the CDF between the bounds' quantiles
-            a, b = (self.low - self.mean) / self.sd, (self.high - self.mean) / self.sd
-            x = self.mean + self.sd * float(scipy.stats.truncnorm.ppf(u, a, b))
+            x = self.mean + self.sd * _truncated_normal_quantile(
+                u, (self.low - self.mean) / self.sd, (self.high - self.mean) / self.sd)
         x = min(max(x, self.low), self.high)  # the last ulp of float rounding
         if self.physical[0] and x <= self.low:
             x = math.nextafter(self.low, self.high)
@@ -198,7 +198,7 @@ class Distribution:
         return [self._as_int(x) for x in ends] if self.integer else [float(x) for x in ends]
 
     def central(self) -> Any:
-        """A central value (fixed value, midpoint, geometric mean, clipped mean, first choice)."""
+        """A central value (fixed value, midpoint, geometric mean, median, first choice)."""
         if self.kind in ("fixed", "choice"):
             return self.values[0]
         base = self.kind.removesuffix("_int")
@@ -206,8 +206,9 @@ class Distribution:
             x = 0.5 * (self.low + self.high)
         elif base == "loguniform":
             x = math.sqrt(self.low * self.high)
-        else:
-            x = min(max(self.mean, self.low), self.high)
+        else:  # the median of the truncated normal: inside the support even where the mean is not
+            x = self.mean + self.sd * _truncated_normal_quantile(
+                0.5, (self.low - self.mean) / self.sd, (self.high - self.mean) / self.sd)
         return self._as_int(x) if self.integer else float(x)
 
     def describe(self) -> dict[str, Any]:
@@ -222,6 +223,18 @@ class Distribution:
             if self.kind.startswith("normal"):
                 out.update(mean=self.mean, sd=self.sd)
         return out
+
+
+def _truncated_normal_quantile(u: float, a: float, b: float) -> float:
+    """The ``u``-quantile of the standard normal truncated to [a, b], computed in log space (accurate far in
+    either tail; a right-tail interval is mirrored into the left tail, where the CDF has full precision)."""
+    if a > 0:
+        return -_truncated_normal_quantile(1.0 - u, -b, -a)
+    la, lb = float(scipy.special.log_ndtr(a)), float(scipy.special.log_ndtr(b))
+    lo_part = la + math.log1p(-u) if u < 1.0 else -math.inf
+    hi_part = lb + math.log(u) if u > 0.0 else -math.inf
+    z = float(scipy.special.ndtri_exp(np.logaddexp(lo_part, hi_part)))
+    return min(max(z, a), b)
 
 
 def _number(value: Any, where: str) -> float:
@@ -425,9 +438,9 @@ def _check_ranges(spec: DatasetSpec, file: str) -> None:
         params = spec.section(section)
         central = {k: d.central() for k, d in params.items()}
         try:
-            make_config(section, central, f"{file}: [{section}] with every parameter at its central value")
+            make_config(section, central, f"{file}: {section}")
         except TumblebenchError as exc:
-            raise TumblebenchError(str(exc)) from None
+            raise TumblebenchError(f"{exc} (every parameter at its central value)") from None
         for key, dist in params.items():
             if dist.kind == "fixed":
                 continue
@@ -435,9 +448,10 @@ def _check_ranges(spec: DatasetSpec, file: str) -> None:
                 try:
                     make_config(section, {**central, key: value}, section)
                 except TumblebenchError as exc:
-                    what = "choice" if dist.kind == "choice" else ("low" if value == dist.low else "high")
+                    what = "choice" if dist.kind == "choice" else (
+                        f"{dist.kind} {'low' if value == dist.low else 'high'}")
                     raise TumblebenchError(
-                        f"{file}: {section}.{key}: {dist.kind} {what} {_thaw(value)!r} is outside the physical "
+                        f"{file}: {section}.{key}: {what} {_thaw(value)!r} is outside the physical "
                         f"range ({exc})") from None
 
 
