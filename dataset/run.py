@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import uuid
@@ -100,6 +101,29 @@ def check_output(out: str | Path, spec: DatasetSpec) -> bool:
     return True
 
 
+def _probe(address: str) -> None:
+    """Fail at once, with one line, if nothing listens at a ``tcp://HOST:PORT`` address (other protocols are left
+    to the Dask client's own timeout)."""
+    from urllib.parse import urlsplit
+
+    if "://" not in address:
+        address = "tcp://" + address
+    parts = urlsplit(address)
+    if parts.scheme != "tcp":
+        return
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise TumblebenchError(f"--scheduler {address}: not an address of the form tcp://HOST:PORT") from None
+    if not host or port is None:
+        raise TumblebenchError(f"--scheduler {address}: not an address of the form tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise TumblebenchError(f"--scheduler {address}: no Dask scheduler answered ({exc.strerror or exc})") from None
+
+
 def connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     """A Dask client: of the scheduler at ``scheduler``, or of a new local cluster of ``workers`` processes.
 
@@ -119,6 +143,7 @@ def connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
         if workers is not None:
             raise TumblebenchError("--workers applies to the local cluster only (the scheduler's workers are "
                                    "started with `dask worker`)")
+        _probe(scheduler)
         try:
             client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
         except (OSError, TimeoutError, ValueError, TypeError) as exc:
