@@ -1,6 +1,6 @@
 """Files of the atoms stage: PDB, extended XYZ, SINGLE's CSV files, penetration.json, and their reader.
 
-Coordinates are in Å in the map frame (voxel (iz, iy, ix) centred at (ix, iy, iz)·voxel_size), identical in
+Coordinates are in Å in the map frame (voxel (iz, iy, ix) centred at (ix, iy, iz)·sampling), identical in
 every file (SINGLE's CSV and PDB differ by one voxel; these do not), so the model overlays its map.
 """
 
@@ -51,7 +51,7 @@ def write_pdb(model: AtomModel, path: str | Path, b_factor: str = "b_iso") -> No
     el = model.element.upper()
     name = el if len(el) == 2 else f" {el}"
     lines = [f"REMARK   1 tumblebench atoms: {model.n_atoms} {model.element} atoms; B-factor column = {b_factor}",
-             f"REMARK   2 map voxel size {model.voxel_size:.5f} A, shape {model.map_shape}"]
+             f"REMARK   2 map voxel size {model.sampling:.5f} A, shape {model.map_shape}"]
     U = model.U
     ok = model.stats["ANISO_OK"].to_numpy(bool)
     for i, (x, y, z) in enumerate(model.positions):
@@ -72,7 +72,7 @@ def write_extxyz(model: AtomModel, path: str | Path) -> None:
     """Extended XYZ with per-atom arrays: U (N, 9) Å², cn, gcn, nn_bond, depth, stacking, grain, u_iso, doi,
     valid_corr, strain (N, 6, dimensionless) and radial_strain (dimensionless)."""
     n = model.n_atoms
-    box = np.array(model.map_shape[::-1], float) * model.voxel_size
+    box = np.array(model.map_shape[::-1], float) * model.sampling
     atoms = ase.Atoms(symbols=[model.element] * n, positions=model.positions, cell=np.diag(box), pbc=False)
     s = model.stats
     atoms.arrays["U"] = np.nan_to_num(model.U.reshape(n, 9), nan=0.0)
@@ -89,7 +89,7 @@ def write_extxyz(model: AtomModel, path: str | Path) -> None:
     atoms.arrays["strain"] = s[cols].to_numpy(float) / 100.0
     atoms.arrays["radial_strain"] = s["RADIAL_STRAIN"].to_numpy(float) / 100.0
     atoms.info["lattice_constant"] = float(model.table1["lattice_constant_A"])
-    atoms.info["voxel_size"] = float(model.voxel_size)
+    atoms.info["voxel_size"] = float(model.sampling)  # the MRC header's name
     ase.io.write(str(path), atoms, format="extxyz")
 
 
@@ -131,7 +131,7 @@ def write_atom_model(model: AtomModel, out: str | Path, overwrite: bool = False,
         write_json(tmp / "penetration.json", model.penetration)
         write_json(tmp / "atoms_summary.json", summary(model))
         write_manifest(tmp, "atoms", config_dict(model.config), None, inputs or {},
-                       n_atoms=model.n_atoms, element=model.element, voxel_size=model.voxel_size)
+                       n_atoms=model.n_atoms, element=model.element, voxel_size=model.sampling)
     return out
 
 

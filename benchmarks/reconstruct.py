@@ -95,7 +95,7 @@ def simulate(out: Path, mode: str, n_frames: int, dose: float | None = None, cle
 
 def score(run: Path, series: Path, abinitio: bool) -> dict:
     """Pose errors (ab initio) and FSC against the truth map (registered for ab initio)."""
-    truth, voxel = read_volume(series / "truth_map.mrc")
+    truth, sampling = read_volume(series / "truth_map.mrc")
     vol, _ = read_volume(run / "map.mrc")
     out: dict = {}
     if abinitio:
@@ -110,7 +110,7 @@ def score(run: Path, series: Path, abinitio: bool) -> dict:
     for prefix, v in maps.items():
         if abinitio:
             v = register_map(v, truth, pe.rotation, pe.mirrored).map
-        freq, curve = fsc(v, truth, voxel)
+        freq, curve = fsc(v, truth, sampling)
         band = (freq >= 1 / 3.0) & (freq <= 1 / 1.0)
         out.update({f"{prefix}fsc05_A": resolution_at(freq, curve, 0.5),
                     f"{prefix}fsc0143_A": resolution_at(freq, curve, 0.143),

@@ -99,7 +99,7 @@ def _per_frame_truth(sim: Any, nc: Any, mobility: Any) -> dict[str, Any]:
         lab[a:b] = np.einsum("fij,nj->fni", poses[a:b], sim.positions_at(a))
     shifts = np.asarray(tr.shifts, float)[:, :2]
     c = acq.field_px // 2
-    xy = c + (lab[..., :2] + shifts[:, None, :]) / acq.pixel_size_A
+    xy = c + (lab[..., :2] + shifts[:, None, :]) / acq.sampling
     present = (sim.removed_frame[None, :] < 0) | (sim.removed_frame[None, :] > np.arange(n)[:, None])
     with warnings.catch_warnings():  # gimbal lock at tilt 0/180 is handled by setting psi = 0
         warnings.simplefilter("ignore", UserWarning)

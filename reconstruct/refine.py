@@ -24,7 +24,6 @@ moves them into the branch of the largest mutually consistent group of segments.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -33,6 +32,7 @@ import scipy.fft
 from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct._gridding_kernels import score_candidates, slice_score
+from tumblebench.reconstruct.branches import _fill_unmeasured, realign_segments
 from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
 from tumblebench.reconstruct.projector import (
     Band,
@@ -45,17 +45,15 @@ from tumblebench.reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import fourier_crop, so3_grid
+from tumblebench.reconstruct.search import NEIGHBOURS, fourier_crop, local_search, so3_grid
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.orientation import rotation_angle_deg
+from tumblebench.stages import CtfFunction, HalfMaps, ReferenceModel, RefineInput, Refinement
 
 log = logging.getLogger("tumblebench.reconstruct")
 
-CtfFn = Callable[[np.ndarray, tuple[int, int], float], np.ndarray]
-
-#: ``(half_map [z, y, x], voxel_size Å) -> reference map`` of the same shape (e.g. the map simulated from the atoms
-#: traced in the half map); may raise :class:`~simulator.errors.TumblebenchError` when the map holds no model.
-ReferenceModel = Callable[[np.ndarray, float], np.ndarray]
+#: The CTF callable of the frames (:data:`tumblebench.stages.CtfFunction`).
+CtfFn = CtfFunction
 
 
 @dataclass(frozen=True)
@@ -180,51 +178,6 @@ class RefineConfig:
                 "refine.model_search_A must be > 0 Å and refine.model_steps_deg a non-empty list of positive degrees")
 
 
-_NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
-
-
-def local_search(ref: Reference, images: np.ndarray, band: Band, poses: np.ndarray, ctf: np.ndarray | None,
-                 steps_deg: tuple[float, ...], climbs: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Hill-climb each frame's pose on SO(3) to maximise its correlation with the reference.
-
-    Parameters
-    ----------
-    ref
-        Prepared reference map.
-    images
-        complex (M, P) re-centred image transforms on ``band``.
-    band
-        Frequencies used (units of the reference box).
-    poses
-        (M, 3, 3) starting poses.
-    ctf
-        (M, P) transfer applied to the reference projections, or None.
-    steps_deg
-        Step sizes, largest first.
-    climbs
-        Moves per step size.
-
-    Returns
-    -------
-    (poses, scores)
-    """
-    poses = np.asarray(poses, np.float64).copy()
-    m = poses.shape[0]
-    c = np.ones((m, band.kx.size), np.float32) if ctf is None else np.ascontiguousarray(ctf, np.float32)
-    imgs = np.ascontiguousarray(images, np.complex64)
-    scores = np.zeros(m)
-    for step in steps_deg:
-        deltas = Rotation.from_rotvec(np.radians(step) * _NEIGHBOURS).as_matrix()  # (27, 3, 3)
-        for _ in range(climbs):
-            cands = np.ascontiguousarray(np.einsum("kij,mjl->mkil", deltas, poses))
-            out = np.empty((m, 27))
-            score_candidates(ref.vft, cands, band.kx, band.ky, ref.pad, imgs, c, out)
-            best = np.argmax(out, axis=1)
-            poses = cands[np.arange(m), best]
-            scores = out[np.arange(m), best]
-    return poses, scores
-
-
 def refine_shifts(ref: Reference, images_ft: np.ndarray, poses: np.ndarray, ctf: np.ndarray | None,
                   r_max: float, max_shift_px: float) -> np.ndarray:
     """Origins (x, y) in pixels from the cross-correlation peak of each image with its reference projection.
@@ -292,20 +245,20 @@ class RefineResult:
     history: list
 
 
-def transfer_onset(ctf_fn: CtfFn, m: int, n: int, pixel_size: float, level: float = 0.5) -> float:
+def transfer_onset(ctf_fn: CtfFn, m: int, n: int, sampling: float, level: float = 0.5) -> float:
     """Lowest frequency (1/Å) from which the mean |CTF| of (up to 64) frames exceeds ``level``: the start of the
     band a phase-contrast CTF transfers (0 if it never does)."""
     idx = np.unique(np.linspace(0, m - 1, min(64, m)).round().astype(int))
-    c = np.abs(ctf_fn(idx, (n, n), pixel_size)).mean(axis=0)
+    c = np.abs(ctf_fn(idx, (n, n), sampling)).mean(axis=0)
     k = np.arange(n) - n // 2
     r = np.rint(np.hypot(k[:, None], k[None, :])).astype(int).ravel()
     prof = np.bincount(r, c.ravel()) / np.maximum(np.bincount(r), 1)
     above = np.flatnonzero(prof[1:n // 2] > level)
-    return float((above[0] + 1) / (n * pixel_size)) if above.size else 0.0
+    return float((above[0] + 1) / (n * sampling)) if above.size else 0.0
 
 
 def reconstruct_halves(boxes: np.ndarray, poses: np.ndarray, shifts_px: np.ndarray, halves: np.ndarray,
-                       ctf_fn: CtfFn | None, pixel_size: float, pad: int = 2, chunk: int = 256
+                       ctf_fn: CtfFn | None, sampling: float, pad: int = 2, chunk: int = 256
                        ) -> tuple[Reconstructor, Reconstructor]:
     """Accumulate the two half sets (``halves`` = 0/1 per frame) into two :class:`Reconstructor`."""
     n = boxes.shape[-1]
@@ -314,12 +267,12 @@ def reconstruct_halves(boxes: np.ndarray, poses: np.ndarray, shifts_px: np.ndarr
         idx = np.flatnonzero(halves == h)
         for s in range(0, len(idx), chunk):
             sel = idx[s:s + chunk]
-            ctf = None if ctf_fn is None else ctf_fn(sel, (pad * n, pad * n), pixel_size)
+            ctf = None if ctf_fn is None else ctf_fn(sel, (pad * n, pad * n), sampling)
             recs[h].insert(np.asarray(boxes[sel], np.float32), poses[sel], shifts_px[sel], ctf=ctf)
     return recs
 
 
-def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, voxel: float
+def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, sampling: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Half maps, FSC between them (masked), and the FSC-weighted Wiener-filtered full map.
 
@@ -327,7 +280,7 @@ def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, vox
     """
     h1 = rec1.reconstruct(1e-3)
     h2 = rec2.reconstruct(1e-3)
-    freq, curve = fsc(h1 * mask, h2 * mask, voxel)
+    freq, curve = fsc(h1 * mask, h2 * mask, sampling)
     full = Reconstructor(rec1.n, rec1.pad, threads=1)
     full.add(rec1)
     full.add(rec2)
@@ -347,9 +300,7 @@ def _filtered_half(rec: Reconstructor, curve: np.ndarray) -> np.ndarray:
 def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray, fill_iter: int = 0,
                     res_px: float = 2.0) -> Reference:
     vol = _filtered_half(rec, curve)
-    if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see abinitio)
-        from tumblebench.reconstruct.abinitio import _fill_unmeasured
-
+    if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see branches)
         vol = _fill_unmeasured(vol, rec.weight, rec.pad, mask, res_px, fill_iter)
     return prepare_reference(vol * mask, pad=rec.pad)
 
@@ -430,7 +381,7 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
         score_candidates(refs[h].vft, np.ascontiguousarray(poses[idx][:, None]), band.kx, band.ky, refs[h].pad,
                          xx[idx], c[idx], out)
         cur[idx] = out[:, 0]
-    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * _NEIGHBOURS).as_matrix() for s in steps_deg])
+    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * NEIGHBOURS).as_matrix() for s in steps_deg])
     moved = np.zeros(m, np.bool_)
     for direction in (1, -1):
         _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xx, c,
@@ -438,14 +389,12 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
     return poses, int(moved.sum())
 
 
-def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray, diameter_A: float,
+def _realign(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts: np.ndarray, diameter_A: float,
              config: RefineConfig, ctf_fn: CtfFn | None) -> np.ndarray:
     """Branch check of the trajectory on Fourier-cropped, re-centred frames (see ``branch_*`` of the config)."""
-    from tumblebench.reconstruct.abinitio import realign_segments
-
     m, n, _ = boxes.shape
     ns = min(config.branch_box, n)
-    ps = pixel_size * n / ns
+    crop_sampling = sampling * n / ns
     full = Band.make(ns, r_max=ns)
     small = np.empty((m, ns, ns), np.float32)
     for s in range(0, m, 512):
@@ -453,34 +402,34 @@ def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np
         c -= c.mean(axis=(1, 2), keepdims=True)
         ph = shift_phases(full, shifts[s:s + 512] * ns / n)
         small[s:s + 512] = image_from_ft(full.put(full.take(image_ft(c)) * ph))
-    res = max(config.branch_resolution_A, 2.1 * ps)
-    band = Band.make(ns, r_max=ns * ps / res, r_min=1.0)
+    res = max(config.branch_resolution_A, 2.1 * crop_sampling)
+    band = Band.make(ns, r_max=ns * crop_sampling / res, r_min=1.0)
     x = band.take(image_ft(small))
     idx = np.arange(m)
-    ctf_pad = None if ctf_fn is None else ctf_fn(idx, (2 * ns, 2 * ns), ps)
-    ctf_band = None if ctf_fn is None else band.take(ctf_fn(idx, (ns, ns), ps))
-    mask = soft_sphere(ns, (diameter_A / 2 + config.mask_margin_A) / ps, 2.0)
+    ctf_pad = None if ctf_fn is None else ctf_fn(idx, (2 * ns, 2 * ns), crop_sampling)
+    ctf_band = None if ctf_fn is None else band.take(ctf_fn(idx, (ns, ns), crop_sampling))
+    mask = soft_sphere(ns, (diameter_A / 2 + config.mask_margin_A) / crop_sampling, 2.0)
     segment = max(config.branch_segment, -(-m // config.branch_max_segments))
-    new, _ = realign_segments(small, x, band, poses, res / ps, mask, ctf_pad, ctf_band, segment,
+    new, _ = realign_segments(small, x, band, poses, res / crop_sampling, mask, ctf_pad, ctf_band, segment,
                               so3_grid(config.branch_grid), block_frames=config.branch_block_frames,
-                              pair_res_px=max(config.branch_pair_resolution_A, res) / ps)
+                              pair_res_px=max(config.branch_pair_resolution_A, res) / crop_sampling)
     return new
 
 
 def _model_references(rec1: Reconstructor, rec2: Reconstructor, curve: np.ndarray, mask: np.ndarray,
-                      pixel_size: float, reference_model: ReferenceModel) -> tuple[Reference, Reference]:
+                      sampling: float, reference_model: ReferenceModel) -> tuple[Reference, Reference]:
     """Each half's Wiener/FSC-filtered map through ``reference_model``, masked and prepared as a reference."""
     refs = []
     for rec in (rec1, rec2):
         vol = _filtered_half(rec, curve)
-        model = np.asarray(reference_model(vol, pixel_size), np.float32)
+        model = np.asarray(reference_model(vol, sampling), np.float32)
         require(model.shape == vol.shape and bool(np.isfinite(model).all()),
                 f"reference_model returned a map of shape {model.shape} (or with NaN) for a {vol.shape} half map")
         refs.append(prepare_reference(model * mask, pad=rec.pad))
     return refs[0], refs[1]
 
 
-def _search_frames(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray,
+def _search_frames(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts: np.ndarray,
                    halves: np.ndarray, refs: tuple[Reference, Reference], ctf_fn: CtfFn | None, res: float,
                    steps_deg: tuple[float, ...], climbs: int, rounds: int, max_shift: float, sweep_res: float
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple | None]:
@@ -491,11 +440,11 @@ def _search_frames(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shif
     ``max(res, sweep_res)`` or None when ``sweep_res`` is 0).
     """
     m, n, _ = boxes.shape
-    band = Band.make(n, r_max=n * pixel_size / res, r_min=1.0)
+    band = Band.make(n, r_max=n * sampling / res, r_min=1.0)
     start = poses.copy()
     sweep = None
     if sweep_res > 0:
-        sband = Band.make(n, r_max=n * pixel_size / max(res, sweep_res), r_min=1.0)
+        sband = Band.make(n, r_max=n * sampling / max(res, sweep_res), r_min=1.0)
         sweep = (np.empty((m, sband.kx.size), np.complex64), sband,
                  None if ctf_fn is None else np.empty((m, sband.kx.size), np.float32))
     for h in (0, 1):
@@ -503,11 +452,11 @@ def _search_frames(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shif
         for s in range(0, len(idx), 512):
             sel = idx[s:s + 512]
             ft = image_ft(np.asarray(boxes[sel], np.float32))
-            ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), pixel_size)
+            ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), sampling)
             ctf_b = None if ctf_full is None else band.take(ctf_full)
             for _ in range(rounds):
                 if max_shift > 0:
-                    shifts[sel] = refine_shifts(refs[h], ft, poses[sel], ctf_full, n * pixel_size / res, max_shift)
+                    shifts[sel] = refine_shifts(refs[h], ft, poses[sel], ctf_full, n * sampling / res, max_shift)
                 vals = band.take(ft) * shift_phases(band, shifts[sel])
                 poses[sel], _ = local_search(refs[h], vals, band, poses[sel], ctf_b, steps_deg, climbs)
             if sweep is not None:
@@ -524,7 +473,7 @@ def require_reference_model(config: RefineConfig, reference_model: ReferenceMode
             "analysis.reference.atom_reference); set refine.model_iterations = 0 to refine against the half maps")
 
 
-def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
+def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
            config: RefineConfig, ctf_fn: CtfFn | None = None, progress=None,
            reference_model: ReferenceModel | None = None) -> RefineResult:
     """Gold-standard projection-matching refinement of poses and shifts.
@@ -533,7 +482,7 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     ----------
     boxes
         (M, n, n) background-subtracted particle boxes (time order).
-    pixel_size
+    sampling
         Å per pixel.
     poses
         (M, 3, 3) starting poses.
@@ -544,7 +493,7 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     config
         :class:`RefineConfig`.
     ctf_fn
-        ``(indices, shape, pixel_size) -> (k, *shape)`` centred CTFs, or None (no CTF).
+        ``(indices, shape, sampling) -> (k, *shape)`` centred CTFs, or None (no CTF).
     progress
         Optional callable advanced once per iteration (map- and model-referenced).
     reference_model
@@ -557,16 +506,16 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     poses = np.asarray(poses, np.float64).copy()
     shifts = np.asarray(shifts_px, np.float64).copy()
     halves = (np.arange(m) % 2).astype(np.int64)
-    mask = soft_sphere(n, (diameter_A / 2 + config.mask_margin_A) / pixel_size, 3.0)
+    mask = soft_sphere(n, (diameter_A / 2 + config.mask_margin_A) / sampling, 3.0)
     res = config.start_resolution_A
     history = []
-    max_shift = config.max_shift_A / pixel_size
-    q_transfer = 0.0 if ctf_fn is None else transfer_onset(ctf_fn, m, n, pixel_size)
+    max_shift = config.max_shift_A / sampling
+    q_transfer = 0.0 if ctf_fn is None else transfer_onset(ctf_fn, m, n, sampling)
     for it in range(config.n_iter):
-        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
+        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
         h1 = rec1.reconstruct(1e-3)
         h2 = rec2.reconstruct(1e-3)
-        freq, curve = fsc(h1 * mask, h2 * mask, pixel_size)
+        freq, curve = fsc(h1 * mask, h2 * mask, sampling)
         res_fsc = resolution_at(freq, curve, 0.143)
         # with a CTF the search limit is where the FSC falls below 0.143 *within the band the CTF transfers*: an
         # aberration-corrected CTF transfers almost nothing at 4–8 Å, so the first crossing lies in that gap even
@@ -574,16 +523,16 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         # drift to 25°)
         res_band = resolution_at(freq, curve, 0.143, min_freq=q_transfer) if q_transfer > 0 else res_fsc
         res_band = res if not np.isfinite(res_band) else res_band
-        search_res = max(config.finest_search_A, 2.0 * pixel_size + 1e-6, min(res_band, res) if it == 0 else res_band)
+        search_res = max(config.finest_search_A, 2.0 * sampling + 1e-6, min(res_band, res) if it == 0 else res_band)
         fill = config.fill_iter if ctf_fn is None and it < config.fill_iterations else 0
-        refs = (_half_reference(rec1, curve, mask, fill, search_res / pixel_size),
-                _half_reference(rec2, curve, mask, fill, search_res / pixel_size))
+        refs = (_half_reference(rec1, curve, mask, fill, search_res / sampling),
+                _half_reference(rec2, curve, mask, fill, search_res / sampling))
         del rec1, rec2
-        poses, shifts, change, sweep = _search_frames(boxes, pixel_size, poses, shifts, halves, refs, ctf_fn,
+        poses, shifts, change, sweep = _search_frames(boxes, sampling, poses, shifts, halves, refs, ctf_fn,
                                                       search_res, config.steps_deg, config.climbs_per_step, 1,
                                                       max_shift, config.sweep_resolution_A)
         if config.branch_segment > 0 and it in config.branch_iterations:
-            poses = _realign(boxes, pixel_size, poses, shifts, diameter_A, config, ctf_fn)
+            poses = _realign(boxes, sampling, poses, shifts, diameter_A, config, ctf_fn)
         if sweep is not None:
             poses, n_moved = continuity_sweep(refs, halves, sweep[0], sweep[1], poses, sweep[2], config.steps_deg,
                                               config.sweep_tolerance)
@@ -597,10 +546,10 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
             progress(1)
         if med < config.converge_deg and (config.branch_segment == 0 or it >= max(config.branch_iterations, default=0)):
             break
-    rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
+    rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
     # the model searches go to model_search_A or to where the map-referenced ones got, whichever is finer; the
     # gold-standard check scores the band they use
-    model_res = max(min(config.model_search_A, search_res), 2.0 * pixel_size + 1e-6)
+    model_res = max(min(config.model_search_A, search_res), 2.0 * sampling + 1e-6)
     band_lo = max(q_transfer, 1.0 / 8.0)
     band_hi = 1.0 / model_res
     quality = None
@@ -609,7 +558,7 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     for it in range(config.model_iterations + 1 if config.model_iterations else 0):
         h1 = rec1.reconstruct(1e-3)
         h2 = rec2.reconstruct(1e-3)
-        freq, curve = fsc(h1 * mask, h2 * mask, pixel_size)
+        freq, curve = fsc(h1 * mask, h2 * mask, sampling)
         sel = (freq >= band_lo) & (freq <= band_hi)
         now = float(curve[sel].mean())
         if quality is not None and now <= quality:
@@ -620,20 +569,20 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
                      quality, now)
             poses, shifts = kept
             history[-1]["discarded"] = True
-            rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
+            rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
             break
         if it == config.model_iterations:
             break
         quality = now
         try:
-            refs = _model_references(rec1, rec2, curve, mask, pixel_size, reference_model)
+            refs = _model_references(rec1, rec2, curve, mask, sampling, reference_model)
         except TumblebenchError as exc:
             log.warning("refine: model iterations %d–%d skipped: no model reference (%s)", it,
                         config.model_iterations - 1, exc)
             break
         del rec1, rec2
         kept = (poses.copy(), shifts.copy())
-        poses, shifts, _, sweep = _search_frames(boxes, pixel_size, poses, shifts, halves, refs, ctf_fn, model_res,
+        poses, shifts, _, sweep = _search_frames(boxes, sampling, poses, shifts, halves, refs, ctf_fn, model_res,
                                                  config.model_steps_deg, config.model_climbs, config.model_rounds,
                                                  max_shift, config.sweep_resolution_A)
         n_moved = 0
@@ -650,8 +599,35 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
                  1 / band_lo, 1 / band_hi, now, model_res, n_moved, med)
         if progress is not None:
             progress(1)
-        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
-    h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, pixel_size)
+        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+    h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, sampling)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)
     return RefineResult(full, h1, h2, poses, shifts, freq, curve, res_final, history)
+
+
+class ProjectionMatching:
+    """The built-in refiner (registered as ``projection-matching``): :func:`refine`.
+
+    Parameters
+    ----------
+    config
+        :class:`RefineConfig`.
+    """
+
+    name = "projection-matching"
+
+    def __init__(self, config: RefineConfig | None = None):
+        self.config = config or RefineConfig()
+
+    def steps(self) -> int:
+        """How often the refinement advances ``data.progress`` at most (map- and model-referenced iterations)."""
+        return self.config.n_iter + self.config.model_iterations
+
+    def refine(self, data: RefineInput) -> Refinement:
+        """Refined poses, shifts and the half maps of the last iteration (:class:`tumblebench.stages.Refiner`)."""
+        res = refine(data.boxes, data.sampling, data.poses, data.shifts_px, data.diameter_A, self.config, data.ctf,
+                     progress=data.progress, reference_model=data.reference_model)
+        maps = HalfMaps(half1=res.half1, half2=res.half2, full=res.map, freq=res.fsc_freq, fsc=res.fsc_half)
+        return Refinement(poses=res.poses, shifts_px=res.shifts_px, scores=np.full(len(res.poses), np.nan),
+                          maps=maps, info={"history": res.history, "fsc_0.143_A": res.resolution_0143_A})

@@ -7,6 +7,7 @@ never sit in memory.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -19,8 +20,8 @@ from tumblebench.simulator.errors import TumblebenchError
 _LABEL = b"Created by tumblebench (mrcfile)"
 
 
-def write_volume(path: str | Path, volume: np.ndarray, voxel_size: float) -> None:
-    """Write a 3D float32 volume [z, y, x] with voxel size ``voxel_size`` (Å)."""
+def write_volume(path: str | Path, volume: np.ndarray, sampling: float) -> None:
+    """Write a 3D float32 volume [z, y, x] with voxel size ``sampling`` (Å)."""
     vol = np.ascontiguousarray(volume, dtype=np.float32)
     if vol.ndim != 3:
         raise TumblebenchError(f"{path}: a volume must be 3D, got shape {vol.shape}")
@@ -28,7 +29,7 @@ def write_volume(path: str | Path, volume: np.ndarray, voxel_size: float) -> Non
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     with mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(vol)
-        mrc.voxel_size = float(voxel_size)
+        mrc.voxel_size = float(sampling)
         mrc.header.label[0] = _LABEL
     os.replace(tmp, path)
 
@@ -74,18 +75,31 @@ class MrcStackWriter:
         Final file name (``.mrcs``).
     n_frames, ny, nx
         Stack shape.
-    pixel_size
+    sampling
         Pixel size in Å, written to the header.
     """
 
-    def __init__(self, path: str | Path, n_frames: int, ny: int, nx: int, pixel_size: float) -> None:
+    def __init__(self, path: str | Path, n_frames: int, ny: int, nx: int, sampling: float) -> None:
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
         self._mrc = mrcfile.new_mmap(
             self._tmp, shape=(n_frames, ny, nx), mrc_mode=2, overwrite=True
         )
+        try:
+            # new_mmap makes a sparse file: reserve its blocks now, so that a full disk is one OSError (ENOSPC)
+            # here instead of a SIGBUS at the first page written through the map
+            fh = self._mrc._iostream
+            fh.flush()
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a file system without it
+                self.abort()
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        except BaseException:
+            self.abort()
+            raise
         self._mrc.set_image_stack()
-        self._mrc.voxel_size = float(pixel_size)
+        self._mrc.voxel_size = float(sampling)
         self._mrc.header.label[0] = _LABEL
         self.data = self._mrc.data
 

@@ -50,10 +50,10 @@ def test_true_poses_reconstruct_the_truth_map(series: Path, tmp_path: Path) -> N
     """Frames of the simulator + their STAR poses → the truth map (one projection convention)."""
     summary = reconstruct_series(series / "frames.mrcs", series / "frames.star", tmp_path / "r",
                                  _cfg(poses="truth"), progress=False)
-    truth, voxel = read_volume(series / "truth_map.mrc")
+    truth, sampling = read_volume(series / "truth_map.mrc")
     vol, v2 = read_volume(tmp_path / "r" / "map.mrc")
-    assert v2 == pytest.approx(voxel) and vol.shape == truth.shape
-    freq, c = fsc(vol, truth, voxel)
+    assert v2 == pytest.approx(sampling) and vol.shape == truth.shape
+    freq, c = fsc(vol, truth, sampling)
     assert c[(freq > 0) & (freq <= 1 / 2.0)].min() > 0.9
     assert c[(freq > 0) & (freq <= 1 / 1.5)].mean() > 0.85
     # the same frames with the transposed (inverse) poses do not give the truth: the test can fail
@@ -80,9 +80,9 @@ def test_wrong_convention_is_detected(series: Path, tmp_path: Path) -> None:
     (d / "frames.mrcs").symlink_to(series / "frames.mrcs")
     write_star(d / "frames.star", opt, bad)
     reconstruct_series(d / "frames.mrcs", d / "frames.star", tmp_path / "r", _cfg(poses="truth"), progress=False)
-    truth, voxel = read_volume(series / "truth_map.mrc")
+    truth, sampling = read_volume(series / "truth_map.mrc")
     vol, _ = read_volume(tmp_path / "r" / "map.mrc")
-    freq, c = fsc(vol, truth, voxel)
+    freq, c = fsc(vol, truth, sampling)
     assert c[(freq > 1 / 4.0) & (freq <= 1 / 2.0)].mean() < 0.6
 
 

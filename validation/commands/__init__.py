@@ -12,5 +12,8 @@ COMMANDS: list[str] = [
     "reconstruct",
     "score",
     "demo",
+    "bench",
+    "regress",
+    "study",
     "dataset",
 ]
