@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"dataset {args.out}: {summary.done} items made, {summary.failed} failed, {summary.already} already there "
         f"(of {summary.n}); {summary.wall_s:.1f} s, {per_h:.1f} items/h; manifest {summary.manifest}\n")
-    for rec in summary.records:
-        if rec.get("status") != "done":
-            sys.stdout.write(f"  item {rec['index']} failed: {rec.get('error')}\n")
+    failed = [r for r in summary.records if r.get("status") != "done"]
+    for rec in failed[:10]:
+        sys.stdout.write(f"  item {rec['index']} failed: {rec.get('error')}\n")
+    if len(failed) > 10:
+        sys.stdout.write(f"  ... and {len(failed) - 10} more (manifest column 'error')\n")
     return 0
