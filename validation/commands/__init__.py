@@ -16,4 +16,5 @@ COMMANDS: list[str] = [
     "bench",
     "regress",
     "study",
+    "dataset",
 ]
