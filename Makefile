@@ -12,11 +12,13 @@ LOCK_VENV := .lock-venv
 .PHONY: demo test lint bench clean lock
 
 # The lock pins every runtime, test and dask dependency and the build backend; the project itself is then
-# installed without dependencies and without build isolation (its build backend comes from the lock too).
-$(STAMP): $(LOCK) pyproject.toml
+# installed without dependencies and without build isolation (its build backend comes from the lock too),
+# and so are the example plugins (tests run them through `tumblebench demo`).
+$(STAMP): $(LOCK) pyproject.toml examples/plugins/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e examples/plugins
 	touch $(STAMP)
 
 demo: $(STAMP)

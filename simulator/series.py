@@ -40,6 +40,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
-from tumblebench.simulator.config import check_memory, check_range, check_seed, to_dict
+from tumblebench.simulator.config import PROCESS_BYTES, check_memory, check_range, check_seed, to_dict
 from tumblebench.simulator.detector import DetectorConfig, detect, mtf_2d
 from tumblebench.simulator.dynamics import (
     Dissolution,
@@ -264,9 +265,10 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     Returns
     -------
     dict
-        ``field`` (per process: the field's frequency grids, both graphene sheets and their spectra, a
-        frame's background layers and the cache of up to 65 complex64 lens transfers, ≈ 720 B per field
-        pixel), ``graphene_lattice`` (per process, transient: the lattice grid
+        ``process`` (per process: the interpreter, the libraries and the compiled kernels, 0.6 GB), ``field``
+        (per process: the field's frequency grids, both graphene sheets and their spectra, a frame's
+        background layers and temporaries, and the cache of up to 65 complex64 lens transfers, ≈ 1,300 B per
+        field pixel), ``graphene_lattice`` (per process, transient: the lattice grid
         :func:`tumblebench.simulator.liquid_cell.graphene_positions` builds to cover the field, ≈ 160 B per
         cell), ``window`` (per process: the sub-steps' slice potentials on the oversampled window, ≈ 40 B per
         point), ``main`` (the trajectory, ≈ 200 B per sub-step, and the truth map, ≈ 40 B per voxel) and
@@ -276,7 +278,7 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     img = config.imaging
     p = acq.sampling
     f2 = float(acq.field_px) ** 2
-    field = 720.0 * f2
+    field = 1300.0 * f2
     extent = acq.field_px * p
     a = 2.46  # graphene lattice constant, Å
     n = math.ceil((math.hypot(extent, extent) + 2 * a) / (a * math.sqrt(3) / 2)) + 2
@@ -289,9 +291,12 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     if img.mode == "projection":
         window = 40.0 * f2
     main = 200.0 * 2 * acq.substeps * acq.n_frames + 40.0 * float(acq.box_size_px) ** 3
-    per_worker = field + lattice + window
-    total = main + max(1, int(workers)) * per_worker
-    return {"field": field, "graphene_lattice": lattice, "window": window, "main": main, "total": total}
+    per_worker = PROCESS_BYTES + field + lattice + window
+    n = max(1, int(workers))
+    # with workers the main process only streams frames to disk: it holds the trajectory and the truth map
+    total = (PROCESS_BYTES + main if n > 1 else main) + n * per_worker
+    return {"process": PROCESS_BYTES, "field": field, "graphene_lattice": lattice, "window": window, "main": main,
+            "total": total}
 
 
 def check_series_memory(config: SeriesConfig, radius_A: float, workers: int = 1) -> None:
@@ -703,7 +708,9 @@ def _default_workers(n_frames: int) -> int:
 
 def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, overwrite: bool = False,
                     progress: bool = True, inputs: dict[str, str] | None = None,
-                    workers: int | None = None) -> Path:
+                    workers: int | None = None,
+                    on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+                    simulation: SeriesSimulation | None = None) -> Path:
     """Simulate a tumbling-particle series and write it to ``out_dir``.
 
     Parameters
@@ -727,6 +734,13 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         else 1; always 1 inside a daemonic worker process). Frames are streamed to ``frames.mrcs`` in order
         as they arrive. The workers are started with the ``spawn`` method, so a script that calls this with
         more than one worker must guard its top level with ``if __name__ == "__main__":``.
+    on_frame
+        Called in frame order as ``on_frame(frame, counts, noise_free)`` with each frame's counts and its
+        noise-free expected counts (both float32 (ny, nx); :func:`expected_counts`): denoising pairs at the
+        cost of one detector-MTF filter per frame.
+    simulation
+        The :class:`SeriesSimulation` of ``nc``, ``config`` and ``seed`` if the caller already made it (to read
+        its trajectory); built here otherwise.
 
     Returns
     -------
@@ -749,7 +763,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     if multiprocessing.current_process().daemon:
         n_workers = 1
     check_series_memory(config, particle_radius(nc), n_workers)
-    sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
+    # validates everything before anything is written
+    sim = SeriesSimulation(nc, config, seed) if simulation is None else simulation
     acq = config.acquisition
     k = min(config.output.montage_frames, n)
     montage_idx = set(np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist())
@@ -762,6 +777,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
 
             def consume(f: int, counts: np.ndarray, intensity: np.ndarray | None) -> None:
                 writer.write(f, counts[None])
+                if on_frame is not None and intensity is not None:
+                    on_frame(f, counts, expected_counts(intensity, sim.dose, acq.sampling, config.detector))
                 if f in montage_idx and intensity is not None:
                     raw_m.append(counts.copy())
                     clean_m.append(expected_counts(intensity, sim.dose, acq.sampling, config.detector))
@@ -778,7 +795,7 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
                     pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                                                initargs=(_dump_state(sim, str(state_dir)), os.getpid()))
                     try:
-                        tasks = [(f, f in montage_idx) for f in range(n)]
+                        tasks = [(f, on_frame is not None or f in montage_idx) for f in range(n)]
                         for f, counts, intensity in pool.map(_render_in_worker, tasks, chunksize=4):
                             consume(f, counts, intensity)
                     except BaseException:
