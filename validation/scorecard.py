@@ -86,6 +86,13 @@ class RunLayout:
         """Output of ``atoms``: atoms.pdb, atoms.extxyz, atoms_stats.csv, ..."""
         return self._stage(self.atoms_dir, "atoms")
 
+    def looks_like_run(self) -> bool:
+        """Whether ``root`` holds anything of a run: a stage's directory or ``timing.json``."""
+        if self.root is None or not Path(self.root).is_dir():
+            return False
+        root = Path(self.root)
+        return (root / "timing.json").is_file() or any((root / n).is_dir() for n in STAGE_FILES)
+
     def stages_present(self) -> list[str]:
         """The stages whose main output file exists (``particle``, ``series``, ``recon``, ``atoms``)."""
         return [name for name, d in self.stage_dirs().items() if (d / STAGE_FILES[name]).is_file()]

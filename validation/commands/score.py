@@ -59,10 +59,10 @@ def layout_from_args(args: argparse.Namespace) -> tuple[RunLayout, Path]:
     if args.run_dir is not None:
         if not args.run_dir.is_dir():
             raise TumblebenchError(f"{args.run_dir}: no such run directory")
-        if not RunLayout(args.run_dir).stages_present() and not given:
+        if not RunLayout(args.run_dir).looks_like_run() and not given:
             raise TumblebenchError(
-                f"{args.run_dir}: not a run directory (expected at least one of "
-                + ", ".join(f"{n}/{f}" for n, f in STAGE_FILES.items()) + ", as 'tumblebench demo' writes them)")
+                f"{args.run_dir}: not a run directory (expected particle/, series/, recon/, atoms/ or timing.json "
+                "in it, as 'tumblebench demo' writes them)")
     if args.out is None and args.run_dir is None:
         raise TumblebenchError("--out FILE: required when the stages are given without a RUN_DIR")
     out = check_output_file(args.out if args.out is not None else args.run_dir / "scorecard.json")
