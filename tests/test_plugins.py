@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tumblebench.stages import Refinement, RefineInput
+from tumblebench.stages import RefineInput, Refinement
 from tumblebench.validation.cli import main as cli_main
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tumblebench_example_plugins") is None,
