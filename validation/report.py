@@ -269,7 +269,7 @@ def fig_slices(det: ScoreDetails) -> ReportFigure:
     if m is None:
         return ReportFigure("slices", title, "", note="recon/map.mrc or series/truth_map.mrc not found.")
     n = m.registered_map.shape[0]
-    vs = m.voxel_size
+    vs = m.sampling
     c = n // 2
     centre = c * vs
     a = det.atoms
