@@ -109,8 +109,7 @@ class AtomsConfig:
         Discard atoms with CN below this (seed 004: 3); 0 switches the rule off.
     u_fit_map
         ``"raw"``: fit the displacements to the map as seed 004; ``"denoised"``: to the denoised map (the
-        template's blur is part of the exact profile either way). On a map with white noise at FSC-equivalent
-        1 Å, ``"denoised"`` ranks U_iso better (Spearman 0.93 vs 0.89) but DOI worse (0.15 vs 0.41).
+        template's blur is part of the exact profile either way).
     b_factor
         Quantity written into the PDB B-factor field: ``"b_iso"`` (8π²·U_iso), ``"u_iso"``, ``"valid_corr"``,
         ``"cn"``, ``"doi"``.

@@ -40,6 +40,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -707,7 +708,9 @@ def _default_workers(n_frames: int) -> int:
 
 def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, overwrite: bool = False,
                     progress: bool = True, inputs: dict[str, str] | None = None,
-                    workers: int | None = None) -> Path:
+                    workers: int | None = None,
+                    on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+                    simulation: SeriesSimulation | None = None) -> Path:
     """Simulate a tumbling-particle series and write it to ``out_dir``.
 
     Parameters
@@ -731,6 +734,13 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         else 1; always 1 inside a daemonic worker process). Frames are streamed to ``frames.mrcs`` in order
         as they arrive. The workers are started with the ``spawn`` method, so a script that calls this with
         more than one worker must guard its top level with ``if __name__ == "__main__":``.
+    on_frame
+        Called in frame order as ``on_frame(frame, counts, noise_free)`` with each frame's counts and its
+        noise-free expected counts (both float32 (ny, nx); :func:`expected_counts`): denoising pairs at the
+        cost of one detector-MTF filter per frame.
+    simulation
+        The :class:`SeriesSimulation` of ``nc``, ``config`` and ``seed`` if the caller already made it (to read
+        its trajectory); built here otherwise.
 
     Returns
     -------
@@ -753,7 +763,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     if multiprocessing.current_process().daemon:
         n_workers = 1
     check_series_memory(config, particle_radius(nc), n_workers)
-    sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
+    # validates everything before anything is written
+    sim = SeriesSimulation(nc, config, seed) if simulation is None else simulation
     acq = config.acquisition
     k = min(config.output.montage_frames, n)
     montage_idx = set(np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist())
@@ -766,6 +777,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
 
             def consume(f: int, counts: np.ndarray, intensity: np.ndarray | None) -> None:
                 writer.write(f, counts[None])
+                if on_frame is not None and intensity is not None:
+                    on_frame(f, counts, expected_counts(intensity, sim.dose, acq.sampling, config.detector))
                 if f in montage_idx and intensity is not None:
                     raw_m.append(counts.copy())
                     clean_m.append(expected_counts(intensity, sim.dose, acq.sampling, config.detector))
@@ -782,7 +795,7 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
                     pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
                                                initargs=(_dump_state(sim, str(state_dir)), os.getpid()))
                     try:
-                        tasks = [(f, f in montage_idx) for f in range(n)]
+                        tasks = [(f, on_frame is not None or f in montage_idx) for f in range(n)]
                         for f, counts, intensity in pool.map(_render_in_worker, tasks, chunksize=4):
                             consume(f, counts, intensity)
                     except BaseException:

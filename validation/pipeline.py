@@ -23,7 +23,7 @@ from tumblebench.simulator import __version__
 from tumblebench.simulator.config import check_seed
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import atomic_file, atomic_output_dir, check_output_dir, write_json
-from tumblebench.validation.scorecard import RunLayout, score_run
+from tumblebench.validation.scorecard import RunLayout, score_details
 
 #: The stages of a run, in order.
 STAGES = ("build", "simulate", "reconstruct", "atoms", "score")
@@ -277,8 +277,8 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     Parameters
     ----------
     out
-        Run directory; it receives ``particle/``, ``series/``, ``recon/``, ``atoms/``, ``timing.json`` and
-        ``scorecard.json``.
+        Run directory; it receives ``particle/``, ``series/``, ``recon/``, ``atoms/``, ``timing.json``,
+        ``scorecard.json`` and ``report.html``.
     config
         What to run.
     overwrite
@@ -380,13 +380,19 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
             write_json(final / "timing.json", timing)
     card: dict[str, Any] = {}
     if "score" in order:
+        from tumblebench.validation.report import write_report
+
         t = time.perf_counter()
-        card = score_run(final)
+        details = score_details(final)
+        card = details.card
         timing["score"] = time.perf_counter() - t
         card["timing_s"]["score"] = timing["score"]
         write_json(final / "timing.json", timing)
         with atomic_file(final / "scorecard.json") as tmp:
             write_json(tmp, card)
+        t = time.perf_counter()
+        report = write_report(final, details)
+        say(f"[report] {time.perf_counter() - t:.1f} s -> {report}")
     return card
 
 
