@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from tumblebench.simulator.config import from_dict
+from tumblebench.simulator.config import from_dict, read_toml
 from tumblebench.simulator.errors import TumblebenchError, require
-from tumblebench.simulator.outputs import write_json
+from tumblebench.simulator.outputs import check_writable_parent, write_json
 from tumblebench.simulator.series import DEFAULT_DOSE_PER_FRAME
 from tumblebench.validation.algorithms import resolve_all
 from tumblebench.validation.pipeline import PipelineConfig, reconstruct_config, run_pipeline, series_config
@@ -170,8 +170,8 @@ def load_suite(name: str) -> Suite:
     """
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
-        require(path.is_file(), f"{path}: no such suite file")
-        text, where, root = path.read_text(), str(path), path.resolve().parent
+        require(path.exists(), f"{path}: no such suite file")
+        return parse_suite(read_toml(path), str(path), path.resolve().parent)
     else:
         res = _suite_dir() / f"{name}.toml"
         require(res.is_file(), f"--suite {name!r}: no such suite; built-in suites: {', '.join(suite_names())}")
@@ -445,7 +445,7 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
     from tqdm import tqdm
 
     out = Path(out)
-    require(out.parent.exists(), f"{out.parent}: parent directory of --out does not exist")
+    check_writable_parent(out.parent, "results folder")
     if out.exists():
         require(out.is_dir(), f"{out}: exists and is not a directory")
         require(overwrite or not (out / "results.json").exists(),
@@ -550,11 +550,14 @@ def load_results(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / "results.json"
     require(path.is_file(), f"{path}: no such results file (run `tumblebench bench` into {folder})")
     try:
-        res = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TumblebenchError(f"{path}: not valid JSON ({exc})") from None
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise TumblebenchError(f"{path}: not valid JSON ({type(exc).__name__})") from None
     require(isinstance(res, dict) and isinstance(res.get("cases"), list),
             f"{path}: expected an object with a 'cases' list")
+    for i, row in enumerate(res["cases"]):
+        require(isinstance(row, dict) and isinstance(row.get("case"), str),
+                f"{path}: cases[{i}] must be an object with a 'case' name")
     return res
 
 

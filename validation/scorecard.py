@@ -124,11 +124,13 @@ def load_scorecard(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        card = json.loads(path.read_text())
+        card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TumblebenchError(f"{path}: no such scorecard") from None
-    except json.JSONDecodeError as exc:
-        raise TumblebenchError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, OSError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise TumblebenchError(f"{path}: not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(card, dict):
+        raise TumblebenchError(f"{path}: expected a JSON object")
     for name, keys in SCHEMA.items():
         if name not in card:
             raise TumblebenchError(f"{path}: missing object '{name}'")
