@@ -54,7 +54,7 @@ from tumblebench.reconstruct.tracking import (
 )
 from tumblebench.simulator.config import to_dict
 from tumblebench.simulator.errors import TumblebenchError, require
-from tumblebench.simulator.mrc import open_stack, write_volume
+from tumblebench.simulator.mrc import FrameFile, open_stack, write_volume
 from tumblebench.simulator.orientation import euler_angles, pose_matrix
 from tumblebench.simulator.outputs import atomic_output_dir, write_manifest
 from tumblebench.simulator.star import read_star, write_star
@@ -167,14 +167,16 @@ def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.nda
     return bad, mean / n_good, power / n_good, np.asarray(times), np.asarray(spectra)
 
 
-def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, progress: bool,
-                  linear_contrast: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict,
+def track_and_cut(stack: np.ndarray | FrameFile, pixel: float, config: ReconstructConfig, progress: bool,
+                  linear_contrast: bool = False, store_dir: Path | None = None
+                  ) -> tuple[np.ndarray | FrameFile, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict,
                              np.ndarray | None]:
     """Background + tracking stages: returns (boxes, origins_px, usable frame indices, trajectory, box centres,
     diameter_A, counts, removed graphene peak mask of the field or None). ``linear_contrast``: the frames are
     linear in the potential (no CTF), so that the ``auto`` tracking method follows the particle's contrast rather
-    than its local power."""
+    than its local power. ``store_dir``: the boxes go to a scratch :class:`FrameFile` in that directory (read
+    back chunk by chunk by every later stage) instead of an array in memory; the frames are cut, cleaned and
+    normalised a chunk at a time either way."""
     m = stack.shape[0]
     tcfg = config.tracking
     ch = config.tracking.chunk
@@ -218,21 +220,27 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
     smooth = smooth_trajectory(raw, usable, config.tracking.smooth_frames)
     traj = Trajectory(raw=np.where(usable[:, None], raw, np.nan), smooth=smooth, peak_z=z, lost=lost, sign=sign)
     idx = np.flatnonzero(usable)
-    boxes = np.empty((idx.size, config.box, config.box), np.float32)
+    shape = (idx.size, config.box, config.box)
+    boxes = np.empty(shape, np.float32) if store_dir is None else FrameFile.temporary(shape[0], shape[1:], store_dir)
     origins = np.empty((idx.size, 2))
+    bg = np.ones(idx.size)
     with _bar(idx.size, "boxes", progress) as bar:
         for s in range(0, idx.size, ch):
             sel = idx[s:s + ch]
             fr = clean_frames(np.asarray(stack[sel], np.float32), sel, peaks, static)
             b, o = cut_boxes(fr, smooth[sel], config.box)
-            boxes[s:s + ch] = b
+            b = np.asarray(b, np.float32)
+            if config.background.normalise:  # per box: the same bytes chunk by chunk
+                b, bg[s:s + ch] = normalise_boxes(b, 0.42 * config.box)
+            if store_dir is None:
+                boxes[s:s + ch] = b
+            else:
+                boxes.write(s, b)
             origins[s:s + ch] = o
             bar.update(len(sel))
-    if config.background.normalise:
-        boxes, bg = normalise_boxes(boxes, 0.42 * config.box)
-        ok = np.isfinite(bg)
-        if not ok.all():
-            idx, boxes, origins = idx[ok], boxes[ok], origins[ok]
+    ok = np.isfinite(bg)
+    if not ok.all():
+        idx, boxes, origins = idx[ok], (boxes[ok] if store_dir is None else boxes.rows(ok)), origins[ok]
     diameter = config.diameter_A if config.diameter_A > 0 else estimate_diameter(boxes, pixel, sign, energy=True)
     diameter = float(np.clip(diameter, 4 * pixel, 0.8 * config.box * pixel))
     counts = {"frames": m, "bad_frames": int(bad.sum()), "lost_frames": int(lost.sum()),
@@ -381,7 +389,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
              stack.shape[2], stack.shape[1], pixel, star, config.poses)
     linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
     boxes, origins, rows, traj, centres, diameter, counts, peaks = track_and_cut(stack, pixel, config, progress,
-                                                                                linear)
+                                                                                linear, store_dir=out)
     timings["tracking"] = time.perf_counter() - t0
     log.info("frames: %d, excluded as bad (NaN/constant): %d, lost by the tracker: %d, usable: %d; graphene peak "
              "pixels removed: %d; particle diameter %.1f Å", counts["frames"], counts["bad_frames"],
@@ -390,7 +398,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     require(len(rows) >= config.min_frames, f"{len(rows)} usable frames < min_frames = {config.min_frames}")
     ctf_fn = make_ctf_fn(optics, particles, manifest, rows, config.amplitude_contrast)
     if ctf_fn is None and counts["contrast_sign"] < 0:
-        boxes = -boxes  # without a CTF the map is of the particle's contrast: keep its density positive
+        # without a CTF the map is of the particle's contrast: keep its density positive
+        boxes = boxes.negated() if isinstance(boxes, FrameFile) else -boxes
     # the removed graphene peaks are missing data for the maps (the global search keeps the plain CTF)
     ctf_rec = with_missing_data(ctf_fn, peaks, pixel)
     n = config.box
