@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.fft
+from scipy.spatial import cKDTree
 
 from tumblebench.analysis import statistics as st
 from tumblebench.analysis.config import AtomsConfig
@@ -53,6 +54,7 @@ from tumblebench.analysis.threshold import scan_thresholds
 from tumblebench.simulator.coordination import max_interatomic_distance, nn_bond_lengths
 from tumblebench.simulator.density import render_density
 from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.stages import AtomDetection, AtomsInput
 
 
 @dataclass
@@ -87,6 +89,8 @@ class AtomModel:
         Threshold scan, envelope contrast, counts of atoms rejected at each step, calibration.
     config
         The configuration used.
+    scores
+        (N,) the detector's per-atom scores (higher: more confident), or None.
     """
 
     positions: np.ndarray
@@ -102,6 +106,7 @@ class AtomModel:
     lattice: Any
     info: dict[str, Any] = field(default_factory=dict)
     config: AtomsConfig = field(default_factory=AtomsConfig)
+    scores: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -151,7 +156,7 @@ def _intensity_stats(raw: np.ndarray, labels: np.ndarray, keep_ids: np.ndarray, 
                      voxel_size: float) -> dict[str, np.ndarray]:
     """NVOX, AVG_INT, MAX_INT (z-score over all atom voxels), MAX_INT_RAW, DIAM for the kept atom labels."""
     n = len(keep_ids)
-    remap = np.full(int(labels.max()) + 1, -1)
+    remap = np.full(max(int(labels.max()), int(keep_ids.max(initial=-1)) + 1) + 1, -1)
     remap[keep_ids + 1] = np.arange(n)
     vox = np.nonzero(labels)
     lv = remap[labels[vox]]
@@ -241,6 +246,13 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
         size). Never returns an empty model.
     """
     cfg = config or AtomsConfig()
+    detection = ThresholdScanDetector(cfg).detect(AtomsInput(np.asarray(volume), float(voxel_size), cfg.element,
+                                                             where))
+    return atom_statistics(volume, voxel_size, detection, cfg, where)
+
+
+def _detect(volume: np.ndarray, voxel_size: float, cfg: AtomsConfig, where: str) -> AtomDetection:
+    """Steps 1–5 of the module docstring: the built-in detector's atoms (see :class:`ThresholdScanDetector`)."""
     cfg.validate()
     v = float(voxel_size)
     raw = check_map(volume, v, where)
@@ -300,7 +312,8 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
     if not 0.75 <= nn_med / expected_nn <= 1.3:
         raise TumblebenchError(
             f"{where}: median nearest-neighbour distance {nn_med:.2f} Å is far from {cfg.element}'s "
-            f"{expected_nn:.2f} Å; the voxel size ({v} Å) or the element is probably wrong"
+            f"{expected_nn:.2f} Å; check the voxel size ({v} Å) and the element, or the map's quality and "
+            "resolution (merged or spurious atoms in a noisy or poorly resolved map)"
         )
     ids = np.arange(len(centres))
     fit_radius = 0.75 * a_guess / (2 * np.sqrt(2))
@@ -344,13 +357,122 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
     info.update({"n_rejected_correlation": n_corr, "n_rejected_cn": n_cn, "n_atoms": len(centres)})
     if len(centres) < 4:
         raise TumblebenchError(f"{where}: only {len(centres)} atoms found; the map holds no resolvable particle")
+    # per-atom score: denoised density at the atom against the background outside the envelope (robust z)
+    idx = np.clip(np.rint(centres[:, ::-1] / v).astype(np.int64), 0, np.array(raw.shape) - 1)
+    at = C[tuple(idx.T)].astype(np.float64)
+    scores = (at - med) / sd if outside.size >= 100 and sd > 0 else at
+    lut = np.zeros(int(labels.max()) + 1, np.int32)
+    lut[ids + 1] = np.arange(1, len(ids) + 1)
+    return AtomDetection(positions=centres, scores=scores, labels=lut[labels], resolution_A=float(band), info=info)
+
+
+class ThresholdScanDetector:
+    """The built-in atom detector (registered as ``threshold-scan``): steps 1–5 of the module docstring.
+
+    Parameters
+    ----------
+    config
+        :class:`tumblebench.analysis.config.AtomsConfig` (its detection fields; ``element`` is taken from the
+        input).
+    """
+
+    name = "threshold-scan"
+
+    def __init__(self, config: AtomsConfig | None = None):
+        self.config = config or AtomsConfig()
+
+    def detect(self, data: AtomsInput) -> AtomDetection:
+        """Atom centres, scores (robust z of the denoised density) and the segmentation labels
+        (:class:`tumblebench.stages.AtomDetector`)."""
+        cfg = self.config
+        if data.element != cfg.element:
+            cfg = dataclasses.replace(cfg, element=data.element)
+        cfg.validate()
+        return _detect(data.volume, data.sampling, cfg, data.name)
+
+
+def nearest_atom_labels(shape: tuple[int, int, int], voxel_size: float, positions: np.ndarray,
+                        radius_A: float) -> np.ndarray:
+    """int32 labels [z, y, x]: k + 1 for the voxels within ``radius_A`` of atom k and nearer to it than to any
+    other atom, 0 elsewhere (the atoms' voxels for a detector that gives no segmentation)."""
+    labels = np.zeros(shape, np.int32)
+    pos = np.asarray(positions, float)
+    if len(pos) == 0:
+        return labels
+    lo = np.maximum(np.floor((pos.min(0) - radius_A) / voxel_size).astype(int), 0)  # x, y, z
+    hi = np.minimum(np.ceil((pos.max(0) + radius_A) / voxel_size).astype(int) + 1, np.array(shape[::-1]))
+    zz, yy, xx = np.meshgrid(*(np.arange(lo[a], hi[a]) for a in (2, 1, 0)), indexing="ij")
+    pts = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1) * voxel_size
+    d, k = cKDTree(pos).query(pts, distance_upper_bound=radius_A)
+    sub = np.where(np.isfinite(d), k + 1, 0).astype(np.int32).reshape(zz.shape)
+    labels[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = sub
+    return labels
+
+
+def atom_statistics(volume: np.ndarray, voxel_size: float, detection: AtomDetection,
+                    config: AtomsConfig | None = None, where: str = "map") -> AtomModel:
+    """Step 6 of the module docstring: every per-atom statistic of detected atoms (any detector's).
+
+    Parameters
+    ----------
+    volume
+        3D map [z, y, x] (atoms positive).
+    voxel_size
+        Voxel edge in Å.
+    detection
+        The atoms (:class:`tumblebench.stages.AtomDetection`): positions (x, y, z) Å, map frame; optional labels
+        (else :func:`nearest_atom_labels` within the atomic radius) and band limit (else estimated from the map's
+        spectrum, or fitted to the atoms when the spectrum shows no edge).
+    config
+        :class:`tumblebench.analysis.config.AtomsConfig`.
+    where
+        Name of the map in error messages.
+
+    Raises
+    ------
+    TumblebenchError
+        Fewer than 4 atoms, or a fitted lattice constant inconsistent with the element.
+    """
+    cfg = config or AtomsConfig()
+    cfg.validate()
+    v = float(voxel_size)
+    raw = check_map(volume, v, where)
+    radius = cfg.radius
+    a_guess = cfg.lattice_constant
+    centres = np.asarray(detection.positions, np.float64).reshape(-1, 3)
+    if len(centres) < 4:
+        raise TumblebenchError(f"{where}: only {len(centres)} atoms found; the map holds no resolvable particle")
+    fit_radius = 0.75 * a_guess / (2 * np.sqrt(2))
+    ft = None
+    band0 = cfg.resolution_A
+    if band0 is None and (detection.resolution_A is None or cfg.u_fit_map != "raw"):
+        ft = scipy.fft.rfftn(raw, workers=-1)
+        band0 = max(estimate_band_limit(ft, raw.shape, v), 2.0 * v)
+    band = detection.resolution_A
+    if band is None:
+        band = max(float(band0), 2.0 * v)
+        if cfg.resolution_A is None and band <= 2.0 * v + 1e-9:  # no edge in the spectrum: fit it to the atoms
+            band = fit_band_limit(raw, centres, v, fit_radius, cfg.element, 2.0 * v, max(1.5, 2.0 * v + 0.2))
+    if cfg.u_fit_map == "raw":
+        fit_vol = raw
+    else:
+        fit_vol = denoise(raw, v, cfg.element, cfg.template_u_iso_A2, max(float(band0), 2.0 * v),
+                          ft if ft is not None else scipy.fft.rfftn(raw, workers=-1))
+    table = profile_table(cfg.element, band, None if cfg.u_fit_map == "raw" else cfg.template_u_iso_A2)
+    labels = detection.labels
+    if labels is None:
+        labels = nearest_atom_labels(raw.shape, v, centres, radius)
+    ids = np.arange(len(centres))
+    info: dict[str, Any] = dict(detection.info)
     # --- statistics
     sm = st.structure_metrics(centres, a_guess)
     a_ratio = float(sm.fit.lattice_constant) / a_guess
     if not 0.92 <= a_ratio <= 1.08:
         raise TumblebenchError(
             f"{where}: fitted lattice constant {float(sm.fit.lattice_constant):.3f} Å is {100 * (a_ratio - 1):+.0f} % "
-            f"off {cfg.element}'s {a_guess:.3f} Å; the voxel size ({v} Å) is probably wrong"
+            f"off {cfg.element}'s {a_guess:.3f} Å; check the voxel size ({v} Å) and the element, or the map: a "
+            "noisy or poorly resolved map (wrong poses, resolution coarser than the atom spacing) places atoms "
+            "off their lattice sites"
         )
     disp = _fit_displacements(fit_vol, centres, v, fit_radius, table)
     u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01
@@ -391,6 +513,7 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
         U=disp["U"], stats=stats, nanoparticle=st.nanoparticle_stats(stats, diameter),
         cn_stats=st.cn_dependent_stats(stats), table1=st.table1(stats, diameter, a_fit),
         penetration=_penetration_fits(stats), lattice=sm.fit, info=info, config=cfg,
+        scores=np.asarray(detection.scores, np.float64),
     )
 
 
@@ -402,4 +525,5 @@ def config_dict(cfg: AtomsConfig) -> dict[str, Any]:
     return d
 
 
-__all__ = ["AtomModel", "atom_transfer", "build_atom_model", "config_dict", "simulate_map"]
+__all__ = ["AtomModel", "ThresholdScanDetector", "atom_statistics", "atom_transfer", "build_atom_model",
+           "config_dict", "simulate_map"]

@@ -194,7 +194,7 @@ def main() -> int:
         "antialias_transmission": cfg.imaging.antialias_transmission,
         "field_px": cfg.acquisition.field_px,
         "substeps": cfg.acquisition.substeps,
-        "pixel_size_A": cfg.acquisition.pixel_size_A,
+        "pixel_size_A": cfg.acquisition.sampling,
         "seconds_per_frame": demo / n_frames,
         "split_seconds": split_full,
         "split_fraction_of_frame_time": {k.replace("_s", ""): v for k, v in frac.items()},

@@ -101,7 +101,7 @@ class EmulateAbtemInterpolation:
 
         def patched(grid, element, table):
             f = self._orig(grid, element, table)
-            p = grid.pixel_size
+            p = grid.sampling
             qp = grid.q * p
             corr = np.where(qp > 0, np.sin(qp) / np.where(qp > 0, qp, 1.0), 1.0)
             t = (np.sinc(grid.qy * p) ** 2)[:, None] * (np.sinc(grid.qx * p) ** 2)[None, :] / corr

@@ -25,13 +25,13 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from tumblebench.reconstruct.lattice import LatticeConfig
+from tumblebench.reconstruct.branches import _cc, _reconstruct_small
+from tumblebench.reconstruct.lattice import LatticeConfig, LatticePoses
+from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import (
     Band,
-    Reconstructor,
     image_from_ft,
     image_ft,
     prepare_reference,
@@ -39,8 +39,16 @@ from tumblebench.reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
+from tumblebench.reconstruct.search import (
+    distinct_peaks,
+    fourier_crop,
+    fourier_crop_volume,
+    local_search,
+    so3_grid,
+    viterbi,
+)
 from tumblebench.simulator.errors import require
+from tumblebench.stages import PoseInput
 
 log = logging.getLogger("tumblebench.reconstruct")
 
@@ -133,17 +141,6 @@ class AbInitioConfig:
                 "abinitio.distinct_deg, candidate_pool, fill_iter and keep_previous_from_A must be >= 0")
 
 
-def _lowpass_volume(vol: np.ndarray, resolution_px: float) -> np.ndarray:
-    n = vol.shape[0]
-    ft = scipy.fft.rfftn(vol, workers=-1)
-    k = [np.fft.fftfreq(n) * n] * 2 + [np.fft.rfftfreq(n) * n]
-    kz, ky, kx = np.meshgrid(*k, indexing="ij", sparse=True)
-    r = np.sqrt(kz**2 + ky**2 + kx**2)
-    kc = n / resolution_px
-    w = np.clip((kc - r) / 2.0 + 0.5, 0, 1)
-    return scipy.fft.irfftn(ft * (0.5 - 0.5 * np.cos(np.pi * w)), s=vol.shape, workers=-1).astype(np.float32)
-
-
 def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: np.ndarray,
                   ctf_band: np.ndarray | None = None, top_k: int = 12, chunk: int = 4000,
                   distinct_deg: float = 0.0, pool: int = 0, return_stats: bool = False):
@@ -223,254 +220,6 @@ def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: 
     return (best_idx, z, mean, sd) if return_stats else (best_idx, z)
 
 
-def _reconstruct_small(images: np.ndarray, rots: np.ndarray, res_px: float, mask: np.ndarray,
-                       ctf: np.ndarray | None, fill_iter: int = 0) -> np.ndarray:
-    n = images.shape[-1]
-    rec = Reconstructor(n, pad=2)
-    rec.insert(images, rots, ctf=ctf, r_max=n / res_px)
-    vol = rec.reconstruct(tau=0.05)
-    vol = _lowpass_volume(vol, res_px)
-    if ctf is None:  # linear projections of a positive potential: positivity is a valid constraint
-        if fill_iter > 0:
-            return _fill_unmeasured(vol, rec.weight, rec.pad, mask, res_px, fill_iter)
-        return np.maximum(vol, 0) * mask
-    # through a CTF (and the non-linear contrast of a strong phase object) the low-resolution map need not be
-    # positive: only the mask applies
-    return vol * mask
-
-
-def _fill_unmeasured(vol: np.ndarray, weight: np.ndarray, pad: int, mask: np.ndarray, res_px: float,
-                     n_iter: int, level: float = 0.1, keep_measured: bool = False) -> np.ndarray:
-    """Fill the Fourier region no slice sampled by alternating projections (positivity and support in real
-    space, the measured transform where it was measured).
-
-    A Brownian series of a few hundred frames sees its particle from a cap of beam directions only, which
-    leaves a double cone of its 3D transform unmeasured (zero after the Wiener division). Clipping such a map
-    at zero once (the old constraint) puts the clipped ringing's transform into the measured region too and
-    so corrupts the data; these iterations keep the measured transform and let the constraints fill only the
-    rest (the missing-wedge filling of tomography). With ``keep_measured`` the result carries the measured
-    transform exactly (the constraints' last pass changes only the unmeasured part), otherwise it is the
-    constrained (positive) map.
-    """
-    n = vol.shape[0]
-    nn = weight.shape[0]
-    k = (np.arange(n) - n // 2) * pad + nn // 2  # unpadded frequencies on the padded (centred) grid
-    w = weight[np.ix_(k, k, k)]
-    pos = w[w > 0]
-    measured = scipy.fft.ifftshift(w > level * (pos.mean() if pos.size else 1.0))
-    f_meas = scipy.fft.fftn(vol, workers=-1)
-    v = np.maximum(vol, 0) * mask
-    data = vol
-    for _ in range(n_iter):
-        f = scipy.fft.fftn(v, workers=-1)
-        f[measured] = f_meas[measured]
-        data = scipy.fft.ifftn(f, workers=-1).real
-        v = np.maximum(data, 0) * mask
-    return _lowpass_volume((data if keep_measured else v).astype(np.float32), res_px) * mask
-
-
-def _cc(ref, x: np.ndarray, band: Band, cands: np.ndarray, ctf: np.ndarray | None = None) -> np.ndarray:
-    """Normalised correlations (M, K) of images ``x`` (M, P) with projections at candidate poses (M, K, 3, 3)."""
-    from tumblebench.reconstruct._gridding_kernels import score_candidates
-
-    m, k = cands.shape[:2]
-    out = np.empty((m, k))
-    c = np.ones((m, band.kx.size), np.float32) if ctf is None else np.ascontiguousarray(ctf, np.float32)
-    xx = np.ascontiguousarray(x, np.complex64)
-    score_candidates(ref.vft, np.ascontiguousarray(cands, np.float64), band.kx, band.ky, ref.pad, xx, c, out)
-    nrm = np.sqrt((np.abs(xx) ** 2).sum(axis=1))
-    return out / np.maximum(nrm, 1e-30)[:, None]
-
-
-def _angle_deg(r: np.ndarray) -> np.ndarray:
-    return np.degrees(np.arccos(np.clip((np.trace(r, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
-
-
-def _block_op(ref, x: np.ndarray, band: Band, poses: np.ndarray, grid: np.ndarray, ctf: np.ndarray | None,
-              polish: bool, chunk: int = 1000) -> tuple[np.ndarray, float, np.ndarray]:
-    """The rotation S (poses·S) that best fits a block of frames to ``ref``: (S, angle of S, per-frame gain).
-
-    The per-frame gain is cc(pose·S) − cc(pose): its sum over the block is the evidence for S.
-    """
-    tot = np.zeros(len(grid))
-    for s in range(0, len(grid), chunk):
-        cands = np.einsum("nij,gjk->ngik", poses, grid[s:s + chunk])
-        tot[s:s + chunk] = _cc(ref, x, band, cands, ctf).sum(axis=0)
-    op = grid[int(np.argmax(tot))]
-    if polish:
-        op = _polish_op(ref, x, band, poses, op, ctf)
-    return op, float(_angle_deg(op)), _gain(ref, x, band, poses, op, ctf)
-
-
-def _gain(ref, x: np.ndarray, band: Band, poses: np.ndarray, op: np.ndarray, ctf: np.ndarray | None) -> np.ndarray:
-    """Per-frame gain cc(pose·op) − cc(pose)."""
-    two = np.stack([poses, np.einsum("nij,jk->nik", poses, op)], axis=1)
-    cc = _cc(ref, x, band, two, ctf)
-    return cc[:, 1] - cc[:, 0]
-
-
-def _polish_op(ref, x: np.ndarray, band: Band, poses: np.ndarray, op: np.ndarray, ctf: np.ndarray | None
-               ) -> np.ndarray:
-    """Hill-climb a block rotation (poses·op) on the summed correlation of the frames."""
-    from tumblebench.reconstruct.refine import _NEIGHBOURS
-
-    for step in (4.0, 2.0, 1.0):
-        d = Rotation.from_rotvec(np.radians(step) * _NEIGHBOURS).as_matrix()
-        for _ in range(2):
-            ops = np.einsum("kij,jl->kil", d, op)
-            sc = _cc(ref, x, band, np.einsum("nij,kjl->nkil", poses, ops), ctf).sum(axis=0)
-            op = ops[int(np.argmax(sc))]
-    return op
-
-
-def _t_stat(d: np.ndarray) -> float:
-    return float(d.mean() / max(d.std(ddof=1), 1e-12) * np.sqrt(len(d))) if len(d) > 1 else 0.0
-
-
-def _run_t(d: np.ndarray, min_len: int = 3) -> float:
-    """t-statistic of the per-frame gains over their best contiguous run (a segment may hold a branch change)."""
-    lo, hi = _max_run(d)
-    return _t_stat(d[lo:hi + 1]) if hi - lo + 1 >= min_len else 0.0
-
-
-def realign_segments(images: np.ndarray, x: np.ndarray, band: Band, poses: np.ndarray, res_px: float,
-                     mask: np.ndarray, ctf_pad: np.ndarray | None, ctf_band: np.ndarray | None,
-                     segment: int, grid: np.ndarray, min_t: float = 3.0, min_angle_deg: float = 20.0,
-                     block_frames: int = 24, pair_res_px: float | None = None) -> tuple[np.ndarray, dict]:
-    """Put time segments locked in different (pseudo-symmetric) branches into one consistent frame.
-
-    A Brownian trajectory makes the poses within a short time segment consistent with one another, but a
-    pseudo-symmetric particle (an fcc cluster is nearly cubic at low resolution) lets different segments settle
-    on different symmetry mates. A map built from such a mixture is a patchwork that every segment fits at its
-    own poses, so no test against the *whole* map can reveal it. Instead: (1) a map is built from each segment
-    alone; every segment's frames are searched, as one rigid block (poses·S for S on an SO(3) grid), against the
-    map of every other segment; a best S far from the identity that raises the correlation of the block
-    significantly (paired t-statistic of the per-frame gains ≥ ``min_t``) marks the two segments as
-    inconsistent (the statistic is taken over the best contiguous run of the block's frames, since a segment may
-    contain the branch change). (2) The largest group of mutually consistent segments (greedy) is the majority.
-    (3) Every other segment is tested against the map of the majority without the segment's two neighbours in
-    time (frames next to a branch change fit both); candidate rotations (the block's best grid rotation and
-    those of its pairwise tests) are judged on their best run of frames and polished on it, and the contiguous
-    run of frames (within the segment and its neighbours) whose summed gain is largest (maximum-sum subarray)
-    is moved by it.
-
-    Parameters
-    ----------
-    images
-        (M, n, n) images (time order) the maps are built from.
-    x
-        complex (M, P) their transforms on ``band`` (re-centred).
-    band
-        Frequencies of the correlation.
-    poses
-        (M, 3, 3) current poses.
-    res_px
-        Resolution limit of the maps (pixels of ``images``).
-    mask
-        Real-space mask of the maps.
-    ctf_pad, ctf_band
-        CTFs on the padded grid (for the maps) and on ``band`` (for the references), or None.
-    segment
-        Frames per segment.
-    grid
-        SO(3) grid of the block search.
-    min_t, min_angle_deg
-        Significance and smallest rotation of a branch change.
-    block_frames
-        At most this many frames (evenly spaced) of a segment enter its block search.
-    pair_res_px
-        Coarser resolution limit (pixels) of the pairwise tests (1), which are the costly part; default
-        ``res_px``.
-
-    Returns
-    -------
-    (poses, info)
-        Corrected poses and a dict (segments, majority group, moved runs).
-    """
-    m = len(poses)
-    poses = np.asarray(poses, np.float64).copy()
-    n_seg = max(1, m // segment)
-    if n_seg < 3:
-        return poses, {"segments": n_seg, "moved": []}
-    edges = np.linspace(0, m, n_seg + 1).round().astype(int)
-    segs = [np.arange(edges[k], edges[k + 1]) for k in range(n_seg)]
-    blocks = [s[np.unique(np.linspace(0, len(s) - 1, min(block_frames, len(s))).round().astype(int))] for s in segs]
-
-    def model_ref(idx):
-        vol = _reconstruct_small(images[idx], poses[idx], res_px, mask, None if ctf_pad is None else ctf_pad[idx])
-        return prepare_reference(vol)
-
-    refs = [model_ref(s) for s in segs]
-    keep = band.radius <= band.n / max(pair_res_px or res_px, res_px)
-    pband = Band(band.n, band.kx[keep], band.ky[keep], band.index[keep], band.radius[keep])
-    incons = np.zeros((n_seg, n_seg), bool)
-    pair_ops: dict[int, list] = {k: [] for k in range(n_seg)}
-    for k in range(n_seg):
-        b = blocks[k]
-        cb = None if ctf_band is None else ctf_band[b][:, keep]
-        for j in range(n_seg):
-            if j != k:
-                op, ang, d = _block_op(refs[j], x[b][:, keep], pband, poses[b], grid, cb, polish=False)
-                incons[k, j] = ang > min_angle_deg and _run_t(d) >= min_t
-                if incons[k, j]:
-                    pair_ops[k].append(op)
-    incons |= incons.T
-    # greedy clique of mutually consistent segments, the least contested first
-    group: list[int] = []
-    for k in np.argsort(incons.sum(axis=1), kind="stable"):
-        if not incons[k, group].any():
-            group.append(int(k))
-    majority = np.sort(np.array(group))
-    outside = np.setdiff1d(np.arange(n_seg), majority)
-    moved = []
-    for k in outside:
-        # the reference: the majority without the segment's neighbours in time (a branch change is not sharp:
-        # frames next to it fit the segment's own branch and would make the map a patchwork again)
-        far = [j for j in majority if abs(j - k) > 1]
-        if not far:
-            continue
-        ref = model_ref(np.concatenate([segs[j] for j in far]))
-        b = blocks[k]
-        cb = None if ctf_band is None else ctf_band[b]
-        # candidate rotations: the best for the whole block and those the pairwise tests found; each is judged
-        # on its best run of frames (the off-branch run may be a part of the segment only)
-        op, _, d = _block_op(ref, x[b], band, poses[b], grid, cb, polish=False)
-        cands = [(op, d)] + [(o, _gain(ref, x[b], band, poses[b], o, cb)) for o in pair_ops[k]]
-        runs = [_max_run(g) for _, g in cands]
-        c = int(np.argmax([g[lo:hi + 1].sum() for (_, g), (lo, hi) in zip(cands, runs, strict=True)]))
-        lo, hi = runs[c]
-        if hi < lo:
-            continue
-        op = _polish_op(ref, x[b[lo:hi + 1]], band, poses[b[lo:hi + 1]], cands[c][0],
-                        None if cb is None else cb[lo:hi + 1])
-        ang = float(_angle_deg(op))
-        if not (ang > min_angle_deg and _run_t(_gain(ref, x[b], band, poses[b], op, cb)) >= min_t):
-            continue
-        win = np.arange(segs[max(k - 1, 0)][0], segs[min(k + 1, n_seg - 1)][-1] + 1)
-        cw = None if ctf_band is None else ctf_band[win]
-        lo, hi = _max_run(_gain(ref, x[win], band, poses[win], op, cw))
-        if hi >= lo:
-            sel = win[lo:hi + 1]
-            poses[sel] = np.einsum("nij,jk->nik", poses[sel], op)
-            moved.append((int(sel[0]), int(sel[-1]), ang))
-    if len(outside):
-        log.info("%d of %d time segments disagreed with the largest consistent group; moved frames %s",
-                 len(outside), n_seg, ", ".join(f"{a}-{b} by {g:.0f}°" for a, b, g in moved) or "none")
-    return poses, {"segments": n_seg, "majority": majority.tolist(), "moved": moved}
-
-
-def _max_run(gain: np.ndarray) -> tuple[int, int]:
-    """First and last index of the contiguous run with the largest positive sum (Kadane); (0, −1) if none."""
-    best, cur, start, run = 0.0, 0.0, 0, (0, -1)
-    for i, g in enumerate(gain):
-        if cur <= 0:
-            cur, start = float(g), i
-        else:
-            cur += float(g)
-        if cur > best:
-            best, run = cur, (start, i)
-    return run
-
 def best_global_alignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median-robust global rotation G (and per-frame angles) such that a_i ≈ b_i G (poses of two runs)."""
     rel = np.einsum("nji,njk->nik", b, a)  # b_iᵀ a_i
@@ -488,6 +237,17 @@ def best_global_alignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.
 def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: AbInitioConfig,
              rng: np.random.Generator, ctf_fn=None, progress=None, monitor=None,
              shifts_px: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Poses of every frame and a low-resolution model, from centred particle boxes alone (the ``sphere``
+    method, :class:`SpherePoses`; the parameters and results of :func:`_sphere_abinitio` without the per-frame
+    scores)."""
+    poses, model, _, info = _sphere_abinitio(boxes, pixel_size, diameter_A, config, rng, ctf_fn, progress, monitor,
+                                             shifts_px)
+    return poses, model, info
+
+
+def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: AbInitioConfig,
+                     rng: np.random.Generator, ctf_fn=None, progress=None, monitor=None,
+                     shifts_px: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Poses of every frame and a low-resolution model, from centred particle boxes alone.
 
     Parameters
@@ -514,9 +274,10 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
 
     Returns
     -------
-    (poses, model, info)
+    (poses, model, scores, info)
         (M, 3, 3) poses (arbitrary global frame), the model [z, y, x] at ``config.box`` pixels of size
-        ``pixel_size·n/config.box``, and a dict of diagnostics (per-start scores, start agreement).
+        ``pixel_size·n/config.box``, (M,) each frame's z-scored correlation at its pose, and a dict of diagnostics
+        (per-start scores, start agreement).
     """
     m, n, _ = boxes.shape
     ns = min(config.box, n)
@@ -574,13 +335,11 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
         rows = np.arange(len(idx))
         chosen = cands[rows, path]
         if res <= config.local_from_A:
-            from tumblebench.reconstruct.refine import local_search
-
             ref = prepare_reference(model)
             c_ref = None if ctf_small is None else band.take(ctf_small[idx])
             chosen, _ = local_search(ref, img if ctf_small is None else band.take(ft_all[idx]), band, chosen,
                                      c_ref, (3.0, 1.5, 0.75))
-        return chosen, float(cz[rows, path].mean())
+        return chosen, cz[rows, path]
 
     starts = []
     for s in range(config.n_starts):
@@ -593,14 +352,15 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
         for res in config.resolutions_A:
             res_eff = eff(res)
             prev = rots if res_eff <= config.keep_previous_from_A else None
-            rots, score = search(model, sub, res_eff, step_sub, prev)
+            rots, frame_scores = search(model, sub, res_eff, step_sub, prev)
+            score = float(frame_scores.mean())
             model = _reconstruct_small(small[sub], rots, res_eff / ps, mask, ctf_pad, config.fill_iter)
             if monitor is not None:
                 monitor(s, res_eff, sub, rots, score)
             if progress is not None:
                 progress(1)
         log.info("ab initio start %d: mean z-score %.3f", s, score)
-        starts.append((score, rots, model))
+        starts.append((score, rots, model, frame_scores))
     scores = [st[0] for st in starts]
     best = int(np.argmax(scores))
     agreement = []
@@ -613,13 +373,48 @@ def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: Ab
                  ", ".join(f"{a:.1f}" for a in agreement))
     model = starts[best][2]
     if len(sub) == m:
-        poses, score = starts[best][1], scores[best]
+        poses, score, frame_scores = starts[best][1], scores[best], starts[best][3]
     else:  # frames outside the subset: the same global search + continuity against the winning model
         res_final = eff(config.resolutions_A[-1])
-        poses, score = search(model, np.arange(m), res_final, config.step_deg)
+        poses, frame_scores = search(model, np.arange(m), res_final, config.step_deg)
+        score = float(frame_scores.mean())
     info = {"start_scores": scores, "best_start": best, "start_disagreement_deg": agreement,
             "final_score": score, "search_pixel_size_A": ps}
-    return poses, model, info
+    return poses, model, np.asarray(frame_scores, np.float64), info
+
+
+class SpherePoses(AbInitioPoses):
+    """The ``sphere`` pose estimator: global search from a featureless start (module docstring).
+
+    Parameters
+    ----------
+    config
+        :class:`AbInitioConfig` (its ``step_deg`` and ``continuity_weight`` are the continuity penalty).
+    """
+
+    name = "sphere"
+
+    def __init__(self, config: AbInitioConfig | None = None):
+        self.config = config or AbInitioConfig(method="sphere")
+        super().__init__(self.config.step_deg, self.config.continuity_weight)
+
+    def steps(self) -> int:
+        """One step per start and resolution."""
+        return self.config.n_starts * len(self.config.resolutions_A)
+
+    def _estimate(self, data: PoseInput) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        rng = np.random.default_rng(data.seed)
+        poses, _, scores, info = _sphere_abinitio(data.boxes, data.sampling, data.diameter_A, self.config, rng,
+                                                  ctf_fn=data.ctf, progress=data.progress,
+                                                  shifts_px=data.shifts_px)
+        return poses, np.asarray(data.shifts_px, np.float64), scores, info
+
+
+def pose_estimator(config: AbInitioConfig) -> AbInitioPoses:
+    """The built-in pose estimator that ``config.method`` names (``lattice`` or ``sphere``), configured."""
+    if config.method == "lattice":
+        return LatticePoses(config.lattice, config.step_deg, config.continuity_weight)
+    return SpherePoses(config)
 
 
 def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume: np.ndarray,

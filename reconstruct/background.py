@@ -153,6 +153,31 @@ def clean_frames(frames: np.ndarray, frame_idx: np.ndarray, peaks: np.ndarray | 
     return scipy.fft.ifft2(ft, workers=-1).real.astype(np.float32)
 
 
+class CleanedFrames:
+    """The frames of a stack with the graphene removed (:func:`clean_frames`), read on demand: ``view[a:b]`` or
+    ``view[index_array]`` is float32 (k, H, W), NaN set to 0 (:class:`tumblebench.stages.Frames`).
+
+    Parameters
+    ----------
+    stack
+        (M, H, W) frames (an array or a memory map).
+    peaks, static
+        As :func:`clean_frames`.
+    """
+
+    def __init__(self, stack: np.ndarray, peaks: np.ndarray | None, static: StaticSpectrum | None):
+        self.stack, self.peaks, self.static = stack, peaks, static
+        self.shape = tuple(stack.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        idx = np.arange(self.shape[0])[key]
+        fr = np.nan_to_num(np.asarray(self.stack[key], np.float32))
+        return clean_frames(fr, np.atleast_1d(idx), self.peaks, self.static)
+
+
 def missing_data(peaks: np.ndarray, field_pixel_size: float, shape: tuple[int, int], pixel_size: float,
                  margin_px: float = 1.0) -> np.ndarray:
     """Keep-mask (1 = data, 0 = missing; centred, fftshift layout) on another Fourier grid for removed peaks.

@@ -22,7 +22,9 @@ from tumblebench.reconstruct.density import DensityConfig
 from tumblebench.reconstruct.refine import RefineConfig
 from tumblebench.reconstruct.timeresolved import TimeResolvedConfig
 from tumblebench.reconstruct.tracking import TrackingConfig
+from tumblebench.simulator.config import check_memory, check_seed
 from tumblebench.simulator.errors import require
+from tumblebench.simulator.series import MAX_FRAMES
 
 
 @dataclass(frozen=True)
@@ -32,16 +34,18 @@ class ReconstructConfig:
     Attributes
     ----------
     box
-        Reconstruction box (pixels) at the frames' pixel size; 128 matches ``truth_map.mrc``.
+        Reconstruction box (pixels) at the frames' pixel size; 128 matches ``truth_map.mrc``. Even, in
+        [16, 512] (512³ maps with their padded transforms need tens of GB).
     poses
         ``"abinitio"`` (unknown poses), ``"truth"`` (the STAR poses, oracle) or ``"truth+noise:DEG"``
         (the STAR poses perturbed by random rotations of DEG degrees rms angle, oracle).
     seed
         Seed of every random draw (ab initio starts, oracle noise).
     diameter_A
-        Particle diameter (Å); 0 = estimate from the frames.
+        Particle diameter (Å); 0 = estimate from the frames; in [0, 500] (50 nm, far beyond a nanocrystal
+        whose atoms this method resolves).
     min_frames
-        Fewest usable frames accepted (fewer is an error).
+        Fewest usable frames accepted (fewer is an error), in [2, 100,000] (the longest series).
     amplitude_contrast
         Amplitude-contrast fraction Q of the CTF model, CTF = −(√(1−Q²)·sin γ + Q·cos γ); −1 = the STAR's
         rlnAmplitudeContrast. Default 0.1, the value customary in RELION: a strongly scattering particle behind
@@ -83,10 +87,12 @@ class ReconstructConfig:
             except ValueError:
                 deg = -1.0
             require(deg >= 0, f"poses = {self.poses!r}: DEG must be a non-negative number of degrees")
-        require(self.diameter_A >= 0, f"diameter_A = {self.diameter_A} must be >= 0 (0 = estimate)")
+        require(0 <= self.diameter_A <= 500, f"diameter_A = {self.diameter_A} must be in [0, 500] Å (0 = estimate)")
+        check_seed(self.seed, "seed")
         require(self.amplitude_contrast == -1 or 0 <= self.amplitude_contrast < 1,
                 f"amplitude_contrast = {self.amplitude_contrast} must be in [0, 1) (or -1: the STAR's value)")
-        require(self.min_frames >= 2, f"min_frames = {self.min_frames} must be >= 2")
+        require(2 <= self.min_frames <= MAX_FRAMES, f"min_frames = {self.min_frames} must be in [2, {MAX_FRAMES}]")
+        require(1 <= self.tracking.chunk <= 4096, f"tracking.chunk = {self.tracking.chunk} must be in [1, 4096] frames")
         # the stages' own checks too: a config built in code or changed by a command-line flag
         # (dataclasses.replace) has not been through the TOML loader, which validates each table
         for stage in (self.tracking, self.background, self.abinitio, self.refine, self.timeresolved,
@@ -94,3 +100,37 @@ class ReconstructConfig:
             check = getattr(stage, "validate", None)
             if callable(check):
                 check()
+
+
+def reconstruct_memory_bytes(n_frames: int, ny: int, nx: int, config: ReconstructConfig) -> dict[str, float]:
+    """Estimated peak resident memory of a reconstruction, bytes, by part (from the stack's header only).
+
+    Parameters
+    ----------
+    n_frames, ny, nx
+        Shape of the frame stack.
+    config
+        The reconstruction's configuration.
+
+    Returns
+    -------
+    dict
+        ``boxes`` (the boxes cut around the particle, float32, and their normalised copy: 8 B per box pixel),
+        ``chunk`` (one chunk of ``tracking.chunk`` full frames with their float32 copy and complex128
+        transforms, ≈ 40 B per pixel), ``volumes`` (about six padded complex64 transforms of the box, the
+        references and back-projection accumulators of both half sets: 48 B per padded voxel) and ``total``.
+    """
+    boxes = 8.0 * n_frames * config.box**2
+    chunk = 40.0 * min(n_frames, config.tracking.chunk) * ny * nx
+    pad = max(2, int(config.refine.pad))
+    volumes = 48.0 * float(pad * config.box) ** 3
+    return {"boxes": boxes, "chunk": chunk, "volumes": volumes, "total": boxes + chunk + volumes}
+
+
+def check_reconstruct_memory(n_frames: int, ny: int, nx: int, config: ReconstructConfig) -> None:
+    """Refuse a reconstruction whose :func:`reconstruct_memory_bytes` exceeds the available memory."""
+    est = reconstruct_memory_bytes(n_frames, ny, nx, config)
+    biggest = max(("boxes", "chunk", "volumes"), key=lambda k: est[k])
+    hint = {"boxes": "the number of frames or --box", "chunk": "tracking.chunk",
+            "volumes": "--box (box)"}[biggest]
+    check_memory(est["total"], f"reconstruct ({n_frames} frames of {nx}×{ny} px, box {config.box})", hint)

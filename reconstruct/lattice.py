@@ -41,6 +41,8 @@ from ase.build import bulk
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from tumblebench.reconstruct.fsc import fsc
+from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
@@ -50,12 +52,12 @@ from tumblebench.reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.refine import ReferenceModel
 from tumblebench.reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
 from tumblebench.simulator.density import lowpass, render_density
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.orientation import TWIN, cubic_group
 from tumblebench.simulator.shapes import bulk_lattice_constant
+from tumblebench.stages import PoseInput, ReferenceModel
 
 log = logging.getLogger("tumblebench.reconstruct")
 
@@ -394,8 +396,6 @@ class _Labeller:
 
     def half_fsc(self, poses: np.ndarray, shifts: np.ndarray) -> float:
         """Mean half-map FSC (even/odd frames) between 3 Å and the maps' resolution limit."""
-        from tumblebench.reconstruct.fsc import fsc
-
         m = len(poses)
         freq, curve = fsc(self.build(np.arange(0, m, 2), poses, shifts),
                           self.build(np.arange(1, m, 2), poses, shifts), self.fr.ps)
@@ -445,10 +445,13 @@ class _Labeller:
         lab = viterbi(cands, dev / max(float(np.median(np.abs(dev))), 1e-12), self.step, self.weight)
         moved = shifts + delta[arg[rows, lab]]
         off = np.linalg.norm(moved - self.fr.origins, axis=1, keepdims=True) * self.fr.ps
+        self.scores_ = cc[rows, lab]  # each frame's correlation with the reference at its chosen mate
         return lab, cands[rows, lab], np.where(off <= self.cfg.max_shift_A, moved, shifts)
 
     def run(self, path: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info)."""
+        """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info). The last
+        pass's per-frame correlations are ``scores_`` (NaN without a pass)."""
+        self.scores_ = np.full(len(path), np.nan)
         cands = branch_mates(path, self.ops)
         poses, shifts = path.copy(), self.fr.origins.copy()
         lab = np.zeros(len(path), np.int64)
@@ -470,6 +473,17 @@ def lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
                      step_deg: float, continuity_weight: float, ctf_fn=None, shifts_px: np.ndarray | None = None,
                      reference_model: ReferenceModel | None = None, progress=None
                      ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Poses of every frame from the fcc lattice prior (:class:`LatticePoses` as a function; the same parameters
+    and results without the per-frame scores)."""
+    poses, shifts, _, info = _lattice_abinitio(boxes, pixel_size, diameter_A, config, step_deg, continuity_weight,
+                                               ctf_fn, shifts_px, reference_model, progress)
+    return poses, shifts, info
+
+
+def _lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: LatticeConfig,
+                      step_deg: float, continuity_weight: float, ctf_fn=None, shifts_px: np.ndarray | None = None,
+                      reference_model: ReferenceModel | None = None, progress=None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Poses of every frame from the fcc lattice prior, the temporal path and the branch labelling.
 
     Parameters
@@ -496,8 +510,9 @@ def lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
 
     Returns
     -------
-    (poses, shifts_px, info)
-        (M, 3, 3) poses (arbitrary global frame and hand), (M, 2) origins (pixels of ``boxes``), diagnostics.
+    (poses, shifts_px, scores, info)
+        (M, 3, 3) poses (arbitrary global frame and hand), (M, 2) origins (pixels of ``boxes``), (M,) each frame's
+        correlation with the last labelling reference at its pose, diagnostics.
     """
 
     m, n, _ = boxes.shape
@@ -530,11 +545,38 @@ def lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
                  "3–%.1f Å after labelling %.3f", kind, len(pp.sites), 2 * len(pp.ops), len(pp.grid),
                  config.map_resolution_A, score)
         results[kind] = (score, poses, sh, {"sites": len(pp.sites), "ambiguity": 2 * len(pp.ops),
-                                            "fz_poses": len(pp.grid), "half_fsc": score, **info})
+                                            "fz_poses": len(pp.grid), "half_fsc": score, **info}, labeller.scores_)
     best = max(results, key=lambda k: results[k][0])
-    score, poses, sh, _ = results[best]
+    score, poses, sh, _, frame_scores = results[best]
     info = {"method": "lattice", "prior": best, "priors": {k: v[3] for k, v in results.items()},
             "search_pixel_size_A": ps}
     log.info("lattice ab initio: prior %s chosen (half-map FSC %s)", best,
              ", ".join(f"{k} {v[0]:.3f}" for k, v in results.items()))
-    return poses, sh * n / ns, info
+    return poses, sh * n / ns, frame_scores, info
+
+
+class LatticePoses(AbInitioPoses):
+    """The ``lattice`` pose estimator: fcc lattice prior, temporal path and branch labelling (module docstring).
+
+    Parameters
+    ----------
+    config
+        :class:`LatticeConfig`.
+    step_deg, continuity_weight
+        The continuity penalty (:class:`tumblebench.reconstruct.poses.AbInitioPoses`).
+    """
+
+    name = "lattice"
+
+    def __init__(self, config: LatticeConfig | None = None, step_deg: float = 5.0, continuity_weight: float = 0.3):
+        super().__init__(step_deg, continuity_weight)
+        self.config = config or LatticeConfig()
+
+    def steps(self) -> int:
+        """One step per prior's search and per labelling iteration."""
+        return len(self.config.priors) * (1 + self.config.label_iterations)
+
+    def _estimate(self, data: PoseInput) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        return _lattice_abinitio(data.boxes, data.sampling, data.diameter_A, self.config, self.step_deg,
+                                 self.continuity_weight, ctf_fn=data.ctf, shifts_px=data.shifts_px,
+                                 reference_model=data.reference_model, progress=data.progress)

@@ -14,57 +14,66 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.spatial.transform import Rotation
+from tqdm import tqdm
 
-from tumblebench.reconstruct.abinitio import abinitio
+from tumblebench.reconstruct.abinitio import pose_estimator
 from tumblebench.reconstruct.background import (
+    CleanedFrames,
     StaticSpectrum,
-    clean_frames,
     lattice_peak_mask,
     missing_data,
     normalise_boxes,
     static_region,
 )
-from tumblebench.reconstruct.config import ReconstructConfig
+from tumblebench.reconstruct.config import ReconstructConfig, check_reconstruct_memory
 from tumblebench.reconstruct.density import density_modified_map
 from tumblebench.reconstruct.fsc import resolution_at
-from tumblebench.reconstruct.lattice import lattice_abinitio
+from tumblebench.reconstruct.lattice import LatticePoses
+from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import soft_sphere
 from tumblebench.reconstruct.refine import (
-    ReferenceModel,
+    ProjectionMatching,
     filtered_map,
     reconstruct_halves,
-    refine,
     require_reference_model,
 )
 from tumblebench.reconstruct.timeresolved import time_resolved_maps
 from tumblebench.reconstruct.tracking import (
+    CorrelationTracker,
     Trajectory,
     contrast_sign,
     cut_boxes,
     estimate_diameter,
-    locate,
-    smooth_trajectory,
 )
 from tumblebench.simulator.config import to_dict
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.mrc import FrameFile, open_stack, write_volume
+from tumblebench.simulator.optics import OpticsConfig, ctf_2d
 from tumblebench.simulator.orientation import euler_angles, pose_matrix
 from tumblebench.simulator.outputs import atomic_output_dir, write_manifest
-from tumblebench.simulator.star import read_star, write_star
+from tumblebench.simulator.star import order_by_frame, read_star, write_star
+from tumblebench.stages import (
+    PoseInput,
+    ReferenceModel,
+    RefineInput,
+    Tracker,
+    TrackingInput,
+    algorithm_name,
+    run_stage,
+)
 
 log = logging.getLogger("tumblebench.reconstruct")
 
 
 def _bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, file=sys.stderr, disable=not enabled, leave=False)
 
 
@@ -82,10 +91,6 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
     mode = str(optics_df["tbMode"].iloc[0]) if "tbMode" in optics_df else "multislice"
     if mode == "projection":
         return None
-    from dataclasses import fields, replace
-
-    from tumblebench.simulator.optics import OpticsConfig, ctf_2d
-
     base = OpticsConfig()
     try:
         opt = manifest["config"]["imaging"]["optics"] if manifest else None
@@ -121,12 +126,15 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
 
 def _check_inputs(frames_path: Path, star_path: Path | None, config: ReconstructConfig):
     stack, pixel = open_stack(frames_path)
+    check_reconstruct_memory(*stack.shape, config)
     optics = particles = None
     if star_path is not None:
         optics, particles = read_star(star_path)
         require(len(particles) == stack.shape[0],
                 f"{star_path}: data_particles has {len(particles)} rows but {frames_path} has "
                 f"{stack.shape[0]} frames; they must describe the same frames")
+        # rows matched to frames by rlnImageName (INDEX@STACK), never by their position in the table
+        particles = order_by_frame(particles, str(star_path), frames_path.name, stack.shape[0])
         if "rlnImagePixelSize" in optics:
             ps_star = float(optics["rlnImagePixelSize"].iloc[0])
             require(abs(ps_star - pixel) <= 1e-3 * pixel,
@@ -168,17 +176,18 @@ def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.nda
 
 
 def track_and_cut(stack: np.ndarray | FrameFile, pixel: float, config: ReconstructConfig, progress: bool,
-                  linear_contrast: bool = False, store_dir: Path | None = None
+                  linear_contrast: bool = False, tracker: Tracker | None = None, seed: int = 0,
+                  store_dir: Path | None = None
                   ) -> tuple[np.ndarray | FrameFile, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict,
                              np.ndarray | None]:
     """Background + tracking stages: returns (boxes, origins_px, usable frame indices, trajectory, box centres,
     diameter_A, counts, removed graphene peak mask of the field or None). ``linear_contrast``: the frames are
     linear in the potential (no CTF), so that the ``auto`` tracking method follows the particle's contrast rather
-    than its local power. ``store_dir``: the boxes go to a scratch :class:`FrameFile` in that directory (read
-    back chunk by chunk by every later stage) instead of an array in memory; the frames are cut, cleaned and
-    normalised a chunk at a time either way."""
+    than its local power. ``tracker``: the tracking stage (:class:`tumblebench.stages.Tracker`; default the
+    built-in :class:`~tumblebench.reconstruct.tracking.CorrelationTracker` of ``config.tracking``). ``store_dir``:
+    the boxes go to a scratch :class:`FrameFile` in that directory (read back chunk by chunk by every later
+    stage) instead of an array in memory; the frames are cut and normalised a chunk at a time either way."""
     m = stack.shape[0]
-    tcfg = config.tracking
     ch = config.tracking.chunk
     with _bar(m, "frames: statistics", progress) as bar:
         bad, mean_frame, mean_power, chunk_times, chunk_spectra = _frame_stats(stack, ch, bar)
@@ -193,32 +202,24 @@ def track_and_cut(stack: np.ndarray | FrameFile, pixel: float, config: Reconstru
         static = StaticSpectrum(region, chunk_times, chunk_spectra[:, region])
     sign, _ = contrast_sign(mean_frame, pixel, config.tracking.lowpass_A)
     radius_guess = (config.diameter_A / 2 if config.diameter_A > 0 else 10.0) / pixel
-    if tcfg.method == "auto":
-        tcfg = replace(tcfg, method=_choose_tracking(stack, bad, pixel, radius_guess, sign, peaks, static, tcfg,
-                                                     linear_contrast))
-    raw = np.full((m, 2), np.nan)
-    z = np.zeros(m)
-    halo = tcfg.window_frames // 2  # frames beyond each end of a chunk that enter its running mean
+    clean = CleanedFrames(stack, peaks, static)
+    tracker = tracker or CorrelationTracker(config.tracking)
     with _bar(m, "tracking", progress) as bar:
-        for s in range(0, m, ch):
-            lo, hi = max(0, s - halo), min(m, s + ch + halo)
-            fr = np.asarray(stack[lo:hi], np.float32)
-            fr = clean_frames(np.nan_to_num(fr), np.arange(lo, hi), peaks, static)
-            xy, zz = locate(fr, pixel, radius_guess, sign, tcfg, valid=~bad[lo:hi])
-            e = min(s + ch, m)
-            raw[s:e] = xy[s - lo:e - lo]
-            z[s:e] = zz[s - lo:e - lo]
-            bar.update(e - s)
-    lost = (z < config.tracking.min_peak_z) & ~bad
-    usable = ~bad & ~lost
+        data = TrackingInput(frames=clean, sampling=pixel, radius_px=radius_guess, contrast_sign=sign, valid=~bad,
+                             linear_contrast=linear_contrast, seed=seed, progress=bar.update)
+        track = run_stage("tracking", tracker, data)
+    usable = np.asarray(track.kept, bool)
+    lost = ~bad & ~usable
     frac_lost = lost.sum() / max((~bad).sum(), 1)
     require(frac_lost <= config.tracking.max_lost_fraction,
             f"the tracker lost the particle in {lost.sum()} of {(~bad).sum()} frames "
             f"({100 * frac_lost:.0f} % > max_lost_fraction = {100 * config.tracking.max_lost_fraction:.0f} %)")
     require(int(usable.sum()) >= config.min_frames,
             f"only {int(usable.sum())} usable frames after tracking; min_frames = {config.min_frames}")
-    smooth = smooth_trajectory(raw, usable, config.tracking.smooth_frames)
-    traj = Trajectory(raw=np.where(usable[:, None], raw, np.nan), smooth=smooth, peak_z=z, lost=lost, sign=sign)
+    smooth = np.asarray(track.centres_px, np.float64)
+    raw = smooth if track.raw_px is None else np.asarray(track.raw_px, np.float64)
+    traj = Trajectory(raw=np.where(usable[:, None], raw, np.nan), smooth=smooth,
+                      peak_z=np.asarray(track.scores, np.float64), lost=lost, sign=sign)
     idx = np.flatnonzero(usable)
     shape = (idx.size, config.box, config.box)
     boxes = np.empty(shape, np.float32) if store_dir is None else FrameFile.temporary(shape[0], shape[1:], store_dir)
@@ -227,8 +228,7 @@ def track_and_cut(stack: np.ndarray | FrameFile, pixel: float, config: Reconstru
     with _bar(idx.size, "boxes", progress) as bar:
         for s in range(0, idx.size, ch):
             sel = idx[s:s + ch]
-            fr = clean_frames(np.asarray(stack[sel], np.float32), sel, peaks, static)
-            b, o = cut_boxes(fr, smooth[sel], config.box)
+            b, o = cut_boxes(clean[sel], smooth[sel], config.box)
             b = np.asarray(b, np.float32)
             if config.background.normalise:  # per box: the same bytes chunk by chunk
                 b, bg[s:s + ch] = normalise_boxes(b, 0.42 * config.box)
@@ -244,32 +244,10 @@ def track_and_cut(stack: np.ndarray | FrameFile, pixel: float, config: Reconstru
     diameter = config.diameter_A if config.diameter_A > 0 else estimate_diameter(boxes, pixel, sign, energy=True)
     diameter = float(np.clip(diameter, 4 * pixel, 0.8 * config.box * pixel))
     counts = {"frames": m, "bad_frames": int(bad.sum()), "lost_frames": int(lost.sum()),
-              "tracking_method": tcfg.method,
+              "tracking_method": track.info.get("tracking_method", type(tracker).__name__),
               "usable_frames": int(idx.size), "graphene_peak_pixels": n_peaks, "contrast_sign": sign}
     # zeroed peaks are missing data for the reconstruction; subtracted static spectra leave no hole
     return boxes, origins, idx, traj, smooth[idx], diameter, counts, (peaks if n_peaks and static is None else None)
-
-
-def _choose_tracking(stack: np.ndarray, bad: np.ndarray, pixel: float, radius_px: float, sign: float,
-                     peaks: np.ndarray | None, static: StaticSpectrum | None, tcfg, linear_contrast: bool) -> str:
-    """The ``auto`` tracking method: whichever of ``contrast`` and ``energy`` finds the particle (peak z-score ≥
-    ``min_peak_z``) in more of up to 64 frames spread over the series (ties: ``contrast`` for linear frames,
-    ``energy`` otherwise; z-scores of the two are not comparable). Which one works depends on the imaging: a linear
-    projection or an aperture-limited strong scatterer shows its low-resolution contrast, a pure phase-contrast
-    image of a weak one only its local power."""
-    good = np.flatnonzero(~bad)
-    sample = good[np.unique(np.linspace(0, len(good) - 1, min(64, len(good))).round().astype(int))]
-    fr = clean_frames(np.nan_to_num(np.asarray(stack[sample], np.float32)), sample, peaks, static)
-    best, best_key = "", (-1.0, -np.inf, -1)
-    for method in ("contrast", "energy"):
-        _, z = locate(fr, pixel, radius_px, sign, replace(tcfg, method=method, window_frames=1))
-        found = float(np.mean(z >= tcfg.min_peak_z))
-        key = (found, int((method == "contrast") == linear_contrast), float(np.median(z)))
-        log.info("tracking: %s method finds the particle in %.0f %% of %d sample frames (median peak z %.1f)",
-                 method, 100 * key[0], len(sample), key[2])
-        if key > best_key:
-            best, best_key = method, key
-    return best
 
 
 def with_missing_data(ctf_fn: Callable | None, peaks: np.ndarray | None, field_pixel: float) -> Callable | None:
@@ -313,7 +291,8 @@ def _oracle_shifts(particles: pd.DataFrame, rows: np.ndarray, pixel: float, cent
 
 def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str | Path,
                        config: ReconstructConfig | None = None, overwrite: bool = False, progress: bool = True,
-                       inputs: dict | None = None, reference_model: ReferenceModel | None = None) -> dict:
+                       inputs: dict | None = None, reference_model: ReferenceModel | None = None,
+                       algorithms: Mapping[str, Any] | None = None) -> dict:
     """Rebuild the particle's 3D density from its frames.
 
     Parameters
@@ -341,6 +320,11 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
         Builder of the references of the model-referenced refinement iterations
         (:data:`tumblebench.reconstruct.refine.ReferenceModel`; ``tumblebench reconstruct`` passes
         :func:`tumblebench.analysis.reference.atom_reference`); required when ``config.refine.model_iterations > 0``.
+    algorithms
+        Algorithms of the stages ``tracking``, ``pose`` and ``refine`` (objects with the interfaces of
+        :mod:`tumblebench.stages`; :mod:`tumblebench.validation.algorithms` makes them from names). A stage not
+        given runs its built-in: the tracker of ``config.tracking``, the pose estimator ``config.abinitio.method``
+        and the refinement of ``config.refine``.
 
     Returns
     -------
@@ -363,10 +347,11 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
         old_level = log.level
         log.setLevel(logging.INFO)
         try:
-            summary = _run(frames, star, tmp, config, progress, rng, timings, reference_model)
+            summary = _run(frames, star, tmp, config, progress, rng, timings, reference_model, dict(algorithms or {}))
             summary["timing_s"] = timings
+            summary["algorithms"] = {k: algorithm_name(v) for k, v in (algorithms or {}).items()}
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-            write_manifest(tmp, "reconstruct", to_dict(config), config.seed,
+            write_manifest(tmp, "reconstruct", {**to_dict(config), "algorithms": summary["algorithms"]}, config.seed,
                            inputs or {"frames": str(frames), "star": str(star) if star else None})
         finally:
             log.removeHandler(handler)
@@ -376,7 +361,9 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
 
 
 def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, progress: bool,
-         rng: np.random.Generator, timings: dict, reference_model: ReferenceModel | None = None) -> dict:
+         rng: np.random.Generator, timings: dict, reference_model: ReferenceModel | None = None,
+         algorithms: dict[str, Any] | None = None) -> dict:
+    algorithms = algorithms or {}
     t0 = time.perf_counter()
     stack, pixel, optics, particles = _check_inputs(frames, star, config)
     manifest = None
@@ -389,7 +376,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
              stack.shape[2], stack.shape[1], pixel, star, config.poses)
     linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
     boxes, origins, rows, traj, centres, diameter, counts, peaks = track_and_cut(stack, pixel, config, progress,
-                                                                                linear, store_dir=out)
+                                                                                linear, algorithms.get("tracking"),
+                                                                                config.seed, store_dir=out)
     timings["tracking"] = time.perf_counter() - t0
     log.info("frames: %d, excluded as bad (NaN/constant): %d, lost by the tracker: %d, usable: %d; graphene peak "
              "pixels removed: %d; particle diameter %.1f Å", counts["frames"], counts["bad_frames"],
@@ -417,36 +405,44 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         del r1, r2
         history: list = []
     else:
-        lattice = config.poses == "abinitio" and config.abinitio.method == "lattice"
-        if lattice:
-            lc = config.abinitio.lattice
-            steps = len(lc.priors) * (1 + lc.label_iterations)
-            with _bar(steps, "ab initio (lattice)", progress) as bar:
-                poses, origins, info = lattice_abinitio(boxes, pixel, diameter, lc, config.abinitio.step_deg,
-                                                        config.abinitio.continuity_weight, ctf_fn=ctf_fn,
-                                                        shifts_px=origins, reference_model=reference_model,
-                                                        progress=bar.update)
-        elif config.poses == "abinitio":
-            total = config.abinitio.n_starts * len(config.abinitio.resolutions_A)
-            with _bar(total, "ab initio", progress) as bar:
-                poses, _, info = abinitio(boxes, pixel, diameter, config.abinitio, rng, ctf_fn=ctf_fn,
-                                          progress=bar.update, shifts_px=origins)
+        estimator = algorithms.get("pose") or pose_estimator(config.abinitio)
+        if config.poses == "abinitio":
+            steps = estimator.steps() if isinstance(estimator, AbInitioPoses) else None
+            label = f"ab initio ({estimator.name})" if isinstance(estimator, AbInitioPoses) else "ab initio"
+            with _bar(steps, label, progress) as bar:
+                data = PoseInput(boxes=boxes, sampling=pixel, diameter_A=diameter, shifts_px=origins, ctf=ctf_fn,
+                                 seed=config.seed, reference_model=reference_model, progress=bar.update)
+                estimate = run_stage("pose", estimator, data)
+            poses, origins, info = estimate.poses, estimate.shifts_px, estimate.info
         else:
             poses = _oracle_poses(particles, rows, config.poses, rng)
         timings["abinitio" if config.poses == "abinitio" else "oracle_poses"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        rcfg = config.refine
-        if lattice and rcfg.branch_segment:
-            # the lattice labelling has chosen every frame's branch against the map of all others; the branch
-            # check of refinement (made for the sphere method) would repeat that at the cost of ~150 s
-            rcfg = replace(rcfg, branch_segment=0)
-            log.info("refine: branch check skipped (the lattice ab initio labelled the branches)")
-        with _bar(rcfg.n_iter + rcfg.model_iterations, "refinement", progress) as bar:
-            res = refine(boxes, pixel, poses, origins, diameter, rcfg, ctf_rec, progress=bar.update,
-                         reference_model=reference_model)
+        refiner = algorithms.get("refine")
+        if refiner is None:
+            rcfg = config.refine
+            if isinstance(estimator, LatticePoses) and config.poses == "abinitio" and rcfg.branch_segment:
+                # the lattice labelling has chosen every frame's branch against the map of all others; the branch
+                # check of refinement (made for the sphere method) would repeat that at the cost of ~150 s
+                rcfg = replace(rcfg, branch_segment=0)
+                log.info("refine: branch check skipped (the lattice ab initio labelled the branches)")
+            refiner = ProjectionMatching(rcfg)
+        steps = refiner.steps() if isinstance(refiner, ProjectionMatching) else None
+        with _bar(steps, "refinement", progress) as bar:
+            data = RefineInput(boxes=boxes, sampling=pixel, diameter_A=diameter, poses=poses, shifts_px=origins,
+                               ctf=ctf_rec, seed=config.seed, reference_model=reference_model, progress=bar.update)
+            res = run_stage("refine", refiner, data)
         timings["refine"] = time.perf_counter() - t2
-        poses, shifts, h1, h2, full = res.poses, res.shifts_px, res.half1, res.half2, res.map
-        freq, curve, history = res.fsc_freq, res.fsc_half, res.history
+        poses, shifts, history = res.poses, res.shifts_px, list(res.info.get("history", []))
+        if res.maps is not None:
+            h1, h2, full, freq, curve = res.maps.half1, res.maps.half2, res.maps.full, res.maps.freq, res.maps.fsc
+        else:  # the refiner made no maps: the same gold-standard reconstruction as the true poses get
+            with _bar(1, "reconstruction (refined poses)", progress) as bar:
+                r1, r2 = reconstruct_halves(boxes, poses, shifts, (np.arange(len(rows)) % 2).astype(np.int64),
+                                            ctf_rec, pixel, config.refine.pad)
+                h1, h2, freq, curve, full = filtered_map(r1, r2, mask, pixel)
+                bar.update(1)
+            del r1, r2
     t3 = time.perf_counter()
     res0143 = resolution_at(freq, curve, 0.143)
     res05 = resolution_at(freq, curve, 0.5)

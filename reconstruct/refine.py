@@ -24,7 +24,6 @@ moves them into the branch of the largest mutually consistent group of segments.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -33,6 +32,7 @@ import scipy.fft
 from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct._gridding_kernels import score_candidates, slice_score
+from tumblebench.reconstruct.branches import _fill_unmeasured, realign_segments
 from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
 from tumblebench.reconstruct.projector import (
     Band,
@@ -45,17 +45,15 @@ from tumblebench.reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import fourier_crop, so3_grid
+from tumblebench.reconstruct.search import NEIGHBOURS, fourier_crop, local_search, so3_grid
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.orientation import rotation_angle_deg
+from tumblebench.stages import CtfFunction, HalfMaps, ReferenceModel, RefineInput, Refinement
 
 log = logging.getLogger("tumblebench.reconstruct")
 
-CtfFn = Callable[[np.ndarray, tuple[int, int], float], np.ndarray]
-
-#: ``(half_map [z, y, x], voxel_size Å) -> reference map`` of the same shape (e.g. the map simulated from the atoms
-#: traced in the half map); may raise :class:`~simulator.errors.TumblebenchError` when the map holds no model.
-ReferenceModel = Callable[[np.ndarray, float], np.ndarray]
+#: The CTF callable of the frames (:data:`tumblebench.stages.CtfFunction`).
+CtfFn = CtfFunction
 
 
 @dataclass(frozen=True)
@@ -180,51 +178,6 @@ class RefineConfig:
                 "refine.model_search_A must be > 0 Å and refine.model_steps_deg a non-empty list of positive degrees")
 
 
-_NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
-
-
-def local_search(ref: Reference, images: np.ndarray, band: Band, poses: np.ndarray, ctf: np.ndarray | None,
-                 steps_deg: tuple[float, ...], climbs: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Hill-climb each frame's pose on SO(3) to maximise its correlation with the reference.
-
-    Parameters
-    ----------
-    ref
-        Prepared reference map.
-    images
-        complex (M, P) re-centred image transforms on ``band``.
-    band
-        Frequencies used (units of the reference box).
-    poses
-        (M, 3, 3) starting poses.
-    ctf
-        (M, P) transfer applied to the reference projections, or None.
-    steps_deg
-        Step sizes, largest first.
-    climbs
-        Moves per step size.
-
-    Returns
-    -------
-    (poses, scores)
-    """
-    poses = np.asarray(poses, np.float64).copy()
-    m = poses.shape[0]
-    c = np.ones((m, band.kx.size), np.float32) if ctf is None else np.ascontiguousarray(ctf, np.float32)
-    imgs = np.ascontiguousarray(images, np.complex64)
-    scores = np.zeros(m)
-    for step in steps_deg:
-        deltas = Rotation.from_rotvec(np.radians(step) * _NEIGHBOURS).as_matrix()  # (27, 3, 3)
-        for _ in range(climbs):
-            cands = np.ascontiguousarray(np.einsum("kij,mjl->mkil", deltas, poses))
-            out = np.empty((m, 27))
-            score_candidates(ref.vft, cands, band.kx, band.ky, ref.pad, imgs, c, out)
-            best = np.argmax(out, axis=1)
-            poses = cands[np.arange(m), best]
-            scores = out[np.arange(m), best]
-    return poses, scores
-
-
 def refine_shifts(ref: Reference, images_ft: np.ndarray, poses: np.ndarray, ctf: np.ndarray | None,
                   r_max: float, max_shift_px: float) -> np.ndarray:
     """Origins (x, y) in pixels from the cross-correlation peak of each image with its reference projection.
@@ -347,9 +300,7 @@ def _filtered_half(rec: Reconstructor, curve: np.ndarray) -> np.ndarray:
 def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray, fill_iter: int = 0,
                     res_px: float = 2.0) -> Reference:
     vol = _filtered_half(rec, curve)
-    if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see abinitio)
-        from tumblebench.reconstruct.abinitio import _fill_unmeasured
-
+    if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see branches)
         vol = _fill_unmeasured(vol, rec.weight, rec.pad, mask, res_px, fill_iter)
     return prepare_reference(vol * mask, pad=rec.pad)
 
@@ -430,7 +381,7 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
         score_candidates(refs[h].vft, np.ascontiguousarray(poses[idx][:, None]), band.kx, band.ky, refs[h].pad,
                          xx[idx], c[idx], out)
         cur[idx] = out[:, 0]
-    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * _NEIGHBOURS).as_matrix() for s in steps_deg])
+    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * NEIGHBOURS).as_matrix() for s in steps_deg])
     moved = np.zeros(m, np.bool_)
     for direction in (1, -1):
         _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xx, c,
@@ -441,8 +392,6 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
 def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray, diameter_A: float,
              config: RefineConfig, ctf_fn: CtfFn | None) -> np.ndarray:
     """Branch check of the trajectory on Fourier-cropped, re-centred frames (see ``branch_*`` of the config)."""
-    from tumblebench.reconstruct.abinitio import realign_segments
-
     m, n, _ = boxes.shape
     ns = min(config.branch_box, n)
     ps = pixel_size * n / ns
@@ -655,3 +604,30 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)
     return RefineResult(full, h1, h2, poses, shifts, freq, curve, res_final, history)
+
+
+class ProjectionMatching:
+    """The built-in refiner (registered as ``projection-matching``): :func:`refine`.
+
+    Parameters
+    ----------
+    config
+        :class:`RefineConfig`.
+    """
+
+    name = "projection-matching"
+
+    def __init__(self, config: RefineConfig | None = None):
+        self.config = config or RefineConfig()
+
+    def steps(self) -> int:
+        """How often the refinement advances ``data.progress`` at most (map- and model-referenced iterations)."""
+        return self.config.n_iter + self.config.model_iterations
+
+    def refine(self, data: RefineInput) -> Refinement:
+        """Refined poses, shifts and the half maps of the last iteration (:class:`tumblebench.stages.Refiner`)."""
+        res = refine(data.boxes, data.sampling, data.poses, data.shifts_px, data.diameter_A, self.config, data.ctf,
+                     progress=data.progress, reference_model=data.reference_model)
+        maps = HalfMaps(half1=res.half1, half2=res.half2, full=res.map, freq=res.fsc_freq, fsc=res.fsc_half)
+        return Refinement(poses=res.poses, shifts_px=res.shifts_px, scores=np.full(len(res.poses), np.nan),
+                          maps=maps, info={"history": res.history, "fsc_0.143_A": res.resolution_0143_A})

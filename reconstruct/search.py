@@ -1,7 +1,8 @@
 """Orientation-search tools shared by the ab initio methods (:mod:`tumblebench.reconstruct.abinitio`,
 :mod:`tumblebench.reconstruct.lattice`) and refinement: a quasi-uniform SO(3) grid, Fourier cropping of images and maps,
-distinct peaks of a pose search, and the Viterbi pass of a Brownian series (best path through per-frame
-candidates under a penalty on the angular step between successive frames).
+distinct peaks of a pose search, the Viterbi pass of a Brownian series (best path through per-frame
+candidates under a penalty on the angular step between successive frames), and the local (hill-climbing) pose
+search.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from tumblebench.reconstruct.projector import image_ft
+from tumblebench.reconstruct._gridding_kernels import score_candidates
+from tumblebench.reconstruct.projector import Band, Reference, image_ft
 
 
 def so3_grid(n: int) -> np.ndarray:
@@ -154,3 +156,48 @@ def _viterbi_kernel(cands, scores, c, back):
             new[b] = best + scores[t, b]
         acc[:] = new
     return acc
+
+
+NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+
+
+def local_search(ref: Reference, images: np.ndarray, band: Band, poses: np.ndarray, ctf: np.ndarray | None,
+                 steps_deg: tuple[float, ...], climbs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Hill-climb each frame's pose on SO(3) to maximise its correlation with the reference.
+
+    Parameters
+    ----------
+    ref
+        Prepared reference map.
+    images
+        complex (M, P) re-centred image transforms on ``band``.
+    band
+        Frequencies used (units of the reference box).
+    poses
+        (M, 3, 3) starting poses.
+    ctf
+        (M, P) transfer applied to the reference projections, or None.
+    steps_deg
+        Step sizes, largest first.
+    climbs
+        Moves per step size.
+
+    Returns
+    -------
+    (poses, scores)
+    """
+    poses = np.asarray(poses, np.float64).copy()
+    m = poses.shape[0]
+    c = np.ones((m, band.kx.size), np.float32) if ctf is None else np.ascontiguousarray(ctf, np.float32)
+    imgs = np.ascontiguousarray(images, np.complex64)
+    scores = np.zeros(m)
+    for step in steps_deg:
+        deltas = Rotation.from_rotvec(np.radians(step) * NEIGHBOURS).as_matrix()  # (27, 3, 3)
+        for _ in range(climbs):
+            cands = np.ascontiguousarray(np.einsum("kij,mjl->mkil", deltas, poses))
+            out = np.empty((m, 27))
+            score_candidates(ref.vft, cands, band.kx, band.ky, ref.pad, imgs, c, out)
+            best = np.argmax(out, axis=1)
+            poses = cands[np.arange(m), best]
+            scores = out[np.arange(m), best]
+    return poses, scores

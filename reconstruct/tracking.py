@@ -13,13 +13,17 @@ frames lose one in five, and a clear single-frame peak keeps its own, unblurred 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.fft
 from scipy import ndimage
 
 from tumblebench.simulator.errors import require
+from tumblebench.stages import Track, TrackingInput
+
+log = logging.getLogger("tumblebench.reconstruct")
 
 
 @dataclass(frozen=True)
@@ -265,3 +269,66 @@ def estimate_diameter(boxes: np.ndarray, pixel_size: float, sign: float, fractio
     below = np.flatnonzero(prof[1:] < fraction * peak)
     radius = float(below[0] + 1) if below.size else n / 2
     return 2 * radius * pixel_size
+
+
+def choose_method(frames, valid: np.ndarray, pixel_size: float, radius_px: float, sign: float,
+                  config: TrackingConfig, linear_contrast: bool) -> str:
+    """The ``auto`` tracking method: whichever of ``contrast`` and ``energy`` finds the particle (peak z-score ≥
+    ``min_peak_z``) in more of up to 64 frames spread over the series (ties: ``contrast`` for linear frames,
+    ``energy`` otherwise; z-scores of the two are not comparable). Which one works depends on the imaging: a linear
+    projection or an aperture-limited strong scatterer shows its low-resolution contrast, a pure phase-contrast
+    image of a weak one only its local power. ``frames``: the series (:class:`tumblebench.stages.Frames`)."""
+    good = np.flatnonzero(valid)
+    sample = good[np.unique(np.linspace(0, len(good) - 1, min(64, len(good))).round().astype(int))]
+    fr = frames[sample]
+    best, best_key = "", (-1.0, -np.inf, -1)
+    for method in ("contrast", "energy"):
+        _, z = locate(fr, pixel_size, radius_px, sign, replace(config, method=method, window_frames=1))
+        found = float(np.mean(z >= config.min_peak_z))
+        key = (found, int((method == "contrast") == linear_contrast), float(np.median(z)))
+        log.info("tracking: %s method finds the particle in %.0f %% of %d sample frames (median peak z %.1f)",
+                 method, 100 * key[0], len(sample), key[2])
+        if key > best_key:
+            best, best_key = method, key
+    return best
+
+
+class CorrelationTracker:
+    """The built-in tracker (registered as ``correlation``): :func:`locate` on every frame in chunks (with the
+    running-mean halo of ``window_frames``), frames below ``min_peak_z`` lost, the trajectory smoothed.
+
+    Parameters
+    ----------
+    config
+        :class:`TrackingConfig`.
+    """
+
+    def __init__(self, config: TrackingConfig | None = None):
+        self.config = config or TrackingConfig()
+
+    def track(self, data: TrackingInput) -> Track:
+        """Centres (smoothed) and kept mask of every frame (:class:`tumblebench.stages.Tracker`)."""
+        cfg = self.config
+        frames = data.frames
+        m = len(frames)
+        valid = np.asarray(data.valid, bool)
+        if cfg.method == "auto":
+            cfg = replace(cfg, method=choose_method(frames, valid, data.sampling, data.radius_px,
+                                                    data.contrast_sign, cfg, data.linear_contrast))
+        raw = np.full((m, 2), np.nan)
+        z = np.zeros(m)
+        ch = cfg.chunk
+        halo = cfg.window_frames // 2  # frames beyond each end of a chunk that enter its running mean
+        for s in range(0, m, ch):
+            lo, hi = max(0, s - halo), min(m, s + ch + halo)
+            xy, zz = locate(frames[lo:hi], data.sampling, data.radius_px, data.contrast_sign, cfg,
+                            valid=valid[lo:hi])
+            e = min(s + ch, m)
+            raw[s:e] = xy[s - lo:e - lo]
+            z[s:e] = zz[s - lo:e - lo]
+            if data.progress is not None:
+                data.progress(e - s)
+        kept = valid & (z >= cfg.min_peak_z)
+        smooth = smooth_trajectory(raw, kept, cfg.smooth_frames) if kept.any() else raw
+        return Track(centres_px=smooth, kept=kept, scores=z, raw_px=np.where(kept[:, None], raw, np.nan),
+                     info={"tracking_method": cfg.method})

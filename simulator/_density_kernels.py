@@ -13,11 +13,11 @@ def splat_gaussians(
     amplitude: np.ndarray,
     inv_cov: np.ndarray,
     cutoff: np.ndarray,
-    voxel_size: float,
+    sampling: float,
 ) -> None:
     """Add Σ_atoms Σ_g amplitude[a, g]·exp(−½ dᵀ inv_cov[a, g] d) to ``out`` [z, y, x] in place.
 
-    ``positions`` are (x, y, z) in Å with voxel (iz, iy, ix) centred at (ix, iy, iz)·voxel_size; each atom
+    ``positions`` are (x, y, z) in Å with voxel (iz, iy, ix) centred at (ix, iy, iz)·sampling; each atom
     contributes inside a sphere of radius ``cutoff[a]`` Å. Parallel over z planes, so no two threads write
     the same voxel.
     """
@@ -25,25 +25,25 @@ def splat_gaussians(
     n_atoms = positions.shape[0]
     n_g = amplitude.shape[1]
     for iz in numba.prange(nz):
-        z = iz * voxel_size
+        z = iz * sampling
         for a in range(n_atoms):
             dz = z - positions[a, 2]
             rc = cutoff[a]
             if dz > rc or dz < -rc:
                 continue
             rxy = np.sqrt(rc * rc - dz * dz)
-            y0 = max(0, int(np.ceil((positions[a, 1] - rxy) / voxel_size)))
-            y1 = min(ny - 1, int(np.floor((positions[a, 1] + rxy) / voxel_size)))
+            y0 = max(0, int(np.ceil((positions[a, 1] - rxy) / sampling)))
+            y1 = min(ny - 1, int(np.floor((positions[a, 1] + rxy) / sampling)))
             for iy in range(y0, y1 + 1):
-                dy = iy * voxel_size - positions[a, 1]
+                dy = iy * sampling - positions[a, 1]
                 rem = rxy * rxy - dy * dy
                 if rem < 0.0:
                     continue
                 rx = np.sqrt(rem)
-                x0 = max(0, int(np.ceil((positions[a, 0] - rx) / voxel_size)))
-                x1 = min(nx - 1, int(np.floor((positions[a, 0] + rx) / voxel_size)))
+                x0 = max(0, int(np.ceil((positions[a, 0] - rx) / sampling)))
+                x1 = min(nx - 1, int(np.floor((positions[a, 0] + rx) / sampling)))
                 for ix in range(x0, x1 + 1):
-                    dx = ix * voxel_size - positions[a, 0]
+                    dx = ix * sampling - positions[a, 0]
                     acc = 0.0
                     for g in range(n_g):
                         m = inv_cov[a, g]

@@ -10,6 +10,8 @@ Nested dataclass fields map to TOML sub-tables.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import tomllib
 import types
 import typing
@@ -19,6 +21,84 @@ from typing import Any, TypeVar
 from tumblebench.simulator.errors import TumblebenchError
 
 T = TypeVar("T")
+
+#: TOML keys that were renamed (old -> new); an old key is still an unknown field, with the new name in the message.
+RENAMED_FIELDS: dict[str, str] = {"pixel_size_A": "sampling"}
+
+#: Largest accepted seed. numpy's ``SeedSequence`` takes any non-negative integer, but seeds are also stored
+#: in int64 columns and in ``atoms.info`` (extxyz), so they are kept in [0, 2**63 − 1].
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: Any, where: str = "seed") -> int:
+    """Return ``seed`` as an int after checking it lies in [0, :data:`MAX_SEED`].
+
+    Raises
+    ------
+    TumblebenchError
+        Not an integer, negative or too large; the message names ``where`` (e.g. ``"--seed"``).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TumblebenchError(f"{where} = {seed!r}: expected an integer in [0, 2**63 - 1]")
+    if not 0 <= seed <= MAX_SEED:
+        raise TumblebenchError(f"{where} = {seed}: expected an integer in [0, 2**63 - 1]")
+    return int(seed)
+
+
+def check_range(value: float, lo: float, hi: float, name: str, unit: str = "", lo_open: bool = False) -> None:
+    """Raise :class:`TumblebenchError` unless ``lo <= value <= hi`` (``lo < value`` if ``lo_open``).
+
+    The message names the field, its value, the closed or half-open interval and the unit, e.g.
+    ``"sampling = 100.0 Å is outside (0, 2] Å"``. NaN is always outside.
+    """
+    v = float(value)
+    ok = (lo < v if lo_open else lo <= v) and v <= hi
+    if not ok:
+        u = f" {unit}" if unit else ""
+        left = "(" if lo_open else "["
+        raise TumblebenchError(f"{name} = {value!r}{u} is outside {left}{lo:g}, {hi:g}]{u}")
+
+
+def available_memory() -> int:
+    """Memory (bytes) a new run can use: ``MemAvailable`` of /proc/meminfo, else free physical pages.
+
+    Returns a very large number where neither is known (the check then never refuses).
+    """
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return 1 << 62
+
+
+def check_memory(need_bytes: float, what: str, reduce: str) -> None:
+    """Refuse a run whose estimated memory exceeds what the machine has available now.
+
+    Parameters
+    ----------
+    need_bytes
+        Estimated peak resident memory of the run, bytes.
+    what
+        What the estimate covers (``"simulate"``, ``"reconstruct"``), for the message.
+    reduce
+        What the user can reduce, e.g. ``"acquisition.field_px or the worker count"``.
+
+    Raises
+    ------
+    TumblebenchError
+        One line with both figures in GB and what to reduce.
+    """
+    have = available_memory()
+    if not math.isfinite(need_bytes) or need_bytes > have:
+        raise TumblebenchError(
+            f"{what} would need about {need_bytes / 1e9:.1f} GB of memory but {have / 1e9:.1f} GB are "
+            f"available; reduce {reduce}")
 
 
 def _type_name(tp: Any) -> str:
@@ -68,6 +148,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TumblebenchError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(float(value)):  # TOML allows nan and inf; no field means either
+            raise TumblebenchError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -105,8 +187,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        renamed = "".join(f" ({k} is now {RENAMED_FIELDS[k]})" for k in unknown if RENAMED_FIELDS.get(k) in fields)
         raise TumblebenchError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; expected some of {', '.join(sorted(fields))}"
+            f"{where}: unknown field(s) {', '.join(unknown)}{renamed}; expected some of {', '.join(sorted(fields))}"
         )
     kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
     try:
@@ -134,18 +217,31 @@ def load_config(cls: type[T], path: str | Path, table: str | None = None) -> T:
         names the file and the field.
     """
     path = Path(path)
+    if path.is_dir():
+        raise TumblebenchError(f"{path}: is a directory; expected a TOML config file")
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise TumblebenchError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise TumblebenchError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TumblebenchError(f"{path}: not UTF-8 text (byte {exc.start}); expected a TOML config file") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise TumblebenchError(f"{path}: not valid TOML ({exc})") from None
+        raise TumblebenchError(f"{path}: not valid TOML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise TumblebenchError(f"{path}: not valid TOML (nested too deeply)") from None
     where = str(path)
     if table is not None:
         if table not in data:
             raise TumblebenchError(f"{path}: missing table [{table}]")
         data = data[table]
+        if not isinstance(data, dict):
+            raise TumblebenchError(f"{path}: [{table}] must be a table, got {data!r}")
         where = f"{path}: [{table}]"
     return from_dict(cls, data, where)
 

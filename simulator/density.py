@@ -7,7 +7,7 @@ time-averaged map is exact, not sampled. This one model serves the truth map of 
 (:mod:`reconstruct`).
 
 Coordinates follow :mod:`tumblebench.simulator.orientation`: positions (x, y, z) in Å in the map frame, voxel
-(iz, iy, ix) centred at (ix, iy, iz)·voxel_size.
+(iz, iy, ix) centred at (ix, iy, iz)·sampling.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _per_atom_coefficients(elements: str | Sequence[str], n: int, table: str) ->
 def render_density(
     positions: np.ndarray,
     shape: tuple[int, int, int],
-    voxel_size: float,
+    sampling: float,
     elements: str | Sequence[str] = "Pt",
     U: np.ndarray | None = None,
     occupancy: np.ndarray | None = None,
@@ -52,7 +52,7 @@ def render_density(
         (N, 3) atom centres (x, y, z) in Å, map frame.
     shape
         Grid shape (nz, ny, nx).
-    voxel_size
+    sampling
         Voxel edge in Å.
     elements
         One symbol for all atoms or one per atom.
@@ -74,8 +74,8 @@ def render_density(
     """
     pos = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3)
     n = pos.shape[0]
-    if voxel_size <= 0:
-        raise TumblebenchError(f"voxel size must be positive, got {voxel_size} Å")
+    if sampling <= 0:
+        raise TumblebenchError(f"voxel size must be positive, got {sampling} Å")
     a, b = _per_atom_coefficients(elements, n, table)
     if U is None:
         Um = np.zeros((n, 3, 3))
@@ -95,18 +95,18 @@ def render_density(
     cutoff = cutoff_sigmas * widest
     out = np.zeros(tuple(int(s) for s in shape), dtype=np.float64)
     splat_gaussians(out, pos, np.ascontiguousarray(amplitude), inv_cov, np.ascontiguousarray(cutoff),
-                    float(voxel_size))
+                    float(sampling))
     return out.astype(np.float32)
 
 
-def lowpass(volume: np.ndarray, voxel_size: float, resolution: float, soft_width: float = 0.0) -> np.ndarray:
+def lowpass(volume: np.ndarray, sampling: float, resolution: float, soft_width: float = 0.0) -> np.ndarray:
     """Band-limit ``volume`` to spatial frequencies below 1/``resolution`` (Å).
 
     Parameters
     ----------
     volume
         Real array (2D or 3D).
-    voxel_size
+    sampling
         Voxel edge in Å.
     resolution
         Cut-off resolution in Å (frequency 1/resolution).
@@ -120,8 +120,8 @@ def lowpass(volume: np.ndarray, voxel_size: float, resolution: float, soft_width
     """
     vol = np.asarray(volume, dtype=np.float32)
     ft = scipy.fft.rfftn(vol, workers=-1)
-    freqs = [scipy.fft.fftfreq(n, d=voxel_size) for n in vol.shape[:-1]]
-    freqs.append(scipy.fft.rfftfreq(vol.shape[-1], d=voxel_size))
+    freqs = [scipy.fft.fftfreq(n, d=sampling) for n in vol.shape[:-1]]
+    freqs.append(scipy.fft.rfftfreq(vol.shape[-1], d=sampling))
     grids = np.meshgrid(*freqs, indexing="ij", sparse=True)
     k = np.sqrt(sum(g**2 for g in grids))
     kc = 1.0 / resolution

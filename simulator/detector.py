@@ -64,7 +64,7 @@ def mtf_2d(shape_yx: tuple[int, int], config: DetectorConfig) -> np.ndarray:
     return out
 
 
-def detect(intensity: np.ndarray, dose_e_per_A2: float, pixel_size_A: float, rng: np.random.Generator,
+def detect(intensity: np.ndarray, dose_e_per_A2: float, sampling: float, rng: np.random.Generator,
            config: DetectorConfig | None = None) -> np.ndarray:
     """Record an intensity image (1.0 = vacuum) as detector counts.
 
@@ -74,7 +74,7 @@ def detect(intensity: np.ndarray, dose_e_per_A2: float, pixel_size_A: float, rng
         (ny, nx) noise-free image intensity relative to vacuum.
     dose_e_per_A2
         Electron dose of the frame, e⁻/Å² (> 0).
-    pixel_size_A
+    sampling
         Pixel size at the specimen, Å (> 0).
     rng
         Random generator for the Poisson (and optional Gaussian) draws.
@@ -95,14 +95,14 @@ def detect(intensity: np.ndarray, dose_e_per_A2: float, pixel_size_A: float, rng
     cfg.validate()
     if not (np.isfinite(dose_e_per_A2) and dose_e_per_A2 > 0):
         raise TumblebenchError(f"dose per frame must be > 0 e/Å², got {dose_e_per_A2}")
-    if not pixel_size_A > 0:
-        raise TumblebenchError(f"pixel size must be > 0 Å, got {pixel_size_A}")
+    if not sampling > 0:
+        raise TumblebenchError(f"pixel size must be > 0 Å, got {sampling}")
     img = np.asarray(intensity, dtype=np.float64)
     if img.ndim != 2 or not np.all(np.isfinite(img)):
         raise TumblebenchError("intensity must be a finite 2D array")
     if cfg.mtf != "none":
         img = scipy.fft.irfft2(scipy.fft.rfft2(img, workers=-1) * mtf_2d(img.shape, cfg), s=img.shape, workers=-1)
-    lam = np.clip(img, 0.0, None) * (dose_e_per_A2 * pixel_size_A**2)
+    lam = np.clip(img, 0.0, None) * (dose_e_per_A2 * sampling**2)
     counts = rng.poisson(lam).astype(np.float32)
     if cfg.read_noise > 0:
         counts += rng.normal(0.0, cfg.read_noise, counts.shape).astype(np.float32)

@@ -40,7 +40,11 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from tumblebench.simulator._dynamics_kernels import compose_rotation_increments, linear_recurrence
+from tumblebench.simulator.config import check_range
 from tumblebench.simulator.errors import TumblebenchError, require
+
+#: Thickest liquid layer, Å (500 nm).
+MAX_LIQUID_A = 5000.0
 
 # --------------------------------------------------------------------------------------------- configs
 
@@ -52,14 +56,15 @@ class LiquidConfig:
     Attributes
     ----------
     initial_thickness_A
-        Liquid thickness at the start of the series, Å.
+        Liquid thickness at the start of the series, Å, in [0, 5,000]: graphene liquid cells hold 1–100 nm of
+        liquid, and 500 nm is 1.5 inelastic mean free paths of water at 300 kV (little elastic signal left).
     final_thickness_A
-        Liquid thickness at the end of the series, Å.
+        Liquid thickness at the end of the series, Å, in [0, 5,000].
     schedule
         ``"constant"`` (initial thickness throughout), ``"linear"`` or ``"exponential"`` (fast thinning
         first, time constant ``time_constant_s``; passes exactly through both end points).
     time_constant_s
-        Time constant of the exponential schedule, s.
+        Time constant of the exponential schedule, s, in (0, 10⁶].
     """
 
     initial_thickness_A: float = 120.0
@@ -68,9 +73,9 @@ class LiquidConfig:
     time_constant_s: float = 2.5
 
     def validate(self) -> None:
-        require(self.initial_thickness_A >= 0, f"initial_thickness_A = {self.initial_thickness_A} must be >= 0 Å")
-        require(self.final_thickness_A >= 0, f"final_thickness_A = {self.final_thickness_A} must be >= 0 Å")
-        require(self.time_constant_s > 0, f"time_constant_s = {self.time_constant_s} must be > 0 s")
+        check_range(self.initial_thickness_A, 0, MAX_LIQUID_A, "initial_thickness_A", "Å")
+        check_range(self.final_thickness_A, 0, MAX_LIQUID_A, "final_thickness_A", "Å")
+        check_range(self.time_constant_s, 0, 1e6, "time_constant_s", "s", lo_open=True)
 
     def thickness(self, t: np.ndarray, duration: float) -> np.ndarray:
         """Liquid thickness (Å) at times ``t`` (s) of a series lasting ``duration`` s."""
@@ -97,9 +102,10 @@ class RotationConfig:
         Rotational diffusion coefficient D_r at the start of the series, rad²/s. The default 0.6 rad²/s
         (falling to ~0.4 rad²/s as the default cell thins) turns the particle by ~4–5° (rms) between
         frames at 400 frames/s and decorrelates a body axis (⟨u(0)·u(t)⟩ = exp(−2 D_r t)) in ~1 s, so that
-        2,000 frames (5 s) visit ~75–80 % of the hemisphere of projection directions (50 bins).
+        2,000 frames (5 s) visit ~75–80 % of the hemisphere of projection directions (50 bins). In
+        [0, 10⁸]: free Stokes–Einstein rotation of a 2.5 nm sphere in water, kT/(8πηr³), is ~10⁸ rad²/s.
     thinning_exponent
-        κ in D_r(t) = D_r0·(h(t)/h0)^κ: rotation slows as the liquid thins (0: constant).
+        κ in D_r(t) = D_r0·(h(t)/h0)^κ: rotation slows as the liquid thins (0: constant); in [0, 10].
     initial
         ``"random"`` (uniform on SO(3), drawn from the seed) or ``"identity"``.
     """
@@ -109,8 +115,8 @@ class RotationConfig:
     initial: Literal["random", "identity"] = "random"
 
     def validate(self) -> None:
-        require(self.diffusion_rad2_per_s >= 0, f"diffusion_rad2_per_s = {self.diffusion_rad2_per_s} must be >= 0")
-        require(self.thinning_exponent >= 0, f"thinning_exponent = {self.thinning_exponent} must be >= 0")
+        check_range(self.diffusion_rad2_per_s, 0, 1e8, "diffusion_rad2_per_s", "rad²/s")
+        check_range(self.thinning_exponent, 0, 10, "thinning_exponent")
 
 
 @dataclass(frozen=True)
@@ -120,11 +126,13 @@ class TranslationConfig:
     Attributes
     ----------
     diffusion_A2_per_s
-        Translational diffusion coefficient, Å²/s.
+        Translational diffusion coefficient, Å²/s, in [0, 10¹¹] (free Stokes–Einstein diffusion of a 2.5 nm
+        sphere in water, kT/(6πηr), is 2·10¹⁰ Å²/s).
     confinement_A
-        Stationary standard deviation per axis of the pocket (OU well), Å; 0 = free diffusion.
+        Stationary standard deviation per axis of the pocket (OU well), Å; 0 = free diffusion; in [0, 3,000]
+        (the largest field).
     drift_A_per_s
-        Constant drift velocity (x, y) of the pocket, Å/s (stage drift).
+        Constant drift velocity (x, y) of the pocket, Å/s (stage drift), each in [−10⁴, 10⁴].
     """
 
     diffusion_A2_per_s: float = 40.0
@@ -132,8 +140,10 @@ class TranslationConfig:
     drift_A_per_s: tuple[float, float] = (1.0, -0.6)
 
     def validate(self) -> None:
-        require(self.diffusion_A2_per_s >= 0, f"diffusion_A2_per_s = {self.diffusion_A2_per_s} must be >= 0")
-        require(self.confinement_A >= 0, f"confinement_A = {self.confinement_A} must be >= 0")
+        check_range(self.diffusion_A2_per_s, 0, 1e11, "diffusion_A2_per_s", "Å²/s")
+        check_range(self.confinement_A, 0, 3000, "confinement_A", "Å")
+        for i, v in enumerate(self.drift_A_per_s):
+            check_range(v, -1e4, 1e4, f"drift_A_per_s[{i}]", "Å/s")
 
 
 @dataclass(frozen=True)
@@ -143,11 +153,12 @@ class HeightConfig:
     Attributes
     ----------
     diffusion_A2_per_s
-        Diffusion coefficient along z, Å²/s.
+        Diffusion coefficient along z, Å²/s, in [0, 10¹¹].
     confinement_A
-        Stationary standard deviation of the height, Å (0 = free diffusion).
+        Stationary standard deviation of the height, Å (0 = free diffusion), in [0, 5,000] (the thickest
+        liquid).
     initial_A
-        Mean height, Å.
+        Mean height, Å, in [−5,000, 5,000].
     """
 
     diffusion_A2_per_s: float = 40.0
@@ -155,8 +166,9 @@ class HeightConfig:
     initial_A: float = 0.0
 
     def validate(self) -> None:
-        require(self.diffusion_A2_per_s >= 0, f"diffusion_A2_per_s = {self.diffusion_A2_per_s} must be >= 0")
-        require(self.confinement_A >= 0, f"confinement_A = {self.confinement_A} must be >= 0")
+        check_range(self.diffusion_A2_per_s, 0, 1e11, "diffusion_A2_per_s", "Å²/s")
+        check_range(self.confinement_A, 0, MAX_LIQUID_A, "confinement_A", "Å")
+        check_range(self.initial_A, -MAX_LIQUID_A, MAX_LIQUID_A, "initial_A", "Å")
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,13 @@ class DynamicsConfig:
     rotation: RotationConfig = field(default_factory=RotationConfig)
     translation: TranslationConfig = field(default_factory=TranslationConfig)
     height: HeightConfig = field(default_factory=HeightConfig)
+
+    def validate(self) -> None:
+        for name in ("rotation", "translation", "height"):
+            try:
+                getattr(self, name).validate()
+            except TumblebenchError as exc:
+                raise TumblebenchError(f"{name}.{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -187,7 +206,7 @@ class DissolutionConfig:
     max_cn
         Atoms with more neighbours than this neither leave nor hop.
     cutoff_A
-        Neighbour cutoff, Å (Pt: a/2·(1 + 1/√2) ≈ 3.35 Å).
+        Neighbour cutoff, Å (Pt: a/2·(1 + 1/√2) ≈ 3.35 Å), in (0, 10] (beyond the third neighbour shell).
     hop_rate_per_e_per_A2
         Hopping hazard per unit coordination deficit per e⁻/Å² (0: no hopping).
     """
@@ -203,7 +222,7 @@ class DissolutionConfig:
         require(self.hop_rate_per_e_per_A2 >= 0,
                 f"hop_rate_per_e_per_A2 = {self.hop_rate_per_e_per_A2} must be >= 0")
         require(0 <= self.max_cn <= 12, f"max_cn = {self.max_cn} must be in [0, 12]")
-        require(self.cutoff_A > 0, f"cutoff_A = {self.cutoff_A} must be > 0 Å")
+        check_range(self.cutoff_A, 0, 10, "cutoff_A", "Å", lo_open=True)
 
 
 # ------------------------------------------------------------------------------------------- trajectory

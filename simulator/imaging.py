@@ -143,10 +143,10 @@ class ImagingConfig:
     bandlimit_fraction
         Multislice band limit as a fraction of the internal Nyquist frequency (2/3 avoids aliasing).
     band_limit_A
-        Requested finest resolution of the image (Å); 0 = automatic (the detector's Nyquist, the aperture
-        or the multislice band limit, whichever is coarser, times a 2 % guard).
+        Requested finest resolution of the image (Å), in [0, 20] (coarser shows no atom); 0 = automatic (the
+        detector's Nyquist, the aperture or the multislice band limit, whichever is coarser, times a 2 % guard).
     window_margin_A
-        Margin around the particle's span in the imaging window, Å. 3 Å changes a 586-atom Pt image by
+        Margin around the particle's span in the imaging window, Å, in [0, 50]. 3 Å changes a 586-atom Pt image by
         1.6 % rms (correlation 0.99987) against a 14 Å margin.
     antialias_transmission
         Band-limit each slice's transmission function exp(iσv) again at the multislice band limit (two more
@@ -190,10 +190,12 @@ class ImagingConfig:
                 f"imaging.oversampling = {self.oversampling} must be a multiple of 0.25 in [1, 8]")
         require(0.1 <= self.bandlimit_fraction <= 1.0,
                 f"imaging.bandlimit_fraction = {self.bandlimit_fraction} is outside [0.1, 1]")
-        require(self.band_limit_A >= 0, f"imaging.band_limit_A = {self.band_limit_A} must be ≥ 0 (0 = automatic)")
+        require(0 <= self.band_limit_A <= 20,
+                f"imaging.band_limit_A = {self.band_limit_A} must be in [0, 20] Å (0 = automatic)")
         require(self.fft_workers == -1 or self.fft_workers >= 1,
                 f"imaging.fft_workers = {self.fft_workers}; expected -1 (all cores) or ≥ 1")
-        require(self.window_margin_A >= 0, f"imaging.window_margin_A = {self.window_margin_A} must be ≥ 0")
+        require(0 <= self.window_margin_A <= 50,
+                f"imaging.window_margin_A = {self.window_margin_A} must be in [0, 50] Å")
         self.optics.validate()
         self.liquid_cell.validate()
 
@@ -206,24 +208,24 @@ class _Window:
         # the internal grid: the fastest FFT length ≥ w_det·oversampling (so at least ``oversampling`` times
         # finer than the detector), spanning the same period w_det·p
         self.w_int = scipy.fft.next_fast_len(int(np.ceil(w_det * imager.oversampling - 1e-9)))
-        self.p_int = w_det * imager.pixel_size / self.w_int
+        self.internal_sampling = w_det * imager.sampling / self.w_int
         shape = (self.w_int, self.w_int)
-        self.q_ms = imager.config.bandlimit_fraction / (2 * self.p_int)
+        self.q_ms = imager.config.bandlimit_fraction / (2 * self.internal_sampling)
         # The potential carries every frequency up to the grid's Nyquist frequency (not only the wave's band):
         # its components between q_ms and Nyquist couple beams on opposite sides of the band and, through
         # the phase grating's nonlinearity, set how much is scattered to high angles (channelling along zone
         # axes, the particle's low-resolution amplitude contrast once the aperture removes it). With
         # ``antialias_transmission`` the grating is band-limited after exponentiation, as in Kirkland (2010)
         # and abTEM, and the potential carries the whole grid (|q| ≤ √2·Nyquist covers the square).
-        nyq = 1.0 / (2 * self.p_int)
+        nyq = 1.0 / (2 * self.internal_sampling)
         q_v = nyq if not imager.config.antialias_transmission else np.sqrt(2) * nyq
-        self.grid = FourierGrid(shape, self.p_int, q_v)
-        self.mask = ms.band_mask(shape, self.p_int, self.q_ms)
-        self.prop = ms.propagator(shape, self.p_int, imager.wavelength, dz, self.q_ms)
-        qy, qx = frequency_grid(shape, self.p_int)
+        self.grid = FourierGrid(shape, self.internal_sampling, q_v)
+        self.mask = ms.band_mask(shape, self.internal_sampling, self.q_ms)
+        self.prop = ms.propagator(shape, self.internal_sampling, imager.wavelength, dz, self.q_ms)
+        qy, qx = frequency_grid(shape, self.internal_sampling)
         self.lens = LensTransfer(qy, qx, imager.optics, self.mask, imager.config.envelopes)
         # detector-window grid for the crop / projection mode
-        self.det = FourierGrid((w_det, w_det), imager.pixel_size, imager.band_q)
+        self.det = FourierGrid((w_det, w_det), imager.sampling, imager.band_q)
         self.crop_iy = self.det.ky % self.w_int
         self.crop_ix = self.det.kx
 
@@ -237,7 +239,7 @@ class Imager:
         Imaging configuration.
     shape_yx
         Frame shape (ny, nx), detector pixels.
-    pixel_size_A
+    sampling
         Detector pixel size at the specimen, Å.
 
     Attributes
@@ -246,28 +248,28 @@ class Imager:
         The finest resolution (Å) the frames carry: every mode's image is band-limited at 1/band_limit_A.
     """
 
-    def __init__(self, config: ImagingConfig, shape_yx: tuple[int, int], pixel_size_A: float):
+    def __init__(self, config: ImagingConfig, shape_yx: tuple[int, int], sampling: float):
         config.validate()
         _reuse_freed_memory()
-        require(pixel_size_A > 0, f"pixel size must be > 0 Å, got {pixel_size_A}")
+        require(sampling > 0, f"pixel size must be > 0 Å, got {sampling}")
         require(len(shape_yx) == 2 and min(shape_yx) >= 8, f"frame shape {shape_yx} must be 2D with edges ≥ 8")
         self.config = config
         self.optics = config.optics
         self.shape = (int(shape_yx[0]), int(shape_yx[1]))
-        self.pixel_size = float(pixel_size_A)
+        self.sampling = float(sampling)
         self.oversampling = float(config.oversampling)
         self.wavelength = self.optics.wavelength_A
         self.sigma = self.optics.sigma
         self.workers = int(config.fft_workers)
-        q_det = 1.0 / (2 * self.pixel_size)
-        q_ms = config.bandlimit_fraction * self.oversampling / (2 * self.pixel_size)
+        q_det = 1.0 / (2 * self.sampling)
+        q_ms = config.bandlimit_fraction * self.oversampling / (2 * self.sampling)
         q_auto = 0.98 * min(q_det, q_ms, self.optics.aperture_frequency)
         if config.band_limit_A > 0:
             q_req = 1.0 / config.band_limit_A
             if q_req > q_det or (config.mode != "projection" and q_req > q_ms):
                 raise TumblebenchError(
                     f"imaging.band_limit_A = {config.band_limit_A} Å is finer than the sampling allows: pixel "
-                    f"{self.pixel_size} Å (Nyquist {1 / q_det:.3f} Å) with oversampling {self.oversampling} "
+                    f"{self.sampling} Å (Nyquist {1 / q_det:.3f} Å) with oversampling {self.oversampling} "
                     f"(multislice band limit {1 / q_ms:.3f} Å); use a smaller pixel or a coarser band limit"
                 )
             self.band_q = q_req
@@ -277,20 +279,20 @@ class Imager:
         self._windows: dict[tuple[int, float], _Window] = {}
         self._bg_cache: dict[str, np.ndarray] = {}
         self._lens_cache: dict[float, np.ndarray] = {}
-        qy, qx = frequency_grid(self.shape, self.pixel_size)
-        self._field_grid = FourierGrid(self.shape, self.pixel_size, self.band_q)
+        qy, qx = frequency_grid(self.shape, self.sampling)
+        self._field_grid = FourierGrid(self.shape, self.sampling, self.band_q)
         self._field_lens = LensTransfer(qy, qx, self.optics, ((qx**2 + qy**2) <= self.band_q**2).astype(float),
                                         config.envelopes)
 
     # ------------------------------------------------------------------ helpers
     def _window(self, span_A: float) -> _Window:
-        if span_A > min(self.shape) * self.pixel_size:
+        if span_A > min(self.shape) * self.sampling:
             raise TumblebenchError(
                 f"the particle (span {span_A:.1f} Å) does not fit the {self.shape[1]}×{self.shape[0]} px field of "
-                f"{self.shape[1] * self.pixel_size:.1f} × {self.shape[0] * self.pixel_size:.1f} Å; enlarge the field"
+                f"{self.shape[1] * self.sampling:.1f} × {self.shape[0] * self.sampling:.1f} Å; enlarge the field"
             )
         need = span_A + 2 * self.config.window_margin_A
-        w = max(16, int(np.ceil(need / self.pixel_size)))
+        w = max(16, int(np.ceil(need / self.sampling)))
         w += w % 2
         key = (w, self.config.slice_thickness_A)
         if key not in self._windows:
@@ -331,7 +333,7 @@ class Imager:
         pos, syms = self._check_inputs(positions, symbols)
         s_count, n = pos.shape[:2]
         ny, nx = self.shape
-        p = self.pixel_size
+        p = self.sampling
         if n == 0:
             return np.ones((16, 16)), (ny // 2 - 8, nx // 2 - 8)
         cxy = pos[..., :2].reshape(-1, 2).mean(axis=0)
@@ -406,7 +408,7 @@ class Imager:
         key = f"graphene{which}"
         if key not in self._bg_cache:
             lc = self.config.liquid_cell
-            v = graphene_potential(self.shape, self.pixel_size, lc.graphene_angles_deg[which], self.band_q,
+            v = graphene_potential(self.shape, self.sampling, lc.graphene_angles_deg[which], self.band_q,
                                    self.config.table).astype(np.float64)
             self._bg_cache[key] = v
             self._bg_cache[key + "ft"] = scipy.fft.fft2(np.exp(1j * self.sigma * v) - 1.0, workers=self.workers)
@@ -437,7 +439,7 @@ class Imager:
             layers.append((self._graphene(1, not proj), +t / 2))
         if lc.water and t > 0 and lc.amorphous_scale > 0:
             gen = rng if rng is not None else np.random.default_rng(0)
-            vw = lc.amorphous_scale * water_potential(self.shape, self.pixel_size, t, self.band_q, gen,
+            vw = lc.amorphous_scale * water_potential(self.shape, self.sampling, t, self.band_q, gen,
                                                       lc.water_density_per_A3, self.config.table).astype(np.float64)
             spec = vw if proj else scipy.fft.fft2(np.exp(1j * self.sigma * vw) - 1.0, workers=self.workers)
             layers.append((spec, 0.0))

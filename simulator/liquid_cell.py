@@ -118,18 +118,18 @@ def graphene_positions(extent_xy_A: tuple[float, float], angle_deg: float, offse
     return pts[keep]
 
 
-def graphene_potential(shape_yx: tuple[int, int], pixel_size_A: float, angle_deg: float, q_max: float,
+def graphene_potential(shape_yx: tuple[int, int], sampling: float, angle_deg: float, q_max: float,
                        table: str = "peng") -> np.ndarray:
     """Band-limited projected potential (V·Å) of one graphene sheet over a field, (ny, nx) float32."""
     ny, nx = shape_yx
-    xy = graphene_positions((nx * pixel_size_A, ny * pixel_size_A), angle_deg)
+    xy = graphene_positions((nx * sampling, ny * sampling), angle_deg)
     pos = np.column_stack([xy, np.zeros(len(xy))])
-    grid = FourierGrid(shape_yx, pixel_size_A, q_max)
+    grid = FourierGrid(shape_yx, sampling, q_max)
     coeffs = slice_potential_coefficients(pos, "C", grid, table=table, slicing="centre")
     return grid.to_real(coeffs)[0]
 
 
-def water_potential(shape_yx: tuple[int, int], pixel_size_A: float, thickness_A: float, q_max: float,
+def water_potential(shape_yx: tuple[int, int], sampling: float, thickness_A: float, q_max: float,
                     rng: np.random.Generator, density_per_A3: float = WATER_DENSITY, table: str = "peng"
                     ) -> np.ndarray:
     """Fluctuating part of the projected potential (V·Å) of a random water layer, (ny, nx) float32.
@@ -140,8 +140,8 @@ def water_potential(shape_yx: tuple[int, int], pixel_size_A: float, thickness_A:
     """
     if thickness_A <= 0 or density_per_A3 <= 0:
         return np.zeros(shape_yx, dtype=np.float32)
-    lam = density_per_A3 * thickness_A * pixel_size_A**2
-    kernels = _water_kernels((int(shape_yx[0]), int(shape_yx[1])), float(pixel_size_A), float(q_max), table)
+    lam = density_per_A3 * thickness_A * sampling**2
+    kernels = _water_kernels((int(shape_yx[0]), int(shape_yx[1])), float(sampling), float(q_max), table)
     total = None
     for mult, kern in zip((1.0, 2.0), kernels, strict=True):  # O, H (2 per molecule)
         counts = rng.poisson(lam * mult, size=shape_yx).astype(np.float32)
@@ -151,16 +151,16 @@ def water_potential(shape_yx: tuple[int, int], pixel_size_A: float, thickness_A:
 
 
 @lru_cache(maxsize=8)
-def _water_kernels(shape_yx: tuple[int, int], pixel_size_A: float, q_max: float, table: str
+def _water_kernels(shape_yx: tuple[int, int], sampling: float, q_max: float, table: str
                    ) -> tuple[np.ndarray, np.ndarray]:
     """2πa₀e·f(q)/p² of O and H on the rfft grid, band-limited, zero at q = 0 (the mean is removed)."""
     ny, nx = shape_yx
-    qy = scipy.fft.fftfreq(ny, d=pixel_size_A)[:, None]
-    qx = scipy.fft.rfftfreq(nx, d=pixel_size_A)[None, :]
+    qy = scipy.fft.fftfreq(ny, d=sampling)[:, None]
+    qx = scipy.fft.rfftfreq(nx, d=sampling)[None, :]
     q = np.sqrt(qx**2 + qy**2)
     out = []
     for el in ("O", "H"):
-        k = (TWO_PI_A0_E / pixel_size_A**2 * form_factor(el, q, table) * (q <= q_max)).astype(np.complex64)
+        k = (TWO_PI_A0_E / sampling**2 * form_factor(el, q, table) * (q <= q_max)).astype(np.complex64)
         k[0, 0] = 0.0
         out.append(k)
     return out[0], out[1]

@@ -19,8 +19,8 @@ from tumblebench.simulator.errors import TumblebenchError
 _LABEL = b"Created by tumblebench (mrcfile)"
 
 
-def write_volume(path: str | Path, volume: np.ndarray, voxel_size: float) -> None:
-    """Write a 3D float32 volume [z, y, x] with voxel size ``voxel_size`` (Å)."""
+def write_volume(path: str | Path, volume: np.ndarray, sampling: float) -> None:
+    """Write a 3D float32 volume [z, y, x] with voxel size ``sampling`` (Å)."""
     vol = np.ascontiguousarray(volume, dtype=np.float32)
     if vol.ndim != 3:
         raise TumblebenchError(f"{path}: a volume must be 3D, got shape {vol.shape}")
@@ -28,7 +28,7 @@ def write_volume(path: str | Path, volume: np.ndarray, voxel_size: float) -> Non
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     with mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(vol)
-        mrc.voxel_size = float(voxel_size)
+        mrc.voxel_size = float(sampling)
         mrc.header.label[0] = _LABEL
     os.replace(tmp, path)
 
@@ -217,16 +217,16 @@ class MrcStackWriter:
         Final file name (``.mrcs``).
     n_frames, ny, nx
         Stack shape.
-    pixel_size
+    sampling
         Pixel size in Å, written to the header.
     """
 
-    def __init__(self, path: str | Path, n_frames: int, ny: int, nx: int, pixel_size: float) -> None:
+    def __init__(self, path: str | Path, n_frames: int, ny: int, nx: int, sampling: float) -> None:
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
         with mrcfile.new_mmap(self._tmp, shape=(n_frames, ny, nx), mrc_mode=2, overwrite=True) as mrc:
             mrc.set_image_stack()
-            mrc.voxel_size = float(pixel_size)
+            mrc.voxel_size = float(sampling)
             mrc.header.label[0] = _LABEL
             offset, dtype = int(mrc.data.offset), mrc.data.dtype
         self._fd = os.open(self._tmp, os.O_RDWR)

@@ -16,24 +16,24 @@ import scipy.fft
 from tumblebench.simulator._potential_kernels import apply_phase, phase_grating
 
 
-def band_mask(shape_yx: tuple[int, int], pixel_size_A: float, q_max: float | None) -> np.ndarray:
+def band_mask(shape_yx: tuple[int, int], sampling: float, q_max: float | None) -> np.ndarray:
     """(ny, nx) float32 mask of |q| ≤ q_max on the full FFT grid; all ones when ``q_max`` is None."""
     ny, nx = shape_yx
     if q_max is None:
         return np.ones((ny, nx), dtype=np.float32)
-    qy = scipy.fft.fftfreq(ny, d=pixel_size_A)[:, None]
-    qx = scipy.fft.fftfreq(nx, d=pixel_size_A)[None, :]
+    qy = scipy.fft.fftfreq(ny, d=sampling)[:, None]
+    qx = scipy.fft.fftfreq(nx, d=sampling)[None, :]
     return ((qx**2 + qy**2) <= q_max**2).astype(np.float32)
 
 
-def propagator(shape_yx: tuple[int, int], pixel_size_A: float, wavelength_A: float, dz_A: float,
+def propagator(shape_yx: tuple[int, int], sampling: float, wavelength_A: float, dz_A: float,
                q_max: float | None) -> np.ndarray:
     """Fresnel propagator exp(−iπλΔz q²) times the band limit, (ny, nx) complex64 (full FFT layout)."""
     ny, nx = shape_yx
-    qy = scipy.fft.fftfreq(ny, d=pixel_size_A)[:, None]
-    qx = scipy.fft.fftfreq(nx, d=pixel_size_A)[None, :]
+    qy = scipy.fft.fftfreq(ny, d=sampling)[:, None]
+    qx = scipy.fft.fftfreq(nx, d=sampling)[None, :]
     p = np.exp(-1j * np.pi * wavelength_A * dz_A * (qx**2 + qy**2))
-    return (p * band_mask(shape_yx, pixel_size_A, q_max)).astype(np.complex64)
+    return (p * band_mask(shape_yx, sampling, q_max)).astype(np.complex64)
 
 
 def transmission(potential: np.ndarray, sigma: float, mask: np.ndarray | None, workers: int = -1) -> np.ndarray:

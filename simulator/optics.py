@@ -139,15 +139,15 @@ class OpticsConfig:
         return 1.0 / first_zero(replace(self, defocus_A=df, c5_mm=0.0, astigmatism_A=0.0))
 
 
-def frequency_grid(shape_yx: tuple[int, int], pixel_size_A: float, rfft: bool = False
+def frequency_grid(shape_yx: tuple[int, int], sampling: float, rfft: bool = False
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Spatial frequency grids (qy, qx) in Å⁻¹ in scipy.fft order, broadcastable to ``shape_yx``.
 
     With ``rfft`` the x axis is the half spectrum of :func:`scipy.fft.rfft2`.
     """
     ny, nx = shape_yx
-    qy = scipy.fft.fftfreq(ny, d=pixel_size_A)[:, None]
-    qx = (scipy.fft.rfftfreq(nx, d=pixel_size_A) if rfft else scipy.fft.fftfreq(nx, d=pixel_size_A))[None, :]
+    qy = scipy.fft.fftfreq(ny, d=sampling)[:, None]
+    qx = (scipy.fft.rfftfreq(nx, d=sampling) if rfft else scipy.fft.fftfreq(nx, d=sampling))[None, :]
     return qy, qx
 
 
@@ -195,7 +195,7 @@ def aperture(qy: np.ndarray, qx: np.ndarray, optics: OpticsConfig) -> np.ndarray
     return (q2 <= optics.aperture_frequency**2).astype(np.float64)
 
 
-def wave_transfer(shape_yx: tuple[int, int], pixel_size_A: float, optics: OpticsConfig,
+def wave_transfer(shape_yx: tuple[int, int], sampling: float, optics: OpticsConfig,
                   defocus_A: float | None = None, envelopes_on: bool = True) -> np.ndarray:
     """Complex wave transfer function H(q) (module docstring) on the full FFT grid, complex128.
 
@@ -203,7 +203,7 @@ def wave_transfer(shape_yx: tuple[int, int], pixel_size_A: float, optics: Optics
     ----------
     shape_yx
         Grid shape (ny, nx).
-    pixel_size_A
+    sampling
         Sampling in Å.
     optics
         Lens parameters.
@@ -212,14 +212,14 @@ def wave_transfer(shape_yx: tuple[int, int], pixel_size_A: float, optics: Optics
     envelopes_on
         Multiply the partial-coherence envelopes.
     """
-    qy, qx = frequency_grid(shape_yx, pixel_size_A)
+    qy, qx = frequency_grid(shape_yx, sampling)
     h = np.exp(1j * aberration_phase(qy, qx, optics, defocus_A)) * aperture(qy, qx, optics)
     if envelopes_on:
         h = h * envelopes(qy, qx, optics, defocus_A)
     return h
 
 
-def ctf_2d(shape_yx: tuple[int, int], pixel_size_A: float, optics: OpticsConfig, defocus_A: float | None = None,
+def ctf_2d(shape_yx: tuple[int, int], sampling: float, optics: OpticsConfig, defocus_A: float | None = None,
            amplitude_contrast: float = 0.0, envelopes: bool = True) -> np.ndarray:
     """The weak-phase-object CTF of raw frames on the full FFT grid (scipy.fft.fftfreq order).
 
@@ -231,7 +231,7 @@ def ctf_2d(shape_yx: tuple[int, int], pixel_size_A: float, optics: OpticsConfig,
     ----------
     shape_yx
         Grid shape (ny, nx).
-    pixel_size_A
+    sampling
         Pixel size in Å.
     optics
         Lens parameters.
@@ -249,7 +249,7 @@ def ctf_2d(shape_yx: tuple[int, int], pixel_size_A: float, optics: OpticsConfig,
     """
     if not 0.0 <= amplitude_contrast < 1.0:
         raise TumblebenchError(f"amplitude_contrast = {amplitude_contrast} is outside [0, 1)")
-    qy, qx = frequency_grid(shape_yx, pixel_size_A)
+    qy, qx = frequency_grid(shape_yx, sampling)
     g = aberration_phase(qy, qx, optics, defocus_A)
     q0 = amplitude_contrast
     out = -(np.sqrt(1 - q0**2) * np.sin(g) + q0 * np.cos(g)) * aperture(qy, qx, optics)

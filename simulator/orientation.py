@@ -4,8 +4,8 @@ Frames
 ------
 * **Particle frame**: atom coordinates in Å relative to the particle's rotation centre (the centre of the
   box of ``truth_map.mrc``). A map of the particle is a volume indexed [z, y, x]; voxel (iz, iy, ix) has its
-  centre at map coordinates (x, y, z) = (ix, iy, iz) · voxel_size, and the rotation centre is voxel
-  (n//2, n//2, n//2), i.e. map coordinate ``(n // 2) * voxel_size`` on every axis.
+  centre at map coordinates (x, y, z) = (ix, iy, iz) · sampling, and the rotation centre is voxel
+  (n//2, n//2, n//2), i.e. map coordinate ``(n // 2) * sampling`` on every axis.
 * **Pose**: a rotation matrix ``A`` (3×3) that takes particle-frame vectors to lab-frame vectors,
   ``r_lab = A @ r_particle``. ``A`` is exactly RELION's matrix for the Euler angles (rot, tilt, psi) of a
   particle (RELION's ``Euler_angles2matrix``); in scipy terms
@@ -85,9 +85,9 @@ def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(2.0 * np.arctan2(sin_half, cos_half))
 
 
-def box_centre(n: int, voxel_size: float) -> float:
-    """Map coordinate (Å) of the rotation centre of an ``n``-voxel box: ``(n // 2) * voxel_size``."""
-    return (n // 2) * voxel_size
+def box_centre(n: int, sampling: float) -> float:
+    """Map coordinate (Å) of the rotation centre of an ``n``-voxel box: ``(n // 2) * sampling``."""
+    return (n // 2) * sampling
 
 
 def to_lab(positions: np.ndarray, pose: np.ndarray, origin_xy: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:

@@ -22,23 +22,61 @@ import numpy as np
 from tumblebench.simulator.errors import TumblebenchError
 
 
+def _check_parent_writable(parent: Path, what: str) -> None:
+    """Raise unless a directory can be created in ``parent`` (probed: permissions, read-only or virtual file
+    systems such as /proc, and a file where a directory should be all show up here, before any work)."""
+    if not parent.exists():
+        raise TumblebenchError(f"{parent}: parent directory of the {what} does not exist")
+    if not parent.is_dir():
+        raise TumblebenchError(f"{parent}: parent of the {what} is not a directory")
+    probe = parent / f".tumblebench-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        probe.mkdir()
+    except OSError as exc:
+        raise TumblebenchError(
+            f"{parent}: cannot write the {what} here ({exc.strerror or type(exc).__name__})") from None
+    try:
+        probe.rmdir()
+    except OSError:
+        pass
+
+
 def check_output_dir(out: str | Path, overwrite: bool) -> Path:
     """Check that ``out`` may be written; return it as a Path.
 
     Raises
     ------
     TumblebenchError
-        ``out`` exists and ``overwrite`` is false, or ``out`` is an existing file.
+        ``out`` exists and ``overwrite`` is false, ``out`` is an existing file, or its parent is missing, not a
+        directory or not writable.
     """
     out = Path(out)
-    if out.exists():
+    if not out.name or out.name in (".", ".."):
+        raise TumblebenchError(f"{out}: expected a new directory name for the output")
+    if out.exists() or out.is_symlink():
         if not out.is_dir():
             raise TumblebenchError(f"{out}: output path exists and is not a directory")
         if not overwrite:
             raise TumblebenchError(f"{out}: output directory exists; pass --overwrite to replace it")
-    if not out.parent.exists():
-        raise TumblebenchError(f"{out.parent}: parent directory of the output does not exist")
+    _check_parent_writable(out.parent, "output directory")
     return out
+
+
+def check_output_file(path: str | Path) -> Path:
+    """Check that file ``path`` can be written (it may exist and is then replaced); return it as a Path.
+
+    Raises
+    ------
+    TumblebenchError
+        ``path`` is a directory, or its parent is missing, not a directory or not writable.
+    """
+    path = Path(path)
+    if not path.name or path.name in (".", ".."):
+        raise TumblebenchError(f"{path}: expected a file name for the output")
+    if path.is_dir():
+        raise TumblebenchError(f"{path}: output file is an existing directory")
+    _check_parent_writable(path.parent, "output file")
+    return path
 
 
 @contextlib.contextmanager

@@ -57,34 +57,34 @@ class FourierGrid:
     ----------
     shape_yx
         Window shape (ny, nx) in pixels.
-    pixel_size_A
+    sampling
         Pixel size (Å).
     q_max
         Band limit (Å⁻¹); frequencies with |q| > q_max are zero.
     """
 
-    def __init__(self, shape_yx: tuple[int, int], pixel_size_A: float, q_max: float):
+    def __init__(self, shape_yx: tuple[int, int], sampling: float, q_max: float):
         self.shape = (int(shape_yx[0]), int(shape_yx[1]))
-        self.pixel_size = float(pixel_size_A)
+        self.sampling = float(sampling)
         self.q_max = float(q_max)
-        qy = scipy.fft.fftfreq(self.shape[0], d=pixel_size_A)
-        qx = scipy.fft.rfftfreq(self.shape[1], d=pixel_size_A)
+        qy = scipy.fft.fftfreq(self.shape[0], d=sampling)
+        qx = scipy.fft.rfftfreq(self.shape[1], d=sampling)
         self.iy = np.nonzero(np.abs(qy) <= q_max)[0]
         self.ix = np.nonzero(qx <= q_max)[0]
         self.qy = qy[self.iy]
         self.qx = qx[self.ix]
         # integer frequency indices and spacings for the recurrence kernel
-        self.ky = np.rint(self.qy * self.shape[0] * pixel_size_A).astype(np.int64)
-        self.kx = np.rint(self.qx * self.shape[1] * pixel_size_A).astype(np.int64)
-        self.dqy = 1.0 / (self.shape[0] * pixel_size_A)
-        self.dqx = 1.0 / (self.shape[1] * pixel_size_A)
+        self.ky = np.rint(self.qy * self.shape[0] * sampling).astype(np.int64)
+        self.kx = np.rint(self.qx * self.shape[1] * sampling).astype(np.int64)
+        self.dqy = 1.0 / (self.shape[0] * sampling)
+        self.dqx = 1.0 / (self.shape[1] * sampling)
         q2 = self.qy[:, None] ** 2 + self.qx[None, :] ** 2
         self.mask = (q2 <= q_max**2).astype(np.float32)
         self.full = self.iy.size == self.shape[0] and self.ix.size == self.shape[1] // 2 + 1
         self.q = np.sqrt(q2)
         self._form: dict[tuple[str, str], np.ndarray] = {}
         # irfft2 gives (1/N) Σ X e^{...}; v = (1/A) Σ V̂ e^{...}  ⇒  X = V̂ / p².
-        self.norm = 1.0 / self.pixel_size**2
+        self.norm = 1.0 / self.sampling**2
 
     def form_factor(self, element: str, table: str) -> np.ndarray:
         """2πa₀e·f(q)/p² of ``element`` on this grid's band-limited frequencies (complex64, cached)."""
@@ -301,7 +301,7 @@ def projected_potential_window(
     positions: np.ndarray,
     symbols: str | Sequence[str],
     shape_yx: tuple[int, int],
-    pixel_size_A: float,
+    sampling: float,
     q_max: float,
     edges: np.ndarray | None = None,
     table: str = "peng",
@@ -317,7 +317,7 @@ def projected_potential_window(
         One symbol or one per atom.
     shape_yx
         Window shape (ny, nx).
-    pixel_size_A
+    sampling
         Pixel size (Å).
     q_max
         Band limit (Å⁻¹).
@@ -331,6 +331,6 @@ def projected_potential_window(
     numpy.ndarray
         (S, ny, nx) float32 (S = 1 when ``edges`` is None).
     """
-    grid = FourierGrid(shape_yx, pixel_size_A, q_max)
+    grid = FourierGrid(shape_yx, sampling, q_max)
     coeffs = slice_potential_coefficients(positions, symbols, grid, edges, table=table, slicing=slicing)
     return grid.to_real(coeffs)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import multiprocessing
 import os
 import pickle
@@ -46,7 +47,7 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
-from tumblebench.simulator.config import to_dict
+from tumblebench.simulator.config import check_memory, check_range, check_seed, to_dict
 from tumblebench.simulator.detector import DetectorConfig, detect, mtf_2d
 from tumblebench.simulator.dynamics import (
     Dissolution,
@@ -61,10 +62,15 @@ from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.imaging import Imager, ImagingConfig
 from tumblebench.simulator.mrc import MrcStackWriter, write_volume
 from tumblebench.simulator.orientation import euler_angles
-from tumblebench.simulator.outputs import atomic_output_dir, write_manifest
+from tumblebench.simulator.outputs import atomic_output_dir, check_output_dir, write_manifest
 from tumblebench.simulator.scattering import GAUSSIAN_TABLES, form_factor, gaussian_coefficients
 from tumblebench.simulator.star import image_names, write_star
 from tumblebench.simulator.truth_map import check_fits_box, particle_frame_positions, particle_radius, render_truth_map
+
+#: Most frames a series may have (250 s at 400 frames/s).
+MAX_FRAMES = 100_000
+#: Largest field of view, Å (300 nm).
+MAX_FIELD_A = 3000.0
 
 #: Default dose per frame: 8.5 e⁻/pixel at 0.358 Å pixels (17,000 e⁻/pixel over 2,000 frames, seed 004).
 DEFAULT_DOSE_PER_FRAME = 8.5 / 0.358**2
@@ -80,24 +86,31 @@ class AcquisitionConfig:
     Attributes
     ----------
     n_frames
-        Number of frames.
+        Number of frames, in [1, 100,000] (100,000 frames is 250 s at 400 frames/s, beyond any recorded
+        liquid-cell series of one particle).
     frame_rate_hz
-        Frames per second (K2-IS: 400).
+        Frames per second (K2-IS: 400), in [0.1, 10,000] Hz (the fastest direct-detector imaging modes).
     exposure_fraction
-        Fraction of each frame period the detector integrates (1: continuous readout).
+        Fraction of each frame period the detector integrates (1: continuous readout), in (0, 1].
     dose_per_frame_e_per_A2
-        Electron dose per frame, e⁻/Å² (default 8.5 e⁻/pixel at 0.358 Å ≈ 66.3 e⁻/Å²).
+        Electron dose per frame, e⁻/Å² (default 8.5 e⁻/pixel at 0.358 Å ≈ 66.3 e⁻/Å²), in (0, 100,000]
+        (10⁵ e⁻/Å² in one frame is beyond any counting detector's frame and destroys a Pt nanocrystal).
     dose_rate_e_per_A2_per_s
-        If set, the dose rate at the specimen (e⁻/Å²/s); the dose per frame is then
+        If set, the dose rate at the specimen (e⁻/Å²/s), in (0, 10⁷]; the dose per frame is then
         ``dose_rate · exposure_fraction / frame_rate`` and ``dose_per_frame_e_per_A2`` is ignored.
-    pixel_size_A
-        Detector pixel size at the specimen, Å.
+    sampling
+        Detector pixel size at the specimen, Å, in [0.05, 2]: below 0.05 Å the Nyquist frequency (10 Å⁻¹) is
+        far beyond any microscope's information limit; above 2 Å (Nyquist 4 Å) no Pt lattice fringe (the
+        widest, {111}, is 2.27 Å) can be imaged.
     field_px
-        Edge of the square frame (full field of view), pixels.
+        Edge of the square frame (full field of view), pixels, in [16, 8192] (the largest direct-detector
+        frame edge), with the field ``field_px · sampling`` at most 3,000 Å: a field of more than a few
+        hundred nm is not a liquid-cell frame of one nanocrystal.
     box_size_px
-        Edge of the reconstruction box the truth map uses, pixels (``tbBoxSize``).
+        Edge of the reconstruction box the truth map uses, pixels (``tbBoxSize``), in [16, 512] and at most
+        ``field_px``.
     substeps
-        Imaged sub-steps per exposure (motion blur and thermal averaging within a frame).
+        Imaged sub-steps per exposure (motion blur and thermal averaging within a frame), in [1, 64].
     """
 
     n_frames: int = 2000
@@ -105,26 +118,30 @@ class AcquisitionConfig:
     exposure_fraction: float = 1.0
     dose_per_frame_e_per_A2: float = DEFAULT_DOSE_PER_FRAME
     dose_rate_e_per_A2_per_s: float | None = None
-    pixel_size_A: float = 0.358
+    sampling: float = 0.358
     field_px: int = 192
     box_size_px: int = 128
     substeps: int = 3
 
     def validate(self) -> None:
-        require(self.n_frames >= 1, f"n_frames = {self.n_frames} must be >= 1")
-        require(self.frame_rate_hz > 0, f"frame_rate_hz = {self.frame_rate_hz} must be > 0")
-        require(0 < self.exposure_fraction <= 1, f"exposure_fraction = {self.exposure_fraction} must be in (0, 1]")
-        require(self.dose_per_frame_e_per_A2 > 0,
-                f"dose_per_frame_e_per_A2 = {self.dose_per_frame_e_per_A2} must be > 0 e/Å²")
+        check_range(self.n_frames, 1, MAX_FRAMES, "n_frames")
+        check_range(self.frame_rate_hz, 0.1, 1e4, "frame_rate_hz", "Hz")
+        check_range(self.exposure_fraction, 0, 1, "exposure_fraction", lo_open=True)
+        check_range(self.dose_per_frame_e_per_A2, 0, 1e5, "dose_per_frame_e_per_A2", "e/Å²", lo_open=True)
         if self.dose_rate_e_per_A2_per_s is not None:
-            require(self.dose_rate_e_per_A2_per_s > 0,
-                    f"dose_rate_e_per_A2_per_s = {self.dose_rate_e_per_A2_per_s} must be > 0 e/Å²/s")
-        require(self.pixel_size_A > 0, f"pixel_size_A = {self.pixel_size_A} must be > 0 Å")
-        require(self.field_px >= 16, f"field_px = {self.field_px} must be >= 16")
-        require(self.box_size_px >= 16, f"box_size_px = {self.box_size_px} must be >= 16")
+            check_range(self.dose_rate_e_per_A2_per_s, 0, 1e7, "dose_rate_e_per_A2_per_s", "e/Å²/s", lo_open=True)
+            check_range(self.dose_per_frame, 0, 1e5, "dose per frame (dose_rate · exposure_fraction / frame_rate)",
+                        "e/Å²", lo_open=True)
+        check_range(self.sampling, 0.05, 2.0, "sampling", "Å")
+        check_range(self.field_px, 16, 8192, "field_px")
+        require(self.field_px * self.sampling <= MAX_FIELD_A,
+                f"field_px · sampling = {self.field_px} · {self.sampling} = "
+                f"{self.field_px * self.sampling:.0f} Å is more than {MAX_FIELD_A:.0f} Å (300 nm), not a "
+                "liquid-cell frame of one particle; reduce field_px")
+        check_range(self.box_size_px, 16, 512, "box_size_px")
         require(self.box_size_px <= self.field_px,
                 f"box_size_px = {self.box_size_px} must not exceed field_px = {self.field_px}")
-        require(1 <= self.substeps <= 64, f"substeps = {self.substeps} must be in [1, 64]")
+        check_range(self.substeps, 1, 64, "substeps")
 
     @property
     def dose_per_frame(self) -> float:
@@ -227,6 +244,66 @@ def with_overrides(config: SeriesConfig, *, mode: str | None = None, n_frames: i
     return out
 
 
+# ------------------------------------------------------------------------------------------ memory
+
+
+def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1) -> dict[str, float]:
+    """Estimated peak resident memory of a series, bytes, by part (checked before anything is allocated).
+
+    Parameters
+    ----------
+    config
+        Series configuration.
+    radius_A
+        Particle radius (Å, :func:`tumblebench.simulator.truth_map.particle_radius`).
+    workers
+        Processes rendering frames.
+
+    Returns
+    -------
+    dict
+        ``field`` (per process: the field's frequency grids, both graphene sheets and their spectra, a
+        frame's background layers and the cache of up to 65 complex64 lens transfers, ≈ 720 B per field
+        pixel), ``graphene_lattice`` (per process, transient: the lattice grid
+        :func:`tumblebench.simulator.liquid_cell.graphene_positions` builds to cover the field, ≈ 160 B per
+        cell), ``window`` (per process: the sub-steps' slice potentials on the oversampled window, ≈ 40 B per
+        point), ``main`` (the trajectory, ≈ 200 B per sub-step, and the truth map, ≈ 40 B per voxel) and
+        ``total``.
+    """
+    acq = config.acquisition
+    img = config.imaging
+    p = acq.sampling
+    f2 = float(acq.field_px) ** 2
+    field = 720.0 * f2
+    extent = acq.field_px * p
+    a = 2.46  # graphene lattice constant, Å
+    n = math.ceil((math.hypot(extent, extent) + 2 * a) / (a * math.sqrt(3) / 2)) + 2
+    lattice = 160.0 * (2 * n + 1) ** 2 if img.liquid_cell.enabled and img.liquid_cell.graphene else 0.0
+    span = 2.0 * radius_A + 2.0 * img.window_margin_A
+    w_det = max(16, math.ceil(span / p))
+    w_int = math.ceil(w_det * img.oversampling)
+    n_slices = max(1, math.ceil(2.0 * radius_A / img.slice_thickness_A) + 1) if img.mode == "multislice" else 1
+    window = 40.0 * acq.substeps * n_slices * w_int**2
+    if img.mode == "projection":
+        window = 40.0 * f2
+    main = 200.0 * 2 * acq.substeps * acq.n_frames + 40.0 * float(acq.box_size_px) ** 3
+    per_worker = field + lattice + window
+    total = main + max(1, int(workers)) * per_worker
+    return {"field": field, "graphene_lattice": lattice, "window": window, "main": main, "total": total}
+
+
+def check_series_memory(config: SeriesConfig, radius_A: float, workers: int = 1) -> None:
+    """Refuse a series whose :func:`series_memory_bytes` exceeds the available memory (one line: what to reduce)."""
+    est = series_memory_bytes(config, radius_A, workers)
+    biggest = max(("field", "graphene_lattice", "window", "main"), key=lambda k: est[k])
+    hint = {"field": "acquisition.field_px (or the rendering workers)",
+            "graphene_lattice": "acquisition.field_px or acquisition.sampling (the field in Å the graphene "
+                                "sheets cover)",
+            "window": "imaging.oversampling, acquisition.substeps or the particle size",
+            "main": "acquisition.n_frames or acquisition.box_size_px"}[biggest]
+    check_memory(est["total"], f"simulate ({max(1, int(workers))} rendering process(es))", hint)
+
+
 # ------------------------------------------------------------------------------------------ simulation
 
 
@@ -266,8 +343,9 @@ class SeriesSimulation:
     def __init__(self, nc, config: SeriesConfig, seed: int) -> None:
         config.validate()
         self.config = config
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         acq = config.acquisition
+        check_series_memory(config, particle_radius(nc))
         symbols = list(nc.symbols)
         table = getattr(config.imaging, "table", "peng")
         for el in sorted(set(symbols)):
@@ -281,13 +359,13 @@ class SeriesSimulation:
         self.factors_U = np.asarray(nc.U, float).reshape(-1, 3, 3)
         self.factors = displacement_factors(self.factors_U)
         self.radius = particle_radius(nc)
-        check_fits_box(nc, acq.box_size_px, acq.pixel_size_A, "acquisition.box_size_px")
+        check_fits_box(nc, acq.box_size_px, acq.sampling, "acquisition.box_size_px")
         self.shape = (acq.field_px, acq.field_px)
-        self.imager = Imager(config.imaging, self.shape, acq.pixel_size_A)
+        self.imager = Imager(config.imaging, self.shape, acq.sampling)
         self.band_limit_A = float(self.imager.band_limit_A)
-        if not self.band_limit_A > 2.0 * acq.pixel_size_A:
+        if not self.band_limit_A > 2.0 * acq.sampling:
             raise TumblebenchError(
-                f"acquisition.pixel_size_A = {acq.pixel_size_A} Å is too coarse for the imaging band limit "
+                f"acquisition.sampling = {acq.sampling} Å is too coarse for the imaging band limit "
                 f"{self.band_limit_A:.3f} Å (needs a pixel < {self.band_limit_A / 2:.4f} Å)"
             )
         self.dose = float(acq.dose_per_frame)
@@ -317,7 +395,7 @@ class SeriesSimulation:
         if self._hop_frame.size:  # adatoms may stick out: the box and the field must hold them too
             held = self.held()
             self.radius = max(self.radius, particle_radius(held, np.zeros(3)))
-            check_fits_box(held, acq.box_size_px, acq.pixel_size_A, "acquisition.box_size_px (with hops)",
+            check_fits_box(held, acq.box_size_px, acq.sampling, "acquisition.box_size_px (with hops)",
                            np.zeros(3))
         rng_path = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0,)))
         self.trajectory = simulate_trajectory(config.dynamics, config.liquid, acq.n_frames, acq.frame_rate_hz,
@@ -336,11 +414,11 @@ class SeriesSimulation:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         acq = self.config.acquisition
-        self.imager = Imager(self.config.imaging, self.shape, acq.pixel_size_A)
+        self.imager = Imager(self.config.imaging, self.shape, acq.sampling)
 
     def _check_field(self) -> None:
         acq = self.config.acquisition
-        half = (acq.field_px // 2 - 1) * acq.pixel_size_A
+        half = (acq.field_px // 2 - 1) * acq.sampling
         reach = np.abs(self.trajectory.sub_shifts).max(axis=(1, 2)) + self.radius + 2.0
         out = np.flatnonzero(reach > half)
         if out.size:
@@ -436,7 +514,7 @@ class SeriesSimulation:
                                           defocus_offset_A=float(self.trajectory.heights[frame]),
                                           liquid_thickness_A=float(self.trajectory.thickness[frame]),
                                           rng=rng_imaging)
-        counts = detect(intensity, self.dose, self.config.acquisition.pixel_size_A, rng_detector,
+        counts = detect(intensity, self.dose, self.config.acquisition.sampling, rng_detector,
                         self.config.detector)
         return intensity, np.asarray(counts, dtype=np.float32)
 
@@ -470,7 +548,7 @@ class SeriesSimulation:
             "rlnVoltage": [float(optics_cfg.voltage_kv)],
             "rlnSphericalAberration": [float(optics_cfg.cs_mm)],
             "rlnAmplitudeContrast": [0.0],
-            "rlnImagePixelSize": [acq.pixel_size_A],
+            "rlnImagePixelSize": [acq.sampling],
             "rlnImageSize": [acq.field_px],
             "rlnImageDimensionality": [2],
             "tbMode": [str(self.config.imaging.mode)],
@@ -481,8 +559,8 @@ class SeriesSimulation:
             "rlnAngleRot": ang[:, 0],
             "rlnAngleTilt": ang[:, 1],
             "rlnAnglePsi": ang[:, 2],
-            "rlnCoordinateX": c + tr.shifts[:, 0] / acq.pixel_size_A,
-            "rlnCoordinateY": c + tr.shifts[:, 1] / acq.pixel_size_A,
+            "rlnCoordinateX": c + tr.shifts[:, 0] / acq.sampling,
+            "rlnCoordinateY": c + tr.shifts[:, 1] / acq.sampling,
             "rlnOriginXAngst": np.zeros(n),
             "rlnOriginYAngst": np.zeros(n),
             "rlnDefocusU": base + astig / 2.0,
@@ -503,14 +581,14 @@ class SeriesSimulation:
 # -------------------------------------------------------------------------------------------- outputs
 
 
-def expected_counts(intensity: np.ndarray, dose_e_per_A2: float, pixel_size_A: float,
+def expected_counts(intensity: np.ndarray, dose_e_per_A2: float, sampling: float,
                     detector: DetectorConfig) -> np.ndarray:
     """Noise-free counts of a frame: intensity blurred by the detector MTF × dose × pixel area (float32)."""
     img = np.asarray(intensity, dtype=np.float64)
     if getattr(detector, "mtf", "none") != "none":
         img = scipy.fft.irfft2(scipy.fft.rfft2(img, workers=-1) * mtf_2d(img.shape, detector), s=img.shape,
                                workers=-1)
-    return (img * dose_e_per_A2 * pixel_size_A**2).astype(np.float32)
+    return (img * dose_e_per_A2 * sampling**2).astype(np.float32)
 
 
 def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[str], path: str | Path,
@@ -623,12 +701,15 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
-    acq = config.acquisition
-    n = sim.n_frames
+    check_output_dir(out_dir, overwrite)
+    config.validate()
+    n = config.acquisition.n_frames
     n_workers = _default_workers(n) if workers is None else max(1, int(workers))
     if multiprocessing.current_process().daemon:
         n_workers = 1
+    check_series_memory(config, particle_radius(nc), n_workers)
+    sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
+    acq = config.acquisition
     k = min(config.output.montage_frames, n)
     montage_idx = set(np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist())
     raw_m: list[np.ndarray] = []
@@ -636,13 +717,13 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     with atomic_output_dir(out_dir, overwrite) as tmp:
         bar = tqdm(total=n, unit="frame", desc="simulate", file=sys.stderr, dynamic_ncols=True,
                    disable=not (progress and sys.stderr.isatty()))
-        with MrcStackWriter(tmp / "frames.mrcs", n, acq.field_px, acq.field_px, acq.pixel_size_A) as writer:
+        with MrcStackWriter(tmp / "frames.mrcs", n, acq.field_px, acq.field_px, acq.sampling) as writer:
 
             def consume(f: int, counts: np.ndarray, intensity: np.ndarray | None) -> None:
                 writer.write(f, counts[None])
                 if f in montage_idx and intensity is not None:
                     raw_m.append(counts.copy())
-                    clean_m.append(expected_counts(intensity, sim.dose, acq.pixel_size_A, config.detector))
+                    clean_m.append(expected_counts(intensity, sim.dose, acq.sampling, config.detector))
                 bar.update(1)
 
             if n_workers > 1:
@@ -669,9 +750,9 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         write_star(tmp / "frames.star", optics, particles)
         # the imaging's own scattering factors where they are a Gaussian sum (peng, peng6); Peng's otherwise
         truth_table = config.imaging.table if config.imaging.table in GAUSSIAN_TABLES else "peng"
-        truth = render_truth_map(sim.held(), acq.box_size_px, acq.pixel_size_A, sim.band_limit_A,
+        truth = render_truth_map(sim.held(), acq.box_size_px, acq.sampling, sim.band_limit_A,
                                  occupancy=sim.truth_segments()[2], centre=np.zeros(3), table=truth_table)
-        write_volume(tmp / "truth_map.mrc", truth, acq.pixel_size_A)
+        write_volume(tmp / "truth_map.mrc", truth, acq.sampling)
         with (tmp / "atom_events.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["frame", "atom_index", "event", "x_A", "y_A", "z_A"])
@@ -680,16 +761,16 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
             labels = [f"frame {i + 1}" for i in sorted(montage_idx)]
             save_montage(raw_m, clean_m, labels, tmp / "montage.png",
                          f"{len(sim.positions)} atoms, {config.imaging.mode}, {sim.dose:.1f} e/Å² per frame "
-                         f"({sim.dose * acq.pixel_size_A**2:.1f} e/px), {acq.pixel_size_A} Å/px")
+                         f"({sim.dose * acq.sampling**2:.1f} e/px), {acq.sampling} Å/px")
         write_manifest(
             tmp, "simulate", to_dict(config), seed, inputs,
             n_atoms=len(sim.positions),
             n_frames=n,
             dose_per_frame_e_per_A2=sim.dose,
-            dose_per_pixel_per_frame=sim.dose * acq.pixel_size_A**2,
+            dose_per_pixel_per_frame=sim.dose * acq.sampling**2,
             total_dose_e_per_A2=sim.dose * n,
             band_limit_A=sim.band_limit_A,
-            truth_map={"box_size": acq.box_size_px, "voxel_size_A": acq.pixel_size_A,
+            truth_map={"box_size": acq.box_size_px, "voxel_size_A": acq.sampling,
                        "resolution_A": sim.band_limit_A, "centre_index": acq.box_size_px // 2,
                        "table": truth_table},
             atoms_lost=len(sim.events),

@@ -120,6 +120,78 @@ def read_star(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return optics, particles
 
 
+def image_indices(particles: pd.DataFrame, where: str) -> tuple[np.ndarray, list[str]]:
+    """Frame indices (0-based) and stack file names (base names) of ``rlnImageName`` (``INDEX@STACK``, 1-based).
+
+    Raises
+    ------
+    TumblebenchError
+        A name that is not ``INDEX@STACK`` with a positive integer INDEX; the message names the row.
+    """
+    names = particles["rlnImageName"].astype(str).tolist()
+    idx = np.empty(len(names), np.int64)
+    stacks: list[str] = []
+    for row, name in enumerate(names):
+        head, sep, stack = name.partition("@")
+        head = head.strip()
+        if not sep or not head.isdigit() or not head.isascii() or int(head) < 1 or not stack.strip():
+            raise TumblebenchError(f"{where}: row {row + 1}: rlnImageName {name!r} is not INDEX@STACK with a "
+                                   "1-based frame index")
+        idx[row] = int(head) - 1 if len(head) < 19 else np.iinfo(np.int64).max
+        stacks.append(Path(stack.strip()).name)
+    return idx, stacks
+
+
+def order_by_frame(particles: pd.DataFrame, where: str, stack_name: str | None = None,
+                   n_frames: int | None = None) -> pd.DataFrame:
+    """The particles table with row ``i`` describing frame ``i`` of the stack, as ``rlnImageName`` says.
+
+    RELION matches a row to an image by its ``rlnImageName`` (``INDEX@STACK``, 1-based), not by its position in
+    the table: rows in another order are put in frame order here, so that they are read correctly.
+
+    Parameters
+    ----------
+    particles
+        A ``data_particles`` table.
+    where
+        The STAR file, for messages.
+    stack_name
+        The image stack the rows must name (its base name; a directory part of STACK is ignored); None: any
+        one stack.
+    n_frames
+        Frames of the stack; None: the number of rows.
+
+    Raises
+    ------
+    TumblebenchError
+        A row names another stack (or rows name several), an index is outside the stack or repeated, or a
+        frame of the stack has no row.
+    """
+    idx, stacks = image_indices(particles, where)
+    names = sorted(set(stacks))
+    if stack_name is not None and names != [Path(stack_name).name]:
+        other = [n for n in names if n != Path(stack_name).name]
+        raise TumblebenchError(f"{where}: rlnImageName names stack {other[0]!r}, not {Path(stack_name).name!r}; "
+                               "the STAR file must describe the frames it is given with")
+    if len(names) > 1:
+        raise TumblebenchError(f"{where}: rlnImageName names several stacks ({', '.join(names[:3])}); expected one")
+    n = len(particles) if n_frames is None else int(n_frames)
+    bad = np.flatnonzero(idx >= n)
+    if bad.size:
+        raise TumblebenchError(f"{where}: row {bad[0] + 1}: rlnImageName {particles['rlnImageName'].iloc[bad[0]]!r} "
+                               f"is beyond the stack's {n} frames")
+    counts = np.bincount(idx, minlength=n)
+    if np.any(counts > 1):
+        f = int(np.flatnonzero(counts > 1)[0])
+        raise TumblebenchError(f"{where}: rlnImageName names frame {f + 1} more than once")
+    if np.any(counts == 0):
+        f = int(np.flatnonzero(counts == 0)[0])
+        raise TumblebenchError(f"{where}: {len(particles)} rows for {n} frames; frame {f + 1} has no row")
+    if np.all(idx == np.arange(n)):
+        return particles
+    return particles.iloc[np.argsort(idx, kind="stable")].reset_index(drop=True)
+
+
 def star_poses(particles: pd.DataFrame) -> np.ndarray:
     """Pose matrices (particle → lab, :mod:`tumblebench.simulator.orientation`) from a particles table, (F, 3, 3)."""
     return pose_matrix(particles["rlnAngleRot"].to_numpy(float), particles["rlnAngleTilt"].to_numpy(float),

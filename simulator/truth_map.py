@@ -52,20 +52,20 @@ def particle_radius(nc: _Particle, centre: np.ndarray | None = None) -> float:
     return float(np.max(np.linalg.norm(pos, axis=1) + 3.0 * np.sqrt(u_max)))
 
 
-def check_fits_box(nc: _Particle, box_size: int, voxel_size: float, what: str = "box",
+def check_fits_box(nc: _Particle, box_size: int, sampling: float, what: str = "box",
                    centre: np.ndarray | None = None) -> None:
-    """Raise unless the particle, in any orientation, fits inside a ``box_size``³ box of ``voxel_size`` Å."""
-    half = (box_size // 2 - 1) * voxel_size
+    """Raise unless the particle, in any orientation, fits inside a ``box_size``³ box of ``sampling`` Å."""
+    half = (box_size // 2 - 1) * sampling
     radius = particle_radius(nc, centre) + PARTICLE_MARGIN_A
     if radius > half:
         raise TumblebenchError(
             f"{what}: the particle (radius {radius:.1f} Å incl. {PARTICLE_MARGIN_A:.0f} Å margin and 3σ thermal "
-            f"motion) does not fit a {box_size}-px box of {voxel_size} Å (half-width {half:.1f} Å); "
-            f"use a box of at least {int(np.ceil(2 * radius / voxel_size)) + 2} px"
+            f"motion) does not fit a {box_size}-px box of {sampling} Å (half-width {half:.1f} Å); "
+            f"use a box of at least {int(np.ceil(2 * radius / sampling)) + 2} px"
         )
 
 
-def render_truth_map(nc: _Particle, box_size: int = 128, voxel_size: float = 0.358, resolution_A: float = 0.8,
+def render_truth_map(nc: _Particle, box_size: int = 128, sampling: float = 0.358, resolution_A: float = 0.8,
                      occupancy: np.ndarray | None = None, oversample: int = 2, u_extra: float = 0.01,
                      table: str = "peng", centre: np.ndarray | None = None) -> np.ndarray:
     """Render the truth map of a series.
@@ -76,10 +76,10 @@ def render_truth_map(nc: _Particle, box_size: int = 128, voxel_size: float = 0.3
         The particle (a :class:`tumblebench.simulator.nanocrystal.Nanocrystal`: positions Å, symbols, U (N, 3, 3) Å²).
     box_size
         Edge of the cubic box, voxels.
-    voxel_size
+    sampling
         Voxel edge, Å.
     resolution_A
-        Band limit, Å (the imaging's finest transferred resolution); must be coarser than 2·voxel_size.
+        Band limit, Å (the imaging's finest transferred resolution); must be coarser than 2·sampling.
     occupancy
         (N,) fraction of the series each atom was present (default 1).
     oversample
@@ -104,19 +104,19 @@ def render_truth_map(nc: _Particle, box_size: int = 128, voxel_size: float = 0.3
         Voxel too coarse for the band limit, or the particle does not fit the box.
     """
     require(box_size >= 8, f"box_size = {box_size} must be >= 8 voxels")
-    require(voxel_size > 0, f"voxel_size = {voxel_size} must be > 0 Å")
+    require(sampling > 0, f"sampling = {sampling} must be > 0 Å")
     require(oversample >= 1, f"oversample = {oversample} must be >= 1")
-    if not resolution_A > 2.0 * voxel_size:
+    if not resolution_A > 2.0 * sampling:
         raise TumblebenchError(
-            f"truth map: voxel size {voxel_size} Å is too coarse for the band limit {resolution_A} Å "
+            f"truth map: voxel size {sampling} Å is too coarse for the band limit {resolution_A} Å "
             f"(needs a voxel < {resolution_A / 2:.4f} Å)"
         )
-    check_fits_box(nc, box_size, voxel_size, "truth map", centre)
+    check_fits_box(nc, box_size, sampling, "truth map", centre)
     n = int(box_size)
     m = int(oversample)
     big = n * m
-    fine = voxel_size / m
-    pos = particle_frame_positions(nc, centre) + box_centre(n, voxel_size)
+    fine = sampling / m
+    pos = particle_frame_positions(nc, centre) + box_centre(n, sampling)
     U = np.asarray(nc.U, float).reshape(-1, 3, 3) + u_extra * np.eye(3)[None]
     vol = render_density(pos, (big, big, big), fine, elements=list(nc.symbols), U=U, occupancy=occupancy,
                          table=table)
@@ -126,8 +126,8 @@ def render_truth_map(nc: _Particle, box_size: int = 128, voxel_size: float = 0.3
     keep = np.r_[0 : (n + 1) // 2, big - n // 2 : big]
     sub = ft[np.ix_(keep, keep, np.arange(n // 2 + 1))]
     del ft
-    kf = scipy.fft.fftfreq(n, d=voxel_size)
-    kh = scipy.fft.rfftfreq(n, d=voxel_size)
+    kf = scipy.fft.fftfreq(n, d=sampling)
+    kh = scipy.fft.rfftfreq(n, d=sampling)
     k2 = kf[:, None, None] ** 2 + kf[None, :, None] ** 2 + kh[None, None, :] ** 2
     band = k2 <= (1.0 / resolution_A) ** 2
     # drop Nyquist planes (they cannot be represented symmetrically)

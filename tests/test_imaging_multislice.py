@@ -156,4 +156,4 @@ def test_internal_grid_is_a_fast_fft_length_for_any_oversampling():
     img = im.intensity(_particle(), "Pt")
     assert np.isfinite(img).all()
     (win,) = im._windows.values()
-    assert win.w_int >= 3.5 * win.w_det and win.p_int <= 0.358 / 3.5 + 1e-12
+    assert win.w_int >= 3.5 * win.w_det and win.internal_sampling <= 0.358 / 3.5 + 1e-12

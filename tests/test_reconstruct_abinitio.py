@@ -124,7 +124,7 @@ def test_distinct_peaks_are_apart_and_led_by_the_best_pose() -> None:
 def test_fill_restores_a_missing_cone_of_a_positive_map() -> None:
     """A positive map whose transform lacks a double cone (the views of a short trajectory): the alternating
     positivity/support fill brings it closer to the whole map than the cone-less map (the old single clip)."""
-    from tumblebench.reconstruct.abinitio import _fill_unmeasured, _lowpass_volume
+    from tumblebench.reconstruct.branches import _fill_unmeasured, _lowpass_volume
     from tumblebench.reconstruct.projector import soft_sphere
 
     n = 32
@@ -266,7 +266,7 @@ def test_abinitio_cuboctahedron_within_2_degrees(seed: int) -> None:
 def test_realign_segments_moves_a_run_on_another_branch_back() -> None:
     """A run of frames whose poses are all turned by one rotation (as a pseudo-symmetric mate would be) is found
     by the pairwise segment test and moved back into the frame of the rest, the run's ends included."""
-    from tumblebench.reconstruct.abinitio import realign_segments
+    from tumblebench.reconstruct.branches import realign_segments
     from tumblebench.reconstruct.projector import soft_sphere
 
     pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
@@ -285,7 +285,7 @@ def test_realign_segments_moves_a_run_on_another_branch_back() -> None:
 
 
 def test_max_run_finds_the_best_contiguous_run() -> None:
-    from tumblebench.reconstruct.abinitio import _max_run
+    from tumblebench.reconstruct.branches import _max_run
 
     assert _max_run(np.array([-1.0, 2.0, -0.5, 3.0, -4.0, 1.0])) == (1, 3)
     assert _max_run(np.array([-1.0, -2.0])) == (0, -1)

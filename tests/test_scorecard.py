@@ -55,3 +55,73 @@ def test_atoms_follow_the_map_registration() -> None:
     m = match_atoms(moved, true + c, max_dist=1.0)
     assert m.recall == 1.0 and m.precision == 1.0
     assert m.rmsd_pm < 15.0
+
+
+def _pose_run(tmp_path: Path, preset: str, mode: str, n: int = 120) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A run with the truth particle, the series' true poses and an estimate (poses.star), nothing else."""
+    from tumblebench.simulator.builder import build_preset
+    from tumblebench.simulator.nanocrystal import write_truth
+    from tumblebench.simulator.series import SeriesConfig, SeriesSimulation, with_overrides
+    from tumblebench.simulator.star import star_poses, write_star
+
+    run = tmp_path / "run"
+    for d in ("particle", "series", "recon"):
+        (run / d).mkdir(parents=True)
+    nc = build_preset(preset)
+    write_truth(nc, run / "particle")
+    sim = SeriesSimulation(nc, with_overrides(SeriesConfig(), mode=mode, n_frames=n), seed=0)
+    optics, particles = sim.star_tables()
+    write_star(run / "series" / "frames.star", optics, particles)
+    return run, star_poses(particles), particles
+
+
+def _write_estimate(run: Path, particles, est: np.ndarray) -> None:
+    from tumblebench.simulator.orientation import euler_angles
+    from tumblebench.simulator.star import read_star, write_star
+
+    optics, _ = read_star(run / "series" / "frames.star")
+    ang = euler_angles(est)
+    df = particles.copy()
+    df["rlnAngleRot"], df["rlnAngleTilt"], df["rlnAnglePsi"] = ang[:, 0], ang[:, 1], ang[:, 2]
+    write_star(run / "recon" / "poses.star", optics, df)
+
+
+def test_pose_scores_modulo_the_truths_symmetry(tmp_path: Path) -> None:
+    from tumblebench.simulator.orientation import TWIN
+    from tumblebench.validation.pipeline import format_scorecard
+    from tumblebench.validation.scorecard import score_details
+
+    # a cuboctahedron (O, centrosymmetric) in projection: every estimate on a random symmetry mate, a third of
+    # them also turned 180° about the beam (the projection twin), all under one global rotation
+    run, true, particles = _pose_run(tmp_path, "cuboctahedron", "projection")
+    det = score_details(run)
+    sym = det.symmetry
+    assert (sym.name, sym.order, sym.centrosymmetric) == ("O", 24, True)
+    rng = np.random.default_rng(0)
+    glob = Rotation.from_euler("zyz", [30, 50, -20], degrees=True).as_matrix()
+    est = np.einsum("nij,njk,kl->nil", true, sym.rotations[rng.integers(0, 24, len(true))], glob)
+    twin = rng.random(len(true)) < 1 / 3
+    est[twin] = np.einsum("ij,njk->nik", TWIN, est[twin])
+    _write_estimate(run, particles, est)
+    card = score_run(run)
+    s, p = card["structure"], card["poses"]
+    assert (s["symmetry_group"], s["symmetry_order"], s["centrosymmetric"]) == ("O", 24, True)
+    assert p["median_error_deg"] > 30 and p["within_10deg_fraction"] < 0.5  # raw: the mates count as errors
+    # reduced: the mates are exact, so the errors are float round-off of the Euler round trip (≪ 0.01°)
+    assert p["reduced_projection_twin"] is True
+    assert p["reduced_p90_error_deg"] < 0.01
+    assert p["reduced_within_5deg_fraction"] == 1.0 and p["reduced_within_10deg_fraction"] == 1.0
+    assert "modulo the particle's symmetry (O, order 24 + projection twin)" in format_scorecard(card)
+    # the same poses in multislice: slices are imaged in order, the twin is not the same image and stays an error
+    run2, _, particles2 = _pose_run(tmp_path / "ms", "cuboctahedron", "multislice")
+    _write_estimate(run2, particles2, est)
+    p2 = score_run(run2)["poses"]
+    assert p2["reduced_projection_twin"] is False
+    assert abs(p2["reduced_within_5deg_fraction"] - (1 - twin.mean())) < 0.02
+    # a particle without proper symmetry (the default, twin plane off the centre): reduced = raw
+    run3, true3, particles3 = _pose_run(tmp_path / "c1", "default", "multislice")
+    noisy = np.einsum("nij,njk->nik", true3, Rotation.from_rotvec(rng.normal(0, 0.05, (len(true3), 3))).as_matrix())
+    _write_estimate(run3, particles3, noisy)
+    c3 = score_run(run3)
+    assert c3["structure"]["symmetry_group"] == "C1"
+    assert c3["poses"]["reduced_median_error_deg"] == c3["poses"]["median_error_deg"] > 1.0

@@ -27,7 +27,7 @@ def test_example_config_documents_the_defaults():
 
 def test_default_dose_is_17000_electrons_per_pixel_over_the_series():
     acq = SeriesConfig().acquisition
-    assert acq.n_frames == 2000 and acq.frame_rate_hz == 400.0 and acq.pixel_size_A == 0.358
+    assert acq.n_frames == 2000 and acq.frame_rate_hz == 400.0 and acq.sampling == 0.358
     assert DEFAULT_DOSE_PER_FRAME * 0.358**2 * 2000 == pytest.approx(17000.0)
 
 
@@ -47,6 +47,15 @@ def test_bad_config_names_file_and_field(tmp_path):
         with pytest.raises(TumblebenchError) as err:
             load_config(SeriesConfig, path)
         assert field in str(err.value) and str(path) in str(err.value)
+
+
+def test_old_pixel_size_key_is_an_error_naming_its_new_name(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text("[acquisition]\npixel_size_A = 0.358\n")
+    with pytest.raises(TumblebenchError) as err:
+        load_config(SeriesConfig, path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "pixel_size_A is now sampling" in msg
 
 
 def test_overrides():

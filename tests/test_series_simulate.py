@@ -59,7 +59,7 @@ def _config(mode: str = "projection", n_frames: int = 10, field: int = 80, box: 
     return dataclasses.replace(
         base,
         acquisition=AcquisitionConfig(n_frames=n_frames, field_px=field, box_size_px=box, substeps=3,
-                                      pixel_size_A=PIX, **acq),
+                                      sampling=PIX, **acq),
         dynamics=DynamicsConfig(translation=TranslationConfig(20.0, 0.8, (0.0, 0.0)),
                                 height=HeightConfig(40.0, 5.0, 0.0)),
         imaging=imaging,

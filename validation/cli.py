@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TumblebenchError as exc:
-        sys.stderr.write(f"tumblebench {args.command}: error: {exc}\n")
+        message = " ".join(str(exc).splitlines())  # always one line, whatever a library put in the message
+        sys.stderr.write(f"tumblebench {args.command}: error: {message}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"tumblebench {args.command}: interrupted; nothing was written\n")

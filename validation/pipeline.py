@@ -11,7 +11,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ from tumblebench.validation.scorecard import RunLayout, score_run
 
 #: The stages of a run, in order.
 STAGES = ("build", "simulate", "reconstruct", "atoms", "score")
+
+#: The replaceable algorithm stages (keys of :attr:`PipelineConfig.algorithms`).
+ALGORITHM_STAGES = ("tracking", "pose", "refine", "atoms")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class PipelineConfig:
         Pose mode of the reconstruction: ``abinitio`` (default), ``truth`` or ``truth+noise:DEG``.
     stop_after
         Last stage to run (one of :data:`STAGES`); ``score`` runs everything.
+    algorithms
+        Algorithm of each replaceable stage (``tracking``, ``pose``, ``refine``, ``atoms``): a registered name
+        (a built-in or an entry point of the group ``tumblebench.algorithms``) or an import path
+        ``module:attr``. A stage not listed uses its built-in default.
     """
 
     preset: str = "default"
@@ -49,6 +56,7 @@ class PipelineConfig:
     mode: str = "multislice"
     poses: str = "abinitio"
     stop_after: str = "score"
+    algorithms: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`TumblebenchError` naming the field that is out of range."""
@@ -56,6 +64,12 @@ class PipelineConfig:
             raise TumblebenchError(f"n_frames = {self.n_frames}: a reconstruction needs at least 50 frames")
         if self.stop_after not in STAGES:
             raise TumblebenchError(f"stop_after = {self.stop_after!r} is not one of {', '.join(STAGES)}")
+        for stage, spec in self.algorithms.items():
+            if stage not in ALGORITHM_STAGES:
+                raise TumblebenchError(f"algorithms.{stage}: not a replaceable stage; expected one of "
+                                       f"{', '.join(ALGORITHM_STAGES)}")
+            if not isinstance(spec, str) or not spec.strip():
+                raise TumblebenchError(f"algorithms.{stage} = {spec!r}: expected a name or an import path module:attr")
 
 
 #: ``demo --quick``: every stage at small size (a few minutes on 2 cores).
@@ -88,8 +102,9 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     dict
         The scorecard of the run (:func:`tumblebench.validation.scorecard.score_run`).
     """
+    from tumblebench.analysis.config import AtomsConfig
     from tumblebench.analysis.io import write_atom_model
-    from tumblebench.analysis.model import build_atom_model
+    from tumblebench.analysis.model import atom_statistics, build_atom_model
     from tumblebench.analysis.reference import atom_reference
     from tumblebench.reconstruct.config import ReconstructConfig
     from tumblebench.reconstruct.pipeline import reconstruct_series
@@ -97,8 +112,15 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     from tumblebench.simulator.mrc import read_volume
     from tumblebench.simulator.nanocrystal import write_truth
     from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides
+    from tumblebench.stages import AtomsInput, StageOutputError, run_stage
+    from tumblebench.validation.algorithms import Configs, check_pose_mode, resolve_all
 
     config.validate()
+    rcfg = replace(ReconstructConfig(), poses=config.poses, seed=config.seed)
+    acfg = AtomsConfig()
+    # every algorithm is found and checked before any work starts
+    check_pose_mode(config.poses, config.algorithms, where="algorithms:")
+    algorithms = resolve_all(config.algorithms, Configs(reconstruct=rcfg, atoms=acfg), where="algorithms:")
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     order = STAGES[: STAGES.index(config.stop_after) + 1]
     timing: dict[str, float] = {}
@@ -126,18 +148,26 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
         write_json(final / "timing.json", timing)
     if "reconstruct" in order:
         t = time.perf_counter()
-        rcfg = replace(ReconstructConfig(), poses=config.poses, seed=config.seed)
         summary = reconstruct_series(run.series / "frames.mrcs", run.series / "frames.star", run.recon,
-                                     rcfg, progress=progress, reference_model=atom_reference)
+                                     rcfg, progress=progress, reference_model=atom_reference,
+                                     algorithms={k: v for k, v in algorithms.items() if k != "atoms"})
         timing["reconstruct"] = time.perf_counter() - t
-        say(f"[reconstruct] poses {config.poses}: half-map FSC 0.143 at {summary['fsc_half_0.143_A']:.2f} Å "
+        say(f"[reconstruct] poses {config.poses}: half-map FSC 0.143, first crossing, at "
+            f"{summary['fsc_half_0.143_A']:.2f} Å "
             f"({timing['reconstruct']:.1f} s) -> {run.recon / 'map.mrc'}")
         write_json(final / "timing.json", timing)
     if "atoms" in order:
         t = time.perf_counter()
         vol, vs = read_volume(run.recon / "map.mrc")
         try:
-            model = build_atom_model(vol, vs, where=str(run.recon / "map.mrc"))
+            if "atoms" in algorithms:
+                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, vs, acfg.element,
+                                                                                str(run.recon / "map.mrc")))
+                model = atom_statistics(vol, vs, detection, acfg, where=str(run.recon / "map.mrc"))
+            else:
+                model = build_atom_model(vol, vs, acfg, where=str(run.recon / "map.mrc"))
+        except StageOutputError:
+            raise
         except TumblebenchError as exc:
             # a map that resolves no atoms is a result of the reconstruction being benchmarked, not bad
             # input: the run goes on to the scorecard, whose atom figures stay null
@@ -167,16 +197,35 @@ def format_scorecard(card: dict[str, Any]) -> str:
     def f(x: Any, fmt: str) -> str:
         return "—" if x is None else format(x, fmt)
 
+    def pct(x: Any) -> str:
+        return "—" if x is None else f"{100 * x:.0f} %"
+
     s, se, p, m, a = (card.get(k) or {} for k in ("structure", "series", "poses", "map", "atoms"))
+    sym = "—" if s.get("symmetry_group") is None else f"{s['symmetry_group']}, order {s['symmetry_order']}"
+    twin = " + projection twin" if p.get("reduced_projection_twin") else ""
+    if m.get("ctf_gap_low_res_A") is None:
+        gap_note, band = "no CTF transfer gap", ""
+    else:
+        where = "inside" if m.get("fsc_half_0.143_first_in_gap") else "outside"
+        gap_note = (f"{where} the CTF transfer gap {f(m.get('ctf_gap_low_res_A'), '.1f')}–"
+                    f"{f(m.get('ctf_gap_high_res_A'), '.1f')} Å")
+        band = f"; within the transferred band {f(m.get('fsc_half_0.143_band_A'), '.2f')} Å"
     lines = [
         f"particle     {f(s.get('n_atoms'), 'd')} atoms, diameter {f(s.get('diameter_A'), '.1f')} Å, "
-        f"a = {f(s.get('lattice_constant_A'), '.4f')} Å, median CN {f(s.get('median_cn'), '.1f')}",
+        f"a = {f(s.get('lattice_constant_A'), '.4f')} Å, median CN {f(s.get('median_cn'), '.1f')}, "
+        f"proper symmetry {sym}",
         f"series       {f(se.get('n_frames'), 'd')} frames, {se.get('mode') or '—'}, "
         f"{f(se.get('dose_per_frame_e_per_A2'), '.1f')} e/Å² per frame, {f(se.get('pixel_size_A'), '.3f')} Å/px",
-        f"poses        median error {f(p.get('median_error_deg'), '.2f')}°, 90th percentile "
-        f"{f(p.get('p90_error_deg'), '.2f')}° (after best global rotation and hand)",
+        f"poses        raw (best global rotation and hand): median {f(p.get('median_error_deg'), '.2f')}°, "
+        f"p90 {f(p.get('p90_error_deg'), '.2f')}°, within 5° {pct(p.get('within_5deg_fraction'))}, "
+        f"within 10° {pct(p.get('within_10deg_fraction'))}",
+        f"             modulo the particle's symmetry ({sym}{twin}): median "
+        f"{f(p.get('reduced_median_error_deg'), '.2f')}°, p90 {f(p.get('reduced_p90_error_deg'), '.2f')}°, "
+        f"within 5° {pct(p.get('reduced_within_5deg_fraction'))}, "
+        f"within 10° {pct(p.get('reduced_within_10deg_fraction'))}",
         f"map          FSC(truth) 0.5 at {f(m.get('fsc_truth_0.5_A'), '.2f')} Å, 0.143 at "
-        f"{f(m.get('fsc_truth_0.143_A'), '.2f')} Å; half-map 0.143 at {f(m.get('fsc_half_0.143_A'), '.2f')} Å",
+        f"{f(m.get('fsc_truth_0.143_A'), '.2f')} Å (first crossings)",
+        f"             half maps 0.143: first crossing {f(m.get('fsc_half_0.143_A'), '.2f')} Å ({gap_note}){band}",
         f"atoms        {f(a.get('n_detected'), 'd')} found / {f(a.get('n_true'), 'd')} true: recall "
         f"{f(a.get('recall'), '.3f')}, precision {f(a.get('precision'), '.3f')}, RMSD {f(a.get('rmsd_pm'), '.1f')} pm, "
         f"CN exact {f(a.get('cn_exact_fraction'), '.2f')}",

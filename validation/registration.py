@@ -159,13 +159,14 @@ def score_reconstruction(run_dir, series_dir, register: bool | None = None) -> d
     from pathlib import Path
 
     from tumblebench.simulator.mrc import read_volume
-    from tumblebench.simulator.star import read_star, star_poses
+    from tumblebench.simulator.star import order_by_frame, read_star, star_poses
     from tumblebench.validation.poses import pose_errors
 
     run_dir, series_dir = Path(run_dir), Path(series_dir)
     summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
     _, est = read_star(run_dir / "poses.star")
     _, tru = read_star(series_dir / "frames.star")
+    tru = order_by_frame(tru, str(series_dir / "frames.star"))
     frames = est["tbFrame"].to_numpy(int) if "tbFrame" in est else np.arange(len(est))
     pe = pose_errors(star_poses(est), star_poses(tru)[frames])
     truth, voxel = read_volume(series_dir / "truth_map.mrc")

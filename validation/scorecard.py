@@ -1,8 +1,16 @@
-"""``scorecard.json``: every score of a run against its known truth (the contract of DESIGN.md).
+"""``scorecard.json``: every score of a run against its known truth (the contract of ``docs/design.md``).
 
 A run directory holds one sub-directory per stage (see :class:`RunLayout`). :func:`score_run` scores
 whatever stages it finds and leaves the others ``null``, so the same file serves a full demo, a user who
-entered at one stage, and the regression tests.
+entered at one stage, and the regression tests. :func:`score_details` returns the same card together with
+the per-frame and per-shell arrays behind it (for ``report.html``).
+
+Pose errors are reported twice: *raw* (after the best global rotation and hand only) and *symmetry-reduced*
+(modulo the proper rotations that map the true atoms onto themselves, found from the atoms by
+:func:`tumblebench.validation.symmetry.find_symmetry`, and — for a centrosymmetric particle in ``projection``
+or ``phase-object`` mode, where a frame and its 180° turn about the beam are the same image — modulo that
+projection twin). Resolutions are reported at the first FSC crossing and within the band the CTF transfers
+(:mod:`tumblebench.validation.transfer`).
 """
 
 from __future__ import annotations
@@ -18,10 +26,15 @@ from tumblebench.simulator.errors import TumblebenchError
 
 #: Keys of every top-level object of scorecard.json, in order (DESIGN.md).
 SCHEMA: dict[str, tuple[str, ...]] = {
-    "structure": ("n_atoms", "diameter_A", "lattice_constant_A", "median_cn", "core_ratio"),
+    "structure": ("n_atoms", "diameter_A", "lattice_constant_A", "median_cn", "core_ratio",
+                  "symmetry_group", "symmetry_order", "centrosymmetric"),
     "series": ("n_frames", "pixel_size_A", "dose_per_frame_e_per_A2", "mode"),
-    "poses": ("median_error_deg", "p90_error_deg"),
-    "map": ("fsc_truth_0.5_A", "fsc_truth_0.143_A", "fsc_half_0.143_A"),
+    "poses": ("median_error_deg", "p90_error_deg", "within_5deg_fraction", "within_10deg_fraction",
+              "reduced_median_error_deg", "reduced_p90_error_deg", "reduced_within_5deg_fraction",
+              "reduced_within_10deg_fraction", "reduced_projection_twin"),
+    "map": ("fsc_truth_0.5_A", "fsc_truth_0.143_A", "fsc_half_0.143_A", "fsc_half_0.143_band_A",
+            "fsc_half_0.143_first_in_gap", "fsc_truth_0.5_band_A", "fsc_truth_0.143_band_A",
+            "ctf_gap_low_res_A", "ctf_gap_high_res_A"),
     "atoms": ("n_true", "n_detected", "recall", "precision", "rmsd_pm", "cn_exact_fraction",
               "lattice_constant_error_A", "u_iso_spearman", "penetration_depth_true_A",
               "penetration_depth_est_A"),
@@ -122,6 +135,24 @@ def score_structure(layout: RunLayout) -> dict[str, Any] | None:
             "core_ratio": _as_float(s["core_ratio"])}
 
 
+def truth_symmetry(layout: RunLayout) -> Any | None:
+    """The proper symmetry group of the true atoms (``particle/truth.extxyz``), None if they are absent.
+
+    Returns
+    -------
+    tumblebench.validation.symmetry.SymmetryGroup or None
+        Rotations in the particle frame of the true poses (centroid at 0).
+    """
+    from tumblebench.simulator.nanocrystal import load_nanocrystal
+    from tumblebench.simulator.truth_map import particle_frame_positions
+    from tumblebench.validation.symmetry import find_symmetry
+
+    path = layout.particle / "truth.extxyz"
+    if not path.exists():
+        return None
+    return find_symmetry(particle_frame_positions(load_nanocrystal(path)))
+
+
 def score_series(layout: RunLayout) -> dict[str, Any] | None:
     """Series figures from ``series/frames.star`` (None if the simulate stage did not run)."""
     from tumblebench.simulator.star import read_star
@@ -137,33 +168,97 @@ def score_series(layout: RunLayout) -> dict[str, Any] | None:
 
 @dataclass
 class PoseScore:
-    """Pose errors of a reconstruction against the truth, with the global alignment found."""
+    """Pose errors of a reconstruction against the truth, with the global alignment found.
+
+    Attributes
+    ----------
+    median_error_deg, p90_error_deg
+        Raw figures: after the best global rotation and hand only (deg).
+    rotation, mirrored
+        The global rotation and hand of the raw alignment (used to register the map).
+    frames
+        (M,) 0-based indices into ``series/frames.star`` of the scored frames.
+    angles_deg, reduced_angles_deg
+        (M,) raw and symmetry-reduced per-frame errors (deg).
+    reduced_median_error_deg, reduced_p90_error_deg
+        Symmetry-reduced figures (deg).
+    projection_twin
+        The reduction included the projection twin (centrosymmetric particle, linear-projection imaging).
+    """
 
     median_error_deg: float
     p90_error_deg: float
     rotation: np.ndarray
     mirrored: bool
+    frames: np.ndarray
+    angles_deg: np.ndarray
+    reduced_angles_deg: np.ndarray
+    reduced_median_error_deg: float
+    reduced_p90_error_deg: float
+    projection_twin: bool
+
+    def card(self) -> dict[str, Any]:
+        """The ``poses`` object of the scorecard."""
+        a, r = self.angles_deg, self.reduced_angles_deg
+        return {"median_error_deg": self.median_error_deg, "p90_error_deg": self.p90_error_deg,
+                "within_5deg_fraction": float(np.mean(a <= 5.0)), "within_10deg_fraction": float(np.mean(a <= 10.0)),
+                "reduced_median_error_deg": self.reduced_median_error_deg,
+                "reduced_p90_error_deg": self.reduced_p90_error_deg,
+                "reduced_within_5deg_fraction": float(np.mean(r <= 5.0)),
+                "reduced_within_10deg_fraction": float(np.mean(r <= 10.0)),
+                "reduced_projection_twin": self.projection_twin}
 
 
-def score_poses(layout: RunLayout) -> PoseScore | None:
-    """Compare ``recon/poses.star`` with the true poses of ``series/frames.star`` (best global rotation, hand)."""
+#: Imaging modes in which a frame at pose A and at TWIN·A are the same image for a centrosymmetric particle
+#: (the projected potential is; multislice differs by the order of its slices).
+LINEAR_MODES = ("projection", "phase-object")
+
+
+def score_poses(layout: RunLayout, symmetry: Any | None = None) -> PoseScore | None:
+    """Compare ``recon/poses.star`` with the true poses of ``series/frames.star``.
+
+    Parameters
+    ----------
+    layout
+        The run.
+    symmetry
+        The truth's :class:`tumblebench.validation.symmetry.SymmetryGroup` (None: the identity only).
+
+    Returns
+    -------
+    PoseScore or None
+        None when either STAR file is absent.
+    """
     from tumblebench.simulator.orientation import pose_matrix
-    from tumblebench.simulator.star import read_star
+    from tumblebench.simulator.star import image_indices, order_by_frame, read_star
     from tumblebench.validation.poses import pose_errors
 
     est_path, true_path = layout.recon / "poses.star", layout.series / "frames.star"
     if not (est_path.exists() and true_path.exists()):
         return None
+    optics, true = read_star(true_path)
     _, est = read_star(est_path)
-    _, true = read_star(true_path)
-    idx = est["rlnImageName"].str.split("@").str[0].astype(int).to_numpy() - 1
-    if idx.min() < 0 or idx.max() >= len(true):
+    true = order_by_frame(true, str(true_path))  # row i is frame i of the series' stack
+    true_stack = image_indices(true, str(true_path))[1][0]
+    idx, stacks = image_indices(est, str(est_path))
+    if set(stacks) != {true_stack}:
+        raise TumblebenchError(f"{est_path}: rlnImageName names stack {sorted(set(stacks) - {true_stack})[0]!r}, "
+                               f"not the series' {true_stack!r}")
+    if idx.max() >= len(true):
         raise TumblebenchError(f"{est_path}: rlnImageName refers to frames outside {true_path}")
     a_est = pose_matrix(*(est[c].to_numpy(float) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")))
     t = true.iloc[idx]
     a_true = pose_matrix(*(t[c].to_numpy(float) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")))
-    pe = pose_errors(a_est.reshape(-1, 3, 3), a_true.reshape(-1, 3, 3))
-    return PoseScore(pe.median_deg, pe.p90_deg, pe.rotation, pe.mirrored)
+    a_est, a_true = a_est.reshape(-1, 3, 3), a_true.reshape(-1, 3, 3)
+    pe = pose_errors(a_est, a_true)
+    mode = str(optics["tbMode"].iloc[0]) if "tbMode" in optics else "multislice"
+    twin = bool(symmetry is not None and symmetry.centrosymmetric and mode in LINEAR_MODES)
+    if symmetry is None or (symmetry.order == 1 and not twin):
+        red = pe
+    else:
+        red = pose_errors(a_est, a_true, symmetry=symmetry.rotations, projection_twin=twin)
+    return PoseScore(pe.median_deg, pe.p90_deg, pe.rotation, pe.mirrored, idx, pe.angles_deg, red.angles_deg,
+                     red.median_deg, red.p90_deg, twin)
 
 
 def atoms_to_truth_frame(positions: np.ndarray, rotation: np.ndarray, shift_zyx: np.ndarray, n: int,
@@ -213,33 +308,142 @@ def kabsch_refine(est: np.ndarray, true: np.ndarray, max_dist: float = 1.76, n_i
     return moved
 
 
+@dataclass
+class MapScore:
+    """The map against the truth: the scorecard's ``map`` object and the curves behind it.
+
+    Attributes
+    ----------
+    card
+        The ``map`` object.
+    freq
+        (K,) shell frequencies (1/Å).
+    fsc_truth
+        (K,) FSC of the registered map against the truth map.
+    fsc_half
+        (K,) half-map FSC from ``recon/fsc.csv`` on the same shells (None if absent).
+    ctf_rms
+        (K,) series-RMS CTF (None for projection mode).
+    gap
+        The CTF's transfer gap (:class:`tumblebench.validation.transfer.TransferGap`) or None.
+    registered_map, truth_map
+        The map in the truth frame and the truth map ([z, y, x]).
+    voxel_size
+        Voxel edge (Å).
+    """
+
+    card: dict[str, Any]
+    freq: np.ndarray
+    fsc_truth: np.ndarray
+    fsc_half: np.ndarray | None
+    ctf_rms: np.ndarray | None
+    gap: Any | None
+    registered_map: np.ndarray
+    truth_map: np.ndarray
+    voxel_size: float
+
+
+def _half_fsc(layout: RunLayout, freq: np.ndarray) -> np.ndarray | None:
+    import pandas as pd
+
+    path = layout.recon / "fsc.csv"
+    if not path.exists():
+        return None
+    df = pd.read_csv(path)
+    if not {"frequency_per_A", "fsc_half"} <= set(df.columns):
+        raise TumblebenchError(f"{path}: expected columns frequency_per_A, fsc_half")
+    return np.interp(freq, df["frequency_per_A"].to_numpy(float), df["fsc_half"].to_numpy(float))
+
+
+def score_map(layout: RunLayout, poses: PoseScore | None) -> tuple[MapScore | None, Any | None]:
+    """FSC of the registered map against the truth map and of the half maps, at both crossings.
+
+    Returns
+    -------
+    MapScore or None, Registration or None
+        None, None when ``recon/map.mrc`` or ``series/truth_map.mrc`` is absent.
+    """
+    from tumblebench.reconstruct.fsc import resolution_at
+    from tumblebench.simulator.mrc import read_volume
+    from tumblebench.validation.registration import fsc_to_truth, register_map
+    from tumblebench.validation.transfer import crossings, run_transfer_gap
+
+    truth_path = layout.series / "truth_map.mrc"
+    recon_map = layout.recon / "map.mrc"
+    if not (truth_path.exists() and recon_map.exists()):
+        return None, None
+    truth, vs = read_volume(truth_path)
+    est, _ = read_volume(recon_map)
+    if est.shape != truth.shape:
+        raise TumblebenchError(f"{recon_map}: shape {est.shape} differs from the truth map {truth.shape}")
+    reg = register_map(est, truth, None if poses is None else poses.rotation,
+                       False if poses is None else poses.mirrored)
+    f = fsc_to_truth(reg.map, truth, vs)
+    freq, curve = f["freq"], f["fsc"]
+    gap, ctf_rms = run_transfer_gap(layout.series, layout.recon, freq)
+    half = _half_fsc(layout, freq)
+    summary = _read_json(layout.recon / "summary.json") or {}
+    half_first = _as_float(summary.get("fsc_half_0.143_A"))
+    half_band, in_gap = half_first, None
+    if half is not None:
+        first, half_band, in_gap = crossings(freq, half, 0.143, gap)
+        half_first = _as_float(first) if half_first is None else half_first
+    t05 = crossings(freq, curve, 0.5, gap)
+    t0143 = crossings(freq, curve, 0.143, gap)
+    card = {"fsc_truth_0.5_A": _as_float(resolution_at(freq, curve, 0.5)),
+            "fsc_truth_0.143_A": _as_float(resolution_at(freq, curve, 0.143)),
+            "fsc_half_0.143_A": half_first, "fsc_half_0.143_band_A": _as_float(half_band),
+            "fsc_half_0.143_first_in_gap": in_gap,
+            "fsc_truth_0.5_band_A": _as_float(t05[1]), "fsc_truth_0.143_band_A": _as_float(t0143[1]),
+            "ctf_gap_low_res_A": None if gap is None else _as_float(gap.low_res_A),
+            "ctf_gap_high_res_A": None if gap is None else _as_float(gap.high_res_A)}
+    return MapScore(card, freq, curve, half, ctf_rms, gap, reg.map, truth, float(vs)), reg
+
+
 def score_map_and_atoms(layout: RunLayout, poses: PoseScore | None
                         ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """FSC of the registered map against the truth map, and the atom model against the true atoms."""
-    from tumblebench.simulator.mrc import read_volume
-    from tumblebench.validation.registration import fsc_to_truth, register_map
+    ms, reg = score_map(layout, poses)
+    atoms = score_atoms(layout, reg)
+    return (None if ms is None else ms.card), (None if atoms is None else atoms.card)
 
-    map_card: dict[str, Any] | None = None
-    reg = None
-    truth_path = layout.series / "truth_map.mrc"
-    recon_map = layout.recon / "map.mrc"
-    if truth_path.exists() and recon_map.exists():
-        truth, vs = read_volume(truth_path)
-        est, _ = read_volume(recon_map)
-        if est.shape != truth.shape:
-            raise TumblebenchError(f"{recon_map}: shape {est.shape} differs from the truth map {truth.shape}")
-        reg = register_map(est, truth, None if poses is None else poses.rotation,
-                           False if poses is None else poses.mirrored)
-        f = fsc_to_truth(reg.map, truth, vs)
-        summary = _read_json(layout.recon / "summary.json") or {}
-        map_card = {"fsc_truth_0.5_A": _as_float(f["fsc_0.5_A"]), "fsc_truth_0.143_A": _as_float(f["fsc_0.143_A"]),
-                    "fsc_half_0.143_A": _as_float(summary.get("fsc_half_0.143_A"))}
-    atoms_card = score_atoms(layout, reg)
-    return map_card, atoms_card
+
+@dataclass
+class AtomScore:
+    """The atom model against the true atoms: the scorecard's ``atoms`` object and the arrays behind it.
+
+    Attributes
+    ----------
+    card
+        The ``atoms`` object.
+    found_xyz
+        (N, 3) atoms found, carried into the truth map's frame (Å, map coordinates).
+    truth_xyz
+        (T, 3) true atoms expected in the map (present for most of the series), same frame.
+    true_index
+        (T,) their indices into ``particle/truth.extxyz``.
+    pairs
+        (P, 2) matched (found, true) index pairs into ``found_xyz`` and ``truth_xyz``.
+    stats
+        The per-atom table ``atoms/atoms_stats.csv``.
+    """
+
+    card: dict[str, Any]
+    found_xyz: np.ndarray
+    truth_xyz: np.ndarray
+    true_index: np.ndarray
+    pairs: np.ndarray
+    stats: Any
 
 
 def score_atoms(layout: RunLayout, registration: Any | None) -> dict[str, Any] | None:
-    """Atom model (``atoms/``) against the true atoms (``particle/truth.extxyz``)."""
+    """Atom model (``atoms/``) against the true atoms (``particle/truth.extxyz``): the ``atoms`` object."""
+    res = score_atoms_details(layout, registration)
+    return None if res is None else res.card
+
+
+def score_atoms_details(layout: RunLayout, registration: Any | None) -> AtomScore | None:
+    """Atom model (``atoms/``) against the true atoms (``particle/truth.extxyz``), with the matched arrays."""
     import pandas as pd
     from scipy.stats import spearmanr
 
@@ -295,7 +499,7 @@ def score_atoms(layout: RunLayout, registration: Any | None) -> dict[str, Any] |
     cn_fit = pen.get("cn") or {}
     summary = _read_json(layout.atoms / "atoms_summary.json") or {}
     lat = (summary.get("lattice") or {}).get("lattice_constant_A")
-    return {
+    card = {
         "n_true": int(present.sum()), "n_detected": len(pos), "recall": m.recall, "precision": m.precision,
         "rmsd_pm": _as_float(m.rmsd_pm), "cn_exact_fraction": cn_exact,
         "lattice_constant_error_A": None if lat is None else abs(float(lat) - float(nc.lattice_constant)),
@@ -303,6 +507,74 @@ def score_atoms(layout: RunLayout, registration: Any | None) -> dict[str, Any] |
         "penetration_depth_true_A": _as_float(fit_penetration(radial_depth(true_pos[present]), true_cn).delta_A),
         "penetration_depth_est_A": _as_float(cn_fit.get("delta_A")),
     }
+    return AtomScore(card, pos, truth_xyz, np.flatnonzero(present), np.asarray(m.pairs, int).reshape(-1, 2), stats)
+
+
+@dataclass
+class ScoreDetails:
+    """Everything :func:`score_details` measured: the scorecard and the arrays behind its figures.
+
+    Attributes
+    ----------
+    card
+        The scorecard (what ``scorecard.json`` holds).
+    symmetry
+        The truth's :class:`tumblebench.validation.symmetry.SymmetryGroup` (None without ``particle/``).
+    poses, map, atoms
+        :class:`PoseScore`, :class:`MapScore`, :class:`AtomScore` (None for a stage that did not run).
+    """
+
+    card: dict[str, Any]
+    symmetry: Any | None
+    poses: PoseScore | None
+    map: MapScore | None
+    atoms: AtomScore | None
+
+
+def score_details(run_dir: str | Path) -> ScoreDetails:
+    """Score every stage found in ``run_dir`` against the truth and keep the arrays behind the figures.
+
+    Parameters
+    ----------
+    run_dir
+        A run directory laid out as :class:`RunLayout`.
+
+    Returns
+    -------
+    ScoreDetails
+
+    Raises
+    ------
+    TumblebenchError
+        ``run_dir`` is not a directory, or a stage's files are malformed.
+    """
+    from tumblebench.simulator.outputs import versions
+
+    layout = RunLayout(Path(run_dir))
+    if not layout.root.is_dir():
+        raise TumblebenchError(f"{layout.root}: no such run directory")
+    card = empty_scorecard()
+    for name, fn in (("structure", score_structure), ("series", score_series)):
+        res = fn(layout)
+        if res is not None:
+            card[name].update(res)
+    sym = truth_symmetry(layout)
+    if sym is not None:
+        card["structure"].update({"symmetry_group": sym.name, "symmetry_order": sym.order,
+                                  "centrosymmetric": sym.centrosymmetric})
+    poses = score_poses(layout, sym)
+    if poses is not None:
+        card["poses"].update(poses.card())
+    map_score, reg = score_map(layout, poses)
+    if map_score is not None:
+        card["map"].update(map_score.card)
+    atoms = score_atoms_details(layout, reg)
+    if atoms is not None:
+        card["atoms"].update(atoms.card)
+    timing = _read_json(layout.root / "timing.json") or {}
+    card["timing_s"] = {k: _as_float(v) for k, v in timing.items()}
+    card["versions"] = versions()
+    return ScoreDetails(card, sym, poses, map_score, atoms)
 
 
 def score_run(run_dir: str | Path) -> dict[str, Any]:
@@ -318,25 +590,4 @@ def score_run(run_dir: str | Path) -> dict[str, Any]:
     dict
         The scorecard (schema :data:`SCHEMA` plus ``timing_s`` and ``versions``).
     """
-    from tumblebench.simulator.outputs import versions
-
-    layout = RunLayout(Path(run_dir))
-    if not layout.root.is_dir():
-        raise TumblebenchError(f"{layout.root}: no such run directory")
-    card = empty_scorecard()
-    for name, fn in (("structure", score_structure), ("series", score_series)):
-        res = fn(layout)
-        if res is not None:
-            card[name].update(res)
-    poses = score_poses(layout)
-    if poses is not None:
-        card["poses"].update({"median_error_deg": poses.median_error_deg, "p90_error_deg": poses.p90_error_deg})
-    map_card, atoms_card = score_map_and_atoms(layout, poses)
-    if map_card is not None:
-        card["map"].update(map_card)
-    if atoms_card is not None:
-        card["atoms"].update(atoms_card)
-    timing = _read_json(layout.root / "timing.json") or {}
-    card["timing_s"] = {k: _as_float(v) for k, v in timing.items()}
-    card["versions"] = versions()
-    return card
+    return score_details(run_dir).card

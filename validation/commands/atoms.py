@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.validation.commands.algorithm_option import add_algorithm_argument, parse_specs
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-cn", type=int, metavar="N", help="discard atoms with CN below N (0: off; default 3)")
     p.add_argument("--b-factor", choices=["b_iso", "u_iso", "valid_corr", "cn", "doi"],
                    help="quantity in the PDB B-factor column (default b_iso = 8π²U_iso)")
+    add_algorithm_argument(p, ("atoms",))
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -47,13 +49,18 @@ def run(args: argparse.Namespace) -> int:
 
     from tumblebench.analysis.config import AtomsConfig
     from tumblebench.analysis.io import write_atom_model
-    from tumblebench.analysis.model import build_atom_model
-    from tumblebench.simulator.config import load_config
+    from tumblebench.analysis.model import atom_statistics
     from tumblebench.simulator.mrc import read_volume
     from tumblebench.simulator.outputs import check_output_dir
+    from tumblebench.stages import AtomsInput, run_stage
+    from tumblebench.validation.algorithms import Configs, load_with_algorithms, resolve
 
     check_output_dir(args.out, args.overwrite)
-    cfg = load_config(AtomsConfig, args.config, table="atoms") if args.config else AtomsConfig()
+    cfg, specs = load_with_algorithms(AtomsConfig, args.config, table="atoms") if args.config else (AtomsConfig(), {})
+    specs = parse_specs(args.algorithm, specs)
+    if set(specs) - {"atoms"}:
+        raise TumblebenchError(f"--algorithm {sorted(set(specs) - {'atoms'})[0]}=…: the atoms command runs only "
+                               "the 'atoms' stage")
     changes: dict[str, object] = {}
     if args.element is not None:
         changes["element"] = args.element
@@ -71,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.validate()
     except TumblebenchError as exc:
         raise TumblebenchError(f"atoms options: {exc}") from None
+    detector = resolve("atoms", specs.get("atoms", "threshold-scan"), Configs(atoms=cfg))
     vol, voxel = read_volume(args.map)
     if args.voxel_size is not None:
         if not args.voxel_size > 0:
@@ -79,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     show = not args.quiet and sys.stderr.isatty()
     with tqdm(total=2, desc="atoms", disable=not show, file=sys.stderr) as bar:
         bar.set_postfix_str("model building")
-        model = build_atom_model(vol, voxel, cfg, where=str(args.map))
+        detection = run_stage("atoms", detector, AtomsInput(vol, voxel, cfg.element, str(args.map)))
+        model = atom_statistics(vol, voxel, detection, cfg, where=str(args.map))
         bar.update()
         bar.set_postfix_str("writing")
         write_atom_model(model, args.out, args.overwrite, inputs={"map": str(args.map)})

@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 
+from tumblebench.validation.commands.algorithm_option import add_algorithm_argument, parse_specs
 from tumblebench.validation.pipeline import QUICK, STAGES, PipelineConfig, format_scorecard, run_pipeline
 
 
@@ -24,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="default", help="particle preset (default: default)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--stop-after", choices=STAGES, default="score", help="last stage to run")
+    add_algorithm_argument(p, ("tracking", "pose", "refine", "atoms"))
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo and print its scorecard."""
     base = QUICK if args.quick else PipelineConfig()
     cfg = replace(base, preset=args.preset, seed=args.seed, mode=args.mode, poses=args.poses,
-                  stop_after=args.stop_after, n_frames=args.frames or base.n_frames)
+                  stop_after=args.stop_after, n_frames=args.frames or base.n_frames,
+                  algorithms=parse_specs(args.algorithm, base.algorithms))
     card = run_pipeline(args.out, cfg, overwrite=args.overwrite, progress=not args.quiet)
     if card:
         print(format_scorecard(card))

@@ -10,6 +10,10 @@ from pathlib import Path
 
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import check_output_dir
+from tumblebench.validation.commands.algorithm_option import add_algorithm_argument, parse_specs
+
+#: The replaceable stages ``reconstruct`` runs.
+RECONSTRUCT_STAGES = ("tracking", "pose", "refine")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-iterations", type=int, metavar="N",
                    help="last refinement iterations against each half map's atomic model (refine.model_iterations; "
                         "default 0)")
+    add_algorithm_argument(p, RECONSTRUCT_STAGES)
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
@@ -48,10 +53,16 @@ def run(args: argparse.Namespace) -> int:
     from tumblebench.analysis.reference import atom_reference
     from tumblebench.reconstruct.config import ReconstructConfig
     from tumblebench.reconstruct.pipeline import reconstruct_series
-    from tumblebench.simulator.config import load_config
+    from tumblebench.validation.algorithms import (
+        Configs,
+        check_pose_mode,
+        load_with_algorithms,
+        resolve_all,
+    )
 
     check_output_dir(args.out, args.overwrite)
-    config = load_config(ReconstructConfig, args.config) if args.config else ReconstructConfig()
+    config, specs = load_with_algorithms(ReconstructConfig, args.config) if args.config else (ReconstructConfig(), {})
+    specs = parse_specs(args.algorithm, specs)
     over = {}
     if args.poses is not None:
         over["poses"] = args.poses
@@ -66,13 +77,16 @@ def run(args: argparse.Namespace) -> int:
         config.validate()
     except TumblebenchError as exc:
         raise TumblebenchError(f"command line: {exc}") from None
+    check_pose_mode(config.poses, specs)
+    algorithms = resolve_all(specs, Configs(reconstruct=config), RECONSTRUCT_STAGES)
     star = args.star
     if star is None:
         guess = args.frames.with_name("frames.star")
         star = guess if guess.exists() else None
     inputs = {"frames": str(args.frames), "star": str(star) if star else None}
     summary = reconstruct_series(args.frames, star, args.out, config, overwrite=args.overwrite,
-                                 progress=not args.quiet, inputs=inputs, reference_model=atom_reference)
+                                 progress=not args.quiet, inputs=inputs, reference_model=atom_reference,
+                                 algorithms=algorithms)
     if not args.quiet:
         keys = ("poses_mode", "usable_frames", "bad_frames", "lost_frames", "diameter_A", "fsc_half_0.143_A",
                 "fsc_half_0.5_A", "timing_s")

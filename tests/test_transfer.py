@@ -1,0 +1,39 @@
+"""The CTF's transfer gap of a series and the FSC crossings on either side of it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tumblebench.simulator.optics import OpticsConfig
+from tumblebench.validation.transfer import TransferGap, crossings, series_ctf, transfer_gap
+
+
+def test_default_optics_gap_contains_the_ctf_zero() -> None:
+    # CTF = −(√(1−Q²) sin γ + Q cos γ) vanishes where γ = −asin Q; with γ ≈ πλΔf q² at low q (the C_s term is
+    # 1 % of it there) the zero lies at q = sqrt(asin Q / (π λ |Δf|))
+    o = OpticsConfig()
+    q0 = 0.1
+    zero = np.sqrt(np.arcsin(q0) / (np.pi * o.wavelength_A * abs(o.defocus_A)))
+    q = np.arange(65) / (128 * 0.358)  # the shells of the default 128-voxel box
+    rms = series_ctf(q, o, np.full(20, o.defocus_A), q0)
+    gap = transfer_gap(q, rms)
+    assert gap is not None and gap.high_res_A < 1 / zero < gap.low_res_A
+    assert rms[np.argmin(np.abs(q - zero))] < 0.02  # one shell from the zero
+    # per-frame defoci that straddle the zero's defocus do not close the gap, and a Q = 0 CTF has no zero above 0
+    assert transfer_gap(q, series_ctf(q, o, o.defocus_A + np.linspace(-8, 8, 50), q0)) is not None
+    assert np.all(series_ctf(q[1:20], o, np.full(3, o.defocus_A), 0.0) > 0)
+
+
+def test_crossings_on_either_side_of_the_gap() -> None:
+    q = np.linspace(0, 1.4, 141)
+    gap = TransferGap(low_res_A=10.0, high_res_A=5.0, threshold=0.05)
+    curve = np.where((q > 0.1) & (q < 0.2), 0.0, 1.0 - q / 1.0)  # dips in the gap, falls to 0.143 at q = 0.857
+    first, band, in_gap = crossings(q, curve, 0.143, gap)
+    assert 5.0 <= first <= 10.0 and in_gap is True
+    assert abs(band - 1 / 0.857) < 0.01
+    # no gap: both are the first crossing
+    assert crossings(q, curve, 0.143, None) == (first, first, None)
+    # a map that fails before the gap: the band figure is that first crossing too
+    bad = np.clip(1.0 - q / 0.05, 0, 1)
+    f2, b2, g2 = crossings(q, bad, 0.143, gap)
+    assert f2 > 10.0 and b2 == f2 and g2 is False
