@@ -18,6 +18,8 @@ Cases (each row of the JSON says which it is):
   written the same way in every imaging mode (rendered in workers, streamed to ``frames.mrcs`` in order), so the
   cheap projection mode measures the same memory path as multislice; ``--simulate-check-multislice N`` adds a
   multislice row at N frames to show it.
+* ``stack_writer``: ``simulate``'s frame writer alone (``--writer``): N frames of the default 192² field
+  streamed to a stack as ``simulate`` does, without rendering (the file-backed memory of the written stack).
 * ``reconstruct_truth``: ``--poses truth`` (tracking, boxes, the two half maps, density modification,
   part1/part2 maps; no pose search) at each of ``--truth`` frame counts.
 * ``reconstruct_abinitio``: unknown poses (default lattice ab initio + refinement) at ``--abinitio`` frames,
@@ -80,10 +82,26 @@ def _descendants(pid: int) -> list[int]:
     return seen
 
 
-def measure(args: list[str], python: str, log: Path) -> dict:
-    """Run ``tumblebench ARGS`` with ``python`` under nice 10 and sample its memory; MB figures."""
-    cmd = ["nice", "-n", "10", python, "-c",
-           "import sys; from tumblebench.validation.cli import main; sys.exit(main())", *args]
+CLI = "import sys; from tumblebench.validation.cli import main; sys.exit(main())"
+
+#: The frame writer of ``simulate`` alone: N frames of the default field (192² px) streamed to a stack.
+WRITER = """
+import sys
+from pathlib import Path
+import numpy as np
+from tumblebench.simulator.mrc import MrcStackWriter
+n, out = int(sys.argv[1]), Path(sys.argv[2])
+frame = np.random.default_rng(0).poisson(8.5, (192, 192)).astype(np.float32)
+with MrcStackWriter(out, n, 192, 192, 0.358) as w:
+    for f in range(n):
+        w.write(f, frame[None])
+out.unlink()
+"""
+
+
+def measure(args: list[str], python: str, log: Path, code: str = CLI) -> dict:
+    """Run ``python -c code ARGS`` (default: ``tumblebench ARGS``) under nice 10 and sample its memory; MB."""
+    cmd = ["nice", "-n", "10", python, "-c", code, *args]
     t0 = time.perf_counter()
     with log.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
@@ -102,7 +120,8 @@ def measure(args: list[str], python: str, log: Path) -> dict:
     mb = 1 / 1024
     return {"peak_rss_MB": peak["VmHWM"] * mb, "peak_anon_MB": peak["RssAnon"] * mb,
             "peak_file_MB": peak["RssFile"] * mb, "peak_shmem_MB": peak["RssShmem"] * mb,
-            "peak_tree_rss_MB": tree_peak * mb, "wall_s": wall, "command": "tumblebench " + " ".join(args)}
+            "peak_tree_rss_MB": tree_peak * mb, "wall_s": wall,
+            "command": ("tumblebench " if code == CLI else "frame writer ") + " ".join(args)}
 
 
 def tiled_series(src: Path, n: int, dst: Path) -> Path:
@@ -137,13 +156,47 @@ def slope_per_1000(rows: list[dict]) -> float | None:
     return float(np.polyfit(f, p, 1)[0] * 1000)
 
 
+def save(rows: list[dict], args: argparse.Namespace, load0: tuple) -> dict:
+    """Merge this run's rows into benchmarks/results/memory.json (called after every row: a run stopped half-way
+    keeps what it measured); returns the growth per 1,000 frames of every label and case."""
+    from tumblebench.simulator.outputs import git_commit, write_json
+
+    res_path = ROOT / "benchmarks" / "results" / "memory.json"
+    old = json.loads(res_path.read_text()) if res_path.exists() else {}
+    sets = old.get("sets", {})
+    # rows of earlier runs of this label are kept unless this run measured the same case again
+    done = {(r["case"], r.get("mode"), r["frames"]) for r in rows}
+    kept = [r for r in sets.get(args.label, {}).get("rows", []) if (r["case"], r.get("mode"), r["frames"]) not in done]
+    rows = sorted(kept + rows, key=lambda r: (r["case"], r.get("mode") or "", r["frames"]))
+    sets[args.label] = {"rows": rows, "git_commit": git_commit() if args.python == sys.executable else args.commit,
+                        "python": "this checkout" if args.python == sys.executable else "another checkout",
+                        "loadavg_start": load0, "loadavg_end": os.getloadavg()}
+    growth = {}
+    for label, st in sets.items():
+        for case in sorted({r["case"] for r in st["rows"]}):
+            sel = [r for r in st["rows"] if r["case"] == case and r.get("mode") == args.simulate_mode]
+            g = slope_per_1000(sel)
+            if g is not None:
+                growth[f"{label}:{case}"] = g
+    out = {**old, "sets": sets, "growth_MB_per_1000_frames": growth, "cpu_count": os.cpu_count(),
+           "git_commit": git_commit(), "targets": {"reconstruct 10,000 frames": "<= 4096 MB peak RSS",
+                                                   "reconstruct growth": "<= 50 MB per 1,000 frames"},
+           "note": "peak_rss_MB is the main process's VmHWM; peak_tree_rss_MB the sampled sum over the process "
+                   "tree; reconstruct rows use the simulated series repeated end to end (see the script)"}
+    res_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(res_path, out)
+    return growth
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="directory for the series and runs (kept)")
     ap.add_argument("--python", default=sys.executable, help="interpreter whose tumblebench is measured")
+    ap.add_argument("--commit", default=None, help="commit of the --python checkout (recorded with its rows)")
     ap.add_argument("--label", default="current", help="name of this set of rows (e.g. before, after)")
     ap.add_argument("--simulate", default="2000,8000,20000", help="frame counts of the simulate rows")
     ap.add_argument("--simulate-mode", default="projection")
+    ap.add_argument("--writer", default="", help="frame counts of the stack-writer rows (simulate's writer alone)")
     ap.add_argument("--simulate-check-multislice", type=int, default=0, help="frames of a multislice row (0: none)")
     ap.add_argument("--truth", default="2000,8000", help="frame counts of the reconstruct --poses truth rows")
     ap.add_argument("--abinitio", default="2000", help="frame counts of the ab initio rows ('' or 0: none)")
@@ -151,8 +204,6 @@ def main() -> int:
     ap.add_argument("--abinitio-model-iterations", type=int, default=0)
     ap.add_argument("--base-frames", type=int, default=2000, help="frames of the simulated series that is tiled")
     args = ap.parse_args()
-    from tumblebench.simulator.builder import build_preset  # noqa: F401  (checks the checkout imports)
-    from tumblebench.simulator.outputs import git_commit, write_json
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -166,6 +217,7 @@ def main() -> int:
 
     def record(row: dict) -> None:
         rows.append(row)
+        save(rows, args, load0)
         print(f"{row['case']:22s} {row['frames']:6d} frames: peak RSS {row['peak_rss_MB']:7.0f} MB (anon "
               f"{row['peak_anon_MB']:.0f}, file {row['peak_file_MB']:.0f}, tree {row['peak_tree_rss_MB']:.0f}) "
               f"{row['wall_s']:.0f} s", flush=True)
@@ -180,6 +232,10 @@ def main() -> int:
         record({"case": "simulate", "mode": args.simulate_mode, "frames": n, **r})
         if n == args.base_frames and not base.exists():
             out.rename(base)
+    for n in ints(args.writer):
+        r = measure([str(n), str(work / f"{args.label}_writer_{n}.mrcs")], args.python,
+                    work / f"{args.label}_writer_{n}.log", WRITER)
+        record({"case": "stack_writer", "mode": args.simulate_mode, "frames": n, **r})
     if args.simulate_check_multislice:
         n = args.simulate_check_multislice
         out = work / f"{args.label}_simulate_multislice_{n}"
@@ -208,33 +264,10 @@ def main() -> int:
         if case == "reconstruct_abinitio":
             row.update(refine_n_iter=args.abinitio_n_iter, model_iterations=args.abinitio_model_iterations)
         record(row)
-    res_path = ROOT / "benchmarks" / "results" / "memory.json"
-    old = json.loads(res_path.read_text()) if res_path.exists() else {}
-    sets = old.get("sets", {})
-    # rows of earlier runs of this label are kept unless this run measured the same case again
-    done = {(r["case"], r.get("mode"), r["frames"]) for r in rows}
-    kept = [r for r in sets.get(args.label, {}).get("rows", []) if (r["case"], r.get("mode"), r["frames"]) not in done]
-    rows = sorted(kept + rows, key=lambda r: (r["case"], r.get("mode") or "", r["frames"]))
-    sets[args.label] = {"rows": rows, "git_commit": git_commit() if args.python == sys.executable else None,
-                        "python": "this checkout" if args.python == sys.executable else "another checkout",
-                        "loadavg_start": load0, "loadavg_end": os.getloadavg()}
-    growth = {}
-    for label, st in sets.items():
-        for case in sorted({r["case"] for r in st["rows"]}):
-            sel = [r for r in st["rows"] if r["case"] == case and r.get("mode") == args.simulate_mode]
-            g = slope_per_1000(sel)
-            if g is not None:
-                growth[f"{label}:{case}"] = g
-    out = {**old, "sets": sets, "growth_MB_per_1000_frames": growth, "cpu_count": os.cpu_count(),
-           "git_commit": git_commit(), "targets": {"reconstruct 10,000 frames": "<= 4096 MB peak RSS",
-                                                   "reconstruct growth": "<= 50 MB per 1,000 frames"},
-           "note": "peak_rss_MB is the main process's VmHWM; peak_tree_rss_MB the sampled sum over the process "
-                   "tree; reconstruct rows use the simulated series repeated end to end (see the script)"}
-    res_path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(res_path, out)
+    growth = save(rows, args, load0)
     for k, v in growth.items():
         print(f"growth {k}: {v:.1f} MB per 1,000 frames")
-    print(f"wrote {res_path}")
+    print("wrote benchmarks/results/memory.json")
     return 0
 
 
