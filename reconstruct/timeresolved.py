@@ -49,8 +49,9 @@ def windows(n_frames: int, config: TimeResolvedConfig) -> list[tuple[str, int, i
     return out
 
 
-def time_resolved_maps(boxes: np.ndarray | FrameFile, frame_index: np.ndarray, poses: np.ndarray, shifts_px: np.ndarray,
-                       pixel_size: float, n_frames: int, mask: np.ndarray, config: TimeResolvedConfig,
+def time_resolved_maps(boxes: np.ndarray | FrameFile, frame_index: np.ndarray, poses: np.ndarray,
+                       shifts_px: np.ndarray, sampling: float, n_frames: int, mask: np.ndarray,
+                       config: TimeResolvedConfig,
                        ctf_fn: CtfFn | None = None, pad: int = 2, min_frames: int = 20, progress=None) -> dict:
     """Maps of time windows of the series.
 
@@ -62,7 +63,7 @@ def time_resolved_maps(boxes: np.ndarray | FrameFile, frame_index: np.ndarray, p
         (M,) index of each box's frame in the series (time order).
     poses, shifts_px
         Refined poses (M, 3, 3) and origins (M, 2).
-    pixel_size
+    sampling
         Å per pixel.
     n_frames
         Frames in the whole series (windows are defined on it).
@@ -86,10 +87,10 @@ def time_resolved_maps(boxes: np.ndarray | FrameFile, frame_index: np.ndarray, p
         if sel.size < min_frames:
             continue
         halves = (np.arange(sel.size) % 2).astype(np.int64)
-        sub_ctf = None if ctf_fn is None else (lambda idx, shape, ps, _s=sel: ctf_fn(_s[idx], shape, ps))
+        sub_ctf = None if ctf_fn is None else (lambda idx, shape, sampling, _s=sel: ctf_fn(_s[idx], shape, sampling))
         sub = boxes.rows(sel) if isinstance(boxes, FrameFile) else boxes[sel]  # a view: read chunk by chunk
-        r1, r2 = reconstruct_halves(sub, poses[sel], shifts_px[sel], halves, sub_ctf, pixel_size, pad)
-        h1, h2, freq, curve, full = filtered_map(r1, r2, mask, pixel_size)
+        r1, r2 = reconstruct_halves(sub, poses[sel], shifts_px[sel], halves, sub_ctf, sampling, pad)
+        h1, h2, freq, curve, full = filtered_map(r1, r2, mask, sampling)
         out[name] = {"map": full, "half1": h1, "half2": h2, "freq": freq, "fsc": curve,
                      "fsc_0.143_A": resolution_at(freq, curve, 0.143), "frames": (start, stop), "n_used": sel.size}
         if progress is not None:

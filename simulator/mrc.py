@@ -7,7 +7,10 @@ by frame (:class:`FrameFile`), never memory-mapped, so that 100,000 frames never
 
 from __future__ import annotations
 
+import errno
+import math
 import os
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -44,16 +47,23 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, float]:
     path = Path(path)
     if not path.exists():
         raise TumblebenchError(f"{path}: no such map file")
+    if path.is_dir():
+        raise TumblebenchError(f"{path}: is a directory; expected an MRC map")
     try:
-        with mrcfile.open(path, permissive=False) as mrc:
-            data = np.asarray(mrc.data, dtype=np.float32).copy()
-            vs = mrc.voxel_size
-    except (ValueError, OSError) as exc:
-        raise TumblebenchError(f"{path}: not a readable MRC file ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # mrcfile warns about odd headers before it raises
+            with mrcfile.open(path, permissive=False) as mrc:
+                if mrc.data is None or np.iscomplexobj(mrc.data):
+                    raise ValueError("no real-valued data block")
+                data = np.asarray(mrc.data, dtype=np.float32).copy()
+                vs = mrc.voxel_size
+                sizes = (float(vs.x), float(vs.y), float(vs.z))
+    except Exception as exc:  # mrcfile and numpy raise many kinds on a corrupt header
+        msg = " ".join(str(exc).split())[:200]
+        raise TumblebenchError(f"{path}: not a readable MRC file ({type(exc).__name__}: {msg})") from None
     if data.ndim != 3:
         raise TumblebenchError(f"{path}: expected a 3D map, got shape {data.shape}")
-    sizes = (float(vs.x), float(vs.y), float(vs.z))
-    if min(sizes) <= 0:
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
         raise TumblebenchError(f"{path}: header voxel size {sizes} Å must be positive")
     if max(sizes) - min(sizes) > 1e-4 * max(sizes):
         raise TumblebenchError(f"{path}: header voxel size {sizes} Å must be isotropic")
@@ -230,6 +240,17 @@ class MrcStackWriter:
             mrc.header.label[0] = _LABEL
             offset, dtype = int(mrc.data.offset), mrc.data.dtype
         self._fd = os.open(self._tmp, os.O_RDWR)
+        try:
+            # new_mmap makes a sparse file: reserve its blocks now, so that a full disk is one OSError (ENOSPC)
+            # here instead of at some later frame
+            os.posix_fallocate(self._fd, 0, os.fstat(self._fd).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a file system without it
+                self.abort()
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        except BaseException:
+            self.abort()
+            raise
         self._frames = FrameFile(self._fd, offset, n_frames, (ny, nx), dtype, writable=True)
 
     def write(self, start: int, frames: np.ndarray) -> None:
@@ -299,18 +320,25 @@ def open_stack(path: str | Path) -> tuple[FrameFile, float]:
     path = Path(path)
     if not path.exists():
         raise TumblebenchError(f"{path}: no such image stack")
+    if path.is_dir():
+        raise TumblebenchError(f"{path}: is a directory; expected an MRC image stack")
     try:
-        with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
-            data = mrc.data
-            shape, dtype, offset = data.shape, data.dtype, int(data.offset)
-            ps = float(mrc.voxel_size.x)
-    except (ValueError, OSError) as exc:
-        raise TumblebenchError(f"{path}: not a readable MRC stack ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # mrcfile warns about odd headers before it raises
+            with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+                data = mrc.data
+                if data is None or np.iscomplexobj(data):
+                    raise ValueError("no real-valued data block")
+                shape, dtype, offset = data.shape, data.dtype, int(data.offset)
+                ps = float(mrc.voxel_size.x)
+    except Exception as exc:  # mrcfile and numpy raise many kinds on a corrupt header
+        msg = " ".join(str(exc).split())[:200]
+        raise TumblebenchError(f"{path}: not a readable MRC stack ({type(exc).__name__}: {msg})") from None
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) != 3:
         raise TumblebenchError(f"{path}: expected an image stack [frame, y, x], got shape {shape}")
-    if ps <= 0:
+    if not (math.isfinite(ps) and ps > 0):
         raise TumblebenchError(f"{path}: header pixel size {ps} Å must be positive")
     fd = os.open(path, os.O_RDONLY)
     return FrameFile(fd, offset, shape[0], shape[1:], dtype, owner=_Fd(fd)), ps

@@ -7,6 +7,10 @@ and score the run again with ``tumblebench score RUN_DIR``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import secrets
 import shutil
 import sys
 import time
@@ -15,9 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tumblebench.simulator import __version__
+from tumblebench.simulator.config import check_seed
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import atomic_file, atomic_output_dir, check_output_dir, write_json
-from tumblebench.validation.scorecard import RunLayout, score_run
+from tumblebench.validation.scorecard import RunLayout, score_details
 
 #: The stages of a run, in order.
 STAGES = ("build", "simulate", "reconstruct", "atoms", "score")
@@ -33,9 +39,17 @@ class PipelineConfig:
     Attributes
     ----------
     preset
-        Builder preset of the particle (:data:`tumblebench.simulator.builder.PRESETS`).
+        Builder preset of the particle (:data:`tumblebench.simulator.builder.PRESETS`); ignored when
+        ``structure`` is given.
+    structure
+        A structure file (``.pdb``, ``.xyz``, ``.extxyz``) to use as the particle instead of a preset, loaded as
+        ``tumblebench build --from`` does (truth arrays and mobility model computed for its atoms).
+    element
+        With ``structure``: the element of every atom, replacing the file's element column.
     seed
-        Seed of the particle, the series and the reconstruction.
+        Seed of the particle, the reconstruction and (unless ``series_seed`` is set) the series.
+    series_seed
+        Seed of the series (default: ``seed``): the same particle imaged along another trajectory.
     n_frames
         Frames of the series (DESIGN.md's default scenario: 2,000).
     mode
@@ -44,6 +58,12 @@ class PipelineConfig:
         Pose mode of the reconstruction: ``abinitio`` (default), ``truth`` or ``truth+noise:DEG``.
     stop_after
         Last stage to run (one of :data:`STAGES`); ``score`` runs everything.
+    series
+        Overrides of :class:`tumblebench.simulator.series.SeriesConfig`, as its TOML tables (e.g.
+        ``{"liquid": {"initial_thickness_A": 300.0}}``); ``n_frames`` and ``mode`` above take precedence.
+    reconstruct
+        Overrides of :class:`tumblebench.reconstruct.config.ReconstructConfig`, as its TOML tables; ``poses``
+        and ``seed`` above take precedence.
     algorithms
         Algorithm of each replaceable stage (``tracking``, ``pose``, ``refine``, ``atoms``): a registered name
         (a built-in or an entry point of the group ``tumblebench.algorithms``) or an import path
@@ -56,6 +76,11 @@ class PipelineConfig:
     mode: str = "multislice"
     poses: str = "abinitio"
     stop_after: str = "score"
+    structure: str | None = None
+    element: str | None = None
+    series_seed: int | None = None
+    series: dict[str, Any] = field(default_factory=dict)
+    reconstruct: dict[str, Any] = field(default_factory=dict)
     algorithms: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -64,6 +89,11 @@ class PipelineConfig:
             raise TumblebenchError(f"n_frames = {self.n_frames}: a reconstruction needs at least 50 frames")
         if self.stop_after not in STAGES:
             raise TumblebenchError(f"stop_after = {self.stop_after!r} is not one of {', '.join(STAGES)}")
+        check_seed(self.seed, "seed")
+        if self.series_seed is not None:
+            check_seed(self.series_seed, "series_seed")
+        if self.element is not None and self.structure is None:
+            raise TumblebenchError("element applies to a structure file only (a preset names its element)")
         for stage, spec in self.algorithms.items():
             if stage not in ALGORITHM_STAGES:
                 raise TumblebenchError(f"algorithms.{stage}: not a replaceable stage; expected one of "
@@ -71,13 +101,174 @@ class PipelineConfig:
             if not isinstance(spec, str) or not spec.strip():
                 raise TumblebenchError(f"algorithms.{stage} = {spec!r}: expected a name or an import path module:attr")
 
+    @property
+    def particle_name(self) -> str:
+        """The preset name, or the structure file's stem."""
+        return self.preset if self.structure is None else Path(self.structure).stem
+
+
+def build_particle(config: PipelineConfig) -> Any:
+    """The particle of ``config``: its preset built with ``seed``, or its structure file loaded.
+
+    Returns
+    -------
+    Nanocrystal
+        The known-truth particle (:class:`tumblebench.simulator.nanocrystal.Nanocrystal`).
+    """
+    from tumblebench.simulator.builder import build_preset
+    from tumblebench.simulator.nanocrystal import load_nanocrystal
+
+    if config.structure is None:
+        return build_preset(config.preset, seed=config.seed)
+    return load_nanocrystal(config.structure, seed=config.seed, element=config.element)
+
+
+def series_config(config: PipelineConfig) -> Any:
+    """The :class:`~tumblebench.simulator.series.SeriesConfig` of ``config`` (overrides applied, validated)."""
+    from tumblebench.simulator.config import from_dict
+    from tumblebench.simulator.series import SeriesConfig, with_overrides
+
+    base = from_dict(SeriesConfig, dict(config.series), where="series")
+    return with_overrides(base, mode=config.mode, n_frames=config.n_frames)
+
+
+def reconstruct_config(config: PipelineConfig) -> Any:
+    """The :class:`~tumblebench.reconstruct.config.ReconstructConfig` of ``config`` (overrides applied)."""
+    from tumblebench.reconstruct.config import ReconstructConfig
+    from tumblebench.simulator.config import from_dict
+
+    base = from_dict(ReconstructConfig, dict(config.reconstruct), where="reconstruct")
+    out = replace(base, poses=config.poses, seed=config.seed)
+    out.validate()
+    return out
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_spec(config: PipelineConfig) -> dict[str, Any]:
+    """Everything the particle, the series and their truth depend on (the data-cache key's content).
+
+    The particle (preset spec or the structure file's SHA-256, element and seed), the fully resolved series
+    configuration and its seed, and the tumblebench version (the simulator's version).
+    """
+    from tumblebench.simulator.builder import preset_spec
+    from tumblebench.simulator.config import to_dict
+
+    if config.structure is None:
+        particle: dict[str, Any] = {"preset": config.preset, "spec": to_dict(preset_spec(config.preset))}
+    else:
+        path = Path(config.structure)
+        if not path.is_file():
+            raise TumblebenchError(f"structure = {config.structure!r}: no such structure file")
+        particle = {"structure": path.name, "sha256": _file_digest(path), "element": config.element}
+    particle["seed"] = config.seed
+    series_seed = config.seed if config.series_seed is None else config.series_seed
+    return {"particle": particle, "series": to_dict(series_config(config)), "series_seed": series_seed,
+            "tumblebench": __version__}
+
+
+def data_key(config: PipelineConfig) -> str:
+    """The data-cache key of ``config``: a SHA-256 prefix of :func:`data_spec` (canonical JSON)."""
+    text = json.dumps(data_spec(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _generate_data(config: PipelineConfig, dest: Path, progress: bool, say: Callable[[str], None]
+                   ) -> dict[str, float]:
+    """Build and simulate into ``dest`` (``particle/``, ``series/``); return the stage timings (s)."""
+    from tumblebench.simulator.nanocrystal import write_truth
+    from tumblebench.simulator.series import simulate_series
+
+    timing: dict[str, float] = {}
+    run = RunLayout(dest)
+    t = time.perf_counter()
+    nc = build_particle(config)
+    with atomic_output_dir(run.particle) as tmp:
+        write_truth(nc, tmp)
+    timing["build"] = time.perf_counter() - t
+    say(f"[build] {config.particle_name}: {nc.n_atoms} atoms, a = {nc.lattice_constant:.4f} Å "
+        f"({timing['build']:.1f} s) -> {run.particle}")
+    t = time.perf_counter()
+    series_seed = config.seed if config.series_seed is None else config.series_seed
+    simulate_series(nc, series_config(config), series_seed, run.series, progress=progress,
+                    inputs={"structure": "particle/truth.extxyz"})
+    timing["simulate"] = time.perf_counter() - t
+    say(f"[simulate] {config.n_frames} {config.mode} frames ({timing['simulate']:.1f} s) -> "
+        f"{run.series / 'frames.mrcs'}; montage: {run.series / 'montage.png'}")
+    return timing
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link every file of ``src`` into a new ``dst`` (copy where the file system cannot link)."""
+    dst.mkdir()
+    for item in sorted(src.iterdir()):
+        if item.is_dir():
+            _link_tree(item, dst / item.name)
+            continue
+        try:
+            os.link(item, dst / item.name)
+        except OSError:
+            shutil.copy2(item, dst / item.name)
+
+
+def cached_data(config: PipelineConfig, cache: str | Path, progress: bool = True,
+                log: Callable[[str], None] | None = None) -> tuple[Path, bool, dict[str, float]]:
+    """The particle and series of ``config`` from the data cache, generated there on a miss.
+
+    An entry ``cache/KEY`` (:func:`data_key`) holds ``particle/``, ``series/`` and ``data.json`` (the
+    :func:`data_spec`); it appears atomically when complete, so concurrent runs and interrupted runs never
+    see half an entry, and every later run with the same data spec reuses its bytes.
+
+    Parameters
+    ----------
+    config
+        The run whose data is wanted.
+    cache
+        Cache directory (created if missing).
+    progress, log
+        As in :func:`run_pipeline`.
+
+    Returns
+    -------
+    tuple
+        The entry directory, whether it was already there (a hit), and the build/simulate timings of a miss (s).
+    """
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    key = data_key(config)
+    entry = cache / key
+    if (entry / "data.json").is_file():
+        say(f"[data] cached {config.particle_name}, {config.n_frames} {config.mode} frames: {entry}")
+        return entry, True, {}
+    tmp = cache / f".{key}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        timing = _generate_data(config, tmp, progress, say)
+        write_json(tmp / "data.json", {"key": key, **data_spec(config)})
+        try:
+            tmp.rename(entry)
+        except OSError:  # another run filled the entry meanwhile: keep theirs
+            if not (entry / "data.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return entry, False, timing
+
 
 #: ``demo --quick``: every stage at small size (a few minutes on 2 cores).
 QUICK = PipelineConfig(n_frames=400)
 
 
 def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = False, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None, data: str | Path | None = None) -> dict[str, Any]:
     """Run the pipeline into run directory ``out`` and return the scorecard.
 
     Each stage's sub-directory is written atomically (complete or absent), so a failure in a late stage
@@ -86,8 +277,8 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     Parameters
     ----------
     out
-        Run directory; it receives ``particle/``, ``series/``, ``recon/``, ``atoms/``, ``timing.json`` and
-        ``scorecard.json``.
+        Run directory; it receives ``particle/``, ``series/``, ``recon/``, ``atoms/``, ``timing.json``,
+        ``scorecard.json`` and ``report.html``.
     config
         What to run.
     overwrite
@@ -96,6 +287,9 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
         Progress bars on stderr.
     log
         Where to report each stage (default: stderr).
+    data
+        A data cache (:func:`cached_data`): the particle and series are taken from it (hard links) or generated
+        into it once, so that every algorithm run on the same case reads the same bytes.
 
     Returns
     -------
@@ -106,17 +300,15 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     from tumblebench.analysis.io import write_atom_model
     from tumblebench.analysis.model import atom_statistics, build_atom_model
     from tumblebench.analysis.reference import atom_reference
-    from tumblebench.reconstruct.config import ReconstructConfig
     from tumblebench.reconstruct.pipeline import reconstruct_series
-    from tumblebench.simulator.builder import build_preset
     from tumblebench.simulator.mrc import read_volume
     from tumblebench.simulator.nanocrystal import write_truth
-    from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides
+    from tumblebench.simulator.series import simulate_series
     from tumblebench.stages import AtomsInput, StageOutputError, run_stage
     from tumblebench.validation.algorithms import Configs, check_pose_mode, resolve_all
 
     config.validate()
-    rcfg = replace(ReconstructConfig(), poses=config.poses, seed=config.seed)
+    rcfg = reconstruct_config(config)
     acfg = AtomsConfig()
     # every algorithm is found and checked before any work starts
     check_pose_mode(config.poses, config.algorithms, where="algorithms:")
@@ -125,27 +317,34 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     order = STAGES[: STAGES.index(config.stop_after) + 1]
     timing: dict[str, float] = {}
     final = check_output_dir(out, overwrite)
+    if data is not None and "simulate" in order:
+        entry, hit, timing = cached_data(config, data, progress=progress, log=say)
     if final.exists():
         shutil.rmtree(final)
     final.mkdir()
     run = RunLayout(final)
-    t = time.perf_counter()
-    nc = build_preset(config.preset, seed=config.seed)
-    with atomic_output_dir(run.particle) as tmp:
-        write_truth(nc, tmp)
-    timing["build"] = time.perf_counter() - t
-    say(f"[build] {config.preset}: {nc.n_atoms} atoms, a = {nc.lattice_constant:.4f} Å "
-        f"({timing['build']:.1f} s) -> {run.particle}")
-    write_json(final / "timing.json", timing)
-    if "simulate" in order:
+    if data is not None and "simulate" in order:
+        _link_tree(entry / "particle", run.particle)
+        _link_tree(entry / "series", run.series)
+        write_json(final / "data.json", {"cache": str(entry), "hit": hit})
+    else:
         t = time.perf_counter()
-        scfg = with_overrides(SeriesConfig(), mode=config.mode, n_frames=config.n_frames)
-        simulate_series(nc, scfg, config.seed, run.series, progress=progress,
-                        inputs={"structure": str(run.particle / "truth.extxyz")})
-        timing["simulate"] = time.perf_counter() - t
-        say(f"[simulate] {config.n_frames} {config.mode} frames ({timing['simulate']:.1f} s) -> "
-            f"{run.series / 'frames.mrcs'}; montage: {run.series / 'montage.png'}")
+        nc = build_particle(config)
+        with atomic_output_dir(run.particle) as tmp:
+            write_truth(nc, tmp)
+        timing["build"] = time.perf_counter() - t
+        say(f"[build] {config.particle_name}: {nc.n_atoms} atoms, a = {nc.lattice_constant:.4f} Å "
+            f"({timing['build']:.1f} s) -> {run.particle}")
         write_json(final / "timing.json", timing)
+        if "simulate" in order:
+            t = time.perf_counter()
+            series_seed = config.seed if config.series_seed is None else config.series_seed
+            simulate_series(nc, series_config(config), series_seed, run.series, progress=progress,
+                            inputs={"structure": str(run.particle / "truth.extxyz")})
+            timing["simulate"] = time.perf_counter() - t
+            say(f"[simulate] {config.n_frames} {config.mode} frames ({timing['simulate']:.1f} s) -> "
+                f"{run.series / 'frames.mrcs'}; montage: {run.series / 'montage.png'}")
+    write_json(final / "timing.json", timing)
     if "reconstruct" in order:
         t = time.perf_counter()
         summary = reconstruct_series(run.series / "frames.mrcs", run.series / "frames.star", run.recon,
@@ -158,14 +357,14 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
         write_json(final / "timing.json", timing)
     if "atoms" in order:
         t = time.perf_counter()
-        vol, vs = read_volume(run.recon / "map.mrc")
+        vol, sampling = read_volume(run.recon / "map.mrc")
         try:
             if "atoms" in algorithms:
-                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, vs, acfg.element,
+                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, sampling, acfg.element,
                                                                                 str(run.recon / "map.mrc")))
-                model = atom_statistics(vol, vs, detection, acfg, where=str(run.recon / "map.mrc"))
+                model = atom_statistics(vol, sampling, detection, acfg, where=str(run.recon / "map.mrc"))
             else:
-                model = build_atom_model(vol, vs, acfg, where=str(run.recon / "map.mrc"))
+                model = build_atom_model(vol, sampling, acfg, where=str(run.recon / "map.mrc"))
         except StageOutputError:
             raise
         except TumblebenchError as exc:
@@ -181,13 +380,19 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
             write_json(final / "timing.json", timing)
     card: dict[str, Any] = {}
     if "score" in order:
+        from tumblebench.validation.report import write_report
+
         t = time.perf_counter()
-        card = score_run(final)
+        details = score_details(final)
+        card = details.card
         timing["score"] = time.perf_counter() - t
         card["timing_s"]["score"] = timing["score"]
         write_json(final / "timing.json", timing)
         with atomic_file(final / "scorecard.json") as tmp:
             write_json(tmp, card)
+        t = time.perf_counter()
+        report = write_report(final, details)
+        say(f"[report] {time.perf_counter() - t:.1f} s -> {report}")
     return card
 
 
