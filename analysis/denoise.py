@@ -21,6 +21,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from tumblebench.simulator import grid
+from tumblebench.simulator.config import PROCESS_BYTES, check_memory
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.scattering import gaussian_coefficients
 
@@ -54,11 +55,19 @@ def check_map(volume: np.ndarray, sampling: float, where: str = "map") -> np.nda
         raise TumblebenchError(
             f"{where}: voxel size {sampling} Å is outside [0.05, 2] Å; atoms cannot be resolved (wrong header?)"
         )
+    # the model builder holds about twenty map-sized float32 arrays and a few complex transforms at once
+    shape = "×".join(map(str, vol.shape))
+    check_memory(PROCESS_BYTES + ATOMS_BYTES_PER_VOXEL * vol.size, f"atoms on {where} (map of {shape} voxels)",
+                 "the map (crop it around the particle)")
     vol = vol.astype(np.float32)
     med = np.median(vol)
     if float(vol.max() - vol.min()) <= 0:
         raise TumblebenchError(f"{where}: map is constant; no atoms to find")
     return vol - med
+
+
+#: Estimated peak memory of the atoms stage per map voxel, bytes (checked before the model is built).
+ATOMS_BYTES_PER_VOXEL = 128
 
 
 def frequency_squared(shape: tuple[int, int, int], sampling: float) -> np.ndarray:

@@ -10,8 +10,7 @@ Two ways to remove them (``method``):
 * ``"subtract"`` (default): around every peak (``static_radius_px``) the *static* part of the spectrum — the
   mean Fourier coefficient of the frames in time windows of ``tracking.chunk`` frames, interpolated linearly
   in time — is subtracted from every frame. A lattice that is not commensurate with the field leaks into
-  many Fourier pixels around each peak (measured: the static power 5 % of the way to the next ring is still
-  5× the frames' mean power there); subtracting the static part removes the peak and its leakage while the
+  many Fourier pixels around each peak; subtracting the static part removes the peak and its leakage while the
   tumbling particle, whose mean over a window is small, keeps its signal.
 * ``"zero"``: the peak pixels (dilated by ``peak_dilation``) are zeroed, as SINGLE does; the reconstruction
   then treats them as missing data (:func:`missing_data`).

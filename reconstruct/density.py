@@ -20,11 +20,8 @@ proportion to their reliability, the half-map FSC F(k) of their shell::
 
 Shells the data determine (F → 1) keep their values; shells without data (F ≈ 0) take what the constraints
 imply. The envelope comes from the map itself (low-passed, thresholded, largest connected body, dilated, soft
-edge); the truth is never read. Measured on the default multislice series (true poses, 2,000 frames): the
-first crossing of FSC(truth) = 0.5 moves from 7.3 Å to 0.98 Å; on the ab initio map from 7.11 Å to 1.07 Å.
-A few iterations are best: on six series (500–4,000 frames, ½–4× dose) 2–5 iterations give the same
-figures within 0.01 Å, and 10–20 iterations are slightly worse on every one (the positivity projection of a
-noisy map starts to write its own noise into the weak shells).
+edge); the truth is never read. A few iterations are best: many iterations let the positivity projection of a
+noisy map write its own noise into the weak shells (``docs/measurements.md`` has the figures).
 """
 
 from __future__ import annotations

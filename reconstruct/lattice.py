@@ -23,7 +23,7 @@ against a generic crystal of the element without knowing the particle's shape or
    and simulated back, :func:`tumblebench.analysis.reference.atom_reference`): the map of a mixture of branches is
    self-consistent, the atomic model built from it is not — it keeps the majority's atoms — so the labelling
    converges to one branch. Without a builder the map itself is the reference, and the labelling can settle on a
-   mixture (default multislice series: 44° median pose error, against 3.1° with the atomic model).
+   mixture.
 
 Each prior is tried; the one whose final labelling gives the highest half-map FSC (even/odd frames) in the
 lattice band wins, so a single crystal and a twinned particle are both handled without knowing which it is.
@@ -531,8 +531,7 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
     band, amp, c2 = search_amplitudes(fr.ft, ns, crop_sampling, config.band_A, ctf_fn)
     if reference_model is None:
         log.warning("lattice ab initio without a reference-model builder: the labelling's reference is the map "
-                    "itself, which can hold a mixture of branches (default multislice series: 44° median pose "
-                    "error, against 3.1° with analysis.reference.atom_reference)")
+                    "itself, which can hold a mixture of branches; pass analysis.reference.atom_reference)")
     so3 = so3_grid(config.grid_size)
     results = {}
     for kind in config.priors:

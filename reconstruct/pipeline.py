@@ -36,7 +36,6 @@ from tumblebench.reconstruct.background import (
 from tumblebench.reconstruct.config import ReconstructConfig, check_reconstruct_memory
 from tumblebench.reconstruct.density import density_modified_map
 from tumblebench.reconstruct.fsc import resolution_at
-from tumblebench.reconstruct.lattice import LatticePoses
 from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import soft_sphere
 from tumblebench.reconstruct.refine import (
@@ -126,6 +125,8 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
 
 def _check_inputs(frames_path: Path, star_path: Path | None, config: ReconstructConfig):
     stack, sampling = open_stack(frames_path)
+    require(0.05 <= sampling <= 2.0, f"{frames_path}: header pixel size {sampling} Å is outside [0.05, 2] Å (the "
+                                     "simulator's range; atoms are not resolved at coarser sampling)")
     check_reconstruct_memory(*stack.shape, config)
     optics = particles = None
     if star_path is not None:
@@ -410,13 +411,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         t2 = time.perf_counter()
         refiner = algorithms.get("refine")
         if refiner is None:
-            rcfg = config.refine
-            if isinstance(estimator, LatticePoses) and config.poses == "abinitio" and rcfg.branch_segment:
-                # the lattice labelling has chosen every frame's branch against the map of all others; the branch
-                # check of refinement (made for the sphere method) would repeat that at the cost of ~150 s
-                rcfg = replace(rcfg, branch_segment=0)
-                log.info("refine: branch check skipped (the lattice ab initio labelled the branches)")
-            refiner = ProjectionMatching(rcfg)
+            refiner = ProjectionMatching(config.refine)
         steps = refiner.steps() if isinstance(refiner, ProjectionMatching) else None
         with _bar(steps, "refinement", progress) as bar:
             data = RefineInput(boxes=boxes, sampling=sampling, diameter_A=diameter, poses=poses, shifts_px=origins,

@@ -14,11 +14,9 @@ poses with errors of a few degrees are blurred by exactly those errors, and a bl
 where they are (a fixed point); the model of that map has sharp atoms where the map's atoms are. The two halves
 get their own models, so the half sets stay independent.
 
-Two steps use the time order of a Brownian series: after every iteration a *continuity sweep* hill-climbs each
+The time order of a Brownian series is used by a *continuity sweep* after every iteration: it hill-climbs each
 frame from its neighbour's pose (forward, then backward), so that good poses propagate through runs of frames
-stuck in a wrong local optimum; and after the first iteration(s) a *branch check*
-(:func:`reconstruct.abinitio.realign_segments`) finds time segments that settled on a pseudo-symmetric mate and
-moves them into the branch of the largest mutually consistent group of segments.
+stuck in a wrong local optimum.
 """
 
 from __future__ import annotations
@@ -32,20 +30,18 @@ import scipy.fft
 from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct._gridding_kernels import score_candidates, slice_score
-from tumblebench.reconstruct.branches import _fill_unmeasured, realign_segments
 from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
 from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
     Reference,
-    image_from_ft,
     image_ft,
     prepare_reference,
     project_band,
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import NEIGHBOURS, fourier_crop, local_search, so3_grid
+from tumblebench.reconstruct.search import NEIGHBOURS, local_search
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.orientation import rotation_angle_deg
 from tumblebench.stages import CtfFunction, HalfMaps, ReferenceModel, RefineInput, Refinement
@@ -65,8 +61,7 @@ class RefineConfig:
     n_iter
         Maximum refinement iterations (each: reconstruct halves, FSC, local pose + shift search). Default 3:
         from the lattice ab initio's poses the half-map iterations gain little after the third, and the model
-        iteration gains more (default multislice series: 3 + 1 model iteration 1.85° median, FSC(truth) = 0.5
-        from 3 Å at 1.111 Å, 580 s in all; 5 + 0: 2.23°, 1.69 Å, 570 s).
+        iteration gains more in the same time.
     steps_deg
         Hill-climbing step sizes of the local orientation search, deg (largest first).
     climbs_per_step
@@ -86,30 +81,9 @@ class RefineConfig:
     sweep_resolution_A
         Coarsest resolution limit (Å) of the continuity sweep run after every iteration's local search
         (:func:`continuity_sweep`); 0 disables it.
-    fill_iter
-        Without a CTF: iterations that fill the unmeasured part of each half map's transform under positivity
-        and the mask before it serves as reference (:func:`tumblebench.reconstruct.abinitio._fill_unmeasured`; 0: off).
-    fill_iterations
-        The fill applies to this many first iterations: it widens the basin (from true poses + 10° the
-        median error after 4 iterations 4.9° → 4.1° with the fill throughout), but at the finest search the
-        filled cone and the gaps between slices limit the accuracy (true poses + 6°: 0.82° → 1.5°).
     sweep_tolerance
         Relative correlation deficit within which the sweep prefers the neighbour's pose to the frame's own
         (:func:`continuity_sweep`).
-    branch_iterations
-        After these iterations, time segments of the trajectory that settled on a pseudo-symmetric mate are
-        found and moved into the branch of the largest consistent group
-        (:func:`reconstruct.abinitio.realign_segments`); convergence is not declared before the last of them.
-    branch_segment
-        Fewest frames per time segment of that check (0 disables it).
-    branch_max_segments
-        Most segments (longer series get longer segments; the pairwise test costs the square of this).
-    branch_box, branch_resolution_A, branch_pair_resolution_A, branch_grid
-        Box (pixels, Fourier-cropped), resolution limits (Å) of the moves and of the pairwise segment tests,
-        and SO(3) grid size of that check.
-    branch_block_frames
-        Frames (evenly spaced) of a segment that enter its block searches: the statistic of a run of
-        off-branch frames grows with the number of its frames sampled, the cost linearly.
     model_iterations
         Iterations after the map-referenced ones that search against the ``reference_model`` of each half map
         (0: none; needs a ``reference_model``: ``tumblebench reconstruct`` and the demo pass
@@ -136,16 +110,6 @@ class RefineConfig:
     converge_deg: float = 0.3
     sweep_resolution_A: float = 1.5
     sweep_tolerance: float = 0.0
-    fill_iter: int = 0
-    fill_iterations: int = 1
-    branch_iterations: tuple[int, ...] = (0,)
-    branch_segment: int = 30
-    branch_max_segments: int = 10
-    branch_box: int = 64
-    branch_resolution_A: float = 1.6
-    branch_pair_resolution_A: float = 2.2
-    branch_grid: int = 2000
-    branch_block_frames: int = 12
     model_iterations: int = 1
     model_rounds: int = 2
     model_search_A: float = 1.2
@@ -162,16 +126,6 @@ class RefineConfig:
         require(self.pad in (1, 2, 3), f"refine.pad = {self.pad} must be 1, 2 or 3")
         require(self.sweep_resolution_A >= 0, "refine.sweep_resolution_A must be >= 0 Å (0: off)")
         require(0 <= self.sweep_tolerance < 1, "refine.sweep_tolerance must be in [0, 1)")
-        require(self.fill_iter >= 0 and self.fill_iterations >= 0, "refine.fill_iter/fill_iterations must be >= 0")
-        require(all(i >= 0 for i in self.branch_iterations), "refine.branch_iterations must be >= 0")
-        require(self.branch_segment == 0 or self.branch_segment >= 5,
-                f"refine.branch_segment = {self.branch_segment} must be 0 (off) or >= 5 frames")
-        require(self.branch_max_segments >= 3, "refine.branch_max_segments must be >= 3")
-        require(self.branch_block_frames >= 3, "refine.branch_block_frames must be >= 3")
-        require(16 <= self.branch_box <= 256 and self.branch_box % 2 == 0,
-                f"refine.branch_box = {self.branch_box} must be even, 16–256")
-        require(self.branch_resolution_A > 0 and self.branch_pair_resolution_A > 0 and self.branch_grid >= 100,
-                "refine.branch_resolution_A must be > 0 Å and refine.branch_grid >= 100")
         require(self.model_iterations >= 0 and self.model_rounds >= 1 and self.model_climbs >= 1,
                 "refine.model_iterations must be >= 0, refine.model_rounds and refine.model_climbs >= 1")
         require(self.model_search_A > 0 and len(self.model_steps_deg) >= 1 and all(s > 0 for s in self.model_steps_deg),
@@ -297,12 +251,8 @@ def _filtered_half(rec: Reconstructor, curve: np.ndarray) -> np.ndarray:
     return rec.reconstruct(tau=tau, filt=np.sqrt(np.clip(curve, 0, 1)))
 
 
-def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray, fill_iter: int = 0,
-                    res_px: float = 2.0) -> Reference:
-    vol = _filtered_half(rec, curve)
-    if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see branches)
-        vol = _fill_unmeasured(vol, rec.weight, rec.pad, mask, res_px, fill_iter)
-    return prepare_reference(vol * mask, pad=rec.pad)
+def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> Reference:
+    return prepare_reference(_filtered_half(rec, curve) * mask, pad=rec.pad)
 
 
 @numba.njit(cache=True)
@@ -387,33 +337,6 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
         _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xx, c,
                       np.asarray(halves, np.int64), poses, cur, deltas, direction, moved, float(tolerance))
     return poses, int(moved.sum())
-
-
-def _realign(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts: np.ndarray, diameter_A: float,
-             config: RefineConfig, ctf_fn: CtfFn | None) -> np.ndarray:
-    """Branch check of the trajectory on Fourier-cropped, re-centred frames (see ``branch_*`` of the config)."""
-    m, n, _ = boxes.shape
-    ns = min(config.branch_box, n)
-    crop_sampling = sampling * n / ns
-    full = Band.make(ns, r_max=ns)
-    small = np.empty((m, ns, ns), np.float32)
-    for s in range(0, m, 512):
-        c = fourier_crop(np.asarray(boxes[s:s + 512], np.float32), ns)
-        c -= c.mean(axis=(1, 2), keepdims=True)
-        ph = shift_phases(full, shifts[s:s + 512] * ns / n)
-        small[s:s + 512] = image_from_ft(full.put(full.take(image_ft(c)) * ph))
-    res = max(config.branch_resolution_A, 2.1 * crop_sampling)
-    band = Band.make(ns, r_max=ns * crop_sampling / res, r_min=1.0)
-    x = band.take(image_ft(small))
-    idx = np.arange(m)
-    ctf_pad = None if ctf_fn is None else ctf_fn(idx, (2 * ns, 2 * ns), crop_sampling)
-    ctf_band = None if ctf_fn is None else band.take(ctf_fn(idx, (ns, ns), crop_sampling))
-    mask = soft_sphere(ns, (diameter_A / 2 + config.mask_margin_A) / crop_sampling, 2.0)
-    segment = max(config.branch_segment, -(-m // config.branch_max_segments))
-    new, _ = realign_segments(small, x, band, poses, res / crop_sampling, mask, ctf_pad, ctf_band, segment,
-                              so3_grid(config.branch_grid), block_frames=config.branch_block_frames,
-                              pair_res_px=max(config.branch_pair_resolution_A, res) / crop_sampling)
-    return new
 
 
 def _model_references(rec1: Reconstructor, rec2: Reconstructor, curve: np.ndarray, mask: np.ndarray,
@@ -524,15 +447,11 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
         res_band = resolution_at(freq, curve, 0.143, min_freq=q_transfer) if q_transfer > 0 else res_fsc
         res_band = res if not np.isfinite(res_band) else res_band
         search_res = max(config.finest_search_A, 2.0 * sampling + 1e-6, min(res_band, res) if it == 0 else res_band)
-        fill = config.fill_iter if ctf_fn is None and it < config.fill_iterations else 0
-        refs = (_half_reference(rec1, curve, mask, fill, search_res / sampling),
-                _half_reference(rec2, curve, mask, fill, search_res / sampling))
+        refs = (_half_reference(rec1, curve, mask), _half_reference(rec2, curve, mask))
         del rec1, rec2
         poses, shifts, change, sweep = _search_frames(boxes, sampling, poses, shifts, halves, refs, ctf_fn,
                                                       search_res, config.steps_deg, config.climbs_per_step, 1,
                                                       max_shift, config.sweep_resolution_A)
-        if config.branch_segment > 0 and it in config.branch_iterations:
-            poses = _realign(boxes, sampling, poses, shifts, diameter_A, config, ctf_fn)
         if sweep is not None:
             poses, n_moved = continuity_sweep(refs, halves, sweep[0], sweep[1], poses, sweep[2], config.steps_deg,
                                               config.sweep_tolerance)
@@ -544,7 +463,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
                  "%.3f deg", it, res_fsc, search_res, med)
         if progress is not None:
             progress(1)
-        if med < config.converge_deg and (config.branch_segment == 0 or it >= max(config.branch_iterations, default=0)):
+        if med < config.converge_deg:
             break
     rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
     # the model searches go to model_search_A or to where the map-referenced ones got, whichever is finer; the

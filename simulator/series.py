@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
-from tumblebench.simulator.config import check_memory, check_range, check_seed, to_dict
+from tumblebench.simulator.config import PROCESS_BYTES, check_memory, check_range, check_seed, to_dict
 from tumblebench.simulator.detector import DetectorConfig, detect, mtf_2d
 from tumblebench.simulator.dynamics import (
     Dissolution,
@@ -265,9 +265,10 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     Returns
     -------
     dict
-        ``field`` (per process: the field's frequency grids, both graphene sheets and their spectra, a
-        frame's background layers and the cache of up to 65 complex64 lens transfers, ≈ 720 B per field
-        pixel), ``graphene_lattice`` (per process, transient: the lattice grid
+        ``process`` (per process: the interpreter, the libraries and the compiled kernels, 0.6 GB), ``field``
+        (per process: the field's frequency grids, both graphene sheets and their spectra, a frame's
+        background layers and temporaries, and the cache of up to 65 complex64 lens transfers, ≈ 1,300 B per
+        field pixel), ``graphene_lattice`` (per process, transient: the lattice grid
         :func:`tumblebench.simulator.liquid_cell.graphene_positions` builds to cover the field, ≈ 160 B per
         cell), ``window`` (per process: the sub-steps' slice potentials on the oversampled window, ≈ 40 B per
         point), ``main`` (the trajectory, ≈ 200 B per sub-step, and the truth map, ≈ 40 B per voxel) and
@@ -277,7 +278,7 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     img = config.imaging
     p = acq.sampling
     f2 = float(acq.field_px) ** 2
-    field = 720.0 * f2
+    field = 1300.0 * f2
     extent = acq.field_px * p
     a = 2.46  # graphene lattice constant, Å
     n = math.ceil((math.hypot(extent, extent) + 2 * a) / (a * math.sqrt(3) / 2)) + 2
@@ -290,9 +291,12 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     if img.mode == "projection":
         window = 40.0 * f2
     main = 200.0 * 2 * acq.substeps * acq.n_frames + 40.0 * float(acq.box_size_px) ** 3
-    per_worker = field + lattice + window
-    total = main + max(1, int(workers)) * per_worker
-    return {"field": field, "graphene_lattice": lattice, "window": window, "main": main, "total": total}
+    per_worker = PROCESS_BYTES + field + lattice + window
+    n = max(1, int(workers))
+    # with workers the main process only streams frames to disk: it holds the trajectory and the truth map
+    total = (PROCESS_BYTES + main if n > 1 else main) + n * per_worker
+    return {"process": PROCESS_BYTES, "field": field, "graphene_lattice": lattice, "window": window, "main": main,
+            "total": total}
 
 
 def check_series_memory(config: SeriesConfig, radius_A: float, workers: int = 1) -> None:

@@ -180,6 +180,12 @@ def test_example_config_lists_the_defaults() -> None:
 @pytest.mark.parametrize(("toml", "field"), [
     ('[abinitio]\nmethod = "lattice"\n[abinitio.lattice]\npriors = ["bcc"]\n', "abinitio.lattice.priors"),
     ("[density]\niterations = 0\n", "density.iterations"),
+    ("[refine]\nbranch_segment = 30\n", "branch_segment"),  # removed option: an unknown field
+    ("[refine]\nfill_iterations = 3\n", "fill_iterations"),  # removed option: an unknown field
+    ("[abinitio]\nfill_iter = 50\n", "fill_iter"),  # removed option: an unknown field
+    ("[abinitio]\nlocal_from_A = 9.0\n", "local_from_A"),  # removed option: an unknown field
+    ("[abinitio]\nkeep_previous_from_A = 2.5\n", "keep_previous_from_A"),  # removed option
+    ("[abinitio]\ncandidate_pool = 512\n", "candidate_pool"),  # removed option: an unknown field
 ])
 def test_reconstruct_rejects_a_bad_config_field(tmp_path: Path, toml: str, field: str) -> None:
     """Nested TOML tables are checked on load: one line naming the field, exit 2, nothing written."""

@@ -11,6 +11,7 @@ COMMANDS: list[str] = [
     "atoms_compare",
     "reconstruct",
     "score",
+    "report",
     "demo",
     "bench",
     "regress",
