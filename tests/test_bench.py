@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tumblebench.simulator.errors import TumblebenchError
@@ -128,6 +129,17 @@ def test_cached_case_reuses_the_bytes(tmp_path: Path) -> None:
     hits = [json.loads((tmp_path / f"run{i}" / "data.json").read_text())["hit"] for i in (0, 1)]
     assert hits == [False, True]
     assert [p.name for p in cache.iterdir()] == [data_key(cfg)]  # one complete entry, no partial left
+
+
+def test_half_truth_follows_the_atoms_that_leave() -> None:
+    from tumblebench.validation.bench import half_truth
+
+    n = 100  # halves: frames 0-49 and 50-99
+    gone = np.array([n, 10, 30, 60, 80, 0])
+    first, second = half_truth(gone, n)
+    assert first.tolist() == [True, False, True, True, True, False]  # 30: present 30 of 50 frames
+    assert second.tolist() == [True, False, False, False, True, False]  # 80: present 30 of 50 frames
+    assert not np.any(second & ~first)  # an atom that left does not come back
 
 
 # --------------------------------------------------------------------------------------------- compare
@@ -310,3 +322,18 @@ def test_table1_row_of_a_run(bench_run: Path) -> None:
     assert row["atoms_found"] is not None and row["recall"] is not None
     assert row["atom_count_error"] == pytest.approx((row["atoms_found"] - 561) / 561)
     assert row["meets_target"] == (abs(row["atom_count_error"]) <= 0.03 and abs(row["median_cn_error"]) <= 0.3)
+
+
+@pytest.mark.slow
+def test_dissolving_case_scores_each_half_against_its_own_atoms(tmp_path: Path) -> None:
+    """A particle that loses surface atoms: part2's truth has fewer atoms, and each half is scored on its own."""
+    suite = parse_suite({"name": "d", "version": 1, "case": [{
+        "name": "dissolving", "preset": "cuboctahedron", "n_frames": 120, "mode": "projection", "poses": "truth",
+        "halves": True, "series": {"dissolution": {"enabled": True, "rate_per_e_per_A2": 2e-4}}}]}, "d.toml")
+    [row] = run_suite(suite, tmp_path / "out", progress=False)
+    card = json.loads((tmp_path / "out" / "cases" / "dissolving" / "scorecard.json").read_text())
+    halves = card["halves"]
+    assert halves["part2_n_true"] < halves["part1_n_true"] <= 561
+    for k in (1, 2):
+        assert 0.0 < halves[f"part{k}_recall"] <= 1.0 and 0.0 < halves[f"part{k}_precision"] <= 1.0
+    assert row["part1_recall"] == halves["part1_recall"]

@@ -304,12 +304,32 @@ def _fmt(x: Any, fmt: str) -> str:
     if isinstance(x, float) and not math.isfinite(x):
         return "—"
     try:
-        return format(int(x) if fmt == "d" else float(x), fmt)
+        return format(int(x) if fmt.endswith("d") else float(x), fmt)
     except (TypeError, ValueError):
         return str(x)
 
 
 # ------------------------------------------------------------------------------------ time-resolved halves
+
+
+def half_truth(gone_frame: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which atoms belong to the truth of the first and of the second half of a series.
+
+    Parameters
+    ----------
+    gone_frame
+        (N,) first frame without each atom (``n_frames`` for an atom that never leaves).
+    n_frames
+        Frames of the series; the halves are frames ``[0, n/2)`` and ``[n/2, n)`` (as ``part1`` / ``part2``).
+
+    Returns
+    -------
+    tuple of ndarray
+        Two (N,) masks: atoms present in at least half of the frames of that half.
+    """
+    gone = np.asarray(gone_frame, float)
+    h = n_frames // 2
+    return tuple((np.clip(gone, a, b) - a) / (b - a) >= 0.5 for a, b in ((0, h), (h, n_frames)))  # type: ignore[return-value]
 
 
 def score_halves(run_dir: str | Path) -> dict[str, Any]:
@@ -355,9 +375,7 @@ def score_halves(run_dir: str | Path) -> dict[str, Any]:
                        False if poses is None else poses.mirrored)
     n = int(truth.shape[0])
     centre = (n // 2) * float(vs)
-    h = n_frames // 2
-    for k, (start, stop) in enumerate(((0, h), (h, n_frames)), start=1):
-        present = (np.clip(gone, start, stop) - start) / (stop - start) >= 0.5
+    for k, present in enumerate(half_truth(gone, n_frames), start=1):
         keys = [f"part{k}_{x}" for x in ("n_true", "n_detected", "recall", "precision", "rmsd_pm")]
         out.update(dict.fromkeys(keys))
         out[f"part{k}_n_true"] = int(present.sum())
