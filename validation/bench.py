@@ -503,10 +503,11 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
         else:
             bar.write(line, file=sys.stderr)
         bar.update(1)
+        # the results so far, rewritten after every case: an interrupted suite keeps its finished cases
+        meta = {"suite": suite.name, "version": suite.version, "algorithms": algorithms,
+                "wall_s": time.perf_counter() - t_suite, "data": str(data), "complete": i == len(cases)}
+        write_results(out, rows, meta)
     bar.close()
-    meta = {"suite": suite.name, "version": suite.version, "algorithms": algorithms,
-            "wall_s": time.perf_counter() - t_suite, "data": str(data)}
-    write_results(out, rows, meta)
     return rows
 
 
@@ -543,7 +544,7 @@ def write_results(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
         w.writerows([{c: ("" if r.get(c) is None else r.get(c)) for c in cols} for r in rows])
     algo = ", ".join(f"{k}={v}" for k, v in meta.get("algorithms", {}).items()) or "built-in"
     head = (f"Suite `{meta['suite']}` v{meta['version']}, algorithms: {algo}; "
-            f"{len(rows)} cases in {meta['wall_s']:.0f} s.\n\n")
+            f"{len(rows)} cases in {meta['wall_s']:.0f} s{'' if meta.get('complete', True) else ' (incomplete)'}.\n\n")
     (out / "results.md").write_text(head + markdown_table(rows, cols) + "\n")
     links = "".join(
         f"<tr><td><a href=\"{html.escape(r['report'] or 'cases/' + r['case'] + '/scorecard.json')}\">"
