@@ -78,7 +78,7 @@ class AtomsConfig:
     mask_dilate_A
         Dilation (Å) of the automatic envelope so that surface atoms lie well inside it.
     mask_diameter_A
-        Diameter (Å) of the spherical mask when ``mask = "sphere"``.
+        Diameter (Å) of the spherical mask when ``mask = "sphere"``, in (0, 500].
     min_envelope_zscore
         The particle envelope must stand this many standard deviations of the low-passed background above
         it; otherwise the map holds no particle above noise and the stage stops with an error.
@@ -109,8 +109,7 @@ class AtomsConfig:
         Discard atoms with CN below this (seed 004: 3); 0 switches the rule off.
     u_fit_map
         ``"raw"``: fit the displacements to the map as seed 004; ``"denoised"``: to the denoised map (the
-        template's blur is part of the exact profile either way). On a map with white noise at FSC-equivalent
-        1 Å, ``"denoised"`` ranks U_iso better (Spearman 0.93 vs 0.89) but DOI worse (0.15 vs 0.41).
+        template's blur is part of the exact profile either way).
     b_factor
         Quantity written into the PDB B-factor field: ``"b_iso"`` (8π²·U_iso), ``"u_iso"``, ``"valid_corr"``,
         ``"cn"``, ``"doi"``.
@@ -150,8 +149,8 @@ class AtomsConfig:
             ("mask_lowpass_A", 0.5 <= self.mask_lowpass_A <= 10.0, "in [0.5, 10] Å"),
             ("mask_dilate_A", 0.0 <= self.mask_dilate_A <= 10.0, "in [0, 10] Å"),
             ("mask_diameter_A", self.mask != "sphere" or (self.mask_diameter_A is not None
-                                                           and self.mask_diameter_A > 0),
-             "a positive diameter when mask = 'sphere'"),
+                                                           and 0 < self.mask_diameter_A <= 500),
+             "a diameter in (0, 500] Å when mask = 'sphere'"),
             ("min_envelope_zscore", self.min_envelope_zscore >= 0, ">= 0"),
             ("min_atom_zscore", self.min_atom_zscore >= 0, ">= 0"),
             ("n_thresholds", 3 <= self.n_thresholds <= 200, "in [3, 200]"),

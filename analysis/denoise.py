@@ -20,18 +20,20 @@ import scipy.fft
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from tumblebench.simulator import grid
+from tumblebench.simulator.config import PROCESS_BYTES, check_memory
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.scattering import gaussian_coefficients
 
 
-def check_map(volume: np.ndarray, voxel_size: float, where: str = "map") -> np.ndarray:
+def check_map(volume: np.ndarray, sampling: float, where: str = "map") -> np.ndarray:
     """Validate a map and return it as float32 with its median (the solvent level) subtracted.
 
     Parameters
     ----------
     volume
         3D array [z, y, x].
-    voxel_size
+    sampling
         Voxel edge in Å.
     where
         Name used in error messages (the file name).
@@ -49,10 +51,14 @@ def check_map(volume: np.ndarray, voxel_size: float, where: str = "map") -> np.n
         raise TumblebenchError(f"{where}: map shape {vol.shape} is too small; need at least 16 voxels per axis")
     if not np.all(np.isfinite(vol)):
         raise TumblebenchError(f"{where}: map holds NaN or infinite values")
-    if not (np.isfinite(voxel_size) and 0.05 <= voxel_size <= 2.0):
+    if not (np.isfinite(sampling) and 0.05 <= sampling <= 2.0):
         raise TumblebenchError(
-            f"{where}: voxel size {voxel_size} Å is outside [0.05, 2] Å; atoms cannot be resolved (wrong header?)"
+            f"{where}: voxel size {sampling} Å is outside [0.05, 2] Å; atoms cannot be resolved (wrong header?)"
         )
+    # the model builder holds about twenty map-sized float32 arrays and a few complex transforms at once
+    shape = "×".join(map(str, vol.shape))
+    check_memory(PROCESS_BYTES + ATOMS_BYTES_PER_VOXEL * vol.size, f"atoms on {where} (map of {shape} voxels)",
+                 "the map (crop it around the particle)")
     vol = vol.astype(np.float32)
     med = np.median(vol)
     if float(vol.max() - vol.min()) <= 0:
@@ -60,12 +66,13 @@ def check_map(volume: np.ndarray, voxel_size: float, where: str = "map") -> np.n
     return vol - med
 
 
-def frequency_squared(shape: tuple[int, int, int], voxel_size: float) -> np.ndarray:
+#: Estimated peak memory of the atoms stage per map voxel, bytes (checked before the model is built).
+ATOMS_BYTES_PER_VOXEL = 128
+
+
+def frequency_squared(shape: tuple[int, int, int], sampling: float) -> np.ndarray:
     """|q|² (Å⁻²) on the rfftn grid of ``shape`` (q = 1/d, cycles per Å)."""
-    fz = scipy.fft.fftfreq(shape[0], d=voxel_size)[:, None, None]
-    fy = scipy.fft.fftfreq(shape[1], d=voxel_size)[None, :, None]
-    fx = scipy.fft.rfftfreq(shape[2], d=voxel_size)[None, None, :]
-    return (fz**2 + fy**2 + fx**2).astype(np.float32)
+    return grid.frequency_squared(shape, sampling, rfft=True).astype(np.float32)
 
 
 def atom_transfer(element: str, q2: np.ndarray, u_iso: float, resolution: float | None) -> np.ndarray:
@@ -116,17 +123,17 @@ class Prepared:
     envelope_zscore: float
 
 
-def denoise(raw: np.ndarray, voxel_size: float, element: str, template_u: float, resolution: float | None,
+def denoise(raw: np.ndarray, sampling: float, element: str, template_u: float, resolution: float | None,
             ft: np.ndarray | None = None) -> np.ndarray:
     """Seed 004's denoising: correlation of the map with one simulated atom (float32, same shape)."""
     if ft is None:
         ft = scipy.fft.rfftn(raw, workers=-1)
-    q2 = frequency_squared(raw.shape, voxel_size)
+    q2 = frequency_squared(raw.shape, sampling)
     t = atom_transfer(element, q2, template_u, resolution)
     return scipy.fft.irfftn(ft * t, s=raw.shape, workers=-1).astype(np.float32)
 
 
-def envelope_mask(raw: np.ndarray, voxel_size: float, sigma_A: float, dilate_A: float,
+def envelope_mask(raw: np.ndarray, sampling: float, sigma_A: float, dilate_A: float,
                   ft: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Automatic particle envelope and its contrast z-score.
 
@@ -134,7 +141,7 @@ def envelope_mask(raw: np.ndarray, voxel_size: float, sigma_A: float, dilate_A: 
     ----------
     raw
         Map minus its solvent level.
-    voxel_size
+    sampling
         Voxel edge in Å.
     sigma_A
         Gaussian low-pass σ (Å).
@@ -150,7 +157,7 @@ def envelope_mask(raw: np.ndarray, voxel_size: float, sigma_A: float, dilate_A: 
     """
     if ft is None:
         ft = scipy.fft.rfftn(raw, workers=-1)
-    q2 = frequency_squared(raw.shape, voxel_size)
+    q2 = frequency_squared(raw.shape, sampling)
     low = scipy.fft.irfftn(ft * np.exp(-2 * np.pi**2 * sigma_A**2 * q2), s=raw.shape, workers=-1)
     t = threshold_otsu(low)
     blob = low > t
@@ -163,12 +170,12 @@ def envelope_mask(raw: np.ndarray, voxel_size: float, sigma_A: float, dilate_A: 
     blob = ndimage.binary_fill_holes(blob)
     # distances from the blob, computed in its bounding box grown by the dilation plus 2σ (the only region
     # where they matter); everything farther is outside the mask and counts as background
-    grow = int(np.ceil((dilate_A + 2 * sigma_A) / voxel_size)) + 1
+    grow = int(np.ceil((dilate_A + 2 * sigma_A) / sampling)) + 1
     nz = [np.nonzero(blob.any(axis=ax))[0] for ax in ((1, 2), (0, 2), (0, 1))]
     box = tuple(slice(max(int(a[0]) - grow, 0), min(int(a[-1]) + grow + 1, n))
                 for a, n in zip(nz, raw.shape, strict=True))
     dist = np.full(raw.shape, np.inf, np.float32)
-    dist[box] = ndimage.distance_transform_edt(~blob[box], sampling=voxel_size)
+    dist[box] = ndimage.distance_transform_edt(~blob[box], sampling=sampling)
     mask = dist <= dilate_A
     outside = low[dist > dilate_A + 2 * sigma_A]
     if outside.size < 100:
@@ -185,27 +192,27 @@ def envelope_mask(raw: np.ndarray, voxel_size: float, sigma_A: float, dilate_A: 
     return mask, z
 
 
-def sphere_mask(shape: tuple[int, int, int], voxel_size: float, diameter_A: float) -> np.ndarray:
+def sphere_mask(shape: tuple[int, int, int], sampling: float, diameter_A: float) -> np.ndarray:
     """Sphere of ``diameter_A`` centred at voxel (n//2, n//2, n//2)."""
     grids = np.ogrid[tuple(slice(0, s) for s in shape)]
-    r2 = sum(((g - s // 2) * voxel_size) ** 2 for g, s in zip(grids, shape, strict=True))
+    r2 = sum(((g - s // 2) * sampling) ** 2 for g, s in zip(grids, shape, strict=True))
     return r2 <= (diameter_A / 2) ** 2
 
 
-def estimate_band_limit(ft: np.ndarray, shape: tuple[int, int, int], voxel_size: float) -> float:
+def estimate_band_limit(ft: np.ndarray, shape: tuple[int, int, int], sampling: float) -> float:
     """Resolution (Å) beyond which the map holds no power (its low-pass band limit), else Nyquist.
 
     The spherically averaged power spectrum of a band-limited map drops by many orders of magnitude at the
     band edge. Power is averaged in thin shells (1/8 of the Fourier pixel); the edge is the upper boundary of
     the last shell whose power exceeds 10⁻⁶ of the median power of the inner half of the band.
     """
-    q2 = frequency_squared(shape, voxel_size)
-    dq = 1.0 / (max(shape) * voxel_size) / 8.0
+    q2 = frequency_squared(shape, sampling)
+    dq = 1.0 / (max(shape) * sampling) / 8.0
     shell = np.floor(np.sqrt(q2) / dq).astype(np.int64).ravel()
     power = np.abs(ft).astype(np.float64).ravel() ** 2
     count = np.bincount(shell)
     p = np.bincount(shell, power) / np.maximum(count, 1)
-    nyq_shell = int(np.floor(0.5 / voxel_size / dq))
+    nyq_shell = int(np.floor(0.5 / sampling / dq))
     p, count = p[: nyq_shell + 1], count[: nyq_shell + 1]
     inner = p[1 : max(2, nyq_shell // 2)][count[1 : max(2, nyq_shell // 2)] > 0]
     ref = float(np.median(inner)) if inner.size else float(p.max())
@@ -213,5 +220,5 @@ def estimate_band_limit(ft: np.ndarray, shape: tuple[int, int, int], voxel_size:
     last = int(live.max()) if live.size else nyq_shell
     populated = np.nonzero(count > 0)[0]
     if last >= populated[populated <= nyq_shell].max() - 8:
-        return 2.0 * voxel_size
+        return 2.0 * sampling
     return float(1.0 / ((last + 1) * dq))

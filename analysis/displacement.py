@@ -69,7 +69,7 @@ def refine_peaks(C: np.ndarray, peak_zyx: np.ndarray) -> tuple[np.ndarray, np.nd
     return centres, ok
 
 
-def gather_windows(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, radius_A: float,
+def gather_windows(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radius_A: float,
                    cube: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Voxel values and offsets around each atom within a sphere (or cube of half-side) ``radius_A``.
 
@@ -79,15 +79,15 @@ def gather_windows(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, ra
         (N, K) values; (N, K, 3) offsets (x, y, z) in Å from the atom centre; (N, K) bool of voxels within the
         sphere/cube and the map.
     """
-    c = np.asarray(centres_A, dtype=np.float64).reshape(-1, 3) / voxel_size  # voxel units x,y,z
-    r = int(np.ceil(radius_A / voxel_size)) + 1
+    c = np.asarray(centres_A, dtype=np.float64).reshape(-1, 3) / sampling  # voxel units x,y,z
+    r = int(np.ceil(radius_A / sampling)) + 1
     ax = np.arange(-r, r + 1)
     off = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), axis=-1).reshape(-1, 3)  # x,y,z integer offsets
     if not cube:  # the centre lies within √3/2 voxel of its nearest voxel
-        off = off[np.linalg.norm(off, axis=1) <= radius_A / voxel_size + 0.8661]
+        off = off[np.linalg.norm(off, axis=1) <= radius_A / sampling + 0.8661]
     base = np.rint(c).astype(np.int64)
     idx = base[:, None, :] + off[None]
-    d = (idx - c[:, None, :]) * voxel_size
+    d = (idx - c[:, None, :]) * sampling
     if cube:
         inside = np.all(np.abs(d) <= radius_A, axis=2)
     else:
@@ -149,7 +149,7 @@ def _weighted_lstsq(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return beta
 
 
-def fit_gaussians(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, radius_A: float) -> GaussianFits:
+def fit_gaussians(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radius_A: float) -> GaussianFits:
     """Seed 004's intensity-weighted log-linear Gaussian fits around each atom.
 
     Parameters
@@ -158,12 +158,12 @@ def fit_gaussians(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, rad
         Map [z, y, x] (raw or denoised).
     centres_A
         (N, 3) atom centres (x, y, z) in Å, map frame.
-    voxel_size
+    sampling
         Voxel edge (Å).
     radius_A
         Fit sphere radius (seed 004: ¾·a/(2√2)).
     """
-    vals, d, inside = gather_windows(vol, centres_A, voxel_size, radius_A)
+    vals, d, inside = gather_windows(vol, centres_A, sampling, radius_A)
     pos = inside & (vals > 0)
     w = np.where(pos, vals, 0.0)
     y = np.log(np.where(pos, vals, 1.0))
@@ -276,7 +276,7 @@ class DisplacementFit:
     amplitude: np.ndarray
 
 
-def fit_displacements(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, radius_A: float,
+def fit_displacements(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radius_A: float,
                       table: ProfileTable, others: DisplacementFit | None = None) -> DisplacementFit:
     """Fit each atom with amplitude·p_U(r) + constant over a sphere, then the anisotropic correction.
 
@@ -287,7 +287,7 @@ def fit_displacements(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float,
     Given ``others`` (a previous fit of the same atoms), the neighbours' modelled density is subtracted from
     each window first (deblending), so band-limit ripples and tails of neighbours do not bias the fit.
     """
-    vals, d, inside = gather_windows(vol, centres_A, voxel_size, radius_A)
+    vals, d, inside = gather_windows(vol, centres_A, sampling, radius_A)
     if others is not None:
         vals = vals - neighbour_background(centres_A, d, others.amplitude, others.u_iso, table)
     w = inside.astype(np.float64)
@@ -419,7 +419,7 @@ def _lstsq_rows(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.solve(A, (b / scale)[..., None])[..., 0] / scale
 
 
-def refine_positions(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, radius_A: float,
+def refine_positions(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radius_A: float,
                      table: ProfileTable, u_iso: np.ndarray | None = None, n_iter: int = 3,
                      others: DisplacementFit | None = None) -> np.ndarray:
     """Refine atom centres by Gauss–Newton least squares of amplitude·p_U(|x − c|) + background.
@@ -433,7 +433,7 @@ def refine_positions(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, 
         Map [z, y, x].
     centres_A
         (N, 3) starting centres (x, y, z) in Å.
-    voxel_size
+    sampling
         Å.
     radius_A
         Fit sphere radius (Å).
@@ -462,10 +462,10 @@ def refine_positions(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, 
     start = c.copy()
     bg = None
     if others is not None:  # neighbours' density, computed once (centres move by picometres)
-        _, d0, _ = gather_windows(vol, c, voxel_size, radius_A)
+        _, d0, _ = gather_windows(vol, c, sampling, radius_A)
         bg = neighbour_background(c, d0, others.amplitude, others.u_iso, table)
     for _ in range(n_iter):
-        vals, d, inside = gather_windows(vol, c, voxel_size, radius_A)
+        vals, d, inside = gather_windows(vol, c, sampling, radius_A)
         if bg is not None:
             vals = vals - bg
         w = inside.astype(np.float64)
@@ -484,18 +484,18 @@ def refine_positions(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, 
         X = np.concatenate([X0, J], axis=-1)
         step = _lstsq_rows(X, res)[:, 2:]
         ok = (amp > 0) & np.all(np.isfinite(step), axis=1)
-        step = np.clip(step, -0.5 * voxel_size, 0.5 * voxel_size)
+        step = np.clip(step, -0.5 * sampling, 0.5 * sampling)
         c[ok] += step[ok]
     moved = np.linalg.norm(c - start, axis=1) > radius_A
     c[moved] = start[moved]
     return c
 
 
-def isotropic_residual(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, radius_A: float,
+def isotropic_residual(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radius_A: float,
                        table: ProfileTable) -> float:
     """Summed squared residual of the best isotropic profile fits (amplitude, background, U) of all atoms."""
-    fit = fit_displacements(vol, centres_A, voxel_size, radius_A, table)
-    vals, d, inside = gather_windows(vol, centres_A, voxel_size, radius_A)
+    fit = fit_displacements(vol, centres_A, sampling, radius_A, table)
+    vals, d, inside = gather_windows(vol, centres_A, sampling, radius_A)
     r = np.sqrt(np.einsum("nki,nki->nk", d, d))
     du = table.u_grid[1] - table.u_grid[0]
     iu = np.clip(np.rint(np.nan_to_num(fit.u_iso, nan=0.0) / du), 0, len(table.u_grid) - 1).astype(np.int64)
@@ -506,7 +506,7 @@ def isotropic_residual(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float
     return float(np.sum(res**2))
 
 
-def fit_band_limit(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, radius_A: float, element: str,
+def fit_band_limit(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radius_A: float, element: str,
                    lo: float, hi: float, n: int = 7, max_atoms: int = 120) -> float:
     """Effective band limit (Å) of the atoms in a map whose spectrum shows no edge (noise fills the band).
 
@@ -519,7 +519,7 @@ def fit_band_limit(vol: np.ndarray, centres_A: np.ndarray, voxel_size: float, ra
     if len(c) > max_atoms:
         c = c[np.linspace(0, len(c) - 1, max_atoms).astype(int)]
     def residuals(grid: np.ndarray) -> np.ndarray:
-        return np.array([isotropic_residual(vol, c, voxel_size, radius_A, profile_table(element, round(float(b), 4)))
+        return np.array([isotropic_residual(vol, c, sampling, radius_A, profile_table(element, round(float(b), 4)))
                          for b in grid])
 
     grid = np.linspace(lo, hi, n)

@@ -1,6 +1,6 @@
 """Files of the atoms stage: PDB, extended XYZ, SINGLE's CSV files, penetration.json, and their reader.
 
-Coordinates are in Å in the map frame (voxel (iz, iy, ix) centred at (ix, iy, iz)·voxel_size), identical in
+Coordinates are in Å in the map frame (voxel (iz, iy, ix) centred at (ix, iy, iz)·sampling), identical in
 every file (SINGLE's CSV and PDB differ by one voxel; these do not), so the model overlays its map.
 """
 
@@ -51,7 +51,7 @@ def write_pdb(model: AtomModel, path: str | Path, b_factor: str = "b_iso") -> No
     el = model.element.upper()
     name = el if len(el) == 2 else f" {el}"
     lines = [f"REMARK   1 tumblebench atoms: {model.n_atoms} {model.element} atoms; B-factor column = {b_factor}",
-             f"REMARK   2 map voxel size {model.voxel_size:.5f} A, shape {model.map_shape}"]
+             f"REMARK   2 map voxel size {model.sampling:.5f} A, shape {model.map_shape}"]
     U = model.U
     ok = model.stats["ANISO_OK"].to_numpy(bool)
     for i, (x, y, z) in enumerate(model.positions):
@@ -72,7 +72,7 @@ def write_extxyz(model: AtomModel, path: str | Path) -> None:
     """Extended XYZ with per-atom arrays: U (N, 9) Å², cn, gcn, nn_bond, depth, stacking, grain, u_iso, doi,
     valid_corr, strain (N, 6, dimensionless) and radial_strain (dimensionless)."""
     n = model.n_atoms
-    box = np.array(model.map_shape[::-1], float) * model.voxel_size
+    box = np.array(model.map_shape[::-1], float) * model.sampling
     atoms = ase.Atoms(symbols=[model.element] * n, positions=model.positions, cell=np.diag(box), pbc=False)
     s = model.stats
     atoms.arrays["U"] = np.nan_to_num(model.U.reshape(n, 9), nan=0.0)
@@ -89,7 +89,7 @@ def write_extxyz(model: AtomModel, path: str | Path) -> None:
     atoms.arrays["strain"] = s[cols].to_numpy(float) / 100.0
     atoms.arrays["radial_strain"] = s["RADIAL_STRAIN"].to_numpy(float) / 100.0
     atoms.info["lattice_constant"] = float(model.table1["lattice_constant_A"])
-    atoms.info["voxel_size"] = float(model.voxel_size)
+    atoms.info["voxel_size"] = float(model.sampling)  # the MRC header's name
     ase.io.write(str(path), atoms, format="extxyz")
 
 
@@ -131,18 +131,27 @@ def write_atom_model(model: AtomModel, out: str | Path, overwrite: bool = False,
         write_json(tmp / "penetration.json", model.penetration)
         write_json(tmp / "atoms_summary.json", summary(model))
         write_manifest(tmp, "atoms", config_dict(model.config), None, inputs or {},
-                       n_atoms=model.n_atoms, element=model.element, voxel_size=model.voxel_size)
+                       n_atoms=model.n_atoms, element=model.element, voxel_size=model.sampling)
     return out
 
 
 def read_atoms(directory: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     """Positions (N, 3) Å and the per-atom table from an ``atoms`` output directory (or its CSV file).
 
+    The table's numeric columns (SINGLE's and tumblebench's, :mod:`tumblebench.analysis.statistics`) must hold
+    numbers (empty or NaN allowed where a fit did not apply, never in X, Y, Z); no two atoms may lie closer
+    than 0.5 Å; when the directory's ``manifest.json`` names the element, the median nearest-neighbour
+    distance must lie within the range the atoms stage accepts (0.75–1.3 of the element's).
+
     Raises
     ------
     TumblebenchError
-        Missing or malformed ``atoms_stats.csv``.
+        Missing or malformed ``atoms_stats.csv`` (the message names the file, the column and the expectation).
     """
+    from scipy.spatial import cKDTree
+
+    from tumblebench.analysis.statistics import EXTRA_COLUMNS, SINGLE_COLUMNS
+
     p = Path(directory)
     csv = p / "atoms_stats.csv" if p.is_dir() else p
     if not csv.exists():
@@ -150,19 +159,89 @@ def read_atoms(directory: str | Path) -> tuple[np.ndarray, pd.DataFrame]:
     try:
         df = pd.read_csv(csv)
     except (ValueError, OSError) as exc:
-        raise TumblebenchError(f"{csv}: not a readable CSV file ({exc})") from None
+        msg = " ".join(str(exc).split())[:200]
+        raise TumblebenchError(f"{csv}: not a readable CSV file ({type(exc).__name__}: {msg})") from None
     missing = [c for c in ("X", "Y", "Z") if c not in df.columns]
     if missing:
-        raise TumblebenchError(f"{csv}: missing column(s) {', '.join(missing)}")
+        raise TumblebenchError(f"{csv}: missing column(s) {', '.join(missing)}; expected atoms_stats.csv of "
+                               "'tumblebench atoms'")
+    for col in (*SINGLE_COLUMNS, *EXTRA_COLUMNS):
+        if col not in df.columns or col == "STACKING" or df[col].dtype.kind in "fiub":
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise TumblebenchError(f"{csv}: column {col}, row {row + 1}: {df[col].iloc[row]!r} is not a number")
+        df[col] = values
+    if len(df) == 0:
+        raise TumblebenchError(f"{csv}: no atoms")
     pos = df[["X", "Y", "Z"]].to_numpy(float)
-    if len(pos) == 0 or not np.all(np.isfinite(pos)):
-        raise TumblebenchError(f"{csv}: no atoms or non-finite coordinates")
+    if not np.all(np.isfinite(pos)):
+        row = int(np.flatnonzero(~np.isfinite(pos).all(axis=1))[0])
+        raise TumblebenchError(f"{csv}: columns X, Y, Z: row {row + 1} is not a finite position (Å)")
+    if np.abs(pos).max() > 1e5:
+        raise TumblebenchError(f"{csv}: columns X, Y, Z: positions beyond ±100,000 Å")
+    tree = cKDTree(pos)
+    pairs = tree.query_pairs(0.5, output_type="ndarray")
+    if len(pairs):
+        i, j = sorted(map(int, pairs[0]))
+        raise TumblebenchError(f"{csv}: atoms in rows {i + 1} and {j + 1} are "
+                               f"{float(np.linalg.norm(pos[i] - pos[j])):.3f} Å apart (closer than 0.5 Å): a "
+                               "duplicated atom?")
+    element = _manifest_element(csv.parent / "manifest.json")
+    if element is not None and len(pos) > 1:
+        from tumblebench.simulator.nanocrystal import reference_nn_distance
+
+        d0 = reference_nn_distance(element)
+        nn = float(np.median(tree.query(pos, k=2)[0][:, 1]))
+        if not 0.75 * d0 <= nn <= 1.3 * d0:
+            raise TumblebenchError(f"{csv}: median nearest-neighbour distance {nn:.3f} Å is absurd for {element} "
+                                   f"(expected {0.75 * d0:.2f}–{1.3 * d0:.2f} Å)")
     return pos, df
 
 
+def _manifest_element(path: Path) -> str | None:
+    """The element an ``atoms`` manifest names, or None (no manifest, or none named)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise TumblebenchError(f"{path}: not valid JSON ({type(exc).__name__})") from None
+    element = data.get("element") if isinstance(data, dict) else None
+    if element is None:
+        return None
+    from ase.data import atomic_numbers
+
+    if not isinstance(element, str) or element not in atomic_numbers or element == "X":
+        raise TumblebenchError(f"{path}: field 'element' = {element!r}; expected a chemical symbol such as 'Pt'")
+    return element
+
+
 def read_penetration(directory: str | Path) -> dict[str, Any]:
-    """The ``penetration.json`` of an ``atoms`` output directory."""
+    """The ``penetration.json`` of an ``atoms`` output directory.
+
+    Raises
+    ------
+    TumblebenchError
+        Missing file, not JSON, not an object, or a ``delta_A`` that is not a number.
+    """
     p = Path(directory) / "penetration.json"
     if not p.exists():
         raise TumblebenchError(f"{p}: no such file")
-    return json.loads(p.read_text())
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise TumblebenchError(f"{p}: not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise TumblebenchError(f"{p}: expected a JSON object, got {type(data).__name__}")
+    for key, fit in data.items():
+        if fit is None:
+            continue
+        if not isinstance(fit, dict):
+            raise TumblebenchError(f"{p}: field '{key}' must be an object or null")
+        d = fit.get("delta_A")
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int | float)):
+            raise TumblebenchError(f"{p}: field '{key}.delta_A' = {d!r}; expected a number (Å) or null")
+    return data

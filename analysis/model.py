@@ -67,7 +67,7 @@ class AtomModel:
         (N, 3) atom centres (x, y, z) in Å, map frame (voxel (iz, iy, ix) centred at (ix, iy, iz)·voxel).
     element
         Chemical symbol.
-    voxel_size
+    sampling
         Voxel edge of the map (Å).
     map_shape
         Shape of the map [z, y, x].
@@ -95,7 +95,7 @@ class AtomModel:
 
     positions: np.ndarray
     element: str
-    voxel_size: float
+    sampling: float
     map_shape: tuple[int, int, int]
     U: np.ndarray
     stats: pd.DataFrame
@@ -114,7 +114,7 @@ class AtomModel:
         return len(self.positions)
 
 
-def simulate_map(positions: np.ndarray, shape: tuple[int, int, int], voxel_size: float, element: str,
+def simulate_map(positions: np.ndarray, shape: tuple[int, int, int], sampling: float, element: str,
                  u_iso: np.ndarray | float, resolution: float) -> np.ndarray:
     """Map simulated from atoms (potential in V, band-limited at ``resolution``), rendered in a crop.
 
@@ -124,7 +124,7 @@ def simulate_map(positions: np.ndarray, shape: tuple[int, int, int], voxel_size:
         (N, 3) Å, map frame.
     shape
         Full map shape [z, y, x].
-    voxel_size
+    sampling
         Å.
     element
         Chemical symbol.
@@ -138,12 +138,12 @@ def simulate_map(positions: np.ndarray, shape: tuple[int, int, int], voxel_size:
     if len(pos) == 0:
         return out
     margin = 5.0
-    lo = np.maximum(np.floor((pos.min(0) - margin) / voxel_size).astype(int), 0)  # x, y, z
-    hi = np.minimum(np.ceil((pos.max(0) + margin) / voxel_size).astype(int) + 1, np.array(shape[::-1]))
+    lo = np.maximum(np.floor((pos.min(0) - margin) / sampling).astype(int), 0)  # x, y, z
+    hi = np.minimum(np.ceil((pos.max(0) + margin) / sampling).astype(int) + 1, np.array(shape[::-1]))
     sub_shape = tuple(int(h - lo_) for h, lo_ in zip(hi[::-1], lo[::-1], strict=True))
     u = np.broadcast_to(np.asarray(u_iso, float), (len(pos),)).clip(0.0, None) + 0.004
-    sub = render_density(pos - lo * voxel_size, sub_shape, voxel_size, elements=element, U=u, cutoff_sigmas=3.0)
-    q2 = frequency_squared(sub_shape, voxel_size)
+    sub = render_density(pos - lo * sampling, sub_shape, sampling, elements=element, U=u, cutoff_sigmas=3.0)
+    q2 = frequency_squared(sub_shape, sampling)
     ft = scipy.fft.rfftn(sub, workers=-1)
     # undo the 0.004 Å² rendering blur (keeps the point-sampled narrow Gaussians from aliasing)
     filt = np.exp(2 * np.pi**2 * 0.004 * q2) * (q2 <= 1.0 / resolution**2)
@@ -153,7 +153,7 @@ def simulate_map(positions: np.ndarray, shape: tuple[int, int, int], voxel_size:
 
 
 def _intensity_stats(raw: np.ndarray, labels: np.ndarray, keep_ids: np.ndarray, centres_A: np.ndarray,
-                     voxel_size: float) -> dict[str, np.ndarray]:
+                     sampling: float) -> dict[str, np.ndarray]:
     """NVOX, AVG_INT, MAX_INT (z-score over all atom voxels), MAX_INT_RAW, DIAM for the kept atom labels."""
     n = len(keep_ids)
     remap = np.full(max(int(labels.max()), int(keep_ids.max(initial=-1)) + 1) + 1, -1)
@@ -171,19 +171,19 @@ def _intensity_stats(raw: np.ndarray, labels: np.ndarray, keep_ids: np.ndarray, 
     np.maximum.at(mx, lv, vals)
     mu, sd = float(vals.mean()), float(vals.std())
     z = (mx - mu) / sd if sd > 0 else np.zeros(n)
-    xyz = np.stack(vox[::-1], axis=1) * voxel_size
+    xyz = np.stack(vox[::-1], axis=1) * sampling
     d = np.linalg.norm(xyz - centres_A[lv], axis=1)
     dmax = np.zeros(n)
     np.maximum.at(dmax, lv, d)
     return {"NVOX": nvox, "AVG_INT": avg, "MAX_INT": z, "MAX_INT_RAW": mx, "DIAM": 2 * dmax}
 
 
-def _fit_displacements(vol: np.ndarray, centres: np.ndarray, voxel_size: float, radius: float,
+def _fit_displacements(vol: np.ndarray, centres: np.ndarray, sampling: float, radius: float,
                        table: ProfileTable, deblend: bool = True) -> dict[str, np.ndarray]:
-    fit = fit_displacements(vol, centres, voxel_size, radius, table)
+    fit = fit_displacements(vol, centres, sampling, radius, table)
     if deblend:
-        fit = fit_displacements(vol, centres, voxel_size, radius, table, others=fit)  # neighbours subtracted
-    seed = fit_gaussians(vol, centres, voxel_size, radius)
+        fit = fit_displacements(vol, centres, sampling, radius, table, others=fit)  # neighbours subtracted
+    seed = fit_gaussians(vol, centres, sampling, radius)
     ok = fit.aniso_ok
     ev, evec = np.linalg.eigh(np.where(ok[:, None, None], fit.U, np.eye(3)[None]))  # ascending
     ev[~ok] = np.nan
@@ -219,7 +219,7 @@ def _penetration_fits(stats: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig | None = None,
+def build_atom_model(volume: np.ndarray, sampling: float, config: AtomsConfig | None = None,
                      where: str = "map") -> AtomModel:
     """Build the atomic model of a map without supervision and compute every per-atom statistic.
 
@@ -227,7 +227,7 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
     ----------
     volume
         3D map [z, y, x] (potential-like: atoms positive).
-    voxel_size
+    sampling
         Voxel edge in Å.
     config
         Stage configuration (defaults need no tuning).
@@ -246,24 +246,25 @@ def build_atom_model(volume: np.ndarray, voxel_size: float, config: AtomsConfig 
         size). Never returns an empty model.
     """
     cfg = config or AtomsConfig()
-    detection = ThresholdScanDetector(cfg).detect(AtomsInput(np.asarray(volume), float(voxel_size), cfg.element,
+    detection = ThresholdScanDetector(cfg).detect(AtomsInput(np.asarray(volume), float(sampling), cfg.element,
                                                              where))
-    return atom_statistics(volume, voxel_size, detection, cfg, where)
+    return atom_statistics(volume, sampling, detection, cfg, where)
 
 
-def _detect(volume: np.ndarray, voxel_size: float, cfg: AtomsConfig, where: str) -> AtomDetection:
+def _detect(volume: np.ndarray, sampling: float, cfg: AtomsConfig, where: str) -> AtomDetection:
     """Steps 1–5 of the module docstring: the built-in detector's atoms (see :class:`ThresholdScanDetector`)."""
     cfg.validate()
-    v = float(voxel_size)
-    raw = check_map(volume, v, where)
+    sampling = float(sampling)
+    raw = check_map(volume, sampling, where)
     radius = cfg.radius
     a_guess = cfg.lattice_constant
     ft = scipy.fft.rfftn(raw, workers=-1)
-    band = cfg.resolution_A if cfg.resolution_A is not None else estimate_band_limit(ft, raw.shape, v)
-    band = max(band, 2.0 * v)
-    band_source = "config" if cfg.resolution_A is not None else ("spectrum" if band > 2.0 * v + 1e-9 else "nyquist")
-    C = denoise(raw, v, cfg.element, cfg.template_u_iso_A2, band, ft)
-    env, z = envelope_mask(raw, v, cfg.mask_lowpass_A, cfg.mask_dilate_A, ft)
+    band = cfg.resolution_A if cfg.resolution_A is not None else estimate_band_limit(ft, raw.shape, sampling)
+    band = max(band, 2.0 * sampling)
+    band_source = ("config" if cfg.resolution_A is not None
+                   else ("spectrum" if band > 2.0 * sampling + 1e-9 else "nyquist"))
+    C = denoise(raw, sampling, cfg.element, cfg.template_u_iso_A2, band, ft)
+    env, z = envelope_mask(raw, sampling, cfg.mask_lowpass_A, cfg.mask_dilate_A, ft)
     if not z >= cfg.min_envelope_zscore:
         raise TumblebenchError(
             f"{where}: no particle above noise (envelope contrast {z:.1f} σ of the background, need "
@@ -272,7 +273,7 @@ def _detect(volume: np.ndarray, voxel_size: float, cfg: AtomsConfig, where: str)
     if cfg.mask == "auto":
         mask = env
     elif cfg.mask == "sphere":
-        mask = sphere_mask(raw.shape, v, float(cfg.mask_diameter_A))
+        mask = sphere_mask(raw.shape, sampling, float(cfg.mask_diameter_A))
     else:
         mask = np.ones(raw.shape, bool)
     # width of a denoised atom (curvature of its exact profile at the centre) for the scan's simulated maps
@@ -285,19 +286,19 @@ def _detect(volume: np.ndarray, voxel_size: float, cfg: AtomsConfig, where: str)
     box = tuple(slice(max(int(a[0]) - 2, 0), min(int(a[-1]) + 3, s)) for a, s in zip(nzw, raw.shape, strict=True))
     origin_vox = np.array([box[2].start, box[1].start, box[0].start], float)  # x, y, z
     Cc, mc = np.ascontiguousarray(C[box]), np.ascontiguousarray(mask[box])
-    peaks = local_maxima(Cc, mc, 0.0, 2.0 * radius / v)
-    scan = scan_thresholds(Cc, mc, peaks, radius / v, sigma_s / v, cfg.n_thresholds, cfg.n_fine_thresholds,
-                           split=cfg.split, refine=cfg.centre_method != "com")
+    peaks = local_maxima(Cc, mc, 0.0, 2.0 * radius / sampling)
+    scan = scan_thresholds(Cc, mc, peaks, radius / sampling, sigma_s / sampling, cfg.n_thresholds,
+                           cfg.n_fine_thresholds, split=cfg.split, refine=cfg.centre_method != "com")
     seg = scan.segmentation
     labels = np.zeros(raw.shape, np.int32)
     labels[box] = seg.labels
-    centres = (seg.centres_vox + origin_vox) * v
+    centres = (seg.centres_vox + origin_vox) * sampling
     # significance: denoised density at the atoms against the denoised background outside the envelope
     outside = C[~env]
     if outside.size >= 100:
         med = float(np.median(outside))
         sd = 1.4826 * float(np.median(np.abs(outside - med)))
-        idx = np.clip(np.rint(centres[:, ::-1] / v).astype(np.int64), 0, np.array(raw.shape) - 1)
+        idx = np.clip(np.rint(centres[:, ::-1] / sampling).astype(np.int64), 0, np.array(raw.shape) - 1)
         atom_z = (float(np.median(C[tuple(idx.T)])) - med) / sd if sd > 0 else float("inf")
     else:
         atom_z = float("inf")
@@ -312,22 +313,23 @@ def _detect(volume: np.ndarray, voxel_size: float, cfg: AtomsConfig, where: str)
     if not 0.75 <= nn_med / expected_nn <= 1.3:
         raise TumblebenchError(
             f"{where}: median nearest-neighbour distance {nn_med:.2f} Å is far from {cfg.element}'s "
-            f"{expected_nn:.2f} Å; check the voxel size ({v} Å) and the element, or the map's quality and "
+            f"{expected_nn:.2f} Å; check the voxel size ({sampling} Å) and the element, or the map's quality and "
             "resolution (merged or spurious atoms in a noisy or poorly resolved map)"
         )
     ids = np.arange(len(centres))
     fit_radius = 0.75 * a_guess / (2 * np.sqrt(2))
     if band_source == "nyquist":  # no edge in the spectrum (noise fills it): fit the atoms' effective band limit
-        band = fit_band_limit(raw, centres, v, fit_radius, cfg.element, 2.0 * v, max(1.5, 2.0 * v + 0.2))
+        band = fit_band_limit(raw, centres, sampling, fit_radius, cfg.element, 2.0 * sampling,
+                              max(1.5, 2.0 * sampling + 0.2))
         band_source = "atom fit"
     fit_vol = raw if cfg.u_fit_map == "raw" else C
     table = profile_table(cfg.element, band, None if cfg.u_fit_map == "raw" else cfg.template_u_iso_A2)
     if cfg.centre_method == "fit":
         pos_tab = profile_table(cfg.element, band)
-        f0 = fit_displacements(raw, centres, v, fit_radius, pos_tab)
-        centres = refine_positions(raw, centres, v, fit_radius, pos_tab, f0.u_iso)
-        f1 = fit_displacements(raw, centres, v, fit_radius, pos_tab, others=f0)  # deblended from neighbours
-        centres = refine_positions(raw, centres, v, fit_radius, pos_tab, f1.u_iso, others=f1)
+        f0 = fit_displacements(raw, centres, sampling, fit_radius, pos_tab)
+        centres = refine_positions(raw, centres, sampling, fit_radius, pos_tab, f0.u_iso)
+        f1 = fit_displacements(raw, centres, sampling, fit_radius, pos_tab, others=f0)  # deblended from neighbours
+        centres = refine_positions(raw, centres, sampling, fit_radius, pos_tab, f1.u_iso, others=f1)
     info: dict[str, Any] = {
         "envelope_zscore": z, "atom_zscore": atom_z, "envelope_voxels": int(mask.sum()), "threshold_t0": scan.t0,
         "threshold": scan.best, "scan": {"thresholds": scan.thresholds, "correlations": scan.correlations,
@@ -338,11 +340,11 @@ def _detect(volume: np.ndarray, voxel_size: float, cfg: AtomsConfig, where: str)
     # --- outlier rejection (seed 004): validation correlation, then CN
     n_corr = 0
     if cfg.reject_low_correlation and len(centres) > 3:
-        disp = _fit_displacements(fit_vol, centres, v, fit_radius, table, deblend=False)
+        disp = _fit_displacements(fit_vol, centres, sampling, fit_radius, table, deblend=False)
         u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01
-        S = simulate_map(centres, raw.shape, v, cfg.element, u_common, band)
-        a_w, _, ins = gather_windows(raw, centres, v, 1.5 * radius)
-        b_w, _, _ = gather_windows(S, centres, v, 1.5 * radius)
+        S = simulate_map(centres, raw.shape, sampling, cfg.element, u_common, band)
+        a_w, _, ins = gather_windows(raw, centres, sampling, 1.5 * radius)
+        b_w, _, _ = gather_windows(S, centres, sampling, 1.5 * radius)
         corr = window_correlation(a_w, b_w, ins)
         cut = np.nanmean(corr) - cfg.correlation_sigmas * np.nanstd(corr)
         bad = ((corr < cut) & (corr < cfg.correlation_floor)) | ~np.isfinite(corr)
@@ -358,7 +360,7 @@ def _detect(volume: np.ndarray, voxel_size: float, cfg: AtomsConfig, where: str)
     if len(centres) < 4:
         raise TumblebenchError(f"{where}: only {len(centres)} atoms found; the map holds no resolvable particle")
     # per-atom score: denoised density at the atom against the background outside the envelope (robust z)
-    idx = np.clip(np.rint(centres[:, ::-1] / v).astype(np.int64), 0, np.array(raw.shape) - 1)
+    idx = np.clip(np.rint(centres[:, ::-1] / sampling).astype(np.int64), 0, np.array(raw.shape) - 1)
     at = C[tuple(idx.T)].astype(np.float64)
     scores = (at - med) / sd if outside.size >= 100 and sd > 0 else at
     lut = np.zeros(int(labels.max()) + 1, np.int32)
@@ -391,7 +393,7 @@ class ThresholdScanDetector:
         return _detect(data.volume, data.sampling, cfg, data.name)
 
 
-def nearest_atom_labels(shape: tuple[int, int, int], voxel_size: float, positions: np.ndarray,
+def nearest_atom_labels(shape: tuple[int, int, int], sampling: float, positions: np.ndarray,
                         radius_A: float) -> np.ndarray:
     """int32 labels [z, y, x]: k + 1 for the voxels within ``radius_A`` of atom k and nearer to it than to any
     other atom, 0 elsewhere (the atoms' voxels for a detector that gives no segmentation)."""
@@ -399,17 +401,17 @@ def nearest_atom_labels(shape: tuple[int, int, int], voxel_size: float, position
     pos = np.asarray(positions, float)
     if len(pos) == 0:
         return labels
-    lo = np.maximum(np.floor((pos.min(0) - radius_A) / voxel_size).astype(int), 0)  # x, y, z
-    hi = np.minimum(np.ceil((pos.max(0) + radius_A) / voxel_size).astype(int) + 1, np.array(shape[::-1]))
+    lo = np.maximum(np.floor((pos.min(0) - radius_A) / sampling).astype(int), 0)  # x, y, z
+    hi = np.minimum(np.ceil((pos.max(0) + radius_A) / sampling).astype(int) + 1, np.array(shape[::-1]))
     zz, yy, xx = np.meshgrid(*(np.arange(lo[a], hi[a]) for a in (2, 1, 0)), indexing="ij")
-    pts = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1) * voxel_size
+    pts = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1) * sampling
     d, k = cKDTree(pos).query(pts, distance_upper_bound=radius_A)
     sub = np.where(np.isfinite(d), k + 1, 0).astype(np.int32).reshape(zz.shape)
     labels[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = sub
     return labels
 
 
-def atom_statistics(volume: np.ndarray, voxel_size: float, detection: AtomDetection,
+def atom_statistics(volume: np.ndarray, sampling: float, detection: AtomDetection,
                     config: AtomsConfig | None = None, where: str = "map") -> AtomModel:
     """Step 6 of the module docstring: every per-atom statistic of detected atoms (any detector's).
 
@@ -417,7 +419,7 @@ def atom_statistics(volume: np.ndarray, voxel_size: float, detection: AtomDetect
     ----------
     volume
         3D map [z, y, x] (atoms positive).
-    voxel_size
+    sampling
         Voxel edge in Å.
     detection
         The atoms (:class:`tumblebench.stages.AtomDetection`): positions (x, y, z) Å, map frame; optional labels
@@ -435,8 +437,8 @@ def atom_statistics(volume: np.ndarray, voxel_size: float, detection: AtomDetect
     """
     cfg = config or AtomsConfig()
     cfg.validate()
-    v = float(voxel_size)
-    raw = check_map(volume, v, where)
+    sampling = float(sampling)
+    raw = check_map(volume, sampling, where)
     radius = cfg.radius
     a_guess = cfg.lattice_constant
     centres = np.asarray(detection.positions, np.float64).reshape(-1, 3)
@@ -447,21 +449,22 @@ def atom_statistics(volume: np.ndarray, voxel_size: float, detection: AtomDetect
     band0 = cfg.resolution_A
     if band0 is None and (detection.resolution_A is None or cfg.u_fit_map != "raw"):
         ft = scipy.fft.rfftn(raw, workers=-1)
-        band0 = max(estimate_band_limit(ft, raw.shape, v), 2.0 * v)
+        band0 = max(estimate_band_limit(ft, raw.shape, sampling), 2.0 * sampling)
     band = detection.resolution_A
     if band is None:
-        band = max(float(band0), 2.0 * v)
-        if cfg.resolution_A is None and band <= 2.0 * v + 1e-9:  # no edge in the spectrum: fit it to the atoms
-            band = fit_band_limit(raw, centres, v, fit_radius, cfg.element, 2.0 * v, max(1.5, 2.0 * v + 0.2))
+        band = max(float(band0), 2.0 * sampling)
+        if cfg.resolution_A is None and band <= 2.0 * sampling + 1e-9:  # no edge in the spectrum: fit it to the atoms
+            band = fit_band_limit(raw, centres, sampling, fit_radius, cfg.element, 2.0 * sampling,
+                                  max(1.5, 2.0 * sampling + 0.2))
     if cfg.u_fit_map == "raw":
         fit_vol = raw
     else:
-        fit_vol = denoise(raw, v, cfg.element, cfg.template_u_iso_A2, max(float(band0), 2.0 * v),
+        fit_vol = denoise(raw, sampling, cfg.element, cfg.template_u_iso_A2, max(float(band0), 2.0 * sampling),
                           ft if ft is not None else scipy.fft.rfftn(raw, workers=-1))
     table = profile_table(cfg.element, band, None if cfg.u_fit_map == "raw" else cfg.template_u_iso_A2)
     labels = detection.labels
     if labels is None:
-        labels = nearest_atom_labels(raw.shape, v, centres, radius)
+        labels = nearest_atom_labels(raw.shape, sampling, centres, radius)
     ids = np.arange(len(centres))
     info: dict[str, Any] = dict(detection.info)
     # --- statistics
@@ -470,17 +473,17 @@ def atom_statistics(volume: np.ndarray, voxel_size: float, detection: AtomDetect
     if not 0.92 <= a_ratio <= 1.08:
         raise TumblebenchError(
             f"{where}: fitted lattice constant {float(sm.fit.lattice_constant):.3f} Å is {100 * (a_ratio - 1):+.0f} % "
-            f"off {cfg.element}'s {a_guess:.3f} Å; check the voxel size ({v} Å) and the element, or the map: a "
+            f"off {cfg.element}'s {a_guess:.3f} Å; check the voxel size ({sampling} Å) and the element, or the map: a "
             "noisy or poorly resolved map (wrong poses, resolution coarser than the atom spacing) places atoms "
             "off their lattice sites"
         )
-    disp = _fit_displacements(fit_vol, centres, v, fit_radius, table)
+    disp = _fit_displacements(fit_vol, centres, sampling, fit_radius, table)
     u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01
-    S = simulate_map(centres, raw.shape, v, cfg.element, u_common, band)
-    a_w, _, ins = gather_windows(raw, centres, v, 1.5 * radius, cube=True)
-    b_w, _, _ = gather_windows(S, centres, v, 1.5 * radius, cube=True)
+    S = simulate_map(centres, raw.shape, sampling, cfg.element, u_common, band)
+    a_w, _, ins = gather_windows(raw, centres, sampling, 1.5 * radius, cube=True)
+    b_w, _, _ = gather_windows(S, centres, sampling, 1.5 * radius, cube=True)
     valid = window_correlation(a_w, b_w, ins)
-    inten = _intensity_stats(raw, labels, ids, centres, v)
+    inten = _intensity_stats(raw, labels, ids, centres, sampling)
     n = len(centres)
     strain_pct = 100.0 * sm.strain
     cols: dict[str, Any] = {
@@ -509,7 +512,7 @@ def atom_statistics(volume: np.ndarray, voxel_size: float, detection: AtomDetect
     info["lattice_rms_residual_A"] = float(getattr(sm.fit, "rms_residual", np.nan))
     info["n_grains"] = len(np.unique(np.asarray(sm.fit.grain)))
     return AtomModel(
-        positions=centres, element=cfg.element, voxel_size=v, map_shape=tuple(int(s) for s in raw.shape),
+        positions=centres, element=cfg.element, sampling=sampling, map_shape=tuple(int(s) for s in raw.shape),
         U=disp["U"], stats=stats, nanoparticle=st.nanoparticle_stats(stats, diameter),
         cn_stats=st.cn_dependent_stats(stats), table1=st.table1(stats, diameter, a_fit),
         penetration=_penetration_fits(stats), lattice=sm.fit, info=info, config=cfg,

@@ -14,7 +14,7 @@ from tumblebench.analysis.config import AtomsConfig
 from tumblebench.analysis.model import build_atom_model, simulate_map
 
 
-def atom_reference(volume: np.ndarray, voxel_size: float, resolution_A: float = 0.9, u_iso_A2: float = 0.01,
+def atom_reference(volume: np.ndarray, sampling: float, resolution_A: float = 0.9, u_iso_A2: float = 0.01,
                    config: AtomsConfig | None = None) -> np.ndarray:
     """The map simulated from the atomic model of ``volume``.
 
@@ -22,7 +22,7 @@ def atom_reference(volume: np.ndarray, voxel_size: float, resolution_A: float = 
     ----------
     volume
         3D map [z, y, x], atoms positive (e.g. a Wiener-filtered half map).
-    voxel_size
+    sampling
         Voxel edge (Å).
     resolution_A
         Band limit of the simulated map (Å).
@@ -43,5 +43,5 @@ def atom_reference(volume: np.ndarray, voxel_size: float, resolution_A: float = 
         ``volume`` holds no particle or no atoms above noise (from :func:`tumblebench.analysis.model.build_atom_model`).
     """
     cfg = config or AtomsConfig()
-    model = build_atom_model(np.asarray(volume, np.float32), voxel_size, cfg, where="half map")
-    return simulate_map(model.positions, tuple(volume.shape), voxel_size, cfg.element, u_iso_A2, resolution_A)
+    model = build_atom_model(np.asarray(volume, np.float32), sampling, cfg, where="half map")
+    return simulate_map(model.positions, tuple(volume.shape), sampling, cfg.element, u_iso_A2, resolution_A)

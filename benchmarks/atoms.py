@@ -38,6 +38,7 @@ from tumblebench.analysis.penetration import fit_penetration
 from tumblebench.simulator.builder import build_preset
 from tumblebench.simulator.coordination import radial_depth
 from tumblebench.simulator.density import lowpass
+from tumblebench.simulator.grid import radial_frequency
 from tumblebench.simulator.nanocrystal import load_nanocrystal
 from tumblebench.simulator.orientation import box_centre
 from tumblebench.simulator.outputs import git_commit
@@ -45,25 +46,23 @@ from tumblebench.simulator.truth_map import particle_frame_positions, render_tru
 from tumblebench.validation.matching import match_atoms
 
 BOX = 128
-VOXEL = 0.358
+SAMPLING = 0.358
 TRUTH_RESOLUTION = 0.8
 
 
-def shell_power(vol: np.ndarray, voxel: float, resolution: float) -> float:
+def shell_power(vol: np.ndarray, sampling: float, resolution: float) -> float:
     """Mean |F|² (unnormalised DFT) of ``vol`` in the one-voxel-wide shell at 1/``resolution``."""
     ft = scipy.fft.rfftn(vol.astype(np.float64), workers=-1)
     n = vol.shape[0]
-    f = scipy.fft.fftfreq(n, d=voxel)
-    fr = scipy.fft.rfftfreq(n, d=voxel)
-    k = np.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2 + fr[None, None, :] ** 2)
-    sel = np.abs(k - 1.0 / resolution) < 0.5 / (n * voxel)
+    k = radial_frequency(vol.shape, sampling, rfft=True)
+    sel = np.abs(k - 1.0 / resolution) < 0.5 / (n * sampling)
     return float(np.mean(np.abs(ft[sel]) ** 2))
 
 
 def noisy_fsc_map(clean: np.ndarray, rng: np.random.Generator, resolution: float = 1.0,
                   fsc: float = 0.143) -> tuple[np.ndarray, float]:
     """Clean map plus white noise at FSC-equivalent ``resolution`` (criterion ``fsc``); returns (map, σ)."""
-    s = shell_power(clean, VOXEL, resolution)
+    s = shell_power(clean, SAMPLING, resolution)
     n_power = s * (1.0 / fsc - 1.0)
     sigma = float(np.sqrt(n_power / clean.size))
     return clean + rng.normal(0.0, sigma, clean.shape).astype(np.float32), sigma
@@ -72,18 +71,18 @@ def noisy_fsc_map(clean: np.ndarray, rng: np.random.Generator, resolution: float
 def snr_map(clean: np.ndarray, true_pos: np.ndarray, rng: np.random.Generator, snr: float = 0.25,
             resolution: float = 1.0) -> tuple[np.ndarray, float]:
     """Clean map + white noise at per-voxel SNR ``snr`` inside the envelope, low-passed at ``resolution``."""
-    grid = np.indices(clean.shape).reshape(3, -1).T[:, ::-1] * VOXEL
+    grid = np.indices(clean.shape).reshape(3, -1).T[:, ::-1] * SAMPLING
     d, _ = cKDTree(true_pos).query(grid, distance_upper_bound=2.0)
     near = np.isfinite(d).reshape(clean.shape)
     sigma = float(np.sqrt(clean[near].var() / snr))
     noisy = clean + rng.normal(0.0, sigma, clean.shape).astype(np.float32)
-    return lowpass(noisy, VOXEL, resolution), sigma
+    return lowpass(noisy, SAMPLING, resolution), sigma
 
 
 def evaluate(vol: np.ndarray, nc, true_pos: np.ndarray, cfg: AtomsConfig | None = None) -> dict[str, float]:
     """Run the stage on ``vol`` and score it against the particle ``nc``."""
     t = time.perf_counter()
-    model = build_atom_model(vol, VOXEL, cfg)
+    model = build_atom_model(vol, SAMPLING, cfg)
     secs = time.perf_counter() - t
     m = match_atoms(model.positions, true_pos)
     true_cn = np.asarray(nc.atoms.arrays["cn"])
@@ -120,9 +119,9 @@ def main() -> dict[str, object]:
     """Run every case, print the table and write ``benchmarks/results/atoms.json``."""
     rng = np.random.default_rng(20240103)
     nc = build_preset("default", seed=0)
-    true_pos = particle_frame_positions(nc) + box_centre(BOX, VOXEL)
-    clean = render_truth_map(nc, BOX, VOXEL, TRUTH_RESOLUTION)
-    build_atom_model(clean, VOXEL)  # warm-up: numba compilation
+    true_pos = particle_frame_positions(nc) + box_centre(BOX, SAMPLING)
+    clean = render_truth_map(nc, BOX, SAMPLING, TRUTH_RESOLUTION)
+    build_atom_model(clean, SAMPLING)  # warm-up: numba compilation
     res_clean = evaluate(clean, nc, true_pos)
     noisy, sig_noisy = noisy_fsc_map(clean, rng)
     res_noisy = evaluate(noisy, nc, true_pos)
@@ -130,20 +129,20 @@ def main() -> dict[str, object]:
     res_snr = evaluate(snr, nc, true_pos)
     # SINGLE's published stress test: the real 314-atom particle at per-voxel SNR 0.5 and 0.25, default settings
     real = load_nanocrystal(Path(__file__).resolve().parent.parent / "tests" / "data" / "stage1_docked_ATMS.pdb")
-    real_pos = particle_frame_positions(real) + box_centre(BOX, VOXEL)
-    real_clean = render_truth_map(real, BOX, VOXEL, TRUTH_RESOLUTION)
+    real_pos = particle_frame_positions(real) + box_centre(BOX, SAMPLING)
+    real_clean = render_truth_map(real, BOX, SAMPLING, TRUTH_RESOLUTION)
     real_res = {}
     for snr_level in (0.5, 0.25):
         vol, _ = snr_map(real_clean, real_pos, rng, snr=snr_level)
         r = evaluate(vol, real, real_pos)
         real_res[f"snr{snr_level}"] = {k: r[k] for k in ("recall", "precision", "rmsd_pm", "n_est", "n_true")}
     big = build_preset("table1-np8", seed=0)
-    big_map = render_truth_map(big, BOX, VOXEL, TRUTH_RESOLUTION)
-    build_atom_model(big_map, VOXEL)
+    big_map = render_truth_map(big, BOX, SAMPLING, TRUTH_RESOLUTION)
+    build_atom_model(big_map, SAMPLING)
     times, cpu = [], []
     for _ in range(3):
         t, c = time.perf_counter(), time.process_time()
-        model_big = build_atom_model(big_map, VOXEL)
+        model_big = build_atom_model(big_map, SAMPLING)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     out: dict[str, object] = {
@@ -165,7 +164,7 @@ def main() -> dict[str, object]:
                                       "lattice_constant_A": float(nc.lattice_constant),
                                       "mobility_penetration_depth_A": float(nc.atoms.info.get("penetration_depth",
                                                                                               np.nan))},
-                    "box": BOX, "voxel_A": VOXEL, "truth_resolution_A": TRUTH_RESOLUTION},
+                    "box": BOX, "voxel_A": SAMPLING, "truth_resolution_A": TRUTH_RESOLUTION},
         "cpu_count": os.cpu_count(), "loadavg": os.getloadavg(), "commit": git_commit(),
     }
     print(f"{'case':8s} {'recall':>7s} {'prec':>7s} {'rmsd pm':>8s} {'CN ok':>6s} {'da A':>7s} {'U rho':>6s} "

@@ -49,12 +49,13 @@ import numpy as np
 from ase.cluster import Octahedron
 
 from tumblebench.simulator.builder import build_preset
+from tumblebench.simulator.grid import frequencies
 from tumblebench.simulator.imaging import Imager, ImagingConfig
 from tumblebench.simulator.liquid_cell import LiquidCellConfig
 from tumblebench.simulator.orientation import random_rotations
 
 ROOT = Path(__file__).resolve().parents[1]
-PIXEL = 0.358
+SAMPLING = 0.358
 FIELD = 192
 DZ = 2.0
 
@@ -116,14 +117,14 @@ class EmulateAbtemInterpolation:
         potential.FourierGrid.form_factor = self._orig
 
 
-def fourier_crop(img_int: np.ndarray, w_det: int, pixel: float, band_q: float) -> np.ndarray:
+def fourier_crop(img_int: np.ndarray, w_det: int, sampling: float, band_q: float) -> np.ndarray:
     """Reduce an internal-sampling image to the detector grid exactly as simulator.imaging does."""
     w_int = img_int.shape[0]
     ft = np.fft.rfft2(img_int)
     ky = np.fft.fftfreq(w_det, d=1.0 / w_det).astype(int)
     kx = np.arange(w_det // 2 + 1)
-    qy = ky / (w_det * pixel)
-    qx = kx / (w_det * pixel)
+    qy = ky / (w_det * sampling)
+    qx = kx / (w_det * sampling)
     mask = (qy[:, None] ** 2 + qx[None, :] ** 2) <= band_q**2
     crop = ft[(ky % w_int)[:, None], kx[None, :]] * mask * (w_det * w_det) / (w_int * w_int)
     return np.fft.irfft2(crop, s=(w_det, w_det))
@@ -133,20 +134,20 @@ def abtem_frame(lab: np.ndarray, symbols: list[str], cfg: ImagingConfig, imager:
     import abtem
 
     abtem.config.set({"antialias.taper": 0.0, "diagnostics.progress_bar": False})
-    p_int = PIXEL / cfg.oversampling
+    internal_sampling = SAMPLING / cfg.oversampling
     n_int = round(FIELD * cfg.oversampling)
     z0 = np.floor(lab[:, 2].min() / DZ) * DZ
     n_sl = max(1, int(np.ceil((lab[:, 2].max() - z0) / DZ + 1e-9)))
     z_exit = z0 + n_sl * DZ
     pos = lab.copy()
-    pos[:, 0] += (FIELD // 2) * PIXEL
-    pos[:, 1] += (FIELD // 2) * PIXEL
+    pos[:, 0] += (FIELD // 2) * SAMPLING
+    pos[:, 1] += (FIELD // 2) * SAMPLING
     pos[:, 2] -= z0
-    atoms = ase.Atoms(symbols, positions=pos, cell=[FIELD * PIXEL, FIELD * PIXEL, n_sl * DZ], pbc=True)
+    atoms = ase.Atoms(symbols, positions=pos, cell=[FIELD * SAMPLING, FIELD * SAMPLING, n_sl * DZ], pbc=True)
     o = cfg.optics
 
     def run() -> np.ndarray:
-        potential = abtem.Potential(atoms, sampling=p_int, slice_thickness=DZ, parametrization="lobato",
+        potential = abtem.Potential(atoms, sampling=internal_sampling, slice_thickness=DZ, parametrization="lobato",
                                     projection="infinite")
         wave = abtem.PlaneWave(energy=o.voltage_kv * 1e3)
         ctf = abtem.CTF(semiangle_cutoff=o.aperture_mrad, soft=False, focal_spread=np.sqrt(2) * o.focal_spread_A,
@@ -158,7 +159,7 @@ def abtem_frame(lab: np.ndarray, symbols: list[str], cfg: ImagingConfig, imager:
 
     arr = run()
     assert arr.shape == (n_int, n_int), arr.shape
-    img = fourier_crop(arr.T.astype(np.float64), FIELD, PIXEL, band_q)
+    img = fourier_crop(arr.T.astype(np.float64), FIELD, SAMPLING, band_q)
     return img, run
 
 
@@ -181,7 +182,7 @@ def main() -> int:
 
     no_cell = LiquidCellConfig(enabled=False)
     cfg = ImagingConfig(table="lobato", slicing="centre", slice_thickness_A=DZ, liquid_cell=no_cell)
-    ours = Imager(cfg, (FIELD, FIELD), PIXEL)
+    ours = Imager(cfg, (FIELD, FIELD), SAMPLING)
     mine = ours.intensity(lab[None], symbols)
     ref, run_abtem = abtem_frame(lab, symbols, cfg, ours, ours.band_q)
     c_full = corr(mine, ref)
@@ -190,16 +191,16 @@ def main() -> int:
     rel_rms = float(np.std(mine - ref) / np.std(ref - 1))
 
     with EmulateAbtemInterpolation():
-        emulated = Imager(cfg, (FIELD, FIELD), PIXEL).intensity(lab[None], symbols)
+        emulated = Imager(cfg, (FIELD, FIELD), SAMPLING).intensity(lab[None], symbols)
     c_emulated = corr(emulated, ref)
     rel_rms_emulated = float(np.std(emulated - ref) / np.std(ref - 1))
 
     # the same algorithm as abTEM's: full-band potential, transmission function band-limited afterwards
     cfg_aa = replace(cfg, antialias_transmission=True)
-    ours_aa = Imager(cfg_aa, (FIELD, FIELD), PIXEL)
+    ours_aa = Imager(cfg_aa, (FIELD, FIELD), SAMPLING)
     mine_aa = ours_aa.intensity(lab[None], symbols)
     with EmulateAbtemInterpolation():
-        emulated_aa = Imager(cfg_aa, (FIELD, FIELD), PIXEL).intensity(lab[None], symbols)
+        emulated_aa = Imager(cfg_aa, (FIELD, FIELD), SAMPLING).intensity(lab[None], symbols)
     times_aa = interleaved_times(lambda: ours_aa.intensity(lab[None], symbols), run_abtem, rounds=3)
     antialiased = {"correlation": corr(mine_aa, ref), "relative_rms": float(np.std(mine_aa - ref) / np.std(ref - 1)),
                    "correlation_abtem_interpolation_emulated": corr(emulated_aa, ref),
@@ -223,9 +224,9 @@ def main() -> int:
     p405 = dflt_atoms.get_positions() - dflt_atoms.get_positions().mean(axis=0)  # cube axes along x, y, z
     s405 = list(dflt_atoms.get_chemical_symbols())
     za = p405 @ along([1, 1, 0]).T
-    za_ours = Imager(cfg, (FIELD, FIELD), PIXEL)
+    za_ours = Imager(cfg, (FIELD, FIELD), SAMPLING)
     za_img = za_ours.intensity(za[None], s405)
-    za_aa = Imager(cfg_aa, (FIELD, FIELD), PIXEL).intensity(za[None], s405)
+    za_aa = Imager(cfg_aa, (FIELD, FIELD), SAMPLING).intensity(za[None], s405)
     za_ref3, za_run3 = abtem_frame(za, s405, cfg, za_ours, za_ours.band_q)
     za_ref5, za_run5 = abtem_frame(za, s405, replace(cfg, oversampling=5.0), za_ours, za_ours.band_q)
     t3 = interleaved_times(lambda: za_ours.intensity(za[None], s405), za_run3, rounds=3)
@@ -245,13 +246,13 @@ def main() -> int:
     # convergence of the default sampling (Peng, exact slices, 40 mrad) for the default particle: random and
     # low-index zone-axis orientations against oversampling 4 and 6 with antialiased transmission
     base = ImagingConfig(liquid_cell=no_cell)
-    qq = np.hypot(*np.meshgrid(np.fft.fftfreq(FIELD, PIXEL), np.fft.fftfreq(FIELD, PIXEL)))
+    qq = np.hypot(*frequencies((FIELD, FIELD), SAMPLING)[::-1])
 
     def low_pass_std(img: np.ndarray, res_A: float = 5.0) -> float:
         return float(np.fft.ifft2(np.fft.fft2(img - 1) * (qq < 1 / res_A)).real.std())
 
     def render(c: ImagingConfig, pts: np.ndarray, syms: list[str]) -> np.ndarray:
-        return Imager(c, (FIELD, FIELD), PIXEL).intensity(pts[None], syms)
+        return Imager(c, (FIELD, FIELD), SAMPLING).intensity(pts[None], syms)
 
     ref4_cfg = replace(base, oversampling=4.0, antialias_transmission=True)
     ref6_cfg = replace(base, oversampling=6.0, antialias_transmission=True)
@@ -261,7 +262,7 @@ def main() -> int:
     for name, rot in orientations.items():
         pts = p405 @ rot.T
         img, r4, r6 = render(base, pts, s405), render(ref4_cfg, pts, s405), render(ref6_cfg, pts, s405)
-        im_d = Imager(base, (FIELD, FIELD), PIXEL)
+        im_d = Imager(base, (FIELD, FIELD), SAMPLING)
         c0 = time.process_time()
         im_d.intensity(pts[None], s405)
         im_d.intensity(pts[None], s405)
@@ -292,14 +293,14 @@ def main() -> int:
 
     # fidelity of tumblebench's own choices (against a fine-sliced reference)
     default = ImagingConfig(liquid_cell=no_cell)
-    fine = Imager(replace(default, slice_thickness_A=0.5), (FIELD, FIELD), PIXEL).intensity(lab[None], symbols)
+    fine = Imager(replace(default, slice_thickness_A=0.5), (FIELD, FIELD), SAMPLING).intensity(lab[None], symbols)
     conv = {}
     for dz in (1.0, 2.0, 2.5, 3.0):
-        img = Imager(replace(default, slice_thickness_A=dz), (FIELD, FIELD), PIXEL).intensity(lab[None], symbols)
+        img = Imager(replace(default, slice_thickness_A=dz), (FIELD, FIELD), SAMPLING).intensity(lab[None], symbols)
         conv[str(dz)] = {"correlation": corr(img, fine), "relative_rms": float(np.std(img - fine) / np.std(fine - 1))}
-    dflt = Imager(default, (FIELD, FIELD), PIXEL).intensity(lab[None], symbols)
-    po = Imager(replace(default, mode="phase-object"), (FIELD, FIELD), PIXEL).intensity(lab[None], symbols)
-    proj = Imager(replace(default, mode="projection"), (FIELD, FIELD), PIXEL).intensity(lab[None], symbols)
+    dflt = Imager(default, (FIELD, FIELD), SAMPLING).intensity(lab[None], symbols)
+    po = Imager(replace(default, mode="phase-object"), (FIELD, FIELD), SAMPLING).intensity(lab[None], symbols)
+    proj = Imager(replace(default, mode="projection"), (FIELD, FIELD), SAMPLING).intensity(lab[None], symbols)
 
     # per-frame time of a default series frame: 3 sub-steps, liquid cell on (200 Å), for size and field
     scaling = []
@@ -310,7 +311,7 @@ def main() -> int:
         small = [np.eye(3) + 0.01 * (r - r.T) for r in rots]  # ~0.6° motion within the exposure
         steps = np.stack([pts @ s.T for s in small])
         for field in (192, 256):
-            im = Imager(ImagingConfig(), (field, field), PIXEL)
+            im = Imager(ImagingConfig(), (field, field), SAMPLING)
             t = interleaved_times(
                 lambda im=im, steps=steps: im.intensity(steps, "Pt", liquid_thickness_A=200.0,
                                                         rng=np.random.default_rng(0)),
@@ -341,8 +342,8 @@ def main() -> int:
         "default_particle_convergence": convergence,
         "default_particle_110_alternatives": alternatives,
         "thick_586_atom_110_limit": thick_limit,
-        "setup": {"atoms": len(particle), "field_px": FIELD, "pixel_A": PIXEL,
-                  "internal_sampling_A": PIXEL / cfg.oversampling, "oversampling": cfg.oversampling,
+        "setup": {"atoms": len(particle), "field_px": FIELD, "pixel_A": SAMPLING,
+                  "internal_sampling_A": SAMPLING / cfg.oversampling, "oversampling": cfg.oversampling,
                   "slice_A": DZ, "parametrization": "lobato (both)", "projection": "infinite/centre (both)",
                   "band_limit_A": ours.band_limit_A, "optics": cfg.optics.__dict__, "abtem": _abtem.__version__},
         "slice_convergence_vs_0.5A": conv,
@@ -358,7 +359,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float))
 
-    print(f"586-atom Pt, {FIELD}² px field at {PIXEL} Å (internal {PIXEL / cfg.oversampling:.4f} Å), Lobato, "
+    print(f"586-atom Pt, {FIELD}² px field at {SAMPLING} Å (internal {SAMPLING / cfg.oversampling:.4f} Å), Lobato, "
           "2 Å slices, noise and cell off; random pose")
     print(f"  correlation with abTEM        {c_full:.5f}   (particle region {c_inner:.5f}, rel. rms {rel_rms:.4f})")
     print(f"  time per frame  tumblebench   {t_ours * 1e3:8.1f} ms")

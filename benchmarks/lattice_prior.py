@@ -73,17 +73,17 @@ def main() -> int:
                         0, series, overwrite=True, progress=False)
     t0, c0 = time.perf_counter(), time.process_time()
     cfg = ReconstructConfig(poses="truth")
-    stack, pixel, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
-    boxes, _, rows, _, _, diameter, _, _ = track_and_cut(stack, pixel, cfg, False, False)
+    stack, sampling, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
+    boxes, _, rows, _, _, diameter, _, _ = track_and_cut(stack, sampling, cfg, False, False)
     del stack
     manifest = json.loads((series / "manifest.json").read_text())
     ctf_fn = make_ctf_fn(optics, particles, manifest, rows, cfg.amplitude_contrast)
     true = _oracle_poses(particles, rows, "truth", np.random.default_rng(0))  # for scoring only
     m, n, _ = boxes.shape
     ns = lc.box
-    ps = pixel * n / ns
-    band, amp, c2 = search_amplitudes(Band.make(ns, r_max=ns).take(image_ft(fourier_crop(boxes, ns))), ns, ps,
-                                      lc.band_A, ctf_fn)
+    crop_sampling = sampling * n / ns
+    small_ft = Band.make(ns, r_max=ns).take(image_ft(fourier_crop(boxes, ns)))
+    band, amp, c2 = search_amplitudes(small_ft, ns, crop_sampling, lc.band_A, ctf_fn)
     so3 = so3_grid(lc.grid_size)
     ab = AbInitioConfig()
     res = {"frames": m, "crop": ns, "band_A": list(lc.band_A), "lattice_constant_A": bulk_lattice_constant(lc.element),
@@ -92,7 +92,7 @@ def main() -> int:
            "true_median_step_deg": float(np.median(rotation_angle_deg(true[1:], true[:-1])))}
     for kind in args.priors.split(","):
         t1 = time.perf_counter()
-        pp = prior_path(kind, amp, band, c2, n, pixel, ns, diameter, lc, ab.step_deg, ab.continuity_weight, so3)
+        pp = prior_path(kind, amp, band, c2, n, sampling, ns, diameter, lc, ab.step_deg, ab.continuity_weight, so3)
         recall = {}
         for k in sorted({1, 3, 10, lc.top_k}):
             ek = np.stack([error_mod(pp.peaks[:, j], true, pp.ops) for j in range(k)], 1).min(1)

@@ -87,9 +87,9 @@ def measure(series: Path, highpass_A: float | None = None) -> dict:
     """The three measurements on one series (see the module docstring); ``highpass_A``: remove every frequency
     below 1/highpass_A from the boxes first."""
     cfg = ReconstructConfig(poses="truth")
-    stack, pixel, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
+    stack, sampling, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
     linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
-    boxes, origins, rows, _, centres, diameter, counts, _ = track_and_cut(stack, pixel, cfg, False, linear)
+    boxes, origins, rows, _, centres, diameter, counts, _ = track_and_cut(stack, sampling, cfg, False, linear)
     manifest = json.loads((series / "manifest.json").read_text())
     ctf_fn = make_ctf_fn(optics, particles, manifest, rows, cfg.amplitude_contrast)
     if ctf_fn is None and counts["contrast_sign"] < 0:
@@ -98,22 +98,22 @@ def measure(series: Path, highpass_A: float | None = None) -> dict:
     truth, _ = read_volume(series / "truth_map.mrc")
     n = boxes.shape[-1]
     if highpass_A is not None:
-        keep = Band.make(n, r_max=n, r_min=n * pixel / highpass_A)
+        keep = Band.make(n, r_max=n, r_min=n * sampling / highpass_A)
         boxes = image_from_ft(keep.put(keep.take(image_ft(boxes))))
     m = len(rows)
 
     # 1. per-band signal at the true pose and shift
-    shifts = _oracle_shifts(particles, rows, pixel, centres)
+    shifts = _oracle_shifts(particles, rows, sampling, centres)
     proj = project(prepare_reference(np.asarray(truth, np.float32)), truth_poses, shifts)
     f = image_ft(boxes - boxes.mean(axis=(1, 2), keepdims=True))
     p = image_ft(proj - proj.mean(axis=(1, 2), keepdims=True))
     if ctf_fn is not None:
-        p = p * ctf_fn(np.arange(m), (n, n), pixel)
+        p = p * ctf_fn(np.arange(m), (n, n), sampling)
     k = np.arange(n) - n // 2
     rr = np.hypot(*np.meshgrid(k, k))
     bands = {}
     for lo_a, hi_a in BANDS_A:
-        sel = (rr >= n * pixel / lo_a) & (rr < n * pixel / hi_a)
+        sel = (rr >= n * sampling / lo_a) & (rr < n * sampling / hi_a)
         a, b = f[:, sel], p[:, sel]
         cc = (a * b.conj()).real.sum(1) / np.sqrt((np.abs(a) ** 2).sum(1) * (np.abs(b) ** 2).sum(1))
         bands[f"{lo_a}-{hi_a}"] = float(np.median(cc))
@@ -121,14 +121,14 @@ def measure(series: Path, highpass_A: float | None = None) -> dict:
     # 2. oracle global search with the truth map as the reference
     acfg = AbInitioConfig()
     ns = acfg.box
-    ps = pixel * n / ns
+    crop_sampling = sampling * n / ns
     full = Band.make(ns, r_max=ns)
     ft = full.put(full.take(image_ft(fourier_crop(boxes, ns))) * shift_phases(full, np.asarray(origins) * ns / n))
-    band = Band.make(ns, r_max=ns * ps / 2.2, r_min=ns * ps / 8.0)
+    band = Band.make(ns, r_max=ns * crop_sampling / 2.2, r_min=ns * crop_sampling / 8.0)
     img = band.take(ft)
     cb = None
     if ctf_fn is not None:
-        c = band.take(ctf_fn(np.arange(m), (ns, ns), ps))
+        c = band.take(ctf_fn(np.arange(m), (ns, ns), crop_sampling))
         img, cb = img * c, (c**2).mean(axis=0)
     vol = fourier_crop_volume(truth, ns)
     grid = so3_grid(acfg.grid_size)
@@ -145,7 +145,7 @@ def measure(series: Path, highpass_A: float | None = None) -> dict:
                       "median_pose_error_deg": float(pose_errors(rots, truth_poses[sub]).median_deg)})
 
     t = time.perf_counter()
-    poses, _, _ = abinitio(boxes, pixel, diameter, dc.replace(acfg, n_starts=1), np.random.default_rng(0),
+    poses, _, _ = abinitio(boxes, sampling, diameter, dc.replace(acfg, n_starts=1), np.random.default_rng(0),
                            ctf_fn=ctf_fn, monitor=monitor, shifts_px=origins)
     return {"frames": m, "band_correlation": bands, "oracle_within_8deg": float(np.mean(ang < 8.0)),
             "oracle_median_deg": float(np.median(ang)), "oracle_own_pose_wins": own,

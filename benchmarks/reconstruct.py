@@ -61,7 +61,7 @@ from tumblebench.simulator.builder import build_preset  # noqa: E402
 from tumblebench.simulator.mrc import read_volume  # noqa: E402
 from tumblebench.simulator.outputs import git_commit, write_json  # noqa: E402
 from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
-from tumblebench.simulator.star import read_star, star_poses  # noqa: E402
+from tumblebench.simulator.star import order_by_frame, read_star, star_poses  # noqa: E402
 from tumblebench.validation.poses import pose_errors  # noqa: E402
 from tumblebench.validation.registration import register_map  # noqa: E402
 
@@ -95,12 +95,13 @@ def simulate(out: Path, mode: str, n_frames: int, dose: float | None = None, cle
 
 def score(run: Path, series: Path, abinitio: bool) -> dict:
     """Pose errors (ab initio) and FSC against the truth map (registered for ab initio)."""
-    truth, voxel = read_volume(series / "truth_map.mrc")
+    truth, sampling = read_volume(series / "truth_map.mrc")
     vol, _ = read_volume(run / "map.mrc")
     out: dict = {}
     if abinitio:
         _, est = read_star(run / "poses.star")
         _, tru = read_star(series / "frames.star")
+        tru = order_by_frame(tru, str(series / "frames.star"))
         frames = est["tbFrame"].to_numpy(int)
         pe = pose_errors(star_poses(est), star_poses(tru)[frames])
         out.update(median_pose_error_deg=pe.median_deg, p90_pose_error_deg=pe.p90_deg, mirrored=pe.mirrored)
@@ -110,7 +111,7 @@ def score(run: Path, series: Path, abinitio: bool) -> dict:
     for prefix, v in maps.items():
         if abinitio:
             v = register_map(v, truth, pe.rotation, pe.mirrored).map
-        freq, curve = fsc(v, truth, voxel)
+        freq, curve = fsc(v, truth, sampling)
         band = (freq >= 1 / 3.0) & (freq <= 1 / 1.0)
         out.update({f"{prefix}fsc05_A": resolution_at(freq, curve, 0.5),
                     f"{prefix}fsc0143_A": resolution_at(freq, curve, 0.143),

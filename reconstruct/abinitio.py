@@ -3,8 +3,7 @@
 This module holds the ``"sphere"`` method (below); the tools both methods share (SO(3) grid, distinct peaks,
 the Viterbi pass, Fourier cropping) are in :mod:`tumblebench.reconstruct.search`. The default method, ``"lattice"``, is
 :mod:`tumblebench.reconstruct.lattice`: on aberration-corrected multislice frames only the lattice fringes carry
-orientation, and the sphere method's featureless start cannot reach them (default series after refinement:
-127° median pose error, 1.85° with the lattice method).
+orientation, and the sphere method's featureless start cannot reach them.
 
 No truth is read. For each of several random starts: begin from a featureless model (a sphere of the diameter
 measured on the frames) with random poses, then alternate (1) a *global* search of every subset frame over a
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from tumblebench.reconstruct.branches import _cc, _reconstruct_small
+from tumblebench.reconstruct.branches import _reconstruct_small
 from tumblebench.reconstruct.lattice import LatticeConfig, LatticePoses
 from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import (
@@ -43,7 +42,6 @@ from tumblebench.reconstruct.search import (
     distinct_peaks,
     fourier_crop,
     fourier_crop_volume,
-    local_search,
     so3_grid,
     viterbi,
 )
@@ -63,7 +61,7 @@ class AbInitioConfig:
         ``"lattice"``: orientations from the crystal lattice's fringes (:mod:`reconstruct.lattice`, configured by
         ``lattice``); ``"sphere"``: the global search from a featureless model described here (the other
         fields). On aberration-corrected multislice frames of a Pt particle only the lattice method finds the
-        orientations (default series: median pose error 127° with ``"sphere"``).
+        orientations.
     lattice
         :class:`tumblebench.reconstruct.lattice.LatticeConfig` (TOML table ``[abinitio.lattice]``).
     box
@@ -78,31 +76,14 @@ class AbInitioConfig:
         Independent random starts.
     top_k
         Candidate poses kept per frame for the temporal (Viterbi) pass.
-    distinct_deg
-        The candidates are distinct correlation peaks at least this far apart (deg; 0: the ``top_k`` best grid
-        poses, which crowd around a few peaks). A symmetric particle has many equally good poses per frame; the
-        continuous path through them exists only if every one of them is a candidate of every frame.
-    candidate_pool
-        Best grid poses per frame from which the distinct peaks are taken.
     step_deg
         Expected rotation between successive frames (deg), sets the continuity penalty.
     continuity_weight
         Weight of the penalty (angle/step)² relative to the z-scored correlation; 0 disables continuity.
     mask_margin_A
         Soft spherical mask radius = diameter/2 + this margin (Å).
-    fill_iter
-        Without a CTF: iterations that fill the unmeasured part of each model's transform under positivity and
-        the mask (:func:`_fill_unmeasured`); 0 clips the map at zero once instead.
-    keep_previous_from_A
-        At iterations whose resolution limit is this (Å) or finer, each frame's previous pose is a candidate of
-        the continuity pass too (0: never). Earlier, the previous path's continuity would outweigh the new
-        model's evidence and freeze the first guess.
     ctf_min
         With a CTF, frequencies below the first where the mean |CTF| exceeds this are not searched.
-    local_from_A
-        At iterations whose resolution limit is finer than this, the grid poses are polished by a local
-        hill-climbing search (which breaks the grid's ~6° granularity) before the model is rebuilt
-        (0: never; without half sets it can drift into a self-consistent wrong model).
     """
 
     method: str = "lattice"
@@ -113,15 +94,10 @@ class AbInitioConfig:
     resolutions_A: tuple[float, ...] = (8.0, 6.0, 5.0, 4.0, 3.5, 3.0, 2.7, 2.4, 2.4, 2.2, 2.2, 2.2)
     n_starts: int = 2
     top_k: int = 12
-    distinct_deg: float = 0.0
-    candidate_pool: int = 0
     step_deg: float = 5.0
     continuity_weight: float = 0.3
     mask_margin_A: float = 2.0
-    local_from_A: float = 0.0
     ctf_min: float = 0.25
-    fill_iter: int = 0
-    keep_previous_from_A: float = 0.0
 
     def validate(self) -> None:
         require(self.method in ("lattice", "sphere"),
@@ -136,14 +112,11 @@ class AbInitioConfig:
         require(self.top_k >= 1, f"abinitio.top_k = {self.top_k} must be >= 1")
         require(self.step_deg > 0, f"abinitio.step_deg = {self.step_deg} must be > 0")
         require(self.continuity_weight >= 0, "abinitio.continuity_weight must be >= 0")
-        require(self.distinct_deg >= 0 and self.candidate_pool >= 0 and self.fill_iter >= 0
-                and self.keep_previous_from_A >= 0,
-                "abinitio.distinct_deg, candidate_pool, fill_iter and keep_previous_from_A must be >= 0")
 
 
 def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: np.ndarray,
                   ctf_band: np.ndarray | None = None, top_k: int = 12, chunk: int = 4000,
-                  distinct_deg: float = 0.0, pool: int = 0, return_stats: bool = False):
+                  distinct_deg: float = 0.0, pool: int = 0):
     """Normalised correlation of every image with the model's projections at every grid pose.
 
     Parameters
@@ -171,9 +144,6 @@ def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: 
         projection) are all candidates. Rows with fewer distinct peaks repeat their best (score −inf).
     pool
         Grid poses kept per image before the suppression (default ``8·top_k``).
-    return_stats
-        Also return the mean and standard deviation (M,) of each image's correlations over the grid (to z-score
-        other poses alike).
 
     Returns
     -------
@@ -217,7 +187,7 @@ def global_scores(model: np.ndarray, images_band: np.ndarray, band: Band, grid: 
     mean = s1 / g
     sd = np.sqrt(np.maximum(s2 / g - mean**2, 1e-30))
     z = (best_val - mean[:, None]) / sd[:, None]
-    return (best_idx, z, mean, sd) if return_stats else (best_idx, z)
+    return best_idx, z
 
 
 def best_global_alignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,18 +204,18 @@ def best_global_alignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.
     return g, ang
 
 
-def abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: AbInitioConfig,
+def abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: AbInitioConfig,
              rng: np.random.Generator, ctf_fn=None, progress=None, monitor=None,
              shifts_px: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Poses of every frame and a low-resolution model, from centred particle boxes alone (the ``sphere``
     method, :class:`SpherePoses`; the parameters and results of :func:`_sphere_abinitio` without the per-frame
     scores)."""
-    poses, model, _, info = _sphere_abinitio(boxes, pixel_size, diameter_A, config, rng, ctf_fn, progress, monitor,
+    poses, model, _, info = _sphere_abinitio(boxes, sampling, diameter_A, config, rng, ctf_fn, progress, monitor,
                                              shifts_px)
     return poses, model, info
 
 
-def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: AbInitioConfig,
+def _sphere_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: AbInitioConfig,
                      rng: np.random.Generator, ctf_fn=None, progress=None, monitor=None,
                      shifts_px: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Poses of every frame and a low-resolution model, from centred particle boxes alone.
@@ -254,7 +224,7 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
     ----------
     boxes
         (M, n, n) background-subtracted, approximately centred particle boxes in time order.
-    pixel_size
+    sampling
         Å per pixel of ``boxes``.
     diameter_A
         Particle diameter estimated from the frames (Å): sets the starting sphere and the mask.
@@ -263,7 +233,7 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
     rng
         Seeded generator for the random starts.
     ctf_fn
-        Optional callable ``(indices, shape, pixel_size) -> (len(indices), *shape)`` centred CTFs; None: no CTF.
+        Optional callable ``(indices, shape, sampling) -> (len(indices), *shape)`` centred CTFs; None: no CTF.
     progress
         Optional callable ``(n_done)`` advanced once per iteration.
     shifts_px
@@ -276,12 +246,12 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
     -------
     (poses, model, scores, info)
         (M, 3, 3) poses (arbitrary global frame), the model [z, y, x] at ``config.box`` pixels of size
-        ``pixel_size·n/config.box``, (M,) each frame's z-scored correlation at its pose, and a dict of diagnostics
+        ``sampling·n/config.box``, (M,) each frame's z-scored correlation at its pose, and a dict of diagnostics
         (per-start scores, start agreement).
     """
     m, n, _ = boxes.shape
     ns = min(config.box, n)
-    ps = pixel_size * n / ns
+    crop_sampling = sampling * n / ns
     small = fourier_crop(boxes, ns)
     small -= small.mean(axis=(1, 2), keepdims=True)
     if shifts_px is not None:
@@ -289,14 +259,14 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
         ft = full_band.take(image_ft(small)) * shift_phases(full_band, np.asarray(shifts_px) * ns / n)
         small = image_from_ft(full_band.put(ft))
     grid = so3_grid(config.grid_size)
-    mask = soft_sphere(ns, diameter_A / 2 / ps + config.mask_margin_A / ps, 2.0)
+    mask = soft_sphere(ns, diameter_A / 2 / crop_sampling + config.mask_margin_A / crop_sampling, 2.0)
     n_sub = min(config.subset, m)
     sub = np.unique(np.linspace(0, m - 1, n_sub).round().astype(int))
     stride = max(1, (m - 1) / max(len(sub) - 1, 1))
     step_sub = config.step_deg * np.sqrt(stride)
     ft_all = image_ft(small)
-    ctf_small = None if ctf_fn is None else ctf_fn(np.arange(m), (ns, ns), ps)
-    ctf_pad = None if ctf_fn is None else ctf_fn(sub, (2 * ns, 2 * ns), ps)
+    ctf_small = None if ctf_fn is None else ctf_fn(np.arange(m), (ns, ns), crop_sampling)
+    ctf_pad = None if ctf_fn is None else ctf_fn(sub, (2 * ns, 2 * ns), crop_sampling)
 
     # through a CTF only the band where it transfers carries linear information: ignore frequencies below
     # the radius where the mean |CTF| first exceeds ``ctf_min`` and keep every search band an annulus
@@ -307,39 +277,24 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
         prof = np.bincount(rr, np.abs(ctf_small).mean(axis=0).ravel()) / np.bincount(rr)
         above = np.flatnonzero(prof[1:ns // 2] > config.ctf_min)
         r_min = float(above[0] + 1) if above.size else 1.0
-        log.info("ab initio: CTF transfers above %.2f from %.2f Å on", config.ctf_min, ns * ps / r_min)
+        log.info("ab initio: CTF transfers above %.2f from %.2f Å on", config.ctf_min, ns * crop_sampling / r_min)
 
     def eff(res: float) -> float:
-        return min(max(res, 2.05 * ps), ns * ps / (1.3 * r_min))
+        return min(max(res, 2.05 * crop_sampling), ns * crop_sampling / (1.3 * r_min))
 
-    def search(model, idx, res, step, prev=None):
-        band = Band.make(ns, r_max=ns * ps / res, r_min=r_min)
+    def search(model, idx, res, step):
+        band = Band.make(ns, r_max=ns * crop_sampling / res, r_min=r_min)
         img = band.take(ft_all[idx])
         cb = None
         if ctf_small is not None:
             c = band.take(ctf_small[idx])
             img = img * c
             cb = (c**2).mean(axis=0)
-        ci, cz, mean, sd = global_scores(model, img, band, grid, cb, top_k=config.top_k,
-                                         distinct_deg=config.distinct_deg, pool=config.candidate_pool,
-                                         return_stats=True)
+        ci, cz = global_scores(model, img, band, grid, cb, top_k=config.top_k)
         cands = grid[ci]
-        if prev is not None:
-            # the previous iteration's (polished) poses compete with the grid's peaks, scored alike: an iteration
-            # keeps what the last one found unless the new model prefers another pose
-            ref = prepare_reference(model)
-            cc = _cc(ref, img, band, prev[:, None], None if cb is None else np.broadcast_to(cb, img.shape))
-            cands = np.concatenate([cands, prev[:, None]], axis=1)
-            cz = np.concatenate([cz, ((cc[:, 0] - mean) / sd)[:, None]], axis=1)
         path = viterbi(cands, cz, step, config.continuity_weight)
         rows = np.arange(len(idx))
-        chosen = cands[rows, path]
-        if res <= config.local_from_A:
-            ref = prepare_reference(model)
-            c_ref = None if ctf_small is None else band.take(ctf_small[idx])
-            chosen, _ = local_search(ref, img if ctf_small is None else band.take(ft_all[idx]), band, chosen,
-                                     c_ref, (3.0, 1.5, 0.75))
-        return chosen, cz[rows, path]
+        return cands[rows, path], cz[rows, path]
 
     starts = []
     for s in range(config.n_starts):
@@ -347,14 +302,13 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
         # random asymmetries differ between starts)
         rots = Rotation.random(len(sub), random_state=int(rng.integers(2**31))).as_matrix()
         res0 = eff(config.resolutions_A[0])
-        model = _reconstruct_small(small[sub], rots, res0 / ps, mask, ctf_pad, config.fill_iter)
+        model = _reconstruct_small(small[sub], rots, res0 / crop_sampling, mask, ctf_pad)
         score = 0.0
         for res in config.resolutions_A:
             res_eff = eff(res)
-            prev = rots if res_eff <= config.keep_previous_from_A else None
-            rots, frame_scores = search(model, sub, res_eff, step_sub, prev)
+            rots, frame_scores = search(model, sub, res_eff, step_sub)
             score = float(frame_scores.mean())
-            model = _reconstruct_small(small[sub], rots, res_eff / ps, mask, ctf_pad, config.fill_iter)
+            model = _reconstruct_small(small[sub], rots, res_eff / crop_sampling, mask, ctf_pad)
             if monitor is not None:
                 monitor(s, res_eff, sub, rots, score)
             if progress is not None:
@@ -379,7 +333,7 @@ def _sphere_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, co
         poses, frame_scores = search(model, np.arange(m), res_final, config.step_deg)
         score = float(frame_scores.mean())
     info = {"start_scores": scores, "best_start": best, "start_disagreement_deg": agreement,
-            "final_score": score, "search_pixel_size_A": ps}
+            "final_score": score, "search_pixel_size_A": crop_sampling}
     return poses, model, np.asarray(frame_scores, np.float64), info
 
 
@@ -417,7 +371,7 @@ def pose_estimator(config: AbInitioConfig) -> AbInitioPoses:
     return SpherePoses(config)
 
 
-def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume: np.ndarray,
+def reassign(boxes: np.ndarray, sampling: float, shifts_px: np.ndarray, volume: np.ndarray,
              config: AbInitioConfig, resolution_A: float, ctf_fn=None) -> np.ndarray:
     """Global re-search of every frame against a (refined) map, with the temporal continuity pass.
 
@@ -428,7 +382,7 @@ def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume
     ----------
     boxes
         (M, n, n) particle boxes.
-    pixel_size
+    sampling
         Å per pixel of ``boxes``.
     shifts_px
         (M, 2) current origins (pixels).
@@ -448,21 +402,20 @@ def reassign(boxes: np.ndarray, pixel_size: float, shifts_px: np.ndarray, volume
     """
     m, n, _ = boxes.shape
     ns = min(config.box, n)
-    ps = pixel_size * n / ns
+    crop_sampling = sampling * n / ns
     small = fourier_crop(boxes, ns)
     full_band = Band.make(ns, r_max=ns)
     ft = full_band.put(full_band.take(image_ft(small)) * shift_phases(full_band, np.asarray(shifts_px) * ns / n))
     vol_small = fourier_crop_volume(volume, ns)
-    res = max(resolution_A, 2.05 * ps)
-    band = Band.make(ns, r_max=ns * ps / res, r_min=1.0)
+    res = max(resolution_A, 2.05 * crop_sampling)
+    band = Band.make(ns, r_max=ns * crop_sampling / res, r_min=1.0)
     img = band.take(ft)
     cb = None
     if ctf_fn is not None:
-        c = band.take(ctf_fn(np.arange(m), (ns, ns), ps))
+        c = band.take(ctf_fn(np.arange(m), (ns, ns), crop_sampling))
         img = img * c
         cb = (c**2).mean(axis=0)
     grid = so3_grid(config.grid_size)
-    ci, cz = global_scores(vol_small, img, band, grid, cb, top_k=config.top_k, distinct_deg=config.distinct_deg,
-                           pool=config.candidate_pool)
+    ci, cz = global_scores(vol_small, img, band, grid, cb, top_k=config.top_k)
     path = viterbi(grid[ci], cz, config.step_deg, config.continuity_weight)
     return grid[ci[np.arange(m), path]]

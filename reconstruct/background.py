@@ -10,8 +10,7 @@ Two ways to remove them (``method``):
 * ``"subtract"`` (default): around every peak (``static_radius_px``) the *static* part of the spectrum — the
   mean Fourier coefficient of the frames in time windows of ``tracking.chunk`` frames, interpolated linearly
   in time — is subtracted from every frame. A lattice that is not commensurate with the field leaks into
-  many Fourier pixels around each peak (measured: the static power 5 % of the way to the next ring is still
-  5× the frames' mean power there); subtracting the static part removes the peak and its leakage while the
+  many Fourier pixels around each peak; subtracting the static part removes the peak and its leakage while the
   tumbling particle, whose mean over a window is small, keeps its signal.
 * ``"zero"``: the peak pixels (dilated by ``peak_dilation``) are zeroed, as SINGLE does; the reconstruction
   then treats them as missing data (:func:`missing_data`).
@@ -30,6 +29,7 @@ import scipy.fft
 from scipy import ndimage
 
 from tumblebench.simulator.errors import require
+from tumblebench.simulator.grid import frequencies
 
 #: d-spacings (Å) of graphene's reflections (a = 2.46 Å): {10}, {11}, {20}, {21}; SINGLE removes the first two,
 #: the higher orders are also recorded at 0.358 Å pixels (Nyquist 0.716 Å).
@@ -75,16 +75,14 @@ class BackgroundConfig:
         require(self.peak_dilation >= 0, f"background.peak_dilation = {self.peak_dilation} must be >= 0")
 
 
-def lattice_peak_mask(mean_power: np.ndarray, pixel_size: float, config: BackgroundConfig) -> np.ndarray:
+def lattice_peak_mask(mean_power: np.ndarray, sampling: float, config: BackgroundConfig) -> np.ndarray:
     """Boolean mask (fftfreq layout, frames' shape) of the graphene peaks in a mean power spectrum."""
     ny, nx = mean_power.shape
-    qy = scipy.fft.fftfreq(ny, pixel_size)[:, None]
-    qx = scipy.fft.fftfreq(nx, pixel_size)[None, :]
-    q = np.hypot(qy, qx)
+    q = np.hypot(*frequencies((ny, nx), sampling))
     mask = np.zeros(mean_power.shape, bool)
     for d in GRAPHENE_SPACINGS_A:
         q0 = 1.0 / d
-        if q0 > 0.5 / pixel_size:
+        if q0 > 0.5 / sampling:
             continue  # beyond Nyquist: not recorded
         ring = np.abs(q - q0) <= config.ring_width * q0
         vals = mean_power[ring]
@@ -178,7 +176,7 @@ class CleanedFrames:
         return clean_frames(fr, np.atleast_1d(idx), self.peaks, self.static)
 
 
-def missing_data(peaks: np.ndarray, field_pixel_size: float, shape: tuple[int, int], pixel_size: float,
+def missing_data(peaks: np.ndarray, field_sampling: float, shape: tuple[int, int], sampling: float,
                  margin_px: float = 1.0) -> np.ndarray:
     """Keep-mask (1 = data, 0 = missing; centred, fftshift layout) on another Fourier grid for removed peaks.
 
@@ -191,9 +189,9 @@ def missing_data(peaks: np.ndarray, field_pixel_size: float, shape: tuple[int, i
     ----------
     peaks
         Boolean peak mask of the frames' field (fftfreq layout), from :func:`lattice_peak_mask`.
-    field_pixel_size
+    field_sampling
         Pixel size of the frames (Å).
-    shape, pixel_size
+    shape, sampling
         Target grid (e.g. a padded particle box) and its pixel size (Å).
     margin_px
         Extra radius in field Fourier pixels: cutting a box from the field smooths the holes over about one
@@ -206,18 +204,18 @@ def missing_data(peaks: np.ndarray, field_pixel_size: float, shape: tuple[int, i
     """
     fy, fx = peaks.shape
     iy, ix = np.nonzero(peaks)
-    q_peaks = np.stack([scipy.fft.fftfreq(fy, field_pixel_size)[iy], scipy.fft.fftfreq(fx, field_pixel_size)[ix]], 1)
+    field_qy, field_qx = frequencies((fy, fx), field_sampling)
+    q_peaks = np.stack([field_qy[iy, 0], field_qx[0, ix]], 1)
     ny, nx = shape
-    qy = scipy.fft.fftshift(scipy.fft.fftfreq(ny, pixel_size))
-    qx = scipy.fft.fftshift(scipy.fft.fftfreq(nx, pixel_size))
-    dq = 1.0 / (min(fy, fx) * field_pixel_size)
+    qy, qx = (q.ravel() for q in frequencies(shape, sampling, centred=True))
+    dq = 1.0 / (min(fy, fx) * field_sampling)
     radius = (0.5 + margin_px) * dq
     keep = np.ones(shape, np.float32)
-    span_y = int(np.ceil(radius * ny * pixel_size)) + 1
-    span_x = int(np.ceil(radius * nx * pixel_size)) + 1
+    span_y = int(np.ceil(radius * ny * sampling)) + 1
+    span_x = int(np.ceil(radius * nx * sampling)) + 1
     for qpy, qpx in q_peaks:
-        cy = int(np.rint(qpy * ny * pixel_size)) + ny // 2
-        cx = int(np.rint(qpx * nx * pixel_size)) + nx // 2
+        cy = int(np.rint(qpy * ny * sampling)) + ny // 2
+        cx = int(np.rint(qpx * nx * sampling)) + nx // 2
         ys = slice(max(cy - span_y, 0), min(cy + span_y + 1, ny))
         xs = slice(max(cx - span_x, 0), min(cx + span_x + 1, nx))
         d2 = (qy[ys, None] - qpy) ** 2 + (qx[None, xs] - qpx) ** 2

@@ -22,7 +22,7 @@ from tumblebench.reconstruct.density import DensityConfig
 from tumblebench.reconstruct.refine import RefineConfig
 from tumblebench.reconstruct.timeresolved import TimeResolvedConfig
 from tumblebench.reconstruct.tracking import TrackingConfig
-from tumblebench.simulator.config import check_memory, check_seed
+from tumblebench.simulator.config import PROCESS_BYTES, check_memory, check_seed
 from tumblebench.simulator.errors import require
 from tumblebench.simulator.series import MAX_FRAMES
 
@@ -51,8 +51,7 @@ class ReconstructConfig:
         rlnAmplitudeContrast. Default 0.1, the value customary in RELION: a strongly scattering particle behind
         an aberration-corrected lens images its low frequencies through cos γ ≈ 1 (the objective aperture's
         loss of high-angle scattering and the second-order term of exp(iσv)), which a pure phase-contrast
-        model (Q = 0) cannot account for. Measured on a 1,000-frame multislice series with true poses: FSC
-        against the truth at 46 Å is −0.96 with Q = 0 and 0.99 with Q = 0.1 (0.25 gives the same as 0.1).
+        model (Q = 0) cannot account for.
     flatten_solvent
         Multiply ``map.mrc`` (and the part maps) by the soft spherical mask of the particle (radius = estimated
         diameter/2 + ``refine.mask_margin_A``): the liquid around an isolated particle holds no structure,
@@ -115,16 +114,18 @@ def reconstruct_memory_bytes(n_frames: int, ny: int, nx: int, config: Reconstruc
     Returns
     -------
     dict
-        ``boxes`` (the boxes cut around the particle, float32, and their normalised copy: 8 B per box pixel),
-        ``chunk`` (one chunk of ``tracking.chunk`` full frames with their float32 copy and complex128
-        transforms, ≈ 40 B per pixel), ``volumes`` (about six padded complex64 transforms of the box, the
-        references and back-projection accumulators of both half sets: 48 B per padded voxel) and ``total``.
+        ``process`` (:data:`tumblebench.simulator.config.PROCESS_BYTES`), ``boxes`` (the boxes cut around the
+        particle, float32, and their normalised copy: 8 B per box pixel), ``chunk`` (one chunk of
+        ``tracking.chunk`` full frames with their float32 copy and complex128 transforms, ≈ 40 B per pixel),
+        ``volumes`` (about six padded complex64 transforms of the box, the references and back-projection
+        accumulators of both half sets: 48 B per padded voxel) and ``total``.
     """
     boxes = 8.0 * n_frames * config.box**2
     chunk = 40.0 * min(n_frames, config.tracking.chunk) * ny * nx
     pad = max(2, int(config.refine.pad))
     volumes = 48.0 * float(pad * config.box) ** 3
-    return {"boxes": boxes, "chunk": chunk, "volumes": volumes, "total": boxes + chunk + volumes}
+    return {"process": PROCESS_BYTES, "boxes": boxes, "chunk": chunk, "volumes": volumes,
+            "total": PROCESS_BYTES + boxes + chunk + volumes}
 
 
 def check_reconstruct_memory(n_frames: int, ny: int, nx: int, config: ReconstructConfig) -> None:

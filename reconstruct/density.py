@@ -20,11 +20,8 @@ proportion to their reliability, the half-map FSC F(k) of their shell::
 
 Shells the data determine (F → 1) keep their values; shells without data (F ≈ 0) take what the constraints
 imply. The envelope comes from the map itself (low-passed, thresholded, largest connected body, dilated, soft
-edge); the truth is never read. Measured on the default multislice series (true poses, 2,000 frames): the
-first crossing of FSC(truth) = 0.5 moves from 7.3 Å to 0.98 Å; on the ab initio map from 7.11 Å to 1.07 Å.
-A few iterations are best: on six series (500–4,000 frames, ½–4× dose) 2–5 iterations give the same
-figures within 0.01 Å, and 10–20 iterations are slightly worse on every one (the positivity projection of a
-noisy map starts to write its own noise into the weak shells).
+edge); the truth is never read. A few iterations are best: many iterations let the positivity projection of a
+noisy map write its own noise into the weak shells (``docs/measurements.md`` has the figures).
 """
 
 from __future__ import annotations
@@ -36,8 +33,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from tumblebench.reconstruct.fsc import shell_index
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.grid import shells
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +83,7 @@ class DensityConfig:
                 f"max_volume_fraction = {self.max_volume_fraction}")
 
 
-def envelope_mask(volume: np.ndarray, voxel_A: float, config: DensityConfig | None = None) -> np.ndarray:
+def envelope_mask(volume: np.ndarray, sampling: float, config: DensityConfig | None = None) -> np.ndarray:
     """Soft envelope of the particle in a map.
 
     The map is low-passed (Gaussian of FWHM ``lowpass_A``), thresholded at ``threshold`` × its maximum; the
@@ -97,7 +94,7 @@ def envelope_mask(volume: np.ndarray, voxel_A: float, config: DensityConfig | No
     ----------
     volume
         Map [z, y, x] with the particle's density positive.
-    voxel_A
+    sampling
         Voxel edge (Å).
     config
         :class:`DensityConfig` (its envelope fields); default values if None.
@@ -111,7 +108,7 @@ def envelope_mask(volume: np.ndarray, voxel_A: float, config: DensityConfig | No
     v = np.asarray(volume, np.float64)
     if v.ndim != 3:
         raise TumblebenchError(f"envelope_mask needs a 3D map, got shape {v.shape}")
-    g = ndimage.gaussian_filter(v, cfg.lowpass_A / voxel_A / (2 * np.sqrt(2 * np.log(2))))
+    g = ndimage.gaussian_filter(v, cfg.lowpass_A / sampling / (2 * np.sqrt(2 * np.log(2))))
     top = float(g.max())
     if not np.isfinite(top) or top <= 0:
         return np.zeros_like(v)
@@ -122,10 +119,10 @@ def envelope_mask(volume: np.ndarray, voxel_A: float, config: DensityConfig | No
         body = labels == 1 + int(np.argmax(sizes))
     body = ndimage.binary_fill_holes(body)
     if cfg.dilation_A > 0:
-        body = ndimage.distance_transform_edt(~body) * voxel_A <= cfg.dilation_A
+        body = ndimage.distance_transform_edt(~body) * sampling <= cfg.dilation_A
     mask = body.astype(np.float64)
     if cfg.edge_A > 0:
-        mask = ndimage.gaussian_filter(mask, cfg.edge_A / voxel_A)
+        mask = ndimage.gaussian_filter(mask, cfg.edge_A / sampling)
     return mask
 
 
@@ -161,7 +158,7 @@ def modify_density(volume: np.ndarray, fsc_half: np.ndarray, mask: np.ndarray, i
     if curve.shape != (nsh,):
         raise TumblebenchError(f"modify_density: fsc_half has {curve.size} shells, the {n}³ map has {nsh}")
     require(iterations >= 1, f"iterations = {iterations} must be >= 1")
-    sh = shell_index(v.shape)
+    sh = shells(v.shape, rfft=True)
     # shells beyond n/2 (the corners of the cube) carry no FSC estimate: the constraints alone decide them
     w = np.where(sh < nsh, np.clip(curve, 0.0, 1.0)[np.minimum(sh, nsh - 1)], 0.0)
     x = v * m
@@ -172,7 +169,7 @@ def modify_density(volume: np.ndarray, fsc_half: np.ndarray, mask: np.ndarray, i
     return (x * m).astype(np.float32)
 
 
-def density_modified_map(volume: np.ndarray, fsc_half: np.ndarray, voxel_A: float, diameter_A: float,
+def density_modified_map(volume: np.ndarray, fsc_half: np.ndarray, sampling: float, diameter_A: float,
                          config: DensityConfig) -> tuple[np.ndarray, dict]:
     """The map of ``volume`` after density modification, or ``volume`` unchanged if its envelope is implausible.
 
@@ -182,7 +179,7 @@ def density_modified_map(volume: np.ndarray, fsc_half: np.ndarray, voxel_A: floa
         FSC-weighted full map (already flattened outside the particle's sphere).
     fsc_half
         Half-map FSC per shell.
-    voxel_A
+    sampling
         Voxel edge (Å).
     diameter_A
         The particle's estimated diameter (Å): the envelope's volume is checked against its sphere.
@@ -195,8 +192,8 @@ def density_modified_map(volume: np.ndarray, fsc_half: np.ndarray, voxel_A: floa
         float32 map, and a record for ``summary.json`` (envelope volume in Å³, its fraction of the sphere,
         iterations, whether the modification was applied).
     """
-    mask = envelope_mask(volume, voxel_A, config)
-    vol_A3 = float(mask.sum()) * voxel_A**3
+    mask = envelope_mask(volume, sampling, config)
+    vol_A3 = float(mask.sum()) * sampling**3
     sphere = 4.0 / 3.0 * np.pi * (diameter_A / 2) ** 3
     frac = vol_A3 / sphere if sphere > 0 else float("nan")
     info = {"envelope_volume_A3": vol_A3, "envelope_sphere_fraction": frac, "iterations": config.iterations,

@@ -10,24 +10,17 @@ import numpy as np
 import scipy.fft
 
 from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.grid import shells
 
 
-def shell_index(shape: tuple[int, ...]) -> np.ndarray:
-    """Fourier shell (rounded radius in Fourier pixels) of every coefficient of ``scipy.fft.rfftn`` of a map of
-    ``shape`` — the shells of :func:`fsc`."""
-    grids = np.meshgrid(*[np.fft.fftfreq(n) * n for n in shape[:-1]], np.fft.rfftfreq(shape[-1]) * shape[-1],
-                        indexing="ij", sparse=True)
-    return np.rint(np.sqrt(sum(g.astype(np.float64) ** 2 for g in grids))).astype(np.int64)
-
-
-def fsc(map1: np.ndarray, map2: np.ndarray, voxel_size: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def fsc(map1: np.ndarray, map2: np.ndarray, sampling: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Fourier shell correlation of two maps of equal cubic shape.
 
     Parameters
     ----------
     map1, map2
         Real maps [z, y, x].
-    voxel_size
+    sampling
         Voxel edge in Å.
 
     Returns
@@ -41,7 +34,7 @@ def fsc(map1: np.ndarray, map2: np.ndarray, voxel_size: float = 1.0) -> tuple[np
         raise TumblebenchError(f"FSC needs two 3D maps of the same shape, got {a.shape} and {b.shape}")
     fa = scipy.fft.rfftn(a, workers=-1)
     fb = scipy.fft.rfftn(b, workers=-1)
-    sh = shell_index(a.shape).ravel()
+    sh = shells(a.shape, rfft=True).ravel()
     n = min(a.shape)
     nsh = n // 2 + 1
     keep = sh < nsh
@@ -55,7 +48,7 @@ def fsc(map1: np.ndarray, map2: np.ndarray, voxel_size: float = 1.0) -> tuple[np
     d2 = np.bincount(sh, weights=np.abs(fb) ** 2, minlength=nsh)
     with np.errstate(invalid="ignore", divide="ignore"):
         curve = np.where((d1 > 0) & (d2 > 0), num / np.sqrt(d1 * d2), 0.0)
-    freq = np.arange(nsh) / (n * voxel_size)
+    freq = np.arange(nsh) / (n * sampling)
     return freq, curve
 
 

@@ -23,7 +23,7 @@ against a generic crystal of the element without knowing the particle's shape or
    and simulated back, :func:`tumblebench.analysis.reference.atom_reference`): the map of a mixture of branches is
    self-consistent, the atomic model built from it is not — it keeps the majority's atoms — so the labelling
    converges to one branch. Without a builder the map itself is the reference, and the labelling can settle on a
-   mixture (default multislice series: 44° median pose error, against 3.1° with the atomic model).
+   mixture.
 
 Each prior is tried; the one whose final labelling gives the highest half-map FSC (even/odd frames) in the
 lattice band wins, so a single crystal and a twinned particle are both handled without knowing which it is.
@@ -172,11 +172,11 @@ def amplitude_ambiguity(kind: str, group: np.ndarray) -> np.ndarray:
     return group
 
 
-def prior_map(sites: np.ndarray, n: int, voxel_A: float, element: str, resolution_A: float) -> np.ndarray:
+def prior_map(sites: np.ndarray, n: int, sampling: float, element: str, resolution_A: float) -> np.ndarray:
     """The prior's potential map [z, y, x] (n³, site at the centre voxel), band-limited at ``resolution_A``."""
-    pos = sites + (n // 2) * voxel_A
-    vol = render_density(pos, (n, n, n), voxel_A, elements=element, U=np.full(len(pos), 0.01))
-    return lowpass(vol, voxel_A, resolution_A).astype(np.float32)
+    pos = sites + (n // 2) * sampling
+    vol = render_density(pos, (n, n, n), sampling, elements=element, U=np.full(len(pos), 0.01))
+    return lowpass(vol, sampling, resolution_A).astype(np.float32)
 
 
 def fundamental_zone(grid: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -259,7 +259,7 @@ def half_plane(band: Band) -> Band:
     return Band(band.n, band.kx[h].copy(), band.ky[h].copy(), band.index[h].copy(), band.radius[h].copy())
 
 
-def search_amplitudes(ft: np.ndarray, ns: int, pixel_A: float, band_A: tuple[float, float], ctf_fn=None
+def search_amplitudes(ft: np.ndarray, ns: int, sampling: float, band_A: tuple[float, float], ctf_fn=None
                       ) -> tuple[Band, np.ndarray, np.ndarray]:
     """The amplitude search's band (half plane of ``band_A``), the frames' |F|·|CTF| on it and the mean CTF².
 
@@ -267,15 +267,15 @@ def search_amplitudes(ft: np.ndarray, ns: int, pixel_A: float, band_A: tuple[flo
     ----------
     ft
         (M, ns·ns) centred transforms of the cropped frames (flat, as ``Band.make(ns, r_max=ns).take``).
-    ns, pixel_A
+    ns, sampling
         Cropped box (pixels) and its pixel size (Å).
     band_A
         (low, high) resolution of the band (Å).
     ctf_fn
-        Optional CTF callable ``(indices, shape, pixel_size)``; None: amplitudes as they are, CTF² = 1.
+        Optional CTF callable ``(indices, shape, sampling)``; None: amplitudes as they are, CTF² = 1.
     """
     lo, hi = band_A
-    band = half_plane(Band.make(ns, r_max=ns * pixel_A / hi, r_min=ns * pixel_A / lo))
+    band = half_plane(Band.make(ns, r_max=ns * sampling / hi, r_min=ns * sampling / lo))
     m = len(ft)
     amp = np.abs(band.take(Band.make(ns, r_max=ns).put(ft)))
     c2 = np.ones(band.kx.size)
@@ -283,7 +283,7 @@ def search_amplitudes(ft: np.ndarray, ns: int, pixel_A: float, band_A: tuple[flo
         c2 = np.zeros(band.kx.size)
         for s in range(0, m, 500):
             sel = np.arange(s, min(s + 500, m))
-            c = band.take(ctf_fn(sel, (ns, ns), pixel_A))
+            c = band.take(ctf_fn(sel, (ns, ns), sampling))
             amp[sel] *= np.abs(c)
             c2 += (c**2).sum(axis=0)
         c2 /= m
@@ -304,7 +304,7 @@ class PriorPath:
     path: np.ndarray  # (M, 3, 3) the Viterbi path through the peaks' branch mates
 
 
-def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, pixel_A: float, ns: int,
+def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, sampling: float, ns: int,
                diameter_A: float, config: LatticeConfig, step_deg: float, continuity_weight: float,
                so3: np.ndarray) -> PriorPath:
     """Amplitude search of one prior over its fundamental zone, then the temporal path (stages 1–2).
@@ -315,7 +315,7 @@ def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, p
         ``"fcc"`` or ``"fcc-twin"``.
     amp, band, c2
         From :func:`search_amplitudes`.
-    n, pixel_A, ns
+    n, sampling, ns
         Box (pixels) and pixel size (Å) of the frames, and the cropped box of the search.
     diameter_A
         The prior ball's diameter (Å).
@@ -331,7 +331,7 @@ def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, p
     sites = prior_sites(kind, bulk_lattice_constant(config.element), diameter_A / 2)
     group = prior_group(sites)
     ops = amplitude_ambiguity(kind, group)
-    vol = fourier_crop_volume(prior_map(sites, n, pixel_A, config.element, 0.9), ns)
+    vol = fourier_crop_volume(prior_map(sites, n, sampling, config.element, 0.9), ns)
     grid = np.ascontiguousarray(fundamental_zone(so3, group))
     idx, z = amplitude_search(vol, amp, band, grid, c2, min(8 * config.top_k, len(grid)))
     ci = np.empty((m, config.top_k), np.int64)
@@ -350,7 +350,7 @@ class _Frames:
     small: np.ndarray  # (M, ns, ns) cropped boxes
     ft: np.ndarray  # (M, P_full) centred transforms on the full band
     full: Band
-    ps: float  # Å per cropped pixel
+    crop_sampling: float  # Å per cropped pixel
     origins: np.ndarray  # (M, 2) tracker origins, cropped pixels
     ctf_fn: Callable | None
     mask: np.ndarray
@@ -365,19 +365,19 @@ class _Labeller:
         self.step, self.weight, self.reference_model = step_deg, weight, reference_model
         ns = fr.small.shape[-1]
         lo, hi = config.label_band_A
-        self.band = half_plane(Band.make(ns, r_max=ns * fr.ps / hi, r_min=ns * fr.ps / lo))
+        self.band = half_plane(Band.make(ns, r_max=ns * fr.crop_sampling / hi, r_min=ns * fr.crop_sampling / lo))
         self.cband = None
         if fr.ctf_fn is not None:
             self.cband = np.empty((len(fr.small), self.band.kx.size), np.float32)
             for s in range(0, len(fr.small), 500):
                 sel = np.arange(s, min(s + 500, len(fr.small)))
-                self.cband[sel] = self.band.take(fr.ctf_fn(sel, (ns, ns), fr.ps))
+                self.cband[sel] = self.band.take(fr.ctf_fn(sel, (ns, ns), fr.crop_sampling))
         self.shift_grids = [self._shift_grid(r) for r in (config.shift_range_A, config.shift_refine_A)]
 
     def _shift_grid(self, range_A: float) -> tuple[np.ndarray, np.ndarray]:
         """Shift steps (S, 2) in cropped pixels within ± ``range_A`` and their phases on the band (P, S)."""
         d = np.arange(-range_A, range_A + 1e-9, self.cfg.shift_step_A)
-        d = (d - d.mean()) / self.fr.ps
+        d = (d - d.mean()) / self.fr.crop_sampling
         dx, dy = np.meshgrid(d, d)
         delta = np.stack([dx.ravel(), dy.ravel()], 1)
         return delta, shift_phases(self.band, delta).T.copy()
@@ -390,15 +390,16 @@ class _Labeller:
         fr = self.fr
         ns = fr.small.shape[-1]
         rec = Reconstructor(ns, pad=2)
-        ctf = None if fr.ctf_fn is None else fr.ctf_fn(idx, (2 * ns, 2 * ns), fr.ps)
-        rec.insert(fr.small[idx], poses[idx], shifts[idx], ctf=ctf, r_max=ns * fr.ps / self.cfg.map_resolution_A)
+        ctf = None if fr.ctf_fn is None else fr.ctf_fn(idx, (2 * ns, 2 * ns), fr.crop_sampling)
+        rec.insert(fr.small[idx], poses[idx], shifts[idx], ctf=ctf,
+                   r_max=ns * fr.crop_sampling / self.cfg.map_resolution_A)
         return rec.reconstruct(tau=0.05) * fr.mask
 
     def half_fsc(self, poses: np.ndarray, shifts: np.ndarray) -> float:
         """Mean half-map FSC (even/odd frames) between 3 Å and the maps' resolution limit."""
         m = len(poses)
         freq, curve = fsc(self.build(np.arange(0, m, 2), poses, shifts),
-                          self.build(np.arange(1, m, 2), poses, shifts), self.fr.ps)
+                          self.build(np.arange(1, m, 2), poses, shifts), self.fr.crop_sampling)
         sel = (freq >= 1 / 3.0) & (freq <= 1 / (self.cfg.map_resolution_A + 0.1))
         return float(curve[sel].mean())
 
@@ -429,7 +430,7 @@ class _Labeller:
         vol = self.build(idx, poses, shifts)
         if self.reference_model is not None:
             try:
-                vol = self.reference_model(vol, self.fr.ps)
+                vol = self.reference_model(vol, self.fr.crop_sampling)
             except TumblebenchError as exc:  # e.g. no atoms above noise in a poor first map
                 log.warning("lattice labelling (%s): reference model failed (%s); using the map", what, exc)
         return prepare_reference(vol)
@@ -444,7 +445,7 @@ class _Labeller:
         dev = cc - cc.mean(axis=1, keepdims=True)
         lab = viterbi(cands, dev / max(float(np.median(np.abs(dev))), 1e-12), self.step, self.weight)
         moved = shifts + delta[arg[rows, lab]]
-        off = np.linalg.norm(moved - self.fr.origins, axis=1, keepdims=True) * self.fr.ps
+        off = np.linalg.norm(moved - self.fr.origins, axis=1, keepdims=True) * self.fr.crop_sampling
         self.scores_ = cc[rows, lab]  # each frame's correlation with the reference at its chosen mate
         return lab, cands[rows, lab], np.where(off <= self.cfg.max_shift_A, moved, shifts)
 
@@ -469,18 +470,18 @@ class _Labeller:
         return poses, shifts, {"history": history}
 
 
-def lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: LatticeConfig,
+def lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: LatticeConfig,
                      step_deg: float, continuity_weight: float, ctf_fn=None, shifts_px: np.ndarray | None = None,
                      reference_model: ReferenceModel | None = None, progress=None
                      ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Poses of every frame from the fcc lattice prior (:class:`LatticePoses` as a function; the same parameters
     and results without the per-frame scores)."""
-    poses, shifts, _, info = _lattice_abinitio(boxes, pixel_size, diameter_A, config, step_deg, continuity_weight,
+    poses, shifts, _, info = _lattice_abinitio(boxes, sampling, diameter_A, config, step_deg, continuity_weight,
                                                ctf_fn, shifts_px, reference_model, progress)
     return poses, shifts, info
 
 
-def _lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, config: LatticeConfig,
+def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: LatticeConfig,
                       step_deg: float, continuity_weight: float, ctf_fn=None, shifts_px: np.ndarray | None = None,
                       reference_model: ReferenceModel | None = None, progress=None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -490,7 +491,7 @@ def _lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, c
     ----------
     boxes
         (M, n, n) background-subtracted particle boxes in time order (atoms positive after the CTF).
-    pixel_size
+    sampling
         Å per pixel of ``boxes``.
     diameter_A
         Particle diameter estimated from the frames (Å): the prior ball's and the mask's size.
@@ -499,11 +500,11 @@ def _lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, c
     step_deg, continuity_weight
         Expected rotation between successive frames (deg) and the weight of the continuity penalty.
     ctf_fn
-        Optional callable ``(indices, shape, pixel_size) -> (len(indices), *shape)`` centred CTFs.
+        Optional callable ``(indices, shape, sampling) -> (len(indices), *shape)`` centred CTFs.
     shifts_px
         (M, 2) RELION origins (pixels of ``boxes``) from tracking; default zeros.
     reference_model
-        Builder ``(map, voxel_size) -> map`` of the labelling's reference (e.g.
+        Builder ``(map, sampling) -> map`` of the labelling's reference (e.g.
         :func:`tumblebench.analysis.reference.atom_reference`); None: the map itself.
     progress
         Optional callable ``(n_done)`` advanced once per labelling iteration and search.
@@ -517,25 +518,24 @@ def _lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, c
 
     m, n, _ = boxes.shape
     ns = min(config.box, n - n % 2)
-    ps = pixel_size * n / ns
-    require(ns * ps / config.band_A[1] <= ns / 2 - 1,
+    crop_sampling = sampling * n / ns
+    require(ns * crop_sampling / config.band_A[1] <= ns / 2 - 1,
             f"abinitio.lattice.band_A high limit {config.band_A[1]} Å is finer than the cropped box's Nyquist "
-            f"({2 * ps:.2f} Å): raise abinitio.lattice.box or coarsen band_A")
+            f"({2 * crop_sampling:.2f} Å): raise abinitio.lattice.box or coarsen band_A")
     small = fourier_crop(boxes, ns)
     small -= small.mean(axis=(1, 2), keepdims=True)
     full = Band.make(ns, r_max=ns)
     origins = np.zeros((m, 2)) if shifts_px is None else np.asarray(shifts_px, np.float64) * ns / n
-    fr = _Frames(small, full.take(image_ft(small)), full, ps, origins, ctf_fn,
-                 soft_sphere(ns, (diameter_A / 2 + 2.0) / ps, 3.0))
-    band, amp, c2 = search_amplitudes(fr.ft, ns, ps, config.band_A, ctf_fn)
+    fr = _Frames(small, full.take(image_ft(small)), full, crop_sampling, origins, ctf_fn,
+                 soft_sphere(ns, (diameter_A / 2 + 2.0) / crop_sampling, 3.0))
+    band, amp, c2 = search_amplitudes(fr.ft, ns, crop_sampling, config.band_A, ctf_fn)
     if reference_model is None:
         log.warning("lattice ab initio without a reference-model builder: the labelling's reference is the map "
-                    "itself, which can hold a mixture of branches (default multislice series: 44° median pose "
-                    "error, against 3.1° with analysis.reference.atom_reference)")
+                    "itself, which can hold a mixture of branches; pass analysis.reference.atom_reference)")
     so3 = so3_grid(config.grid_size)
     results = {}
     for kind in config.priors:
-        pp = prior_path(kind, amp, band, c2, n, pixel_size, ns, diameter_A, config, step_deg, continuity_weight, so3)
+        pp = prior_path(kind, amp, band, c2, n, sampling, ns, diameter_A, config, step_deg, continuity_weight, so3)
         if progress is not None:
             progress(1)
         labeller = _Labeller(fr, config, pp.ops, step_deg, continuity_weight, reference_model)
@@ -549,7 +549,7 @@ def _lattice_abinitio(boxes: np.ndarray, pixel_size: float, diameter_A: float, c
     best = max(results, key=lambda k: results[k][0])
     score, poses, sh, _, frame_scores = results[best]
     info = {"method": "lattice", "prior": best, "priors": {k: v[3] for k, v in results.items()},
-            "search_pixel_size_A": ps}
+            "search_pixel_size_A": crop_sampling}
     log.info("lattice ab initio: prior %s chosen (half-map FSC %s)", best,
              ", ".join(f"{k} {v[0]:.3f}" for k, v in results.items()))
     return poses, sh * n / ns, frame_scores, info

@@ -36,7 +36,6 @@ from tumblebench.reconstruct.background import (
 from tumblebench.reconstruct.config import ReconstructConfig, check_reconstruct_memory
 from tumblebench.reconstruct.density import density_modified_map
 from tumblebench.reconstruct.fsc import resolution_at
-from tumblebench.reconstruct.lattice import LatticePoses
 from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import soft_sphere
 from tumblebench.reconstruct.refine import (
@@ -79,7 +78,7 @@ def _bar(total: int, desc: str, enabled: bool):
 
 def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, manifest: dict | None,
                 rows: np.ndarray, amplitude_contrast: float = -1.0) -> Callable | None:
-    """CTF callable ``(indices, shape, pixel_size) -> centred CTFs`` for the usable frames, or None.
+    """CTF callable ``(indices, shape, sampling) -> centred CTFs`` for the usable frames, or None.
 
     ``projection``-mode series (``tbMode``) have no CTF. The optics come from the series' ``manifest.json``
     (``config.imaging.optics``) when present, else from the STAR optics table; the defocus of every frame from
@@ -110,14 +109,14 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
     ang = particles["rlnDefocusAngle"].to_numpy(float)[rows] if "rlnDefocusAngle" in particles else 0 * du
     cache: dict = {}
 
-    def ctf_fn(idx: np.ndarray, shape: tuple[int, int], pixel_size: float) -> np.ndarray:
+    def ctf_fn(idx: np.ndarray, shape: tuple[int, int], sampling: float) -> np.ndarray:
         out = np.empty((len(idx), *shape), np.float32)
         for j, i in enumerate(np.asarray(idx)):
-            key = (round((du[i] + dv[i]) / 2), round(abs(du[i] - dv[i])), round(ang[i]), shape, pixel_size)
+            key = (round((du[i] + dv[i]) / 2), round(abs(du[i] - dv[i])), round(ang[i]), shape, sampling)
             if key not in cache:
                 o = replace(base, defocus_A=float(key[0]), astigmatism_A=float(key[1]),
                             astigmatism_angle_deg=float(key[2]))
-                cache[key] = np.fft.fftshift(ctf_2d(shape, pixel_size, o, amplitude_contrast=q0)).astype(np.float32)
+                cache[key] = np.fft.fftshift(ctf_2d(shape, sampling, o, amplitude_contrast=q0)).astype(np.float32)
             out[j] = cache[key]
         return out
 
@@ -125,7 +124,9 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
 
 
 def _check_inputs(frames_path: Path, star_path: Path | None, config: ReconstructConfig):
-    stack, pixel = open_stack(frames_path)
+    stack, sampling = open_stack(frames_path)
+    require(0.05 <= sampling <= 2.0, f"{frames_path}: header pixel size {sampling} Å is outside [0.05, 2] Å (the "
+                                     "simulator's range; atoms are not resolved at coarser sampling)")
     check_reconstruct_memory(*stack.shape, config)
     optics = particles = None
     if star_path is not None:
@@ -136,14 +137,14 @@ def _check_inputs(frames_path: Path, star_path: Path | None, config: Reconstruct
         # rows matched to frames by rlnImageName (INDEX@STACK), never by their position in the table
         particles = order_by_frame(particles, str(star_path), frames_path.name, stack.shape[0])
         if "rlnImagePixelSize" in optics:
-            ps_star = float(optics["rlnImagePixelSize"].iloc[0])
-            require(abs(ps_star - pixel) <= 1e-3 * pixel,
-                    f"{star_path}: rlnImagePixelSize = {ps_star} Å but {frames_path} header says {pixel} Å")
+            star_sampling = float(optics["rlnImagePixelSize"].iloc[0])
+            require(abs(star_sampling - sampling) <= 1e-3 * sampling,
+                    f"{star_path}: rlnImagePixelSize = {star_sampling} Å but {frames_path} header says {sampling} Å")
     elif config.poses != "abinitio":
         raise TumblebenchError(f"--poses {config.poses} needs --star (the true poses are read from it)")
     require(stack.shape[1] >= config.box and stack.shape[2] >= config.box,
             f"{frames_path}: frames of {stack.shape[2]}×{stack.shape[1]} px are smaller than the box {config.box}")
-    return stack, pixel, optics, particles
+    return stack, sampling, optics, particles
 
 
 def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
@@ -175,7 +176,7 @@ def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.nda
     return bad, mean / n_good, power / n_good, np.asarray(times), np.asarray(spectra)
 
 
-def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, progress: bool,
+def track_and_cut(stack: np.ndarray, sampling: float, config: ReconstructConfig, progress: bool,
                   linear_contrast: bool = False, tracker: Tracker | None = None, seed: int = 0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict,
                              np.ndarray | None]:
@@ -191,18 +192,18 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
     require(int((~bad).sum()) >= config.min_frames,
             f"only {int((~bad).sum())} of {m} frames are usable (others all-zero/constant or NaN); "
             f"at least min_frames = {config.min_frames} are needed")
-    peaks = lattice_peak_mask(mean_power, pixel, config.background) if config.background.remove_graphene else None
+    peaks = lattice_peak_mask(mean_power, sampling, config.background) if config.background.remove_graphene else None
     n_peaks = int(peaks.sum()) if peaks is not None else 0
     static = None
     if n_peaks and config.background.method == "subtract":
         region = static_region(peaks, config.background.static_radius_px)
         static = StaticSpectrum(region, chunk_times, chunk_spectra[:, region])
-    sign, _ = contrast_sign(mean_frame, pixel, config.tracking.lowpass_A)
-    radius_guess = (config.diameter_A / 2 if config.diameter_A > 0 else 10.0) / pixel
+    sign, _ = contrast_sign(mean_frame, sampling, config.tracking.lowpass_A)
+    radius_guess = (config.diameter_A / 2 if config.diameter_A > 0 else 10.0) / sampling
     clean = CleanedFrames(stack, peaks, static)
     tracker = tracker or CorrelationTracker(config.tracking)
     with _bar(m, "tracking", progress) as bar:
-        data = TrackingInput(frames=clean, sampling=pixel, radius_px=radius_guess, contrast_sign=sign, valid=~bad,
+        data = TrackingInput(frames=clean, sampling=sampling, radius_px=radius_guess, contrast_sign=sign, valid=~bad,
                              linear_contrast=linear_contrast, seed=seed, progress=bar.update)
         track = run_stage("tracking", tracker, data)
     usable = np.asarray(track.kept, bool)
@@ -232,8 +233,8 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
         ok = np.isfinite(bg)
         if not ok.all():
             idx, boxes, origins = idx[ok], boxes[ok], origins[ok]
-    diameter = config.diameter_A if config.diameter_A > 0 else estimate_diameter(boxes, pixel, sign, energy=True)
-    diameter = float(np.clip(diameter, 4 * pixel, 0.8 * config.box * pixel))
+    diameter = config.diameter_A if config.diameter_A > 0 else estimate_diameter(boxes, sampling, sign, energy=True)
+    diameter = float(np.clip(diameter, 4 * sampling, 0.8 * config.box * sampling))
     counts = {"frames": m, "bad_frames": int(bad.sum()), "lost_frames": int(lost.sum()),
               "tracking_method": track.info.get("tracking_method", type(tracker).__name__),
               "usable_frames": int(idx.size), "graphene_peak_pixels": n_peaks, "contrast_sign": sign}
@@ -241,21 +242,21 @@ def track_and_cut(stack: np.ndarray, pixel: float, config: ReconstructConfig, pr
     return boxes, origins, idx, traj, smooth[idx], diameter, counts, (peaks if n_peaks and static is None else None)
 
 
-def with_missing_data(ctf_fn: Callable | None, peaks: np.ndarray | None, field_pixel: float) -> Callable | None:
+def with_missing_data(ctf_fn: Callable | None, peaks: np.ndarray | None, field_sampling: float) -> Callable | None:
     """``ctf_fn`` times the keep-mask of the removed graphene peaks (:func:`reconstruct.background.missing_data`),
     so that reconstruction and scoring give the removed Fourier pixels zero weight; ``ctf_fn`` if no peaks."""
     if peaks is None:
         return ctf_fn
     cache: dict = {}
 
-    def fn(idx: np.ndarray, shape: tuple[int, int], pixel_size: float) -> np.ndarray:
-        key = (tuple(shape), float(pixel_size))
+    def fn(idx: np.ndarray, shape: tuple[int, int], sampling: float) -> np.ndarray:
+        key = (tuple(shape), float(sampling))
         if key not in cache:
-            cache[key] = missing_data(peaks, field_pixel, shape, pixel_size)
+            cache[key] = missing_data(peaks, field_sampling, shape, sampling)
         keep = cache[key]
         if ctf_fn is None:
             return np.broadcast_to(keep, (len(idx), *keep.shape)).copy()
-        return ctf_fn(idx, shape, pixel_size) * keep
+        return ctf_fn(idx, shape, sampling) * keep
 
     return fn
 
@@ -271,12 +272,12 @@ def _oracle_poses(particles: pd.DataFrame, rows: np.ndarray, spec: str, rng: np.
     return poses
 
 
-def _oracle_shifts(particles: pd.DataFrame, rows: np.ndarray, pixel: float, centres: np.ndarray) -> np.ndarray:
+def _oracle_shifts(particles: pd.DataFrame, rows: np.ndarray, sampling: float, centres: np.ndarray) -> np.ndarray:
     """True origins (pixels) of boxes cut at ``rint(centres)``, from the STAR's coordinates and origins."""
     cx = particles["rlnCoordinateX"].to_numpy(float)[rows]
     cy = particles["rlnCoordinateY"].to_numpy(float)[rows]
-    ox = particles["rlnOriginXAngst"].to_numpy(float)[rows] / pixel if "rlnOriginXAngst" in particles else 0
-    oy = particles["rlnOriginYAngst"].to_numpy(float)[rows] / pixel if "rlnOriginYAngst" in particles else 0
+    ox = particles["rlnOriginXAngst"].to_numpy(float)[rows] / sampling if "rlnOriginXAngst" in particles else 0
+    oy = particles["rlnOriginYAngst"].to_numpy(float)[rows] / sampling if "rlnOriginYAngst" in particles else 0
     return -(np.stack([cx - ox, cy - oy], axis=1) - np.rint(centres))
 
 
@@ -356,7 +357,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
          algorithms: dict[str, Any] | None = None) -> dict:
     algorithms = algorithms or {}
     t0 = time.perf_counter()
-    stack, pixel, optics, particles = _check_inputs(frames, star, config)
+    stack, sampling, optics, particles = _check_inputs(frames, star, config)
     manifest = None
     if star is not None and (star.parent / "manifest.json").exists():
         try:
@@ -364,33 +365,33 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         except (OSError, json.JSONDecodeError):
             manifest = None
     log.info("input: %s (%d frames of %d×%d px, %.4f Å/px), star: %s, poses: %s", frames, stack.shape[0],
-             stack.shape[2], stack.shape[1], pixel, star, config.poses)
+             stack.shape[2], stack.shape[1], sampling, star, config.poses)
     linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
-    boxes, origins, rows, traj, centres, diameter, counts, peaks = track_and_cut(stack, pixel, config, progress,
+    boxes, origins, rows, traj, centres, diameter, counts, peaks = track_and_cut(stack, sampling, config, progress,
                                                                                 linear, algorithms.get("tracking"),
                                                                                 config.seed)
     timings["tracking"] = time.perf_counter() - t0
     log.info("frames: %d, excluded as bad (NaN/constant): %d, lost by the tracker: %d, usable: %d; graphene peak "
              "pixels removed: %d; particle diameter %.1f Å", counts["frames"], counts["bad_frames"],
              counts["lost_frames"], counts["usable_frames"], counts["graphene_peak_pixels"], diameter)
-    nyq_needed = 2 * pixel
+    nyq_needed = 2 * sampling
     require(len(rows) >= config.min_frames, f"{len(rows)} usable frames < min_frames = {config.min_frames}")
     ctf_fn = make_ctf_fn(optics, particles, manifest, rows, config.amplitude_contrast)
     if ctf_fn is None and counts["contrast_sign"] < 0:
         boxes = -boxes  # without a CTF the map is of the particle's contrast: keep its density positive
     # the removed graphene peaks are missing data for the maps (the global search keeps the plain CTF)
-    ctf_rec = with_missing_data(ctf_fn, peaks, pixel)
+    ctf_rec = with_missing_data(ctf_fn, peaks, sampling)
     n = config.box
-    mask = soft_sphere(n, (diameter / 2 + config.refine.mask_margin_A) / pixel, 3.0)
+    mask = soft_sphere(n, (diameter / 2 + config.refine.mask_margin_A) / sampling, 3.0)
     info: dict = {}
     t1 = time.perf_counter()
     if config.poses == "truth":
         poses = _oracle_poses(particles, rows, "truth", rng)
-        shifts = _oracle_shifts(particles, rows, pixel, centres)
+        shifts = _oracle_shifts(particles, rows, sampling, centres)
         halves = (np.arange(len(rows)) % 2).astype(np.int64)
         with _bar(1, "reconstruction (true poses)", progress) as bar:
-            r1, r2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_rec, pixel, config.refine.pad)
-            h1, h2, freq, curve, full = filtered_map(r1, r2, mask, pixel)
+            r1, r2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_rec, sampling, config.refine.pad)
+            h1, h2, freq, curve, full = filtered_map(r1, r2, mask, sampling)
             bar.update(1)
         del r1, r2
         history: list = []
@@ -400,7 +401,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
             steps = estimator.steps() if isinstance(estimator, AbInitioPoses) else None
             label = f"ab initio ({estimator.name})" if isinstance(estimator, AbInitioPoses) else "ab initio"
             with _bar(steps, label, progress) as bar:
-                data = PoseInput(boxes=boxes, sampling=pixel, diameter_A=diameter, shifts_px=origins, ctf=ctf_fn,
+                data = PoseInput(boxes=boxes, sampling=sampling, diameter_A=diameter, shifts_px=origins, ctf=ctf_fn,
                                  seed=config.seed, reference_model=reference_model, progress=bar.update)
                 estimate = run_stage("pose", estimator, data)
             poses, origins, info = estimate.poses, estimate.shifts_px, estimate.info
@@ -410,16 +411,10 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         t2 = time.perf_counter()
         refiner = algorithms.get("refine")
         if refiner is None:
-            rcfg = config.refine
-            if isinstance(estimator, LatticePoses) and config.poses == "abinitio" and rcfg.branch_segment:
-                # the lattice labelling has chosen every frame's branch against the map of all others; the branch
-                # check of refinement (made for the sphere method) would repeat that at the cost of ~150 s
-                rcfg = replace(rcfg, branch_segment=0)
-                log.info("refine: branch check skipped (the lattice ab initio labelled the branches)")
-            refiner = ProjectionMatching(rcfg)
+            refiner = ProjectionMatching(config.refine)
         steps = refiner.steps() if isinstance(refiner, ProjectionMatching) else None
         with _bar(steps, "refinement", progress) as bar:
-            data = RefineInput(boxes=boxes, sampling=pixel, diameter_A=diameter, poses=poses, shifts_px=origins,
+            data = RefineInput(boxes=boxes, sampling=sampling, diameter_A=diameter, poses=poses, shifts_px=origins,
                                ctf=ctf_rec, seed=config.seed, reference_model=reference_model, progress=bar.update)
             res = run_stage("refine", refiner, data)
         timings["refine"] = time.perf_counter() - t2
@@ -429,8 +424,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         else:  # the refiner made no maps: the same gold-standard reconstruction as the true poses get
             with _bar(1, "reconstruction (refined poses)", progress) as bar:
                 r1, r2 = reconstruct_halves(boxes, poses, shifts, (np.arange(len(rows)) % 2).astype(np.int64),
-                                            ctf_rec, pixel, config.refine.pad)
-                h1, h2, freq, curve, full = filtered_map(r1, r2, mask, pixel)
+                                            ctf_rec, sampling, config.refine.pad)
+                h1, h2, freq, curve, full = filtered_map(r1, r2, mask, sampling)
                 bar.update(1)
             del r1, r2
     t3 = time.perf_counter()
@@ -439,48 +434,48 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     if res0143 < nyq_needed * 1.0001:
         log.info("half-map FSC stays above 0.143 up to Nyquist (%.3f Å)", nyq_needed)
     solvent = mask if config.flatten_solvent else 1.0
-    final, density = _final_map(full * solvent, curve, pixel, diameter, config, out)
-    write_volume(out / "map.mrc", final, pixel)
-    write_volume(out / "half1.mrc", h1, pixel)
-    write_volume(out / "half2.mrc", h2, pixel)
+    final, density = _final_map(full * solvent, curve, sampling, diameter, config, out)
+    write_volume(out / "map.mrc", final, sampling)
+    write_volume(out / "half1.mrc", h1, sampling)
+    write_volume(out / "half2.mrc", h2, sampling)
     with np.errstate(divide="ignore"):
         pd.DataFrame({"frequency_per_A": freq, "resolution_A": np.where(freq > 0, 1 / np.maximum(freq, 1e-12),
                                                                         np.inf), "fsc_half": curve}
                      ).to_csv(out / "fsc.csv", index=False)
-    _write_poses(out / "poses.star", frames, rows, poses, shifts, centres, pixel, optics, particles)
+    _write_poses(out / "poses.star", frames, rows, poses, shifts, centres, sampling, optics, particles)
     pd.DataFrame({"frame": np.arange(len(traj.smooth)), "x_raw": traj.raw[:, 0], "y_raw": traj.raw[:, 1],
                   "x": traj.smooth[:, 0], "y": traj.smooth[:, 1], "peak_z": traj.peak_z, "lost": traj.lost}
                  ).to_csv(out / "trajectory.csv", index=False)
     with _bar(2, "time-resolved maps", progress) as bar:
-        tr = time_resolved_maps(boxes, rows, poses, shifts, pixel, stack.shape[0], mask, config.timeresolved,
+        tr = time_resolved_maps(boxes, rows, poses, shifts, sampling, stack.shape[0], mask, config.timeresolved,
                                 ctf_rec, config.refine.pad, progress=bar.update)
     parts = {}
     for name, d in tr.items():
         (out / name).mkdir()
-        part_map, _ = _final_map(d["map"] * solvent, d["fsc"], pixel, diameter, config, out / name)
-        write_volume(out / name / "map.mrc", part_map, pixel)
-        write_volume(out / name / "half1.mrc", d["half1"], pixel)
-        write_volume(out / name / "half2.mrc", d["half2"], pixel)
+        part_map, _ = _final_map(d["map"] * solvent, d["fsc"], sampling, diameter, config, out / name)
+        write_volume(out / name / "map.mrc", part_map, sampling)
+        write_volume(out / name / "half1.mrc", d["half1"], sampling)
+        write_volume(out / name / "half2.mrc", d["half2"], sampling)
         parts[name] = {"frames": list(d["frames"]), "n_used": int(d["n_used"]), "fsc_half_0.143_A": d["fsc_0.143_A"]}
     timings["maps"] = time.perf_counter() - t3
     log.info("map: half-map FSC 0.143 at %.3f Å, 0.5 at %.3f Å", res0143, res05)
-    return {"poses_mode": config.poses, "pixel_size_A": pixel, "box": n, "diameter_A": diameter, **counts,
+    return {"poses_mode": config.poses, "pixel_size_A": sampling, "box": n, "diameter_A": diameter, **counts,
             "fsc_half_0.143_A": res0143, "fsc_half_0.5_A": res05, "refine_history": history,
             "abinitio": info, "density_modification": density, "time_resolved": parts}
 
 
-def _final_map(full: np.ndarray, curve: np.ndarray, pixel: float, diameter: float, config: ReconstructConfig,
+def _final_map(full: np.ndarray, curve: np.ndarray, sampling: float, diameter: float, config: ReconstructConfig,
                out: Path) -> tuple[np.ndarray, dict]:
     """The map written as ``map.mrc``: ``full`` after density modification (if enabled), which also writes the
     map before it as ``map_unmodified.mrc`` in ``out``."""
     if not config.density.enabled:
         return np.asarray(full, np.float32), {}
-    write_volume(out / "map_unmodified.mrc", full, pixel)
-    return density_modified_map(full, curve, pixel, diameter, config.density)
+    write_volume(out / "map_unmodified.mrc", full, sampling)
+    return density_modified_map(full, curve, sampling, diameter, config.density)
 
 
 def _write_poses(path: Path, frames: Path, rows: np.ndarray, poses: np.ndarray, shifts: np.ndarray,
-                 centres: np.ndarray, pixel: float, optics: pd.DataFrame | None, particles: pd.DataFrame | None
+                 centres: np.ndarray, sampling: float, optics: pd.DataFrame | None, particles: pd.DataFrame | None
                  ) -> None:
     """poses.star: one row per usable frame; rlnCoordinateX/Y is the centre of the box cut from the full frame
     and rlnOrigin*Angst the refined origin within it (RELION: particle centre = box centre − origin)."""
@@ -499,13 +494,13 @@ def _write_poses(path: Path, frames: Path, rows: np.ndarray, poses: np.ndarray, 
     df["rlnAngleRot"] = ang[:, 0]
     df["rlnAngleTilt"] = ang[:, 1]
     df["rlnAnglePsi"] = ang[:, 2]
-    df["rlnOriginXAngst"] = shifts[:, 0] * pixel
-    df["rlnOriginYAngst"] = shifts[:, 1] * pixel
+    df["rlnOriginXAngst"] = shifts[:, 0] * sampling
+    df["rlnOriginYAngst"] = shifts[:, 1] * sampling
     df["rlnOpticsGroup"] = np.ones(m, np.int64)
     df["tbFrame"] = rows
     if optics is None:
         optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnVoltage": [300.0],
                                "rlnSphericalAberration": [0.0], "rlnAmplitudeContrast": [0.0],
-                               "rlnImagePixelSize": [pixel], "rlnImageSize": [0], "tbMode": ["unknown"],
+                               "rlnImagePixelSize": [sampling], "rlnImageSize": [0], "tbMode": ["unknown"],
                                "tbBoxSize": [len(poses) and 0]})
     write_star(path, optics, df)

@@ -14,11 +14,9 @@ poses with errors of a few degrees are blurred by exactly those errors, and a bl
 where they are (a fixed point); the model of that map has sharp atoms where the map's atoms are. The two halves
 get their own models, so the half sets stay independent.
 
-Two steps use the time order of a Brownian series: after every iteration a *continuity sweep* hill-climbs each
+The time order of a Brownian series is used by a *continuity sweep* after every iteration: it hill-climbs each
 frame from its neighbour's pose (forward, then backward), so that good poses propagate through runs of frames
-stuck in a wrong local optimum; and after the first iteration(s) a *branch check*
-(:func:`reconstruct.abinitio.realign_segments`) finds time segments that settled on a pseudo-symmetric mate and
-moves them into the branch of the largest mutually consistent group of segments.
+stuck in a wrong local optimum.
 """
 
 from __future__ import annotations
@@ -32,20 +30,18 @@ import scipy.fft
 from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct._gridding_kernels import score_candidates, slice_score
-from tumblebench.reconstruct.branches import _fill_unmeasured, realign_segments
 from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
 from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
     Reference,
-    image_from_ft,
     image_ft,
     prepare_reference,
     project_band,
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import NEIGHBOURS, fourier_crop, local_search, so3_grid
+from tumblebench.reconstruct.search import NEIGHBOURS, local_search
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.orientation import rotation_angle_deg
 from tumblebench.stages import CtfFunction, HalfMaps, ReferenceModel, RefineInput, Refinement
@@ -65,8 +61,7 @@ class RefineConfig:
     n_iter
         Maximum refinement iterations (each: reconstruct halves, FSC, local pose + shift search). Default 3:
         from the lattice ab initio's poses the half-map iterations gain little after the third, and the model
-        iteration gains more (default multislice series: 3 + 1 model iteration 1.85° median, FSC(truth) = 0.5
-        from 3 Å at 1.111 Å, 580 s in all; 5 + 0: 2.23°, 1.69 Å, 570 s).
+        iteration gains more in the same time.
     steps_deg
         Hill-climbing step sizes of the local orientation search, deg (largest first).
     climbs_per_step
@@ -86,30 +81,9 @@ class RefineConfig:
     sweep_resolution_A
         Coarsest resolution limit (Å) of the continuity sweep run after every iteration's local search
         (:func:`continuity_sweep`); 0 disables it.
-    fill_iter
-        Without a CTF: iterations that fill the unmeasured part of each half map's transform under positivity
-        and the mask before it serves as reference (:func:`tumblebench.reconstruct.abinitio._fill_unmeasured`; 0: off).
-    fill_iterations
-        The fill applies to this many first iterations: it widens the basin (from true poses + 10° the
-        median error after 4 iterations 4.9° → 4.1° with the fill throughout), but at the finest search the
-        filled cone and the gaps between slices limit the accuracy (true poses + 6°: 0.82° → 1.5°).
     sweep_tolerance
         Relative correlation deficit within which the sweep prefers the neighbour's pose to the frame's own
         (:func:`continuity_sweep`).
-    branch_iterations
-        After these iterations, time segments of the trajectory that settled on a pseudo-symmetric mate are
-        found and moved into the branch of the largest consistent group
-        (:func:`reconstruct.abinitio.realign_segments`); convergence is not declared before the last of them.
-    branch_segment
-        Fewest frames per time segment of that check (0 disables it).
-    branch_max_segments
-        Most segments (longer series get longer segments; the pairwise test costs the square of this).
-    branch_box, branch_resolution_A, branch_pair_resolution_A, branch_grid
-        Box (pixels, Fourier-cropped), resolution limits (Å) of the moves and of the pairwise segment tests,
-        and SO(3) grid size of that check.
-    branch_block_frames
-        Frames (evenly spaced) of a segment that enter its block searches: the statistic of a run of
-        off-branch frames grows with the number of its frames sampled, the cost linearly.
     model_iterations
         Iterations after the map-referenced ones that search against the ``reference_model`` of each half map
         (0: none; needs a ``reference_model``: ``tumblebench reconstruct`` and the demo pass
@@ -136,16 +110,6 @@ class RefineConfig:
     converge_deg: float = 0.3
     sweep_resolution_A: float = 1.5
     sweep_tolerance: float = 0.0
-    fill_iter: int = 0
-    fill_iterations: int = 1
-    branch_iterations: tuple[int, ...] = (0,)
-    branch_segment: int = 30
-    branch_max_segments: int = 10
-    branch_box: int = 64
-    branch_resolution_A: float = 1.6
-    branch_pair_resolution_A: float = 2.2
-    branch_grid: int = 2000
-    branch_block_frames: int = 12
     model_iterations: int = 1
     model_rounds: int = 2
     model_search_A: float = 1.2
@@ -162,16 +126,6 @@ class RefineConfig:
         require(self.pad in (1, 2, 3), f"refine.pad = {self.pad} must be 1, 2 or 3")
         require(self.sweep_resolution_A >= 0, "refine.sweep_resolution_A must be >= 0 Å (0: off)")
         require(0 <= self.sweep_tolerance < 1, "refine.sweep_tolerance must be in [0, 1)")
-        require(self.fill_iter >= 0 and self.fill_iterations >= 0, "refine.fill_iter/fill_iterations must be >= 0")
-        require(all(i >= 0 for i in self.branch_iterations), "refine.branch_iterations must be >= 0")
-        require(self.branch_segment == 0 or self.branch_segment >= 5,
-                f"refine.branch_segment = {self.branch_segment} must be 0 (off) or >= 5 frames")
-        require(self.branch_max_segments >= 3, "refine.branch_max_segments must be >= 3")
-        require(self.branch_block_frames >= 3, "refine.branch_block_frames must be >= 3")
-        require(16 <= self.branch_box <= 256 and self.branch_box % 2 == 0,
-                f"refine.branch_box = {self.branch_box} must be even, 16–256")
-        require(self.branch_resolution_A > 0 and self.branch_pair_resolution_A > 0 and self.branch_grid >= 100,
-                "refine.branch_resolution_A must be > 0 Å and refine.branch_grid >= 100")
         require(self.model_iterations >= 0 and self.model_rounds >= 1 and self.model_climbs >= 1,
                 "refine.model_iterations must be >= 0, refine.model_rounds and refine.model_climbs >= 1")
         require(self.model_search_A > 0 and len(self.model_steps_deg) >= 1 and all(s > 0 for s in self.model_steps_deg),
@@ -245,20 +199,20 @@ class RefineResult:
     history: list
 
 
-def transfer_onset(ctf_fn: CtfFn, m: int, n: int, pixel_size: float, level: float = 0.5) -> float:
+def transfer_onset(ctf_fn: CtfFn, m: int, n: int, sampling: float, level: float = 0.5) -> float:
     """Lowest frequency (1/Å) from which the mean |CTF| of (up to 64) frames exceeds ``level``: the start of the
     band a phase-contrast CTF transfers (0 if it never does)."""
     idx = np.unique(np.linspace(0, m - 1, min(64, m)).round().astype(int))
-    c = np.abs(ctf_fn(idx, (n, n), pixel_size)).mean(axis=0)
+    c = np.abs(ctf_fn(idx, (n, n), sampling)).mean(axis=0)
     k = np.arange(n) - n // 2
     r = np.rint(np.hypot(k[:, None], k[None, :])).astype(int).ravel()
     prof = np.bincount(r, c.ravel()) / np.maximum(np.bincount(r), 1)
     above = np.flatnonzero(prof[1:n // 2] > level)
-    return float((above[0] + 1) / (n * pixel_size)) if above.size else 0.0
+    return float((above[0] + 1) / (n * sampling)) if above.size else 0.0
 
 
 def reconstruct_halves(boxes: np.ndarray, poses: np.ndarray, shifts_px: np.ndarray, halves: np.ndarray,
-                       ctf_fn: CtfFn | None, pixel_size: float, pad: int = 2, chunk: int = 256
+                       ctf_fn: CtfFn | None, sampling: float, pad: int = 2, chunk: int = 256
                        ) -> tuple[Reconstructor, Reconstructor]:
     """Accumulate the two half sets (``halves`` = 0/1 per frame) into two :class:`Reconstructor`."""
     n = boxes.shape[-1]
@@ -267,12 +221,12 @@ def reconstruct_halves(boxes: np.ndarray, poses: np.ndarray, shifts_px: np.ndarr
         idx = np.flatnonzero(halves == h)
         for s in range(0, len(idx), chunk):
             sel = idx[s:s + chunk]
-            ctf = None if ctf_fn is None else ctf_fn(sel, (pad * n, pad * n), pixel_size)
+            ctf = None if ctf_fn is None else ctf_fn(sel, (pad * n, pad * n), sampling)
             recs[h].insert(np.asarray(boxes[sel], np.float32), poses[sel], shifts_px[sel], ctf=ctf)
     return recs
 
 
-def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, voxel: float
+def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, sampling: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Half maps, FSC between them (masked), and the FSC-weighted Wiener-filtered full map.
 
@@ -280,7 +234,7 @@ def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, vox
     """
     h1 = rec1.reconstruct(1e-3)
     h2 = rec2.reconstruct(1e-3)
-    freq, curve = fsc(h1 * mask, h2 * mask, voxel)
+    freq, curve = fsc(h1 * mask, h2 * mask, sampling)
     full = Reconstructor(rec1.n, rec1.pad, threads=1)
     full.add(rec1)
     full.add(rec2)
@@ -297,12 +251,8 @@ def _filtered_half(rec: Reconstructor, curve: np.ndarray) -> np.ndarray:
     return rec.reconstruct(tau=tau, filt=np.sqrt(np.clip(curve, 0, 1)))
 
 
-def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray, fill_iter: int = 0,
-                    res_px: float = 2.0) -> Reference:
-    vol = _filtered_half(rec, curve)
-    if fill_iter > 0:  # projection data of a positive potential: fill the unmeasured cone (see branches)
-        vol = _fill_unmeasured(vol, rec.weight, rec.pad, mask, res_px, fill_iter)
-    return prepare_reference(vol * mask, pad=rec.pad)
+def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> Reference:
+    return prepare_reference(_filtered_half(rec, curve) * mask, pad=rec.pad)
 
 
 @numba.njit(cache=True)
@@ -389,47 +339,20 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
     return poses, int(moved.sum())
 
 
-def _realign(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray, diameter_A: float,
-             config: RefineConfig, ctf_fn: CtfFn | None) -> np.ndarray:
-    """Branch check of the trajectory on Fourier-cropped, re-centred frames (see ``branch_*`` of the config)."""
-    m, n, _ = boxes.shape
-    ns = min(config.branch_box, n)
-    ps = pixel_size * n / ns
-    full = Band.make(ns, r_max=ns)
-    small = np.empty((m, ns, ns), np.float32)
-    for s in range(0, m, 512):
-        c = fourier_crop(np.asarray(boxes[s:s + 512], np.float32), ns)
-        c -= c.mean(axis=(1, 2), keepdims=True)
-        ph = shift_phases(full, shifts[s:s + 512] * ns / n)
-        small[s:s + 512] = image_from_ft(full.put(full.take(image_ft(c)) * ph))
-    res = max(config.branch_resolution_A, 2.1 * ps)
-    band = Band.make(ns, r_max=ns * ps / res, r_min=1.0)
-    x = band.take(image_ft(small))
-    idx = np.arange(m)
-    ctf_pad = None if ctf_fn is None else ctf_fn(idx, (2 * ns, 2 * ns), ps)
-    ctf_band = None if ctf_fn is None else band.take(ctf_fn(idx, (ns, ns), ps))
-    mask = soft_sphere(ns, (diameter_A / 2 + config.mask_margin_A) / ps, 2.0)
-    segment = max(config.branch_segment, -(-m // config.branch_max_segments))
-    new, _ = realign_segments(small, x, band, poses, res / ps, mask, ctf_pad, ctf_band, segment,
-                              so3_grid(config.branch_grid), block_frames=config.branch_block_frames,
-                              pair_res_px=max(config.branch_pair_resolution_A, res) / ps)
-    return new
-
-
 def _model_references(rec1: Reconstructor, rec2: Reconstructor, curve: np.ndarray, mask: np.ndarray,
-                      pixel_size: float, reference_model: ReferenceModel) -> tuple[Reference, Reference]:
+                      sampling: float, reference_model: ReferenceModel) -> tuple[Reference, Reference]:
     """Each half's Wiener/FSC-filtered map through ``reference_model``, masked and prepared as a reference."""
     refs = []
     for rec in (rec1, rec2):
         vol = _filtered_half(rec, curve)
-        model = np.asarray(reference_model(vol, pixel_size), np.float32)
+        model = np.asarray(reference_model(vol, sampling), np.float32)
         require(model.shape == vol.shape and bool(np.isfinite(model).all()),
                 f"reference_model returned a map of shape {model.shape} (or with NaN) for a {vol.shape} half map")
         refs.append(prepare_reference(model * mask, pad=rec.pad))
     return refs[0], refs[1]
 
 
-def _search_frames(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts: np.ndarray,
+def _search_frames(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts: np.ndarray,
                    halves: np.ndarray, refs: tuple[Reference, Reference], ctf_fn: CtfFn | None, res: float,
                    steps_deg: tuple[float, ...], climbs: int, rounds: int, max_shift: float, sweep_res: float
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple | None]:
@@ -440,11 +363,11 @@ def _search_frames(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shif
     ``max(res, sweep_res)`` or None when ``sweep_res`` is 0).
     """
     m, n, _ = boxes.shape
-    band = Band.make(n, r_max=n * pixel_size / res, r_min=1.0)
+    band = Band.make(n, r_max=n * sampling / res, r_min=1.0)
     start = poses.copy()
     sweep = None
     if sweep_res > 0:
-        sband = Band.make(n, r_max=n * pixel_size / max(res, sweep_res), r_min=1.0)
+        sband = Band.make(n, r_max=n * sampling / max(res, sweep_res), r_min=1.0)
         sweep = (np.empty((m, sband.kx.size), np.complex64), sband,
                  None if ctf_fn is None else np.empty((m, sband.kx.size), np.float32))
     for h in (0, 1):
@@ -452,11 +375,11 @@ def _search_frames(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shif
         for s in range(0, len(idx), 512):
             sel = idx[s:s + 512]
             ft = image_ft(np.asarray(boxes[sel], np.float32))
-            ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), pixel_size)
+            ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), sampling)
             ctf_b = None if ctf_full is None else band.take(ctf_full)
             for _ in range(rounds):
                 if max_shift > 0:
-                    shifts[sel] = refine_shifts(refs[h], ft, poses[sel], ctf_full, n * pixel_size / res, max_shift)
+                    shifts[sel] = refine_shifts(refs[h], ft, poses[sel], ctf_full, n * sampling / res, max_shift)
                 vals = band.take(ft) * shift_phases(band, shifts[sel])
                 poses[sel], _ = local_search(refs[h], vals, band, poses[sel], ctf_b, steps_deg, climbs)
             if sweep is not None:
@@ -473,7 +396,7 @@ def require_reference_model(config: RefineConfig, reference_model: ReferenceMode
             "analysis.reference.atom_reference); set refine.model_iterations = 0 to refine against the half maps")
 
 
-def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
+def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
            config: RefineConfig, ctf_fn: CtfFn | None = None, progress=None,
            reference_model: ReferenceModel | None = None) -> RefineResult:
     """Gold-standard projection-matching refinement of poses and shifts.
@@ -482,7 +405,7 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     ----------
     boxes
         (M, n, n) background-subtracted particle boxes (time order).
-    pixel_size
+    sampling
         Å per pixel.
     poses
         (M, 3, 3) starting poses.
@@ -493,7 +416,7 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     config
         :class:`RefineConfig`.
     ctf_fn
-        ``(indices, shape, pixel_size) -> (k, *shape)`` centred CTFs, or None (no CTF).
+        ``(indices, shape, sampling) -> (k, *shape)`` centred CTFs, or None (no CTF).
     progress
         Optional callable advanced once per iteration (map- and model-referenced).
     reference_model
@@ -506,16 +429,16 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     poses = np.asarray(poses, np.float64).copy()
     shifts = np.asarray(shifts_px, np.float64).copy()
     halves = (np.arange(m) % 2).astype(np.int64)
-    mask = soft_sphere(n, (diameter_A / 2 + config.mask_margin_A) / pixel_size, 3.0)
+    mask = soft_sphere(n, (diameter_A / 2 + config.mask_margin_A) / sampling, 3.0)
     res = config.start_resolution_A
     history = []
-    max_shift = config.max_shift_A / pixel_size
-    q_transfer = 0.0 if ctf_fn is None else transfer_onset(ctf_fn, m, n, pixel_size)
+    max_shift = config.max_shift_A / sampling
+    q_transfer = 0.0 if ctf_fn is None else transfer_onset(ctf_fn, m, n, sampling)
     for it in range(config.n_iter):
-        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
+        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
         h1 = rec1.reconstruct(1e-3)
         h2 = rec2.reconstruct(1e-3)
-        freq, curve = fsc(h1 * mask, h2 * mask, pixel_size)
+        freq, curve = fsc(h1 * mask, h2 * mask, sampling)
         res_fsc = resolution_at(freq, curve, 0.143)
         # with a CTF the search limit is where the FSC falls below 0.143 *within the band the CTF transfers*: an
         # aberration-corrected CTF transfers almost nothing at 4–8 Å, so the first crossing lies in that gap even
@@ -523,16 +446,12 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
         # drift to 25°)
         res_band = resolution_at(freq, curve, 0.143, min_freq=q_transfer) if q_transfer > 0 else res_fsc
         res_band = res if not np.isfinite(res_band) else res_band
-        search_res = max(config.finest_search_A, 2.0 * pixel_size + 1e-6, min(res_band, res) if it == 0 else res_band)
-        fill = config.fill_iter if ctf_fn is None and it < config.fill_iterations else 0
-        refs = (_half_reference(rec1, curve, mask, fill, search_res / pixel_size),
-                _half_reference(rec2, curve, mask, fill, search_res / pixel_size))
+        search_res = max(config.finest_search_A, 2.0 * sampling + 1e-6, min(res_band, res) if it == 0 else res_band)
+        refs = (_half_reference(rec1, curve, mask), _half_reference(rec2, curve, mask))
         del rec1, rec2
-        poses, shifts, change, sweep = _search_frames(boxes, pixel_size, poses, shifts, halves, refs, ctf_fn,
+        poses, shifts, change, sweep = _search_frames(boxes, sampling, poses, shifts, halves, refs, ctf_fn,
                                                       search_res, config.steps_deg, config.climbs_per_step, 1,
                                                       max_shift, config.sweep_resolution_A)
-        if config.branch_segment > 0 and it in config.branch_iterations:
-            poses = _realign(boxes, pixel_size, poses, shifts, diameter_A, config, ctf_fn)
         if sweep is not None:
             poses, n_moved = continuity_sweep(refs, halves, sweep[0], sweep[1], poses, sweep[2], config.steps_deg,
                                               config.sweep_tolerance)
@@ -544,12 +463,12 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
                  "%.3f deg", it, res_fsc, search_res, med)
         if progress is not None:
             progress(1)
-        if med < config.converge_deg and (config.branch_segment == 0 or it >= max(config.branch_iterations, default=0)):
+        if med < config.converge_deg:
             break
-    rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
+    rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
     # the model searches go to model_search_A or to where the map-referenced ones got, whichever is finer; the
     # gold-standard check scores the band they use
-    model_res = max(min(config.model_search_A, search_res), 2.0 * pixel_size + 1e-6)
+    model_res = max(min(config.model_search_A, search_res), 2.0 * sampling + 1e-6)
     band_lo = max(q_transfer, 1.0 / 8.0)
     band_hi = 1.0 / model_res
     quality = None
@@ -558,7 +477,7 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
     for it in range(config.model_iterations + 1 if config.model_iterations else 0):
         h1 = rec1.reconstruct(1e-3)
         h2 = rec2.reconstruct(1e-3)
-        freq, curve = fsc(h1 * mask, h2 * mask, pixel_size)
+        freq, curve = fsc(h1 * mask, h2 * mask, sampling)
         sel = (freq >= band_lo) & (freq <= band_hi)
         now = float(curve[sel].mean())
         if quality is not None and now <= quality:
@@ -569,20 +488,20 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
                      quality, now)
             poses, shifts = kept
             history[-1]["discarded"] = True
-            rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
+            rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
             break
         if it == config.model_iterations:
             break
         quality = now
         try:
-            refs = _model_references(rec1, rec2, curve, mask, pixel_size, reference_model)
+            refs = _model_references(rec1, rec2, curve, mask, sampling, reference_model)
         except TumblebenchError as exc:
             log.warning("refine: model iterations %d–%d skipped: no model reference (%s)", it,
                         config.model_iterations - 1, exc)
             break
         del rec1, rec2
         kept = (poses.copy(), shifts.copy())
-        poses, shifts, _, sweep = _search_frames(boxes, pixel_size, poses, shifts, halves, refs, ctf_fn, model_res,
+        poses, shifts, _, sweep = _search_frames(boxes, sampling, poses, shifts, halves, refs, ctf_fn, model_res,
                                                  config.model_steps_deg, config.model_climbs, config.model_rounds,
                                                  max_shift, config.sweep_resolution_A)
         n_moved = 0
@@ -599,8 +518,8 @@ def refine(boxes: np.ndarray, pixel_size: float, poses: np.ndarray, shifts_px: n
                  1 / band_lo, 1 / band_hi, now, model_res, n_moved, med)
         if progress is not None:
             progress(1)
-        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, pixel_size, config.pad)
-    h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, pixel_size)
+        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+    h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, sampling)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)
     return RefineResult(full, h1, h2, poses, shifts, freq, curve, res_final, history)

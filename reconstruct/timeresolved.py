@@ -49,7 +49,7 @@ def windows(n_frames: int, config: TimeResolvedConfig) -> list[tuple[str, int, i
 
 
 def time_resolved_maps(boxes: np.ndarray, frame_index: np.ndarray, poses: np.ndarray, shifts_px: np.ndarray,
-                       pixel_size: float, n_frames: int, mask: np.ndarray, config: TimeResolvedConfig,
+                       sampling: float, n_frames: int, mask: np.ndarray, config: TimeResolvedConfig,
                        ctf_fn: CtfFn | None = None, pad: int = 2, min_frames: int = 20, progress=None) -> dict:
     """Maps of time windows of the series.
 
@@ -61,7 +61,7 @@ def time_resolved_maps(boxes: np.ndarray, frame_index: np.ndarray, poses: np.nda
         (M,) index of each box's frame in the series (time order).
     poses, shifts_px
         Refined poses (M, 3, 3) and origins (M, 2).
-    pixel_size
+    sampling
         Å per pixel.
     n_frames
         Frames in the whole series (windows are defined on it).
@@ -85,9 +85,9 @@ def time_resolved_maps(boxes: np.ndarray, frame_index: np.ndarray, poses: np.nda
         if sel.size < min_frames:
             continue
         halves = (np.arange(sel.size) % 2).astype(np.int64)
-        sub_ctf = None if ctf_fn is None else (lambda idx, shape, ps, _s=sel: ctf_fn(_s[idx], shape, ps))
-        r1, r2 = reconstruct_halves(boxes[sel], poses[sel], shifts_px[sel], halves, sub_ctf, pixel_size, pad)
-        h1, h2, freq, curve, full = filtered_map(r1, r2, mask, pixel_size)
+        sub_ctf = None if ctf_fn is None else (lambda idx, shape, sampling, _s=sel: ctf_fn(_s[idx], shape, sampling))
+        r1, r2 = reconstruct_halves(boxes[sel], poses[sel], shifts_px[sel], halves, sub_ctf, sampling, pad)
+        h1, h2, freq, curve, full = filtered_map(r1, r2, mask, sampling)
         out[name] = {"map": full, "half1": h1, "half2": h2, "freq": freq, "fsc": curve,
                      "fsc_0.143_A": resolution_at(freq, curve, 0.143), "frames": (start, stop), "n_used": sel.size}
         if progress is not None:

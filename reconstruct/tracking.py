@@ -21,6 +21,7 @@ import scipy.fft
 from scipy import ndimage
 
 from tumblebench.simulator.errors import require
+from tumblebench.simulator.grid import frequencies
 from tumblebench.stages import Track, TrackingInput
 
 log = logging.getLogger("tumblebench.reconstruct")
@@ -96,11 +97,9 @@ class Trajectory:
     sign: float
 
 
-def gaussian_lowpass_ft(shape: tuple[int, int], pixel_size: float, resolution: float) -> np.ndarray:
+def gaussian_lowpass_ft(shape: tuple[int, int], sampling: float, resolution: float) -> np.ndarray:
     """Gaussian transfer exp(−2 (q·resolution)²) on the fftfreq grid."""
-    qy = scipy.fft.fftfreq(shape[0], pixel_size)[:, None]
-    qx = scipy.fft.fftfreq(shape[1], pixel_size)[None, :]
-    return np.exp(-2.0 * (np.hypot(qy, qx) * resolution) ** 2).astype(np.float32)
+    return np.exp(-2.0 * (np.hypot(*frequencies(shape, sampling)) * resolution) ** 2).astype(np.float32)
 
 
 def disc_template(shape: tuple[int, int], radius_px: float) -> np.ndarray:
@@ -113,16 +112,16 @@ def disc_template(shape: tuple[int, int], radius_px: float) -> np.ndarray:
     return t
 
 
-def contrast_sign(mean_frame: np.ndarray, pixel_size: float, lowpass_A: float) -> tuple[float, tuple[float, float]]:
+def contrast_sign(mean_frame: np.ndarray, sampling: float, lowpass_A: float) -> tuple[float, tuple[float, float]]:
     """Contrast sign and position (x, y) of the particle on the series' mean frame."""
-    lp = scipy.fft.ifft2(scipy.fft.fft2(mean_frame) * gaussian_lowpass_ft(mean_frame.shape, pixel_size,
+    lp = scipy.fft.ifft2(scipy.fft.fft2(mean_frame) * gaussian_lowpass_ft(mean_frame.shape, sampling,
                                                                         2 * lowpass_A)).real
     dev = lp - np.median(lp)
     iy, ix = np.unravel_index(np.argmax(np.abs(dev)), dev.shape)
     return float(np.sign(dev[iy, ix]) or 1.0), (float(ix), float(iy))
 
 
-def locate(frames: np.ndarray, pixel_size: float, radius_px: float, sign: float, config: TrackingConfig,
+def locate(frames: np.ndarray, sampling: float, radius_px: float, sign: float, config: TrackingConfig,
            valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Correlation-peak positions (x, y) with sub-pixel refinement and peak z-scores of frames [k, y, x].
 
@@ -131,7 +130,7 @@ def locate(frames: np.ndarray, pixel_size: float, radius_px: float, sign: float,
     frames
         (k, y, x) successive frames (for ``config.window_frames`` > 1, a run in time order; pass a few frames
         beyond each end of the run wanted and drop their results).
-    pixel_size
+    sampling
         Å per pixel.
     radius_px
         Particle radius (pixels) of the disc template.
@@ -148,13 +147,11 @@ def locate(frames: np.ndarray, pixel_size: float, radius_px: float, sign: float,
         (k, 2) peak positions (x, y) in pixels and (k,) peak heights in robust standard deviations.
     """
     k, ny, nx = frames.shape
-    filt = gaussian_lowpass_ft((ny, nx), pixel_size, config.lowpass_A)
+    filt = gaussian_lowpass_ft((ny, nx), sampling, config.lowpass_A)
     tmpl = np.conj(scipy.fft.fft2(disc_template((ny, nx), radius_px)))
     ft = scipy.fft.fft2(np.asarray(frames, np.float32), workers=-1)
     if config.method == "energy":
-        qy = scipy.fft.fftfreq(ny, pixel_size)[:, None]
-        qx = scipy.fft.fftfreq(nx, pixel_size)[None, :]
-        q = np.hypot(qy, qx)
+        q = np.hypot(*frequencies((ny, nx), sampling))
         bp = ((q >= 1 / config.band_A[1]) & (q <= 1 / config.band_A[0])).astype(np.float32)
         energy = np.abs(scipy.fft.ifft2(ft * bp, workers=-1)) ** 2
         ft = scipy.fft.fft2(energy.astype(np.float32), workers=-1)
@@ -242,7 +239,7 @@ def cut_boxes(frames: np.ndarray, centres_xy: np.ndarray, box: int) -> tuple[np.
     return out, origins
 
 
-def estimate_diameter(boxes: np.ndarray, pixel_size: float, sign: float, fraction: float = 0.1,
+def estimate_diameter(boxes: np.ndarray, sampling: float, sign: float, fraction: float = 0.1,
                       energy: bool = False, band_A: tuple[float, float] = (1.3, 4.0)) -> float:
     """Particle diameter (Å) from the radial profile of the mean centred box (where it falls to ``fraction``).
 
@@ -252,12 +249,12 @@ def estimate_diameter(boxes: np.ndarray, pixel_size: float, sign: float, fractio
     b = np.asarray(boxes, np.float32)
     if energy:
         n = b.shape[-1]
-        q = np.hypot(scipy.fft.fftfreq(n, pixel_size)[:, None], scipy.fft.fftfreq(n, pixel_size)[None, :])
+        q = np.hypot(*frequencies((n, n), sampling))
         bp = ((q >= 1 / band_A[1]) & (q <= 1 / band_A[0])).astype(np.float32)
         mean = np.zeros((n, n))
         for s in range(0, len(b), 256):
             mean += (np.abs(scipy.fft.ifft2(scipy.fft.fft2(b[s:s + 256], workers=-1) * bp, workers=-1)) ** 2).sum(0)
-        mean = ndimage.gaussian_filter(mean / len(b), 1.0 / pixel_size)
+        mean = ndimage.gaussian_filter(mean / len(b), 1.0 / sampling)
     else:
         mean = sign * b.mean(axis=0, dtype=np.float64)
     n = mean.shape[0]
@@ -268,10 +265,10 @@ def estimate_diameter(boxes: np.ndarray, pixel_size: float, sign: float, fractio
     peak = prof[:3].max()
     below = np.flatnonzero(prof[1:] < fraction * peak)
     radius = float(below[0] + 1) if below.size else n / 2
-    return 2 * radius * pixel_size
+    return 2 * radius * sampling
 
 
-def choose_method(frames, valid: np.ndarray, pixel_size: float, radius_px: float, sign: float,
+def choose_method(frames, valid: np.ndarray, sampling: float, radius_px: float, sign: float,
                   config: TrackingConfig, linear_contrast: bool) -> str:
     """The ``auto`` tracking method: whichever of ``contrast`` and ``energy`` finds the particle (peak z-score ≥
     ``min_peak_z``) in more of up to 64 frames spread over the series (ties: ``contrast`` for linear frames,
@@ -283,7 +280,7 @@ def choose_method(frames, valid: np.ndarray, pixel_size: float, radius_px: float
     fr = frames[sample]
     best, best_key = "", (-1.0, -np.inf, -1)
     for method in ("contrast", "energy"):
-        _, z = locate(fr, pixel_size, radius_px, sign, replace(config, method=method, window_frames=1))
+        _, z = locate(fr, sampling, radius_px, sign, replace(config, method=method, window_frames=1))
         found = float(np.mean(z >= config.min_peak_z))
         key = (found, int((method == "contrast") == linear_contrast), float(np.median(z)))
         log.info("tracking: %s method finds the particle in %.0f %% of %d sample frames (median peak z %.1f)",

@@ -59,6 +59,11 @@ def check_range(value: float, lo: float, hi: float, name: str, unit: str = "", l
         raise TumblebenchError(f"{name} = {value!r}{u} is outside {left}{lo:g}, {hi:g}]{u}")
 
 
+#: Resident memory of a tumblebench process before its run allocates anything (the interpreter, numpy, scipy,
+#: numba, ase and the compiled kernels), bytes; every memory estimate adds it once per process.
+PROCESS_BYTES = 0.6e9
+
+
 def available_memory() -> int:
     """Memory (bytes) a new run can use: ``MemAvailable`` of /proc/meminfo, else free physical pages.
 
@@ -207,14 +212,13 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     return obj
 
 
-def load_config(cls: type[T], path: str | Path, table: str | None = None) -> T:
-    """Load dataclass ``cls`` from TOML file ``path`` (optionally from sub-table ``table``).
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file ``path`` as a dict (the one reader of every config file).
 
     Raises
     ------
     TumblebenchError
-        The file is missing or not TOML, or a field is unknown, mistyped or out of range. The message
-        names the file and the field.
+        The file is missing, a directory, unreadable, not UTF-8 or not TOML; one line naming the file.
     """
     path = Path(path)
     if path.is_dir():
@@ -230,20 +234,42 @@ def load_config(cls: type[T], path: str | Path, table: str | None = None) -> T:
     except UnicodeDecodeError as exc:
         raise TumblebenchError(f"{path}: not UTF-8 text (byte {exc.start}); expected a TOML config file") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TumblebenchError(f"{path}: not valid TOML ({' '.join(str(exc).split())})") from None
     except RecursionError:
         raise TumblebenchError(f"{path}: not valid TOML (nested too deeply)") from None
-    where = str(path)
-    if table is not None:
-        if table not in data:
-            raise TumblebenchError(f"{path}: missing table [{table}]")
-        data = data[table]
-        if not isinstance(data, dict):
-            raise TumblebenchError(f"{path}: [{table}] must be a table, got {data!r}")
-        where = f"{path}: [{table}]"
-    return from_dict(cls, data, where)
+
+
+def config_table(data: dict[str, Any], table: str, path: str | Path) -> dict[str, Any]:
+    """Sub-table ``table`` of a TOML document read from ``path``.
+
+    Raises
+    ------
+    TumblebenchError
+        The table is missing or is not a table.
+    """
+    if table not in data:
+        raise TumblebenchError(f"{path}: missing table [{table}]")
+    sub = data[table]
+    if not isinstance(sub, dict):
+        raise TumblebenchError(f"{path}: [{table}] must be a table, got {sub!r}")
+    return sub
+
+
+def load_config(cls: type[T], path: str | Path, table: str | None = None) -> T:
+    """Load dataclass ``cls`` from TOML file ``path`` (optionally from sub-table ``table``).
+
+    Raises
+    ------
+    TumblebenchError
+        The file is missing, a directory, not UTF-8 or not TOML, or a field is unknown, mistyped or out of
+        range. The message names the file and the field.
+    """
+    data = read_toml(path)
+    if table is None:
+        return from_dict(cls, data, str(path))
+    return from_dict(cls, config_table(data, table, path), f"{path}: [{table}]")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import scipy.fft
 
 from tumblebench.simulator._density_kernels import splat_gaussians
 from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.grid import lowpass_filter
 from tumblebench.simulator.scattering import TWO_PI_A0_E, gaussian_coefficients
 
 
@@ -120,14 +121,7 @@ def lowpass(volume: np.ndarray, sampling: float, resolution: float, soft_width: 
     """
     vol = np.asarray(volume, dtype=np.float32)
     ft = scipy.fft.rfftn(vol, workers=-1)
-    freqs = [scipy.fft.fftfreq(n, d=sampling) for n in vol.shape[:-1]]
-    freqs.append(scipy.fft.rfftfreq(vol.shape[-1], d=sampling))
-    grids = np.meshgrid(*freqs, indexing="ij", sparse=True)
-    k = np.sqrt(sum(g**2 for g in grids))
-    kc = 1.0 / resolution
-    if soft_width > 0:
-        w = np.clip((kc - k) / soft_width + 0.5, 0.0, 1.0)
-        mask = 0.5 - 0.5 * np.cos(np.pi * w)
-    else:
-        mask = (k <= kc).astype(np.float32)
+    mask = lowpass_filter(vol.shape, sampling, resolution, soft_width, rfft=True)
+    if soft_width == 0:
+        mask = mask.astype(np.float32)  # 0 or 1: the product stays complex64
     return scipy.fft.irfftn(ft * mask, s=vol.shape, workers=-1).astype(np.float32)

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.fft
 
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.grid import frequencies, gaussian_filter
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,7 @@ class DetectorConfig:
 
 def mtf_2d(shape_yx: tuple[int, int], config: DetectorConfig) -> np.ndarray:
     """The detector MTF on the rfft2 grid of ``shape_yx`` (frequencies in cycles/pixel), float64."""
-    qy = scipy.fft.fftfreq(shape_yx[0])[:, None]
-    qx = scipy.fft.rfftfreq(shape_yx[1])[None, :]
+    qy, qx = frequencies(shape_yx, rfft=True)
     if config.mtf == "none":
         return np.ones((qy.size, qx.size))
     out = np.sinc(qx) * np.sinc(qy)  # numpy sinc(x) = sin(πx)/(πx)
@@ -108,9 +108,7 @@ def detect(intensity: np.ndarray, dose_e_per_A2: float, sampling: float, rng: np
         counts += rng.normal(0.0, cfg.read_noise, counts.shape).astype(np.float32)
     if cfg.correlated_noise > 0:
         white = rng.standard_normal(counts.shape)
-        qy = scipy.fft.fftfreq(counts.shape[0])[:, None]
-        qx = scipy.fft.rfftfreq(counts.shape[1])[None, :]
-        filt = np.exp(-2 * np.pi**2 * cfg.correlation_length_px**2 * (qx**2 + qy**2))
+        filt = gaussian_filter(counts.shape, 1.0, cfg.correlation_length_px, rfft=True)
         field = scipy.fft.irfft2(scipy.fft.rfft2(white) * filt, s=counts.shape)
         field *= cfg.correlated_noise / max(field.std(), 1e-12)
         counts += field.astype(np.float32)

@@ -101,8 +101,7 @@ class RotationConfig:
     diffusion_rad2_per_s
         Rotational diffusion coefficient D_r at the start of the series, rad²/s. The default 0.6 rad²/s
         (falling to ~0.4 rad²/s as the default cell thins) turns the particle by ~4–5° (rms) between
-        frames at 400 frames/s and decorrelates a body axis (⟨u(0)·u(t)⟩ = exp(−2 D_r t)) in ~1 s, so that
-        2,000 frames (5 s) visit ~75–80 % of the hemisphere of projection directions (50 bins). In
+        frames at 400 frames/s and decorrelates a body axis (⟨u(0)·u(t)⟩ = exp(−2 D_r t)) in ~1 s. In
         [0, 10⁸]: free Stokes–Einstein rotation of a 2.5 nm sphere in water, kT/(8πηr³), is ~10⁸ rad²/s.
     thinning_exponent
         κ in D_r(t) = D_r0·(h(t)/h0)^κ: rotation slows as the liquid thins (0: constant); in [0, 10].

@@ -33,31 +33,17 @@ Pipeline of :meth:`Imager.intensity` for one exposure
    elastic fraction and T = exp(−t/Λ_abs) the transmitted fraction. In ``projection`` mode the cell's
    projected potential is added linearly instead.
 
-Fidelity and cost (``benchmarks/forward_vs_abtem.py``; default 405-atom Pt particle, 2 Å slices)
--------------------------------------------------------------------------------------------------
+Fidelity and cost
+-----------------
 The internal sampling, not the slice thickness, limits accuracy: inside a heavy crystal the wave carries
 frequencies far beyond the objective aperture (channelling along atom columns), and the potential's
 frequencies up to ~4 Å⁻¹ decide how much is scattered outside the aperture (the particle's low-resolution
-amplitude contrast). The default (``oversampling=3``: ≈ 0.119 Å internal pixels, wave band limit 2.79 Å⁻¹
-above the 40 mrad aperture's 2.03 Å⁻¹; potential up to the grid's Nyquist frequency 4.19 Å⁻¹; raw phase
-grating) agrees with a converged reference (``oversampling=4, antialias_transmission=True``, itself
-correlating ≥ 0.996 with ``oversampling=6``) to a correlation ≥ 0.997 for random orientations and along
-the [100], [110] and [111] zone axes (≥ 0.989 against ``oversampling=6``), and reproduces its 5 Å low-pass
-contrast within 3 %. The previous default (``oversampling=1.5``, potential and wave cut at the detector's
-Nyquist frequency 1.40 Å⁻¹) correlated 0.99 at random orientations but only 0.69–0.83 along [110]/[100],
-with less than half the low-resolution contrast at random orientations. Cheaper settings fail along
-[110]: ``oversampling=2.5`` correlates 0.983 (0.966 against ``oversampling=6``), a potential cut at 0.8×
-Nyquist 0.991 with 4 % less low-resolution contrast, ``oversampling=3`` with the grating band-limited again
-(Kirkland's and abTEM's scheme) 0.989 at twice the FFTs. abTEM at the same sampling agrees to 0.999 at a
-random orientation; along [110] abTEM's scheme is itself not converged at this sampling (0.96 against
-abTEM at ``oversampling=5``), and the default agrees with abTEM at ``oversampling=5`` to 0.998.
-**Limit:** thicker particles converge more slowly along [110]: for the 586-atom 2.7 nm truncated
-octahedron the default correlates only 0.88 with ``oversampling=6`` (``oversampling=4``: 0.994 at ≈ 1.8×
-the cost); use ``oversampling=4`` for zone-axis studies of particles above ~2.5 nm.
-Cost: 21–26 ms CPU per sub-step of the default particle (cell off); 70 ms CPU per default series frame
-(3 sub-steps, liquid cell, detector; ``benchmarks/forward_series.py``), 2.2× the previous default's 31 ms.
-Slice thickness: 2 Å vs 1 Å correlate ≥ 0.998 at the reference sampling; 3 Å slices lose 0.5 % along
-[110]. The window margin: 3 Å vs 10 Å correlate 1.0000.
+amplitude contrast). The default (``oversampling=3``, potential up to the internal grid's Nyquist frequency,
+wave band-limited at ``bandlimit_fraction`` of it, raw phase grating, 2 Å slices) is chosen to agree with a
+finer, antialiased reference at every orientation of a ~2.5 nm particle; thicker particles along a zone axis
+converge more slowly (use ``oversampling=4`` there). ``benchmarks/forward_vs_abtem.py`` (against abTEM and
+the finer references) and ``benchmarks/forward_series.py`` (cost) measure it; their figures are in
+``benchmarks/results/`` and ``docs/measurements.md``.
 
 Coordinates (:mod:`tumblebench.simulator.orientation`): positions (S, N, 3) in Å in the lab frame, x and y relative to
 the field centre (pixel (ny//2, nx//2)), z along the beam (downstream positive) relative to the particle's
@@ -76,8 +62,9 @@ from threadpoolctl import ThreadpoolController
 
 from tumblebench.simulator import multislice as ms
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.grid import frequencies
 from tumblebench.simulator.liquid_cell import LiquidCellConfig, attenuation, graphene_potential, water_potential
-from tumblebench.simulator.optics import LensTransfer, OpticsConfig, frequency_grid
+from tumblebench.simulator.optics import LensTransfer, OpticsConfig
 from tumblebench.simulator.potential import FourierGrid, slice_potential_coefficients
 from tumblebench.simulator.scattering import GAUSSIAN_TABLES, TABLES, available
 
@@ -87,7 +74,7 @@ _CONTROLLER: ThreadpoolController | None = None
 
 
 def _single_blas_thread():
-    """Context that limits BLAS to one thread: the small per-slice matrix products are 50× slower when
+    """Context that limits BLAS to one thread: the small per-slice matrix products are much slower when
     OpenBLAS threads compete with other work on a shared machine. The controller (which scans the loaded
     libraries) is created once."""
     global _CONTROLLER
@@ -103,7 +90,7 @@ def _reuse_freed_memory() -> None:
     """Ask glibc's malloc to serve arrays up to 64 MB from its heap and keep up to 256 MB of freed memory
     instead of returning it to the system: a frame allocates and frees the same ~10–30 MB arrays (slice
     potentials, their Fourier rows, waves) hundreds of times, and with fresh pages for each one the page
-    faults cost ~18 % of the frame time (measured: 96 → 80 ms CPU per default series frame). Once per
+    faults cost a noticeable share of the frame time. Once per
     process; a no-op where glibc is not the allocator."""
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
@@ -146,8 +133,7 @@ class ImagingConfig:
         Requested finest resolution of the image (Å), in [0, 20] (coarser shows no atom); 0 = automatic (the
         detector's Nyquist, the aperture or the multislice band limit, whichever is coarser, times a 2 % guard).
     window_margin_A
-        Margin around the particle's span in the imaging window, Å, in [0, 50]. 3 Å changes a 586-atom Pt image by
-        1.6 % rms (correlation 0.99987) against a 14 Å margin.
+        Margin around the particle's span in the imaging window, Å, in [0, 50].
     antialias_transmission
         Band-limit each slice's transmission function exp(iσv) again at the multislice band limit (two more
         FFTs per slice; Kirkland's and abTEM's scheme; the potential then carries the whole grid). Off by
@@ -222,7 +208,7 @@ class _Window:
         self.grid = FourierGrid(shape, self.internal_sampling, q_v)
         self.mask = ms.band_mask(shape, self.internal_sampling, self.q_ms)
         self.prop = ms.propagator(shape, self.internal_sampling, imager.wavelength, dz, self.q_ms)
-        qy, qx = frequency_grid(shape, self.internal_sampling)
+        qy, qx = frequencies(shape, self.internal_sampling)
         self.lens = LensTransfer(qy, qx, imager.optics, self.mask, imager.config.envelopes)
         # detector-window grid for the crop / projection mode
         self.det = FourierGrid((w_det, w_det), imager.sampling, imager.band_q)
@@ -279,7 +265,7 @@ class Imager:
         self._windows: dict[tuple[int, float], _Window] = {}
         self._bg_cache: dict[str, np.ndarray] = {}
         self._lens_cache: dict[float, np.ndarray] = {}
-        qy, qx = frequency_grid(self.shape, self.sampling)
+        qy, qx = frequencies(self.shape, self.sampling)
         self._field_grid = FourierGrid(self.shape, self.sampling, self.band_q)
         self._field_lens = LensTransfer(qy, qx, self.optics, ((qx**2 + qy**2) <= self.band_q**2).astype(float),
                                         config.envelopes)
@@ -333,7 +319,7 @@ class Imager:
         pos, syms = self._check_inputs(positions, symbols)
         s_count, n = pos.shape[:2]
         ny, nx = self.shape
-        p = self.sampling
+        sampling = self.sampling
         if n == 0:
             return np.ones((16, 16)), (ny // 2 - 8, nx // 2 - 8)
         cxy = pos[..., :2].reshape(-1, 2).mean(axis=0)
@@ -341,7 +327,7 @@ class Imager:
         win = self._window(span)
         if self.config.mode == "projection":
             # linear: computed on the whole (periodic) field, so no window truncates the band-limited tails
-            flat = pos.reshape(-1, 3) + np.array([(nx // 2) * p, (ny // 2) * p, 0.0])
+            flat = pos.reshape(-1, 3) + np.array([(nx // 2) * sampling, (ny // 2) * sampling, 0.0])
             with _single_blas_thread():
                 coeffs = slice_potential_coefficients(flat, np.tile(np.asarray(syms, dtype=object), s_count),
                                                       self._field_grid, None,
@@ -349,11 +335,11 @@ class Imager:
                                                       table=self.config.table, slicing="centre")
             return 1.0 + self.sigma * self._field_grid.to_real(coeffs, self.workers)[0].astype(np.float64), (0, 0)
         w = win.w_det
-        col0 = int(np.round(cxy[0] / p + nx // 2)) - w // 2
-        row0 = int(np.round(cxy[1] / p + ny // 2)) - w // 2
+        col0 = int(np.round(cxy[0] / sampling + nx // 2)) - w // 2
+        row0 = int(np.round(cxy[1] / sampling + ny // 2)) - w // 2
         local = pos.copy()
-        local[..., 0] -= (col0 - nx // 2) * p
-        local[..., 1] -= (row0 - ny // 2) * p
+        local[..., 0] -= (col0 - nx // 2) * sampling
+        local[..., 1] -= (row0 - ny // 2) * sampling
         mode = self.config.mode
         cfg = self.config
         with _single_blas_thread():

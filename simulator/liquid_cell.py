@@ -33,6 +33,7 @@ import numpy as np
 import scipy.fft
 
 from tumblebench.simulator.errors import require
+from tumblebench.simulator.grid import radial_frequency
 from tumblebench.simulator.potential import FourierGrid, slice_potential_coefficients
 from tumblebench.simulator.scattering import TWO_PI_A0_E, form_factor
 
@@ -154,10 +155,7 @@ def water_potential(shape_yx: tuple[int, int], sampling: float, thickness_A: flo
 def _water_kernels(shape_yx: tuple[int, int], sampling: float, q_max: float, table: str
                    ) -> tuple[np.ndarray, np.ndarray]:
     """2πa₀e·f(q)/p² of O and H on the rfft grid, band-limited, zero at q = 0 (the mean is removed)."""
-    ny, nx = shape_yx
-    qy = scipy.fft.fftfreq(ny, d=sampling)[:, None]
-    qx = scipy.fft.rfftfreq(nx, d=sampling)[None, :]
-    q = np.sqrt(qx**2 + qy**2)
+    q = radial_frequency(shape_yx, sampling, rfft=True)
     out = []
     for el in ("O", "H"):
         k = (TWO_PI_A0_E / sampling**2 * form_factor(el, q, table) * (q <= q_max)).astype(np.complex64)

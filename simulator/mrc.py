@@ -7,7 +7,10 @@ never sit in memory.
 
 from __future__ import annotations
 
+import errno
+import math
 import os
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -44,16 +47,23 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, float]:
     path = Path(path)
     if not path.exists():
         raise TumblebenchError(f"{path}: no such map file")
+    if path.is_dir():
+        raise TumblebenchError(f"{path}: is a directory; expected an MRC map")
     try:
-        with mrcfile.open(path, permissive=False) as mrc:
-            data = np.asarray(mrc.data, dtype=np.float32).copy()
-            vs = mrc.voxel_size
-    except (ValueError, OSError) as exc:
-        raise TumblebenchError(f"{path}: not a readable MRC file ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # mrcfile warns about odd headers before it raises
+            with mrcfile.open(path, permissive=False) as mrc:
+                if mrc.data is None or np.iscomplexobj(mrc.data):
+                    raise ValueError("no real-valued data block")
+                data = np.asarray(mrc.data, dtype=np.float32).copy()
+                vs = mrc.voxel_size
+                sizes = (float(vs.x), float(vs.y), float(vs.z))
+    except Exception as exc:  # mrcfile and numpy raise many kinds on a corrupt header
+        msg = " ".join(str(exc).split())[:200]
+        raise TumblebenchError(f"{path}: not a readable MRC file ({type(exc).__name__}: {msg})") from None
     if data.ndim != 3:
         raise TumblebenchError(f"{path}: expected a 3D map, got shape {data.shape}")
-    sizes = (float(vs.x), float(vs.y), float(vs.z))
-    if min(sizes) <= 0:
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
         raise TumblebenchError(f"{path}: header voxel size {sizes} Å must be positive")
     if max(sizes) - min(sizes) > 1e-4 * max(sizes):
         raise TumblebenchError(f"{path}: header voxel size {sizes} Å must be isotropic")
@@ -84,6 +94,19 @@ class MrcStackWriter:
         self._mrc = mrcfile.new_mmap(
             self._tmp, shape=(n_frames, ny, nx), mrc_mode=2, overwrite=True
         )
+        try:
+            # new_mmap makes a sparse file: reserve its blocks now, so that a full disk is one OSError (ENOSPC)
+            # here instead of a SIGBUS at the first page written through the map
+            fh = self._mrc._iostream
+            fh.flush()
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a file system without it
+                self.abort()
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        except BaseException:
+            self.abort()
+            raise
         self._mrc.set_image_stack()
         self._mrc.voxel_size = float(sampling)
         self._mrc.header.label[0] = _LABEL
@@ -146,16 +169,23 @@ def open_stack(path: str | Path) -> tuple[np.ndarray, float]:
     path = Path(path)
     if not path.exists():
         raise TumblebenchError(f"{path}: no such image stack")
+    if path.is_dir():
+        raise TumblebenchError(f"{path}: is a directory; expected an MRC image stack")
     try:
-        mrc = mrcfile.mmap(path, mode="r", permissive=False)
-    except (ValueError, OSError) as exc:
-        raise TumblebenchError(f"{path}: not a readable MRC stack ({exc})") from None
-    data = mrc.data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # mrcfile warns about odd headers before it raises
+            mrc = mrcfile.mmap(path, mode="r", permissive=False)
+            data = mrc.data
+            if data is None or np.iscomplexobj(data):
+                raise ValueError("no real-valued data block")
+            ps = float(mrc.voxel_size.x)
+    except Exception as exc:  # mrcfile and numpy raise many kinds on a corrupt header
+        msg = " ".join(str(exc).split())[:200]
+        raise TumblebenchError(f"{path}: not a readable MRC stack ({type(exc).__name__}: {msg})") from None
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3:
         raise TumblebenchError(f"{path}: expected an image stack [frame, y, x], got shape {data.shape}")
-    ps = float(mrc.voxel_size.x)
-    if ps <= 0:
+    if not (math.isfinite(ps) and ps > 0):
         raise TumblebenchError(f"{path}: header pixel size {ps} Å must be positive")
     return data, ps

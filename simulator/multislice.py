@@ -14,6 +14,7 @@ import numpy as np
 import scipy.fft
 
 from tumblebench.simulator._potential_kernels import apply_phase, phase_grating
+from tumblebench.simulator.grid import frequency_squared
 
 
 def band_mask(shape_yx: tuple[int, int], sampling: float, q_max: float | None) -> np.ndarray:
@@ -21,18 +22,13 @@ def band_mask(shape_yx: tuple[int, int], sampling: float, q_max: float | None) -
     ny, nx = shape_yx
     if q_max is None:
         return np.ones((ny, nx), dtype=np.float32)
-    qy = scipy.fft.fftfreq(ny, d=sampling)[:, None]
-    qx = scipy.fft.fftfreq(nx, d=sampling)[None, :]
-    return ((qx**2 + qy**2) <= q_max**2).astype(np.float32)
+    return (frequency_squared(shape_yx, sampling) <= q_max**2).astype(np.float32)
 
 
 def propagator(shape_yx: tuple[int, int], sampling: float, wavelength_A: float, dz_A: float,
                q_max: float | None) -> np.ndarray:
     """Fresnel propagator exp(−iπλΔz q²) times the band limit, (ny, nx) complex64 (full FFT layout)."""
-    ny, nx = shape_yx
-    qy = scipy.fft.fftfreq(ny, d=sampling)[:, None]
-    qx = scipy.fft.fftfreq(nx, d=sampling)[None, :]
-    p = np.exp(-1j * np.pi * wavelength_A * dz_A * (qx**2 + qy**2))
+    p = np.exp(-1j * np.pi * wavelength_A * dz_A * frequency_squared(shape_yx, sampling))
     return (p * band_mask(shape_yx, sampling, q_max)).astype(np.complex64)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,13 @@ __all__ = [
     "TRUTH_ARRAYS",
     "Nanocrystal",
     "canonicalise",
+    "check_structure",
     "compute_truth",
     "load_nanocrystal",
+    "read_structure",
+    "reference_nn_distance",
     "structure_summary",
+    "structure_warnings",
     "write_pdb",
     "write_truth",
 ]
@@ -266,22 +271,168 @@ def write_truth(nc: Nanocrystal, directory: str | Path) -> None:
     write_json(d / "structure.json", structure_summary(nc))
 
 
+#: Two atoms closer than this (Å) are one atom written twice: no bond between metal atoms is this short.
+MIN_ATOM_DISTANCE_A = 0.5
+#: Accepted range of the median nearest-neighbour distance, as a fraction of the element's reference value
+#: (Pt: 2.30–3.30 Å around 2.77 Å; the builder's largest uniform strain, ±10 %, stays inside).
+NN_RANGE = (0.83, 1.19)
+#: Shapes of the truth arrays beyond the atom axis.
+_TRUTH_SHAPES = {"U": (9,), "ideal_position": (3,), "displacement": (3,), "strain": (6,)}
+_WATER_RESIDUES = {"HOH", "WAT", "SOL", "H2O", "TIP3", "TIP", "SPC"}
+
+
+def reference_nn_distance(element: str) -> float:
+    """Nearest-neighbour distance (Å) of ``element`` in its reference crystal (ase's reference states:
+    fcc a/√2, bcc a√3/2, hcp and simple cubic a, diamond a√3/4), else twice its covalent radius.
+
+    Raises
+    ------
+    TumblebenchError
+        Not a chemical symbol (``X`` included).
+    """
+    from ase.data import atomic_numbers, covalent_radii, reference_states
+
+    z = atomic_numbers.get(element, 0)
+    if z == 0:
+        raise TumblebenchError(f"element {element!r}: expected a chemical symbol such as 'Pt'")
+    ref = reference_states[z] or {}
+    sym, a = ref.get("symmetry"), ref.get("a")
+    factors = {"fcc": 1 / math.sqrt(2), "bcc": math.sqrt(3) / 2, "hcp": 1.0, "sc": 1.0, "diamond": math.sqrt(3) / 4}
+    if sym in factors and a:
+        return float(a) * factors[sym]
+    return 2.0 * float(covalent_radii[z])
+
+
+def check_structure(atoms: ase.Atoms, where: str) -> None:
+    """Refuse a structure that reads but cannot be a nanocrystal.
+
+    Checks: every element a real chemical symbol (not ``X``); every number of every per-atom array finite;
+    no two atoms closer than :data:`MIN_ATOM_DISTANCE_A`; the median nearest-neighbour distance within
+    :data:`NN_RANGE` of the majority element's :func:`reference_nn_distance`; truth arrays of the right shape.
+
+    Raises
+    ------
+    TumblebenchError
+        One line naming ``where`` (the file), the array or atoms, and the expectation.
+    """
+    from ase.data import chemical_symbols
+    from scipy.spatial import cKDTree
+
+    symbols = atoms.get_chemical_symbols()
+    numbers = np.asarray(atoms.numbers)
+    if np.any((numbers < 1) | (numbers >= len(chemical_symbols))):
+        i = int(np.flatnonzero((numbers < 1) | (numbers >= len(chemical_symbols)))[0])
+        raise TumblebenchError(f"{where}: atom {i + 1} has element {symbols[i]!r} (unknown); expected a chemical "
+                               "symbol such as 'Pt' (use --element to set it)")
+    for name, arr in atoms.arrays.items():
+        a = np.asarray(arr)
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            i = int(np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))[0])
+            raise TumblebenchError(f"{where}: per-atom array '{name}' holds NaN or infinite values (atom {i + 1})")
+        if name in _TRUTH_SHAPES and a.shape[1:] != _TRUTH_SHAPES[name]:
+            raise TumblebenchError(f"{where}: per-atom array '{name}' has shape {a.shape}; expected "
+                                   f"({len(a)}, {', '.join(map(str, _TRUTH_SHAPES[name]))})")
+    pos = np.asarray(atoms.positions, dtype=np.float64)
+    if np.abs(pos).max() > 1e5:
+        raise TumblebenchError(f"{where}: coordinates beyond ±100,000 Å; expected a nanocrystal in Å")
+    tree = cKDTree(pos)
+    pairs = tree.query_pairs(MIN_ATOM_DISTANCE_A, output_type="ndarray")
+    if len(pairs):
+        i, j = sorted(map(int, pairs[0]))
+        d = float(np.linalg.norm(pos[i] - pos[j]))
+        raise TumblebenchError(f"{where}: atoms {i + 1} and {j + 1} are {d:.3f} Å apart (closer than "
+                               f"{MIN_ATOM_DISTANCE_A} Å): a duplicated atom?")
+    main = max(set(symbols), key=symbols.count)
+    d0 = reference_nn_distance(main)
+    nn = float(np.median(tree.query(pos, k=2)[0][:, 1]))
+    lo, hi = NN_RANGE[0] * d0, NN_RANGE[1] * d0
+    if not lo <= nn <= hi:
+        raise TumblebenchError(f"{where}: median nearest-neighbour distance {nn:.3f} Å is absurd for {main} "
+                               f"(expected {lo:.2f}–{hi:.2f} Å around {d0:.3f} Å); wrong element or units?")
+
+
+def structure_warnings(atoms: ase.Atoms, where: str) -> list[str]:
+    """Signs that a structure file's element column is not what its atoms are (one message per file).
+
+    A PDB whose residue or atom names say water (``HOH``/``WAT``, ``OW``) or whose atoms sit in a close-packed
+    (fcc/hcp) arrangement while the element's own crystal is bcc (SINGLE's example PDBs: Pt atoms written as
+    water, element ``W``, read as tungsten) gets one message suggesting ``--element``.
+    """
+    from ase.data import atomic_numbers, reference_states
+    from scipy.spatial import cKDTree
+
+    symbols = atoms.get_chemical_symbols()
+    main = max(set(symbols), key=symbols.count)
+    reasons: list[str] = []
+    res = {str(r).strip().upper() for r in atoms.arrays.get("residuenames", [])}
+    names = {str(r).strip().upper() for r in atoms.arrays.get("atomtypes", [])}
+    water = sorted(res & _WATER_RESIDUES) + sorted(n for n in names if n in {"OW", "HW", "HW1", "HW2"})
+    if water and main not in ("O", "H"):
+        reasons.append(f"residue/atom names {'/'.join(water)} are water's")
+    ref = reference_states[atomic_numbers[main]] or {}
+    if ref.get("symmetry") == "bcc" and len(atoms) >= 13:
+        pos = np.asarray(atoms.positions, float)
+        tree = cKDTree(pos)
+        d_nn = float(np.median(tree.query(pos, k=2)[0][:, 1]))
+        # within 1.1 NN: 12 neighbours in the core of a close-packed crystal, 8 in a bcc one (its second
+        # shell lies at 1.155 NN)
+        cn = np.array([len(n) - 1 for n in tree.query_ball_point(pos, 1.1 * d_nn)])
+        if cn.max() >= 11:
+            reasons.append(f"the atoms are close-packed (fcc/hcp) but {main} is bcc")
+    if not reasons:
+        return []
+    return [f"{where}: element column says {main} but {' and '.join(reasons)}; if the atoms are another element, "
+            "pass --element (e.g. --element Pt)"]
+
+
+def read_structure(path: str | Path, element: str | None = None) -> ase.Atoms:
+    """Read and check a structure file (``.pdb``, ``.xyz``, ``.extxyz``): see :func:`check_structure`.
+
+    Parameters
+    ----------
+    path
+        The file.
+    element
+        Chemical symbol given to every atom, replacing the file's element column (checked).
+
+    Raises
+    ------
+    TumblebenchError
+        Missing, unreadable, too small or implausible structure.
+    """
+    path = Path(path)
+    atoms = _read_atoms(path)
+    if element is not None:
+        from ase.data import atomic_numbers
+
+        require(element in atomic_numbers and element != "X",
+                f"element {element!r}: expected a chemical symbol such as 'Pt'")
+        atoms.set_chemical_symbols([element] * len(atoms))
+    check_structure(atoms, str(path))
+    return atoms
+
+
 def _read_atoms(path: Path) -> ase.Atoms:
     suffix = path.suffix.lower()
     fmt = {".pdb": "proteindatabank", ".xyz": "extxyz", ".extxyz": "extxyz"}.get(suffix)
     require(fmt is not None, f"{path}: unsupported structure file type {suffix!r}; expected .pdb, .xyz or .extxyz")
+    require(not path.is_dir(), f"{path}: is a directory; expected a structure file")
     require(path.is_file(), f"{path}: no such structure file")
     try:
         atoms = ase.io.read(path, format=fmt, index=-1)
     except Exception as exc:  # ase raises many types for malformed files
-        raise TumblebenchError(f"{path}: cannot read as {fmt} ({type(exc).__name__}: {exc})") from None
+        msg = " ".join(str(exc).split())[:200]
+        raise TumblebenchError(f"{path}: cannot read as {fmt} ({type(exc).__name__}: {msg})") from None
+    if not isinstance(atoms, ase.Atoms):
+        raise TumblebenchError(f"{path}: cannot read as {fmt} (no structure)")
     require(len(atoms) >= 13, f"{path}: expected a structure of at least 13 atoms, read {len(atoms)}")
     require(bool(np.all(np.isfinite(atoms.positions))), f"{path}: non-finite coordinates")
     return atoms
 
 
 def load_nanocrystal(path: str | Path, mobility: MobilitySpec | None = None, seed: int = 0,
-                     reference_lattice_constant: float | None = None, element: str | None = None) -> Nanocrystal:
+                     reference_lattice_constant: float | None = None, element: str | None = None,
+                     warn: Callable[[str], None] | None = None) -> Nanocrystal:
     """Read a nanocrystal.
 
     Parameters
@@ -301,11 +452,14 @@ def load_nanocrystal(path: str | Path, mobility: MobilitySpec | None = None, see
         Chemical symbol given to every atom of a bare-atom file, replacing the file's element column (SINGLE's
         example PDBs store Pt atoms as water, ``OW WAT`` with element ``W``, which would otherwise be read
         as tungsten). Not allowed for a ``truth.extxyz``.
+    warn
+        Called with each message of :func:`structure_warnings` (an element column that looks wrong) when
+        ``element`` is not given; None: no warnings.
 
     Raises
     ------
     TumblebenchError
-        Missing, unreadable or too small file.
+        Missing, unreadable or too small file, or a structure :func:`check_structure` refuses.
     """
     path = Path(path)
     atoms = _read_atoms(path)
@@ -317,7 +471,14 @@ def load_nanocrystal(path: str | Path, mobility: MobilitySpec | None = None, see
                 f"element {element!r}: expected a chemical symbol such as 'Pt'")
         require(not truth_file, f"{path}: a truth file keeps its own elements; element={element!r} is for bare atoms")
         atoms.set_chemical_symbols([element] * len(atoms))
+    check_structure(atoms, str(path))
+    if warn is not None and element is None:
+        for message in structure_warnings(atoms, str(path)):
+            warn(message)
     if truth_file:
+        a = atoms.info.get("lattice_constant")
+        require(isinstance(a, int | float) and not isinstance(a, bool) and 1.0 <= float(a) <= 10.0,
+                f"{path}: info 'lattice_constant' = {a!r}; expected a lattice constant in [1, 10] Å")
         atoms.arrays["stacking"] = np.asarray(atoms.arrays["stacking"]).astype("<U5")
         atoms.calc = None
         return Nanocrystal(atoms)

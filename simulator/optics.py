@@ -36,9 +36,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import scipy.fft
 
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.grid import frequencies
 
 #: Electron rest energy m₀c² in eV.
 _M0C2_EV = 510998.95
@@ -139,18 +139,6 @@ class OpticsConfig:
         return 1.0 / first_zero(replace(self, defocus_A=df, c5_mm=0.0, astigmatism_A=0.0))
 
 
-def frequency_grid(shape_yx: tuple[int, int], sampling: float, rfft: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Spatial frequency grids (qy, qx) in Å⁻¹ in scipy.fft order, broadcastable to ``shape_yx``.
-
-    With ``rfft`` the x axis is the half spectrum of :func:`scipy.fft.rfft2`.
-    """
-    ny, nx = shape_yx
-    qy = scipy.fft.fftfreq(ny, d=sampling)[:, None]
-    qx = (scipy.fft.rfftfreq(nx, d=sampling) if rfft else scipy.fft.fftfreq(nx, d=sampling))[None, :]
-    return qy, qx
-
-
 def aberration_phase(qy: np.ndarray, qx: np.ndarray, optics: OpticsConfig, defocus_A: float | None = None
                      ) -> np.ndarray:
     """The lens phase γ(q) in radians (module docstring), RELION sign convention."""
@@ -212,7 +200,7 @@ def wave_transfer(shape_yx: tuple[int, int], sampling: float, optics: OpticsConf
     envelopes_on
         Multiply the partial-coherence envelopes.
     """
-    qy, qx = frequency_grid(shape_yx, sampling)
+    qy, qx = frequencies(shape_yx, sampling)
     h = np.exp(1j * aberration_phase(qy, qx, optics, defocus_A)) * aperture(qy, qx, optics)
     if envelopes_on:
         h = h * envelopes(qy, qx, optics, defocus_A)
@@ -249,7 +237,7 @@ def ctf_2d(shape_yx: tuple[int, int], sampling: float, optics: OpticsConfig, def
     """
     if not 0.0 <= amplitude_contrast < 1.0:
         raise TumblebenchError(f"amplitude_contrast = {amplitude_contrast} is outside [0, 1)")
-    qy, qx = frequency_grid(shape_yx, sampling)
+    qy, qx = frequencies(shape_yx, sampling)
     g = aberration_phase(qy, qx, optics, defocus_A)
     q0 = amplitude_contrast
     out = -(np.sqrt(1 - q0**2) * np.sin(g) + q0 * np.cos(g)) * aperture(qy, qx, optics)
@@ -289,7 +277,7 @@ class LensTransfer:
     Parameters
     ----------
     qy, qx
-        Frequency grids (Å⁻¹), broadcastable (e.g. from :func:`frequency_grid`).
+        Frequency grids (Å⁻¹), broadcastable (e.g. from :func:`tumblebench.simulator.grid.frequencies`).
     optics
         Lens parameters.
     mask

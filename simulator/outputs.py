@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import subprocess
@@ -79,9 +80,95 @@ def check_output_file(path: str | Path) -> Path:
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+_DEBRIS = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)(?:-[0-9a-f]+)?$")
+
+
+def remove_stale_partials(directory: str | Path, name: str | None = None) -> list[Path]:
+    """Remove the hidden partial outputs (``.NAME.partial-PID[-hex]``, ``.NAME.old-PID``) that processes which
+    are no longer alive left in ``directory`` (killed with SIGKILL, or on a power cut).
+
+    Parameters
+    ----------
+    directory
+        Where to look (not recursively).
+    name
+        Only debris of this output name (default: any).
+
+    Returns
+    -------
+    list of Path
+        What was removed. Debris of live processes (e.g. another run writing beside this one) is kept.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _DEBRIS.match(entry.name)
+        if m is None or (name is not None and m["name"] != name):
+            continue
+        pid = int(m["pid"])
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def new_partial_dir(out: str | Path) -> Path:
+    """Create and return a hidden directory beside ``out`` to write it into (``.NAME.partial-PID-hex``; mode
+    0777 less the umask), after removing stale partial outputs of ``out`` left by dead processes."""
+    out = Path(out)
+    remove_stale_partials(out.parent, out.name)
+    # created with mode 0777 less the umask, like any directory the user makes (tempfile.mkdtemp's 0700 would
+    # survive the rename and hide the results from the user's group)
+    while True:
+        tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir(mode=0o777)
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def promote_partial_dir(tmp: str | Path, out: str | Path) -> Path:
+    """Move the complete directory ``tmp`` to ``out``, replacing an existing ``out`` only now (the old one
+    is renamed aside first and removed after the new one is in place)."""
+    tmp, out = Path(tmp), Path(out)
+    if out.exists() or out.is_symlink():
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        if trash.exists():
+            shutil.rmtree(trash, ignore_errors=True)
+        out.rename(trash)
+        tmp.rename(out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        tmp.rename(out)
+    return out
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` only if the block completes.
+
+    An existing ``out`` (with ``overwrite``) is replaced only then: an error, an interrupt or a signal
+    inside the block leaves the old output as it was and removes the temporary one. Stale temporary
+    directories of ``out`` left by dead processes are removed first.
 
     Parameters
     ----------
@@ -96,33 +183,21 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path
         The temporary directory to write into (same file system as ``out``).
     """
     out = check_output_dir(out, overwrite)
-    # created with mode 0777 less the umask, like any directory the user makes (tempfile.mkdtemp's 0700 would
-    # survive the rename and hide the results from the user's group)
-    while True:
-        tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            tmp.mkdir(mode=0o777)
-            break
-        except FileExistsError:
-            continue
+    tmp = new_partial_dir(out)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        trash = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(trash)
-        tmp.rename(out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        tmp.rename(out)
+    promote_partial_dir(tmp, out)
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path that replaces ``path`` only if the block completes."""
+    """Yield a temporary path that replaces ``path`` only if the block completes (a full disk or an interrupt
+    leaves the old file, or none, never a truncated one)."""
     path = Path(path)
+    remove_stale_partials(path.parent, path.name)
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
         yield tmp
@@ -178,8 +253,17 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON (numpy scalars and arrays converted)."""
-    Path(path).write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as indented JSON (numpy scalars and arrays converted), all or nothing: the text goes to a
+    hidden file beside ``path`` that replaces it only when complete (no 0-byte file on a full disk)."""
+    text = json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n"
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def write_manifest(directory: str | Path, stage: str, config: dict[str, Any], seed: int | None,

@@ -34,6 +34,7 @@ from scipy.special import erf
 
 from tumblebench.simulator._potential_kernels import add_hermitian_pairs, phase_factors, weighted_rows
 from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.grid import frequencies
 from tumblebench.simulator.scattering import GAUSSIAN_TABLES, TWO_PI_A0_E, form_factor, gaussian_coefficients
 
 #: A Gaussian's Fourier transform is dropped where its damping exp(−b q²/4) falls below this (its
@@ -67,8 +68,7 @@ class FourierGrid:
         self.shape = (int(shape_yx[0]), int(shape_yx[1]))
         self.sampling = float(sampling)
         self.q_max = float(q_max)
-        qy = scipy.fft.fftfreq(self.shape[0], d=sampling)
-        qx = scipy.fft.rfftfreq(self.shape[1], d=sampling)
+        qy, qx = (q.ravel() for q in frequencies(self.shape, sampling, rfft=True))
         self.iy = np.nonzero(np.abs(qy) <= q_max)[0]
         self.ix = np.nonzero(qx <= q_max)[0]
         self.qy = qy[self.iy]

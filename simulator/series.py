@@ -29,15 +29,18 @@ defocus ``defocus + h`` — rlnDefocusU/V include it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
 import multiprocessing
 import os
 import pickle
+import shutil
 import sys
-import tempfile
+import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -47,7 +50,7 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
-from tumblebench.simulator.config import check_memory, check_range, check_seed, to_dict
+from tumblebench.simulator.config import PROCESS_BYTES, check_memory, check_range, check_seed, to_dict
 from tumblebench.simulator.detector import DetectorConfig, detect, mtf_2d
 from tumblebench.simulator.dynamics import (
     Dissolution,
@@ -262,9 +265,10 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     Returns
     -------
     dict
-        ``field`` (per process: the field's frequency grids, both graphene sheets and their spectra, a
-        frame's background layers and the cache of up to 65 complex64 lens transfers, ≈ 720 B per field
-        pixel), ``graphene_lattice`` (per process, transient: the lattice grid
+        ``process`` (per process: the interpreter, the libraries and the compiled kernels, 0.6 GB), ``field``
+        (per process: the field's frequency grids, both graphene sheets and their spectra, a frame's
+        background layers and temporaries, and the cache of up to 65 complex64 lens transfers, ≈ 1,300 B per
+        field pixel), ``graphene_lattice`` (per process, transient: the lattice grid
         :func:`tumblebench.simulator.liquid_cell.graphene_positions` builds to cover the field, ≈ 160 B per
         cell), ``window`` (per process: the sub-steps' slice potentials on the oversampled window, ≈ 40 B per
         point), ``main`` (the trajectory, ≈ 200 B per sub-step, and the truth map, ≈ 40 B per voxel) and
@@ -274,7 +278,7 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     img = config.imaging
     p = acq.sampling
     f2 = float(acq.field_px) ** 2
-    field = 720.0 * f2
+    field = 1300.0 * f2
     extent = acq.field_px * p
     a = 2.46  # graphene lattice constant, Å
     n = math.ceil((math.hypot(extent, extent) + 2 * a) / (a * math.sqrt(3) / 2)) + 2
@@ -287,9 +291,12 @@ def series_memory_bytes(config: SeriesConfig, radius_A: float, workers: int = 1)
     if img.mode == "projection":
         window = 40.0 * f2
     main = 200.0 * 2 * acq.substeps * acq.n_frames + 40.0 * float(acq.box_size_px) ** 3
-    per_worker = field + lattice + window
-    total = main + max(1, int(workers)) * per_worker
-    return {"field": field, "graphene_lattice": lattice, "window": window, "main": main, "total": total}
+    per_worker = PROCESS_BYTES + field + lattice + window
+    n = max(1, int(workers))
+    # with workers the main process only streams frames to disk: it holds the trajectory and the truth map
+    total = (PROCESS_BYTES + main if n > 1 else main) + n * per_worker
+    return {"process": PROCESS_BYTES, "field": field, "graphene_lattice": lattice, "window": window, "main": main,
+            "total": total}
 
 
 def check_series_memory(config: SeriesConfig, radius_A: float, workers: int = 1) -> None:
@@ -631,10 +638,35 @@ def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[st
 _WORKER_SIM: SeriesSimulation | None = None
 
 
-def _init_worker(state_path: str) -> None:
+def _end_with_parent(parent_pid: int) -> None:
+    """Make this worker process die with its parent, even a parent killed with SIGKILL (Linux: the kernel
+    sends SIGKILL to the child when the parent dies; elsewhere a thread polls the parent every second)."""
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def poll() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=poll, daemon=True).start()
+
+
+def _init_worker(state_path: str, parent_pid: int) -> None:
     # the simulation (tens of MB of sub-step positions) is read from a file, not sent through the process
     # start-up pipe: a child that dies while starting would otherwise leave the parent blocked on that pipe
     global _WORKER_SIM
+    _end_with_parent(parent_pid)
     with open(state_path, "rb") as fh:
         _WORKER_SIM = pickle.load(fh)
 
@@ -653,6 +685,20 @@ def _render_in_worker(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarr
     return frame, counts, (intensity if keep_intensity else None)
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End a pool's workers now (an error, Ctrl-C or SIGTERM in the parent): queued frames are dropped and the
+    running ones not waited for (``shutdown`` alone would render every queued frame first)."""
+    # the executor keeps its processes in ``_processes`` (CPython 3.11-3.13; 3.14 adds terminate_workers())
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(5.0)
+
+
 def _default_workers(n_frames: int) -> int:
     if multiprocessing.current_process().daemon:  # e.g. inside a Dask or multiprocessing worker: no children
         return 1
@@ -662,7 +708,9 @@ def _default_workers(n_frames: int) -> int:
 
 def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, overwrite: bool = False,
                     progress: bool = True, inputs: dict[str, str] | None = None,
-                    workers: int | None = None) -> Path:
+                    workers: int | None = None,
+                    on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+                    simulation: SeriesSimulation | None = None) -> Path:
     """Simulate a tumbling-particle series and write it to ``out_dir``.
 
     Parameters
@@ -686,6 +734,13 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
         else 1; always 1 inside a daemonic worker process). Frames are streamed to ``frames.mrcs`` in order
         as they arrive. The workers are started with the ``spawn`` method, so a script that calls this with
         more than one worker must guard its top level with ``if __name__ == "__main__":``.
+    on_frame
+        Called in frame order as ``on_frame(frame, counts, noise_free)`` with each frame's counts and its
+        noise-free expected counts (both float32 (ny, nx); :func:`expected_counts`): denoising pairs at the
+        cost of one detector-MTF filter per frame.
+    simulation
+        The :class:`SeriesSimulation` of ``nc``, ``config`` and ``seed`` if the caller already made it (to read
+        its trajectory); built here otherwise.
 
     Returns
     -------
@@ -708,7 +763,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
     if multiprocessing.current_process().daemon:
         n_workers = 1
     check_series_memory(config, particle_radius(nc), n_workers)
-    sim = SeriesSimulation(nc, config, seed)  # validates everything before anything is written
+    # validates everything before anything is written
+    sim = SeriesSimulation(nc, config, seed) if simulation is None else simulation
     acq = config.acquisition
     k = min(config.output.montage_frames, n)
     montage_idx = set(np.unique(np.linspace(0, n - 1, k).round().astype(int)).tolist())
@@ -721,6 +777,8 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
 
             def consume(f: int, counts: np.ndarray, intensity: np.ndarray | None) -> None:
                 writer.write(f, counts[None])
+                if on_frame is not None and intensity is not None:
+                    on_frame(f, counts, expected_counts(intensity, sim.dose, acq.sampling, config.detector))
                 if f in montage_idx and intensity is not None:
                     raw_m.append(counts.copy())
                     clean_m.append(expected_counts(intensity, sim.dose, acq.sampling, config.detector))
@@ -729,18 +787,28 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
             if n_workers > 1:
                 # an executor, not a Pool: a worker that dies raises BrokenProcessPool instead of hanging
                 ctx = multiprocessing.get_context("spawn")
+                # the workers' start-up state lives in the hidden output directory (removed with it on any
+                # failure, or by the next run after a SIGKILL), not in /tmp where a killed run would leave it
+                state_dir = tmp / ".worker-state"
+                state_dir.mkdir()
                 try:
-                    with tempfile.TemporaryDirectory(prefix="tumblebench_sim_") as state_dir, \
-                            ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
-                                                initargs=(_dump_state(sim, state_dir),)) as pool:
-                        tasks = [(f, f in montage_idx) for f in range(n)]
+                    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
+                                               initargs=(_dump_state(sim, str(state_dir)), os.getpid()))
+                    try:
+                        tasks = [(f, on_frame is not None or f in montage_idx) for f in range(n)]
                         for f, counts, intensity in pool.map(_render_in_worker, tasks, chunksize=4):
                             consume(f, counts, intensity)
+                    except BaseException:
+                        _stop_workers(pool)
+                        raise
+                    pool.shutdown(wait=True)
                 except BrokenProcessPool as exc:
                     raise TumblebenchError(
                         f"a frame-rendering worker process died ({exc}); a script that calls simulate_series "
                         "must guard its top level with `if __name__ == \"__main__\":` (workers are started with "
                         "'spawn' and import the script), or pass workers=1") from exc
+                finally:
+                    shutil.rmtree(state_dir, ignore_errors=True)
             else:
                 for f in range(n):
                     intensity, counts = sim.render(f)

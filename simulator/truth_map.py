@@ -23,6 +23,7 @@ import scipy.fft
 
 from tumblebench.simulator.density import render_density
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.grid import frequency_squared
 from tumblebench.simulator.orientation import box_centre
 
 
@@ -126,9 +127,7 @@ def render_truth_map(nc: _Particle, box_size: int = 128, sampling: float = 0.358
     keep = np.r_[0 : (n + 1) // 2, big - n // 2 : big]
     sub = ft[np.ix_(keep, keep, np.arange(n // 2 + 1))]
     del ft
-    kf = scipy.fft.fftfreq(n, d=sampling)
-    kh = scipy.fft.rfftfreq(n, d=sampling)
-    k2 = kf[:, None, None] ** 2 + kf[None, :, None] ** 2 + kh[None, None, :] ** 2
+    k2 = frequency_squared((n, n, n), sampling, rfft=True)
     band = k2 <= (1.0 / resolution_A) ** 2
     # drop Nyquist planes (they cannot be represented symmetrically)
     if n % 2 == 0:

@@ -20,7 +20,7 @@ from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.truth_map import render_truth_map
 from tumblebench.validation.matching import match_atoms
 
-VOXEL = 0.358
+SAMPLING = 0.358
 
 
 def _particle(positions: np.ndarray, u_iso: np.ndarray) -> types.SimpleNamespace:
@@ -45,7 +45,7 @@ def _cluster(length: int | str, cut: int, rot: np.ndarray, rng: np.random.Genera
 
 
 def _render(pos: np.ndarray, u: np.ndarray, box: int, resolution: float = 0.8) -> np.ndarray:
-    return render_truth_map(_particle(pos, u), box, VOXEL, resolution)
+    return render_truth_map(_particle(pos, u), box, SAMPLING, resolution)
 
 
 @settings(max_examples=6, deadline=None)
@@ -56,8 +56,8 @@ def test_map_from_known_atoms_returns_them(shape, seed):
     pos, u = _cluster(*shape, rot, rng)
     box = 64
     vol = _render(pos, u, box)
-    model = build_atom_model(vol, VOXEL)
-    true = pos + (box // 2) * VOXEL
+    model = build_atom_model(vol, SAMPLING)
+    true = pos + (box // 2) * SAMPLING
     m = match_atoms(model.positions, true)
     assert m.recall == 1.0 and m.precision == 1.0
     assert m.rmsd_pm < 5.0
@@ -77,14 +77,14 @@ def test_rotation_by_voxel_permutation_leaves_statistics_unchanged():
     rng = np.random.default_rng(3)
     pos, u = _cluster(5, 1, Rotation.from_euler("zyx", [20, 35, 10], degrees=True).as_matrix(), rng)
     vol = _render(pos, u, 64)
-    a = build_atom_model(vol, VOXEL)
+    a = build_atom_model(vol, SAMPLING)
     # a 90° rotation about z of the map: (x, y) -> (y, -x) on the grid, an exact voxel permutation
     rolled = np.ascontiguousarray(np.rot90(vol, k=1, axes=(1, 2)))
-    b = build_atom_model(rolled, VOXEL)
+    b = build_atom_model(rolled, SAMPLING)
     n = vol.shape[1]
     # map b's atoms back: rot90 over axes (y, x) sends voxel (iy, ix) to (n-1-ix, iy)
     bx, by = b.positions[:, 0], b.positions[:, 1]
-    back = np.stack([(n - 1) * VOXEL - by, bx, b.positions[:, 2]], axis=1)
+    back = np.stack([(n - 1) * SAMPLING - by, bx, b.positions[:, 2]], axis=1)
     m = match_atoms(back, a.positions, max_dist=0.1)
     assert m.recall == 1.0 and m.precision == 1.0 and m.rmsd_pm < 0.5
     for col in ("CN_STD", "CN_GEN", "NN_BONDL", "U_ISO", "DOI", "VALID_CORR", "RADIAL_STRAIN", "MAX_INT", "NVOX"):
@@ -98,9 +98,9 @@ def test_arbitrary_rotation_leaves_statistics_unchanged():
     rng = np.random.default_rng(5)
     pos, u = _cluster(5, 1, np.eye(3), rng)
     rot = Rotation.from_euler("zyz", [33, 71, -12], degrees=True).as_matrix()
-    a = build_atom_model(_render(pos, u, 64), VOXEL)
-    b = build_atom_model(_render(pos @ rot.T, u, 64), VOXEL)
-    c = (64 // 2) * VOXEL
+    a = build_atom_model(_render(pos, u, 64), SAMPLING)
+    b = build_atom_model(_render(pos @ rot.T, u, 64), SAMPLING)
+    c = (64 // 2) * SAMPLING
     back = (b.positions - c) @ rot + c
     m = match_atoms(back, a.positions, max_dist=0.3)
     assert m.recall == 1.0 and m.precision == 1.0
@@ -115,30 +115,30 @@ def test_arbitrary_rotation_leaves_statistics_unchanged():
 
 def test_two_atoms_closer_than_resolution_are_split():
     box = 48
-    c = (box // 2) * VOXEL
+    c = (box // 2) * SAMPLING
     pos = np.array([[c - 1.3, c, c], [c + 1.3, c + 0.1, c]])  # 2.6 Å apart, map band-limited at 1.5 Å
-    vol = lowpass(render_density(pos, (box,) * 3, VOXEL, U=np.full(2, 0.03)), VOXEL, 1.5)
-    raw = check_map(vol, VOXEL)
-    C = denoise(raw, VOXEL, "Pt", 0.01, 1.5)
+    vol = lowpass(render_density(pos, (box,) * 3, SAMPLING, U=np.full(2, 0.03)), SAMPLING, 1.5)
+    raw = check_map(vol, SAMPLING)
+    C = denoise(raw, SAMPLING, "Pt", 0.01, 1.5)
     mask = np.ones(C.shape, bool)
-    radius = 1.1 / VOXEL
+    radius = 1.1 / SAMPLING
     peaks = local_maxima(C, mask, 0.0, 2 * radius)
     strong = peaks[C[tuple(peaks.T)] > 0.5 * C.max()]
     assert len(strong) == 2  # two maxima remain in the denoised map
-    mid = np.rint(pos.mean(axis=0)[::-1] / VOXEL).astype(int)
+    mid = np.rint(pos.mean(axis=0)[::-1] / SAMPLING).astype(int)
     t = 0.9 * float(C[tuple(mid)])  # just below the saddle between the atoms: one connected blob
     merged = segment(C, mask, t, radius, peaks, split=False)
     assert len(merged.centres_vox) == 1  # one connected blob at this threshold
     split = segment(C, mask, t, radius, peaks, split=True)
     assert split.n_split == 1
-    m = match_atoms(split.centres_vox * VOXEL, pos, max_dist=0.5)
+    m = match_atoms(split.centres_vox * SAMPLING, pos, max_dist=0.5)
     assert m.recall == 1.0 and m.precision == 1.0 and m.rmsd_pm < 10
 
 
 def test_threshold_scan_never_scales_to_noise_and_rejects_nothing_on_clean_map():
     rng = np.random.default_rng(1)
     pos, u = _cluster(6, 2, np.eye(3), rng)
-    model = build_atom_model(_render(pos, u, 64), VOXEL)
+    model = build_atom_model(_render(pos, u, 64), SAMPLING)
     assert model.info["n_rejected_correlation"] == 0
     assert model.info["n_rejected_cn"] == 0
     scan = model.info["scan"]
@@ -154,8 +154,8 @@ def test_real_particle_gives_back_its_314_atoms():
     assert len(pos) == 314
     u = np.full(len(pos), 0.008)
     vol = _render(pos, u, 128)
-    model = build_atom_model(vol, VOXEL)
-    m = match_atoms(model.positions, pos + 64 * VOXEL)
+    model = build_atom_model(vol, SAMPLING)
+    m = match_atoms(model.positions, pos + 64 * SAMPLING)
     assert model.n_atoms == 314
     assert m.recall == 1.0 and m.precision == 1.0 and m.rmsd_pm < 5
 
@@ -166,9 +166,9 @@ def test_noisy_map_with_automatic_mask():
     clean = _render(pos, u, 64)
     near = clean > 0.05 * clean.max()
     sigma = np.sqrt(clean[near].var() / 2.0)
-    vol = lowpass(clean + rng.normal(0, sigma, clean.shape).astype(np.float32), VOXEL, 1.0)
-    model = build_atom_model(vol, VOXEL)
-    m = match_atoms(model.positions, pos + 32 * VOXEL)
+    vol = lowpass(clean + rng.normal(0, sigma, clean.shape).astype(np.float32), SAMPLING, 1.0)
+    model = build_atom_model(vol, SAMPLING)
+    m = match_atoms(model.positions, pos + 32 * SAMPLING)
     assert m.recall >= 0.97 and m.precision >= 0.97
     assert m.rmsd_pm < 15
 
@@ -179,7 +179,7 @@ def test_bad_input_is_a_clear_error(kind):
     pos, u = _cluster(5, 1, np.eye(3), rng)
     vol = _render(pos, u, 64)
     cfg = AtomsConfig()
-    voxel = VOXEL
+    sampling = SAMPLING
     match = None
     if kind == "nan":
         vol[3, 4, 5] = np.nan
@@ -191,10 +191,10 @@ def test_bad_input_is_a_clear_error(kind):
         vol = np.ones_like(vol)
         match = "constant"
     elif kind == "voxel":
-        voxel = 2 * VOXEL  # header claims twice the real voxel size
+        sampling = 2 * SAMPLING  # header claims twice the real voxel size
         match = "voxel size"
     elif kind == "voxel12":
-        voxel = 1.12 * VOXEL  # a 12 % error in the header
+        sampling = 1.12 * SAMPLING  # a 12 % error in the header
         match = "voxel size"
     elif kind == "element":
         with pytest.raises(TumblebenchError, match="Xx"):
@@ -207,7 +207,7 @@ def test_bad_input_is_a_clear_error(kind):
         vol = vol[0]
         match = "3D"
     with pytest.raises(TumblebenchError, match=match):
-        build_atom_model(vol, voxel, cfg)
+        build_atom_model(vol, sampling, cfg)
 
 
 @pytest.mark.slow
@@ -219,14 +219,14 @@ def test_demo_particle_at_snr_025_without_mask():
     from tumblebench.simulator.truth_map import particle_frame_positions
 
     nc = build_preset("default", seed=0)
-    true = particle_frame_positions(nc) + 64 * VOXEL
-    clean = render_truth_map(nc, 128, VOXEL, 0.8)
-    grid = np.indices(clean.shape).reshape(3, -1).T[:, ::-1] * VOXEL
+    true = particle_frame_positions(nc) + 64 * SAMPLING
+    clean = render_truth_map(nc, 128, SAMPLING, 0.8)
+    grid = np.indices(clean.shape).reshape(3, -1).T[:, ::-1] * SAMPLING
     d, _ = cKDTree(true).query(grid, distance_upper_bound=2.0)
     sigma = np.sqrt(clean[np.isfinite(d).reshape(clean.shape)].var() / 0.25)
     rng = np.random.default_rng(7)
-    vol = lowpass(clean + rng.normal(0, sigma, clean.shape).astype(np.float32), VOXEL, 1.0)
-    model = build_atom_model(vol, VOXEL)
+    vol = lowpass(clean + rng.normal(0, sigma, clean.shape).astype(np.float32), SAMPLING, 1.0)
+    model = build_atom_model(vol, SAMPLING)
     m = match_atoms(model.positions, true)
     assert m.recall >= 0.97 and m.precision >= 0.97 and m.rmsd_pm <= 10.0
 
@@ -237,8 +237,8 @@ def test_twinned_demo_particle_truth_map():
     from tumblebench.simulator.truth_map import particle_frame_positions
 
     nc = build_preset("default", seed=0)
-    true = particle_frame_positions(nc) + 64 * VOXEL
-    model = build_atom_model(render_truth_map(nc, 128, VOXEL, 0.8), VOXEL)
+    true = particle_frame_positions(nc) + 64 * SAMPLING
+    model = build_atom_model(render_truth_map(nc, 128, SAMPLING, 0.8), SAMPLING)
     m = match_atoms(model.positions, true)
     assert m.recall == 1.0 and m.precision == 1.0 and m.rmsd_pm <= 5.0
     true_cn = np.asarray(nc.atoms.arrays["cn"])[m.pairs[:, 1]]

@@ -26,21 +26,21 @@ from tumblebench.simulator.mrc import write_volume
 from tumblebench.simulator.truth_map import render_truth_map
 from tumblebench.validation.cli import main
 
-VOXEL = 0.358
+SAMPLING = 0.358
 
 
 def _anisotropic_atom(U: np.ndarray, offset: np.ndarray, band: float, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """One exactly band-limited atom with anisotropic U, built in Fourier space; returns (map, centre Å)."""
-    fz = scipy.fft.fftfreq(n, d=VOXEL)[:, None, None]
-    fy = scipy.fft.fftfreq(n, d=VOXEL)[None, :, None]
-    fx = scipy.fft.rfftfreq(n, d=VOXEL)[None, None, :]
+    fz = scipy.fft.fftfreq(n, d=SAMPLING)[:, None, None]
+    fy = scipy.fft.fftfreq(n, d=SAMPLING)[None, :, None]
+    fx = scipy.fft.rfftfreq(n, d=SAMPLING)[None, None, :]
     q2 = fx**2 + fy**2 + fz**2
     qUq = U[0, 0] * fx**2 + U[1, 1] * fy**2 + U[2, 2] * fz**2 + 2 * (U[0, 1] * fx * fy + U[0, 2] * fx * fz
                                                                     + U[1, 2] * fy * fz)
     f = atom_transfer("Pt", q2.astype(np.float32), 0.0, band) * np.exp(-2 * np.pi**2 * qUq)
     c = np.array([n // 2] * 3, float) + offset
-    phase = np.exp(-2j * np.pi * VOXEL * (fx * c[0] + fy * c[1] + fz * c[2]))
-    return scipy.fft.irfftn(f * phase, s=(n, n, n)), c * VOXEL
+    phase = np.exp(-2j * np.pi * SAMPLING * (fx * c[0] + fy * c[1] + fz * c[2]))
+    return scipy.fft.irfftn(f * phase, s=(n, n, n)), c * SAMPLING
 
 
 @settings(max_examples=8, deadline=None)
@@ -51,7 +51,7 @@ def test_anisotropic_displacement_recovered(seed):
     ev = np.sort(rng.uniform(0.004, 0.04, 3))
     U = R @ np.diag(ev) @ R.T
     vol, c = _anisotropic_atom(U, rng.uniform(0, 1, 3), 0.8)
-    fit = fit_displacements(vol, c[None], VOXEL, 1.04, profile_table("Pt", 0.8))
+    fit = fit_displacements(vol, c[None], SAMPLING, 1.04, profile_table("Pt", 0.8))
     assert fit.aniso_ok[0]
     est = np.linalg.eigvalsh(fit.U[0])
     np.testing.assert_allclose(est, ev, atol=0.003)
@@ -67,7 +67,7 @@ def test_isotropic_u_independent_of_subvoxel_position():
         vals = []
         for off in ([0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0.1, 0.45]):
             vol, c = _anisotropic_atom(u * np.eye(3), np.array(off, float), 0.8)
-            vals.append(fit_displacements(vol, c[None], VOXEL, 1.04, tab).u_iso[0])
+            vals.append(fit_displacements(vol, c[None], SAMPLING, 1.04, tab).u_iso[0])
         assert np.ptp(vals) < 5e-4
         assert np.mean(vals) == pytest.approx(u, abs=1e-3)
 
@@ -117,15 +117,15 @@ def small_map(tmp_path_factory):
     r = np.linalg.norm(pos, axis=1)
     u = 0.005 + 0.02 * (r > r.max() - 2.0)
     nc = types.SimpleNamespace(positions=pos, symbols=["Pt"] * len(pos), U=u[:, None, None] * np.eye(3))
-    vol = render_truth_map(nc, 64, VOXEL, 0.8)
+    vol = render_truth_map(nc, 64, SAMPLING, 0.8)
     d = tmp_path_factory.mktemp("atoms")
-    write_volume(d / "map.mrc", vol, VOXEL)
-    return d, vol, pos + 32 * VOXEL
+    write_volume(d / "map.mrc", vol, SAMPLING)
+    return d, vol, pos + 32 * SAMPLING
 
 
 def test_outputs_have_single_columns_and_agree(small_map, tmp_path):
     _, vol, _ = small_map
-    model = build_atom_model(vol, VOXEL)
+    model = build_atom_model(vol, SAMPLING)
     out = write_atom_model(model, tmp_path / "run")
     for name in ("atoms.pdb", "atoms.extxyz", "atoms_stats.csv", "nanoparticle_stats.csv", "cn_dependent_stats.csv",
                  "penetration.json", "manifest.json"):
@@ -167,7 +167,7 @@ def test_cli_atoms_and_compare(small_map, tmp_path, capsys):
                  "--quiet"]) == 2
     assert not (tmp_path / "c").exists()
     noise = np.random.default_rng(0).normal(0, 1, (64, 64, 64)).astype(np.float32)
-    write_volume(tmp_path / "noise.mrc", noise, VOXEL)
+    write_volume(tmp_path / "noise.mrc", noise, SAMPLING)
     assert main(["atoms", "--map", str(tmp_path / "noise.mrc"), "--out", str(tmp_path / "n"), "--quiet"]) == 2
     assert not (tmp_path / "n").exists()
     assert main(["atoms-compare", str(tmp_path / "a"), str(tmp_path / "missing")]) == 2

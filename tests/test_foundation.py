@@ -97,14 +97,14 @@ def test_mrc_volume_and_stack_roundtrip(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     vol = rng.standard_normal((6, 7, 8)).astype(np.float32)
     write_volume(tmp_path / "v.mrc", vol, 0.358)
-    back, vs = read_volume(tmp_path / "v.mrc")
-    assert np.array_equal(back, vol) and vs == pytest.approx(0.358, rel=1e-6)
+    back, sampling = read_volume(tmp_path / "v.mrc")
+    assert np.array_equal(back, vol) and sampling == pytest.approx(0.358, rel=1e-6)
     frames = rng.standard_normal((5, 9, 10)).astype(np.float32)
     with MrcStackWriter(tmp_path / "f.mrcs", 5, 9, 10, 0.5) as w:
         w.write(0, frames[:2])
         w.write(2, frames[2:])
-    stack, ps = open_stack(tmp_path / "f.mrcs")
-    assert np.array_equal(np.asarray(stack), frames) and ps == pytest.approx(0.5)
+    stack, sampling = open_stack(tmp_path / "f.mrcs")
+    assert np.array_equal(np.asarray(stack), frames) and sampling == pytest.approx(0.5)
     with pytest.raises(TumblebenchError, match="NaN"):
         vol[0, 0, 0] = np.nan
         write_volume(tmp_path / "n.mrc", vol, 1.0)
@@ -166,26 +166,26 @@ def test_origin_shift_convention() -> None:
 
 
 def test_density_peak_and_integral() -> None:
-    vs = 0.1
+    sampling = 0.1
     n = 81
-    c = (n // 2) * vs
-    v = render_density(np.array([[c, c, c]]), (n, n, n), vs, U=np.array([0.02]))
+    c = (n // 2) * sampling
+    v = render_density(np.array([[c, c, c]]), (n, n, n), sampling, U=np.array([0.02]))
     a, _ = gaussian_coefficients("Pt")
     # with U the narrowest Gaussian is well sampled at 0.1 Å: the voxel sum is the analytic integral
-    assert v.sum() * vs**3 == pytest.approx(TWO_PI_A0_E * a.sum(), rel=2e-3)
-    static = render_density(np.array([[c, c, c]]), (n, n, n), vs)
+    assert v.sum() * sampling**3 == pytest.approx(TWO_PI_A0_E * a.sum(), rel=2e-3)
+    static = render_density(np.array([[c, c, c]]), (n, n, n), sampling)
     assert static[n // 2, n // 2, n // 2] == pytest.approx(potential_3d("Pt", np.array([0.0]))[0], rel=1e-5)
     assert static[n // 2, n // 2, n // 2 + 10] == pytest.approx(potential_3d("Pt", np.array([1.0]))[0], rel=1e-5)
 
 
 def test_density_anisotropic_u_covariance() -> None:
-    vs, n = 0.15, 64
-    c = (n // 2) * vs
+    sampling, n = 0.15, 64
+    c = (n // 2) * sampling
     U = np.diag([0.02, 0.08, 0.2])  # x, y, z
     R = Rotation.from_euler("xyz", [20, 35, 50], degrees=True).as_matrix()
     Ur = R @ U @ R.T
-    v = render_density(np.array([[c, c, c]]), (n, n, n), vs, U=Ur[None]).astype(np.float64)
-    z, y, x = np.meshgrid(*(np.arange(n) * vs - c,) * 3, indexing="ij")
+    v = render_density(np.array([[c, c, c]]), (n, n, n), sampling, U=Ur[None]).astype(np.float64)
+    z, y, x = np.meshgrid(*(np.arange(n) * sampling - c,) * 3, indexing="ij")
     w = v / v.sum()
     coords = np.stack([x, y, z], -1).reshape(-1, 3)
     cov = (coords * w.reshape(-1, 1)).T @ coords
@@ -196,12 +196,12 @@ def test_density_anisotropic_u_covariance() -> None:
 
 def test_density_rotation_invariance() -> None:
     rng = np.random.default_rng(3)
-    n, vs = 48, 0.4
-    c = (n // 2) * vs
+    n, sampling = 48, 0.4
+    c = (n // 2) * sampling
     pos = rng.normal(0, 2.0, (10, 3))
     R = Rotation.from_euler("z", 90, degrees=True).as_matrix()  # (x, y) -> (-y, x)
-    v1 = render_density(pos + c, (n, n, n), vs, U=np.full(10, 0.01))
-    v2 = render_density(pos @ R.T + c, (n, n, n), vs, U=np.full(10, 0.01))
+    v1 = render_density(pos + c, (n, n, n), sampling, U=np.full(10, 0.01))
+    v2 = render_density(pos @ R.T + c, (n, n, n), sampling, U=np.full(10, 0.01))
     # v2(x, y) = v1(y, -x) about the centre voxel n//2: v2[z, iy, ix] = v1[z, n - ix, iy]
     iy, ix = np.meshgrid(np.arange(1, n), np.arange(1, n), indexing="ij")
     assert np.allclose(v2[:, iy, ix], v1[:, n - ix, iy], atol=1e-4 * v1.max())

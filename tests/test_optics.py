@@ -7,12 +7,12 @@ import pytest
 
 from tumblebench.simulator.config import from_dict
 from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.grid import frequencies
 from tumblebench.simulator.optics import (
     LensTransfer,
     OpticsConfig,
     ctf_2d,
     first_zero,
-    frequency_grid,
     interaction_parameter,
     wave_transfer,
     wavelength,
@@ -82,7 +82,7 @@ def test_envelopes_and_aperture():
     lam = wavelength(300)
     n, p = 128, 0.2
     h = wave_transfer((n, n), p, o)
-    qy, qx = frequency_grid((n, n), p)
+    qy, qx = frequencies((n, n), p)
     q = np.sqrt(qx**2 + qy**2)
     inside = q <= 0.02 / lam
     assert np.all(np.abs(h[~inside]) == 0)
@@ -96,7 +96,7 @@ def test_envelopes_and_aperture():
 
 def test_lens_transfer_cache_matches_direct():
     o = OpticsConfig(astigmatism_A=30.0, astigmatism_angle_deg=25.0, c5_mm=3.0, convergence_mrad=0.3)
-    qy, qx = frequency_grid((48, 40), 0.3)
+    qy, qx = frequencies((48, 40), 0.3)
     lt = LensTransfer(qy, qx, o)
     for df in (-80.0, 0.0, 120.0):
         assert np.allclose(lt(df, np.complex128), wave_transfer((48, 40), 0.3, o, defocus_A=df), atol=1e-12)

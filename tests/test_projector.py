@@ -13,7 +13,7 @@ from tumblebench.reconstruct.projector import Band, Reconstructor, image_ft, pre
 from tumblebench.simulator.density import render_density
 from tumblebench.simulator.orientation import random_rotations
 
-VOXEL = 0.5
+SAMPLING = 0.5
 
 
 def _atoms(rng: np.random.Generator, n_atoms: int = 30, radius: float = 5.0) -> np.ndarray:
@@ -25,7 +25,7 @@ def _atoms(rng: np.random.Generator, n_atoms: int = 30, radius: float = 5.0) -> 
 
 def _render(pos: np.ndarray, n: int) -> np.ndarray:
     # U = 0.1 Å² keeps every Gaussian well sampled at 0.5 Å voxels (sum and shape rotation invariant)
-    return render_density(pos + (n // 2) * VOXEL, (n, n, n), VOXEL, U=np.full(len(pos), 0.1))
+    return render_density(pos + (n // 2) * SAMPLING, (n, n, n), SAMPLING, U=np.full(len(pos), 0.1))
 
 
 @settings(max_examples=5, deadline=None)

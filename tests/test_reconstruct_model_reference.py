@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
-from test_reconstruct_abinitio import VOXEL, _cuboctahedron, _series
+from test_reconstruct_abinitio import SAMPLING, _cuboctahedron, _series
 
 from tumblebench.analysis.reference import atom_reference
 from tumblebench.reconstruct.refine import RefineConfig, refine
@@ -28,9 +28,9 @@ def test_atom_reference_is_the_map_of_the_traced_atoms() -> None:
     from tumblebench.analysis.model import simulate_map
 
     n = 48
-    pos = _cuboctahedron() + n // 2 * VOXEL
-    vol = simulate_map(pos, (n, n, n), VOXEL, "Pt", 0.02, 0.9)
-    ref = atom_reference(vol, VOXEL)
+    pos = _cuboctahedron() + n // 2 * SAMPLING
+    vol = simulate_map(pos, (n, n, n), SAMPLING, "Pt", 0.02, 0.9)
+    ref = atom_reference(vol, SAMPLING)
     assert ref.shape == vol.shape and ref.dtype == np.float32
     assert np.corrcoef(ref.ravel(), vol.ravel())[0, 1] > 0.95
 
@@ -38,7 +38,7 @@ def test_atom_reference_is_the_map_of_the_traced_atoms() -> None:
 def test_model_iterations_need_a_builder() -> None:
     frames = np.zeros((4, 16, 16), np.float32)
     with pytest.raises(TumblebenchError, match=r"refine\.model_iterations"):
-        refine(frames, VOXEL, np.repeat(np.eye(3)[None], 4, 0), np.zeros((4, 2)), 5.0,
+        refine(frames, SAMPLING, np.repeat(np.eye(3)[None], 4, 0), np.zeros((4, 2)), 5.0,
                RefineConfig(model_iterations=1))
 
 
@@ -54,9 +54,9 @@ def test_atom_model_references_pull_poses_out_of_the_blurred_map_fixed_point(see
     rv = np.random.default_rng(seed).normal(size=(m, 3))
     rv *= np.radians(8.0) / np.linalg.norm(rv, axis=1, keepdims=True)
     start = np.einsum("nij,njk->nik", Rotation.from_rotvec(rv).as_matrix(), rots)
-    cfg = RefineConfig(n_iter=3, branch_segment=0, model_iterations=0)
-    base = refine(frames, VOXEL, start, np.zeros((m, 2)), 14.0, cfg)
-    model = refine(frames, VOXEL, start, np.zeros((m, 2)), 14.0, dc.replace(cfg, model_iterations=2),
+    cfg = RefineConfig(n_iter=3, model_iterations=0)
+    base = refine(frames, SAMPLING, start, np.zeros((m, 2)), 14.0, cfg)
+    model = refine(frames, SAMPLING, start, np.zeros((m, 2)), 14.0, dc.replace(cfg, model_iterations=2),
                    reference_model=atom_reference)
     e0 = pose_errors(base.poses, rots, symmetry=cubic_group(), allow_mirror=False)
     e1 = pose_errors(model.poses, rots, symmetry=cubic_group(), allow_mirror=False)
@@ -83,9 +83,9 @@ def test_a_model_iteration_that_lowers_the_half_map_fsc_is_discarded() -> None:
     m = 150
     frames, rots, _ = _series(_cuboctahedron(), 40, m, 200.0, 1)
     rng = np.random.default_rng(0)
-    cfg = RefineConfig(n_iter=2, branch_segment=0, model_iterations=0)
-    base = refine(frames, VOXEL, rots, np.zeros((m, 2)), 14.0, cfg)
-    noisy = refine(frames, VOXEL, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, model_iterations=2),
+    cfg = RefineConfig(n_iter=2, model_iterations=0)
+    base = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg)
+    noisy = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, model_iterations=2),
                    reference_model=lambda v, p: rng.normal(size=v.shape).astype(np.float32))
     assert noisy.history[-1].get("discarded") is True
     assert [h.get("reference") for h in noisy.history].count("model") == 1  # stopped after the first

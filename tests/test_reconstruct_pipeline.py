@@ -50,10 +50,10 @@ def test_true_poses_reconstruct_the_truth_map(series: Path, tmp_path: Path) -> N
     """Frames of the simulator + their STAR poses → the truth map (one projection convention)."""
     summary = reconstruct_series(series / "frames.mrcs", series / "frames.star", tmp_path / "r",
                                  _cfg(poses="truth"), progress=False)
-    truth, voxel = read_volume(series / "truth_map.mrc")
+    truth, sampling = read_volume(series / "truth_map.mrc")
     vol, v2 = read_volume(tmp_path / "r" / "map.mrc")
-    assert v2 == pytest.approx(voxel) and vol.shape == truth.shape
-    freq, c = fsc(vol, truth, voxel)
+    assert v2 == pytest.approx(sampling) and vol.shape == truth.shape
+    freq, c = fsc(vol, truth, sampling)
     assert c[(freq > 0) & (freq <= 1 / 2.0)].min() > 0.9
     assert c[(freq > 0) & (freq <= 1 / 1.5)].mean() > 0.85
     # the same frames with the transposed (inverse) poses do not give the truth: the test can fail
@@ -80,9 +80,9 @@ def test_wrong_convention_is_detected(series: Path, tmp_path: Path) -> None:
     (d / "frames.mrcs").symlink_to(series / "frames.mrcs")
     write_star(d / "frames.star", opt, bad)
     reconstruct_series(d / "frames.mrcs", d / "frames.star", tmp_path / "r", _cfg(poses="truth"), progress=False)
-    truth, voxel = read_volume(series / "truth_map.mrc")
+    truth, sampling = read_volume(series / "truth_map.mrc")
     vol, _ = read_volume(tmp_path / "r" / "map.mrc")
-    freq, c = fsc(vol, truth, voxel)
+    freq, c = fsc(vol, truth, sampling)
     assert c[(freq > 1 / 4.0) & (freq <= 1 / 2.0)].mean() < 0.6
 
 
@@ -180,6 +180,12 @@ def test_example_config_lists_the_defaults() -> None:
 @pytest.mark.parametrize(("toml", "field"), [
     ('[abinitio]\nmethod = "lattice"\n[abinitio.lattice]\npriors = ["bcc"]\n', "abinitio.lattice.priors"),
     ("[density]\niterations = 0\n", "density.iterations"),
+    ("[refine]\nbranch_segment = 30\n", "branch_segment"),  # removed option: an unknown field
+    ("[refine]\nfill_iterations = 3\n", "fill_iterations"),  # removed option: an unknown field
+    ("[abinitio]\nfill_iter = 50\n", "fill_iter"),  # removed option: an unknown field
+    ("[abinitio]\nlocal_from_A = 9.0\n", "local_from_A"),  # removed option: an unknown field
+    ("[abinitio]\nkeep_previous_from_A = 2.5\n", "keep_previous_from_A"),  # removed option
+    ("[abinitio]\ncandidate_pool = 512\n", "candidate_pool"),  # removed option: an unknown field
 ])
 def test_reconstruct_rejects_a_bad_config_field(tmp_path: Path, toml: str, field: str) -> None:
     """Nested TOML tables are checked on load: one line naming the field, exit 2, nothing written."""

@@ -9,14 +9,14 @@ from tumblebench.simulator.density import render_density
 from tumblebench.validation.poses import MIRROR
 from tumblebench.validation.registration import register_map, rotate_map
 
-VOXEL = 0.5
+SAMPLING = 0.5
 
 
 def test_rotated_mirrored_shifted_map_registers_back() -> None:
     rng = np.random.default_rng(0)
     n = 48
     pos = rng.normal(size=(25, 3)) * 3.0
-    truth = render_density(pos + (n // 2) * VOXEL, (n, n, n), VOXEL, U=np.full(25, 0.15))
+    truth = render_density(pos + (n // 2) * SAMPLING, (n, n, n), SAMPLING, U=np.full(25, 0.15))
     g = Rotation.from_euler("zyz", [40, 70, -15], degrees=True).as_matrix()
     # the estimate's frame: V_est(p) = V_true(G·M·p) (mirrored hand), then shifted by 2 voxels along x
     est = rotate_map(truth, g @ MIRROR)

@@ -30,7 +30,7 @@ from tumblebench.simulator.series import (
 )
 from tumblebench.simulator.star import read_star
 
-PIX = 0.358
+SAMPLING = 0.358
 
 
 @dataclass
@@ -59,7 +59,7 @@ def _config(mode: str = "projection", n_frames: int = 10, field: int = 80, box: 
     return dataclasses.replace(
         base,
         acquisition=AcquisitionConfig(n_frames=n_frames, field_px=field, box_size_px=box, substeps=3,
-                                      sampling=PIX, **acq),
+                                      sampling=SAMPLING, **acq),
         dynamics=DynamicsConfig(translation=TranslationConfig(20.0, 0.8, (0.0, 0.0)),
                                 height=HeightConfig(40.0, 5.0, 0.0)),
         imaging=imaging,
@@ -76,7 +76,7 @@ def test_series_writes_every_output_and_is_deterministic(tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert (a / "frames.mrcs").read_bytes() != (c / "frames.mrcs").read_bytes()
     frames, ps = open_stack(a / "frames.mrcs")
-    assert frames.shape == (10, 80, 80) and frames.dtype == np.float32 and ps == pytest.approx(PIX, abs=1e-4)
+    assert frames.shape == (10, 80, 80) and frames.dtype == np.float32 and ps == pytest.approx(SAMPLING, abs=1e-4)
     optics, particles = read_star(a / "frames.star")
     assert len(particles) == 10 and int(optics["rlnImageSize"].iloc[0]) == 80
     assert optics["tbMode"].iloc[0] == "projection" and int(optics["tbBoxSize"].iloc[0]) == 64
@@ -85,7 +85,7 @@ def test_series_writes_every_output_and_is_deterministic(tmp_path):
     assert np.allclose(particles["tbCumulativeDose"], dose * np.arange(1, 11))
     assert np.allclose(np.diff(particles["tbTime"]), 1 / 400)
     truth, vs = read_volume(a / "truth_map.mrc")
-    assert truth.shape == (64, 64, 64) and vs == pytest.approx(PIX, abs=1e-4)
+    assert truth.shape == (64, 64, 64) and vs == pytest.approx(SAMPLING, abs=1e-4)
     assert np.unravel_index(np.argmax(np.abs(truth).sum(axis=(1, 2))), (64,)) != 0
     manifest = json.loads((a / "manifest.json").read_text())
     assert manifest["seed"] == 7 and manifest["config"]["acquisition"]["n_frames"] == 10
@@ -106,8 +106,8 @@ def test_truth_map_uses_the_imaging_scattering_factors(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["truth_map"]["table"] == "peng6"
     sim = SeriesSimulation(nc, cfg, 0)
     kw = dict(occupancy=sim.truth_segments()[2], centre=np.zeros(3))
-    own = render_truth_map(sim.held(), 64, PIX, band, table="peng6", **kw)
-    other = render_truth_map(sim.held(), 64, PIX, band, table="peng", **kw)
+    own = render_truth_map(sim.held(), 64, SAMPLING, band, table="peng6", **kw)
+    other = render_truth_map(sim.held(), 64, SAMPLING, band, table="peng", **kw)
     assert np.abs(truth - own).max() < 1e-6 * np.abs(own).max()
     assert np.abs(truth - other).max() > 1e-4 * np.abs(own).max()  # the tables differ by ~4e-4 of the peak
 
@@ -136,8 +136,8 @@ def test_star_poses_defocus_and_liquid_are_the_simulated_truth(tmp_path):
     poses = pose_matrix(particles["rlnAngleRot"], particles["rlnAngleTilt"], particles["rlnAnglePsi"])
     assert np.all(rotation_angle_deg(poses, sim.trajectory.poses) < 1e-3)  # Euler angles round-trip
     tr = sim.trajectory
-    assert np.allclose(particles["rlnCoordinateX"], 40 + tr.shifts[:, 0] / PIX, atol=1e-5)
-    assert np.allclose(particles["rlnCoordinateY"], 40 + tr.shifts[:, 1] / PIX, atol=1e-5)
+    assert np.allclose(particles["rlnCoordinateX"], 40 + tr.shifts[:, 0] / SAMPLING, atol=1e-5)
+    assert np.allclose(particles["rlnCoordinateY"], 40 + tr.shifts[:, 1] / SAMPLING, atol=1e-5)
     d0 = cfg.imaging.optics.defocus_A
     assert np.allclose(0.5 * (particles["rlnDefocusU"] + particles["rlnDefocusV"]), d0 + tr.heights, atol=1e-5)
     assert np.allclose(particles["tbHeight"], tr.heights, atol=1e-5)
@@ -187,7 +187,7 @@ def test_projection_mode_atoms_land_where_the_truth_says(tmp_path):
     bg = np.median(clean)
     for atom in r:
         lab = A @ atom
-        x, y = cx + lab[0] / PIX, cy + lab[1] / PIX
+        x, y = cx + lab[0] / SAMPLING, cy + lab[1] / SAMPLING
         i, j = round(y), round(x)
         win = clean[i - 2 : i + 3, j - 2 : j + 3] - bg
         assert win.max() > 0.5 * (clean.max() - bg)
@@ -216,8 +216,8 @@ def test_projection_frame_is_the_projection_of_the_truth_map():
     )
     sim = SeriesSimulation(nc, cfg, 0)
     clean, _ = sim.render(0)
-    truth = render_truth_map(nc, 64, PIX, sim.band_limit_A)
-    proj = truth.sum(axis=0, dtype=np.float64) * PIX  # v_z in V·Å, [y, x]
+    truth = render_truth_map(nc, 64, SAMPLING, sim.band_limit_A)
+    proj = truth.sum(axis=0, dtype=np.float64) * SAMPLING  # v_z in V·Å, [y, x]
     frame_v = (clean[40 - 32 : 40 + 32, 40 - 32 : 40 + 32] - 1.0) / cfg.imaging.optics.sigma
     assert np.unravel_index(np.argmax(frame_v), frame_v.shape) == np.unravel_index(np.argmax(proj), proj.shape)
     assert np.abs(frame_v - proj).max() < 0.015 * proj.max()
@@ -229,7 +229,7 @@ def test_frame_mean_count_matches_dose_and_noise_is_poisson():
     cfg = _config(mode="projection", n_frames=4, field=96, box=64)
     cfg = dataclasses.replace(cfg, detector=DetectorConfig(mtf="none"))  # ideal counting: Poisson only
     sim = SeriesSimulation(nc, cfg, 5)
-    per_px = cfg.acquisition.dose_per_frame * PIX**2
+    per_px = cfg.acquisition.dose_per_frame * SAMPLING**2
     for _ in range(4):
         intensity, counts = sim.next_frame()
         expected = intensity * per_px

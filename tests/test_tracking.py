@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tumblebench.reconstruct.tracking import TrackingConfig, locate, running_mean
 
-PIXEL = 0.358
+SAMPLING = 0.358
 
 
 def _faint_disc_series(seed: int, m: int = 40, n: int = 128, radius: float = 30.0, contrast: float = 0.05,
@@ -33,8 +33,8 @@ def test_running_mean_of_correlation_maps_finds_a_faint_particle_in_every_frame(
     frames, centres = _faint_disc_series(seed)
     one = TrackingConfig(method="contrast", window_frames=1)
     five = dc.replace(one, window_frames=5)
-    xy1, z1 = locate(frames, PIXEL, 30.0, -1.0, one)
-    xy5, z5 = locate(frames, PIXEL, 30.0, -1.0, five)
+    xy1, z1 = locate(frames, SAMPLING, 30.0, -1.0, one)
+    xy5, z5 = locate(frames, SAMPLING, 30.0, -1.0, five)
     err1 = np.hypot(*(xy1 - centres).T)
     err5 = np.hypot(*(xy5 - centres).T)
     # single frames: the peak is often below the loss threshold; five frames: √5 more signal-to-noise

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -30,7 +29,7 @@ from tumblebench.reconstruct.config import ReconstructConfig
 from tumblebench.reconstruct.lattice import LatticePoses
 from tumblebench.reconstruct.refine import ProjectionMatching
 from tumblebench.reconstruct.tracking import CorrelationTracker
-from tumblebench.simulator.config import from_dict
+from tumblebench.simulator.config import config_table, from_dict, read_toml
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.stages import INTERFACES, STAGE_METHODS
 
@@ -168,12 +167,7 @@ def load_with_algorithms(cls: type, path: str | Path, table: str | None = None) 
         ``[algorithms]`` entry that is not a stage or not a string.
     """
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise TumblebenchError(f"{p}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TumblebenchError(f"{p}: not valid TOML ({exc})") from None
+    data = read_toml(p)
     algorithms = data.pop("algorithms", {})
     if not isinstance(algorithms, dict) or not all(isinstance(v, str) for v in algorithms.values()):
         raise TumblebenchError(f"{p}: [algorithms] must map stages to names or import paths (strings)")
@@ -183,11 +177,9 @@ def load_with_algorithms(cls: type, path: str | Path, table: str | None = None) 
                                    f"{', '.join(STAGE_METHODS)}")
     if table is None:
         return from_dict(cls, data, str(p)), dict(algorithms)
-    if table not in data:
-        if algorithms:
-            return cls(), dict(algorithms)
-        raise TumblebenchError(f"{p}: missing table [{table}]")
-    return from_dict(cls, data[table], f"{p}: [{table}]"), dict(algorithms)
+    if table not in data and algorithms:
+        return cls(), dict(algorithms)
+    return from_dict(cls, config_table(data, table, p), f"{p}: [{table}]"), dict(algorithms)
 
 
 def check_pose_mode(poses: str, specs: Mapping[str, str], where: str = "algorithm") -> None:

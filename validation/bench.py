@@ -368,13 +368,13 @@ def score_halves(run_dir: str | Path) -> dict[str, Any]:
         if len(ev):
             first = ev.groupby("atom_index")["frame"].min()
             gone[first.index.to_numpy(int)] = first.to_numpy(float)
-    truth, vs = read_volume(layout.series / "truth_map.mrc")
+    truth, truth_sampling = read_volume(layout.series / "truth_map.mrc")
     est, _ = read_volume(layout.recon / "map.mrc")
     poses = score_poses(layout)
     reg = register_map(est, truth, None if poses is None else poses.rotation,
                        False if poses is None else poses.mirrored)
     n = int(truth.shape[0])
-    centre = (n // 2) * float(vs)
+    centre = (n // 2) * float(truth_sampling)
     for k, present in enumerate(half_truth(gone, n_frames), start=1):
         keys = [f"part{k}_{x}" for x in ("n_true", "n_detected", "recall", "precision", "rmsd_pm")]
         out.update(dict.fromkeys(keys))
@@ -382,13 +382,13 @@ def score_halves(run_dir: str | Path) -> dict[str, Any]:
         part_map = layout.recon / f"part{k}" / "map.mrc"
         if not part_map.exists():
             continue
-        vol, voxel = read_volume(part_map)
+        vol, sampling = read_volume(part_map)
         try:
-            model = build_atom_model(vol, voxel, where=str(part_map))
+            model = build_atom_model(vol, sampling, where=str(part_map))
         except TumblebenchError:
             continue
         truth_xyz = nc.positions[present] + centre
-        pos = atoms_to_truth_frame(model.positions, reg.rotation, reg.shift_voxels, n, float(voxel))
+        pos = atoms_to_truth_frame(model.positions, reg.rotation, reg.shift_voxels, n, float(sampling))
         pos = kabsch_refine(pos, truth_xyz)
         m = match_atoms(pos, truth_xyz)
         out.update({f"part{k}_n_detected": len(pos), f"part{k}_recall": m.recall,

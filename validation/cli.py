@@ -3,13 +3,18 @@
 Each sub-command lives in its own module under :mod:`tumblebench.validation.commands` and provides
 ``add_parser(subparsers)``, which registers the sub-command and sets ``func(args) -> int`` as its default.
 Bad arguments and :class:`~tumblebench.simulator.errors.TumblebenchError` print one line to stderr and exit 2.
+A failure of the file system while writing (a full disk, an I/O error) prints one line and exits 1. Ctrl-C
+(SIGINT) exits 130 and SIGTERM exits 143; in every case the outputs unwind as a unit (the old output is kept,
+the partial one removed, worker processes ended).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from tumblebench.simulator import __version__
 from tumblebench.simulator.errors import TumblebenchError
@@ -22,6 +27,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` block unwinds as it does for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+    raise Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return int(args.func(args) or 0)
     except TumblebenchError as exc:
@@ -53,6 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"tumblebench {args.command}: interrupted; nothing was written\n")
         return 130
+    except Terminated:
+        sys.stderr.write(f"tumblebench {args.command}: terminated (SIGTERM); nothing was written\n")
+        return 143
+    except OSError as exc:  # the file system failed under a running command: a full disk, an I/O error
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"tumblebench {args.command}: error: {where}{exc.strerror or exc}; nothing was written\n")
+        return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

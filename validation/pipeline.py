@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from tumblebench.simulator import __version__
+from tumblebench.simulator.config import check_seed
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import atomic_file, atomic_output_dir, check_output_dir, write_json
-from tumblebench.validation.scorecard import RunLayout, score_run
+from tumblebench.validation.scorecard import RunLayout, score_details
 
 #: The stages of a run, in order.
 STAGES = ("build", "simulate", "reconstruct", "atoms", "score")
@@ -88,8 +89,9 @@ class PipelineConfig:
             raise TumblebenchError(f"n_frames = {self.n_frames}: a reconstruction needs at least 50 frames")
         if self.stop_after not in STAGES:
             raise TumblebenchError(f"stop_after = {self.stop_after!r} is not one of {', '.join(STAGES)}")
-        if self.seed < 0 or (self.series_seed is not None and self.series_seed < 0):
-            raise TumblebenchError("seed, series_seed: expected non-negative integers")
+        check_seed(self.seed, "seed")
+        if self.series_seed is not None:
+            check_seed(self.series_seed, "series_seed")
         if self.element is not None and self.structure is None:
             raise TumblebenchError("element applies to a structure file only (a preset names its element)")
         for stage, spec in self.algorithms.items():
@@ -275,8 +277,8 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     Parameters
     ----------
     out
-        Run directory; it receives ``particle/``, ``series/``, ``recon/``, ``atoms/``, ``timing.json`` and
-        ``scorecard.json``.
+        Run directory; it receives ``particle/``, ``series/``, ``recon/``, ``atoms/``, ``timing.json``,
+        ``scorecard.json`` and ``report.html``.
     config
         What to run.
     overwrite
@@ -355,14 +357,14 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
         write_json(final / "timing.json", timing)
     if "atoms" in order:
         t = time.perf_counter()
-        vol, vs = read_volume(run.recon / "map.mrc")
+        vol, sampling = read_volume(run.recon / "map.mrc")
         try:
             if "atoms" in algorithms:
-                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, vs, acfg.element,
+                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, sampling, acfg.element,
                                                                                 str(run.recon / "map.mrc")))
-                model = atom_statistics(vol, vs, detection, acfg, where=str(run.recon / "map.mrc"))
+                model = atom_statistics(vol, sampling, detection, acfg, where=str(run.recon / "map.mrc"))
             else:
-                model = build_atom_model(vol, vs, acfg, where=str(run.recon / "map.mrc"))
+                model = build_atom_model(vol, sampling, acfg, where=str(run.recon / "map.mrc"))
         except StageOutputError:
             raise
         except TumblebenchError as exc:
@@ -378,13 +380,19 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
             write_json(final / "timing.json", timing)
     card: dict[str, Any] = {}
     if "score" in order:
+        from tumblebench.validation.report import write_report
+
         t = time.perf_counter()
-        card = score_run(final)
+        details = score_details(final)
+        card = details.card
         timing["score"] = time.perf_counter() - t
         card["timing_s"]["score"] = timing["score"]
         write_json(final / "timing.json", timing)
         with atomic_file(final / "scorecard.json") as tmp:
             write_json(tmp, card)
+        t = time.perf_counter()
+        report = write_report(final, details)
+        say(f"[report] {time.perf_counter() - t:.1f} s -> {report}")
     return card
 
 

@@ -20,7 +20,11 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from tumblebench.simulator.errors import TumblebenchError
-from tumblebench.simulator.orientation import TWIN, cubic_group  # noqa: F401  (cubic_group: re-exported for the scorers)
+from tumblebench.simulator.orientation import (  # noqa: F401  (cubic_group: re-exported for the scorers)
+    TWIN,
+    cubic_group,
+    rotation_angle_deg,
+)
 
 MIRROR = np.diag([1.0, 1.0, -1.0])
 
@@ -45,12 +49,13 @@ class PoseErrors:
 
 
 def _angles(rel: np.ndarray, g: np.ndarray, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # rel_i ≈ s_i g ; angle(rel_i, s g) = arccos((tr(rel_i gᵀ sᵀ) − 1)/2)
+    # rel_i ≈ s_i g: the nearest s has the largest tr(rel_i gᵀ sᵀ); its angle comes from the rotation-matrix
+    # distance (rotation_angle_deg), which resolves angles down to ~1e-14° where arccos of the trace cannot:
+    # one float64 step of a trace near 3 (2⁻⁵¹) is already 1.2e-6°, so an exact pose scored a rounding-dependent error
     sg = np.einsum("sij,jk->sik", sym, g)
     tr = np.einsum("nij,sij->ns", rel, sg)
     best = np.argmax(tr, axis=1)
-    c = np.clip((tr[np.arange(len(rel)), best] - 1) / 2, -1, 1)
-    return np.degrees(np.arccos(c)), best
+    return rotation_angle_deg(rel, sg[best]), best
 
 
 def _align(est: np.ndarray, true: np.ndarray, sym: np.ndarray, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:

@@ -129,9 +129,9 @@ def register_map(vol: np.ndarray, truth: np.ndarray, rotation: np.ndarray | None
     return Registration(moved, best_m, shift, c)
 
 
-def fsc_to_truth(vol: np.ndarray, truth: np.ndarray, voxel_size: float) -> dict:
+def fsc_to_truth(vol: np.ndarray, truth: np.ndarray, sampling: float) -> dict:
     """FSC of a (registered) map against the truth: curve and resolutions at 0.5 and 0.143 (Å)."""
-    freq, curve = fsc(vol, truth, voxel_size)
+    freq, curve = fsc(vol, truth, sampling)
     return {"freq": freq, "fsc": curve, "fsc_0.5_A": resolution_at(freq, curve, 0.5),
             "fsc_0.143_A": resolution_at(freq, curve, 0.143)}
 
@@ -169,7 +169,7 @@ def score_reconstruction(run_dir, series_dir, register: bool | None = None) -> d
     tru = order_by_frame(tru, str(series_dir / "frames.star"))
     frames = est["tbFrame"].to_numpy(int) if "tbFrame" in est else np.arange(len(est))
     pe = pose_errors(star_poses(est), star_poses(tru)[frames])
-    truth, voxel = read_volume(series_dir / "truth_map.mrc")
+    truth, sampling = read_volume(series_dir / "truth_map.mrc")
     vol, _ = read_volume(run_dir / "map.mrc")
     if vol.shape != truth.shape:
         raise TumblebenchError(f"{run_dir / 'map.mrc'}: shape {vol.shape} differs from the truth map {truth.shape}; "
@@ -178,7 +178,7 @@ def score_reconstruction(run_dir, series_dir, register: bool | None = None) -> d
         register = summary.get("poses_mode", "abinitio") != "truth"
     if register:
         vol = register_map(vol, truth, pe.rotation, pe.mirrored).map
-    freq, curve = fsc(vol, truth, voxel)
+    freq, curve = fsc(vol, truth, sampling)
     return {"median_error_deg": pe.median_deg, "p90_error_deg": pe.p90_deg, "mirrored": pe.mirrored,
             "fsc_truth_0.5_A": resolution_at(freq, curve, 0.5), "fsc_truth_0.143_A": resolution_at(freq, curve, 0.143),
             "fsc_truth_0.5_from_3A_A": resolution_at(freq, curve, 0.5, min_freq=1 / 3.0),

@@ -117,22 +117,57 @@ def load_scorecard(path: str | Path) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path`` (None if the file does not exist).
+
+    Raises
+    ------
+    TumblebenchError
+        Unreadable, not UTF-8, not JSON, or not a JSON object.
+    """
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TumblebenchError(f"{path}: not valid JSON ({exc})") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        msg = " ".join(str(exc).split())[:160]
+        raise TumblebenchError(f"{path}: not valid JSON ({type(exc).__name__}: {msg})") from None
+    if not isinstance(data, dict):
+        raise TumblebenchError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _number(data: dict[str, Any], key: str, path: Path, required: bool = True) -> float | None:
+    """``data[key]`` as a float (None for a JSON null or, if not ``required``, a missing key).
+
+    Raises
+    ------
+    TumblebenchError
+        A missing required key, or a value that is not a number; the message names the file and the field.
+    """
+    if key not in data:
+        if required:
+            raise TumblebenchError(f"{path}: missing field '{key}' (expected a number)")
+        return None
+    v = data[key]
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TumblebenchError(f"{path}: field '{key}' = {v!r}; expected a number")
+    return _as_float(v)
 
 
 def score_structure(layout: RunLayout) -> dict[str, Any] | None:
     """Structure figures from ``particle/structure.json`` (None if the build stage did not run)."""
-    s = _read_json(layout.particle / "structure.json")
+    path = layout.particle / "structure.json"
+    s = _read_json(path)
     if s is None:
         return None
-    return {"n_atoms": int(s["n_atoms"]), "diameter_A": _as_float(s["diameter_A"]),
-            "lattice_constant_A": _as_float(s["lattice_constant_A"]), "median_cn": _as_float(s["median_cn"]),
-            "core_ratio": _as_float(s["core_ratio"])}
+    n = _number(s, "n_atoms", path)
+    if n is None or n < 1 or n != int(n):
+        raise TumblebenchError(f"{path}: field 'n_atoms' = {s['n_atoms']!r}; expected a positive integer")
+    return {"n_atoms": int(n), "diameter_A": _number(s, "diameter_A", path),
+            "lattice_constant_A": _number(s, "lattice_constant_A", path), "median_cn": _number(s, "median_cn", path),
+            "core_ratio": _number(s, "core_ratio", path)}
 
 
 def truth_symmetry(layout: RunLayout) -> Any | None:
@@ -262,7 +297,7 @@ def score_poses(layout: RunLayout, symmetry: Any | None = None) -> PoseScore | N
 
 
 def atoms_to_truth_frame(positions: np.ndarray, rotation: np.ndarray, shift_zyx: np.ndarray, n: int,
-                         voxel_size: float) -> np.ndarray:
+                         sampling: float) -> np.ndarray:
     """Carry atom positions found in a map into the frame of the map registered onto the truth.
 
     :func:`tumblebench.validation.registration.register_map` makes ``V_reg(p) = V_est(R (p − c) + c)`` shifted by
@@ -278,12 +313,12 @@ def atoms_to_truth_frame(positions: np.ndarray, rotation: np.ndarray, shift_zyx:
         ``Registration.shift_voxels`` (z, y, x) in voxels.
     n
         Box edge in voxels.
-    voxel_size
+    sampling
         Voxel edge in Å.
     """
-    c = (n // 2) * voxel_size
+    c = (n // 2) * sampling
     return (np.asarray(positions, float) - c) @ np.asarray(rotation, float) + c + \
-        np.asarray(shift_zyx, float)[::-1] * voxel_size
+        np.asarray(shift_zyx, float)[::-1] * sampling
 
 
 def kabsch_refine(est: np.ndarray, true: np.ndarray, max_dist: float = 1.76, n_iter: int = 5) -> np.ndarray:
@@ -328,7 +363,7 @@ class MapScore:
         The CTF's transfer gap (:class:`tumblebench.validation.transfer.TransferGap`) or None.
     registered_map, truth_map
         The map in the truth frame and the truth map ([z, y, x]).
-    voxel_size
+    sampling
         Voxel edge (Å).
     """
 
@@ -340,7 +375,7 @@ class MapScore:
     gap: Any | None
     registered_map: np.ndarray
     truth_map: np.ndarray
-    voxel_size: float
+    sampling: float
 
 
 def _half_fsc(layout: RunLayout, freq: np.ndarray) -> np.ndarray | None:
@@ -349,10 +384,16 @@ def _half_fsc(layout: RunLayout, freq: np.ndarray) -> np.ndarray | None:
     path = layout.recon / "fsc.csv"
     if not path.exists():
         return None
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, OSError) as exc:
+        raise TumblebenchError(f"{path}: not a readable CSV file ({type(exc).__name__})") from None
     if not {"frequency_per_A", "fsc_half"} <= set(df.columns):
         raise TumblebenchError(f"{path}: expected columns frequency_per_A, fsc_half")
-    return np.interp(freq, df["frequency_per_A"].to_numpy(float), df["fsc_half"].to_numpy(float))
+    cols = [pd.to_numeric(df[c], errors="coerce").to_numpy(float) for c in ("frequency_per_A", "fsc_half")]
+    if len(df) == 0 or not all(np.all(np.isfinite(c)) for c in cols):
+        raise TumblebenchError(f"{path}: columns frequency_per_A, fsc_half must hold finite numbers")
+    return np.interp(freq, cols[0], cols[1])
 
 
 def score_map(layout: RunLayout, poses: PoseScore | None) -> tuple[MapScore | None, Any | None]:
@@ -372,18 +413,18 @@ def score_map(layout: RunLayout, poses: PoseScore | None) -> tuple[MapScore | No
     recon_map = layout.recon / "map.mrc"
     if not (truth_path.exists() and recon_map.exists()):
         return None, None
-    truth, vs = read_volume(truth_path)
+    truth, sampling = read_volume(truth_path)
     est, _ = read_volume(recon_map)
     if est.shape != truth.shape:
         raise TumblebenchError(f"{recon_map}: shape {est.shape} differs from the truth map {truth.shape}")
     reg = register_map(est, truth, None if poses is None else poses.rotation,
                        False if poses is None else poses.mirrored)
-    f = fsc_to_truth(reg.map, truth, vs)
+    f = fsc_to_truth(reg.map, truth, sampling)
     freq, curve = f["freq"], f["fsc"]
     gap, ctf_rms = run_transfer_gap(layout.series, layout.recon, freq)
     half = _half_fsc(layout, freq)
     summary = _read_json(layout.recon / "summary.json") or {}
-    half_first = _as_float(summary.get("fsc_half_0.143_A"))
+    half_first = _number(summary, "fsc_half_0.143_A", layout.recon / "summary.json", required=False)
     half_band, in_gap = half_first, None
     if half is not None:
         first, half_band, in_gap = crossings(freq, half, 0.143, gap)
@@ -397,7 +438,7 @@ def score_map(layout: RunLayout, poses: PoseScore | None) -> tuple[MapScore | No
             "fsc_truth_0.5_band_A": _as_float(t05[1]), "fsc_truth_0.143_band_A": _as_float(t0143[1]),
             "ctf_gap_low_res_A": None if gap is None else _as_float(gap.low_res_A),
             "ctf_gap_high_res_A": None if gap is None else _as_float(gap.high_res_A)}
-    return MapScore(card, freq, curve, half, ctf_rms, gap, reg.map, truth, float(vs)), reg
+    return MapScore(card, freq, curve, half, ctf_rms, gap, reg.map, truth, float(sampling)), reg
 
 
 def score_map_and_atoms(layout: RunLayout, poses: PoseScore | None
@@ -436,6 +477,39 @@ class AtomScore:
     stats: Any
 
 
+def read_atom_events(path: Path, n_atoms: int) -> Any:
+    """``atom_events.csv`` of a series (frame, atom_index, event, x_A, y_A, z_A) as a DataFrame.
+
+    Raises
+    ------
+    TumblebenchError
+        Unreadable CSV, a missing column, or a frame or atom index that is not a non-negative integer (atom
+        indices below ``n_atoms``).
+    """
+    import pandas as pd
+
+    try:
+        ev = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise TumblebenchError(f"{path}: empty file; expected the header frame,atom_index,event,x_A,y_A,z_A") from None
+    except (ValueError, OSError) as exc:
+        msg = " ".join(str(exc).split())[:160]
+        raise TumblebenchError(f"{path}: not a readable CSV file ({type(exc).__name__}: {msg})") from None
+    missing = [c for c in ("frame", "atom_index") if c not in ev.columns]
+    if missing:
+        raise TumblebenchError(f"{path}: missing column(s) {', '.join(missing)}")
+    for col, hi in (("frame", None), ("atom_index", n_atoms)):
+        v = pd.to_numeric(ev[col], errors="coerce").to_numpy(float)
+        ok = np.isfinite(v) & (v >= 0) & (v == np.round(v)) & (True if hi is None else v < hi)
+        if not ok.all():
+            row = int(np.flatnonzero(~ok)[0])
+            limit = "" if hi is None else f" below {hi}"
+            raise TumblebenchError(f"{path}: column {col}, row {row + 1}: {ev[col].iloc[row]!r}; expected a "
+                                   f"non-negative integer{limit}")
+        ev[col] = v.astype(np.int64)
+    return ev
+
+
 def score_atoms(layout: RunLayout, registration: Any | None) -> dict[str, Any] | None:
     """Atom model (``atoms/``) against the true atoms (``particle/truth.extxyz``): the ``atoms`` object."""
     res = score_atoms_details(layout, registration)
@@ -444,7 +518,6 @@ def score_atoms(layout: RunLayout, registration: Any | None) -> dict[str, Any] |
 
 def score_atoms_details(layout: RunLayout, registration: Any | None) -> AtomScore | None:
     """Atom model (``atoms/``) against the true atoms (``particle/truth.extxyz``), with the matched arrays."""
-    import pandas as pd
     from scipy.stats import spearmanr
 
     from tumblebench.analysis.io import read_atoms, read_penetration
@@ -464,13 +537,13 @@ def score_atoms_details(layout: RunLayout, registration: Any | None) -> AtomScor
     if not source.exists():
         raise TumblebenchError(f"{layout.root}: atoms/ needs the map it was built from (recon/map.mrc or "
                                "series/truth_map.mrc) to be scored")
-    vol, voxel = read_volume(source)
+    vol, sampling = read_volume(source)
     map_shape = vol.shape
     true_pos = nc.positions
     present = np.ones(len(true_pos), bool)
     events = layout.series / "atom_events.csv"
     if events.exists():
-        ev = pd.read_csv(events)
+        ev = read_atom_events(events, len(true_pos))
         if len(ev):
             _, particles = read_star(layout.series / "frames.star")
             first_gone = ev.groupby("atom_index")["frame"].min()
@@ -478,10 +551,10 @@ def score_atoms_details(layout: RunLayout, registration: Any | None) -> AtomScor
             occ[first_gone.index.to_numpy(int)] = first_gone.to_numpy(float) / len(particles)
             present = occ >= 0.5  # atoms gone for most of the series are not expected in the map
     n = int(map_shape[0])
-    centre = (n // 2) * float(voxel)
+    centre = (n // 2) * float(sampling)
     truth_xyz = true_pos[present] + centre
     if registration is not None:
-        pos = atoms_to_truth_frame(pos, registration.rotation, registration.shift_voxels, n, float(voxel))
+        pos = atoms_to_truth_frame(pos, registration.rotation, registration.shift_voxels, n, float(sampling))
         pos = kabsch_refine(pos, truth_xyz)
     m = match_atoms(pos, truth_xyz)
     true_cn = np.asarray(nc.atoms.arrays["cn"])[present]
@@ -497,8 +570,12 @@ def score_atoms_details(layout: RunLayout, registration: Any | None) -> AtomScor
             rho = float(spearmanr(u[ok], true_uiso[m.pairs[ok, 1]]).statistic) if ok.sum() > 3 else None
     pen = read_penetration(layout.atoms) if (layout.atoms / "penetration.json").exists() else {}
     cn_fit = pen.get("cn") or {}
-    summary = _read_json(layout.atoms / "atoms_summary.json") or {}
-    lat = (summary.get("lattice") or {}).get("lattice_constant_A")
+    summary_path = layout.atoms / "atoms_summary.json"
+    summary = _read_json(summary_path) or {}
+    lattice = summary.get("lattice") or {}
+    if not isinstance(lattice, dict):
+        raise TumblebenchError(f"{summary_path}: field 'lattice' must be an object")
+    lat = _number(lattice, "lattice_constant_A", summary_path, required=False)
     card = {
         "n_true": int(present.sum()), "n_detected": len(pos), "recall": m.recall, "precision": m.precision,
         "rmsd_pm": _as_float(m.rmsd_pm), "cn_exact_fraction": cn_exact,
@@ -572,7 +649,7 @@ def score_details(run_dir: str | Path) -> ScoreDetails:
     if atoms is not None:
         card["atoms"].update(atoms.card)
     timing = _read_json(layout.root / "timing.json") or {}
-    card["timing_s"] = {k: _as_float(v) for k, v in timing.items()}
+    card["timing_s"] = {k: _number(timing, k, layout.root / "timing.json") for k in timing}
     card["versions"] = versions()
     return ScoreDetails(card, sym, poses, map_score, atoms)
 

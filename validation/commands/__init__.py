@@ -11,8 +11,10 @@ COMMANDS: list[str] = [
     "atoms_compare",
     "reconstruct",
     "score",
+    "report",
     "demo",
     "bench",
     "regress",
     "study",
+    "dataset",
 ]

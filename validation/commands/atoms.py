@@ -79,16 +79,16 @@ def run(args: argparse.Namespace) -> int:
     except TumblebenchError as exc:
         raise TumblebenchError(f"atoms options: {exc}") from None
     detector = resolve("atoms", specs.get("atoms", "threshold-scan"), Configs(atoms=cfg))
-    vol, voxel = read_volume(args.map)
+    vol, sampling = read_volume(args.map)
     if args.voxel_size is not None:
         if not args.voxel_size > 0:
             raise TumblebenchError(f"--voxel-size {args.voxel_size}: expected a positive number of Å")
-        voxel = args.voxel_size
+        sampling = args.voxel_size
     show = not args.quiet and sys.stderr.isatty()
     with tqdm(total=2, desc="atoms", disable=not show, file=sys.stderr) as bar:
         bar.set_postfix_str("model building")
-        detection = run_stage("atoms", detector, AtomsInput(vol, voxel, cfg.element, str(args.map)))
-        model = atom_statistics(vol, voxel, detection, cfg, where=str(args.map))
+        detection = run_stage("atoms", detector, AtomsInput(vol, sampling, cfg.element, str(args.map)))
+        model = atom_statistics(vol, sampling, detection, cfg, where=str(args.map))
         bar.update()
         bar.set_postfix_str("writing")
         write_atom_model(model, args.out, args.overwrite, inputs={"map": str(args.map)})

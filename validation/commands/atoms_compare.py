@@ -31,10 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from tumblebench.analysis.compare import compare_models
     from tumblebench.analysis.io import read_atoms
     from tumblebench.simulator.errors import TumblebenchError
-    from tumblebench.simulator.outputs import write_json
+    from tumblebench.simulator.outputs import atomic_file, check_output_file, write_json
 
-    if not args.max_dist > 0:
-        raise TumblebenchError(f"--max-dist {args.max_dist}: expected a positive distance in Å")
+    if not 0 < args.max_dist <= 10:
+        raise TumblebenchError(f"--max-dist {args.max_dist}: expected a pairing distance in (0, 10] Å")
+    if args.out is not None:
+        check_output_file(args.out)
     a, _ = read_atoms(args.dir_a)
     b, _ = read_atoms(args.dir_b)
     res = compare_models(a, b, args.max_dist)
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         res = {k: v for k, v in res.items() if k not in ("pairs", "lost", "gained", "displaced")}
     res = {"a": str(args.dir_a), "b": str(args.dir_b), **res}
     if args.out is not None:
-        write_json(args.out, res)
+        with atomic_file(args.out) as tmp:
+            write_json(tmp, res)
     print(json.dumps(res, indent=2))
     return 0

@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``build``; return the exit status."""
     from tumblebench.simulator.builder import build, load_spec, preset_spec
-    from tumblebench.simulator.config import to_dict
+    from tumblebench.simulator.config import check_seed, to_dict
     from tumblebench.simulator.mobility import MobilitySpec
     from tumblebench.simulator.nanocrystal import (
         load_nanocrystal,
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     check_output_dir(args.out, args.overwrite)
-    require(args.seed >= 0, f"--seed {args.seed}: expected a non-negative integer")
+    check_seed(args.seed, "--seed")
     inputs: dict[str, str] = {}
     if args.from_file is not None:
         mobility = MobilitySpec()
@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
             mobility.validate()
         except TumblebenchError as exc:
             raise TumblebenchError(f"--penetration-depth: {exc}") from None
-        nc = load_nanocrystal(args.from_file, mobility=mobility, seed=args.seed, element=args.element)
+        nc = load_nanocrystal(args.from_file, mobility=mobility, seed=args.seed, element=args.element,
+                              warn=lambda msg: sys.stderr.write(f"tumblebench build: warning: {msg}\n"))
         if nc.atoms.info.get("penetration_depth") != mobility.penetration_depth_A:  # a truth file, new delta
             nc = nanocrystal_from_atoms(nc.atoms, mobility=mobility, seed=args.seed, name=args.from_file.stem,
                                         source=args.from_file.name)
@@ -92,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         write_manifest(tmp, "build", config, args.seed, inputs, preset=args.preset, structure=summary)
     if not args.quiet:
         sys.stdout.write(
-            f"{summary['name']}: {summary['n_atoms']} atoms, diameter {summary['diameter_A']:.2f} Å, "
+            f"{summary['name']}: {summary['n_atoms']} atoms of {summary['element']}, "
+            f"diameter {summary['diameter_A']:.2f} Å, "
             f"median CN {summary['median_cn']:g}, median NN {summary['median_nn_bond_A']:.3f} Å, "
             f"median radial strain {summary['median_radial_strain_percent']:.2f} %, core ratio "
             f"{summary['core_ratio']:.2f}, a = {summary['lattice_constant_A']:.4f} Å -> {args.out}\n")

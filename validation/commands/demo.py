@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="build, image, reconstruct, model and score the default particle",
         description="Run the default scenario (DESIGN.md) end to end: build the default Pt particle, simulate "
                     "its liquid-cell tumbling series, reconstruct it from unknown poses, build its atom model, "
-                    "and score every stage against the truth (scorecard.json).")
+                    "score every stage against the truth (scorecard.json) and write the report (report.html).")
     p.add_argument("--out", default="demo_run", help="run directory (default: demo_run)")
     p.add_argument("--quick", action="store_true", help=f"every stage at small size ({QUICK.n_frames} frames)")
     p.add_argument("--frames", type=int, help="number of frames (default 2000, --quick 400)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tumblebench.simulator.outputs import atomic_file, write_json
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.outputs import atomic_file, check_output_file, write_json
 from tumblebench.validation.pipeline import format_scorecard
 from tumblebench.validation.scorecard import score_run
 
@@ -22,6 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score the run and print the table."""
+    if not Path(args.run_dir).is_dir():
+        raise TumblebenchError(f"{args.run_dir}: no such run directory")
+    check_output_file(Path(args.run_dir) / "scorecard.json")  # a run directory we cannot write is refused first
     card = score_run(args.run_dir)
     with atomic_file(Path(args.run_dir) / "scorecard.json") as tmp:
         write_json(tmp, card)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tumblebench.simulator.config import load_config
+from tumblebench.simulator.config import check_seed, load_config
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import check_output_dir
 
@@ -40,16 +40,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``simulate``; return the exit status."""
     from tumblebench.simulator.nanocrystal import load_nanocrystal
-    from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides
+    from tumblebench.simulator.series import MAX_FRAMES, SeriesConfig, simulate_series, with_overrides
 
     check_output_dir(args.out, args.overwrite)
-    if args.frames is not None and args.frames < 1:
-        raise TumblebenchError(f"--frames {args.frames}: must be >= 1")
-    if args.dose_per_frame is not None and not args.dose_per_frame > 0:
-        raise TumblebenchError(f"--dose-per-frame {args.dose_per_frame}: dose must be > 0 e/Å²")
+    check_seed(args.seed, "--seed")
+    if args.frames is not None and not 1 <= args.frames <= MAX_FRAMES:
+        raise TumblebenchError(f"--frames {args.frames}: expected 1 to {MAX_FRAMES:,} frames")
+    if args.dose_per_frame is not None and not 0 < args.dose_per_frame <= 1e5:
+        raise TumblebenchError(f"--dose-per-frame {args.dose_per_frame}: expected a dose in (0, 100000] e/Å²")
     config = load_config(SeriesConfig, args.config) if args.config else SeriesConfig()
-    config = with_overrides(config, mode=args.mode, n_frames=args.frames, dose_per_frame=args.dose_per_frame)
-    nc = load_nanocrystal(args.structure)
+    try:
+        config = with_overrides(config, mode=args.mode, n_frames=args.frames, dose_per_frame=args.dose_per_frame)
+    except TumblebenchError as exc:
+        raise TumblebenchError(f"{args.config or 'series configuration'}: {exc}") from None
+    nc = load_nanocrystal(args.structure,
+                          warn=lambda msg: sys.stderr.write(f"tumblebench simulate: warning: {msg}\n"))
     inputs = {"structure": str(args.structure)}
     if args.config:
         inputs["config"] = str(args.config)
