@@ -547,7 +547,7 @@ def write_results(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
             f"{len(rows)} cases in {meta['wall_s']:.0f} s{'' if meta.get('complete', True) else ' (incomplete)'}.\n\n")
     (out / "results.md").write_text(head + markdown_table(rows, cols) + "\n")
     links = "".join(
-        f"<tr><td><a href=\"{html.escape(r['report'] or 'cases/' + r['case'] + '/scorecard.json')}\">"
+        f"<tr><td><a href=\"{html.escape(r.get('report') or 'cases/' + r['case'] + '/scorecard.json')}\">"
         f"{html.escape(r['case'])}</a></td>"
         + "".join(f"<td>{html.escape(_fmt(r.get(c), _BY_NAME[c].fmt if c in _BY_NAME else 's'))}</td>"
                   for c in cols[1:]) + "</tr>"
@@ -675,7 +675,7 @@ def update_baselines(golden: str | Path, cards: dict[str, dict[str, Any]]) -> li
         new = headline(card)
         for m in METRICS:
             va, vb = (None if old is None else old.get(m.name)), new.get(m.name)
-            if old is None or va != vb:
+            if (old is None and vb is not None) or (old is not None and va != vb):
                 changes.append(f"{name} {m.name}: {_fmt(va, m.fmt)} -> {_fmt(vb, m.fmt)}"
                                + ("" if old is None else f" ({judge(m, va, vb)})"))
         card = {k: v for k, v in card.items() if k != "timing_s"} | {"timing_s": {}}
