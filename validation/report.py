@@ -89,8 +89,9 @@ def fig_particle(nc: Any) -> ReportFigure:
     ax.set_box_aspect((1, 1, 1))
     ax.set_xlabel("x (Å)")
     ax.set_ylabel("y (Å)")
-    ax.set_zlabel("z (Å)", labelpad=2)
-    ax.tick_params(labelsize=8)
+    ax.set_zlabel("z (Å)", labelpad=6)
+    ax.locator_params(nbins=4)
+    ax.tick_params(labelsize=8, pad=1)
     ax.set_title("oblique view", fontsize=10)
     ax2 = fig.add_subplot(1, 2, 2)
     order = np.argsort(pos[:, 2])  # the top layer (largest z) drawn last
