@@ -328,6 +328,12 @@ CASES: dict[str, Case] = {
         "series/truth_map.mrc": f["map"], "series/frames.star": f["star"],
         "series/atom_events.csv": "frame,atom_index,event\n3,banana,dissolved\n",
         "atoms/atoms_stats.csv": f["atoms"] / "atoms_stats.csv"})],
+    "report/missing-dir": lambda f, d: ["report", str(d / "nothing")],
+    "report/not-a-run": lambda f, d: ["report", _run_dir(d, {"notes.txt": "hello"})],
+    "report/structure-not-json": lambda f, d: ["report", _run_dir(d, {"particle/structure.json": "{nope"})],
+    "report/fsc-csv-garbage": lambda f, d: ["report", _run_dir(d, {
+        "series/frames.star": f["star"], "series/truth_map.mrc": f["map"], "recon/map.mrc": f["map"],
+        "recon/fsc.csv": "frequency_per_A,fsc_half\n0.1,high\n"})],
 }
 
 
