@@ -202,7 +202,7 @@ def fig_poses(layout: RunLayout, det: ScoreDetails) -> ReportFigure:
     sym = det.symmetry
     group = "C1" if sym is None else f"{sym.name}, order {sym.order}"
     twin = " + projection twin" if p.projection_twin else ""
-    fig = Figure(figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 4.2))
     ax = fig.add_subplot(1, 1, 1)
     floor = 0.01
     ax.plot(x, np.maximum(p.angles_deg, floor), ".", ms=2.5, color="0.7", label="raw (best global rotation, hand)")
@@ -217,8 +217,9 @@ def fig_poses(layout: RunLayout, det: ScoreDetails) -> ReportFigure:
     r = p.reduced_angles_deg
     ax.set_title(f"reduced: median {np.median(r):.2f}°, p90 {np.percentile(r, 90):.1f}°, "
                  f"{100 * np.mean(r <= 5):.0f} % within 5°, {100 * np.mean(r <= 10):.0f} % within 10°", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right", ncol=2, markerscale=3)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.91)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.25, top=0.91)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=4, markerscale=3,
+              frameon=False)  # below the axes: no data hidden behind it
     return ReportFigure("poses", title,
                         "Angle between each frame's estimated and true pose after the best global rotation and hand "
                         "(grey), and modulo the rotations that map the true particle onto itself (blue); errors "
