@@ -15,14 +15,21 @@ import importlib
 import signal
 import sys
 import threading
+from typing import Any
 
 from tumblebench.simulator import __version__
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.validation.commands import COMMANDS
+from tumblebench.validation.commands.config_option import ConfigHelpFormatter
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit status 2."""
+    """ArgumentParser whose errors are one line on stderr and exit status 2, and whose help shows each
+    config-backed option's dataclass default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", ConfigHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message}\n")

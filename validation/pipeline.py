@@ -22,8 +22,19 @@ from typing import Any
 from tumblebench.simulator import __version__
 from tumblebench.simulator.config import check_seed
 from tumblebench.simulator.errors import TumblebenchError
-from tumblebench.simulator.outputs import atomic_file, atomic_output_dir, check_output_dir, write_json
+from tumblebench.simulator.outputs import (
+    atomic_file,
+    atomic_output_dir,
+    check_output_dir,
+    new_partial_dir,
+    promote_partial_dir,
+    remove_stale_partials,
+    write_json,
+)
 from tumblebench.validation.scorecard import RunLayout, score_details
+
+#: The imaging modes of the series.
+MODES = ("multislice", "phase-object", "projection")
 
 #: The stages of a run, in order.
 STAGES = ("build", "simulate", "reconstruct", "atoms", "score")
@@ -85,6 +96,14 @@ class PipelineConfig:
 
     def validate(self) -> None:
         """Raise :class:`TumblebenchError` naming the field that is out of range."""
+        from tumblebench.simulator.builder import PRESETS
+
+        if self.structure is None and self.preset not in PRESETS:
+            raise TumblebenchError(f"preset = {self.preset!r}: expected one of {', '.join(PRESETS)}")
+        if isinstance(self.n_frames, bool) or not isinstance(self.n_frames, int):
+            raise TumblebenchError(f"n_frames = {self.n_frames!r}: expected an integer")
+        if self.mode not in MODES:
+            raise TumblebenchError(f"mode = {self.mode!r}: expected one of {', '.join(MODES)}")
         if self.n_frames < 50:
             raise TumblebenchError(f"n_frames = {self.n_frames}: a reconstruction needs at least 50 frames")
         if self.stop_after not in STAGES:
@@ -247,6 +266,7 @@ def cached_data(config: PipelineConfig, cache: str | Path, progress: bool = True
     if (entry / "data.json").is_file():
         say(f"[data] cached {config.particle_name}, {config.n_frames} {config.mode} frames: {entry}")
         return entry, True, {}
+    remove_stale_partials(cache, key)  # entries that killed runs left half-made
     tmp = cache / f".{key}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
@@ -271,8 +291,11 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
                  log: Callable[[str], None] | None = None, data: str | Path | None = None) -> dict[str, Any]:
     """Run the pipeline into run directory ``out`` and return the scorecard.
 
-    Each stage's sub-directory is written atomically (complete or absent), so a failure in a late stage
-    keeps the finished earlier stages, which ``tumblebench score`` can still score.
+    Every option is checked before any work. The run is written into a hidden directory beside ``out``
+    that becomes ``out`` when the last stage has finished; an existing ``out`` (``overwrite``) is replaced
+    only then, so a failure, Ctrl-C or SIGTERM never loses a finished run. When a late stage fails with a
+    :class:`TumblebenchError` and there was no earlier run at ``out``, the finished stages (each complete)
+    are moved to ``out``, where ``tumblebench score`` can still score them; on an interrupt nothing is kept.
 
     Parameters
     ----------
@@ -297,6 +320,51 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
         The scorecard of the run (:func:`tumblebench.validation.scorecard.score_run`).
     """
     from tumblebench.analysis.config import AtomsConfig
+    from tumblebench.validation.algorithms import Configs, check_pose_mode, resolve_all
+
+    # every option, config and algorithm is checked before any work starts (and before an old run is touched)
+    final = check_output_dir(out, overwrite)
+    config.validate()
+    rcfg = reconstruct_config(config)
+    scfg = series_config(config)
+    acfg = AtomsConfig()
+    for what, cfg in (("series", scfg), ("atoms", acfg)):
+        try:
+            cfg.validate()
+        except TumblebenchError as exc:
+            raise TumblebenchError(f"{what} options: {exc}") from None
+    if config.structure is not None and not Path(config.structure).is_file():
+        raise TumblebenchError(f"structure = {config.structure!r}: no such structure file")
+    check_pose_mode(config.poses, config.algorithms, where="algorithms:")
+    algorithms = resolve_all(config.algorithms, Configs(reconstruct=rcfg, atoms=acfg), where="algorithms:")
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    work = new_partial_dir(final)
+    try:
+        card, details = _run_stages(work, final, config, rcfg, scfg, acfg, algorithms, progress, say, data)
+    except TumblebenchError:
+        if final.exists() or final.is_symlink():
+            shutil.rmtree(work, ignore_errors=True)  # the earlier run stays as it was
+        else:
+            promote_partial_dir(work, final)  # the finished stages, each complete, for 'tumblebench score'
+        raise
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    promote_partial_dir(work, final)
+    if details is not None:  # the report names the run: written where the run now is
+        from tumblebench.validation.report import write_report
+
+        t = time.perf_counter()
+        report = write_report(final, details)
+        say(f"[report] {time.perf_counter() - t:.1f} s -> {report}")
+    return card
+
+
+def _run_stages(work: Path, final: Path, config: PipelineConfig, rcfg: Any, scfg: Any, acfg: Any,
+                algorithms: dict[str, Any], progress: bool, say: Callable[[str], None],
+                data: str | Path | None) -> tuple[dict[str, Any], Any]:
+    """The stages of :func:`run_pipeline`, written into ``work``; paths shown and recorded are those under
+    ``final`` (where the run will be). Returns the scorecard and the score details (None if not scored)."""
     from tumblebench.analysis.io import write_atom_model
     from tumblebench.analysis.model import atom_statistics, build_atom_model
     from tumblebench.analysis.reference import atom_reference
@@ -305,28 +373,16 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     from tumblebench.simulator.nanocrystal import write_truth
     from tumblebench.simulator.series import simulate_series
     from tumblebench.stages import AtomsInput, StageOutputError, run_stage
-    from tumblebench.validation.algorithms import Configs, check_pose_mode, resolve_all
 
-    config.validate()
-    rcfg = reconstruct_config(config)
-    acfg = AtomsConfig()
-    # every algorithm is found and checked before any work starts
-    check_pose_mode(config.poses, config.algorithms, where="algorithms:")
-    algorithms = resolve_all(config.algorithms, Configs(reconstruct=rcfg, atoms=acfg), where="algorithms:")
-    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     order = STAGES[: STAGES.index(config.stop_after) + 1]
     timing: dict[str, float] = {}
-    final = check_output_dir(out, overwrite)
+    run = RunLayout(work)
+    shown = RunLayout(final)
     if data is not None and "simulate" in order:
         entry, hit, timing = cached_data(config, data, progress=progress, log=say)
-    if final.exists():
-        shutil.rmtree(final)
-    final.mkdir()
-    run = RunLayout(final)
-    if data is not None and "simulate" in order:
         _link_tree(entry / "particle", run.particle)
         _link_tree(entry / "series", run.series)
-        write_json(final / "data.json", {"cache": str(entry), "hit": hit})
+        write_json(work / "data.json", {"cache": str(entry), "hit": hit})
     else:
         t = time.perf_counter()
         nc = build_particle(config)
@@ -334,37 +390,39 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
             write_truth(nc, tmp)
         timing["build"] = time.perf_counter() - t
         say(f"[build] {config.particle_name}: {nc.n_atoms} atoms, a = {nc.lattice_constant:.4f} Å "
-            f"({timing['build']:.1f} s) -> {run.particle}")
-        write_json(final / "timing.json", timing)
+            f"({timing['build']:.1f} s) -> {shown.particle}")
+        write_json(work / "timing.json", timing)
         if "simulate" in order:
             t = time.perf_counter()
             series_seed = config.seed if config.series_seed is None else config.series_seed
-            simulate_series(nc, series_config(config), series_seed, run.series, progress=progress,
-                            inputs={"structure": str(run.particle / "truth.extxyz")})
+            simulate_series(nc, scfg, series_seed, run.series, progress=progress,
+                            inputs={"structure": str(shown.particle / "truth.extxyz")})
             timing["simulate"] = time.perf_counter() - t
             say(f"[simulate] {config.n_frames} {config.mode} frames ({timing['simulate']:.1f} s) -> "
-                f"{run.series / 'frames.mrcs'}; montage: {run.series / 'montage.png'}")
-    write_json(final / "timing.json", timing)
+                f"{shown.series / 'frames.mrcs'}; montage: {shown.series / 'montage.png'}")
+    write_json(work / "timing.json", timing)
     if "reconstruct" in order:
         t = time.perf_counter()
         summary = reconstruct_series(run.series / "frames.mrcs", run.series / "frames.star", run.recon,
                                      rcfg, progress=progress, reference_model=atom_reference,
+                                     inputs={"frames": str(shown.series / "frames.mrcs"),
+                                             "star": str(shown.series / "frames.star")},
                                      algorithms={k: v for k, v in algorithms.items() if k != "atoms"})
         timing["reconstruct"] = time.perf_counter() - t
         say(f"[reconstruct] poses {config.poses}: half-map FSC 0.143, first crossing, at "
             f"{summary['fsc_half_0.143_A']:.2f} Å "
-            f"({timing['reconstruct']:.1f} s) -> {run.recon / 'map.mrc'}")
-        write_json(final / "timing.json", timing)
+            f"({timing['reconstruct']:.1f} s) -> {shown.recon / 'map.mrc'}")
+        write_json(work / "timing.json", timing)
     if "atoms" in order:
         t = time.perf_counter()
         vol, sampling = read_volume(run.recon / "map.mrc")
+        where = str(shown.recon / "map.mrc")
         try:
             if "atoms" in algorithms:
-                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, sampling, acfg.element,
-                                                                                str(run.recon / "map.mrc")))
-                model = atom_statistics(vol, sampling, detection, acfg, where=str(run.recon / "map.mrc"))
+                detection = run_stage("atoms", algorithms["atoms"], AtomsInput(vol, sampling, acfg.element, where))
+                model = atom_statistics(vol, sampling, detection, acfg, where=where)
             else:
-                model = build_atom_model(vol, sampling, acfg, where=str(run.recon / "map.mrc"))
+                model = build_atom_model(vol, sampling, acfg, where=where)
         except StageOutputError:
             raise
         except TumblebenchError as exc:
@@ -373,27 +431,23 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
             model = None
             say(f"[atoms] no atom model: {exc}")
         if model is not None:
-            write_atom_model(model, run.atoms, inputs={"map": str(run.recon / "map.mrc")})
+            write_atom_model(model, run.atoms, inputs={"map": where})
             timing["atoms"] = time.perf_counter() - t
             say(f"[atoms] {model.n_atoms} atoms, a = {model.lattice.lattice_constant:.4f} Å "
-                f"({timing['atoms']:.1f} s) -> {run.atoms}")
-            write_json(final / "timing.json", timing)
+                f"({timing['atoms']:.1f} s) -> {shown.atoms}")
+            write_json(work / "timing.json", timing)
     card: dict[str, Any] = {}
+    details = None
     if "score" in order:
-        from tumblebench.validation.report import write_report
-
         t = time.perf_counter()
-        details = score_details(final)
+        details = score_details(work)
         card = details.card
         timing["score"] = time.perf_counter() - t
         card["timing_s"]["score"] = timing["score"]
-        write_json(final / "timing.json", timing)
-        with atomic_file(final / "scorecard.json") as tmp:
+        write_json(work / "timing.json", timing)
+        with atomic_file(work / "scorecard.json") as tmp:
             write_json(tmp, card)
-        t = time.perf_counter()
-        report = write_report(final, details)
-        say(f"[report] {time.perf_counter() - t:.1f} s -> {report}")
-    return card
+    return card, details
 
 
 def format_scorecard(card: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ projection twin). Resolutions are reported at the first FSC crossing and within 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,35 +44,59 @@ SCHEMA: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Where each stage of a run writes, below one run directory.
+    """Where each stage of a run writes, below one run directory (or in directories of their own).
 
     Attributes
     ----------
     root
-        The run directory.
+        The run directory (None: the stages' directories are given one by one).
+    particle_dir, series_dir, recon_dir, atoms_dir
+        A stage's own directory (the output of the stand-alone command) instead of the one in ``root``.
     """
 
-    root: Path
+    root: Path | None
+    particle_dir: Path | None = None
+    series_dir: Path | None = None
+    recon_dir: Path | None = None
+    atoms_dir: Path | None = None
+
+    def _stage(self, given: Path | None, name: str) -> Path:
+        if given is not None:
+            return Path(given)
+        # no run directory: a path below os.devnull, which is a file on every POSIX system, never exists
+        return Path(self.root) / name if self.root is not None else Path(os.devnull) / name
 
     @property
     def particle(self) -> Path:
         """Output of ``build``: truth.extxyz, truth.pdb, structure.json."""
-        return self.root / "particle"
+        return self._stage(self.particle_dir, "particle")
 
     @property
     def series(self) -> Path:
         """Output of ``simulate``: frames.mrcs, frames.star, truth_map.mrc, manifest.json."""
-        return self.root / "series"
+        return self._stage(self.series_dir, "series")
 
     @property
     def recon(self) -> Path:
         """Output of ``reconstruct``: map.mrc, half1.mrc, half2.mrc, poses.star, fsc.csv."""
-        return self.root / "recon"
+        return self._stage(self.recon_dir, "recon")
 
     @property
     def atoms(self) -> Path:
         """Output of ``atoms``: atoms.pdb, atoms.extxyz, atoms_stats.csv, ..."""
-        return self.root / "atoms"
+        return self._stage(self.atoms_dir, "atoms")
+
+    def stages_present(self) -> list[str]:
+        """The stages whose main output file exists (``particle``, ``series``, ``recon``, ``atoms``)."""
+        return [name for name, d in self.stage_dirs().items() if (d / STAGE_FILES[name]).is_file()]
+
+    def stage_dirs(self) -> dict[str, Path]:
+        """Each stage's directory."""
+        return {"particle": self.particle, "series": self.series, "recon": self.recon, "atoms": self.atoms}
+
+
+#: The file that shows a stage's directory holds that stage's output.
+STAGE_FILES = {"particle": "truth.extxyz", "series": "frames.star", "recon": "map.mrc", "atoms": "atoms_stats.csv"}
 
 
 def empty_scorecard() -> dict[str, Any]:
@@ -99,11 +124,13 @@ def load_scorecard(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        card = json.loads(path.read_text())
+        card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TumblebenchError(f"{path}: no such scorecard") from None
-    except json.JSONDecodeError as exc:
-        raise TumblebenchError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, OSError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise TumblebenchError(f"{path}: not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(card, dict):
+        raise TumblebenchError(f"{path}: expected a JSON object")
     for name, keys in SCHEMA.items():
         if name not in card:
             raise TumblebenchError(f"{path}: missing object '{name}'")
@@ -535,7 +562,7 @@ def score_atoms_details(layout: RunLayout, registration: Any | None) -> AtomScor
 
     source = layout.recon / "map.mrc" if (layout.recon / "map.mrc").exists() else layout.series / "truth_map.mrc"
     if not source.exists():
-        raise TumblebenchError(f"{layout.root}: atoms/ needs the map it was built from (recon/map.mrc or "
+        raise TumblebenchError(f"{layout.atoms}: the atom model needs the map it was built from (recon/map.mrc or "
                                "series/truth_map.mrc) to be scored")
     vol, sampling = read_volume(source)
     map_shape = vol.shape
@@ -608,13 +635,13 @@ class ScoreDetails:
     atoms: AtomScore | None
 
 
-def score_details(run_dir: str | Path) -> ScoreDetails:
+def score_details(run_dir: str | Path | RunLayout) -> ScoreDetails:
     """Score every stage found in ``run_dir`` against the truth and keep the arrays behind the figures.
 
     Parameters
     ----------
     run_dir
-        A run directory laid out as :class:`RunLayout`.
+        A run directory laid out as :class:`RunLayout`, or a :class:`RunLayout` naming the stages' directories.
 
     Returns
     -------
@@ -627,8 +654,8 @@ def score_details(run_dir: str | Path) -> ScoreDetails:
     """
     from tumblebench.simulator.outputs import versions
 
-    layout = RunLayout(Path(run_dir))
-    if not layout.root.is_dir():
+    layout = run_dir if isinstance(run_dir, RunLayout) else RunLayout(Path(run_dir))
+    if layout.root is not None and not layout.root.is_dir():
         raise TumblebenchError(f"{layout.root}: no such run directory")
     card = empty_scorecard()
     for name, fn in (("structure", score_structure), ("series", score_series)):
@@ -648,19 +675,21 @@ def score_details(run_dir: str | Path) -> ScoreDetails:
     atoms = score_atoms_details(layout, reg)
     if atoms is not None:
         card["atoms"].update(atoms.card)
-    timing = _read_json(layout.root / "timing.json") or {}
-    card["timing_s"] = {k: _number(timing, k, layout.root / "timing.json") for k in timing}
+    timing_path = layout.root / "timing.json" if layout.root is not None else None
+    timing = (_read_json(timing_path) if timing_path is not None else None) or {}
+    card["timing_s"] = {k: _number(timing, k, timing_path) for k in timing}
     card["versions"] = versions()
     return ScoreDetails(card, sym, poses, map_score, atoms)
 
 
-def score_run(run_dir: str | Path) -> dict[str, Any]:
+def score_run(run_dir: str | Path | RunLayout) -> dict[str, Any]:
     """Score every stage found in ``run_dir`` against the truth; stages that did not run stay null.
 
     Parameters
     ----------
     run_dir
-        A run directory laid out as :class:`RunLayout` (``particle/``, ``series/``, ``recon/``, ``atoms/``).
+        A run directory laid out as :class:`RunLayout` (``particle/``, ``series/``, ``recon/``, ``atoms/``), or a
+        :class:`RunLayout` naming the stages' directories.
 
     Returns
     -------

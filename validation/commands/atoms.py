@@ -9,6 +9,10 @@ from pathlib import Path
 
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.validation.commands.algorithm_option import add_algorithm_argument, parse_specs
+from tumblebench.validation.commands.config_option import add_config_argument
+
+#: The config dataclass whose fields the options mirror (defaults and help come from it).
+ATOMS = "tumblebench.analysis.config:AtomsConfig"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,15 +31,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--map", required=True, type=Path, metavar="FILE", help="the map (MRC, voxel size in header)")
-    p.add_argument("--element", default=None, help="chemical symbol of the particle (default Pt)")
+    add_config_argument(p, "--element", config=ATOMS, field="element", help="chemical symbol of the particle")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML file with an [atoms] table (AtomsConfig)")
     p.add_argument("--voxel-size", type=float, metavar="A", help="override the header's voxel size (Å)")
-    p.add_argument("--resolution", type=float, metavar="A", help="band limit of the map (Å); default: estimated")
-    p.add_argument("--mask-diameter", type=float, metavar="A",
-                   help="use a spherical mask of this diameter (Å) instead of the automatic envelope")
-    p.add_argument("--min-cn", type=int, metavar="N", help="discard atoms with CN below N (0: off; default 3)")
-    p.add_argument("--b-factor", choices=["b_iso", "u_iso", "valid_corr", "cn", "doi"],
-                   help="quantity in the PDB B-factor column (default b_iso = 8π²U_iso)")
+    add_config_argument(p, "--resolution", config=ATOMS, field="resolution_A", type=float, metavar="A",
+                        help="band limit of the map (Å); unset: estimated from the map")
+    add_config_argument(p, "--mask-diameter", config=ATOMS, field="mask_diameter_A", type=float, metavar="A",
+                        help="use a spherical mask of this diameter (Å) instead of the automatic envelope")
+    add_config_argument(p, "--min-cn", config=ATOMS, field="min_cn", type=int, metavar="N",
+                        help="discard atoms with CN below N (0: off)")
+    add_config_argument(p, "--b-factor", config=ATOMS, field="b_factor",
+                        choices=["b_iso", "u_iso", "valid_corr", "cn", "doi"],
+                        help="quantity in the PDB B-factor column (b_iso = 8π²U_iso)")
     add_algorithm_argument(p, ("atoms",))
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")

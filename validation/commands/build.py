@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.outputs import atomic_output_dir, check_output_dir, write_manifest
+from tumblebench.validation.commands.config_option import add_config_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="with --from: the element of every atom, replacing the file's element column (SINGLE's "
                         "example PDBs store Pt atoms as water, element W)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
-    p.add_argument("--penetration-depth", type=float, metavar="A",
-                   help="override the mobility penetration depth delta (Å)")
+    add_config_argument(p, "--penetration-depth", config="tumblebench.simulator.mobility:MobilitySpec",
+                        field="penetration_depth_A", type=float, metavar="A",
+                        help="mobility penetration depth delta (Å); with --preset/--config it overrides the spec's")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--quiet", action="store_true", help="no summary on stdout")

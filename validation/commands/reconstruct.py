@@ -11,9 +11,14 @@ from pathlib import Path
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import check_output_dir
 from tumblebench.validation.commands.algorithm_option import add_algorithm_argument, parse_specs
+from tumblebench.validation.commands.config_option import add_config_argument
 
 #: The replaceable stages ``reconstruct`` runs.
 RECONSTRUCT_STAGES = ("tracking", "pose", "refine")
+
+
+#: The config dataclass whose fields the options mirror (defaults and help come from it).
+RECONSTRUCT = "tumblebench.reconstruct.config:ReconstructConfig"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,14 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--frames", required=True, type=Path, help="frames.mrcs (full fields of view)")
     p.add_argument("--star", type=Path, help="frames.star (default: frames.star beside the frames, if present)")
-    p.add_argument("--poses", default=None, metavar="abinitio|truth|truth+noise:DEG",
-                   help="where the poses come from (default abinitio)")
+    add_config_argument(p, "--poses", config=RECONSTRUCT, field="poses", metavar="abinitio|truth|truth+noise:DEG",
+                        help="where the poses come from")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration (reconstruct.config)")
-    p.add_argument("--box", type=int, help="reconstruction box in pixels (default 128)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--model-iterations", type=int, metavar="N",
-                   help="last refinement iterations against each half map's atomic model (refine.model_iterations; "
-                        "default 0)")
+    add_config_argument(p, "--box", config=RECONSTRUCT, field="box", type=int, help="reconstruction box in pixels")
+    add_config_argument(p, "--seed", config=RECONSTRUCT, field="seed", type=int, help="random seed")
+    add_config_argument(p, "--model-iterations", config=RECONSTRUCT, field="refine.model_iterations", type=int,
+                        metavar="N", help="last refinement iterations against each half map's atomic model")
     add_algorithm_argument(p, RECONSTRUCT_STAGES)
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")

@@ -9,6 +9,10 @@ from pathlib import Path
 from tumblebench.simulator.config import check_seed, load_config
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import check_output_dir
+from tumblebench.validation.commands.config_option import add_config_argument
+
+#: The config dataclass whose fields the options mirror (defaults and help come from it).
+SERIES = "tumblebench.simulator.series:SeriesConfig"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,11 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--structure", required=True, type=Path,
                    help="particle: DIR/truth.extxyz from 'tumblebench build' (or a .pdb/.xyz of bare atoms)")
     p.add_argument("--config", type=Path, help="TOML series configuration (see examples/simulate.toml)")
-    p.add_argument("--mode", choices=("multislice", "phase-object", "projection"),
-                   help="imaging model (overrides [imaging] mode)")
-    p.add_argument("--frames", type=int, help="number of frames (overrides [acquisition] n_frames)")
-    p.add_argument("--dose-per-frame", type=float, metavar="E_PER_A2",
-                   help="dose per frame in e-/A^2 (overrides [acquisition] dose_per_frame_e_per_A2)")
+    add_config_argument(p, "--mode", config=SERIES, field="imaging.mode",
+                        choices=("multislice", "phase-object", "projection"), help="imaging model")
+    add_config_argument(p, "--frames", config=SERIES, field="acquisition.n_frames", type=int,
+                        help="number of frames")
+    add_config_argument(p, "--dose-per-frame", config=SERIES, field="acquisition.dose_per_frame_e_per_A2",
+                        type=float, metavar="E_PER_A2", help="dose per frame in e-/Å²")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same bytes")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
