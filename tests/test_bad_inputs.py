@@ -357,10 +357,14 @@ CASES: dict[str, Case] = {
                                            "--n", "2", "--out", _out(d)],
     "dataset/spec-missing": lambda f, d: ["dataset", "--spec", str(d / "none.toml"), "--n", "2", "--out", _out(d)],
     "dataset/out-under-proc": lambda f, d: ["dataset", "--spec", _toml(d, ""), "--n", "2", "--out", PROC],
-    # ---------------------------------------------------------------- report (3)
+    # ---------------------------------------------------------------- report (5)
     "report/missing": lambda f, d: ["report", str(d / "none")],
     "report/not-a-run-dir": lambda f, d: ["report", str(_mkdir(d / "empty"))],
     "report/structure-not-json": lambda f, d: ["report", _run_dir(d, {"particle/structure.json": "{nope"})],
+    "report/not-a-run": lambda f, d: ["report", _run_dir(d, {"notes.txt": "hello"})],
+    "report/fsc-csv-garbage": lambda f, d: ["report", _run_dir(d, {
+        "series/frames.star": f["star"], "series/truth_map.mrc": f["map"], "recon/map.mrc": f["map"],
+        "recon/fsc.csv": "frequency_per_A,fsc_half\n0.1,high\n"})],
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from tumblebench.simulator.errors import TumblebenchError
 
-#: Keys of every top-level object of scorecard.json, in order (DESIGN.md).
+#: Keys of every top-level object of scorecard.json, in order (docs/design.md).
 SCHEMA: dict[str, tuple[str, ...]] = {
     "structure": ("n_atoms", "diameter_A", "lattice_constant_A", "median_cn", "core_ratio",
                   "symmetry_group", "symmetry_order", "centrosymmetric"),
