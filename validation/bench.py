@@ -416,11 +416,9 @@ def with_algorithms(config: PipelineConfig, algorithms: dict[str, str]) -> Pipel
 
 
 def case_report(run_dir: Path) -> Path | None:
-    """Hook for the per-run HTML report (``report.html``); returns its path, or None while there is none.
-
-    REPORT HOOK: call the report writer here once the pipeline provides one.
-    """
-    return None
+    """The run's ``report.html`` (written by :func:`~tumblebench.validation.pipeline.run_pipeline`), if any."""
+    path = Path(run_dir) / "report.html"
+    return path if path.is_file() else None
 
 
 def _progress_line(i: int, n: int, name: str, elapsed: float, row: dict[str, Any]) -> str:
