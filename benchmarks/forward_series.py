@@ -7,8 +7,8 @@ Runs from the repository root::
 Measures
 --------
 * ``demo_series_seconds``: median wall time of :func:`tumblebench.simulator.series.simulate_series` for the default
-  particle (``build_preset("default")``) and the default :class:`~tumblebench.simulator.series.SeriesConfig` (DESIGN.md
-  scenario: 2,000 frames, 0.358 Å pixels, 400 frames/s, the default imaging mode), writing every output.
+  particle (``build_preset("default")``) and the default :class:`~tumblebench.simulator.series.SeriesConfig`
+  (docs/design.md scenario: 2,000 frames, 0.358 Å pixels, 400 frames/s, the default imaging mode), writing every output.
   Target ≤ 120 s on 2 cores. Numba compilation is excluded (a 2-frame warm-up run first).
 * the split of that time between the potential (building atom potentials: the imaging module's potential
   functions and numba kernels), FFTs (``scipy.fft``/``numpy.fft``) and the rest, measured with cProfile

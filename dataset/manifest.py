@@ -2,10 +2,10 @@
 
 Columns: ``index``, ``status`` (``done`` / ``failed``), ``error``, ``path`` (the item's run directory,
 relative to the dataset), ``zarr_group``, ``wall_time_s`` (the item's own work), ``n_atoms``, ``n_frames``,
-``zarr_bytes``, ``zarr_write_s``, ``seed_build``, ``seed_series``, ``seed_reconstruct``, one column per
-parameter (``particle.shape.kind``, ``series.acquisition.n_frames``, ...; list values as JSON text) and, for
-items that were scored, the scorecard's headline figures (``poses.median_error_deg``, ``map.fsc_truth_0.5_A``,
-``atoms.recall``, ...).
+``zarr_bytes``, ``zarr_write_s``, ``zarr_write_cpu_s``, ``seed_build``, ``seed_series``, ``seed_reconstruct``,
+one column per parameter (``particle.shape.kind``, ``series.acquisition.n_frames``, ...; list values as JSON
+text) and, for items that were scored, the scorecard's headline figures (``poses.median_error_deg``,
+``map.fsc_truth_0.5_A``, ``atoms.recall``, ...).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tumblebench.dataset.items import HEADLINE
 
 MANIFEST = "manifest.parquet"
 _FIXED = ["index", "status", "error", "path", "zarr_group", "wall_time_s", "n_atoms", "n_frames", "zarr_bytes",
-          "zarr_write_s", "seed_build", "seed_series", "seed_reconstruct"]
+          "zarr_write_s", "zarr_write_cpu_s", "seed_build", "seed_series", "seed_reconstruct"]
 
 
 def read_records(out: str | Path) -> dict[int, dict[str, Any]]:

@@ -51,7 +51,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
 import types
 import typing
 import zlib
@@ -64,7 +63,7 @@ import scipy.special
 
 from tumblebench.reconstruct.config import ReconstructConfig
 from tumblebench.simulator.builder import NanocrystalSpec
-from tumblebench.simulator.config import from_dict
+from tumblebench.simulator.config import check_seed, from_dict, read_toml
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.series import SeriesConfig
 
@@ -368,9 +367,7 @@ class DatasetSpec:
 
     def with_seed(self, seed: int) -> DatasetSpec:
         """The same spec with another root seed."""
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise TumblebenchError(f"--seed {seed}: expected a non-negative integer")
-        return dataclasses.replace(self, seed=int(seed))
+        return dataclasses.replace(self, seed=check_seed(seed, "--seed"))
 
     def section(self, name: str) -> dict[str, Distribution]:
         """The parameters of table ``name`` (``particle``, ``series`` or ``reconstruct``), keys without it."""
@@ -505,16 +502,7 @@ def parse_spec(data: dict[str, Any], file: str = "spec") -> DatasetSpec:
 def load_spec(path: str | Path) -> DatasetSpec:
     """Load and validate a dataset spec from TOML file ``path`` (see :func:`parse_spec`)."""
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise TumblebenchError(f"{path}: no such spec file") from None
-    except IsADirectoryError:
-        raise TumblebenchError(f"{path}: is a directory, expected a TOML spec file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TumblebenchError(f"{path}: not valid TOML ({exc})") from None
-    return parse_spec(data, str(path))
+    return parse_spec(read_toml(path), str(path))
 
 
 # ------------------------------------------------------------------------------------------------- draws

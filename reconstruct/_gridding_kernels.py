@@ -7,7 +7,7 @@ Layout shared by all kernels:
 * 2D Fourier images: ``n × n`` centred (fftshift layout, frequency 0 at ``n // 2``), indexed [ky, kx] in the
   lab frame. A 2D frequency ``(kx, ky)`` (units 1/(n·p)) is the 3D frequency ``pad · Aᵀ (kx, ky, 0)``
   (units 1/(N·p)) — the Fourier-slice theorem for ``r_lab = A r_particle`` (see :mod:`simulator.orientation`).
-* Interpolation is trilinear; :func:`insert_slices_threads` scatters with exactly the weights that
+* Interpolation is trilinear; :func:`insert_slices` scatters with exactly the weights that
   :func:`extract_slices` gathers with, so the two are adjoint.
 """
 
@@ -102,47 +102,61 @@ def score_candidates(vft, rots, kx, ky, pad, images, ctf, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def insert_slices_threads(data, weight, rots, kx, ky, pad, values, ctf2):
+def insert_slices(data, weight, rots, kx, ky, pad, values, ctf2, lanes):
     """Back-project (scatter) central slices into a Fourier volume by trilinear gridding, the adjoint of
-    :func:`extract_slices`.
+    :func:`extract_slices`; the same bytes whatever the number of threads.
 
-    One accumulator per thread: ``data``/``weight`` are (T, N, N, N) stacks and thread ``t`` scatters frames
-    ``t, t + T, …`` into its own copy (no write races); sum over axis 0 after.
-
-    ``data += w · values`` and ``weight += w · ctf2`` at the eight trilinear neighbours of each sample.
+    ``data += w · values`` and ``weight += w · ctf2`` at the eight trilinear neighbours of each sample. The
+    volume's z planes are dealt to ``lanes`` lanes (plane ``z`` to lane ``z mod lanes``), run in parallel; every
+    lane visits the samples in their order (frame, then sample) and adds only to its own planes. Each voxel
+    therefore receives its contributions in the same order as a serial scatter, whatever ``lanes`` and however
+    many threads run them: no write races and no order that depends on the threads. The two planes of a sample
+    lie in different lanes (``lanes`` ≥ 2), so two lanes share the scatter evenly; every lane computes the
+    sample coordinates itself.
 
     Parameters
     ----------
-    data : complex64 (T, N, N, N) per-thread accumulators (centred).
-    weight : float32 (T, N, N, N) per-thread accumulators.
+    data : complex64 (N, N, N) accumulator (centred).
+    weight : float32 (N, N, N) accumulator.
     rots : float64 (M, 3, 3).
     kx, ky : float64 (P,) 2D frequencies (units 1/(n·p)).
     pad : float.
     values : complex64 (M, P) samples (e.g. CTF · image transform).
     ctf2 : float32 (M, P) weights of each sample (e.g. CTF², or 1).
+    lanes : int ≥ 1, parallel lanes (e.g. the number of threads; the result does not depend on it).
     """
-    nt = data.shape[0]
-    nn = data.shape[1]
+    nn = data.shape[0]
     c = nn // 2
     m_total = rots.shape[0]
-    for t in numba.prange(nt):
-        for m in range(t, m_total, nt):
+    for t in numba.prange(lanes):
+        for m in range(m_total):
             a = rots[m]
             for j in range(kx.shape[0]):
+                pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
+                z = pz + c
+                z0 = int(np.floor(z))
+                if z0 < 0 or z0 + 1 >= nn:
+                    continue
+                own0 = z0 % lanes == t
+                own1 = (z0 + 1) % lanes == t
+                if not (own0 or own1):
+                    continue
                 px = pad * (a[0, 0] * kx[j] + a[1, 0] * ky[j])
                 py = pad * (a[0, 1] * kx[j] + a[1, 1] * ky[j])
-                pz = pad * (a[0, 2] * kx[j] + a[1, 2] * ky[j])
-                x0, y0, z0, fx, fy, fz = _corner_setup(px, py, pz, c)
-                if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
+                x0, y0, _, fx, fy, _ = _corner_setup(px, py, pz, c)
+                if x0 < 0 or y0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn:
                     continue
+                fz = z - z0
                 v = values[m, j]
                 w2 = ctf2[m, j]
                 for dz in range(2):
+                    if not (own1 if dz else own0):
+                        continue
                     wz = fz if dz else 1.0 - fz
                     for dy in range(2):
                         wy = fy if dy else 1.0 - fy
                         for dx in range(2):
                             wx = fx if dx else 1.0 - fx
                             w = wz * wy * wx
-                            data[t, z0 + dz, y0 + dy, x0 + dx] += w * v
-                            weight[t, z0 + dz, y0 + dy, x0 + dx] += w * w2
+                            data[z0 + dz, y0 + dy, x0 + dx] += w * v
+                            weight[z0 + dz, y0 + dy, x0 + dx] += w * w2

@@ -54,7 +54,7 @@ from tumblebench.reconstruct.tracking import (
 )
 from tumblebench.simulator.config import to_dict
 from tumblebench.simulator.errors import TumblebenchError, require
-from tumblebench.simulator.mrc import open_stack, write_volume
+from tumblebench.simulator.mrc import FrameFile, open_stack, write_volume
 from tumblebench.simulator.optics import OpticsConfig, ctf_2d
 from tumblebench.simulator.orientation import euler_angles, pose_matrix
 from tumblebench.simulator.outputs import atomic_output_dir, write_manifest
@@ -176,15 +176,18 @@ def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.nda
     return bad, mean / n_good, power / n_good, np.asarray(times), np.asarray(spectra)
 
 
-def track_and_cut(stack: np.ndarray, sampling: float, config: ReconstructConfig, progress: bool,
-                  linear_contrast: bool = False, tracker: Tracker | None = None, seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict,
+def track_and_cut(stack: np.ndarray | FrameFile, sampling: float, config: ReconstructConfig, progress: bool,
+                  linear_contrast: bool = False, tracker: Tracker | None = None, seed: int = 0,
+                  store_dir: Path | None = None
+                  ) -> tuple[np.ndarray | FrameFile, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict,
                              np.ndarray | None]:
     """Background + tracking stages: returns (boxes, origins_px, usable frame indices, trajectory, box centres,
     diameter_A, counts, removed graphene peak mask of the field or None). ``linear_contrast``: the frames are
     linear in the potential (no CTF), so that the ``auto`` tracking method follows the particle's contrast rather
     than its local power. ``tracker``: the tracking stage (:class:`tumblebench.stages.Tracker`; default the
-    built-in :class:`~tumblebench.reconstruct.tracking.CorrelationTracker` of ``config.tracking``)."""
+    built-in :class:`~tumblebench.reconstruct.tracking.CorrelationTracker` of ``config.tracking``). ``store_dir``:
+    the boxes go to a scratch :class:`FrameFile` in that directory (read back chunk by chunk by every later
+    stage) instead of an array in memory; the frames are cut and normalised a chunk at a time either way."""
     m = stack.shape[0]
     ch = config.tracking.chunk
     with _bar(m, "frames: statistics", progress) as bar:
@@ -219,20 +222,26 @@ def track_and_cut(stack: np.ndarray, sampling: float, config: ReconstructConfig,
     traj = Trajectory(raw=np.where(usable[:, None], raw, np.nan), smooth=smooth,
                       peak_z=np.asarray(track.scores, np.float64), lost=lost, sign=sign)
     idx = np.flatnonzero(usable)
-    boxes = np.empty((idx.size, config.box, config.box), np.float32)
+    shape = (idx.size, config.box, config.box)
+    boxes = np.empty(shape, np.float32) if store_dir is None else FrameFile.temporary(shape[0], shape[1:], store_dir)
     origins = np.empty((idx.size, 2))
+    bg = np.ones(idx.size)
     with _bar(idx.size, "boxes", progress) as bar:
         for s in range(0, idx.size, ch):
             sel = idx[s:s + ch]
             b, o = cut_boxes(clean[sel], smooth[sel], config.box)
-            boxes[s:s + ch] = b
+            b = np.asarray(b, np.float32)
+            if config.background.normalise:  # per box: the same bytes chunk by chunk
+                b, bg[s:s + ch] = normalise_boxes(b, 0.42 * config.box)
+            if store_dir is None:
+                boxes[s:s + ch] = b
+            else:
+                boxes.write(s, b)
             origins[s:s + ch] = o
             bar.update(len(sel))
-    if config.background.normalise:
-        boxes, bg = normalise_boxes(boxes, 0.42 * config.box)
-        ok = np.isfinite(bg)
-        if not ok.all():
-            idx, boxes, origins = idx[ok], boxes[ok], origins[ok]
+    ok = np.isfinite(bg)
+    if not ok.all():
+        idx, boxes, origins = idx[ok], (boxes[ok] if store_dir is None else boxes.rows(ok)), origins[ok]
     diameter = config.diameter_A if config.diameter_A > 0 else estimate_diameter(boxes, sampling, sign, energy=True)
     diameter = float(np.clip(diameter, 4 * sampling, 0.8 * config.box * sampling))
     counts = {"frames": m, "bad_frames": int(bad.sum()), "lost_frames": int(lost.sum()),
@@ -369,7 +378,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
     boxes, origins, rows, traj, centres, diameter, counts, peaks = track_and_cut(stack, sampling, config, progress,
                                                                                 linear, algorithms.get("tracking"),
-                                                                                config.seed)
+                                                                                config.seed, store_dir=out)
     timings["tracking"] = time.perf_counter() - t0
     log.info("frames: %d, excluded as bad (NaN/constant): %d, lost by the tracker: %d, usable: %d; graphene peak "
              "pixels removed: %d; particle diameter %.1f Å", counts["frames"], counts["bad_frames"],
@@ -378,7 +387,8 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     require(len(rows) >= config.min_frames, f"{len(rows)} usable frames < min_frames = {config.min_frames}")
     ctf_fn = make_ctf_fn(optics, particles, manifest, rows, config.amplitude_contrast)
     if ctf_fn is None and counts["contrast_sign"] < 0:
-        boxes = -boxes  # without a CTF the map is of the particle's contrast: keep its density positive
+        # without a CTF the map is of the particle's contrast: keep its density positive
+        boxes = boxes.negated() if isinstance(boxes, FrameFile) else -boxes
     # the removed graphene peaks are missing data for the maps (the global search keeps the plain CTF)
     ctf_rec = with_missing_data(ctf_fn, peaks, sampling)
     n = config.box

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 import scipy.fft
 
-from tumblebench.reconstruct._gridding_kernels import extract_slices, insert_slices_threads
+from tumblebench.reconstruct._gridding_kernels import extract_slices, insert_slices
 from tumblebench.simulator.errors import TumblebenchError
 
 
@@ -209,36 +209,29 @@ class Reconstructor:
         Box size (pixels) of the images and of the map.
     pad
         Oversampling of the 3D grid.
+    threads
+        Parallel lanes of the scatter (default: numba's thread count); the result does not depend on it.
+
+    Attributes
+    ----------
+    data
+        Accumulated CTF-weighted samples (N, N, N) complex64, N = pad·n, centred.
+    weight
+        Accumulated weights (N, N, N) float32.
+    count
+        Images inserted.
     """
 
     def __init__(self, n: int, pad: int = 2, threads: int | None = None) -> None:
         self.n = int(n)
         self.pad = int(pad)
         nn = self.pad * self.n
-        # one accumulator per thread (parallel scatter without races), summed when read
-        self.threads = max(1, int(threads if threads is not None else min(numba.get_num_threads(), 4)))
-        self._data = np.zeros((self.threads, nn, nn, nn), np.complex64)
-        self._weight = np.zeros((self.threads, nn, nn, nn), np.float32)
+        # the scatter runs in lanes of interleaved z planes (no write races, and each voxel sums its samples in
+        # the serial order): the same bytes whatever the number of lanes or threads
+        self.threads = max(1, int(threads if threads is not None else numba.get_num_threads()))
+        self.data = np.zeros((nn, nn, nn), np.complex64)
+        self.weight = np.zeros((nn, nn, nn), np.float32)
         self.count = 0
-
-    def _reduce(self) -> None:
-        if self._data.shape[0] > 1:
-            self._data[0] += self._data[1:].sum(axis=0)
-            self._weight[0] += self._weight[1:].sum(axis=0)
-            self._data[1:] = 0
-            self._weight[1:] = 0
-
-    @property
-    def data(self) -> np.ndarray:
-        """Accumulated CTF-weighted samples (N, N, N) complex64."""
-        self._reduce()
-        return self._data[0]
-
-    @property
-    def weight(self) -> np.ndarray:
-        """Accumulated weights (N, N, N) float32."""
-        self._reduce()
-        return self._weight[0]
 
     def insert(self, images: np.ndarray, rotations: np.ndarray, shifts_px: np.ndarray | None = None,
                ctf: np.ndarray | None = None, r_max: float | None = None) -> None:
@@ -279,8 +272,8 @@ class Reconstructor:
                 c = band.take(c if c.ndim == 2 else c[s:s + chunk])
                 vals = vals * c
                 w2 = np.ascontiguousarray(np.broadcast_to(c * c, vals.shape), np.float32)
-            insert_slices_threads(self._data, self._weight, rots[s:s + chunk], band.kx, band.ky, 1.0,
-                                  np.ascontiguousarray(vals, np.complex64), w2)
+            insert_slices(self.data, self.weight, rots[s:s + chunk], band.kx, band.ky, 1.0,
+                          np.ascontiguousarray(vals, np.complex64), w2, self.threads)
         self.count += rots.shape[0]
 
     def add(self, other: Reconstructor) -> None:

@@ -31,17 +31,24 @@ def so3_grid(n: int) -> np.ndarray:
     return Rotation.from_quat(q).as_matrix()
 
 
-def fourier_crop(images: np.ndarray, size: int) -> np.ndarray:
-    """Fourier-crop (downsample) images [M, n, n] to [M, size, size] about the box centre (float32)."""
+def fourier_crop(images: np.ndarray, size: int, chunk: int = 256) -> np.ndarray:
+    """Fourier-crop (downsample) images [M, n, n] to [M, size, size] about the box centre (float32).
+
+    ``chunk`` images at a time (each image's result does not depend on it), so that ``images`` may be a
+    :class:`~tumblebench.simulator.mrc.FrameFile` read chunk by chunk.
+    """
     n = images.shape[-1]
     if size >= n:
         return np.asarray(images, np.float32)
-    ft = image_ft(images)
     o = n // 2 - size // 2
-    small = ft[:, o:o + size, o:o + size] * (size * size / (n * n))
     axes = (-2, -1)
-    return scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(small, axes=axes), axes=axes, workers=-1),
-                              axes=axes).real.astype(np.float32)
+    out = np.empty((images.shape[0], size, size), np.float32)
+    for s in range(0, images.shape[0], chunk):
+        ft = image_ft(np.asarray(images[s:s + chunk], np.float32))
+        small = ft[:, o:o + size, o:o + size] * (size * size / (n * n))
+        out[s:s + chunk] = scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(small, axes=axes), axes=axes,
+                                                              workers=-1), axes=axes).real
+    return out
 
 
 def fourier_crop_volume(volume: np.ndarray, size: int) -> np.ndarray:

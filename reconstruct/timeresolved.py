@@ -10,6 +10,7 @@ import numpy as np
 from tumblebench.reconstruct.fsc import resolution_at
 from tumblebench.reconstruct.refine import CtfFn, filtered_map, reconstruct_halves
 from tumblebench.simulator.errors import require
+from tumblebench.simulator.mrc import FrameFile
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,16 @@ def windows(n_frames: int, config: TimeResolvedConfig) -> list[tuple[str, int, i
     return out
 
 
-def time_resolved_maps(boxes: np.ndarray, frame_index: np.ndarray, poses: np.ndarray, shifts_px: np.ndarray,
-                       sampling: float, n_frames: int, mask: np.ndarray, config: TimeResolvedConfig,
+def time_resolved_maps(boxes: np.ndarray | FrameFile, frame_index: np.ndarray, poses: np.ndarray,
+                       shifts_px: np.ndarray, sampling: float, n_frames: int, mask: np.ndarray,
+                       config: TimeResolvedConfig,
                        ctf_fn: CtfFn | None = None, pad: int = 2, min_frames: int = 20, progress=None) -> dict:
     """Maps of time windows of the series.
 
     Parameters
     ----------
     boxes
-        (M, n, n) boxes of the usable frames.
+        (M, n, n) boxes of the usable frames (an array or a :class:`~tumblebench.simulator.mrc.FrameFile`).
     frame_index
         (M,) index of each box's frame in the series (time order).
     poses, shifts_px
@@ -86,7 +88,8 @@ def time_resolved_maps(boxes: np.ndarray, frame_index: np.ndarray, poses: np.nda
             continue
         halves = (np.arange(sel.size) % 2).astype(np.int64)
         sub_ctf = None if ctf_fn is None else (lambda idx, shape, sampling, _s=sel: ctf_fn(_s[idx], shape, sampling))
-        r1, r2 = reconstruct_halves(boxes[sel], poses[sel], shifts_px[sel], halves, sub_ctf, sampling, pad)
+        sub = boxes.rows(sel) if isinstance(boxes, FrameFile) else boxes[sel]  # a view: read chunk by chunk
+        r1, r2 = reconstruct_halves(sub, poses[sel], shifts_px[sel], halves, sub_ctf, sampling, pad)
         h1, h2, freq, curve, full = filtered_map(r1, r2, mask, sampling)
         out[name] = {"map": full, "half1": h1, "half2": h2, "freq": freq, "fsc": curve,
                      "fsc_0.143_A": resolution_at(freq, curve, 0.143), "frames": (start, stop), "n_used": sel.size}

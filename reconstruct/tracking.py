@@ -246,17 +246,17 @@ def estimate_diameter(boxes: np.ndarray, sampling: float, sign: float, fraction:
     With ``energy`` the profile is that of the mean local power of the boxes band-passed to ``band_A``
     (independent of the contrast's sign and of a CTF without low-frequency transfer).
     """
-    b = np.asarray(boxes, np.float32)
-    if energy:
-        n = b.shape[-1]
+    if energy:  # read a chunk at a time (``boxes`` may be a FrameFile)
+        n = boxes.shape[-1]
         q = np.hypot(*frequencies((n, n), sampling))
         bp = ((q >= 1 / band_A[1]) & (q <= 1 / band_A[0])).astype(np.float32)
         mean = np.zeros((n, n))
-        for s in range(0, len(b), 256):
-            mean += (np.abs(scipy.fft.ifft2(scipy.fft.fft2(b[s:s + 256], workers=-1) * bp, workers=-1)) ** 2).sum(0)
-        mean = ndimage.gaussian_filter(mean / len(b), 1.0 / sampling)
+        for s in range(0, len(boxes), 256):
+            b = np.asarray(boxes[s:s + 256], np.float32)
+            mean += (np.abs(scipy.fft.ifft2(scipy.fft.fft2(b, workers=-1) * bp, workers=-1)) ** 2).sum(0)
+        mean = ndimage.gaussian_filter(mean / len(boxes), 1.0 / sampling)
     else:
-        mean = sign * b.mean(axis=0, dtype=np.float64)
+        mean = sign * np.asarray(boxes, np.float32).mean(axis=0, dtype=np.float64)
     n = mean.shape[0]
     yy, xx = np.mgrid[:n, :n] - n // 2
     r = np.rint(np.hypot(xx, yy)).astype(int)

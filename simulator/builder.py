@@ -95,7 +95,7 @@ class NanocrystalSpec:
 
     The defaults are a ~2.5 nm Pt truncated octahedron (405 atoms) without defects, +1.74 % uniform expansion
     plus a +0.5 % surface shell, and the default mobile surface; the ``default`` preset adds one twin plane
-    (the default demo particle of DESIGN.md).
+    (the default demo particle of docs/design.md).
 
     Attributes
     ----------

@@ -1,8 +1,8 @@
 """MRC 2014 volumes and image stacks, with the voxel size in the header.
 
 Volumes are numpy arrays indexed [z, y, x] (MRC order). Image stacks (``.mrcs``) are [frame, y, x].
-Long series are streamed to disk through a memory map (:class:`MrcStackWriter`) so that 100,000 frames
-never sit in memory.
+Long series are streamed to disk through the file descriptor (:class:`MrcStackWriter`) and read back frame
+by frame (:class:`FrameFile`), never memory-mapped, so that 100,000 frames never sit in memory.
 """
 
 from __future__ import annotations
@@ -72,8 +72,151 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, float]:
     return data, sizes[0]
 
 
+class FrameFile:
+    """Frames [frame, y, x] stored in a file and read with positioned I/O (``pread``), never memory-mapped.
+
+    Indexing works like a numpy array's first axis (an integer, a slice, an integer or boolean array) and
+    returns a new in-memory array; nothing of the file stays mapped into the process, so the resident memory
+    of a long series is that of the chunk being read (the kernel's page cache holds the file, not the process).
+    ``np.asarray`` reads every frame.
+
+    Use :func:`open_stack` for an MRC stack and :meth:`temporary` for a scratch store (e.g. the reconstruction's
+    particle boxes). :meth:`rows` and :meth:`negated` give views (a subset of frames, the frames × −1) that
+    share the file.
+    """
+
+    def __init__(self, fd: int, offset: int, n_frames: int, frame_shape: tuple[int, ...], dtype: np.dtype,
+                 writable: bool = False, owner: object | None = None) -> None:
+        self._fd = fd
+        self._offset = int(offset)
+        self._n = int(n_frames)
+        self._frame_shape = tuple(int(k) for k in frame_shape)
+        self._dtype = np.dtype(dtype)
+        self._frame_bytes = int(np.prod(self._frame_shape)) * self._dtype.itemsize
+        self._rows: np.ndarray | None = None
+        self._sign = 1
+        self._writable = writable
+        self._owner = owner  # keeps the file (and its descriptor) open while any view lives
+
+    @classmethod
+    def temporary(cls, n_frames: int, frame_shape: tuple[int, ...], directory: str | Path,
+                  dtype: np.dtype = np.float32) -> FrameFile:
+        """A writable scratch store of ``n_frames`` zero frames in an unnamed file in ``directory`` (removed by
+        the system when closed or when the process ends, however it ends)."""
+        import tempfile
+
+        fh = tempfile.TemporaryFile(dir=directory)
+        size = int(n_frames) * int(np.prod(frame_shape)) * np.dtype(dtype).itemsize
+        fh.truncate(size)
+        return cls(fh.fileno(), 0, n_frames, frame_shape, dtype, writable=True, owner=fh)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self._frame_shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype.newbyteorder("=")
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self._frame_shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self._n if self._rows is None else len(self._rows)
+
+    def _view(self) -> FrameFile:
+        v = FrameFile(self._fd, self._offset, self._n, self._frame_shape, self._dtype, False, self._owner)
+        v._rows, v._sign = self._rows, self._sign
+        return v
+
+    def rows(self, index) -> FrameFile:
+        """A view of the frames ``index`` (integer or boolean array, or slice) of this one."""
+        v = self._view()
+        v._rows = self._physical(index)
+        return v
+
+    def negated(self) -> FrameFile:
+        """A view whose frames are these frames × −1 (exact)."""
+        v = self._view()
+        v._sign = -self._sign
+        return v
+
+    def _physical(self, index) -> np.ndarray:
+        logical = np.arange(len(self))[index]
+        return np.atleast_1d(logical if self._rows is None else self._rows[logical]).astype(np.int64)
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        single = isinstance(key, int | np.integer)
+        out = self._read(self._physical(key))
+        if single:
+            out = out[0]
+        return out[(slice(None), *rest) if not single else rest] if rest else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def _read(self, phys: np.ndarray) -> np.ndarray:
+        out = np.empty((len(phys), *self._frame_shape), self._dtype)
+        if len(phys):
+            buf = memoryview(out.reshape(-1).view(np.uint8))
+            cut = np.flatnonzero(np.diff(phys) != 1) + 1
+            for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(phys)], strict=True):
+                self._pread(buf[lo * self._frame_bytes:hi * self._frame_bytes],
+                            self._offset + int(phys[lo]) * self._frame_bytes)
+        out = out.astype(self.dtype, copy=False)
+        if self._sign < 0:
+            np.negative(out, out=out)
+        return out
+
+    def _pread(self, buf: memoryview, offset: int) -> None:
+        done = 0
+        while done < len(buf):
+            k = os.preadv(self._fd, [buf[done:]], offset + done)
+            if k <= 0:
+                raise TumblebenchError(f"frame file ends early (wanted {len(buf)} bytes at offset {offset})")
+            done += k
+
+    def write(self, start: int, frames: np.ndarray) -> None:
+        """Write ``frames`` [k, *frame_shape] at frame index ``start`` (writable stores only, not views)."""
+        if not self._writable:
+            raise TumblebenchError("this frame file is read-only")
+        arr = np.ascontiguousarray(frames, self._dtype)
+        if arr.shape[1:] != self._frame_shape or start < 0 or start + len(arr) > self._n:
+            raise TumblebenchError(f"cannot write frames of shape {arr.shape} at {start} into {self.shape}")
+        data = memoryview(arr.reshape(-1).view(np.uint8))
+        done, offset = 0, self._offset + int(start) * self._frame_bytes
+        while done < len(data):
+            done += os.pwrite(self._fd, data[done:], offset + done)
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class _Fd:
+    """Owner of a file descriptor: closed when the last :class:`FrameFile` that uses it is collected."""
+
+    def __init__(self, fd: int) -> None:
+        import weakref
+
+        self._finalizer = weakref.finalize(self, _close_fd, fd)
+
+
 class MrcStackWriter:
-    """Stream an image stack [frame, y, x] of float32 to an ``.mrcs`` file through a memory map.
+    """Stream an image stack [frame, y, x] of float32 to an ``.mrcs`` file, written through the file
+    descriptor (``pwrite``): the written frames are never mapped into the process.
 
     The file is created at its full size under a temporary name and renamed on :meth:`close`;
     :meth:`abort` (or an exception inside a ``with`` block) removes it.
@@ -91,15 +234,16 @@ class MrcStackWriter:
     def __init__(self, path: str | Path, n_frames: int, ny: int, nx: int, sampling: float) -> None:
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
-        self._mrc = mrcfile.new_mmap(
-            self._tmp, shape=(n_frames, ny, nx), mrc_mode=2, overwrite=True
-        )
+        with mrcfile.new_mmap(self._tmp, shape=(n_frames, ny, nx), mrc_mode=2, overwrite=True) as mrc:
+            mrc.set_image_stack()
+            mrc.voxel_size = float(sampling)
+            mrc.header.label[0] = _LABEL
+            offset, dtype = int(mrc.data.offset), mrc.data.dtype
+        self._fd = os.open(self._tmp, os.O_RDWR)
         try:
             # new_mmap makes a sparse file: reserve its blocks now, so that a full disk is one OSError (ENOSPC)
-            # here instead of a SIGBUS at the first page written through the map
-            fh = self._mrc._iostream
-            fh.flush()
-            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+            # here instead of at some later frame
+            os.posix_fallocate(self._fd, 0, os.fstat(self._fd).st_size)
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # a file system without it
                 self.abort()
@@ -107,23 +251,21 @@ class MrcStackWriter:
         except BaseException:
             self.abort()
             raise
-        self._mrc.set_image_stack()
-        self._mrc.voxel_size = float(sampling)
-        self._mrc.header.label[0] = _LABEL
-        self.data = self._mrc.data
+        self._frames = FrameFile(self._fd, offset, n_frames, (ny, nx), dtype, writable=True)
 
     def write(self, start: int, frames: np.ndarray) -> None:
         """Write ``frames`` [k, y, x] at frame index ``start``."""
-        self.data[start : start + frames.shape[0]] = frames
+        self._frames.write(start, frames)
 
     def close(self) -> None:
-        """Update the header statistics, flush and move the file into place.
+        """Update the header statistics, close and move the file into place.
 
-        The statistics are reduced chunk by chunk (mrcfile's ``update_header_stats`` would make a temporary
-        copy of the whole stack for the standard deviation).
+        The statistics are reduced chunk by chunk from the written file (mrcfile's ``update_header_stats``
+        would make a temporary copy of the whole stack for the standard deviation).
         """
-        data = self.data
+        data = self._frames
         n = data.shape[0]
+        stats = None
         if n and data.size:
             step = max(1, (1 << 20) // max(1, data[0].size))  # ≤ 8 MB of float64 at a time
             lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
@@ -134,17 +276,23 @@ class MrcStackWriter:
                 total += float(chunk.sum())
                 total_sq += float(np.square(chunk, out=chunk).sum())
             mean = total / data.size
-            header = self._mrc.header
-            header.dmin = np.float32(lo)
-            header.dmax = np.float32(hi)
-            header.dmean = np.float32(mean)
-            header.rms = np.float32(np.sqrt(max(total_sq / data.size - mean * mean, 0.0)))
-        self._mrc.close()
+            stats = (lo, hi, mean, np.sqrt(max(total_sq / data.size - mean * mean, 0.0)))
+        os.close(self._fd)
+        if stats is not None:
+            with mrcfile.mmap(self._tmp, mode="r+") as mrc:  # the header only; no data page is touched
+                header = mrc.header
+                header.dmin = np.float32(stats[0])
+                header.dmax = np.float32(stats[1])
+                header.dmean = np.float32(stats[2])
+                header.rms = np.float32(stats[3])
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
         """Discard the partial file."""
-        self._mrc.close()
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
         if self._tmp.exists():
             self._tmp.unlink()
 
@@ -158,8 +306,11 @@ class MrcStackWriter:
             self.abort()
 
 
-def open_stack(path: str | Path) -> tuple[np.ndarray, float]:
-    """Open an ``.mrcs`` stack read-only as a memory map; return ([frame, y, x] array, pixel size Å).
+def open_stack(path: str | Path) -> tuple[FrameFile, float]:
+    """Open an ``.mrcs`` stack read-only; return ([frame, y, x] :class:`FrameFile`, pixel size Å).
+
+    The frames are read on demand (``stack[i]``, ``stack[a:b]``, ``stack[index_array]``), never mapped, so
+    that a long series does not grow the resident memory.
 
     Raises
     ------
@@ -174,18 +325,20 @@ def open_stack(path: str | Path) -> tuple[np.ndarray, float]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # mrcfile warns about odd headers before it raises
-            mrc = mrcfile.mmap(path, mode="r", permissive=False)
-            data = mrc.data
-            if data is None or np.iscomplexobj(data):
-                raise ValueError("no real-valued data block")
-            ps = float(mrc.voxel_size.x)
+            with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+                data = mrc.data
+                if data is None or np.iscomplexobj(data):
+                    raise ValueError("no real-valued data block")
+                shape, dtype, offset = data.shape, data.dtype, int(data.offset)
+                ps = float(mrc.voxel_size.x)
     except Exception as exc:  # mrcfile and numpy raise many kinds on a corrupt header
         msg = " ".join(str(exc).split())[:200]
         raise TumblebenchError(f"{path}: not a readable MRC stack ({type(exc).__name__}: {msg})") from None
-    if data.ndim == 2:
-        data = data[None]
-    if data.ndim != 3:
-        raise TumblebenchError(f"{path}: expected an image stack [frame, y, x], got shape {data.shape}")
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3:
+        raise TumblebenchError(f"{path}: expected an image stack [frame, y, x], got shape {shape}")
     if not (math.isfinite(ps) and ps > 0):
         raise TumblebenchError(f"{path}: header pixel size {ps} Å must be positive")
-    return data, ps
+    fd = os.open(path, os.O_RDONLY)
+    return FrameFile(fd, offset, shape[0], shape[1:], dtype, owner=_Fd(fd)), ps

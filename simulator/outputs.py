@@ -23,9 +23,11 @@ import numpy as np
 from tumblebench.simulator.errors import TumblebenchError
 
 
-def _check_parent_writable(parent: Path, what: str) -> None:
-    """Raise unless a directory can be created in ``parent`` (probed: permissions, read-only or virtual file
-    systems such as /proc, and a file where a directory should be all show up here, before any work)."""
+def check_writable_parent(parent: str | Path, what: str) -> None:
+    """Raise :class:`TumblebenchError` unless a directory can be created in ``parent`` (probed: permissions,
+    read-only or virtual file systems such as /proc, and a file where a directory should be all show up here,
+    before any work); ``what`` names the output in the message."""
+    parent = Path(parent)
     if not parent.exists():
         raise TumblebenchError(f"{parent}: parent directory of the {what} does not exist")
     if not parent.is_dir():
@@ -59,7 +61,7 @@ def check_output_dir(out: str | Path, overwrite: bool) -> Path:
             raise TumblebenchError(f"{out}: output path exists and is not a directory")
         if not overwrite:
             raise TumblebenchError(f"{out}: output directory exists; pass --overwrite to replace it")
-    _check_parent_writable(out.parent, "output directory")
+    check_writable_parent(out.parent, "output directory")
     return out
 
 
@@ -76,7 +78,7 @@ def check_output_file(path: str | Path) -> Path:
         raise TumblebenchError(f"{path}: expected a file name for the output")
     if path.is_dir():
         raise TumblebenchError(f"{path}: output file is an existing directory")
-    _check_parent_writable(path.parent, "output file")
+    check_writable_parent(path.parent, "output file")
     return path
 
 

@@ -1,6 +1,6 @@
 """The truth map of a series: what a perfect reconstruction of it would give.
 
-Definition (DESIGN.md): the particle's 3D electrostatic potential (V) in the particle frame (pose identity),
+Definition (docs/design.md): the particle's 3D electrostatic potential (V) in the particle frame (pose identity),
 its rotation centre (the centroid of the atoms, the origin of the particle frame) at box index ``n // 2`` on
 every axis, each atom time-averaged over its thermal motion (its five-Gaussian potential convolved with its
 anisotropic U) and weighted by the fraction of the series it was present, band-limited as the imaging is

@@ -27,6 +27,7 @@ ALLOWED = {
     "tumblebench.reconstruct": {"tumblebench.simulator", "tumblebench.stages"},
     "tumblebench.analysis": {"tumblebench.simulator", "tumblebench.stages"},
     "tumblebench.validation": set(PACKAGES),
+    "tumblebench.dataset": set(PACKAGES),  # training-data generation: a top layer beside validation
 }
 
 
@@ -117,7 +118,7 @@ def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
 def test_the_graph_covers_every_installed_package() -> None:
     assert set(PACKAGES) >= set(ALLOWED) and set(ALLOWED) >= set(PACKAGES)
     assert {_package_of(m) for m in MODULES} == set(PACKAGES)
-    assert len(MODULES) > 50  # every module of the five packages is read
+    assert len(MODULES) > 50  # every module of every package is read
 
 
 def test_no_import_cycles() -> None:

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tumblebench.simulator.errors import TumblebenchError
@@ -130,6 +131,17 @@ def test_cached_case_reuses_the_bytes(tmp_path: Path) -> None:
     assert [p.name for p in cache.iterdir()] == [data_key(cfg)]  # one complete entry, no partial left
 
 
+def test_half_truth_follows_the_atoms_that_leave() -> None:
+    from tumblebench.validation.bench import half_truth
+
+    n = 100  # halves: frames 0-49 and 50-99
+    gone = np.array([n, 10, 30, 60, 80, 0])
+    first, second = half_truth(gone, n)
+    assert first.tolist() == [True, False, True, True, True, False]  # 30: present 30 of 50 frames
+    assert second.tolist() == [True, False, False, False, True, False]  # 80: present 30 of 50 frames
+    assert not np.any(second & ~first)  # an atom that left does not come back
+
+
 # --------------------------------------------------------------------------------------------- compare
 
 
@@ -181,24 +193,26 @@ def test_golden_baselines_exist_and_are_complete() -> None:
         assert m.better == "info" or m.reason, m.name  # every tolerance says why
 
 
-@pytest.mark.parametrize(("metric", "key", "worse"), [
-    ("recall", ("atoms", "recall"), -0.02),
-    ("precision", ("atoms", "precision"), -0.02),
-    ("rmsd_pm", ("atoms", "rmsd_pm"), +2.0),
-    ("pose_median_deg", ("poses", "median_error_deg"), +0.5),
-    ("fsc_truth_0.5_A", ("map", "fsc_truth_0.5_A"), +0.3),
+@pytest.mark.parametrize(("metric", "key", "worse", "better"), [
+    ("recall", ("atoms", "recall"), lambda x: x - 0.02, lambda x: x + 0.02),
+    ("precision", ("atoms", "precision"), lambda x: x - 0.02, lambda x: x + 0.005),
+    ("rmsd_pm", ("atoms", "rmsd_pm"), lambda x: x + 2.0, lambda x: x - 2.0),
+    ("pose_median_deg", ("poses", "median_error_deg"), lambda x: x + 0.5, lambda x: x),
+    # resolution is judged in spatial frequency: 0.03 Å⁻¹ is more than the one-shell tolerance (0.025 Å⁻¹)
+    ("fsc_truth_0.5_A", ("map", "fsc_truth_0.5_A"), lambda x: 1 / (1 / x - 0.03), lambda x: 1 / (1 / x + 0.03)),
 ])
-def test_regression_check_catches_a_worsened_score(metric: str, key: tuple[str, str], worse: float) -> None:
+def test_regression_check_catches_a_worsened_score(metric: str, key: tuple[str, str], worse, better) -> None:
     cards = _golden_cards()
     base = {n: {"case": n, **headline(c)} for n, c in cards.items()}
-    name = next(iter(cards))
-    card = json.loads(json.dumps(cards[name]))
-    card[key[0]][key[1]] += worse
-    now = {n: {"case": n, **headline(c)} for n, c in cards.items()} | {name: {"case": name, **headline(card)}}
-    assert [(d.case, d.metric) for d in regressions(compare_rows(base, now))] == [(name, metric)]
-    card[key[0]][key[1]] -= 2 * worse  # the same change the other way is an improvement, not a regression
-    now[name] = {"case": name, **headline(card)}
-    assert regressions(compare_rows(base, now)) == []
+    for name, card in cards.items():
+        card = json.loads(json.dumps(card))
+        value = card[key[0]][key[1]]
+        card[key[0]][key[1]] = worse(value)
+        now = base | {name: {"case": name, **headline(card)}}
+        assert [(d.case, d.metric) for d in regressions(compare_rows(base, now))] == [(name, metric)]
+        card[key[0]][key[1]] = better(value)  # an improvement is not a regression
+        now[name] = {"case": name, **headline(card)}
+        assert regressions(compare_rows(base, now)) == []
     assert not regressions(compare_rows(base, base))
 
 
@@ -310,3 +324,18 @@ def test_table1_row_of_a_run(bench_run: Path) -> None:
     assert row["atoms_found"] is not None and row["recall"] is not None
     assert row["atom_count_error"] == pytest.approx((row["atoms_found"] - 561) / 561)
     assert row["meets_target"] == (abs(row["atom_count_error"]) <= 0.03 and abs(row["median_cn_error"]) <= 0.3)
+
+
+@pytest.mark.slow
+def test_dissolving_case_scores_each_half_against_its_own_atoms(tmp_path: Path) -> None:
+    """A particle that loses surface atoms: part2's truth has fewer atoms, and each half is scored on its own."""
+    suite = parse_suite({"name": "d", "version": 1, "case": [{
+        "name": "dissolving", "preset": "cuboctahedron", "n_frames": 120, "mode": "projection", "poses": "truth",
+        "halves": True, "series": {"dissolution": {"enabled": True, "rate_per_e_per_A2": 2e-4}}}]}, "d.toml")
+    [row] = run_suite(suite, tmp_path / "out", progress=False)
+    card = json.loads((tmp_path / "out" / "cases" / "dissolving" / "scorecard.json").read_text())
+    halves = card["halves"]
+    assert halves["part2_n_true"] < halves["part1_n_true"] <= 561
+    for k in (1, 2):
+        assert 0.0 < halves[f"part{k}_recall"] <= 1.0 and 0.0 < halves[f"part{k}_precision"] <= 1.0
+    assert row["part1_recall"] == halves["part1_recall"]

@@ -147,3 +147,26 @@ def test_a_failing_item_is_recorded_and_leaves_nothing(tmp_path):
     assert not p["dir"].exists() and not p["zarr"].exists()
     assert not any(p["partial"].iterdir())
     assert make_item(spec, 3, str(tmp_path))["error"] == rec["error"]  # not made again
+
+
+@pytest.mark.slow  # a 60-frame reconstruction, atom model and scorecard (a few minutes on 2 cores)
+def test_an_item_that_reconstructs_holds_the_map_and_its_atom_labels(tmp_path):
+    spec = parse_spec({"dataset": {"steps": ["build", "simulate", "reconstruct", "atoms", "score"]},
+                       "particle": {"shape": {"kind": "cuboctahedron", "n_atoms": 55},
+                                    "mobility": {"penetration_depth_A": 2.0}},
+                       "series": {"acquisition": {"n_frames": 60, "field_px": 128, "box_size_px": 64},
+                                  "imaging": {"mode": "projection"}, "output": {"montage": False}},
+                       "reconstruct": {"poses": "truth", "box": 64}})
+    _init_output(tmp_path, spec, None)
+    rec = make_item(spec, 0, str(tmp_path))
+    assert rec["status"] == "done", rec.get("error")
+    assert rec["poses.median_error_deg"] < 1e-6  # true poses, scored against themselves
+    assert rec["map.fsc_truth_0.5_A"] is not None
+    for name in ("recon/map.mrc", "atoms", "scorecard.json"):
+        assert (tmp_path / rec["path"] / name).exists()
+    z = open_dataset(tmp_path).item(0)
+    labels, vol = z["atom_labels"], z["map"]
+    assert labels.shape == vol.shape == (64, 64, 64)
+    assert set(np.unique(labels)) == set(range(56))  # every one of the 55 atoms labels its voxels
+    # the labels are in the map's frame (true poses): the density sits on them
+    assert vol[labels > 0].mean() > 5 * vol[labels == 0].mean()

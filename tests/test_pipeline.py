@@ -22,6 +22,7 @@ def test_small_run_end_to_end_with_true_poses(tmp_path: Path) -> None:
         for f in files:
             assert (out / sub / f).exists(), f"{sub}/{f} missing"
     assert set(load_scorecard(out / "scorecard.json")) >= {"structure", "series", "poses", "map", "atoms"}
+    assert (out / "report.html").stat().st_size > 100_000  # the demo's report, figures embedded
     assert card["structure"]["n_atoms"] == 561  # 5-shell cuboctahedron magic number
     assert card["series"]["n_frames"] == 60 and card["series"]["mode"] == "projection"
     # oracle poses are scored as exact, and the map and atoms are scored in the truth frame

@@ -42,7 +42,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = with_overrides(SeriesConfig(), mode="phase-object", n_frames=12)
     cfg = replace(cfg, acquisition=replace(cfg.acquisition, field_px=112, box_size_px=72))
     simulate_series(nc, cfg, 0, run / "series", progress=False, workers=1)
-    truth, vs = read_volume(run / "series" / "truth_map.mrc")
+    truth, sampling = read_volume(run / "series" / "truth_map.mrc")
     rng = np.random.default_rng(0)
     sigma = 0.25 * float(truth.std())
     h1 = truth + rng.normal(0, sigma, truth.shape).astype(np.float32)
@@ -50,8 +50,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     recon = run / "recon"
     recon.mkdir()
     for name, vol in (("half1.mrc", h1), ("half2.mrc", h2), ("map.mrc", (h1 + h2) / 2)):
-        write_volume(recon / name, vol, vs)
-    freq, curve = fsc(h1, h2, vs)
+        write_volume(recon / name, vol, sampling)
+    freq, curve = fsc(h1, h2, sampling)
     pd.DataFrame({"frequency_per_A": freq, "resolution_A": 1 / np.maximum(freq, 1e-12), "fsc_half": curve}
                  ).to_csv(recon / "fsc.csv", index=False)
     optics, particles = read_star(run / "series" / "frames.star")
@@ -64,7 +64,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                     "fsc_half_0.143_A": resolution_at(freq, curve, 0.143)}))
     (recon / "manifest.json").write_text(json.dumps({"stage": "reconstruct", "config": {"amplitude_contrast": 0.1}}))
     vol, _ = read_volume(recon / "map.mrc")
-    write_atom_model(build_atom_model(vol, vs), run / "atoms")
+    write_atom_model(build_atom_model(vol, sampling), run / "atoms")
     return run
 
 
@@ -106,23 +106,25 @@ def test_report_has_every_figure_and_caption(small_run: Path) -> None:
     assert "proper symmetry O (order 24)" in text and "within the transferred band" in text
 
 
-def test_partial_run_reports_what_is_missing(small_run: Path, tmp_path: Path) -> None:
+def test_partial_run_reports_what_is_missing(small_run: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # only the build stage: the command writes the particle's figures and says what is missing for the others
     run = tmp_path / "partial"
     shutil.copytree(small_run / "particle", run / "particle")
-    text = write_report(run).read_text(encoding="utf-8")
+    assert main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == str(run / "report.html")
+    text = (run / "report.html").read_text(encoding="utf-8")
     figs = _figures(text)
     assert set(figs) == {"particle", "penetration"}
     for key in set(FIGURES) - set(figs):
         assert f'id="fig-{key}">Not shown:' in text
 
 
-def test_report_command(small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_rejects_what_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a run directory" in err[0]
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (tmp_path / "empty" / "report.html").exists()
-    capsys.readouterr()
-    assert main(["report", str(small_run)]) == 0
-    assert capsys.readouterr().out.strip() == str(small_run / "report.html")

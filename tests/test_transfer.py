@@ -31,6 +31,11 @@ def test_crossings_on_either_side_of_the_gap() -> None:
     first, band, in_gap = crossings(q, curve, 0.143, gap)
     assert 5.0 <= first <= 10.0 and in_gap is True
     assert abs(band - 1 / 0.857) < 0.01
+    # low just beyond the gap (no Bragg shell there), above the threshold from 3 Å, below it again from 1.5 Å
+    late = np.where(q < 0.12, 1.0, np.where(q < 1 / 3, 0.05, np.where(q < 1 / 1.5, 0.6, 0.0)))
+    f3, b3, g3 = crossings(q, late, 0.143, gap)
+    assert 5.0 <= f3 <= 10.0 and g3 is True and 1.48 <= b3 <= 1.52  # one shell (0.01 1/Å) either side
+    assert crossings(q, np.where(q < 0.12, 1.0, 0.05), 0.143, gap)[1] == float("inf")  # never recovers
     # no gap: both are the first crossing
     assert crossings(q, curve, 0.143, None) == (first, first, None)
     # a map that fails before the gap: the band figure is that first crossing too

@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from tumblebench.simulator.config import from_dict
+from tumblebench.simulator.config import from_dict, read_toml
 from tumblebench.simulator.errors import TumblebenchError, require
-from tumblebench.simulator.outputs import write_json
+from tumblebench.simulator.outputs import check_writable_parent, write_json
 from tumblebench.simulator.series import DEFAULT_DOSE_PER_FRAME
 from tumblebench.validation.algorithms import resolve_all
 from tumblebench.validation.pipeline import PipelineConfig, reconstruct_config, run_pipeline, series_config
@@ -170,8 +170,8 @@ def load_suite(name: str) -> Suite:
     """
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
-        require(path.is_file(), f"{path}: no such suite file")
-        text, where, root = path.read_text(), str(path), path.resolve().parent
+        require(path.exists(), f"{path}: no such suite file")
+        return parse_suite(read_toml(path), str(path), path.resolve().parent)
     else:
         res = _suite_dir() / f"{name}.toml"
         require(res.is_file(), f"--suite {name!r}: no such suite; built-in suites: {', '.join(suite_names())}")
@@ -304,12 +304,32 @@ def _fmt(x: Any, fmt: str) -> str:
     if isinstance(x, float) and not math.isfinite(x):
         return "—"
     try:
-        return format(int(x) if fmt == "d" else float(x), fmt)
+        return format(int(x) if fmt.endswith("d") else float(x), fmt)
     except (TypeError, ValueError):
         return str(x)
 
 
 # ------------------------------------------------------------------------------------ time-resolved halves
+
+
+def half_truth(gone_frame: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which atoms belong to the truth of the first and of the second half of a series.
+
+    Parameters
+    ----------
+    gone_frame
+        (N,) first frame without each atom (``n_frames`` for an atom that never leaves).
+    n_frames
+        Frames of the series; the halves are frames ``[0, n/2)`` and ``[n/2, n)`` (as ``part1`` / ``part2``).
+
+    Returns
+    -------
+    tuple of ndarray
+        Two (N,) masks: atoms present in at least half of the frames of that half.
+    """
+    gone = np.asarray(gone_frame, float)
+    h = n_frames // 2
+    return tuple((np.clip(gone, a, b) - a) / (b - a) >= 0.5 for a, b in ((0, h), (h, n_frames)))  # type: ignore[return-value]
 
 
 def score_halves(run_dir: str | Path) -> dict[str, Any]:
@@ -355,9 +375,7 @@ def score_halves(run_dir: str | Path) -> dict[str, Any]:
                        False if poses is None else poses.mirrored)
     n = int(truth.shape[0])
     centre = (n // 2) * float(truth_sampling)
-    h = n_frames // 2
-    for k, (start, stop) in enumerate(((0, h), (h, n_frames)), start=1):
-        present = (np.clip(gone, start, stop) - start) / (stop - start) >= 0.5
+    for k, present in enumerate(half_truth(gone, n_frames), start=1):
         keys = [f"part{k}_{x}" for x in ("n_true", "n_detected", "recall", "precision", "rmsd_pm")]
         out.update(dict.fromkeys(keys))
         out[f"part{k}_n_true"] = int(present.sum())
@@ -398,11 +416,9 @@ def with_algorithms(config: PipelineConfig, algorithms: dict[str, str]) -> Pipel
 
 
 def case_report(run_dir: Path) -> Path | None:
-    """Hook for the per-run HTML report (``report.html``); returns its path, or None while there is none.
-
-    REPORT HOOK: call the report writer here once the pipeline provides one.
-    """
-    return None
+    """The run's ``report.html`` (written by :func:`~tumblebench.validation.pipeline.run_pipeline`), if any."""
+    path = Path(run_dir) / "report.html"
+    return path if path.is_file() else None
 
 
 def _progress_line(i: int, n: int, name: str, elapsed: float, row: dict[str, Any]) -> str:
@@ -445,7 +461,7 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
     from tqdm import tqdm
 
     out = Path(out)
-    require(out.parent.exists(), f"{out.parent}: parent directory of --out does not exist")
+    check_writable_parent(out.parent, "results folder")
     if out.exists():
         require(out.is_dir(), f"{out}: exists and is not a directory")
         require(overwrite or not (out / "results.json").exists(),
@@ -485,10 +501,11 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
         else:
             bar.write(line, file=sys.stderr)
         bar.update(1)
+        # the results so far, rewritten after every case: an interrupted suite keeps its finished cases
+        meta = {"suite": suite.name, "version": suite.version, "algorithms": algorithms,
+                "wall_s": time.perf_counter() - t_suite, "data": str(data), "complete": i == len(cases)}
+        write_results(out, rows, meta)
     bar.close()
-    meta = {"suite": suite.name, "version": suite.version, "algorithms": algorithms,
-            "wall_s": time.perf_counter() - t_suite, "data": str(data)}
-    write_results(out, rows, meta)
     return rows
 
 
@@ -525,10 +542,10 @@ def write_results(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -
         w.writerows([{c: ("" if r.get(c) is None else r.get(c)) for c in cols} for r in rows])
     algo = ", ".join(f"{k}={v}" for k, v in meta.get("algorithms", {}).items()) or "built-in"
     head = (f"Suite `{meta['suite']}` v{meta['version']}, algorithms: {algo}; "
-            f"{len(rows)} cases in {meta['wall_s']:.0f} s.\n\n")
+            f"{len(rows)} cases in {meta['wall_s']:.0f} s{'' if meta.get('complete', True) else ' (incomplete)'}.\n\n")
     (out / "results.md").write_text(head + markdown_table(rows, cols) + "\n")
     links = "".join(
-        f"<tr><td><a href=\"{html.escape(r['report'] or 'cases/' + r['case'] + '/scorecard.json')}\">"
+        f"<tr><td><a href=\"{html.escape(r.get('report') or 'cases/' + r['case'] + '/scorecard.json')}\">"
         f"{html.escape(r['case'])}</a></td>"
         + "".join(f"<td>{html.escape(_fmt(r.get(c), _BY_NAME[c].fmt if c in _BY_NAME else 's'))}</td>"
                   for c in cols[1:]) + "</tr>"
@@ -550,11 +567,14 @@ def load_results(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / "results.json"
     require(path.is_file(), f"{path}: no such results file (run `tumblebench bench` into {folder})")
     try:
-        res = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TumblebenchError(f"{path}: not valid JSON ({exc})") from None
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise TumblebenchError(f"{path}: not valid JSON ({type(exc).__name__})") from None
     require(isinstance(res, dict) and isinstance(res.get("cases"), list),
             f"{path}: expected an object with a 'cases' list")
+    for i, row in enumerate(res["cases"]):
+        require(isinstance(row, dict) and isinstance(row.get("case"), str),
+                f"{path}: cases[{i}] must be an object with a 'case' name")
     return res
 
 
@@ -656,7 +676,7 @@ def update_baselines(golden: str | Path, cards: dict[str, dict[str, Any]]) -> li
         new = headline(card)
         for m in METRICS:
             va, vb = (None if old is None else old.get(m.name)), new.get(m.name)
-            if old is None or va != vb:
+            if (old is None and vb is not None) or (old is not None and va != vb):
                 changes.append(f"{name} {m.name}: {_fmt(va, m.fmt)} -> {_fmt(vb, m.fmt)}"
                                + ("" if old is None else f" ({judge(m, va, vb)})"))
         card = {k: v for k, v in card.items() if k != "timing_s"} | {"timing_s": {}}

@@ -62,7 +62,7 @@ class PipelineConfig:
     series_seed
         Seed of the series (default: ``seed``): the same particle imaged along another trajectory.
     n_frames
-        Frames of the series (DESIGN.md's default scenario: 2,000).
+        Frames of the series (docs/design.md's default scenario: 2,000).
     mode
         Imaging mode: ``multislice``, ``phase-object`` or ``projection``.
     poses

@@ -9,9 +9,10 @@ atoms, CN against radial depth with the penetration-depth fit (its Fig. 4), per-
 (its Fig. 5), and the truth-against-recovered table (its Table 1's columns plus recall, precision, RMSD).
 
 A stage that did not run leaves a note in place of its figures. The numbers come from
-:func:`tumblebench.validation.scorecard.score_details`; nothing is computed here that the scorecard does not
-also use, except the noise-free frames, which are re-rendered from the series' manifest (same seed, same
-frames).
+:func:`tumblebench.validation.scorecard.score_details` and the stages' own files; the report adds only the
+noise-free frames, re-rendered from the series' manifest (same seed, same frames), and the recovered
+model's radial strain against the bulk lattice constant (the truth's reference; the atoms stage measures it
+against the model's own fitted lattice).
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ def fig_particle(nc: Any) -> ReportFigure:
     ax.set_box_aspect((1, 1, 1))
     ax.set_xlabel("x (Å)")
     ax.set_ylabel("y (Å)")
-    ax.set_zlabel("z (Å)")
+    ax.set_zlabel("z (Å)", labelpad=6)
+    ax.locator_params(nbins=4)
+    ax.tick_params(labelsize=8, pad=1)
     ax.set_title("oblique view", fontsize=10)
     ax2 = fig.add_subplot(1, 2, 2)
     order = np.argsort(pos[:, 2])  # the top layer (largest z) drawn last
@@ -120,17 +123,17 @@ def _noise_free_frames(layout: RunLayout, nc: Any, indices: np.ndarray
         raise TumblebenchError(f"{layout.series / 'manifest.json'}: no simulation config and seed to re-render from")
     cfg = from_dict(SeriesConfig, man["config"], where=str(layout.series / "manifest.json"))
     sim = SeriesSimulation(nc, cfg, int(man["seed"]))
-    stack, pixel = read_volume(layout.series / "frames.mrcs")
+    stack, sampling = read_volume(layout.series / "frames.mrcs")
     raw, clean = [], []
     same = True
     for f in indices:
         intensity, counts = sim.render(int(f))
         raw.append(np.asarray(stack[int(f)], np.float32))
-        clean.append(expected_counts(intensity, sim.dose, float(pixel), cfg.detector))
+        clean.append(expected_counts(intensity, sim.dose, float(sampling), cfg.detector))
         same &= bool(np.array_equal(counts, raw[-1]))
     note = ("re-rendering reproduces the stored raw frames bit for bit" if same else
             "the re-rendered raw frames differ from the stored ones (simulator changed since the run?)")
-    return raw, clean, float(pixel), note
+    return raw, clean, float(sampling), note
 
 
 def fig_frames(layout: RunLayout, nc: Any, n_show: int = 4) -> ReportFigure:
@@ -144,33 +147,39 @@ def fig_frames(layout: RunLayout, nc: Any, n_show: int = 4) -> ReportFigure:
     n = len(particles)
     idx = np.unique(np.linspace(0, n - 1, min(n_show, n)).round().astype(int))
     try:
-        raw, clean, pixel, note = _noise_free_frames(layout, nc, idx)
+        raw, clean, sampling, note = _noise_free_frames(layout, nc, idx)
     except TumblebenchError as exc:
         return ReportFigure("frames", title, "", note=f"noise-free frames not available ({exc}); "
                             "series/montage.png shows the simulator's own montage if it was written.")
     half = min(48, raw[0].shape[0] // 2)
-    fig = Figure(figsize=(2.6 * len(idx) + 0.6, 5.6))
-    axes = fig.subplots(2, len(idx), squeeze=False)
+    ext = (-half * sampling, half * sampling, -half * sampling, half * sampling)
+    crops: list[list[np.ndarray]] = [[], []]
     for j, f in enumerate(idx):
-        cx = round(float(particles["rlnCoordinateX"].iloc[f]))
-        cy = round(float(particles["rlnCoordinateY"].iloc[f]))
-        cx = int(np.clip(cx, half, raw[j].shape[1] - half))
-        cy = int(np.clip(cy, half, raw[j].shape[0] - half))
-        ext = (-half * pixel, half * pixel, -half * pixel, half * pixel)
-        for row, (img, name) in enumerate(((raw[j], "raw"), (clean[j], "noise-free"))):
+        cx = int(np.clip(round(float(particles["rlnCoordinateX"].iloc[f])), half, raw[j].shape[1] - half))
+        cy = int(np.clip(round(float(particles["rlnCoordinateY"].iloc[f])), half, raw[j].shape[0] - half))
+        for row, img in enumerate((raw[j], clean[j])):
+            crops[row].append(img[cy - half:cy + half, cx - half:cx + half])
+    k = len(idx)
+    fig = Figure(figsize=(2.5 * k + 1.2, 5.6))
+    axes = fig.subplots(2, k, squeeze=False)
+    fig.subplots_adjust(left=0.06, right=0.89, bottom=0.08, top=0.95, wspace=0.3, hspace=0.32)
+    for row, name in enumerate(("raw", "noise-free")):
+        lo, hi = np.percentile(np.stack(crops[row]), [0.5, 99.5])  # one grey scale per row: same dose, same scale
+        im = None
+        for j, f in enumerate(idx):
             ax = axes[row, j]
-            crop = img[cy - half:cy + half, cx - half:cx + half]
-            lo, hi = np.percentile(crop, [0.5, 99.5])
-            im = ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, origin="lower", extent=ext,
-                           interpolation="nearest")
+            im = ax.imshow(crops[row][j], cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, origin="lower",
+                           extent=ext, interpolation="nearest")
             t = particles["tbTime"].iloc[f] if "tbTime" in particles else None
             ax.set_title(f"frame {f + 1}{'' if t is None else f', t = {t:.2f} s'}, {name}", fontsize=8)
             ax.set_xlabel("x (Å)", fontsize=8)
+            ax.tick_params(labelsize=7)
             if j == 0:
                 ax.set_ylabel("y (Å)", fontsize=8)
-            ax.tick_params(labelsize=7)
-            fig.colorbar(im, ax=ax, shrink=0.75).set_label("counts / pixel", fontsize=7)
-    fig.tight_layout()
+        box = axes[row, -1].get_position()
+        cax = fig.add_axes((0.91, box.y0, 0.012, box.height))
+        fig.colorbar(im, cax=cax).set_label("counts / pixel", fontsize=8)
+        cax.tick_params(labelsize=7)
     return ReportFigure("frames", title,
                         f"Frames spread over the series (top: recorded counts; bottom: the same frames without shot "
                         f"noise; {note}). Good: the lattice fringes of the bottom row are what the reconstruction "
@@ -193,7 +202,7 @@ def fig_poses(layout: RunLayout, det: ScoreDetails) -> ReportFigure:
     sym = det.symmetry
     group = "C1" if sym is None else f"{sym.name}, order {sym.order}"
     twin = " + projection twin" if p.projection_twin else ""
-    fig = Figure(figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 4.2))
     ax = fig.add_subplot(1, 1, 1)
     floor = 0.01
     ax.plot(x, np.maximum(p.angles_deg, floor), ".", ms=2.5, color="0.7", label="raw (best global rotation, hand)")
@@ -208,8 +217,9 @@ def fig_poses(layout: RunLayout, det: ScoreDetails) -> ReportFigure:
     r = p.reduced_angles_deg
     ax.set_title(f"reduced: median {np.median(r):.2f}°, p90 {np.percentile(r, 90):.1f}°, "
                  f"{100 * np.mean(r <= 5):.0f} % within 5°, {100 * np.mean(r <= 10):.0f} % within 10°", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right", ncol=2, markerscale=3)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.25, top=0.91)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=4, markerscale=3,
+              frameon=False)  # below the axes: no data hidden behind it
     return ReportFigure("poses", title,
                         "Angle between each frame's estimated and true pose after the best global rotation and hand "
                         "(grey), and modulo the rotations that map the true particle onto itself (blue); errors "
@@ -254,7 +264,7 @@ def fig_fsc(det: ScoreDetails) -> ReportFigure:
     top.set_xticks([10, 5, 3, 2, 1.5, 1.2, 1.0, 0.8])
     top.set_xlabel("resolution (Å)")
     ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.8)
     return ReportFigure("fsc", title,
                         "FSC per Fourier shell; dotted lines mark 0.5 (truth) and 0.143 (half maps). Good: the blue "
                         "curve stays above 0.5 to about 1 Å; the half-map curve may dip inside the shaded band, "
@@ -269,19 +279,19 @@ def fig_slices(det: ScoreDetails) -> ReportFigure:
     if m is None:
         return ReportFigure("slices", title, "", note="recon/map.mrc or series/truth_map.mrc not found.")
     n = m.registered_map.shape[0]
-    vs = m.sampling
+    sampling = m.sampling
     c = n // 2
-    centre = c * vs
+    centre = c * sampling
     a = det.atoms
     true_xyz = None if a is None else a.truth_xyz - centre
     found_xyz = None if a is None else a.found_xyz - centre
     if true_xyz is not None and len(true_xyz):
         half = float(np.abs(true_xyz).max()) + 3.0
     else:
-        half = 0.35 * n * vs
-    half = min(half, c * vs)
-    k = round(half / vs)
-    ext = (-k * vs, k * vs, -k * vs, k * vs)
+        half = 0.35 * n * sampling
+    half = min(half, c * sampling)
+    k = round(half / sampling)
+    ext = (-k * sampling, k * sampling, -k * sampling, k * sampling)
     planes = (("z = 0 (x–y plane)", lambda v: v[c], 2, (0, 1), ("x (Å)", "y (Å)")),
               ("y = 0 (x–z plane)", lambda v: v[:, c], 1, (0, 2), ("x (Å)", "z (Å)")),
               ("x = 0 (y–z plane)", lambda v: v[:, :, c], 0, (1, 2), ("y (Å)", "z (Å)")))
@@ -292,8 +302,8 @@ def fig_slices(det: ScoreDetails) -> ReportFigure:
         for j, (pname, cut, normal, (u, v), (xl, yl)) in enumerate(planes):
             ax = axes[row, j]
             img = cut(vol)[c - k:c + k + 1, c - k:c + k + 1]
-            ax.imshow(img, cmap="gray", origin="lower", extent=(ext[0] - vs / 2, ext[1] + vs / 2,
-                                                              ext[2] - vs / 2, ext[3] + vs / 2))
+            ax.imshow(img, cmap="gray", origin="lower", extent=(ext[0] - sampling / 2, ext[1] + sampling / 2,
+                                                              ext[2] - sampling / 2, ext[3] + sampling / 2))
             if true_xyz is not None:
                 t = true_xyz[np.abs(true_xyz[:, normal]) < slab]
                 ax.plot(t[:, u], t[:, v], "o", mfc="none", mec="C2", ms=9, mew=1.2, label="true atom")
@@ -306,7 +316,7 @@ def fig_slices(det: ScoreDetails) -> ReportFigure:
             ax.set_title(f"{name}: {pname}", fontsize=9)
     if true_xyz is not None:
         axes[0, 0].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.07, top=0.96, wspace=0.28, hspace=0.25)
     return ReportFigure("slices", title,
                         f"Slices through the box centre of the reconstruction registered onto the truth (top) and of "
                         f"the truth map (bottom); atoms within {slab} Å of each plane are marked. Good: every circle "
@@ -338,7 +348,7 @@ def fig_penetration(layout: RunLayout, nc: Any, det: ScoreDetails) -> ReportFigu
     ax.set_xlabel("radial depth R_NP − R (Å)")
     ax.set_ylabel("coordination number CN")
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.97)
     return ReportFigure("penetration", title,
                         "CN of every atom against its depth below the surface, with the piecewise-linear fit of "
                         "Wietfeldt et al. (2024, Eq. 1; their Fig. 4) whose knee is the penetration depth δ. Good: "
@@ -393,7 +403,7 @@ def fig_cn_stats(nc: Any, det: ScoreDetails) -> ReportFigure:
         ax.set_xlabel("coordination number CN")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.97, wspace=0.25, hspace=0.3)
     return ReportFigure("cn_stats", title,
                         "Mean of each per-atom statistic per CN (bins of ≥ 5 atoms; error bars S/√N, as Wietfeldt et "
                         "al. 2024, Fig. 5). Good: the recovered U_iso and DOI follow the truth's trend — U_iso falls "
@@ -415,6 +425,17 @@ def _fmt(v: Any, fmt: str = ".3g") -> str:
     return "—" if not np.isfinite(x) else format(x, fmt)
 
 
+def _bulk_radial_strain(det: ScoreDetails, reference_A: float | None) -> float | None:
+    """Median radial strain (%) of the found atoms against the bulk lattice constant (as the truth's), or None."""
+    from tumblebench.analysis.statistics import structure_metrics
+
+    if det.atoms is None or reference_A is None or len(det.atoms.found_xyz) < 13:
+        return None
+    a = (det.card.get("structure") or {}).get("lattice_constant_A") or reference_A
+    sm = structure_metrics(det.atoms.found_xyz, float(a), strain_reference=float(reference_A))
+    return float(np.median(sm.radial_strain) * 100.0)
+
+
 def table1_rows(layout: RunLayout, det: ScoreDetails) -> list[tuple[str, str, str]]:
     """Rows (quantity, truth, recovered) of the truth-against-recovered table (seed 004's Table 1 and more)."""
     t = _read_json(layout.particle / "structure.json")
@@ -425,7 +446,9 @@ def table1_rows(layout: RunLayout, det: ScoreDetails) -> list[tuple[str, str, st
         ("diameter, largest interatomic distance (Å)", t.get("diameter_A"), r.get("diameter_A"), ".2f"),
         ("median CN", t.get("median_cn"), r.get("median_cn"), ".1f"),
         ("median NN bond (Å)", t.get("median_nn_bond_A"), r.get("median_nn_bond_A"), ".3f"),
-        ("median radial strain (%)", t.get("median_radial_strain_percent"), r.get("median_radial_strain_pct"), ".2f"),
+        ("median radial strain against the bulk lattice (%)", t.get("median_radial_strain_percent"),
+         _bulk_radial_strain(det, t.get("reference_lattice_constant_A")), ".2f"),
+        ("median radial strain against its own fitted lattice (%)", None, r.get("median_radial_strain_pct"), ".2f"),
         ("core ratio (CN = 12)", t.get("core_ratio"), r.get("core_ratio"), ".2f"),
         ("lattice constant (Å)", t.get("lattice_constant_A"), r.get("lattice_constant_A"), ".4f"),
         ("penetration depth δ from CN (Å)", a.get("penetration_depth_true_A"), a.get("penetration_depth_est_A"), ".2f"),

@@ -25,7 +25,7 @@ import numpy as np
 
 from tumblebench.simulator.errors import TumblebenchError
 
-#: Keys of every top-level object of scorecard.json, in order (DESIGN.md).
+#: Keys of every top-level object of scorecard.json, in order (docs/design.md).
 SCHEMA: dict[str, tuple[str, ...]] = {
     "structure": ("n_atoms", "diameter_A", "lattice_constant_A", "median_cn", "core_ratio",
                   "symmetry_group", "symmetry_order", "centrosymmetric"),
@@ -131,11 +131,13 @@ def load_scorecard(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        card = json.loads(path.read_text())
+        card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TumblebenchError(f"{path}: no such scorecard") from None
-    except json.JSONDecodeError as exc:
-        raise TumblebenchError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, OSError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise TumblebenchError(f"{path}: not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(card, dict):
+        raise TumblebenchError(f"{path}: expected a JSON object")
     for name, keys in SCHEMA.items():
         if name not in card:
             raise TumblebenchError(f"{path}: missing object '{name}'")

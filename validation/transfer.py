@@ -8,8 +8,9 @@ FSC of a map that is fine at 1 Å can fall below 0.143 there first. Two numbers 
 
 * the **first crossing** (scanning from the lowest frequency): the conventional figure, which may sit inside
   the gap and then says only that the data do not transfer that band;
-* the **crossing within the transferred band**: the first crossing at frequencies above the gap, the
-  resolution of the detail the data do carry.
+* the **crossing within the transferred band**: beyond the gap, the first fall below the threshold after the
+  curve has risen above it (a crystal has little power between the gap and its first Bragg shells, so the
+  curve may stay low there a while), the resolution of the detail the data do carry.
 
 The gap is the first band (from low frequency) where the series-RMS of the radial CTF,
 ``sqrt(mean_i CTF_i(q)²)`` over the frames' defoci, is below ``threshold`` (default 0.05: less than 5 % of the
@@ -106,15 +107,26 @@ def crossings(freq: np.ndarray, curve: np.ndarray, threshold: float, gap: Transf
     -------
     first_A, band_A, first_in_gap
         Resolutions in Å (:func:`tumblebench.reconstruct.fsc.resolution_at`); when the first crossing lies in
-        the gap, ``band_A`` scans on from the gap's high-frequency edge; otherwise (no gap, or a first crossing
-        below or above the gap) it equals ``first_A``;
+        the gap, ``band_A`` is the first fall below the threshold, beyond the gap's high-frequency edge, after
+        the curve has risen above it (``inf`` if it never does); otherwise (no gap, or a first crossing below or
+        above the gap) it equals ``first_A``;
         ``first_in_gap`` is None without a gap.
     """
     first = resolution_at(freq, curve, threshold)
     if gap is None:
         return first, first, None
     in_gap = bool(gap.high_res_A <= first <= gap.low_res_A)
-    band = resolution_at(freq, curve, threshold, min_freq=1.0 / gap.high_res_A) if in_gap else first
+    if not in_gap:
+        return first, first, in_gap
+    # beyond the gap the FSC may stay low a while (a crystal has little power between the gap and its first
+    # Bragg shells): the band crossing is the first fall below the threshold after the curve has risen above it
+    q = np.asarray(freq, float)
+    c = np.asarray(curve, float)
+    i0 = int(np.searchsorted(q, 1.0 / gap.high_res_A))
+    above = np.flatnonzero(c[i0:] >= threshold)
+    if not len(above):
+        return first, float("inf"), in_gap
+    band = resolution_at(q, c, threshold, min_freq=float(q[i0 + above[0]]))
     return first, band, in_gap
 
 

@@ -38,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``bench``."""
     from tumblebench.simulator.errors import require
+    from tumblebench.simulator.outputs import check_output_file
     from tumblebench.validation.bench import (
         compare_results,
         diff_table,
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                 f"unexpected argument(s) {' '.join(args.compare)}; expected `bench compare A B` or "
                 "`bench --suite NAME --out DIR`")
         a, b = Path(args.compare[1]), Path(args.compare[2])
+        check_output_file(args.md or b / "compare.md")
         diffs = compare_results(a, b)
         print(diff_table(diffs, label_a=a.name or str(a), label_b=b.name or str(b)))
         md = args.md or b / "compare.md"

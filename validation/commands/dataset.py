@@ -38,11 +38,13 @@ def run(args: argparse.Namespace) -> int:
     """Run ``dataset``; return the exit status."""
     from tumblebench.dataset.run import generate
     from tumblebench.dataset.spec import load_spec
+    from tumblebench.simulator.outputs import check_writable_parent
 
     if args.n < 1:
         raise TumblebenchError(f"--n {args.n}: expected a number of items >= 1")
     if args.workers is not None and args.workers < 1:
         raise TumblebenchError(f"--workers {args.workers}: expected >= 1")
+    check_writable_parent(Path(args.out).parent, "dataset directory")
     spec = load_spec(args.spec)
     if args.seed is not None:
         spec = spec.with_seed(args.seed)

@@ -1,4 +1,4 @@
-"""``tumblebench demo``: the default scenario of DESIGN.md end to end, scored against the truth."""
+"""``tumblebench demo``: the default scenario of docs/design.md end to end, scored against the truth."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``demo``."""
     p = subparsers.add_parser(
         "demo", help="build, image, reconstruct, model and score the default particle",
-        description="Run the default scenario (DESIGN.md) end to end: build the default Pt particle, simulate "
+        description="Run the default scenario (docs/design.md) end to end: build the default Pt particle, simulate "
                     "its liquid-cell tumbling series, reconstruct it from unknown poses, build its atom model, "
                     "score every stage against the truth (scorecard.json) and write the report (report.html).")
     p.add_argument("--out", default="demo_run", help="run directory (default: demo_run)")
