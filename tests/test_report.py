@@ -42,7 +42,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = with_overrides(SeriesConfig(), mode="phase-object", n_frames=12)
     cfg = replace(cfg, acquisition=replace(cfg.acquisition, field_px=112, box_size_px=72))
     simulate_series(nc, cfg, 0, run / "series", progress=False, workers=1)
-    truth, vs = read_volume(run / "series" / "truth_map.mrc")
+    truth, sampling = read_volume(run / "series" / "truth_map.mrc")
     rng = np.random.default_rng(0)
     sigma = 0.25 * float(truth.std())
     h1 = truth + rng.normal(0, sigma, truth.shape).astype(np.float32)
@@ -50,8 +50,8 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     recon = run / "recon"
     recon.mkdir()
     for name, vol in (("half1.mrc", h1), ("half2.mrc", h2), ("map.mrc", (h1 + h2) / 2)):
-        write_volume(recon / name, vol, vs)
-    freq, curve = fsc(h1, h2, vs)
+        write_volume(recon / name, vol, sampling)
+    freq, curve = fsc(h1, h2, sampling)
     pd.DataFrame({"frequency_per_A": freq, "resolution_A": 1 / np.maximum(freq, 1e-12), "fsc_half": curve}
                  ).to_csv(recon / "fsc.csv", index=False)
     optics, particles = read_star(run / "series" / "frames.star")
@@ -64,7 +64,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                     "fsc_half_0.143_A": resolution_at(freq, curve, 0.143)}))
     (recon / "manifest.json").write_text(json.dumps({"stage": "reconstruct", "config": {"amplitude_contrast": 0.1}}))
     vol, _ = read_volume(recon / "map.mrc")
-    write_atom_model(build_atom_model(vol, vs), run / "atoms")
+    write_atom_model(build_atom_model(vol, sampling), run / "atoms")
     return run
 
 

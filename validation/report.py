@@ -120,17 +120,17 @@ def _noise_free_frames(layout: RunLayout, nc: Any, indices: np.ndarray
         raise TumblebenchError(f"{layout.series / 'manifest.json'}: no simulation config and seed to re-render from")
     cfg = from_dict(SeriesConfig, man["config"], where=str(layout.series / "manifest.json"))
     sim = SeriesSimulation(nc, cfg, int(man["seed"]))
-    stack, pixel = read_volume(layout.series / "frames.mrcs")
+    stack, sampling = read_volume(layout.series / "frames.mrcs")
     raw, clean = [], []
     same = True
     for f in indices:
         intensity, counts = sim.render(int(f))
         raw.append(np.asarray(stack[int(f)], np.float32))
-        clean.append(expected_counts(intensity, sim.dose, float(pixel), cfg.detector))
+        clean.append(expected_counts(intensity, sim.dose, float(sampling), cfg.detector))
         same &= bool(np.array_equal(counts, raw[-1]))
     note = ("re-rendering reproduces the stored raw frames bit for bit" if same else
             "the re-rendered raw frames differ from the stored ones (simulator changed since the run?)")
-    return raw, clean, float(pixel), note
+    return raw, clean, float(sampling), note
 
 
 def fig_frames(layout: RunLayout, nc: Any, n_show: int = 4) -> ReportFigure:
@@ -144,7 +144,7 @@ def fig_frames(layout: RunLayout, nc: Any, n_show: int = 4) -> ReportFigure:
     n = len(particles)
     idx = np.unique(np.linspace(0, n - 1, min(n_show, n)).round().astype(int))
     try:
-        raw, clean, pixel, note = _noise_free_frames(layout, nc, idx)
+        raw, clean, sampling, note = _noise_free_frames(layout, nc, idx)
     except TumblebenchError as exc:
         return ReportFigure("frames", title, "", note=f"noise-free frames not available ({exc}); "
                             "series/montage.png shows the simulator's own montage if it was written.")
@@ -156,7 +156,7 @@ def fig_frames(layout: RunLayout, nc: Any, n_show: int = 4) -> ReportFigure:
         cy = round(float(particles["rlnCoordinateY"].iloc[f]))
         cx = int(np.clip(cx, half, raw[j].shape[1] - half))
         cy = int(np.clip(cy, half, raw[j].shape[0] - half))
-        ext = (-half * pixel, half * pixel, -half * pixel, half * pixel)
+        ext = (-half * sampling, half * sampling, -half * sampling, half * sampling)
         for row, (img, name) in enumerate(((raw[j], "raw"), (clean[j], "noise-free"))):
             ax = axes[row, j]
             crop = img[cy - half:cy + half, cx - half:cx + half]
@@ -269,19 +269,19 @@ def fig_slices(det: ScoreDetails) -> ReportFigure:
     if m is None:
         return ReportFigure("slices", title, "", note="recon/map.mrc or series/truth_map.mrc not found.")
     n = m.registered_map.shape[0]
-    vs = m.sampling
+    sampling = m.sampling
     c = n // 2
-    centre = c * vs
+    centre = c * sampling
     a = det.atoms
     true_xyz = None if a is None else a.truth_xyz - centre
     found_xyz = None if a is None else a.found_xyz - centre
     if true_xyz is not None and len(true_xyz):
         half = float(np.abs(true_xyz).max()) + 3.0
     else:
-        half = 0.35 * n * vs
-    half = min(half, c * vs)
-    k = round(half / vs)
-    ext = (-k * vs, k * vs, -k * vs, k * vs)
+        half = 0.35 * n * sampling
+    half = min(half, c * sampling)
+    k = round(half / sampling)
+    ext = (-k * sampling, k * sampling, -k * sampling, k * sampling)
     planes = (("z = 0 (x–y plane)", lambda v: v[c], 2, (0, 1), ("x (Å)", "y (Å)")),
               ("y = 0 (x–z plane)", lambda v: v[:, c], 1, (0, 2), ("x (Å)", "z (Å)")),
               ("x = 0 (y–z plane)", lambda v: v[:, :, c], 0, (1, 2), ("y (Å)", "z (Å)")))
@@ -292,8 +292,8 @@ def fig_slices(det: ScoreDetails) -> ReportFigure:
         for j, (pname, cut, normal, (u, v), (xl, yl)) in enumerate(planes):
             ax = axes[row, j]
             img = cut(vol)[c - k:c + k + 1, c - k:c + k + 1]
-            ax.imshow(img, cmap="gray", origin="lower", extent=(ext[0] - vs / 2, ext[1] + vs / 2,
-                                                              ext[2] - vs / 2, ext[3] + vs / 2))
+            ax.imshow(img, cmap="gray", origin="lower", extent=(ext[0] - sampling / 2, ext[1] + sampling / 2,
+                                                              ext[2] - sampling / 2, ext[3] + sampling / 2))
             if true_xyz is not None:
                 t = true_xyz[np.abs(true_xyz[:, normal]) < slab]
                 ax.plot(t[:, u], t[:, v], "o", mfc="none", mec="C2", ms=9, mew=1.2, label="true atom")
