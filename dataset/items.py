@@ -184,10 +184,10 @@ def _run_steps(spec: DatasetSpec, index: int, params: dict[str, Any], tmp: Path,
                            progress=False, inputs={"frames": "series/frames.mrcs", "star": "series/frames.star"},
                            reference_model=atom_reference)
         if group is not None:
-            vol, vs = read_volume(tmp / "recon" / "map.mrc")
+            vol, sampling = read_volume(tmp / "recon" / "map.mrc")
             from tumblebench.simulator.truth_map import particle_frame_positions
 
-            labels = atom_label_volume(particle_frame_positions(nc), vol.shape[0], vs)
+            labels = atom_label_volume(particle_frame_positions(nc), vol.shape[0], sampling)
             t, c = time.perf_counter(), time.process_time()
             zarr_bytes += write_volume_arrays(group, {"map": vol, "atom_labels": labels})
             zarr_s += time.perf_counter() - t
@@ -196,9 +196,9 @@ def _run_steps(spec: DatasetSpec, index: int, params: dict[str, Any], tmp: Path,
         from tumblebench.analysis.io import write_atom_model
         from tumblebench.analysis.model import build_atom_model
 
-        vol, vs = read_volume(tmp / "recon" / "map.mrc")
+        vol, sampling = read_volume(tmp / "recon" / "map.mrc")
         try:
-            model = build_atom_model(vol, vs, where=f"{where}: recon/map.mrc")
+            model = build_atom_model(vol, sampling, where=f"{where}: recon/map.mrc")
         except TumblebenchError as exc:  # a map without atoms is a result, not an item failure
             model = None
             log["atoms_error"] = str(exc)

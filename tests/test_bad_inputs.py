@@ -68,10 +68,10 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def _star(path: Path, names: list[str], pixel: float = 0.358) -> Path:
+def _star(path: Path, names: list[str], sampling: float = 0.358) -> Path:
     n = len(names)
     optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnVoltage": [300.0], "rlnSphericalAberration": [-0.015],
-                           "rlnAmplitudeContrast": [0.0], "rlnImagePixelSize": [pixel], "rlnImageSize": [32],
+                           "rlnAmplitudeContrast": [0.0], "rlnImagePixelSize": [sampling], "rlnImageSize": [32],
                            "tbMode": ["projection"], "tbBoxSize": [32]})
     z = np.zeros(n)
     particles = pd.DataFrame({"rlnImageName": names, "rlnAngleRot": z, "rlnAngleTilt": z, "rlnAnglePsi": z,
