@@ -1,4 +1,4 @@
-"""Comparing two atom models of the same particle (e.g. the two halves of a series), as seed 004 does.
+"""Comparing two atom models of the same particle (e.g. the two halves of a series), as Wietfeldt et al. 2024 does.
 
 Atoms are paired one-to-one (minimum total distance) within 1.76 Å (0.8 of Pt's atomic diameter). Paired
 atoms are *common*; an atom of A without a partner is *displaced* when an unpaired atom of B lies within
@@ -48,14 +48,14 @@ def compare_models(a: np.ndarray, b: np.ndarray, max_dist: float = 1.76, displac
     a, b
         (N, 3) and (M, 3) positions in Å.
     max_dist
-        Largest distance (Å) at which two atoms are the same atom (seed 004: 1.76 Å).
+        Largest distance (Å) at which two atoms are the same atom (Wietfeldt et al. 2024: 1.76 Å).
     displaced_within
         An unpaired A atom with an unpaired B atom closer than this (Å) counts as displaced, not lost.
 
     Returns
     -------
     dict
-        Counts, percentages (of A, of B, and of the mean count, as seed 004's "common (%)"), the RMS and
+        Counts, percentages (of A, of B, and of the mean count, as Wietfeldt et al. (2024)'s "common (%)"), the RMS and
         median shift of common atoms (pm), and the index lists.
     """
     a = np.asarray(a, float).reshape(-1, 3)

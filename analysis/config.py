@@ -63,7 +63,7 @@ class AtomsConfig:
     lattice_constant_guess_A
         Starting lattice constant of the fcc fit (Å); None: the element's tabulated value.
     atom_radius_A
-        Theoretical atomic radius r_th (Å) of seed 004 (splitting, correlation windows); None: tabulated.
+        Theoretical atomic radius r_th (Å) of Wietfeldt et al. 2024 (splitting, correlation windows); None: tabulated.
     resolution_A
         Band limit of the map (Å), used for the exact atom profile of the U and position fits and to
         band-limit simulated maps; None: estimated from the map's power spectrum (the shell where its
@@ -86,29 +86,29 @@ class AtomsConfig:
         The median atom of the denoised map must stand this many standard deviations of the denoised
         background (outside the envelope) above it (pure noise gives about 3); otherwise: no atoms above noise.
     n_thresholds
-        Number of uniform thresholds between Otsu's T0 and the maximum of the denoised map (seed 004: 15).
+        Number of uniform thresholds between Otsu's T0 and the maximum of the denoised map (Wietfeldt et al. 2024: 15).
     n_fine_thresholds
         Number of thresholds of the finer scan around the best coarse ones.
     split
-        Split connected components that hold two or more atoms (seed 004's algorithm).
+        Split connected components that hold two or more atoms (Wietfeldt et al. (2024)'s algorithm).
     centre_method
         ``"fit"``: the ``"peak"`` centres refined by a least-squares fit of the exact band-limited atom
         profile (amplitude, background, U, centre) to the map within the fit sphere (most precise in noise);
         ``"peak"``: a quadratic fit to the log of the denoised map around each atom's maximum voxel
         (sub-voxel, unbiased by the threshold); ``"com"``: the grey-value centre of mass of the component,
-        as seed 004.
+        as Wietfeldt et al. 2024.
     reject_low_correlation
         Discard atoms whose validation correlation is more than ``correlation_sigmas`` standard deviations
-        below the mean (seed 004) and below ``correlation_floor``.
+        below the mean (Wietfeldt et al. 2024) and below ``correlation_floor``.
     correlation_sigmas
-        Width of seed 004's outlier rule.
+        Width of Wietfeldt et al. (2024)'s outlier rule.
     correlation_floor
         Atoms above this validation correlation are never discarded (keeps the rule from removing genuine,
         merely mobile, surface atoms of a clean map).
     min_cn
-        Discard atoms with CN below this (seed 004: 3); 0 switches the rule off.
+        Discard atoms with CN below this (Wietfeldt et al. 2024: 3); 0 switches the rule off.
     u_fit_map
-        ``"raw"``: fit the displacements to the map as seed 004; ``"denoised"``: to the denoised map (the
+        ``"raw"``: fit the displacements to the map as Wietfeldt et al. 2024; ``"denoised"``: to the denoised map (the
         template's blur is part of the exact profile either way).
     b_factor
         Quantity written into the PDB B-factor field: ``"b_iso"`` (8π²·U_iso), ``"u_iso"``, ``"valid_corr"``,

@@ -1,9 +1,9 @@
-"""Sub-voxel peak refinement and the Gaussian displacement fits of seed 004 (U_iso, anisotropic U, DOI).
+"""Sub-voxel peak refinement and the Gaussian displacement fits of Wietfeldt et al. 2024 (U_iso, anisotropic U, DOI).
 
 Seed 004 fits each atom's intensity with a 3D Gaussian by weighted linear least squares on the logarithm,
 S = Σ I_i (ln I_i − (β₀ + β₁ r_i²))² (isotropic) or with the six quadratic terms (anisotropic), over a sphere of
 radius ¾·a/(2√2) around the atom. The fitted variance σ_g² is the atom's own width plus its displacement;
-seed 004 reports σ_g² itself (kept here as ``SIGMA2_ISO``). That log-linear fit is poorly conditioned at
+Wietfeldt et al. 2024 reports σ_g² itself (kept here as ``SIGMA2_ISO``). That log-linear fit is poorly conditioned at
 0.3–0.4 Å voxels: for a band-limited atom its σ_g² changes with the atom's sub-voxel position by more than
 the U of a mobile surface atom. ``U_ISO`` is therefore fitted against the exact band-limited profile of the
 element's atom blurred by U (:func:`profile_table`, the map's own blur accounted for), which returns U in Å²
@@ -116,7 +116,7 @@ def window_correlation(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> np.n
 
 @dataclass
 class GaussianFits:
-    """Per-atom Gaussian fits (seed 004), raw map variances (Å²).
+    """Per-atom Gaussian fits (Wietfeldt et al. 2024), raw map variances (Å²).
 
     Attributes
     ----------
@@ -125,7 +125,7 @@ class GaussianFits:
     cov
         (N, 3, 3) covariance Σ of the anisotropic fit (x, y, z).
     aniso_ok
-        (N,) False where Σ is not positive definite or a variance exceeds 4·R² (seed 004's rejection).
+        (N,) False where Σ is not positive definite or a variance exceeds 4·R² (Wietfeldt et al. (2024)'s rejection).
     iso_corr, aniso_corr
         (N,) correlation of the fitted Gaussians with the map over the fit sphere.
     """
@@ -161,7 +161,7 @@ def fit_gaussians(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radiu
     sampling
         Voxel edge (Å).
     radius_A
-        Fit sphere radius (seed 004: ¾·a/(2√2)).
+        Fit sphere radius (Wietfeldt et al. 2024: ¾·a/(2√2)).
     """
     vals, d, inside = gather_windows(vol, centres_A, sampling, radius_A)
     pos = inside & (vals > 0)
@@ -261,7 +261,7 @@ class DisplacementFit:
     U
         (N, 3, 3) anisotropic U = U_iso·I + D, D from a linearised fit around the isotropic model.
     aniso_ok
-        (N,) eigenvalues of U positive and below 4R² (seed 004's rule).
+        (N,) eigenvalues of U positive and below 4R² (Wietfeldt et al. (2024)'s rule).
     iso_corr, aniso_corr
         (N,) correlation of the fitted isotropic / anisotropic models with the map.
     amplitude

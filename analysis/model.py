@@ -1,4 +1,4 @@
-"""Unsupervised atomic model building and per-atom statistics of a reconstructed map (seed 004).
+"""Unsupervised atomic model building and per-atom statistics of a reconstructed map (Wietfeldt et al. 2024).
 
 Pipeline of :func:`build_atom_model`:
 
@@ -337,7 +337,7 @@ def _detect(volume: np.ndarray, sampling: float, cfg: AtomsConfig, where: str) -
         "n_components": seg.n_components, "n_split": seg.n_split, "n_found": len(centres),
         "band_limit_A": band, "band_limit_source": band_source, "sigma_denoised_atom_A": sigma_s,
     }
-    # --- outlier rejection (seed 004): validation correlation, then CN
+    # --- outlier rejection (Wietfeldt et al. 2024): validation correlation, then CN
     n_corr = 0
     if cfg.reject_low_correlation and len(centres) > 3:
         disp = _fit_displacements(fit_vol, centres, sampling, fit_radius, table, deblend=False)

@@ -1,4 +1,4 @@
-"""Penetration depth of the disordered surface: seed 004's Eq. 1 fitted to a statistic versus radial depth.
+"""Penetration depth of the disordered surface: Wietfeldt 2024's Eq. 1 fitted to a statistic versus radial depth.
 
     y = m·(D − δ) + c   if D ≤ δ,      y = c   if D > δ,        D = R_NP − R (radial depth, Å)
 
@@ -83,7 +83,7 @@ def _solve(d: np.ndarray, y: np.ndarray, delta: float, c_bounds: tuple[float, fl
 
 def fit_penetration(depth: np.ndarray, value: np.ndarray, c_bounds: tuple[float, float] | None = (10.0, 12.0),
                     window: int = 5) -> PenetrationFit:
-    """Fit Eq. 1 to ``value`` versus radial ``depth`` (Å) as seed 004.
+    """Fit Eq. 1 to ``value`` versus radial ``depth`` (Å) as Wietfeldt et al. 2024.
 
     Parameters
     ----------
@@ -92,9 +92,9 @@ def fit_penetration(depth: np.ndarray, value: np.ndarray, c_bounds: tuple[float,
     value
         (N,) per-atom statistic (CN, GCN, U_iso, ...).
     c_bounds
-        Interval of the plateau c ((10, 12) for CN and GCN as seed 004; None for free c).
+        Interval of the plateau c ((10, 12) for CN and GCN as Wietfeldt et al. 2024; None for free c).
     window
-        Atoms per running average (seed 004: 5).
+        Atoms per running average (Wietfeldt et al. 2024: 5).
 
     Raises
     ------

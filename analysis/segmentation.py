@@ -1,9 +1,9 @@
-"""Binarisation, connected components, atom centres and the splitting of merged atoms (seed 004).
+"""Binarisation, connected components, atom centres and the splitting of merged atoms (Wietfeldt et al. 2024).
 
 At a threshold T the denoised map C is binarised (within the particle envelope) and its 6-connected
 components are the candidate atoms; each centre is the grey-value centre of mass of C over the component.
 A component whose centre lies more than one voxel from its maximum, or whose farthest voxel lies more than
-1.5 r_th from its centre, holds two or more atoms (seed 004). It is split as seed 004 does: the first new
+1.5 r_th from its centre, holds two or more atoms (Wietfeldt 2024). It is split as Wietfeldt 2024 does: the first new
 centre is the component's maximum of C, each further centre the maximum of C outside spheres already drawn,
 and the search stops at a candidate closer than 2 r_th to an accepted centre. Done for every component at
 once: the local maxima of C are found once per map, thinned greedily by the 2 r_th exclusion (highest
@@ -125,7 +125,7 @@ def segment(C: np.ndarray, mask: np.ndarray, threshold: float, radius_vox: float
         plab = lab[tuple(pk.T)]
         pk, plab = pk[plab > 0], plab[plab > 0]
         npk = np.bincount(plab, minlength=ncomp + 1)
-        # seed 004's test: centre far from the maximum, or component too long
+        # Wietfeldt et al. (2024)'s test: centre far from the maximum, or component too long
         w = C[vox].astype(np.float64)
         wsum = np.bincount(lv, w, ncomp + 1)
         wsum[wsum == 0] = 1

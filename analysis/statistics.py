@@ -1,4 +1,4 @@
-"""Per-atom and per-particle statistics of seed 004 with SINGLE's column names.
+"""Per-atom and per-particle statistics of Wietfeldt et al. 2024 with SINGLE's column names.
 
 Structure metrics (CN, GCN, NN bond, radial depth, local stacking, strain) come from the ONE shared
 definitions in :mod:`simulator.coordination` and :mod:`simulator.lattice`, so measured and true values are
@@ -73,7 +73,7 @@ class StructureMetrics:
 
 
 def coordination_metrics(positions: np.ndarray, lattice_constant: float) -> tuple[np.ndarray, float]:
-    """CN with seed 004's cutoff for ``lattice_constant`` (Å); returns (cn, cutoff)."""
+    """CN with Wietfeldt et al. (2024)'s cutoff for ``lattice_constant`` (Å); returns (cn, cutoff)."""
     cut = coordination.cn_cutoff(lattice_constant)
     return coordination.coordination_numbers(positions, cut), cut
 
@@ -154,8 +154,8 @@ def cn_dependent_stats(df: pd.DataFrame, cn_min: int = 3, cn_max: int = 13, min_
     """SINGLE's ``cn_dependent_stats.csv`` (one row per CN with ≥ ``min_atoms`` atoms) plus S/√N errors.
 
     Columns: CN_STD, NATOMS, NANISO, AVG_/MED_/SDEV_ of each statistic (SINGLE), then SEM_ of each
-    (standard deviation / √N, seed 004's error bars) and FIG_BIN (True where the bin has ≥
-    ``figure_min_atoms`` atoms, the bins seed 004's Fig. 5 shows).
+    (standard deviation / √N, Wietfeldt et al. (2024)'s error bars) and FIG_BIN (True where the bin has ≥
+    ``figure_min_atoms`` atoms, the bins Wietfeldt et al. (2024)'s Fig. 5 shows).
     """
     rows = []
     stats = tuple(s for s in SUMMARY_STATS if s != "CN_STD")
@@ -181,7 +181,7 @@ def cn_dependent_stats(df: pd.DataFrame, cn_min: int = 3, cn_max: int = 13, min_
 
 
 def table1(df: pd.DataFrame, diameter: float, lattice_constant: float) -> dict[str, float]:
-    """The Table 1 quantities of seed 004 for one particle.
+    """The Table 1 quantities of Wietfeldt et al. 2024 for one particle.
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""Automatic binarisation threshold of seed 004: Otsu's T0, a coarse scan to the maximum, then finer scans.
+"""Automatic binarisation threshold of Wietfeldt et al. 2024: Otsu's T0, a coarse scan to the maximum, then finer scans.
 
 Each candidate threshold T is scored by the Pearson correlation, over the particle envelope, between the
 denoised map C and a map simulated from the atoms found at T (every atom the same Gaussian with the width of
@@ -56,7 +56,7 @@ def simulate_gaussians(shape: tuple[int, int, int], centres_vox: np.ndarray, amp
 def _score(C: np.ndarray, cm: np.ndarray, mask: np.ndarray, seg: Segmentation, sigma_vox: float) -> float:
     if len(seg.centres_vox) == 0:
         return -1.0
-    amp = np.ones(len(seg.centres_vox))  # every atom the same simulated atom (seed 004)
+    amp = np.ones(len(seg.centres_vox))  # every atom the same simulated atom (Wietfeldt et al. 2024)
     S = simulate_gaussians(C.shape, seg.centres_vox, amp, sigma_vox)[mask]
     cc = np.corrcoef(cm, S)[0, 1]
     return float(cc) if np.isfinite(cc) else -1.0
@@ -64,7 +64,7 @@ def _score(C: np.ndarray, cm: np.ndarray, mask: np.ndarray, seg: Segmentation, s
 
 def scan_thresholds(C: np.ndarray, mask: np.ndarray, peaks: np.ndarray, radius_vox: float, sigma_vox: float,
                     n_coarse: int = 15, n_fine: int = 8, split: bool = True, refine: bool = True) -> ThresholdScan:
-    """Choose the binarisation threshold of the denoised map ``C`` (seed 004).
+    """Choose the binarisation threshold of the denoised map ``C`` (Wietfeldt et al. 2024).
 
     Parameters
     ----------

@@ -17,7 +17,7 @@ Maps (all 128³ voxels of 0.358 Å, the particle centroid at voxel 64):
 * timing: the 710-atom ``table1-np8`` particle's truth map; median of 3 runs of ``build_atom_model`` after one
   warm-up run (numba compilation excluded).
 
-Truth for the penetration depth: seed 004's Eq. 1 fitted (same code) to the true CN of the true atoms.
+Truth for the penetration depth: Wietfeldt et al. (2024)'s Eq. 1 fitted (same code) to the true CN of the true atoms.
 """
 
 from __future__ import annotations

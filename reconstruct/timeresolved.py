@@ -1,4 +1,4 @@
-"""Time-resolved maps: the first and second half of a series (part1 / part2, as seed 004 does) and sliding
+"""Time-resolved maps: the first and second half of a series (part1 / part2, as Wietfeldt et al. 2024 does) and sliding
 windows of N frames, each reconstructed from its own even/odd half sets with its FSC."""
 
 from __future__ import annotations

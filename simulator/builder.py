@@ -219,7 +219,7 @@ def build(spec: NanocrystalSpec, seed: int = 0) -> Nanocrystal:
 
 
 # ----------------------------------------------------------------------------------------------- presets
-# Table 1 of seed 004: (atoms, diameter Å, median radial strain %). The presets are ellipsoids cut from the
+# Table 1 of Wietfeldt et al. 2024: (atoms, diameter Å, median radial strain %). The presets are ellipsoids cut from the
 # Pt lattice whose aspect ratios were chosen so that the atom count and the largest interatomic distance
 # match the table (within 5 %, checked by tests/test_builder_presets.py); the uniform strain is the table's
 # median radial strain.

@@ -1,12 +1,12 @@
 """Per-atom structure metrics: CN, GCN, nearest-neighbour bond, radial depth, local stacking.
 
 ONE definition shared by the builder (truth) and by ``analysis/`` (measured on detected atoms), following the
-methods of seed 004 (Pt nanocrystals by SINGLE):
+methods of Wietfeldt et al. 2024 (Pt nanocrystals by SINGLE):
 
 * CN: number of other atoms within the sphere of radius ``d = ā/2·(1 + 1/√2)`` (:func:`cn_cutoff`), i.e. half
   way between the first (a/√2) and second (a) fcc neighbour shells.
 * GCN: ``GCN_i = Σ_k CN_k / CN_max`` over the neighbours ``k`` of atom ``i``, where ``CN_max`` is the largest
-  CN among those neighbours (seed 004's definition); pass ``cn_max=12`` for the bulk-normalised
+  CN among those neighbours (Wietfeldt et al. (2024)'s definition); pass ``cn_max=12`` for the bulk-normalised
   Calle-Vallejo variant.
 * NN bond length: distance to the closest other atom.
 * Radial depth: ``R_NP - R``, ``R`` the distance from the centroid, ``R_NP`` half the largest interatomic
@@ -90,7 +90,7 @@ def _as_positions(positions: np.ndarray) -> np.ndarray:
 
 
 def cn_cutoff(lattice_constant: float) -> float:
-    """CN neighbourhood radius of seed 004: ``d = ā/2·(1 + 1/√2)`` (Å).
+    """CN neighbourhood radius of Wietfeldt et al. 2024: ``d = ā/2·(1 + 1/√2)`` (Å).
 
     Parameters
     ----------
@@ -134,7 +134,7 @@ def neighbour_lists(positions: np.ndarray, cutoff: float) -> NeighbourList:
 
 
 def coordination_numbers(positions: np.ndarray, cutoff: float) -> np.ndarray:
-    """Standard coordination number: atoms within ``cutoff`` (Å) of each atom (seed 004).
+    """Standard coordination number: atoms within ``cutoff`` (Å) of each atom (Wietfeldt et al. 2024).
 
     Returns
     -------
@@ -145,7 +145,7 @@ def coordination_numbers(positions: np.ndarray, cutoff: float) -> np.ndarray:
 
 
 def generalized_coordination(positions: np.ndarray, cutoff: float, cn_max: float | None = None) -> np.ndarray:
-    """Generalized coordination number ``GCN_i = Σ_k CN_k / CN_max`` (seed 004).
+    """Generalized coordination number ``GCN_i = Σ_k CN_k / CN_max`` (Wietfeldt et al. 2024).
 
     Parameters
     ----------
@@ -154,7 +154,7 @@ def generalized_coordination(positions: np.ndarray, cutoff: float, cn_max: float
     cutoff
         Neighbour radius (Å).
     cn_max
-        ``None`` (default): seed 004's definition, ``CN_max`` = the largest CN among the neighbours of atom
+        ``None`` (default): Wietfeldt 2024's definition, ``CN_max`` = the largest CN among the neighbours of atom
         ``i``; a number (e.g. 12): the usual bulk normalisation of Calle-Vallejo et al.
 
     Returns
@@ -189,7 +189,7 @@ def nn_bond_lengths(positions: np.ndarray) -> np.ndarray:
 
 
 def max_interatomic_distance(positions: np.ndarray) -> float:
-    """Largest distance between any two atoms (Å): the particle diameter of seed 004's Table 1."""
+    """Largest distance between any two atoms (Å): the particle diameter of Wietfeldt et al. (2024)'s Table 1."""
     pos = _as_positions(positions)
     if len(pos) < 2:
         return 0.0
@@ -203,7 +203,7 @@ def max_interatomic_distance(positions: np.ndarray) -> float:
 
 
 def radial_depth(positions: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
-    """Radial depth ``R_NP - R`` (Å) of seed 004.
+    """Radial depth ``R_NP - R`` (Å) of Wietfeldt et al. 2024.
 
     Parameters
     ----------

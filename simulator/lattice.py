@@ -8,7 +8,7 @@ in the actual structure ``d_ij = x_j - x_i``. The local deformation gradient is 
 ``F_i = argmin Σ_j |d_ij - F D_ij|²`` (Falk & Langer 1998; the "atomic strain" of OVITO), and the strain is
 the symmetric small-strain tensor ``ε_i = (F_i + F_iᵀ)/2 - I``. The six stored components are
 ``(exx, eyy, ezz, exy, eyz, exz)`` with TENSOR (not engineering) shear components, in the frame of the
-positions (the particle frame). The radial strain of seed 004, ``ε_RR = ∂u_R/∂R``, is the projection
+positions (the particle frame). The radial strain of Wietfeldt et al. 2024, ``ε_RR = ∂u_R/∂R``, is the projection
 ``R̂ᵀ ε R̂`` with ``R̂`` the unit vector from the particle centre to the atom (:func:`radial_strain`).
 
 A uniform expansion ``x = c + (1 + e)(X - c)`` gives ``ε = e·I`` for every atom exactly, whatever ``c``.
@@ -130,7 +130,7 @@ def voigt_to_matrix(strain: np.ndarray) -> np.ndarray:
 
 def radial_strain(positions: np.ndarray, ideal_positions: np.ndarray, centre: np.ndarray | None = None,
                   cutoff: float | None = None) -> np.ndarray:
-    """Radial strain ``ε_RR = ∂u_R/∂R = R̂ᵀ ε R̂`` of seed 004 (dimensionless).
+    """Radial strain ``ε_RR = ∂u_R/∂R = R̂ᵀ ε R̂`` of Wietfeldt et al. 2024 (dimensionless).
 
     Parameters
     ----------
@@ -200,7 +200,7 @@ class LatticeFit:
 
     def ideal_positions_at(self, lattice_constant: float, centre: np.ndarray | None = None) -> np.ndarray:
         """Ideal positions rescaled about ``centre`` (default their centroid) so that the lattice constant is
-        ``lattice_constant`` (Å) — e.g. the bulk value, for strain relative to bulk as in seed 004."""
+        ``lattice_constant`` (Å) — e.g. the bulk value, for strain relative to bulk as in Wietfeldt et al. 2024."""
         c = self.ideal_positions.mean(axis=0) if centre is None else np.asarray(centre, dtype=np.float64)
         return c + (self.ideal_positions - c) * (float(lattice_constant) / self.lattice_constant)
 

@@ -33,11 +33,11 @@ class MobilitySpec:
     u_core_A2
         Mean isotropic displacement of core atoms (Å²); 0.007 ≈ Pt at room temperature (B ≈ 0.55 Å²).
     u_surface_A2
-        Mean isotropic displacement of the outermost atoms (Å²), seed 004 Fig. 5/6 trends.
+        Mean isotropic displacement of the outermost atoms (Å²), Wietfeldt et al. 2024 Fig. 5/6 trends.
     doi_core, doi_surface
         Degree of isotropy U_min/U_maj in the core and at the surface, in (0, 1].
     penetration_depth_A
-        δ: depth (Å, from R_NP) of the core/surface transition; 4.5 Å ≈ 1.6 shells (seed 004).
+        δ: depth (Å, from R_NP) of the core/surface transition; 4.5 Å ≈ 1.6 shells (Wietfeldt et al. 2024).
     transition
         ``"smooth"`` (logistic of width ``transition_width_A``) or ``"abrupt"`` (step at δ).
     transition_width_A
@@ -154,6 +154,6 @@ def u_iso(u: np.ndarray) -> np.ndarray:
 
 
 def degree_of_isotropy(u: np.ndarray) -> np.ndarray:
-    """Degree of isotropy ``U_min/U_maj`` (seed 004) of (N, 3, 3) tensors."""
+    """Degree of isotropy ``U_min/U_maj`` (Wietfeldt et al. 2024) of (N, 3, 3) tensors."""
     w = np.linalg.eigvalsh(np.asarray(u, dtype=np.float64))
     return w[:, 0] / w[:, 2]

@@ -8,14 +8,14 @@ name                      shape      meaning
 ``U``                     (N, 9)     anisotropic displacement tensor, row-major 3×3, Å²
 ``grain``                 (N,) int   perfect-lattice domain (twin planes and faults separate domains)
 ``stacking``              (N,) str   true local stacking ``fcc`` / ``hcp`` / ``other``
-``depth``                 (N,)       radial depth R_NP - R, Å (seed 004)
-``cn``                    (N,) int   coordination number, cutoff ā/2·(1+1/√2) (seed 004)
-``gcn``                   (N,)       generalized coordination number (seed 004)
+``depth``                 (N,)       radial depth R_NP - R, Å (Wietfeldt et al. 2024)
+``cn``                    (N,) int   coordination number, cutoff ā/2·(1+1/√2) (Wietfeldt et al. 2024)
+``gcn``                   (N,)       generalized coordination number (Wietfeldt et al. 2024)
 ``nn_bond``               (N,)       nearest-neighbour distance, Å
 ``ideal_position``        (N, 3)     site of the perfect lattice at the REFERENCE (bulk) lattice constant, Å
 ``displacement``          (N, 3)     position - ideal_position, Å
 ``strain``                (N, 6)     (exx, eyy, ezz, exy, eyz, exz) by :func:`simulator.lattice.strain_tensors`
-``radial_strain``         (N,)       ε_RR = R̂ᵀ ε R̂ (seed 004)
+``radial_strain``         (N,)       ε_RR = R̂ᵀ ε R̂ (Wietfeldt et al. 2024)
 ``surface``               (N,) bool  CN < 12
 ========================  =========  ==================================================================
 
@@ -211,7 +211,7 @@ def compute_truth(positions: np.ndarray, symbols: list[str] | str, ideal_positio
 
 
 def structure_summary(nc: Nanocrystal) -> dict[str, Any]:
-    """The seed 004 Table 1 quantities of ``nc`` (what ``structure.json`` holds).
+    """The Wietfeldt et al. 2024 Table 1 quantities of ``nc`` (what ``structure.json`` holds).
 
     Returns
     -------

@@ -75,7 +75,7 @@ MAX_FRAMES = 100_000
 #: Largest field of view, Å (300 nm).
 MAX_FIELD_A = 3000.0
 
-#: Default dose per frame: 8.5 e⁻/pixel at 0.358 Å pixels (17,000 e⁻/pixel over 2,000 frames, seed 004).
+#: Default dose per frame: 8.5 e⁻/pixel at 0.358 Å pixels (17,000 e⁻/pixel over 2,000 frames, Wietfeldt et al. 2024).
 DEFAULT_DOSE_PER_FRAME = 8.5 / 0.358**2
 
 

@@ -3,7 +3,7 @@
 Every shape is returned as a :class:`Shape`: ideal positions (Å, perfect lattice at the given lattice
 constant, crystal axes along x, y, z), grain labels, and — for single-crystal shapes — the fcc lattice it was
 cut from (origin site), which the defect operations and the truth stacking labels use. "Diameter" always
-means the largest interatomic distance, as in seed 004's Table 1.
+means the largest interatomic distance, as in Wietfeldt et al. (2024)'s Table 1.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Order of operations on the ideal (reference-lattice) positions ``X`` with centro
 
 1. optional relaxation with ase's EMT calculator (FIRE) — a bare particle in vacuum contracts (≈ -2 % for
    Pt), as the facts note; the ligand-induced expansion is imposed on top;
-2. uniform expansion ``x = c + (1 + e)(x - c)`` (default e = +1.74 %, the 2.5 nm value of seed 003);
+2. uniform expansion ``x = c + (1 + e)(x - c)`` (default e = +1.74 %, the 2.5 nm value of Kim, Heo & Park 2020);
 3. radial surface shell: ``x += u_R(R) R̂`` with ``u_R = e_s·λ·exp(-(R_NP - R)/λ)``, so the extra radial
    strain ``∂u_R/∂R = e_s·exp(-depth/λ)`` is ``e_s`` at the surface and decays with depth over λ;
 4. optional static Gaussian disorder (rms per coordinate, Å).
@@ -29,7 +29,7 @@ class StrainSpec:
     Attributes
     ----------
     uniform
-        Uniform lattice strain e (fraction; +0.0174 = +1.74 %, seed 003's 2.5 nm Pt value); |e| ≤ 0.1.
+        Uniform lattice strain e (fraction; +0.0174 = +1.74 %, Kim, Heo & Park 2020's 2.5 nm Pt value); |e| ≤ 0.1.
     shell
         Extra radial strain e_s at the surface (fraction), decaying inward; |e + e_s| ≤ 0.1.
     shell_decay_A

@@ -1,4 +1,4 @@
-"""Atom model building (seed 004) on maps rendered from known atoms."""
+"""Atom model building (Wietfeldt et al. 2024) on maps rendered from known atoms."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Presets: every preset builds; table1-np1..8 match seed 004's Table 1 atom counts and diameters within 5 %."""
+"""Presets: every preset builds; table1-np1..8 match Wietfeldt 2024's Table 1 atom counts and diameters within 5 %."""
 
 from __future__ import annotations
 

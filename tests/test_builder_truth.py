@@ -60,7 +60,7 @@ def test_surface_moves_more_and_less_isotropically() -> None:
     assert 0.005 <= np.median(ui[core]) <= 0.01
     assert 0.03 <= np.median(ui[surface]) <= 0.06
     assert np.median(doi[surface]) < np.median(doi[core])
-    # U correlates with CN as in seed 004: low-CN atoms move more
+    # U correlates with CN as in Wietfeldt et al. 2024: low-CN atoms move more
     cn = nc.array("cn")
     assert np.median(ui[cn <= 8]) > 2 * np.median(ui[cn == 12])
     # radial major axis: the largest eigenvector of outer atoms points along R

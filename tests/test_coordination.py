@@ -1,4 +1,4 @@
-"""CN, GCN, NN bond, radial depth and CNA stacking (simulator.coordination) — seed 004 definitions."""
+"""CN, GCN, NN bond, radial depth and CNA stacking (simulator.coordination) — Wietfeldt et al. 2024 definitions."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def test_real_particle_stage1() -> None:
 
 
 def test_gcn_of_close_packed_facets_matches_calle_vallejo() -> None:
-    # large octahedron: central (111) facet atoms have GCN 7.5 (Pt(111) terrace); seed 004's CN_max is 12 there
+    # large octahedron: central (111) facet atoms have GCN 7.5 (Pt(111) terrace); Wietfeldt 2024's CN_max is 12 there
     pos = Octahedron("Pt", 9, 0, latticeconstant=A).positions
     cut = cn_cutoff(A)
     cn, gcn = coordination_numbers(pos, cut), generalized_coordination(pos, cut)

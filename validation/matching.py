@@ -1,7 +1,7 @@
 """One-to-one matching of estimated and true atoms within a distance (Hungarian assignment).
 
 Recall = matched / true atoms, precision = matched / estimated atoms, RMSD over matched pairs in pm.
-Pairs farther apart than ``max_dist`` are never matched (seed 004's 1.76 Å, 0.8 of Pt's atomic diameter).
+Pairs farther apart than ``max_dist`` are never matched (Wietfeldt et al. (2024)'s 1.76 Å, 0.8 of Pt's atomic diameter).
 """
 
 from __future__ import annotations

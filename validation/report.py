@@ -324,7 +324,7 @@ def fig_slices(det: ScoreDetails) -> ReportFigure:
 
 
 def fig_penetration(layout: RunLayout, nc: Any, det: ScoreDetails) -> ReportFigure:
-    """CN against radial depth with seed 004's Eq. 1 fits (the seed paper's Fig. 4), truth and recovered."""
+    """CN against radial depth with Wietfeldt 2024's Eq. 1 fits (the seed paper's Fig. 4), truth and recovered."""
     from tumblebench.analysis.penetration import eq1, fit_penetration
 
     title = "CN against radial depth: the penetration depth"
@@ -437,7 +437,7 @@ def _bulk_radial_strain(det: ScoreDetails, reference_A: float | None) -> float |
 
 
 def table1_rows(layout: RunLayout, det: ScoreDetails) -> list[tuple[str, str, str]]:
-    """Rows (quantity, truth, recovered) of the truth-against-recovered table (seed 004's Table 1 and more)."""
+    """Rows (quantity, truth, recovered) of the truth-against-recovered table (Wietfeldt 2024's Table 1 and more)."""
     t = _read_json(layout.particle / "structure.json")
     r = (_read_json(layout.atoms / "atoms_summary.json").get("table1") or {})
     a = det.card.get("atoms") or {}

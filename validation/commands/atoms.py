@@ -1,4 +1,4 @@
-"""``tumblebench atoms``: unsupervised atomic model and per-atom statistics of a map (seed 004)."""
+"""``tumblebench atoms``: unsupervised atomic model and per-atom statistics of a map (Wietfeldt et al. 2024)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``atoms``."""
     p = subparsers.add_parser(
         "atoms",
-        help="build the atomic model of a map and compute seed 004's per-atom statistics",
+        help="build the atomic model of a map and compute Wietfeldt et al. (2024)'s per-atom statistics",
         description=(
             "Find every atom of a reconstructed (or truth) map without supervision: denoising by correlation "
             "with one simulated atom, automatic particle envelope, Otsu + correlation threshold scan, "

@@ -13,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "atoms-compare",
         help="compare two atom models of the same particle (e.g. the two halves of a series)",
         description=(
-            "Pair the atoms of two 'tumblebench atoms' outputs one-to-one within 1.76 Å (seed 004) and report "
+            "Pair the atoms of two 'tumblebench atoms' outputs one-to-one within 1.76 Å (Wietfeldt 2024) and report "
             "common atoms (%), atoms lost, gained and displaced by more than the pairing distance, and the "
             "shift of common atoms. Prints JSON; --out also writes it to a file."
         ),

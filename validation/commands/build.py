@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Build a nanocrystal whose every atom is known: shape, twins/faults, vacancies, adatoms, strain and "
             "a mobile surface (per-atom anisotropic U). Writes truth.extxyz (all per-atom truth arrays), "
-            "truth.pdb (B = 8*pi^2*U_iso), structure.json (seed 004 Table 1 quantities) and manifest.json. "
+            "truth.pdb (B = 8*pi^2*U_iso), structure.json (Wietfeldt 2024 Table 1 quantities) and manifest.json. "
             f"Presets: {', '.join(PRESETS)}."
         ),
     )
