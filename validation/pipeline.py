@@ -293,9 +293,10 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
 
     Every option is checked before any work. The run is written into a hidden directory beside ``out``
     that becomes ``out`` when the last stage has finished; an existing ``out`` (``overwrite``) is replaced
-    only then, so a failure, Ctrl-C or SIGTERM never loses a finished run. When a late stage fails with a
-    :class:`TumblebenchError` and there was no earlier run at ``out``, the finished stages (each complete)
-    are moved to ``out``, where ``tumblebench score`` can still score them; on an interrupt nothing is kept.
+    only then, so a failure, Ctrl-C or SIGTERM never loses a finished run. When a late stage fails (a
+    :class:`TumblebenchError`, or an error raised by a user's algorithm) and there was no earlier run at
+    ``out``, the finished stages (each complete) are moved to ``out``, where ``tumblebench score`` can still
+    score them; on an interrupt nothing is kept.
 
     Parameters
     ----------
@@ -341,7 +342,7 @@ def run_pipeline(out: str | Path, config: PipelineConfig, overwrite: bool = Fals
     work = new_partial_dir(final)
     try:
         card, details = _run_stages(work, final, config, rcfg, scfg, acfg, algorithms, progress, say, data)
-    except TumblebenchError:
+    except Exception:  # Ctrl-C and SIGTERM are BaseExceptions: they keep nothing (below)
         if final.exists() or final.is_symlink():
             shutil.rmtree(work, ignore_errors=True)  # the earlier run stays as it was
         else:
