@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from tumblebench.reconstruct.tracking import (
 from tumblebench.simulator.config import to_dict
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.mrc import FrameFile, open_stack, write_volume
-from tumblebench.simulator.optics import OpticsConfig, ctf_2d
+from tumblebench.simulator.optics import ctf_2d, series_optics
 from tumblebench.simulator.orientation import euler_angles, pose_matrix
 from tumblebench.simulator.outputs import atomic_output_dir, write_manifest
 from tumblebench.simulator.star import order_by_frame, read_star, write_star
@@ -90,20 +90,11 @@ def make_ctf_fn(optics_df: pd.DataFrame | None, particles: pd.DataFrame | None, 
     mode = str(optics_df["tbMode"].iloc[0]) if "tbMode" in optics_df else "multislice"
     if mode == "projection":
         return None
-    base = OpticsConfig()
     try:
         opt = manifest["config"]["imaging"]["optics"] if manifest else None
     except (KeyError, TypeError):
         opt = None
-    if isinstance(opt, dict):
-        names = {f.name for f in fields(OpticsConfig)}
-        base = replace(base, **{k: v for k, v in opt.items() if k in names})
-    else:
-        base = replace(base, voltage_kv=float(optics_df["rlnVoltage"].iloc[0]),
-                       cs_mm=float(optics_df["rlnSphericalAberration"].iloc[0]))
-    q0 = float(optics_df["rlnAmplitudeContrast"].iloc[0]) if "rlnAmplitudeContrast" in optics_df else 0.0
-    if amplitude_contrast >= 0:  # −1: keep the STAR's value
-        q0 = float(amplitude_contrast)
+    base, q0 = series_optics(optics_df, opt, amplitude_contrast)
     du = particles["rlnDefocusU"].to_numpy(float)[rows]
     dv = particles["rlnDefocusV"].to_numpy(float)[rows]
     ang = particles["rlnDefocusAngle"].to_numpy(float)[rows] if "rlnDefocusAngle" in particles else 0 * du

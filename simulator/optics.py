@@ -33,7 +33,7 @@ E_s(q) = exp(−(α/(2λ))² |∇_q γ|²) with α the illumination semi-angle (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -266,6 +266,37 @@ def first_zero(optics: OpticsConfig, defocus_A: float | None = None) -> float:
         else:
             hi = mid
     return 0.5 * (lo + hi)
+
+
+def series_optics(optics_table, manifest_optics: object, amplitude_contrast: float = -1.0
+                  ) -> tuple[OpticsConfig, float]:
+    """The lens of a simulated series and its amplitude contrast, as a reconstruction models them.
+
+    Parameters
+    ----------
+    optics_table
+        The STAR optics table (pandas DataFrame: rlnVoltage kV, rlnSphericalAberration mm, rlnAmplitudeContrast).
+    manifest_optics
+        ``config.imaging.optics`` of the series' ``manifest.json`` (a dict), or None: then the STAR's voltage and
+        C_s on the default lens.
+    amplitude_contrast
+        ≥ 0 replaces the STAR's rlnAmplitudeContrast; −1 keeps it (0 where the STAR has none).
+
+    Returns
+    -------
+    optics, amplitude_contrast
+    """
+    base = OpticsConfig()
+    if isinstance(manifest_optics, dict):
+        names = {f.name for f in fields(OpticsConfig)}
+        base = replace(base, **{k: v for k, v in manifest_optics.items() if k in names})
+    else:
+        base = replace(base, voltage_kv=float(optics_table["rlnVoltage"].iloc[0]),
+                       cs_mm=float(optics_table["rlnSphericalAberration"].iloc[0]))
+    q0 = float(optics_table["rlnAmplitudeContrast"].iloc[0]) if "rlnAmplitudeContrast" in optics_table else 0.0
+    if amplitude_contrast >= 0:
+        q0 = float(amplitude_contrast)
+    return base, q0
 
 
 class LensTransfer:

@@ -20,13 +20,13 @@ transfer of an ideal phase plate). Projection-mode series have no CTF and no gap
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from tumblebench.reconstruct.fsc import resolution_at
-from tumblebench.simulator.optics import OpticsConfig, aberration_phase, aperture, envelopes
+from tumblebench.simulator.optics import OpticsConfig, aberration_phase, aperture, envelopes, series_optics
 
 #: Series-RMS CTF below which a band counts as not transferred.
 GAP_THRESHOLD = 0.05
@@ -159,18 +159,9 @@ def run_transfer_gap(series_dir: Path, recon_dir: Path | None, freq: np.ndarray,
     if "tbMode" in optics_df and str(optics_df["tbMode"].iloc[0]) == "projection":
         return None, None
     opt = ((_json(series_dir / "manifest.json").get("config") or {}).get("imaging") or {}).get("optics")
-    base = OpticsConfig()
-    if isinstance(opt, dict):
-        names = {f.name for f in fields(OpticsConfig)}
-        base = replace(base, **{k: v for k, v in opt.items() if k in names})
-    else:
-        base = replace(base, voltage_kv=float(optics_df["rlnVoltage"].iloc[0]),
-                       cs_mm=float(optics_df["rlnSphericalAberration"].iloc[0]))
-    q0 = float(optics_df["rlnAmplitudeContrast"].iloc[0]) if "rlnAmplitudeContrast" in optics_df else 0.0
-    if recon_dir is not None:
-        rq = (_json(recon_dir / "manifest.json").get("config") or {}).get("amplitude_contrast")
-        if rq is not None and float(rq) >= 0:
-            q0 = float(rq)
+    rq = None if recon_dir is None else (_json(recon_dir / "manifest.json").get("config") or {}).get(
+        "amplitude_contrast")
+    base, q0 = series_optics(optics_df, opt, -1.0 if rq is None else float(rq))
     defoci = (particles["rlnDefocusU"].to_numpy(float) + particles["rlnDefocusV"].to_numpy(float)) / 2
     rms = series_ctf(freq, base, defoci, q0)
     return transfer_gap(freq, rms, threshold), rms
