@@ -198,21 +198,28 @@ def data_key(config: PipelineConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _build(config: PipelineConfig, particle_dir: Path, shown: Path, say: Callable[[str], None]) -> tuple[Any, float]:
+    """Build the particle of ``config`` into ``particle_dir`` (reported as ``shown``); return it and the seconds."""
+    from tumblebench.simulator.nanocrystal import write_truth
+
+    t = time.perf_counter()
+    nc = build_particle(config)
+    with atomic_output_dir(particle_dir) as tmp:
+        write_truth(nc, tmp)
+    seconds = time.perf_counter() - t
+    say(f"[build] {config.particle_name}: {nc.n_atoms} atoms, a = {nc.lattice_constant:.4f} Å "
+        f"({seconds:.1f} s) -> {shown}")
+    return nc, seconds
+
+
 def _generate_data(config: PipelineConfig, dest: Path, progress: bool, say: Callable[[str], None]
                    ) -> dict[str, float]:
     """Build and simulate into ``dest`` (``particle/``, ``series/``); return the stage timings (s)."""
-    from tumblebench.simulator.nanocrystal import write_truth
     from tumblebench.simulator.series import simulate_series
 
     timing: dict[str, float] = {}
     run = RunLayout(dest)
-    t = time.perf_counter()
-    nc = build_particle(config)
-    with atomic_output_dir(run.particle) as tmp:
-        write_truth(nc, tmp)
-    timing["build"] = time.perf_counter() - t
-    say(f"[build] {config.particle_name}: {nc.n_atoms} atoms, a = {nc.lattice_constant:.4f} Å "
-        f"({timing['build']:.1f} s) -> {run.particle}")
+    nc, timing["build"] = _build(config, run.particle, run.particle, say)
     t = time.perf_counter()
     series_seed = config.seed if config.series_seed is None else config.series_seed
     simulate_series(nc, series_config(config), series_seed, run.series, progress=progress,
@@ -371,7 +378,6 @@ def _run_stages(work: Path, final: Path, config: PipelineConfig, rcfg: Any, scfg
     from tumblebench.analysis.reference import atom_reference
     from tumblebench.reconstruct.pipeline import reconstruct_series
     from tumblebench.simulator.mrc import read_volume
-    from tumblebench.simulator.nanocrystal import write_truth
     from tumblebench.simulator.series import simulate_series
     from tumblebench.stages import AtomsInput, StageOutputError, run_stage
 
@@ -385,13 +391,7 @@ def _run_stages(work: Path, final: Path, config: PipelineConfig, rcfg: Any, scfg
         _link_tree(entry / "series", run.series)
         write_json(work / "data.json", {"cache": str(entry), "hit": hit})
     else:
-        t = time.perf_counter()
-        nc = build_particle(config)
-        with atomic_output_dir(run.particle) as tmp:
-            write_truth(nc, tmp)
-        timing["build"] = time.perf_counter() - t
-        say(f"[build] {config.particle_name}: {nc.n_atoms} atoms, a = {nc.lattice_constant:.4f} Å "
-            f"({timing['build']:.1f} s) -> {shown.particle}")
+        nc, timing["build"] = _build(config, run.particle, shown.particle, say)
         write_json(work / "timing.json", timing)
         if "simulate" in order:
             t = time.perf_counter()
