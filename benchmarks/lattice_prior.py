@@ -38,7 +38,6 @@ from tumblebench.reconstruct.abinitio import AbInitioConfig  # noqa: E402
 from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
 from tumblebench.reconstruct.lattice import LatticeConfig, branch_mates, prior_path, search_amplitudes  # noqa: E402
 from tumblebench.reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
-from tumblebench.reconstruct.projector import Band, image_ft  # noqa: E402
 from tumblebench.reconstruct.search import fourier_crop, so3_grid  # noqa: E402
 from tumblebench.simulator.builder import build_preset  # noqa: E402
 from tumblebench.simulator.orientation import rotation_angle_deg  # noqa: E402
@@ -82,8 +81,7 @@ def main() -> int:
     m, n, _ = boxes.shape
     ns = lc.box
     crop_sampling = sampling * n / ns
-    small_ft = Band.make(ns, r_max=ns).take(image_ft(fourier_crop(boxes, ns)))
-    band, amp, c2 = search_amplitudes(small_ft, ns, crop_sampling, lc.band_A, ctf_fn)
+    band, amp, c2 = search_amplitudes(fourier_crop(boxes, ns), ns, crop_sampling, lc.band_A, ctf_fn)
     so3 = so3_grid(lc.grid_size)
     ab = AbInitioConfig()
     res = {"frames": m, "crop": ns, "band_A": list(lc.band_A), "lattice_constant_A": bulk_lattice_constant(lc.element),

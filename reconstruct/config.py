@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from tumblebench.reconstruct.abinitio import AbInitioConfig
 from tumblebench.reconstruct.background import BackgroundConfig
 from tumblebench.reconstruct.density import DensityConfig
+from tumblebench.reconstruct.lattice import SEARCH_CHUNK
 from tumblebench.reconstruct.refine import RefineConfig
 from tumblebench.reconstruct.timeresolved import TimeResolvedConfig
 from tumblebench.reconstruct.tracking import TrackingConfig
@@ -101,8 +104,25 @@ class ReconstructConfig:
                 check()
 
 
+#: Bytes per pixel of a chunk of full frames in the tracking stage: the float32 frames, their complex64 transform,
+#: the complex128 products and inverse transforms of the correlation, the float32 correlation maps and their
+#: running mean (the frame statistics before it need less).
+TRACKING_BYTES_PER_PIXEL = 64
+#: Bytes per voxel of the padded Fourier grid in the map stages: the two half-set accumulators and their sum
+#: (complex64 samples + float32 weights, 12 B each) and the transients of one reconstruction (shell indices,
+#: regularised weights, the divided transform, its shifted copies and inverse transform, 44 B).
+VOLUME_BYTES_PER_VOXEL = 80
+#: Bytes per frame of the tables kept for every frame whatever the stage (the STAR row as a pandas row with its
+#: image name, the trajectory, poses, shifts and the per-frame results written to ``poses.star``).
+TABLE_BYTES_PER_FRAME = 1000
+
+
 def reconstruct_memory_bytes(n_frames: int, ny: int, nx: int, config: ReconstructConfig) -> dict[str, float]:
     """Estimated peak resident memory of a reconstruction, bytes, by part (from the stack's header only).
+
+    The frames are read a chunk at a time and the boxes cut from them, like every other image-sized array per frame
+    (the lattice method's cropped boxes, the refinement's continuity-sweep transforms), are kept in a scratch file
+    and read back a chunk at a time. The peak is that of the largest stage plus what every frame keeps in memory.
 
     Parameters
     ----------
@@ -114,24 +134,52 @@ def reconstruct_memory_bytes(n_frames: int, ny: int, nx: int, config: Reconstruc
     Returns
     -------
     dict
-        ``process`` (:data:`tumblebench.simulator.config.PROCESS_BYTES`), ``boxes`` (the boxes cut around the
-        particle, float32, and their normalised copy: 8 B per box pixel), ``chunk`` (one chunk of
-        ``tracking.chunk`` full frames with their float32 copy and complex128 transforms, ≈ 40 B per pixel),
-        ``volumes`` (about six padded complex64 transforms of the box, the references and back-projection
-        accumulators of both half sets: 48 B per padded voxel) and ``total``.
+        ``process`` (:data:`tumblebench.simulator.config.PROCESS_BYTES`), ``tracking`` (one chunk of
+        ``tracking.chunk`` frames and the running-mean halo through the tracker,
+        :data:`TRACKING_BYTES_PER_PIXEL`), ``volumes`` (the map stages, :data:`VOLUME_BYTES_PER_VOXEL` of the
+        ``refine.pad``-times padded grid), ``per_frame`` (kept in memory for every frame: the tables,
+        :data:`TABLE_BYTES_PER_FRAME`, the background stage's complex64 mean spectrum of every chunk of frames, and
+        with unknown poses the pose search's per-frame arrays, :func:`pose_search_bytes_per_frame`) and ``total``
+        = process + the larger stage + per_frame.
     """
-    boxes = 8.0 * n_frames * config.box**2
-    chunk = 40.0 * min(n_frames, config.tracking.chunk) * ny * nx
+    tracking = float(TRACKING_BYTES_PER_PIXEL) * min(n_frames, config.tracking.chunk + config.tracking.window_frames
+                                                     - 1) * ny * nx
     pad = max(2, int(config.refine.pad))
-    volumes = 48.0 * float(pad * config.box) ** 3
-    return {"process": PROCESS_BYTES, "boxes": boxes, "chunk": chunk, "volumes": volumes,
-            "total": PROCESS_BYTES + boxes + chunk + volumes}
+    volumes = float(VOLUME_BYTES_PER_VOXEL) * float(pad * config.box) ** 3
+    search = 0.0 if config.poses != "abinitio" else pose_search_bytes_per_frame(config)
+    spectra = 8.0 * ny * nx / config.tracking.chunk  # the background stage's mean spectrum of every chunk
+    per_frame = float(n_frames) * (TABLE_BYTES_PER_FRAME + spectra + search)
+    return {"process": PROCESS_BYTES, "tracking": tracking, "volumes": volumes, "per_frame": per_frame,
+            "total": PROCESS_BYTES + max(tracking, volumes) + per_frame}
+
+
+def pose_search_bytes_per_frame(config: ReconstructConfig) -> float:
+    """Bytes per frame that the ab initio pose search keeps in memory for the whole series (an upper bound).
+
+    ``lattice``: the shell-whitened amplitudes on the search band (float32; the band is at most the half disc of
+    the cropped box), their correlations with one chunk of grid poses
+    (:data:`~tumblebench.reconstruct.lattice.SEARCH_CHUNK`, float32), the amplitude search's best 8·``top_k``
+    poses (float32 score, int64 index), the ``top_k`` distinct peaks, the Viterbi pass's score and back-pointer of
+    every branch mate of every peak (at most 48: the fcc prior's 24 rotations, each also turned 180° about the
+    beam; float32 + int32), the labelling's branch mates (float64 matrices), their scores and its CTF on the
+    labelling band (float32, same bound). ``sphere``
+    (the featureless-model search) holds its cropped boxes, their transforms and CTFs in memory: 32 B per
+    cropped pixel.
+    """
+    ab = config.abinitio
+    if ab.method != "lattice":
+        return 32.0 * min(ab.box, config.box) ** 2
+    lc = ab.lattice
+    ns = min(lc.box, config.box)
+    half_disc = np.pi * (ns / 2) ** 2 / 2
+    mates = 48
+    return float(4 * half_disc + 4 * SEARCH_CHUNK + 8 * lc.top_k * 12 + lc.top_k * (12 + 72) + mates * lc.top_k * 8
+                 + mates * (72 + 16) + 4 * half_disc + 4 * 72)
 
 
 def check_reconstruct_memory(n_frames: int, ny: int, nx: int, config: ReconstructConfig) -> None:
     """Refuse a reconstruction whose :func:`reconstruct_memory_bytes` exceeds the available memory."""
     est = reconstruct_memory_bytes(n_frames, ny, nx, config)
-    biggest = max(("boxes", "chunk", "volumes"), key=lambda k: est[k])
-    hint = {"boxes": "the number of frames or --box", "chunk": "tracking.chunk",
-            "volumes": "--box (box)"}[biggest]
+    biggest = max(("per_frame", "tracking", "volumes"), key=lambda k: est[k])
+    hint = {"per_frame": "the number of frames", "tracking": "tracking.chunk", "volumes": "--box (box)"}[biggest]
     check_memory(est["total"], f"reconstruct ({n_frames} frames of {nx}×{ny} px, box {config.box})", hint)

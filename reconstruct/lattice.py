@@ -55,6 +55,7 @@ from tumblebench.reconstruct.projector import (
 from tumblebench.reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
 from tumblebench.simulator.density import lowpass, render_density
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.mrc import scratch_like
 from tumblebench.simulator.orientation import TWIN, cubic_group
 from tumblebench.simulator.shapes import bulk_lattice_constant
 from tumblebench.stages import PoseInput, ReferenceModel
@@ -63,6 +64,8 @@ log = logging.getLogger("tumblebench.reconstruct")
 
 PRIORS = ("fcc", "fcc-twin")
 TWIN_NORMAL = np.ones(3) / np.sqrt(3.0)  # the twinned prior's (111) plane normal, particle frame
+#: Grid poses of the amplitude search correlated with all frames at a time (:func:`amplitude_search`).
+SEARCH_CHUNK = 4000
 
 
 @dataclass(frozen=True)
@@ -199,16 +202,16 @@ def _whiten(x: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(xs, np.float32)
 
 
-def amplitude_search(vol: np.ndarray, amp: np.ndarray, band: Band, grid: np.ndarray, c2: np.ndarray, top_k: int,
-                     chunk: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+def amplitude_search(vol: np.ndarray, x: np.ndarray, band: Band, grid: np.ndarray, c2: np.ndarray, top_k: int,
+                     chunk: int = SEARCH_CHUNK, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Best ``top_k`` grid poses per frame by the correlation of shell-whitened amplitudes.
 
     Parameters
     ----------
     vol
         Prior map [z, y, x] (the frames' cropped pixel size).
-    amp
-        (M, P) amplitudes |F|·|CTF| of the frames on ``band``.
+    x
+        (M, P) shell-whitened amplitudes |F|·|CTF| of the frames on ``band`` (:func:`search_amplitudes`).
     band
         Frequencies (half-plane suffices: |F| is centrosymmetric).
     grid
@@ -217,6 +220,11 @@ def amplitude_search(vol: np.ndarray, amp: np.ndarray, band: Band, grid: np.ndar
         (P,) mean CTF² the prior's amplitudes are weighted by.
     top_k
         Poses kept per frame.
+    chunk
+        Grid poses correlated with all frames at a time (float32 correlations: 4·``chunk`` B per frame).
+    block
+        Frames whose correlations are reduced at a time (the result does not depend on it; the float64 squares
+        and candidate lists of a step take about 40 B per frame of ``block`` and grid pose of ``chunk``).
 
     Returns
     -------
@@ -224,21 +232,24 @@ def amplitude_search(vol: np.ndarray, amp: np.ndarray, band: Band, grid: np.ndar
         (M, top_k) grid indices, best first, and their z-scores against all of the grid's correlations.
     """
     order, starts = _shells(band)
-    x = _whiten(amp.astype(np.float32), order, starts)
-    ref = prepare_reference(vol)
     m, g = len(x), len(grid)
+    ref = prepare_reference(vol)
     s1, s2 = np.zeros(m), np.zeros(m)
     best_v = np.full((m, top_k), -np.inf, np.float32)
     best_i = np.zeros((m, top_k), np.int64)
     for s in range(0, g, chunk):
         r = _whiten((np.abs(project_band(ref, grid[s:s + chunk], band)) * c2).astype(np.float32), order, starts)
-        cc = x @ r.T
-        s1 += cc.sum(1)
-        s2 += (cc.astype(np.float64) ** 2).sum(1)
-        v = np.concatenate([best_v, cc], axis=1)
-        i = np.concatenate([best_i, np.broadcast_to(np.arange(s, s + len(r)), cc.shape)], axis=1)
-        part = np.argpartition(-v, top_k - 1, axis=1)[:, :top_k]
-        best_v, best_i = np.take_along_axis(v, part, 1), np.take_along_axis(i, part, 1)
+        # one product of all frames (a float32 matrix product's rounding depends on its shape), reduced by blocks
+        cc_all = x @ r.T
+        for f in range(0, m, block):
+            fs = slice(f, min(f + block, m))
+            cc = cc_all[fs]
+            s1[fs] += cc.sum(1)
+            s2[fs] += (cc.astype(np.float64) ** 2).sum(1)
+            v = np.concatenate([best_v[fs], cc], axis=1)
+            i = np.concatenate([best_i[fs], np.broadcast_to(np.arange(s, s + len(r)), cc.shape)], axis=1)
+            part = np.argpartition(-v, top_k - 1, axis=1)[:, :top_k]
+            best_v[fs], best_i[fs] = np.take_along_axis(v, part, 1), np.take_along_axis(i, part, 1)
     o = np.argsort(-best_v, axis=1)
     best_v, best_i = np.take_along_axis(best_v, o, 1), np.take_along_axis(best_i, o, 1)
     mean = s1 / g
@@ -259,14 +270,16 @@ def half_plane(band: Band) -> Band:
     return Band(band.n, band.kx[h].copy(), band.ky[h].copy(), band.index[h].copy(), band.radius[h].copy())
 
 
-def search_amplitudes(ft: np.ndarray, ns: int, sampling: float, band_A: tuple[float, float], ctf_fn=None
-                      ) -> tuple[Band, np.ndarray, np.ndarray]:
-    """The amplitude search's band (half plane of ``band_A``), the frames' |F|·|CTF| on it and the mean CTF².
+def search_amplitudes(small: np.ndarray, ns: int, sampling: float, band_A: tuple[float, float], ctf_fn=None,
+                      chunk: int = 500) -> tuple[Band, np.ndarray, np.ndarray]:
+    """The amplitude search's band (half plane of ``band_A``), the frames' shell-whitened |F|·|CTF| on it (float32,
+    what :func:`amplitude_search` correlates) and the mean CTF².
 
     Parameters
     ----------
-    ft
-        (M, ns·ns) centred transforms of the cropped frames (flat, as ``Band.make(ns, r_max=ns).take``).
+    small
+        (M, ns, ns) cropped frames (an array or a :class:`~tumblebench.simulator.mrc.FrameFile`, read ``chunk``
+        frames at a time).
     ns, sampling
         Cropped box (pixels) and its pixel size (Å).
     band_A
@@ -276,16 +289,21 @@ def search_amplitudes(ft: np.ndarray, ns: int, sampling: float, band_A: tuple[fl
     """
     lo, hi = band_A
     band = half_plane(Band.make(ns, r_max=ns * sampling / hi, r_min=ns * sampling / lo))
-    m = len(ft)
-    amp = np.abs(band.take(Band.make(ns, r_max=ns).put(ft)))
-    c2 = np.ones(band.kx.size)
-    if ctf_fn is not None:
-        c2 = np.zeros(band.kx.size)
-        for s in range(0, m, 500):
-            sel = np.arange(s, min(s + 500, m))
+    full = Band.make(ns, r_max=ns)
+    order, starts = _shells(band)
+    m = len(small)
+    amp = np.empty((m, band.kx.size), np.float32)
+    c2 = np.ones(band.kx.size) if ctf_fn is None else np.zeros(band.kx.size)
+    for s in range(0, m, chunk):
+        sel = np.arange(s, min(s + chunk, m))
+        # the samples the frames' transforms have on the full band (the corners beyond it are zero)
+        amp[sel] = np.abs(band.take(full.put(full.take(image_ft(np.asarray(small[s:s + chunk], np.float32))))))
+        if ctf_fn is not None:
             c = band.take(ctf_fn(sel, (ns, ns), sampling))
             amp[sel] *= np.abs(c)
             c2 += (c**2).sum(axis=0)
+        amp[sel] = _whiten(amp[sel], order, starts)
+    if ctf_fn is not None:
         c2 /= m
     return band, amp, c2
 
@@ -337,9 +355,15 @@ def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, s
     ci = np.empty((m, config.top_k), np.int64)
     cz = np.empty((m, config.top_k), np.float32)
     distinct_peaks(grid, idx, z.astype(np.float32), float(np.cos(np.radians(config.distinct_deg))), ci, cz)
-    cands = branch_mates(grid[ci].reshape(-1, 3, 3), ops).reshape(m, -1, 3, 3)
-    sc = np.repeat(cz.astype(np.float64), 2 * len(ops), axis=1)
-    path = cands[np.arange(m), viterbi(cands, sc, step_deg, continuity_weight)]
+
+    def cands(lo: int, hi: int) -> np.ndarray:  # branch mates of frames lo:hi (all frames': 70 kB each)
+        return branch_mates(grid[ci[lo:hi]].reshape(-1, 3, 3), ops).reshape(hi - lo, -1, 3, 3)
+
+    choice = viterbi(cands, np.repeat(cz, 2 * len(ops), axis=1), step_deg, continuity_weight)
+    path = np.empty((m, 3, 3))
+    for lo in range(0, m, 1024):
+        hi = min(lo + 1024, m)
+        path[lo:hi] = cands(lo, hi)[np.arange(hi - lo), choice[lo:hi]]
     return PriorPath(kind, sites, group, ops, grid, grid[ci], cz, path)
 
 
@@ -347,8 +371,7 @@ def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, s
 class _Frames:
     """The frames as the labelling sees them: cropped boxes, transforms, CTFs, tracker origins."""
 
-    small: np.ndarray  # (M, ns, ns) cropped boxes
-    ft: np.ndarray  # (M, P_full) centred transforms on the full band
+    small: np.ndarray  # (M, ns, ns) cropped boxes (an array or a scratch FrameFile)
     full: Band
     crop_sampling: float  # Å per cropped pixel
     origins: np.ndarray  # (M, 2) tracker origins, cropped pixels
@@ -384,15 +407,21 @@ class _Labeller:
 
     def images(self, idx: np.ndarray, shifts: np.ndarray) -> np.ndarray:
         """Transforms on the labelling band of frames ``idx``, re-centred by ``shifts`` (cropped pixels)."""
-        return self.band.take(self.fr.full.put(self.fr.ft[idx] * shift_phases(self.fr.full, shifts)))
+        full = self.fr.full
+        ft = full.take(image_ft(np.asarray(self.fr.small[idx], np.float32)))
+        return self.band.take(full.put(ft * shift_phases(full, shifts)))
 
-    def build(self, idx: np.ndarray, poses: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    def build(self, idx: np.ndarray, poses: np.ndarray, shifts: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """The masked map of frames ``idx``, inserted ``chunk`` frames at a time (a multiple of the
+        reconstructor's own chunk of 64: the same map whatever it is)."""
         fr = self.fr
         ns = fr.small.shape[-1]
         rec = Reconstructor(ns, pad=2)
-        ctf = None if fr.ctf_fn is None else fr.ctf_fn(idx, (2 * ns, 2 * ns), fr.crop_sampling)
-        rec.insert(fr.small[idx], poses[idx], shifts[idx], ctf=ctf,
-                   r_max=ns * fr.crop_sampling / self.cfg.map_resolution_A)
+        for s in range(0, len(idx), chunk):
+            sel = idx[s:s + chunk]
+            ctf = None if fr.ctf_fn is None else fr.ctf_fn(sel, (2 * ns, 2 * ns), fr.crop_sampling)
+            rec.insert(np.asarray(fr.small[sel], np.float32), poses[sel], shifts[sel], ctf=ctf,
+                       r_max=ns * fr.crop_sampling / self.cfg.map_resolution_A)
         return rec.reconstruct(tau=0.05) * fr.mask
 
     def half_fsc(self, poses: np.ndarray, shifts: np.ndarray) -> float:
@@ -408,18 +437,18 @@ class _Labeller:
         """Best-over-shift normalised correlations (len(idx), K) of frames ``idx`` with their candidates
         ``cands`` at origins ``shifts`` (rows as ``idx``), and the index of the best shift step of ``phi``."""
         m, k = cands.shape[:2]
-        x = self.images(idx, shifts)
         out = np.empty((m, k))
         arg = np.empty((m, k), np.int64)
         for s in range(0, m, chunk):
             sl = slice(s, min(s + chunk, m))
+            x = self.images(idx[sl], shifts[sl])
             c = cands[sl]
             mm = len(c)
             p = project_band(ref, c.reshape(-1, 3, 3), self.band).reshape(mm, k, -1)
             if self.cband is not None:
                 p = p * self.cband[idx[sl]][:, None]
-            z = x[sl][:, None] * np.conj(p)
-            nrm = np.linalg.norm(x[sl], axis=1)[:, None] * np.linalg.norm(p, axis=2)
+            z = x[:, None] * np.conj(p)
+            nrm = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(p, axis=2)
             cc = (z.reshape(mm * k, -1) @ phi).real.reshape(mm, k, -1)
             out[sl] = cc.max(2) / np.maximum(nrm, 1e-30)
             arg[sl] = cc.argmax(2)
@@ -522,13 +551,14 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
     require(ns * crop_sampling / config.band_A[1] <= ns / 2 - 1,
             f"abinitio.lattice.band_A high limit {config.band_A[1]} Å is finer than the cropped box's Nyquist "
             f"({2 * crop_sampling:.2f} Å): raise abinitio.lattice.box or coarsen band_A")
-    small = fourier_crop(boxes, ns)
-    small -= small.mean(axis=(1, 2), keepdims=True)
+    # the cropped boxes go next to the boxes (a scratch file when they are in one): nothing per frame but the
+    # amplitudes on the search band, the candidates' indices and the poses stays in memory
+    small = fourier_crop(boxes, ns, out=scratch_like(boxes, m, (ns, ns)), zero_mean=True)
     full = Band.make(ns, r_max=ns)
     origins = np.zeros((m, 2)) if shifts_px is None else np.asarray(shifts_px, np.float64) * ns / n
-    fr = _Frames(small, full.take(image_ft(small)), full, crop_sampling, origins, ctf_fn,
+    fr = _Frames(small, full, crop_sampling, origins, ctf_fn,
                  soft_sphere(ns, (diameter_A / 2 + 2.0) / crop_sampling, 3.0))
-    band, amp, c2 = search_amplitudes(fr.ft, ns, crop_sampling, config.band_A, ctf_fn)
+    band, amp, c2 = search_amplitudes(small, ns, crop_sampling, config.band_A, ctf_fn)
     if reference_model is None:
         log.warning("lattice ab initio without a reference-model builder: the labelling's reference is the map "
                     "itself, which can hold a mixture of branches; pass analysis.reference.atom_reference)")

@@ -43,6 +43,7 @@ from tumblebench.reconstruct.projector import (
 )
 from tumblebench.reconstruct.search import NEIGHBOURS, local_search
 from tumblebench.simulator.errors import TumblebenchError, require
+from tumblebench.simulator.mrc import FrameFile, scratch_like
 from tumblebench.simulator.orientation import rotation_angle_deg
 from tumblebench.stages import CtfFunction, HalfMaps, ReferenceModel, RefineInput, Refinement
 
@@ -256,15 +257,15 @@ def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> 
 
 
 @numba.njit(cache=True)
-def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, direction, moved, tol):
-    m = poses.shape[0]
-    start = 1 if direction == 1 else m - 2
-    stop = m if direction == 1 else -1
+def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, off, start, stop, halves, poses, cur, deltas, direction, moved,
+                  tol):
+    """Frames ``start``, ``start + direction``, … (not ``stop``) of the sweep; ``x`` and ``ctf`` hold the rows of
+    frames ``off``, ``off + 1``, …"""
     cand = np.empty((3, 3))
     for i in range(start, stop, direction):
         vft = vft0 if halves[i] == 0 else vft1
         pose = poses[i - direction].copy()
-        best = slice_score(vft, pose, kx, ky, pad, x[i], ctf[i])
+        best = slice_score(vft, pose, kx, ky, pad, x[i - off], ctf[i - off])
         for s in range(deltas.shape[0]):
             centre = pose.copy()
             for k in range(deltas.shape[1]):
@@ -272,7 +273,7 @@ def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, d
                     for b in range(3):
                         cand[a, b] = (deltas[s, k, a, 0] * centre[0, b] + deltas[s, k, a, 1] * centre[1, b]
                                       + deltas[s, k, a, 2] * centre[2, b])
-                sc = slice_score(vft, cand, kx, ky, pad, x[i], ctf[i])
+                sc = slice_score(vft, cand, kx, ky, pad, x[i - off], ctf[i - off])
                 if sc > best:
                     best = sc
                     pose[:, :] = cand
@@ -282,9 +283,9 @@ def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, d
             moved[i] = True
 
 
-def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: np.ndarray, band: Band,
-                     poses: np.ndarray, ctf: np.ndarray | None, steps_deg: tuple[float, ...],
-                     tolerance: float = 0.0) -> tuple[np.ndarray, int]:
+def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: np.ndarray | FrameFile, band: Band,
+                     poses: np.ndarray, ctf: np.ndarray | FrameFile | None, steps_deg: tuple[float, ...],
+                     tolerance: float = 0.0, block: int = 1024) -> tuple[np.ndarray, int]:
     """Let good poses propagate along the trajectory: forward, then backward, in time order.
 
     Successive frames of a Brownian rotation differ by a few degrees, so the pose of frame ``i − 1`` (forward
@@ -301,13 +302,14 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
     halves
         (M,) 0/1.
     x
-        complex (M, P) re-centred image transforms on ``band``.
+        complex (M, P) re-centred image transforms on ``band`` (an array or a
+        :class:`~tumblebench.simulator.mrc.FrameFile`, read ``block`` frames at a time).
     band
         Frequencies.
     poses
         (M, 3, 3) poses in time order.
     ctf
-        (M, P) transfer on ``band`` or None.
+        (M, P) transfer on ``band`` (as ``x``) or None.
     steps_deg
         Hill-climbing steps (deg).
     tolerance
@@ -315,6 +317,8 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
         times as well (0: only when better). Equivalent poses (a symmetric particle's mates; a centrosymmetric
         one's 180° in-plane twin in projection) correlate equally: a tolerance lets the neighbour's continue
         the trajectory instead of a tie leaving a jump.
+    block
+        Frames of ``x`` and ``ctf`` in memory at a time (the result does not depend on it).
 
     Returns
     -------
@@ -322,20 +326,33 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
     """
     poses = np.ascontiguousarray(poses, np.float64).copy()
     m = len(poses)
-    c = np.ones((m, band.kx.size), np.float32) if ctf is None else np.ascontiguousarray(ctf, np.float32)
-    xx = np.ascontiguousarray(x, np.complex64)
+    halves = np.asarray(halves, np.int64)
+
+    def rows(sel) -> tuple[np.ndarray, np.ndarray]:  # x and the transfer (ones without a CTF) of frames sel
+        xs = np.ascontiguousarray(x[sel], np.complex64)
+        return xs, (np.ones(xs.shape, np.float32) if ctf is None else np.ascontiguousarray(ctf[sel], np.float32))
+
     cur = np.empty(m)
     for h in (0, 1):
         idx = np.flatnonzero(halves == h)
-        out = np.empty((len(idx), 1))
-        score_candidates(refs[h].vft, np.ascontiguousarray(poses[idx][:, None]), band.kx, band.ky, refs[h].pad,
-                         xx[idx], c[idx], out)
-        cur[idx] = out[:, 0]
+        for s in range(0, len(idx), block):
+            sel = idx[s:s + block]
+            out = np.empty((len(sel), 1))
+            score_candidates(refs[h].vft, np.ascontiguousarray(poses[sel][:, None]), band.kx, band.ky, refs[h].pad,
+                             *rows(sel), out)
+            cur[sel] = out[:, 0]
     deltas = np.stack([Rotation.from_rotvec(np.radians(s) * NEIGHBOURS).as_matrix() for s in steps_deg])
     moved = np.zeros(m, np.bool_)
-    for direction in (1, -1):
-        _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xx, c,
-                      np.asarray(halves, np.int64), poses, cur, deltas, direction, moved, float(tolerance))
+    args = (poses, cur, deltas)
+    for s in range(1, m, block):  # forward: frames 1 … m − 1
+        xs, cs = rows(slice(s, min(s + block, m)))
+        _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xs, cs, s, s,
+                      min(s + block, m), halves, *args, 1, moved, float(tolerance))
+    for e in range(m - 1, 0, -block):  # backward: frames m − 2 … 0
+        lo = max(e - block, 0)
+        xs, cs = rows(slice(lo, e))
+        _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xs, cs, lo, e - 1, lo - 1,
+                      halves, *args, -1, moved, float(tolerance))
     return poses, int(moved.sum())
 
 
@@ -366,10 +383,10 @@ def _search_frames(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
     band = Band.make(n, r_max=n * sampling / res, r_min=1.0)
     start = poses.copy()
     sweep = None
-    if sweep_res > 0:
+    if sweep_res > 0:  # stored next to the boxes (a scratch file when they are in one)
         sband = Band.make(n, r_max=n * sampling / max(res, sweep_res), r_min=1.0)
-        sweep = (np.empty((m, sband.kx.size), np.complex64), sband,
-                 None if ctf_fn is None else np.empty((m, sband.kx.size), np.float32))
+        sweep = (scratch_like(boxes, m, (sband.kx.size,), np.complex64), sband,
+                 None if ctf_fn is None else scratch_like(boxes, m, (sband.kx.size,), np.float32))
     for h in (0, 1):
         idx = np.flatnonzero(halves == h)
         for s in range(0, len(idx), 512):
@@ -383,10 +400,20 @@ def _search_frames(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
                 vals = band.take(ft) * shift_phases(band, shifts[sel])
                 poses[sel], _ = local_search(refs[h], vals, band, poses[sel], ctf_b, steps_deg, climbs)
             if sweep is not None:
-                sweep[0][sel] = sweep[1].take(ft) * shift_phases(sweep[1], shifts[sel])
+                _put_rows(sweep[0], sel, sweep[1].take(ft) * shift_phases(sweep[1], shifts[sel]))
                 if sweep[2] is not None:
-                    sweep[2][sel] = sweep[1].take(ctf_full)
+                    _put_rows(sweep[2], sel, sweep[1].take(ctf_full))
     return poses, shifts, rotation_angle_deg(poses, start), sweep
+
+
+def _put_rows(store: np.ndarray | FrameFile, rows: np.ndarray, values: np.ndarray) -> None:
+    """``store[rows] = values`` for an array or a writable :class:`FrameFile` (``rows`` increasing)."""
+    if not isinstance(store, FrameFile):
+        store[rows] = values
+        return
+    cut = np.flatnonzero(np.diff(rows) != 1) + 1
+    for lo, hi in zip(np.r_[0, cut], np.r_[cut, len(rows)], strict=True):
+        store.write(int(rows[lo]), values[lo:hi])
 
 
 def require_reference_model(config: RefineConfig, reference_model: ReferenceModel | None) -> None:

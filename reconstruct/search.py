@@ -14,6 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct._gridding_kernels import score_candidates
 from tumblebench.reconstruct.projector import Band, Reference, image_ft
+from tumblebench.simulator.mrc import store_frames
 
 
 def so3_grid(n: int) -> np.ndarray:
@@ -31,23 +32,30 @@ def so3_grid(n: int) -> np.ndarray:
     return Rotation.from_quat(q).as_matrix()
 
 
-def fourier_crop(images: np.ndarray, size: int, chunk: int = 256) -> np.ndarray:
+def fourier_crop(images: np.ndarray, size: int, chunk: int = 256, out: np.ndarray | None = None,
+                 zero_mean: bool = False) -> np.ndarray:
     """Fourier-crop (downsample) images [M, n, n] to [M, size, size] about the box centre (float32).
 
     ``chunk`` images at a time (each image's result does not depend on it), so that ``images`` may be a
-    :class:`~tumblebench.simulator.mrc.FrameFile` read chunk by chunk.
+    :class:`~tumblebench.simulator.mrc.FrameFile` read chunk by chunk. ``out``: where the result goes (an array or
+    a writable :class:`~tumblebench.simulator.mrc.FrameFile`, e.g. from
+    :func:`~tumblebench.simulator.mrc.scratch_like`; default a new array). ``zero_mean``: subtract each cropped
+    image's mean.
     """
     n = images.shape[-1]
-    if size >= n:
-        return np.asarray(images, np.float32)
+    if out is None:
+        out = np.empty((images.shape[0], size, size), np.float32)
     o = n // 2 - size // 2
     axes = (-2, -1)
-    out = np.empty((images.shape[0], size, size), np.float32)
     for s in range(0, images.shape[0], chunk):
-        ft = image_ft(np.asarray(images[s:s + chunk], np.float32))
-        small = ft[:, o:o + size, o:o + size] * (size * size / (n * n))
-        out[s:s + chunk] = scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(small, axes=axes), axes=axes,
-                                                              workers=-1), axes=axes).real
+        im = np.asarray(images[s:s + chunk], np.float32)
+        if size < n:
+            small = image_ft(im)[:, o:o + size, o:o + size] * (size * size / (n * n))
+            im = np.ascontiguousarray(scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(small, axes=axes),
+                                                                         axes=axes, workers=-1), axes=axes).real)
+        if zero_mean:
+            im = im - im.mean(axis=(1, 2), keepdims=True)
+        store_frames(out, s, im)
     return out
 
 
@@ -94,31 +102,44 @@ def distinct_peaks(grid, idx, val, cos_min, out_idx, out_val):
             out_val[i, q] = -np.inf
 
 
-def viterbi(cand_rots: np.ndarray, scores: np.ndarray, step_deg: float, weight: float) -> np.ndarray:
+def viterbi(cand_rots, scores: np.ndarray, step_deg: float, weight: float, block: int = 1024) -> np.ndarray:
     """Best path through per-frame candidates: maximise Σ score − weight·Σ (angle/step)².
 
     Parameters
     ----------
     cand_rots
-        (M, K, 3, 3) candidate poses per frame (frames in time order).
+        (M, K, 3, 3) candidate poses per frame (frames in time order), or a callable ``(lo, hi) -> (hi − lo, K,
+        3, 3)`` giving those of frames ``lo:hi`` (then only ``block`` frames' candidates exist at a time).
     scores
-        (M, K) scores (e.g. z-scored correlations; −inf marks an empty candidate slot).
+        (M, K) scores (e.g. z-scored correlations; −inf marks an empty candidate slot); float32 or float64 (the
+        pass adds them in float64).
     step_deg
         Typical angular step between successive frames (deg).
     weight
         Penalty weight; 0 picks each frame's best candidate.
+    block
+        Frames whose candidates the forward pass holds at a time (the path does not depend on it).
 
     Returns
     -------
     numpy.ndarray
         (M,) chosen candidate index per frame.
     """
+    scores = np.asarray(scores)
+    scores = np.ascontiguousarray(scores, np.float32 if scores.dtype == np.float32 else np.float64)
     m, k = scores.shape
     if weight == 0 or m == 1:
         return np.argmax(scores, axis=1)
-    back = np.zeros((m, k), np.int64)
-    acc = _viterbi_kernel(np.ascontiguousarray(cand_rots, np.float64), np.asarray(scores, np.float64),
-                          weight / np.radians(step_deg) ** 2, back)
+    get = cand_rots if callable(cand_rots) else (lambda lo, hi: cand_rots[lo:hi])
+    back = np.zeros((m, k), np.int32 if k < 2**31 else np.int64)
+    acc = scores[0].astype(np.float64)
+    c = weight / np.radians(step_deg) ** 2
+    prev = np.asarray(get(0, 1), np.float64)
+    for lo in range(1, m, block):
+        hi = min(lo + block, m)
+        cur = np.ascontiguousarray(np.concatenate([prev, np.asarray(get(lo, hi), np.float64)]))
+        _viterbi_kernel(cur, scores[lo - 1:hi], c, back[lo - 1:hi], acc)
+        prev = cur[-1:]
     path = np.zeros(m, np.int64)
     path[-1] = int(np.argmax(acc))
     for t in range(m - 1, 0, -1):
@@ -127,11 +148,12 @@ def viterbi(cand_rots: np.ndarray, scores: np.ndarray, step_deg: float, weight: 
 
 
 @numba.njit(cache=True, parallel=True)
-def _viterbi_kernel(cands, scores, c, back):
-    """Forward pass of :func:`viterbi` (penalty ``c``·angle², angle in rad); fills ``back``, returns the final
-    accumulated scores. The candidates of a frame are independent of each other: threads share them."""
+def _viterbi_kernel(cands, scores, c, back, acc):
+    """Forward pass of :func:`viterbi` (penalty ``c``·angle², angle in rad) over frames 1… of a block whose
+    frame 0 is the last one of the previous block: fills ``back`` and updates ``acc`` (the accumulated scores of
+    frame 0 in, of the block's last frame out). The candidates of a frame are independent of each other: threads
+    share them."""
     m, k = scores.shape
-    acc = scores[0].copy()
     new = np.empty(k)
     for t in range(1, m):
         for b in numba.prange(k):
@@ -155,7 +177,6 @@ def _viterbi_kernel(cands, scores, c, back):
             back[t, b] = bi
             new[b] = best + scores[t, b]
         acc[:] = new
-    return acc
 
 
 NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T

@@ -97,6 +97,7 @@ class FrameFile:
         self._sign = 1
         self._writable = writable
         self._owner = owner  # keeps the file (and its descriptor) open while any view lives
+        self.directory: Path | None = None  # where a scratch store lives (set by :meth:`temporary`)
 
     @classmethod
     def temporary(cls, n_frames: int, frame_shape: tuple[int, ...], directory: str | Path,
@@ -108,7 +109,9 @@ class FrameFile:
         fh = tempfile.TemporaryFile(dir=directory)
         size = int(n_frames) * int(np.prod(frame_shape)) * np.dtype(dtype).itemsize
         fh.truncate(size)
-        return cls(fh.fileno(), 0, n_frames, frame_shape, dtype, writable=True, owner=fh)
+        out = cls(fh.fileno(), 0, n_frames, frame_shape, dtype, writable=True, owner=fh)
+        out.directory = Path(directory)
+        return out
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -131,7 +134,7 @@ class FrameFile:
 
     def _view(self) -> FrameFile:
         v = FrameFile(self._fd, self._offset, self._n, self._frame_shape, self._dtype, False, self._owner)
-        v._rows, v._sign = self._rows, self._sign
+        v._rows, v._sign, v.directory = self._rows, self._sign, self.directory
         return v
 
     def rows(self, index) -> FrameFile:
@@ -196,6 +199,27 @@ class FrameFile:
         done, offset = 0, self._offset + int(start) * self._frame_bytes
         while done < len(data):
             done += os.pwrite(self._fd, data[done:], offset + done)
+
+
+def scratch_like(like: np.ndarray | FrameFile, n_frames: int, frame_shape: tuple[int, ...],
+                 dtype: np.dtype = np.float32) -> np.ndarray | FrameFile:
+    """A writable store of ``n_frames`` frames of ``frame_shape``: a scratch :class:`FrameFile` in the directory of
+    ``like`` when ``like`` is (a view of) one made by :meth:`FrameFile.temporary`, else an array in memory.
+
+    Per-frame data derived from frames kept in a scratch file (e.g. the reconstruction's boxes) thus stays out of
+    the process's memory too. Fill it with :func:`store_frames`.
+    """
+    if isinstance(like, FrameFile) and like.directory is not None:
+        return FrameFile.temporary(n_frames, frame_shape, like.directory, dtype)
+    return np.empty((n_frames, *frame_shape), dtype)
+
+
+def store_frames(store: np.ndarray | FrameFile, start: int, frames: np.ndarray) -> None:
+    """Write ``frames`` at frame index ``start`` of ``store`` (an array or a writable :class:`FrameFile`)."""
+    if isinstance(store, FrameFile):
+        store.write(start, frames)
+    else:
+        store[start:start + len(frames)] = frames
 
 
 def _close_fd(fd: int) -> None:
