@@ -24,12 +24,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from tumblebench.reconstruct._gridding_kernels import score_candidates, slice_score
+from tumblebench.reconstruct._gridding_kernels import score_candidates, sweep_poses
 from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
 from tumblebench.reconstruct.projector import (
     Band,
@@ -256,33 +255,6 @@ def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> 
     return prepare_reference(_filtered_half(rec, curve) * mask, pad=rec.pad)
 
 
-@numba.njit(cache=True)
-def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, off, start, stop, halves, poses, cur, deltas, direction, moved,
-                  tol):
-    """Frames ``start``, ``start + direction``, … (not ``stop``) of the sweep; ``x`` and ``ctf`` hold the rows of
-    frames ``off``, ``off + 1``, …"""
-    cand = np.empty((3, 3))
-    for i in range(start, stop, direction):
-        vft = vft0 if halves[i] == 0 else vft1
-        pose = poses[i - direction].copy()
-        best = slice_score(vft, pose, kx, ky, pad, x[i - off], ctf[i - off])
-        for s in range(deltas.shape[0]):
-            centre = pose.copy()
-            for k in range(deltas.shape[1]):
-                for a in range(3):
-                    for b in range(3):
-                        cand[a, b] = (deltas[s, k, a, 0] * centre[0, b] + deltas[s, k, a, 1] * centre[1, b]
-                                      + deltas[s, k, a, 2] * centre[2, b])
-                sc = slice_score(vft, cand, kx, ky, pad, x[i - off], ctf[i - off])
-                if sc > best:
-                    best = sc
-                    pose[:, :] = cand
-        if best > cur[i] - tol * abs(cur[i]):
-            poses[i] = pose
-            cur[i] = best
-            moved[i] = True
-
-
 def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: np.ndarray | FrameFile, band: Band,
                      poses: np.ndarray, ctf: np.ndarray | FrameFile | None, steps_deg: tuple[float, ...],
                      tolerance: float = 0.0, block: int = 1024) -> tuple[np.ndarray, int]:
@@ -346,13 +318,13 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
     args = (poses, cur, deltas)
     for s in range(1, m, block):  # forward: frames 1 … m − 1
         xs, cs = rows(slice(s, min(s + block, m)))
-        _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xs, cs, s, s,
-                      min(s + block, m), halves, *args, 1, moved, float(tolerance))
+        sweep_poses(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xs, cs, s, s,
+                    min(s + block, m), halves, *args, 1, moved, float(tolerance))
     for e in range(m - 1, 0, -block):  # backward: frames m − 2 … 0
         lo = max(e - block, 0)
         xs, cs = rows(slice(lo, e))
-        _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xs, cs, lo, e - 1, lo - 1,
-                      halves, *args, -1, moved, float(tolerance))
+        sweep_poses(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xs, cs, lo, e - 1, lo - 1,
+                    halves, *args, -1, moved, float(tolerance))
     return poses, int(moved.sum())
 
 
