@@ -81,6 +81,7 @@ def test_dose_scale_sets_the_dose_of_the_series() -> None:
     ({"name": "a", "dose_scale": -1}, "case a: dose_scale"),
     ({"name": "a b"}, "name"),
     ({"name": "a", "series": {"liquid": {"thickness": 1.0}}}, "liquid: unknown field"),
+    ({"name": "a", "reconstruct": {"box": 96}}, "case a: reconstruct.box = 96 differs from series.acquisition"),
 ])
 def test_bad_case_names_the_field(case: dict, match: str) -> None:
     with pytest.raises(TumblebenchError, match=match):
