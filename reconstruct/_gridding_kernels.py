@@ -160,3 +160,38 @@ def insert_slices(data, weight, rots, kx, ky, pad, values, ctf2, lanes):
                             w = wz * wy * wx
                             data[z0 + dz, y0 + dy, x0 + dx] += w * v
                             weight[z0 + dz, y0 + dy, x0 + dx] += w * w2
+
+
+@numba.njit(cache=True)
+def sweep_poses(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, direction, moved, tol):
+    """One sequential hill-climbing sweep of the poses along time, in place (``direction`` +1 forward, −1 back).
+
+    Frame ``i`` starts from the pose of frame ``i − direction`` and takes, per step size ``s``, the best of the
+    rotations ``deltas[s, k] · pose`` scored by :func:`slice_score` against ``vft0`` or ``vft1`` (its half,
+    ``halves[i]``); the result replaces ``poses[i]`` (and ``cur[i]``, ``moved[i] = True``) when its score is
+    above ``cur[i] − tol·|cur[i]|``. Kept in this module beside :func:`slice_score`: numba's cache is
+    invalidated by a change of the file that holds a kernel, not of the files of the kernels it calls.
+    """
+    m = poses.shape[0]
+    start = 1 if direction == 1 else m - 2
+    stop = m if direction == 1 else -1
+    cand = np.empty((3, 3))
+    for i in range(start, stop, direction):
+        vft = vft0 if halves[i] == 0 else vft1
+        pose = poses[i - direction].copy()
+        best = slice_score(vft, pose, kx, ky, pad, x[i], ctf[i])
+        for s in range(deltas.shape[0]):
+            centre = pose.copy()
+            for k in range(deltas.shape[1]):
+                for a in range(3):
+                    for b in range(3):
+                        cand[a, b] = (deltas[s, k, a, 0] * centre[0, b] + deltas[s, k, a, 1] * centre[1, b]
+                                      + deltas[s, k, a, 2] * centre[2, b])
+                sc = slice_score(vft, cand, kx, ky, pad, x[i], ctf[i])
+                if sc > best:
+                    best = sc
+                    pose[:, :] = cand
+        if best > cur[i] - tol * abs(cur[i]):
+            poses[i] = pose
+            cur[i] = best
+            moved[i] = True

@@ -24,12 +24,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
 
-from tumblebench.reconstruct._gridding_kernels import score_candidates, slice_score
+from tumblebench.reconstruct._gridding_kernels import score_candidates, sweep_poses
 from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
 from tumblebench.reconstruct.projector import (
     Band,
@@ -255,33 +254,6 @@ def _half_reference(rec: Reconstructor, curve: np.ndarray, mask: np.ndarray) -> 
     return prepare_reference(_filtered_half(rec, curve) * mask, pad=rec.pad)
 
 
-@numba.njit(cache=True)
-def _sweep_kernel(vft0, vft1, pad, kx, ky, x, ctf, halves, poses, cur, deltas, direction, moved, tol):
-    m = poses.shape[0]
-    start = 1 if direction == 1 else m - 2
-    stop = m if direction == 1 else -1
-    cand = np.empty((3, 3))
-    for i in range(start, stop, direction):
-        vft = vft0 if halves[i] == 0 else vft1
-        pose = poses[i - direction].copy()
-        best = slice_score(vft, pose, kx, ky, pad, x[i], ctf[i])
-        for s in range(deltas.shape[0]):
-            centre = pose.copy()
-            for k in range(deltas.shape[1]):
-                for a in range(3):
-                    for b in range(3):
-                        cand[a, b] = (deltas[s, k, a, 0] * centre[0, b] + deltas[s, k, a, 1] * centre[1, b]
-                                      + deltas[s, k, a, 2] * centre[2, b])
-                sc = slice_score(vft, cand, kx, ky, pad, x[i], ctf[i])
-                if sc > best:
-                    best = sc
-                    pose[:, :] = cand
-        if best > cur[i] - tol * abs(cur[i]):
-            poses[i] = pose
-            cur[i] = best
-            moved[i] = True
-
-
 def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: np.ndarray, band: Band,
                      poses: np.ndarray, ctf: np.ndarray | None, steps_deg: tuple[float, ...],
                      tolerance: float = 0.0) -> tuple[np.ndarray, int]:
@@ -334,7 +306,7 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
     deltas = np.stack([Rotation.from_rotvec(np.radians(s) * NEIGHBOURS).as_matrix() for s in steps_deg])
     moved = np.zeros(m, np.bool_)
     for direction in (1, -1):
-        _sweep_kernel(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xx, c,
+        sweep_poses(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xx, c,
                       np.asarray(halves, np.int64), poses, cur, deltas, direction, moved, float(tolerance))
     return poses, int(moved.sum())
 

@@ -169,3 +169,42 @@ def test_an_unrelated_package_of_the_same_name_imports_beside_tumblebench(tmp_pa
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ok " + str(tmp_path))
+
+
+def _kernel_calls_across_modules(module) -> list[str]:
+    """Numba kernels of ``module`` that call a numba function defined in another module."""
+    from numba.core.registry import CPUDispatcher
+
+    bad = []
+    for name, obj in vars(module).items():
+        if not isinstance(obj, CPUDispatcher) or obj.py_func.__module__ != module.__name__:
+            continue
+        for used in obj.py_func.__code__.co_names:
+            callee = vars(module).get(used)
+            if isinstance(callee, CPUDispatcher) and callee.py_func.__module__ != module.__name__:
+                bad.append(f"{module.__name__}.{name} calls {callee.py_func.__module__}.{used}")
+    return bad
+
+
+def test_kernels_call_only_kernels_of_their_own_module() -> None:
+    # numba's on-disk cache of a kernel is invalidated when the kernel's own file changes, not when a kernel it
+    # calls from another file does: such a call would run stale compiled code after an upgrade, silently
+    import importlib
+
+    bad = []
+    for name in _modules():
+        if name.endswith("__main__"):
+            continue
+        bad += _kernel_calls_across_modules(importlib.import_module(name))
+    assert not bad, "; ".join(bad)
+
+
+def test_the_cross_module_kernel_check_finds_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "kern_a.py").write_text("import numba\n\n@numba.njit(cache=True)\ndef f(x):\n    return x + 1\n")
+    (tmp_path / "kern_b.py").write_text("import numba\nfrom kern_a import f\n\n"
+                                        "@numba.njit(cache=True)\ndef g(x):\n    return f(x) * 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    assert _kernel_calls_across_modules(importlib.import_module("kern_b")) == ["kern_b.g calls kern_a.f"]
+    assert _kernel_calls_across_modules(importlib.import_module("kern_a")) == []

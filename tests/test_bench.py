@@ -65,6 +65,22 @@ def test_builtin_suites_load_and_span_the_issue() -> None:
     assert [c.config.preset for c in table1.cases] == [f"table1-np{k}" for k in range(1, 9)]
 
 
+
+def test_robustness_suite_is_eight_seeds_of_five_particles_at_the_default_scenario() -> None:
+    from tumblebench.validation.pipeline import PipelineConfig
+
+    suite = load_suite("robustness")
+    base = PipelineConfig()
+    particles = {}
+    for case in suite.cases:
+        c = case.config
+        assert (c.n_frames, c.mode, c.poses, c.series_seed) == (base.n_frames, base.mode, "abinitio", None)
+        assert not c.series and not c.reconstruct, case.name  # default settings: no per-case tuning
+        particles.setdefault(c.structure or c.preset, set()).add(c.seed)
+    assert all(seeds == set(range(8)) for seeds in particles.values())
+    assert len(particles) == 5 and {"default", "cuboctahedron", "decahedron", "icosahedron"} <= set(particles)
+    assert len({data_key(c.config) for c in suite.cases}) == 40
+
 def test_dose_scale_sets_the_dose_of_the_series() -> None:
     from tumblebench.simulator.series import DEFAULT_DOSE_PER_FRAME
     from tumblebench.validation.pipeline import series_config
