@@ -322,7 +322,7 @@ def test_bench_writes_a_scorecard_per_case_and_the_results(bench_run: Path) -> N
     # one table row per case (first cell: the case name; "| cubo" alone also matches cubo-noisy and cuboctahedron)
     md_rows = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ")][1:]
     assert [line.split("|")[1].strip() for line in md_rows] == ["cubo", "cubo-noisy"]
-    assert "cases/cubo/scorecard.json" in (out / "index.html").read_text()
+    assert 'href="cases/cubo/report.html"' in (out / "index.html").read_text()  # each case links to its report
     rows = {r["case"]: r for r in res["cases"]}
     assert rows["cubo"]["pose_median_deg"] < 0.01  # oracle poses
     assert rows["cubo-noisy"]["pose_median_deg"] > rows["cubo"]["pose_median_deg"]
