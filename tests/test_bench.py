@@ -97,6 +97,7 @@ def test_dose_scale_sets_the_dose_of_the_series() -> None:
     ({"name": "a", "dose_scale": -1}, "case a: dose_scale"),
     ({"name": "a b"}, "name"),
     ({"name": "a", "series": {"liquid": {"thickness": 1.0}}}, "liquid: unknown field"),
+    ({"name": "a", "reconstruct": {"box": 96}}, "case a: reconstruct.box = 96 differs from series.acquisition"),
 ])
 def test_bad_case_names_the_field(case: dict, match: str) -> None:
     with pytest.raises(TumblebenchError, match=match):
@@ -318,8 +319,10 @@ def test_bench_writes_a_scorecard_per_case_and_the_results(bench_run: Path) -> N
     res = load_results(out)
     assert res["suite"] == "tiny" and [r["case"] for r in res["cases"]] == ["cubo", "cubo-noisy"]
     assert (out / "results.csv").read_text().count("\n") == 3
-    assert (out / "results.md").read_text().count("| cubo") == 2
-    assert "cases/cubo/scorecard.json" in (out / "index.html").read_text()
+    # one table row per case (first cell: the case name; "| cubo" alone also matches cubo-noisy and cuboctahedron)
+    md_rows = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ")][1:]
+    assert [line.split("|")[1].strip() for line in md_rows] == ["cubo", "cubo-noisy"]
+    assert 'href="cases/cubo/report.html"' in (out / "index.html").read_text()  # each case links to its report
     rows = {r["case"]: r for r in res["cases"]}
     assert rows["cubo"]["pose_median_deg"] < 0.01  # oracle poses
     assert rows["cubo-noisy"]["pose_median_deg"] > rows["cubo"]["pose_median_deg"]

@@ -150,10 +150,13 @@ def parse_suite(data: dict[str, Any], where: str, root: Path | None = None) -> S
         config = from_dict(PipelineConfig, fields, where=at)
         try:
             config.validate()
-            series_config(config)
-            reconstruct_config(config)
+            truth_box = series_config(config).acquisition.box_size_px
+            box = reconstruct_config(config).box
         except TumblebenchError as exc:
             raise TumblebenchError(f"{at}: {exc}") from None
+        # the scorecard compares the map with the truth map voxel for voxel: caught here, not after the run
+        require(box == truth_box, f"{at}: reconstruct.box = {box} differs from series.acquisition.box_size_px = "
+                                  f"{truth_box} (the truth map's box); set both to the same size")
         halves = merged.get("halves", False)
         require(isinstance(halves, bool), f"{at}: halves: expected true or false")
         cases.append(Case(name, config, str(merged.get("description", "")), halves))
