@@ -131,7 +131,7 @@ def viterbi(cand_rots, scores: np.ndarray, step_deg: float, weight: float, block
     if weight == 0 or m == 1:
         return np.argmax(scores, axis=1)
     get = cand_rots if callable(cand_rots) else (lambda lo, hi: cand_rots[lo:hi])
-    back = np.zeros((m, k), np.int32 if k < 2**31 else np.int64)
+    back = np.zeros((m, k), np.int32)
     acc = scores[0].astype(np.float64)
     c = weight / np.radians(step_deg) ** 2
     prev = np.asarray(get(0, 1), np.float64)
