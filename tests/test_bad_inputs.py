@@ -261,8 +261,8 @@ CASES: dict[str, Case] = {
     # ---------------------------------------------------------------- atoms (10)
     "atoms/element-x": lambda f, d: ["atoms", "--map", str(f["map"]), "--element", "X", "--out", _out(d)],
     "atoms/element-unknown": lambda f, d: ["atoms", "--map", str(f["map"]), "--element", "Qq", "--out", _out(d)],
-    "atoms/voxel-negative": lambda f, d: ["atoms", "--map", str(f["map"]), "--voxel-size", "-1", "--out", _out(d)],
-    "atoms/voxel-huge": lambda f, d: ["atoms", "--map", str(f["map"]), "--voxel-size", "100", "--out", _out(d)],
+    "atoms/voxel-negative": lambda f, d: ["atoms", "--map", str(f["map"]), "--sampling", "-1", "--out", _out(d)],
+    "atoms/voxel-huge": lambda f, d: ["atoms", "--map", str(f["map"]), "--sampling", "100", "--out", _out(d)],
     "atoms/resolution-huge": lambda f, d: ["atoms", "--map", str(f["map"]), "--resolution", "100", "--out", _out(d)],
     "atoms/map-not-mrc": lambda f, d: ["atoms", "--map", str(_write(d / "m.mrc", "not a map")), "--out", _out(d)],
     "atoms/map-missing": lambda f, d: ["atoms", "--map", str(d / "none.mrc"), "--out", _out(d)],

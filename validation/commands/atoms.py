@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--map", required=True, type=Path, metavar="FILE", help="the map (MRC, voxel size in header)")
     add_config_argument(p, "--element", config=ATOMS, field="element", help="chemical symbol of the particle")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML file with an [atoms] table (AtomsConfig)")
-    p.add_argument("--voxel-size", type=float, metavar="A", help="override the header's voxel size (Å)")
+    p.add_argument("--sampling", type=float, metavar="A", help="voxel size (Å), instead of the header's")
     add_config_argument(p, "--resolution", config=ATOMS, field="resolution_A", type=float, metavar="A",
                         help="band limit of the map (Å); unset: estimated from the map")
     add_config_argument(p, "--mask-diameter", config=ATOMS, field="mask_diameter_A", type=float, metavar="A",
@@ -87,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
         raise TumblebenchError(f"atoms options: {exc}") from None
     detector = resolve("atoms", specs.get("atoms", "threshold-scan"), Configs(atoms=cfg))
     vol, sampling = read_volume(args.map)
-    if args.voxel_size is not None:
-        if not args.voxel_size > 0:
-            raise TumblebenchError(f"--voxel-size {args.voxel_size}: expected a positive number of Å")
-        sampling = args.voxel_size
+    if args.sampling is not None:
+        if not args.sampling > 0:
+            raise TumblebenchError(f"--sampling {args.sampling}: expected a positive voxel size in Å")
+        sampling = args.sampling
     show = not args.quiet and sys.stderr.isatty()
     with tqdm(total=2, desc="atoms", disable=not show, file=sys.stderr) as bar:
         bar.set_postfix_str("model building")
