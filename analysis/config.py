@@ -56,6 +56,10 @@ def element_parameters(element: str) -> tuple[float, float]:
 class AtomsConfig:
     """Parameters of :func:`tumblebench.analysis.model.build_atom_model`.
 
+    Atom centres are the peak of each component, refined by a quadratic fit to the log of the denoised map,
+    then by a least-squares fit of the exact band-limited atom profile (amplitude, background, U, centre) to
+    the map within the fit sphere; the displacements U are fitted to the raw map, as Wietfeldt et al. 2024.
+
     Attributes
     ----------
     element
@@ -72,7 +76,7 @@ class AtomsConfig:
         Isotropic U (Å²) of the single simulated atom used as the denoising template.
     mask
         ``"auto"``: envelope from a strongly low-passed map and Otsu (no hand-given size); ``"sphere"``: a
-        sphere of ``mask_diameter_A`` at the box centre; ``"none"``: the whole box.
+        sphere of ``mask_diameter_A`` at the box centre (``--mask-diameter``).
     mask_lowpass_A
         Gaussian σ (Å) of the low-pass that defines the automatic envelope.
     mask_dilate_A
@@ -91,12 +95,6 @@ class AtomsConfig:
         Number of thresholds of the finer scan around the best coarse ones.
     split
         Split connected components that hold two or more atoms (Wietfeldt et al. (2024)'s algorithm).
-    centre_method
-        ``"fit"``: the ``"peak"`` centres refined by a least-squares fit of the exact band-limited atom
-        profile (amplitude, background, U, centre) to the map within the fit sphere (most precise in noise);
-        ``"peak"``: a quadratic fit to the log of the denoised map around each atom's maximum voxel
-        (sub-voxel, unbiased by the threshold); ``"com"``: the grey-value centre of mass of the component,
-        as Wietfeldt et al. 2024.
     reject_low_correlation
         Discard atoms whose validation correlation is more than ``correlation_sigmas`` standard deviations
         below the mean (Wietfeldt et al. 2024) and below ``correlation_floor``.
@@ -107,9 +105,6 @@ class AtomsConfig:
         merely mobile, surface atoms of a clean map).
     min_cn
         Discard atoms with CN below this (Wietfeldt et al. 2024: 3); 0 switches the rule off.
-    u_fit_map
-        ``"raw"``: fit the displacements to the map as Wietfeldt et al. 2024; ``"denoised"``: to the denoised map (the
-        template's blur is part of the exact profile either way).
     b_factor
         Quantity written into the PDB B-factor field: ``"b_iso"`` (8π²·U_iso), ``"u_iso"``, ``"valid_corr"``,
         ``"cn"``, ``"doi"``.
@@ -120,7 +115,7 @@ class AtomsConfig:
     atom_radius_A: float | None = None
     resolution_A: float | None = None
     template_u_iso_A2: float = 0.01
-    mask: Literal["auto", "sphere", "none"] = "auto"
+    mask: Literal["auto", "sphere"] = "auto"
     mask_lowpass_A: float = 2.0
     mask_dilate_A: float = 3.0
     mask_diameter_A: float | None = None
@@ -129,12 +124,10 @@ class AtomsConfig:
     n_thresholds: int = 15
     n_fine_thresholds: int = 8
     split: bool = True
-    centre_method: Literal["fit", "peak", "com"] = "fit"
     reject_low_correlation: bool = True
     correlation_sigmas: float = 2.0
     correlation_floor: float = 0.5
     min_cn: int = 3
-    u_fit_map: Literal["raw", "denoised"] = "raw"
     b_factor: Literal["b_iso", "u_iso", "valid_corr", "cn", "doi"] = "b_iso"
 
     def validate(self) -> None:

@@ -270,12 +270,7 @@ def _detect(volume: np.ndarray, sampling: float, cfg: AtomsConfig, where: str) -
             f"{where}: no particle above noise (envelope contrast {z:.1f} σ of the background, need "
             f"{cfg.min_envelope_zscore:g}); check the map, its sign and its voxel size"
         )
-    if cfg.mask == "auto":
-        mask = env
-    elif cfg.mask == "sphere":
-        mask = sphere_mask(raw.shape, sampling, float(cfg.mask_diameter_A))
-    else:
-        mask = np.ones(raw.shape, bool)
+    mask = env if cfg.mask == "auto" else sphere_mask(raw.shape, sampling, float(cfg.mask_diameter_A))
     # width of a denoised atom (curvature of its exact profile at the centre) for the scan's simulated maps
     den_tab = profile_table(cfg.element, band, cfg.template_u_iso_A2, n_u=2, u_max=1e-9)
     sigma_s = float(np.sqrt(-den_tab.p[0, 0] / den_tab.d2p[0, 1]))
@@ -288,7 +283,7 @@ def _detect(volume: np.ndarray, sampling: float, cfg: AtomsConfig, where: str) -
     Cc, mc = np.ascontiguousarray(C[box]), np.ascontiguousarray(mask[box])
     peaks = local_maxima(Cc, mc, 0.0, 2.0 * radius / sampling)
     scan = scan_thresholds(Cc, mc, peaks, radius / sampling, sigma_s / sampling, cfg.n_thresholds,
-                           cfg.n_fine_thresholds, split=cfg.split, refine=cfg.centre_method != "com")
+                           cfg.n_fine_thresholds, split=cfg.split)
     seg = scan.segmentation
     labels = np.zeros(raw.shape, np.int32)
     labels[box] = seg.labels
@@ -322,14 +317,11 @@ def _detect(volume: np.ndarray, sampling: float, cfg: AtomsConfig, where: str) -
         band = fit_band_limit(raw, centres, sampling, fit_radius, cfg.element, 2.0 * sampling,
                               max(1.5, 2.0 * sampling + 0.2))
         band_source = "atom fit"
-    fit_vol = raw if cfg.u_fit_map == "raw" else C
-    table = profile_table(cfg.element, band, None if cfg.u_fit_map == "raw" else cfg.template_u_iso_A2)
-    if cfg.centre_method == "fit":
-        pos_tab = profile_table(cfg.element, band)
-        f0 = fit_displacements(raw, centres, sampling, fit_radius, pos_tab)
-        centres = refine_positions(raw, centres, sampling, fit_radius, pos_tab, f0.u_iso)
-        f1 = fit_displacements(raw, centres, sampling, fit_radius, pos_tab, others=f0)  # deblended from neighbours
-        centres = refine_positions(raw, centres, sampling, fit_radius, pos_tab, f1.u_iso, others=f1)
+    table = profile_table(cfg.element, band)
+    f0 = fit_displacements(raw, centres, sampling, fit_radius, table)
+    centres = refine_positions(raw, centres, sampling, fit_radius, table, f0.u_iso)
+    f1 = fit_displacements(raw, centres, sampling, fit_radius, table, others=f0)  # deblended from neighbours
+    centres = refine_positions(raw, centres, sampling, fit_radius, table, f1.u_iso, others=f1)
     info: dict[str, Any] = {
         "envelope_zscore": z, "atom_zscore": atom_z, "envelope_voxels": int(mask.sum()), "threshold_t0": scan.t0,
         "threshold": scan.best, "scan": {"thresholds": scan.thresholds, "correlations": scan.correlations,
@@ -340,7 +332,7 @@ def _detect(volume: np.ndarray, sampling: float, cfg: AtomsConfig, where: str) -
     # --- outlier rejection (Wietfeldt et al. 2024): validation correlation, then CN
     n_corr = 0
     if cfg.reject_low_correlation and len(centres) > 3:
-        disp = _fit_displacements(fit_vol, centres, sampling, fit_radius, table, deblend=False)
+        disp = _fit_displacements(raw, centres, sampling, fit_radius, table, deblend=False)
         u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01
         S = simulate_map(centres, raw.shape, sampling, cfg.element, u_common, band)
         a_w, _, ins = gather_windows(raw, centres, sampling, 1.5 * radius)
@@ -445,23 +437,16 @@ def atom_statistics(volume: np.ndarray, sampling: float, detection: AtomDetectio
     if len(centres) < 4:
         raise TumblebenchError(f"{where}: only {len(centres)} atoms found; the map holds no resolvable particle")
     fit_radius = 0.75 * a_guess / (2 * np.sqrt(2))
-    ft = None
-    band0 = cfg.resolution_A
-    if band0 is None and (detection.resolution_A is None or cfg.u_fit_map != "raw"):
-        ft = scipy.fft.rfftn(raw, workers=-1)
-        band0 = max(estimate_band_limit(ft, raw.shape, sampling), 2.0 * sampling)
     band = detection.resolution_A
     if band is None:
+        band0 = cfg.resolution_A
+        if band0 is None:
+            band0 = estimate_band_limit(scipy.fft.rfftn(raw, workers=-1), raw.shape, sampling)
         band = max(float(band0), 2.0 * sampling)
         if cfg.resolution_A is None and band <= 2.0 * sampling + 1e-9:  # no edge in the spectrum: fit it to the atoms
             band = fit_band_limit(raw, centres, sampling, fit_radius, cfg.element, 2.0 * sampling,
                                   max(1.5, 2.0 * sampling + 0.2))
-    if cfg.u_fit_map == "raw":
-        fit_vol = raw
-    else:
-        fit_vol = denoise(raw, sampling, cfg.element, cfg.template_u_iso_A2, max(float(band0), 2.0 * sampling),
-                          ft if ft is not None else scipy.fft.rfftn(raw, workers=-1))
-    table = profile_table(cfg.element, band, None if cfg.u_fit_map == "raw" else cfg.template_u_iso_A2)
+    table = profile_table(cfg.element, band)
     labels = detection.labels
     if labels is None:
         labels = nearest_atom_labels(raw.shape, sampling, centres, radius)
@@ -477,7 +462,7 @@ def atom_statistics(volume: np.ndarray, sampling: float, detection: AtomDetectio
             "noisy or poorly resolved map (wrong poses, resolution coarser than the atom spacing) places atoms "
             "off their lattice sites"
         )
-    disp = _fit_displacements(fit_vol, centres, sampling, fit_radius, table)
+    disp = _fit_displacements(raw, centres, sampling, fit_radius, table)
     u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01
     S = simulate_map(centres, raw.shape, sampling, cfg.element, u_common, band)
     a_w, _, ins = gather_windows(raw, centres, sampling, 1.5 * radius, cube=True)

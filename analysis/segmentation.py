@@ -92,7 +92,7 @@ class Segmentation:
 
 
 def segment(C: np.ndarray, mask: np.ndarray, threshold: float, radius_vox: float, peaks: np.ndarray,
-            split: bool = True, refine: bool = True, min_voxels: int = 3) -> Segmentation:
+            split: bool = True, min_voxels: int = 3) -> Segmentation:
     """Binarise ``C`` at ``threshold`` inside ``mask`` and return one centre per atom.
 
     Parameters
@@ -109,8 +109,6 @@ def segment(C: np.ndarray, mask: np.ndarray, threshold: float, radius_vox: float
         Thinned local maxima of C (:func:`local_maxima`), (P, 3) voxel indices (z, y, x).
     split
         Split components that hold two or more atoms.
-    refine
-        Refine centres by a quadratic fit to log C around each atom's maximum (else grey-value centre of mass).
     min_voxels
         Components smaller than this are discarded (SINGLE: 3).
     """
@@ -176,7 +174,7 @@ def segment(C: np.ndarray, mask: np.ndarray, threshold: float, radius_vox: float
     wsum[wsum == 0] = 1
     com_zyx = np.stack([np.bincount(lv, w * v, n) for v in vox], axis=1) / wsum[:, None]
     centres = com_zyx[:, ::-1].copy()
-    if refine and n:
+    if n:  # centres: a quadratic fit to log C around each atom's maximum; the grey-value centre of mass where it fails
         order = np.lexsort((C[vox], lv))
         last = np.r_[np.nonzero(np.diff(lv[order]))[0], len(order) - 1]
         peak_zyx = np.stack([v[order][last] for v in vox], axis=1)

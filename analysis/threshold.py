@@ -63,7 +63,7 @@ def _score(C: np.ndarray, cm: np.ndarray, mask: np.ndarray, seg: Segmentation, s
 
 
 def scan_thresholds(C: np.ndarray, mask: np.ndarray, peaks: np.ndarray, radius_vox: float, sigma_vox: float,
-                    n_coarse: int = 15, n_fine: int = 8, split: bool = True, refine: bool = True) -> ThresholdScan:
+                    n_coarse: int = 15, n_fine: int = 8, split: bool = True) -> ThresholdScan:
     """Choose the binarisation threshold of the denoised map ``C`` (Wietfeldt et al. 2024).
 
     Parameters
@@ -80,7 +80,7 @@ def scan_thresholds(C: np.ndarray, mask: np.ndarray, peaks: np.ndarray, radius_v
         σ of a denoised atom in voxels (for the simulated maps).
     n_coarse, n_fine
         Number of coarse thresholds from T0 to max(C), and of fine thresholds around each retained peak.
-    split, refine
+    split
         Passed to :func:`tumblebench.analysis.segmentation.segment`.
 
     Raises
@@ -97,7 +97,7 @@ def scan_thresholds(C: np.ndarray, mask: np.ndarray, peaks: np.ndarray, radius_v
     cache: dict[float, tuple[float, Segmentation]] = {}
 
     def trial(t: float) -> float:
-        seg = segment(C, mask, t, radius_vox, peaks, split=split, refine=refine)
+        seg = segment(C, mask, t, radius_vox, peaks, split=split)
         # rounded so that decisions between near-equal scores do not hinge on summation order
         sc = round(_score(C, cm, mask, seg, sigma_vox), 6)
         cache[t] = (sc, seg)

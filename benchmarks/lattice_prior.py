@@ -73,7 +73,7 @@ def main() -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     cfg = ReconstructConfig(poses="truth")
     stack, sampling, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
-    boxes, _, rows, _, _, diameter, _, _ = track_and_cut(stack, sampling, cfg, False, False)
+    boxes, _, rows, _, _, diameter, _ = track_and_cut(stack, sampling, cfg, False, False)
     del stack
     manifest = json.loads((series / "manifest.json").read_text())
     ctf_fn = make_ctf_fn(optics, particles, manifest, rows, cfg.amplitude_contrast)

@@ -89,7 +89,7 @@ def measure(series: Path, highpass_A: float | None = None) -> dict:
     cfg = ReconstructConfig(poses="truth")
     stack, sampling, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
     linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
-    boxes, origins, rows, _, centres, diameter, counts, _ = track_and_cut(stack, sampling, cfg, False, linear)
+    boxes, origins, rows, _, centres, diameter, counts = track_and_cut(stack, sampling, cfg, False, linear)
     manifest = json.loads((series / "manifest.json").read_text())
     ctf_fn = make_ctf_fn(optics, particles, manifest, rows, cfg.amplitude_contrast)
     if ctf_fn is None and counts["contrast_sign"] < 0:

@@ -5,15 +5,11 @@ Graphene is static while the particle tumbles, so its Bragg peaks (2.13 Å and 1
 out in the *mean power spectrum* of the series. Fourier pixels of those rings that are local maxima of the
 mean power and exceed the ring median by ``peak_threshold`` (robust z-score) are the peaks.
 
-Two ways to remove them (``method``):
-
-* ``"subtract"`` (default): around every peak (``static_radius_px``) the *static* part of the spectrum — the
-  mean Fourier coefficient of the frames in time windows of ``tracking.chunk`` frames, interpolated linearly
-  in time — is subtracted from every frame. A lattice that is not commensurate with the field leaks into
-  many Fourier pixels around each peak; subtracting the static part removes the peak and its leakage while the
-  tumbling particle, whose mean over a window is small, keeps its signal.
-* ``"zero"``: the peak pixels (dilated by ``peak_dilation``) are zeroed, as SINGLE does; the reconstruction
-  then treats them as missing data (:func:`missing_data`).
+Around every peak (``static_radius_px``) the *static* part of the spectrum — the mean Fourier coefficient of
+the frames in time windows of ``tracking.chunk`` frames, interpolated linearly in time — is subtracted from
+every frame. A lattice that is not commensurate with the field leaks into many Fourier pixels around each peak;
+subtracting the static part removes the peak and its leakage (zeroing the peak pixels, as SINGLE does, leaves
+the leakage), while the tumbling particle, whose mean over a window is small, keeps its signal.
 
 The liquid background changes over a series (the cell
 thins), so every particle box is divided by its own background level (median of the pixels outside the
@@ -44,10 +40,8 @@ class BackgroundConfig:
     ----------
     remove_graphene
         Remove the graphene lattice peaks.
-    method
-        ``"subtract"`` the static spectrum around the peaks (default) or ``"zero"`` the peak pixels.
     static_radius_px
-        With ``subtract``: radius (Fourier pixels of the field) around each peak where the static part is removed.
+        Radius (Fourier pixels of the field) around each peak where the static part is removed.
     ring_width
         Relative half-width of the searched rings around 1/2.13 and 1/1.23 Å⁻¹.
     peak_threshold
@@ -59,7 +53,6 @@ class BackgroundConfig:
     """
 
     remove_graphene: bool = True
-    method: str = "subtract"
     static_radius_px: int = 4
     ring_width: float = 0.04
     peak_threshold: float = 8.0
@@ -67,7 +60,6 @@ class BackgroundConfig:
     normalise: bool = True
 
     def validate(self) -> None:
-        require(self.method in ("subtract", "zero"), f"background.method = {self.method!r}; expected subtract|zero")
         require(0 <= self.static_radius_px <= 16,
                 f"background.static_radius_px = {self.static_radius_px} must be in 0–16")
         require(0 < self.ring_width < 0.3, f"background.ring_width = {self.ring_width} must be in (0, 0.3)")
@@ -137,17 +129,13 @@ def static_region(peaks: np.ndarray, radius_px: int) -> np.ndarray:
     return np.fft.ifftshift(ndimage.binary_dilation(np.fft.fftshift(peaks), structure=disc))
 
 
-def clean_frames(frames: np.ndarray, frame_idx: np.ndarray, peaks: np.ndarray | None,
-                 static: StaticSpectrum | None) -> np.ndarray:
-    """Frames [k, y, x] with the graphene removed: the static spectrum subtracted in its region (if given),
-    else the peak pixels zeroed (the mean level is kept either way)."""
-    if static is None and (peaks is None or not peaks.any()):
+def clean_frames(frames: np.ndarray, frame_idx: np.ndarray, static: StaticSpectrum | None) -> np.ndarray:
+    """Frames [k, y, x] (frame indices ``frame_idx``) with the static spectrum subtracted in its region; the
+    frames unchanged if ``static`` is None (no graphene peaks)."""
+    if static is None:
         return np.asarray(frames, np.float32)
     ft = scipy.fft.fft2(np.asarray(frames, np.float32), workers=-1)
-    if static is not None:
-        ft[:, static.region] -= static.at(frame_idx).astype(ft.dtype)
-    else:
-        ft[:, peaks] = 0
+    ft[:, static.region] -= static.at(frame_idx).astype(ft.dtype)
     return scipy.fft.ifft2(ft, workers=-1).real.astype(np.float32)
 
 
@@ -159,12 +147,12 @@ class CleanedFrames:
     ----------
     stack
         (M, H, W) frames (an array or a memory map).
-    peaks, static
+    static
         As :func:`clean_frames`.
     """
 
-    def __init__(self, stack: np.ndarray, peaks: np.ndarray | None, static: StaticSpectrum | None):
-        self.stack, self.peaks, self.static = stack, peaks, static
+    def __init__(self, stack: np.ndarray, static: StaticSpectrum | None):
+        self.stack, self.static = stack, static
         self.shape = tuple(stack.shape)
 
     def __len__(self) -> int:
@@ -173,54 +161,7 @@ class CleanedFrames:
     def __getitem__(self, key) -> np.ndarray:
         idx = np.arange(self.shape[0])[key]
         fr = np.nan_to_num(np.asarray(self.stack[key], np.float32))
-        return clean_frames(fr, np.atleast_1d(idx), self.peaks, self.static)
-
-
-def missing_data(peaks: np.ndarray, field_sampling: float, shape: tuple[int, int], sampling: float,
-                 margin_px: float = 1.0) -> np.ndarray:
-    """Keep-mask (1 = data, 0 = missing; centred, fftshift layout) on another Fourier grid for removed peaks.
-
-    Zeroed Fourier pixels are *missing* data, not measurements of zero: a reconstruction that inserted them
-    as zeros would pull every 3D shell that crosses a graphene ring towards zero (at 0.358 Å pixels the two
-    sheets' {20} peaks remove ~¼ of the 1.065 Å ring of every frame). Multiplying the CTF by this mask
-    gives those pixels zero weight instead.
-
-    Parameters
-    ----------
-    peaks
-        Boolean peak mask of the frames' field (fftfreq layout), from :func:`lattice_peak_mask`.
-    field_sampling
-        Pixel size of the frames (Å).
-    shape, sampling
-        Target grid (e.g. a padded particle box) and its pixel size (Å).
-    margin_px
-        Extra radius in field Fourier pixels: cutting a box from the field smooths the holes over about one
-        field Fourier pixel, so their rims are partly emptied too.
-
-    Returns
-    -------
-    numpy.ndarray
-        (ny, nx) float32 centred mask.
-    """
-    fy, fx = peaks.shape
-    iy, ix = np.nonzero(peaks)
-    field_qy, field_qx = frequencies((fy, fx), field_sampling)
-    q_peaks = np.stack([field_qy[iy, 0], field_qx[0, ix]], 1)
-    ny, nx = shape
-    qy, qx = (q.ravel() for q in frequencies(shape, sampling, centred=True))
-    dq = 1.0 / (min(fy, fx) * field_sampling)
-    radius = (0.5 + margin_px) * dq
-    keep = np.ones(shape, np.float32)
-    span_y = int(np.ceil(radius * ny * sampling)) + 1
-    span_x = int(np.ceil(radius * nx * sampling)) + 1
-    for qpy, qpx in q_peaks:
-        cy = int(np.rint(qpy * ny * sampling)) + ny // 2
-        cx = int(np.rint(qpx * nx * sampling)) + nx // 2
-        ys = slice(max(cy - span_y, 0), min(cy + span_y + 1, ny))
-        xs = slice(max(cx - span_x, 0), min(cx + span_x + 1, nx))
-        d2 = (qy[ys, None] - qpy) ** 2 + (qx[None, xs] - qpx) ** 2
-        keep[ys, xs][d2 <= radius**2] = 0.0
-    return keep
+        return clean_frames(fr, np.atleast_1d(idx), self.static)
 
 
 def normalise_boxes(boxes: np.ndarray, radius_px: float) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,6 @@ from tumblebench.reconstruct.background import (
     CleanedFrames,
     StaticSpectrum,
     lattice_peak_mask,
-    missing_data,
     normalise_boxes,
     static_region,
 )
@@ -170,10 +169,9 @@ def _frame_stats(stack: np.ndarray, chunk: int, bar) -> tuple[np.ndarray, np.nda
 def track_and_cut(stack: np.ndarray | FrameFile, sampling: float, config: ReconstructConfig, progress: bool,
                   linear_contrast: bool = False, tracker: Tracker | None = None, seed: int = 0,
                   store_dir: Path | None = None
-                  ) -> tuple[np.ndarray | FrameFile, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict,
-                             np.ndarray | None]:
+                  ) -> tuple[np.ndarray | FrameFile, np.ndarray, np.ndarray, Trajectory, np.ndarray, float, dict]:
     """Background + tracking stages: returns (boxes, origins_px, usable frame indices, trajectory, box centres,
-    diameter_A, counts, removed graphene peak mask of the field or None). ``linear_contrast``: the frames are
+    diameter_A, counts). ``linear_contrast``: the frames are
     linear in the potential (no CTF), so that the ``auto`` tracking method follows the particle's contrast rather
     than its local power. ``tracker``: the tracking stage (:class:`tumblebench.stages.Tracker`; default the
     built-in :class:`~tumblebench.reconstruct.tracking.CorrelationTracker` of ``config.tracking``). ``store_dir``:
@@ -189,12 +187,12 @@ def track_and_cut(stack: np.ndarray | FrameFile, sampling: float, config: Recons
     peaks = lattice_peak_mask(mean_power, sampling, config.background) if config.background.remove_graphene else None
     n_peaks = int(peaks.sum()) if peaks is not None else 0
     static = None
-    if n_peaks and config.background.method == "subtract":
+    if n_peaks:
         region = static_region(peaks, config.background.static_radius_px)
         static = StaticSpectrum(region, chunk_times, chunk_spectra[:, region])
     sign, _ = contrast_sign(mean_frame, sampling, config.tracking.lowpass_A)
     radius_guess = (config.diameter_A / 2 if config.diameter_A > 0 else 10.0) / sampling
-    clean = CleanedFrames(stack, peaks, static)
+    clean = CleanedFrames(stack, static)
     tracker = tracker or CorrelationTracker(config.tracking)
     with _bar(m, "tracking", progress) as bar:
         data = TrackingInput(frames=clean, sampling=sampling, radius_px=radius_guess, contrast_sign=sign, valid=~bad,
@@ -238,27 +236,7 @@ def track_and_cut(stack: np.ndarray | FrameFile, sampling: float, config: Recons
     counts = {"frames": m, "bad_frames": int(bad.sum()), "lost_frames": int(lost.sum()),
               "tracking_method": track.info.get("tracking_method", type(tracker).__name__),
               "usable_frames": int(idx.size), "graphene_peak_pixels": n_peaks, "contrast_sign": sign}
-    # zeroed peaks are missing data for the reconstruction; subtracted static spectra leave no hole
-    return boxes, origins, idx, traj, smooth[idx], diameter, counts, (peaks if n_peaks and static is None else None)
-
-
-def with_missing_data(ctf_fn: Callable | None, peaks: np.ndarray | None, field_sampling: float) -> Callable | None:
-    """``ctf_fn`` times the keep-mask of the removed graphene peaks (:func:`reconstruct.background.missing_data`),
-    so that reconstruction and scoring give the removed Fourier pixels zero weight; ``ctf_fn`` if no peaks."""
-    if peaks is None:
-        return ctf_fn
-    cache: dict = {}
-
-    def fn(idx: np.ndarray, shape: tuple[int, int], sampling: float) -> np.ndarray:
-        key = (tuple(shape), float(sampling))
-        if key not in cache:
-            cache[key] = missing_data(peaks, field_sampling, shape, sampling)
-        keep = cache[key]
-        if ctf_fn is None:
-            return np.broadcast_to(keep, (len(idx), *keep.shape)).copy()
-        return ctf_fn(idx, shape, sampling) * keep
-
-    return fn
+    return boxes, origins, idx, traj, smooth[idx], diameter, counts
 
 
 def _oracle_poses(particles: pd.DataFrame, rows: np.ndarray, spec: str, rng: np.random.Generator) -> np.ndarray:
@@ -367,9 +345,9 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     log.info("input: %s (%d frames of %d×%d px, %.4f Å/px), star: %s, poses: %s", frames, stack.shape[0],
              stack.shape[2], stack.shape[1], sampling, star, config.poses)
     linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
-    boxes, origins, rows, traj, centres, diameter, counts, peaks = track_and_cut(stack, sampling, config, progress,
-                                                                                linear, algorithms.get("tracking"),
-                                                                                config.seed, store_dir=out)
+    boxes, origins, rows, traj, centres, diameter, counts = track_and_cut(stack, sampling, config, progress, linear,
+                                                                         algorithms.get("tracking"), config.seed,
+                                                                         store_dir=out)
     timings["tracking"] = time.perf_counter() - t0
     log.info("frames: %d, excluded as bad (NaN/constant): %d, lost by the tracker: %d, usable: %d; graphene peak "
              "pixels removed: %d; particle diameter %.1f Å", counts["frames"], counts["bad_frames"],
@@ -380,8 +358,6 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     if ctf_fn is None and counts["contrast_sign"] < 0:
         # without a CTF the map is of the particle's contrast: keep its density positive
         boxes = boxes.negated() if isinstance(boxes, FrameFile) else -boxes
-    # the removed graphene peaks are missing data for the maps (the global search keeps the plain CTF)
-    ctf_rec = with_missing_data(ctf_fn, peaks, sampling)
     n = config.box
     mask = soft_sphere(n, (diameter / 2 + config.refine.mask_margin_A) / sampling, 3.0)
     info: dict = {}
@@ -391,7 +367,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         shifts = _oracle_shifts(particles, rows, sampling, centres)
         halves = (np.arange(len(rows)) % 2).astype(np.int64)
         with _bar(1, "reconstruction (true poses)", progress) as bar:
-            r1, r2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_rec, sampling, config.refine.pad)
+            r1, r2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.refine.pad)
             h1, h2, freq, curve, full = filtered_map(r1, r2, mask, sampling)
             bar.update(1)
         del r1, r2
@@ -416,7 +392,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         steps = refiner.steps() if isinstance(refiner, ProjectionMatching) else None
         with _bar(steps, "refinement", progress) as bar:
             data = RefineInput(boxes=boxes, sampling=sampling, diameter_A=diameter, poses=poses, shifts_px=origins,
-                               ctf=ctf_rec, seed=config.seed, reference_model=reference_model, progress=bar.update)
+                               ctf=ctf_fn, seed=config.seed, reference_model=reference_model, progress=bar.update)
             res = run_stage("refine", refiner, data)
         timings["refine"] = time.perf_counter() - t2
         poses, shifts, history = res.poses, res.shifts_px, list(res.info.get("history", []))
@@ -425,7 +401,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
         else:  # the refiner made no maps: the same gold-standard reconstruction as the true poses get
             with _bar(1, "reconstruction (refined poses)", progress) as bar:
                 r1, r2 = reconstruct_halves(boxes, poses, shifts, (np.arange(len(rows)) % 2).astype(np.int64),
-                                            ctf_rec, sampling, config.refine.pad)
+                                            ctf_fn, sampling, config.refine.pad)
                 h1, h2, freq, curve, full = filtered_map(r1, r2, mask, sampling)
                 bar.update(1)
             del r1, r2
@@ -449,7 +425,7 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
                  ).to_csv(out / "trajectory.csv", index=False)
     with _bar(2, "time-resolved maps", progress) as bar:
         tr = time_resolved_maps(boxes, rows, poses, shifts, sampling, stack.shape[0], mask, config.timeresolved,
-                                ctf_rec, config.refine.pad, progress=bar.update)
+                                ctf_fn, config.refine.pad, progress=bar.update)
     parts = {}
     for name, d in tr.items():
         (out / name).mkdir()

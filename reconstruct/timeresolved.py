@@ -1,5 +1,5 @@
-"""Time-resolved maps: the first and second half of a series (part1 / part2, as Wietfeldt et al. 2024 does) and sliding
-windows of N frames, each reconstructed from its own even/odd half sets with its FSC."""
+"""Time-resolved maps: the first and second half of a series (part1 / part2, as Wietfeldt et al. 2024 does), each
+reconstructed from its own even/odd half sets with its FSC."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import numpy as np
 
 from tumblebench.reconstruct.fsc import resolution_at
 from tumblebench.reconstruct.refine import CtfFn, filtered_map, reconstruct_halves
-from tumblebench.simulator.errors import require
 from tumblebench.simulator.mrc import FrameFile
 
 
@@ -21,19 +20,12 @@ class TimeResolvedConfig:
     ----------
     parts
         Reconstruct the first and second half of the series (``part1``, ``part2``).
-    window_frames
-        Frames per sliding window (0: no windows).
-    window_step
-        Frames between window starts (0: = window_frames, i.e. disjoint windows).
     """
 
     parts: bool = True
-    window_frames: int = 0
-    window_step: int = 0
 
     def validate(self) -> None:
-        require(self.window_frames >= 0, f"timeresolved.window_frames = {self.window_frames} must be >= 0")
-        require(self.window_step >= 0, f"timeresolved.window_step = {self.window_step} must be >= 0")
+        """Nothing to check (a flag)."""
 
 
 def windows(n_frames: int, config: TimeResolvedConfig) -> list[tuple[str, int, int]]:
@@ -42,10 +34,6 @@ def windows(n_frames: int, config: TimeResolvedConfig) -> list[tuple[str, int, i
     if config.parts:
         h = n_frames // 2
         out += [("part1", 0, h), ("part2", h, n_frames)]
-    if config.window_frames > 0:
-        step = config.window_step or config.window_frames
-        for s in range(0, max(n_frames - config.window_frames, 0) + 1, step):
-            out.append((f"window_{s:06d}_{s + config.window_frames:06d}", s, s + config.window_frames))
     return out
 
 
@@ -53,7 +41,7 @@ def time_resolved_maps(boxes: np.ndarray | FrameFile, frame_index: np.ndarray, p
                        shifts_px: np.ndarray, sampling: float, n_frames: int, mask: np.ndarray,
                        config: TimeResolvedConfig,
                        ctf_fn: CtfFn | None = None, pad: int = 2, min_frames: int = 20, progress=None) -> dict:
-    """Maps of time windows of the series.
+    """Maps of the time windows of the series (:func:`windows`).
 
     Parameters
     ----------

@@ -156,9 +156,8 @@ def test_cli_errors_exit_2(series: Path, tmp_path: Path, capsys) -> None:
 def test_time_resolved_windows() -> None:
     from tumblebench.reconstruct.timeresolved import TimeResolvedConfig, windows
 
-    w = windows(1000, TimeResolvedConfig(parts=True, window_frames=300, window_step=200))
-    assert w[:2] == [("part1", 0, 500), ("part2", 500, 1000)]
-    assert [(a, b) for _, a, b in w[2:]] == [(0, 300), (200, 500), (400, 700), (600, 900)]
+    assert windows(1001, TimeResolvedConfig()) == [("part1", 0, 500), ("part2", 500, 1001)]
+    assert windows(1001, TimeResolvedConfig(parts=False)) == []
 
 
 def test_score_reconstruction_of_truth_run(series: Path, tmp_path: Path) -> None:
