@@ -121,6 +121,27 @@ def test_algorithms_apply_where_their_stage_runs(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
+def test_resume_keeps_finished_cases_and_runs_the_rest(tmp_path: Path) -> None:
+    suite = parse_suite({"name": "tiny", "version": 1,
+                         "defaults": {"n_frames": 50, "mode": "projection", "poses": "truth"},
+                         "case": [{"name": "a", "preset": "cuboctahedron"},
+                                  {"name": "b", "preset": "cuboctahedron", "series_seed": 1}]}, "tiny")
+    out = tmp_path / "res"
+    run_suite(suite, out, only=["a"], progress=False)  # as if stopped after the first case
+    card_a = _sha(out / "cases" / "a" / "scorecard.json")
+    with pytest.raises(TumblebenchError, match="--resume"):
+        run_suite(suite, out, progress=False)  # results there: neither --overwrite nor --resume
+    with pytest.raises(TumblebenchError, match="same suite, version and algorithms"):
+        run_suite(dataclasses.replace(suite, version=2), out, resume=True, progress=False)
+    rows = run_suite(suite, out, resume=True, progress=False)
+    assert [r["case"] for r in rows] == ["a", "b"]
+    assert _sha(out / "cases" / "a" / "scorecard.json") == card_a  # not run again
+    res = load_results(out)
+    assert res["complete"] and [r["case"] for r in res["cases"]] == ["a", "b"]
+    assert (out / "cases" / "b" / "scorecard.json").is_file()
+
+
 # --------------------------------------------------------------------------------------------- data cache
 
 

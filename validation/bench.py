@@ -433,7 +433,7 @@ def _progress_line(i: int, n: int, name: str, elapsed: float, row: dict[str, Any
 
 def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
               algorithms: dict[str, str] | None = None, only: Sequence[str] | None = None,
-              overwrite: bool = False, progress: bool = True,
+              overwrite: bool = False, resume: bool = False, progress: bool = True,
               log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Run every case of ``suite`` and write ``out/cases/NAME/`` (a run each) and ``out/results.*``.
 
@@ -451,6 +451,10 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
         Run only these cases (names).
     overwrite
         Replace an existing results folder's cases.
+    resume
+        Continue an interrupted run in ``out``: cases with a finished run folder (``cases/NAME/scorecard.json``)
+        and a row in ``results.json`` are kept, the others run. The folder must hold the same suite, version and
+        algorithms.
     progress
         A bar over the cases when stderr is a terminal (a line per case is always printed).
     log
@@ -465,17 +469,30 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
 
     out = Path(out)
     check_writable_parent(out.parent, "results folder")
+    require(not (overwrite and resume), "--overwrite and --resume exclude each other")
+    algorithms = algorithms or {}
+    done: dict[str, dict[str, Any]] = {}
+    wall_before = 0.0
     if out.exists():
         require(out.is_dir(), f"{out}: exists and is not a directory")
-        require(overwrite or not (out / "results.json").exists(),
-                f"{out}: holds results already; pass --overwrite to replace them")
+        require(overwrite or resume or not (out / "results.json").exists(),
+                f"{out}: holds results already; pass --overwrite to replace them or --resume to continue them")
+        if resume and (out / "results.json").exists():
+            prev = load_results(out)
+            same = (prev.get("suite"), prev.get("version"), prev.get("algorithms") or {})
+            require(same == (suite.name, suite.version, algorithms),
+                    f"{out / 'results.json'}: suite {same[0]} v{same[1]} with algorithms {same[2] or 'built-in'}; "
+                    f"--resume continues only the same suite, version and algorithms ({suite.name} v{suite.version}, "
+                    f"{algorithms or 'built-in'})")
+            done = {r["case"]: r for r in prev.get("cases", [])
+                    if (out / "cases" / r["case"] / "scorecard.json").is_file()}
+            wall_before = float(prev.get("wall_s") or 0.0)
     cases = list(suite.cases)
     if only:
         unknown = sorted(set(only) - {c.name for c in cases})
         require(not unknown, f"--case {', '.join(unknown)}: not in suite {suite.name} "
                              f"({', '.join(c.name for c in cases)})")
         cases = [c for c in cases if c.name in set(only)]
-    algorithms = algorithms or {}
     resolve_all(algorithms, where="--algorithm")  # every algorithm is found before any case runs
     (out / "cases").mkdir(parents=True, exist_ok=True)
     data = Path(data) if data is not None else out / "data"
@@ -484,6 +501,15 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
                disable=not (progress and sys.stderr.isatty()))
     t_suite = time.perf_counter()
     for i, case in enumerate(cases, start=1):
+        if case.name in done:  # --resume: finished in an earlier run
+            rows.append(done[case.name])
+            line = f"case {i}/{len(cases)} {case.name}: finished in the earlier run, kept"
+            if bar.disable:
+                print(line, file=sys.stderr, flush=True)
+            else:
+                bar.write(line, file=sys.stderr)
+            bar.update(1)
+            continue
         t = time.perf_counter()
         run_dir = out / "cases" / case.name
         cfg = with_algorithms(case.config, algorithms)
@@ -506,7 +532,7 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
         bar.update(1)
         # the results so far, rewritten after every case: an interrupted suite keeps its finished cases
         meta = {"suite": suite.name, "version": suite.version, "algorithms": algorithms,
-                "wall_s": time.perf_counter() - t_suite, "data": str(data), "complete": i == len(cases)}
+                "wall_s": wall_before + time.perf_counter() - t_suite, "data": str(data), "complete": i == len(cases)}
         write_results(out, rows, meta)
     bar.close()
     return rows

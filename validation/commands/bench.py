@@ -30,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="data cache shared between runs (default: OUT/data)")
     p.add_argument("--case", action="append", default=[], metavar="NAME", help="run only this case (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an existing folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out: finished cases are kept, the others run")
     p.add_argument("--md", type=Path, help="with compare: Markdown output (default B/compare.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     algorithms = parse_specs(args.algorithm)
     rows = run_suite(suite, args.out, data=args.data, algorithms=algorithms, only=args.case or None,
-                     overwrite=args.overwrite, progress=not args.quiet)
+                     overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
     print(markdown_table(rows, result_columns(rows)))
     print(f"results: {args.out}/results.md, results.csv, results.json, index.html", file=sys.stderr)
     return 0
