@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tumblebench.simulator.optics import OpticsConfig
-from tumblebench.validation.transfer import TransferGap, crossings, series_ctf, transfer_gap
+from tumblebench.validation.transfer import RISE_SHELLS, TransferGap, crossings, series_ctf, transfer_gap
 
 
 def test_default_optics_gap_contains_the_ctf_zero() -> None:
@@ -36,6 +36,16 @@ def test_crossings_on_either_side_of_the_gap() -> None:
     f3, b3, g3 = crossings(q, late, 0.143, gap)
     assert 5.0 <= f3 <= 10.0 and g3 is True and 1.48 <= b3 <= 1.52  # one shell (0.01 1/Å) either side
     assert crossings(q, np.where(q < 0.12, 1.0, 0.05), 0.143, gap)[1] == float("inf")  # never recovers
+    # the gap's edge shell above the threshold alone is not a recovery: the band crossing is the later one
+    edge = late.copy()
+    edge[np.searchsorted(q, 1 / 5.0)] = 0.2
+    assert 1.48 <= crossings(q, edge, 0.143, gap)[1] <= 1.52
+    # fewer than RISE_SHELLS shells above it never count, RISE_SHELLS do
+    for n_above, recovers in ((RISE_SHELLS - 1, False), (RISE_SHELLS, True)):
+        blip = np.where(q < 0.12, 1.0, 0.05)
+        j = np.searchsorted(q, 0.5)
+        blip[j:j + n_above] = 0.5
+        assert np.isfinite(crossings(q, blip, 0.143, gap)[1]) == recovers
     # no gap: both are the first crossing
     assert crossings(q, curve, 0.143, None) == (first, first, None)
     # a map that fails before the gap: the band figure is that first crossing too
