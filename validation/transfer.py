@@ -124,8 +124,8 @@ def crossings(freq: np.ndarray, curve: np.ndarray, threshold: float, gap: Transf
         return first, first, in_gap
     # beyond the gap the FSC may stay low a while (a crystal has little power between the gap and its first
     # Bragg shells): the band crossing is the first fall below the threshold after the curve has risen above it
-    # for RISE_SHELLS successive shells; one shell is not enough, as the gap's edge shell may poke above it (the
-    # default demo: 0.17 at the 4.58 Å edge, 0.09 in the next shell, then above from 3.8 Å to 1.1 Å)
+    # for RISE_SHELLS successive shells; one shell is not enough, as the gap's edge shell may poke above it and
+    # the curve fall back before the Bragg shells
     q = np.asarray(freq, float)
     c = np.asarray(curve, float)
     i0 = int(np.searchsorted(q, 1.0 / gap.high_res_A))
