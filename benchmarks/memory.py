@@ -197,6 +197,9 @@ def main() -> int:
     ap.add_argument("--simulate", default="2000,8000,20000", help="frame counts of the simulate rows")
     ap.add_argument("--simulate-mode", default="projection")
     ap.add_argument("--writer", default="", help="frame counts of the stack-writer rows (simulate's writer alone)")
+    ap.add_argument("--simulate-config", type=Path, default=None,
+                    help="series TOML of the simulate rows (e.g. no stage drift, so that 20,000 frames stay in the "
+                         "field)")
     ap.add_argument("--simulate-check-multislice", type=int, default=0, help="frames of a multislice row (0: none)")
     ap.add_argument("--truth", default="2000,8000", help="frame counts of the reconstruct --poses truth rows")
     ap.add_argument("--abinitio", default="2000", help="frame counts of the ab initio rows ('' or 0: none)")
@@ -216,6 +219,9 @@ def main() -> int:
     rows: list[dict] = []
 
     def record(row: dict) -> None:
+        from tumblebench.simulator.outputs import git_commit
+
+        row["git_commit"] = git_commit() if args.python == sys.executable else args.commit
         rows.append(row)
         save(rows, args, load0)
         print(f"{row['case']:22s} {row['frames']:6d} frames: peak RSS {row['peak_rss_MB']:7.0f} MB (anon "
@@ -223,13 +229,15 @@ def main() -> int:
               f"{row['wall_s']:.0f} s", flush=True)
 
     base = work / f"series_{args.simulate_mode}_{args.base_frames}"
+    sim_config = [] if args.simulate_config is None else ["--config", str(args.simulate_config.resolve())]
+    sim_note = {} if args.simulate_config is None else {"series_config": args.simulate_config.read_text()}
     sims = sorted(set(ints(args.simulate)))
     for n in sims:
         out = work / f"{args.label}_simulate_{args.simulate_mode}_{n}"
         r = measure(["simulate", "--structure", str(particle / "truth.extxyz"), "--mode", args.simulate_mode,
-                     "--frames", str(n), "--out", str(out), "--overwrite", "--quiet"], args.python,
+                     "--frames", str(n), *sim_config, "--out", str(out), "--overwrite", "--quiet"], args.python,
                     work / f"{args.label}_simulate_{n}.log")
-        record({"case": "simulate", "mode": args.simulate_mode, "frames": n, **r})
+        record({"case": "simulate", "mode": args.simulate_mode, "frames": n, **r, **sim_note})
         if n == args.base_frames and not base.exists():
             out.rename(base)
     for n in ints(args.writer):
@@ -240,9 +248,9 @@ def main() -> int:
         n = args.simulate_check_multislice
         out = work / f"{args.label}_simulate_multislice_{n}"
         r = measure(["simulate", "--structure", str(particle / "truth.extxyz"), "--mode", "multislice",
-                     "--frames", str(n), "--out", str(out), "--overwrite", "--quiet"], args.python,
+                     "--frames", str(n), *sim_config, "--out", str(out), "--overwrite", "--quiet"], args.python,
                     work / f"{args.label}_simulate_multislice_{n}.log")
-        record({"case": "simulate", "mode": "multislice", "frames": n, **r})
+        record({"case": "simulate", "mode": "multislice", "frames": n, **r, **sim_note})
     recon = [("reconstruct_truth", n) for n in ints(args.truth)] + \
             [("reconstruct_abinitio", n) for n in ints(args.abinitio)]
     if recon and not base.exists():
