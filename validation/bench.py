@@ -499,16 +499,20 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(cases), unit="case", desc=f"bench {suite.name}", file=sys.stderr, dynamic_ncols=True,
                disable=not (progress and sys.stderr.isatty()))
+
+    def say(line: str) -> None:
+        """One case done: its line (above the bar on a terminal), and the bar one step on."""
+        if bar.disable:
+            print(line, file=sys.stderr, flush=True)
+        else:
+            bar.write(line, file=sys.stderr)
+        bar.update(1)
+
     t_suite = time.perf_counter()
     for i, case in enumerate(cases, start=1):
         if case.name in done:  # --resume: finished in an earlier run
             rows.append(done[case.name])
-            line = f"case {i}/{len(cases)} {case.name}: finished in the earlier run, kept"
-            if bar.disable:
-                print(line, file=sys.stderr, flush=True)
-            else:
-                bar.write(line, file=sys.stderr)
-            bar.update(1)
+            say(f"case {i}/{len(cases)} {case.name}: finished in the earlier run, kept")
             continue
         t = time.perf_counter()
         run_dir = out / "cases" / case.name
@@ -524,12 +528,7 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
                "report": None if report is None else str(report.relative_to(out))}
         row["wall_s"] = time.perf_counter() - t
         rows.append(row)
-        line = _progress_line(i, len(cases), case.name, row["wall_s"], row)
-        if bar.disable:
-            print(line, file=sys.stderr, flush=True)
-        else:
-            bar.write(line, file=sys.stderr)
-        bar.update(1)
+        say(_progress_line(i, len(cases), case.name, row["wall_s"], row))
         # the results so far, rewritten after every case: an interrupted suite keeps its finished cases
         meta = {"suite": suite.name, "version": suite.version, "algorithms": algorithms,
                 "wall_s": wall_before + time.perf_counter() - t_suite, "data": str(data), "complete": i == len(cases)}
