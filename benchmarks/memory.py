@@ -156,7 +156,7 @@ def slope_per_1000(rows: list[dict]) -> float | None:
     return float(np.polyfit(f, p, 1)[0] * 1000)
 
 
-def save(rows: list[dict], args: argparse.Namespace, load0: tuple) -> dict:
+def save(rows: list[dict], args: argparse.Namespace, load0: tuple, commit: str | None) -> dict:
     """Merge this run's rows into benchmarks/results/memory.json (called after every row: a run stopped half-way
     keeps what it measured); returns the growth per 1,000 frames of every label and case."""
     from tumblebench.simulator.outputs import git_commit, write_json
@@ -168,7 +168,7 @@ def save(rows: list[dict], args: argparse.Namespace, load0: tuple) -> dict:
     done = {(r["case"], r.get("mode"), r["frames"]) for r in rows}
     kept = [r for r in sets.get(args.label, {}).get("rows", []) if (r["case"], r.get("mode"), r["frames"]) not in done]
     rows = sorted(kept + rows, key=lambda r: (r["case"], r.get("mode") or "", r["frames"]))
-    sets[args.label] = {"rows": rows, "git_commit": git_commit() if args.python == sys.executable else args.commit,
+    sets[args.label] = {"rows": rows, "git_commit": commit,
                         "python": "this checkout" if args.python == sys.executable else "another checkout",
                         "loadavg_start": load0, "loadavg_end": os.getloadavg()}
     growth = {}
@@ -211,6 +211,9 @@ def main() -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     load0 = os.getloadavg()
+    from tumblebench.simulator.outputs import git_commit
+
+    commit = git_commit() if args.python == sys.executable else args.commit  # of the code measured
     ints = lambda s: [int(x) for x in s.split(",") if x and int(x) > 0]  # noqa: E731
     particle = work / "particle"
     if not (particle / "truth.extxyz").exists():
@@ -219,11 +222,9 @@ def main() -> int:
     rows: list[dict] = []
 
     def record(row: dict) -> None:
-        from tumblebench.simulator.outputs import git_commit
-
-        row["git_commit"] = git_commit() if args.python == sys.executable else args.commit
+        row["git_commit"] = commit
         rows.append(row)
-        save(rows, args, load0)
+        save(rows, args, load0, commit)
         print(f"{row['case']:22s} {row['frames']:6d} frames: peak RSS {row['peak_rss_MB']:7.0f} MB (anon "
               f"{row['peak_anon_MB']:.0f}, file {row['peak_file_MB']:.0f}, tree {row['peak_tree_rss_MB']:.0f}) "
               f"{row['wall_s']:.0f} s", flush=True)
@@ -272,7 +273,7 @@ def main() -> int:
         if case == "reconstruct_abinitio":
             row.update(refine_n_iter=args.abinitio_n_iter, model_iterations=args.abinitio_model_iterations)
         record(row)
-    growth = save(rows, args, load0)
+    growth = save(rows, args, load0, commit)
     for k, v in growth.items():
         print(f"growth {k}: {v:.1f} MB per 1,000 frames")
     print("wrote benchmarks/results/memory.json")
