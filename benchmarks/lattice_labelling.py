@@ -1,0 +1,206 @@
+"""Stage 3 of the lattice ab initio (the branch labelling) measured against the truth: where does it lose frames?
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/lattice_labelling.py --work DIR --series-seed 1     # ≈ 8 min on 2 cores
+                                                                                    # (+ 75 s to simulate)
+
+On a default multislice series (2,000 frames) of the default particle it runs stages 1–2 of
+:mod:`tumblebench.reconstruct.lattice` for one prior (default ``fcc-twin``, the prior chosen on that particle)
+and then measures, with the true poses known:
+
+1. **path**: the temporal path of stage 2, and the **best labelling the path allows**: every frame given the
+   branch mate nearest its true pose (under one global rotation and hand). It is the upper bound of any labelling
+   of that path;
+2. **labelling**: the built-in labelling (:class:`~tumblebench.reconstruct.lattice._Labeller`, as
+   ``reconstruct`` runs it), and its half-map FSC (3–1.2 Å), the score by which ``reconstruct`` chooses a prior;
+3. **with the right reference**: the map of the best labelling (its shifts refined twice by the labelling's own
+   shift search) as the reference, each half of the frames scored against the other half's map (no frame sees
+   itself), then the labelling's Viterbi pass. If this recovers the best labelling, the per-frame evidence and
+   the continuity suffice and what fails is reaching that reference; the half-map FSC of the best labelling
+   says whether the labelling's own score would prefer it.
+
+Pose errors here are taken after the global rotation (and hand) that puts the most frames within 10° of the
+truth, modulo the particle's own rotations (:func:`tumblebench.validation.symmetry.find_symmetry`): when fewer
+than half the frames are right, the median-minimising rotation of :func:`tumblebench.validation.poses.pose_errors`
+can pick a wrong branch and hide the right ones.
+
+Writes ``benchmarks/results/lattice_labelling.json`` (one entry per series seed) and prints the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tumblebench.analysis.reference import atom_reference  # noqa: E402
+from tumblebench.reconstruct.abinitio import AbInitioConfig  # noqa: E402
+from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
+from tumblebench.reconstruct.lattice import (  # noqa: E402
+    LatticeConfig,
+    _Frames,
+    _Labeller,
+    branch_mates,
+    prior_path,
+    search_amplitudes,
+)
+from tumblebench.reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
+from tumblebench.reconstruct.projector import Band, soft_sphere  # noqa: E402
+from tumblebench.reconstruct.search import fourier_crop, so3_grid, viterbi  # noqa: E402
+from tumblebench.simulator.builder import build_preset  # noqa: E402
+from tumblebench.simulator.outputs import git_commit, write_json  # noqa: E402
+from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
+from tumblebench.simulator.truth_map import particle_frame_positions  # noqa: E402
+from tumblebench.validation.poses import MIRROR  # noqa: E402
+from tumblebench.validation.symmetry import find_symmetry  # noqa: E402
+
+OK_DEG = 10.0
+
+
+def aligned_errors(est: np.ndarray, true: np.ndarray, sym: np.ndarray, step: int = 7
+                   ) -> tuple[bool, np.ndarray, np.ndarray]:
+    """(mirrored, G, per-frame errors in deg) for the global rotation and hand that put the most frames within
+    10° of ``true`` modulo ``sym``; candidates are every ``step``-th frame's relative rotation, then refined as the
+    mean of the frames within 10°."""
+
+    def errors(rel: np.ndarray, g: np.ndarray) -> np.ndarray:
+        sg = np.einsum("sij,jk->sik", sym, g)
+        d = np.stack([(Rotation.from_matrix(rel) * Rotation.from_matrix(s).inv()).magnitude() for s in sg], 1)
+        return np.degrees(d.min(1))
+
+    best = (-1, False, None)
+    for mirrored in (False, True):
+        e = np.einsum("ij,njk,kl->nil", MIRROR, est, MIRROR) if mirrored else est
+        rel = np.einsum("nji,njk->nik", true, e)
+        for i in range(0, len(rel), step):
+            n_ok = int(np.sum(errors(rel, rel[i]) < OK_DEG))
+            if n_ok > best[0]:
+                best = (n_ok, mirrored, rel[i])
+    _, mirrored, g = best
+    e = np.einsum("ij,njk,kl->nil", MIRROR, est, MIRROR) if mirrored else est
+    rel = np.einsum("nji,njk->nik", true, e)
+    for _ in range(3):
+        ok = errors(rel, g) < OK_DEG
+        sg = np.einsum("sij,jk->sik", sym, g)
+        s_idx = np.argmin(np.stack([(Rotation.from_matrix(rel) * Rotation.from_matrix(s).inv()).magnitude()
+                                    for s in sg], 1), 1)
+        g = Rotation.from_matrix(np.einsum("nji,njk->nik", sym[s_idx[ok]], rel[ok])).mean().as_matrix()
+    return mirrored, g, errors(rel, g)
+
+
+def summary(err: np.ndarray) -> dict:
+    ok = err < OK_DEG
+    return {"median_deg": float(np.median(err)), "p90_deg": float(np.percentile(err, 90)),
+            "within_5deg": float(np.mean(err < 5)), "within_10deg": float(ok.mean()),
+            "within_10deg_per_100_frames": [round(float(ok[i:i + 100].mean()), 2) for i in range(0, len(ok), 100)]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, required=True, help="working directory (series and stage 1–2 cache)")
+    ap.add_argument("--series-seed", type=int, default=1, help="seed of the default multislice series")
+    ap.add_argument("--frames", type=int, default=2000)
+    ap.add_argument("--prior", default="fcc-twin", help="prior of reconstruct.lattice")
+    args = ap.parse_args()
+    t0, c0 = time.perf_counter(), time.process_time()
+    lc, ab = LatticeConfig(), AbInitioConfig()
+    nc = build_preset("default")
+    series = args.work / f"multislice_{args.frames}_seed{args.series_seed}"
+    args.work.mkdir(parents=True, exist_ok=True)
+    if not (series / "frames.star").exists():
+        simulate_series(nc, with_overrides(SeriesConfig(), mode="multislice", n_frames=args.frames),
+                        args.series_seed, series, overwrite=True, progress=False)
+    cfg = ReconstructConfig()
+    stack, sampling, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
+    boxes, origins, rows, _, _, diameter, _ = track_and_cut(stack, sampling, cfg, False, False)
+    del stack
+    manifest = json.loads((series / "manifest.json").read_text())
+    ctf_fn = make_ctf_fn(optics, particles, manifest, rows, cfg.amplitude_contrast)
+    true = _oracle_poses(particles, rows, "truth", np.random.default_rng(0))  # for scoring only
+    sym = find_symmetry(particle_frame_positions(nc)).rotations
+    m, n, _ = boxes.shape
+    ns = lc.box
+    cs = sampling * n / ns
+    small = fourier_crop(boxes, ns, zero_mean=True)
+    band, amp, c2 = search_amplitudes(small, ns, cs, lc.band_A, ctf_fn)
+    pp = prior_path(args.prior, amp, band, c2, n, sampling, ns, diameter, lc, ab.step_deg, ab.continuity_weight,
+                    so3_grid(lc.grid_size))
+    cands = branch_mates(pp.path, pp.ops)  # (M, K, 3, 3)
+    frames = _Frames(small, Band.make(ns, r_max=ns), cs, origins * ns / n, ctf_fn,
+                     soft_sphere(ns, (diameter / 2 + 2.0) / cs, 3.0))
+    res: dict = {"series_seed": args.series_seed, "frames": m, "prior": args.prior, "branch_mates": cands.shape[1],
+                 "particle_rotations": len(sym)}
+
+    # 2. the built-in labelling
+    lab = _Labeller(frames, lc, pp.ops, ab.step_deg, ab.continuity_weight, atom_reference)
+    poses, shifts, info = lab.run(pp.path)
+    mirrored, g, err = aligned_errors(poses, true, sym)
+    res["labelling"] = {**summary(err), "half_fsc": lab.half_fsc(poses, shifts),
+                        "frames_changed": [h["frames_changed"] for h in info["history"]]}
+    # 1. the path and the best labelling it allows, under the labelling's global rotation and hand
+    res["path"] = summary(aligned_errors(pp.path, true, sym)[2])
+    flat = cands.reshape(-1, 3, 3)
+    if mirrored:
+        flat = np.einsum("ij,njk,kl->nil", MIRROR, flat, MIRROR)
+    rel = np.einsum("nji,njk->nik", np.repeat(true, cands.shape[1], 0), flat)
+    sg = np.einsum("sij,jk->sik", sym, g)
+    e_all = np.degrees(np.stack([(Rotation.from_matrix(rel) * Rotation.from_matrix(s).inv()).magnitude()
+                                 for s in sg], 1).min(1)).reshape(m, -1)
+    best = e_all.argmin(1)
+    res["best_labelling_of_path"] = summary(e_all.min(1))
+    changes = np.flatnonzero(np.diff(best)) + 1
+    runs = np.diff(np.concatenate([[0], changes, [m]]))
+    res["best_labelling_runs"] = {"runs": len(runs), "frames_in_runs_of_100_or_more": int(runs[runs >= 100].sum())}
+
+    # 3. the best labelling's map as the reference, cross-half, then one Viterbi pass
+    rows_all = np.arange(m)
+    right = cands[rows_all, best]
+    sh = frames.origins.copy()
+    for it in range(2):  # shifts for the right poses: the labelling's own shift search, whole range then refined
+        delta, phi = lab.shift_grids[it]
+        cc, arg = lab.scores(lab.reference(rows_all, right, sh, "right poses"), rows_all, right[:, None], sh, phi)
+        moved = sh + delta[arg[:, 0]]
+        off = np.linalg.norm(moved - frames.origins, axis=1, keepdims=True) * cs
+        sh = np.where(off <= lc.max_shift_A, moved, sh)
+    delta, phi = lab.shift_grids[1]
+    cc = np.empty(cands.shape[:2])
+    for part in (0, 1):
+        ref = lab.reference(rows_all[1 - part::2], right, sh, "other half")
+        cc[part::2], _ = lab.scores(ref, rows_all[part::2], cands[part::2], sh[part::2], phi)
+    dev = cc - cc.mean(axis=1, keepdims=True)
+    chosen = viterbi(cands, dev / max(float(np.median(np.abs(dev))), 1e-12), ab.step_deg, ab.continuity_weight)
+    res["right_reference_cross_half"] = {
+        **summary(aligned_errors(cands[rows_all, chosen], true, sym)[2]),
+        "per_frame_best_is_right": float(np.mean(cc.argmax(1) == best)),
+        "viterbi_agrees_with_best": float(np.mean(chosen == best)),
+        "half_fsc_best_labelling": lab.half_fsc(right, sh),
+        "half_fsc_best_labelling_tracker_origins": lab.half_fsc(right, frames.origins)}
+    res.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0, git_commit=git_commit(),
+               cores=os.cpu_count(), loadavg=os.getloadavg())
+    for key in ("path", "best_labelling_of_path", "labelling", "right_reference_cross_half"):
+        r = res[key]
+        blocks = "".join(str(min(9, int(10 * x))) for x in r["within_10deg_per_100_frames"])
+        print(f"{key:28s} median {r['median_deg']:7.2f}°  p90 {r['p90_deg']:6.1f}°  "
+              f"within 10° {r['within_10deg']:.3f}  per 100 frames {blocks}")
+    print(json.dumps({k: v for k, v in res["labelling"].items() if "per_100" not in k}),
+          json.dumps({k: v for k, v in res["right_reference_cross_half"].items() if "per_100" not in k}),
+          json.dumps(res["best_labelling_runs"]), sep="\n")
+    out = ROOT / "benchmarks" / "results" / "lattice_labelling.json"
+    allres = json.loads(out.read_text()) if out.exists() else {}
+    allres[f"seed{args.series_seed}"] = res
+    write_json(out, allres)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
