@@ -425,7 +425,8 @@ def case_report(run_dir: Path) -> Path | None:
 
 
 def _progress_line(i: int, n: int, name: str, elapsed: float, row: dict[str, Any]) -> str:
-    return (f"case {i}/{n} {name}: {elapsed:.0f} s; pose median {_fmt(row.get('pose_median_deg'), '.2f')}°, "
+    return (f"case {i}/{n} {name}: {elapsed:.0f} s; pose median {_fmt(row.get('pose_median_deg'), '.2f')}° "
+            f"({_fmt(row.get('pose_sym_median_deg'), '.2f')}° modulo the particle's symmetry), "
             f"FSC(truth) 0.5 at {_fmt(row.get('fsc_truth_0.5_A'), '.2f')} Å, recall "
             f"{_fmt(row.get('recall'), '.3f')}, precision {_fmt(row.get('precision'), '.3f')}, RMSD "
             f"{_fmt(row.get('rmsd_pm'), '.1f')} pm")
