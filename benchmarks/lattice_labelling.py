@@ -67,35 +67,36 @@ from tumblebench.validation.symmetry import find_symmetry  # noqa: E402
 OK_DEG = 10.0
 
 
+def _hand(poses: np.ndarray, mirrored: bool) -> np.ndarray:
+    """``poses`` as they are, or their mirror image (:data:`~tumblebench.validation.poses.MIRROR` on both sides)."""
+    return np.einsum("ij,njk,kl->nil", MIRROR, poses, MIRROR) if mirrored else poses
+
+
+def _distances(rel: np.ndarray, sym: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """(N, S) angles (rad) between each relative rotation ``rel`` and each ``s·g`` of the particle's rotations."""
+    r = Rotation.from_matrix(rel)
+    return np.stack([(r * Rotation.from_matrix(s).inv()).magnitude() for s in np.einsum("sij,jk->sik", sym, g)], 1)
+
+
 def aligned_errors(est: np.ndarray, true: np.ndarray, sym: np.ndarray, step: int = 7
                    ) -> tuple[bool, np.ndarray, np.ndarray]:
     """(mirrored, G, per-frame errors in deg) for the global rotation and hand that put the most frames within
     10° of ``true`` modulo ``sym``; candidates are every ``step``-th frame's relative rotation, then refined as the
     mean of the frames within 10°."""
-
-    def errors(rel: np.ndarray, g: np.ndarray) -> np.ndarray:
-        sg = np.einsum("sij,jk->sik", sym, g)
-        d = np.stack([(Rotation.from_matrix(rel) * Rotation.from_matrix(s).inv()).magnitude() for s in sg], 1)
-        return np.degrees(d.min(1))
-
     best = (-1, False, None)
     for mirrored in (False, True):
-        e = np.einsum("ij,njk,kl->nil", MIRROR, est, MIRROR) if mirrored else est
-        rel = np.einsum("nji,njk->nik", true, e)
+        rel = np.einsum("nji,njk->nik", true, _hand(est, mirrored))
         for i in range(0, len(rel), step):
-            n_ok = int(np.sum(errors(rel, rel[i]) < OK_DEG))
+            n_ok = int(np.sum(np.degrees(_distances(rel, sym, rel[i]).min(1)) < OK_DEG))
             if n_ok > best[0]:
                 best = (n_ok, mirrored, rel[i])
     _, mirrored, g = best
-    e = np.einsum("ij,njk,kl->nil", MIRROR, est, MIRROR) if mirrored else est
-    rel = np.einsum("nji,njk->nik", true, e)
+    rel = np.einsum("nji,njk->nik", true, _hand(est, mirrored))
     for _ in range(3):
-        ok = errors(rel, g) < OK_DEG
-        sg = np.einsum("sij,jk->sik", sym, g)
-        s_idx = np.argmin(np.stack([(Rotation.from_matrix(rel) * Rotation.from_matrix(s).inv()).magnitude()
-                                    for s in sg], 1), 1)
-        g = Rotation.from_matrix(np.einsum("nji,njk->nik", sym[s_idx[ok]], rel[ok])).mean().as_matrix()
-    return mirrored, g, errors(rel, g)
+        d = _distances(rel, sym, g)
+        ok = np.degrees(d.min(1)) < OK_DEG
+        g = Rotation.from_matrix(np.einsum("nji,njk->nik", sym[d.argmin(1)[ok]], rel[ok])).mean().as_matrix()
+    return mirrored, g, np.degrees(_distances(rel, sym, g).min(1))
 
 
 def summary(err: np.ndarray) -> dict:
@@ -149,13 +150,8 @@ def main() -> int:
                         "frames_changed": [h["frames_changed"] for h in info["history"]]}
     # 1. the path and the best labelling it allows, under the labelling's global rotation and hand
     res["path"] = summary(aligned_errors(pp.path, true, sym)[2])
-    flat = cands.reshape(-1, 3, 3)
-    if mirrored:
-        flat = np.einsum("ij,njk,kl->nil", MIRROR, flat, MIRROR)
-    rel = np.einsum("nji,njk->nik", np.repeat(true, cands.shape[1], 0), flat)
-    sg = np.einsum("sij,jk->sik", sym, g)
-    e_all = np.degrees(np.stack([(Rotation.from_matrix(rel) * Rotation.from_matrix(s).inv()).magnitude()
-                                 for s in sg], 1).min(1)).reshape(m, -1)
+    rel = np.einsum("nji,njk->nik", np.repeat(true, cands.shape[1], 0), _hand(cands.reshape(-1, 3, 3), mirrored))
+    e_all = np.degrees(_distances(rel, sym, g).min(1)).reshape(m, -1)
     best = e_all.argmin(1)
     res["best_labelling_of_path"] = summary(e_all.min(1))
     changes = np.flatnonzero(np.diff(best)) + 1
