@@ -195,6 +195,24 @@ def test_pose_errors_recover_global_rotation_and_hand() -> None:
     assert pose_errors(est2, true).median_deg > 30
 
 
+@given(seed=st.integers(0, 2**32 - 1), right=st.floats(0.3, 0.45))
+@settings(max_examples=10, deadline=None)
+def test_pose_errors_keep_the_rotation_of_the_right_frames_when_they_are_few(seed: int, right: float) -> None:
+    """Fewer than half the frames right, the rest spread evenly over three other branches (90° about x, y, z,
+    each fewer than the right ones): the alignment is the right frames' rotation, so exactly they score 0°."""
+    rng = np.random.default_rng(seed)
+    m = 400
+    true = Rotation.random(m, random_state=rng).as_matrix()
+    g = Rotation.random(random_state=rng).as_matrix()
+    n_right = int(right * m)
+    branch = np.concatenate([np.zeros(n_right, int), 1 + np.arange(m - n_right) % 3])
+    wrong = np.concatenate([np.eye(3)[None], Rotation.from_rotvec(np.eye(3) * np.pi / 2).as_matrix()])
+    est = np.einsum("nij,njk,kl->nil", true, wrong[rng.permutation(branch)], g)
+    e = pose_errors(est, true)
+    assert np.sum(e.angles_deg < 1e-6) == n_right  # exact frames, up to rounding
+    assert np.all(e.angles_deg[e.angles_deg >= 1e-6] > 80)
+
+
 @settings(max_examples=2, deadline=None)
 @given(seed=st.integers(0, 1000))
 def test_abinitio_cuboctahedron_within_2_degrees(seed: int) -> None:
