@@ -328,7 +328,7 @@ CASES: dict[str, Case] = {
         "series/truth_map.mrc": f["map"], "series/frames.star": f["star"],
         "series/atom_events.csv": "frame,atom_index,event\n3,banana,dissolved\n",
         "atoms/atoms_stats.csv": f["atoms"] / "atoms_stats.csv"})],
-    # ---------------------------------------------------------------- bench (7)
+    # ---------------------------------------------------------------- bench (8)
     "bench/suite-unknown": lambda f, d: ["bench", "--suite", "nonesuch", "--out", _out(d)],
     "bench/suite-is-dir": lambda f, d: ["bench", "--suite", str(_mkdir(d / "s.toml")), "--out", _out(d)],
     "bench/suite-not-utf8": lambda f, d: ["bench", "--suite", _toml(d, b"name = \"\xff\"\n", "s.toml"),
@@ -340,6 +340,8 @@ CASES: dict[str, Case] = {
                                                     str(_write(_mkdir(d / "b") / "results.json", "{").parent)],
     "bench/compare-rows-without-case": lambda f, d: ["bench", "compare", *(
         str(_write(_mkdir(d / x) / "results.json", '{"cases": [{"recall": 1}]}').parent) for x in "ab")],
+    "bench/rescore-case-unfinished": lambda f, d: ["bench", "rescore", str(_write(
+        _mkdir(d / "a") / "results.json", '{"suite": "s", "version": 1, "cases": [{"case": "x"}]}').parent)],
     # ---------------------------------------------------------------- regress (3)
     "regress/golden-missing": lambda f, d: ["regress", "--golden", str(d / "none")],
     "regress/golden-suite-not-utf8": lambda f, d: ["regress", "--golden", str(_write(

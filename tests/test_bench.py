@@ -354,6 +354,26 @@ def test_bench_writes_a_scorecard_per_case_and_the_results(bench_run: Path) -> N
 
 
 @pytest.mark.slow
+def test_rescore_rebuilds_scorecards_and_results_from_the_runs(bench_run: Path, tmp_path: Path) -> None:
+    """A scorecard and row as an older scorer wrote them are replaced by today's score of the same run."""
+    out = tmp_path / "a"
+    shutil.copytree(bench_run / "a", out, symlinks=True)
+    before = load_results(out)
+    card_path = out / "cases" / "cubo-noisy" / "scorecard.json"
+    card = json.loads(card_path.read_text())
+    right = card["poses"]["median_error_deg"]
+    card["poses"]["median_error_deg"] = 99.0
+    card_path.write_text(json.dumps(card))
+    res = json.loads((out / "results.json").read_text())
+    res["cases"][1]["pose_median_deg"] = 99.0
+    (out / "results.json").write_text(json.dumps(res))
+    assert main(["bench", "rescore", str(out)]) == 0
+    assert load_results(out)["cases"] == before["cases"]
+    assert json.loads(card_path.read_text())["poses"]["median_error_deg"] == right
+    assert "99.0" not in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
 def test_table1_row_of_a_run(bench_run: Path) -> None:
     run = bench_run / "a" / "cases" / "cubo"
     row = table1_row(run)

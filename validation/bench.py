@@ -44,11 +44,11 @@ import numpy as np
 
 from tumblebench.simulator.config import from_dict, read_toml
 from tumblebench.simulator.errors import TumblebenchError, require
-from tumblebench.simulator.outputs import check_writable_parent, write_json
+from tumblebench.simulator.outputs import atomic_file, check_writable_parent, write_json
 from tumblebench.simulator.series import DEFAULT_DOSE_PER_FRAME
 from tumblebench.validation.algorithms import resolve_all
 from tumblebench.validation.pipeline import PipelineConfig, reconstruct_config, run_pipeline, series_config
-from tumblebench.validation.scorecard import RunLayout, atoms_to_truth_frame, kabsch_refine
+from tumblebench.validation.scorecard import RunLayout, atoms_to_truth_frame, kabsch_refine, score_run
 
 #: Keys of a case table that are not PipelineConfig fields.
 _CASE_KEYS = ("name", "description", "dose_scale", "halves")
@@ -537,6 +537,41 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
     bar.close()
     return rows
 
+
+
+def rescore_suite(out: str | Path) -> list[dict[str, Any]]:
+    """Score every case of the results folder ``out`` again with today's scorers, from the runs it holds.
+
+    Each case's ``scorecard.json`` (and its halves, where scored) is rewritten and the results are rebuilt from the
+    new scorecards; nothing is reconstructed again, and the cases' run times stay those measured.
+
+    Returns
+    -------
+    list of dict
+        The new result rows, in the suite's order.
+
+    Raises
+    ------
+    TumblebenchError
+        ``out`` holds no results, or a case's run folder lacks its scorecard.
+    """
+    out = Path(out)
+    res = load_results(out)
+    for r in res["cases"]:
+        require((out / "cases" / r["case"] / "scorecard.json").is_file(),
+                f"{out / 'cases' / r['case']}: no scorecard.json; the case did not finish (run `tumblebench bench "
+                f"--resume` first)")
+    rows = []
+    for r in res["cases"]:
+        run_dir = out / "cases" / r["case"]
+        card = score_run(run_dir)
+        if "halves" in json.loads((run_dir / "scorecard.json").read_text(encoding="utf-8")):
+            card["halves"] = score_halves(run_dir)
+        with atomic_file(run_dir / "scorecard.json") as tmp:
+            write_json(tmp, card)
+        rows.append({**r, **headline(card)})
+    write_results(out, rows, {k: res.get(k) for k in ("suite", "version", "algorithms", "wall_s", "data", "complete")})
+    return rows
 
 _RESULT_COLUMNS = ("case", "particle", "n_atoms", "n_frames", "mode", "poses",
                    *(m.name for m in METRICS if m.path[0] != "halves"), "time_s")

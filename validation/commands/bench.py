@@ -14,16 +14,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from tumblebench.validation.bench import suite_names
 
     p = subparsers.add_parser(
-        "bench", help="run a benchmark suite (or: bench compare A B)",
+        "bench", help="run a benchmark suite (or: bench compare A B, bench rescore DIR)",
         description="Run every case of a named, versioned suite through the pipeline (build, simulate, "
                     "reconstruct, atoms, score) and write one run folder and scorecard per case plus "
                     "results.csv, results.json, results.md and index.html. A case's particle and series are "
                     "generated once into the data cache and reused byte for byte by every later run. "
                     "`bench compare A B` diffs two results folders per case and metric (better / worse / same "
-                    f"within the metric's tolerance). Built-in suites: {', '.join(suite_names())}; "
+                    "within the metric's tolerance). `bench rescore DIR` scores every case of a results folder again "
+                    "with today's scorers and rebuilds its results, without reconstructing anything. "
+                    f"Built-in suites: {', '.join(suite_names())}; "
                     "--suite also takes a suite TOML file.")
-    p.add_argument("compare", nargs="*", metavar="compare A B",
-                   help="compare results folder B against A (prints a table, writes B/compare.md)")
+    p.add_argument("compare", nargs="*", metavar="compare A B | rescore DIR",
+                   help="compare results folder B against A (prints a table, writes B/compare.md), or score the "
+                        "cases of results folder DIR again")
     p.add_argument("--suite", help="built-in suite name or suite TOML file")
     add_algorithm_argument(p, ("tracking", "pose", "refine", "atoms"))
     p.add_argument("--out", type=Path, help="results folder")
@@ -46,14 +49,22 @@ def run(args: argparse.Namespace) -> int:
         diff_table,
         load_suite,
         markdown_table,
+        rescore_suite,
         result_columns,
         run_suite,
     )
 
+    if args.compare and args.compare[0] == "rescore":
+        require(len(args.compare) == 2, f"unexpected argument(s) {' '.join(args.compare)}; expected "
+                                        "`bench rescore DIR`")
+        rows = rescore_suite(Path(args.compare[1]))
+        print(markdown_table(rows, result_columns(rows)))
+        print(f"results: {args.compare[1]}/results.md, results.csv, results.json, index.html", file=sys.stderr)
+        return 0
     if args.compare:
         require(len(args.compare) == 3 and args.compare[0] == "compare",
-                f"unexpected argument(s) {' '.join(args.compare)}; expected `bench compare A B` or "
-                "`bench --suite NAME --out DIR`")
+                f"unexpected argument(s) {' '.join(args.compare)}; expected `bench compare A B`, "
+                "`bench rescore DIR` or `bench --suite NAME --out DIR`")
         a, b = Path(args.compare[1]), Path(args.compare[2])
         check_output_file(args.md or b / "compare.md")
         diffs = compare_results(a, b)
