@@ -56,7 +56,7 @@ from tumblebench.reconstruct.lattice import (  # noqa: E402
 )
 from tumblebench.reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
 from tumblebench.reconstruct.projector import Band, soft_sphere  # noqa: E402
-from tumblebench.reconstruct.search import fourier_crop, so3_grid, viterbi  # noqa: E402
+from tumblebench.reconstruct.search import fourier_crop, so3_grid  # noqa: E402
 from tumblebench.simulator.builder import build_preset  # noqa: E402
 from tumblebench.simulator.outputs import git_commit, write_json  # noqa: E402
 from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
@@ -162,19 +162,10 @@ def main() -> int:
     rows_all = np.arange(m)
     right = cands[rows_all, best]
     sh = frames.origins.copy()
-    for it in range(2):  # shifts for the right poses: the labelling's own shift search, whole range then refined
-        delta, phi = lab.shift_grids[it]
-        cc, arg = lab.scores(lab.reference(rows_all, right, sh, "right poses"), rows_all, right[:, None], sh, phi)
-        moved = sh + delta[arg[:, 0]]
-        off = np.linalg.norm(moved - frames.origins, axis=1, keepdims=True) * cs
-        sh = np.where(off <= lc.max_shift_A, moved, sh)
-    delta, phi = lab.shift_grids[1]
-    cc = np.empty(cands.shape[:2])
-    for part in (0, 1):
-        ref = lab.reference(rows_all[1 - part::2], right, sh, "other half")
-        cc[part::2], _ = lab.scores(ref, rows_all[part::2], cands[part::2], sh[part::2], phi)
-    dev = cc - cc.mean(axis=1, keepdims=True)
-    chosen = viterbi(cands, dev / max(float(np.median(np.abs(dev))), 1e-12), ab.step_deg, ab.continuity_weight)
+    for _ in range(2):  # shifts for the right poses: the labelling's own cross-half search, one candidate
+        _, _, sh = lab.label(right[:, None], right, sh, "right poses")
+    cc, _ = lab.cross_scores(cands, right, sh, "right poses, other half")
+    chosen = lab.choose(cands, cc)
     res["right_reference_cross_half"] = {
         **summary(aligned_errors(cands[rows_all, chosen], true, sym)[2]),
         "per_frame_best_is_right": float(np.mean(cc.argmax(1) == best)),

@@ -23,7 +23,9 @@ against a generic crystal of the element without knowing the particle's shape or
    and simulated back, :func:`tumblebench.analysis.reference.atom_reference`): the map of a mixture of branches is
    self-consistent, the atomic model built from it is not — it keeps the majority's atoms — so the labelling
    converges to one branch. Without a builder the map itself is the reference, and the labelling can settle on a
-   mixture.
+   mixture. Each half of the frames (even, odd) is scored against the reference of the *other* half, and every
+   frame's shift is searched afresh around the tracker's origin: a frame scored against a map that holds it, at
+   a shift fitted to its last label, keeps that label whether it is right or not.
 
 Each prior is tried; the one whose final labelling gives the highest half-map FSC (even/odd frames) in the
 lattice band wins, so a single crystal and a twinned particle are both handled without knowing which it is.
@@ -93,13 +95,11 @@ class LatticeConfig:
     map_resolution_A
         Resolution limit (Å) of the labelling maps.
     label_iterations
-        Most labelling iterations per prior (stops earlier when no frame changes branch).
+        Most labelling iterations per prior.
+    label_converged
+        The labelling stops when at most this fraction of the frames changed branch in an iteration.
     shift_range_A, shift_step_A
-        Shift search of the labelling's first iteration: ± range around the tracker's origin, in steps (Å).
-    shift_refine_A
-        Shift search of the later iterations: ± range around the last shifts (Å).
-    max_shift_A
-        The labelling never moves an origin further than this from the tracker's (Å).
+        Shift search of every labelling iteration: ± range around the tracker's origin, in steps (Å).
     """
 
     element: str = "Pt"
@@ -111,11 +111,10 @@ class LatticeConfig:
     distinct_deg: float = 6.0
     label_band_A: tuple[float, float] = (8.0, 1.6)
     map_resolution_A: float = 1.2
-    label_iterations: int = 6
+    label_iterations: int = 10
+    label_converged: float = 0.01
     shift_range_A: float = 1.2
     shift_step_A: float = 0.2
-    shift_refine_A: float = 0.6
-    max_shift_A: float = 2.0
 
     def validate(self) -> None:
         bulk_lattice_constant(self.element)
@@ -128,10 +127,10 @@ class LatticeConfig:
         require(self.grid_size >= 1000, f"abinitio.lattice.grid_size = {self.grid_size} must be >= 1000")
         require(self.top_k >= 1 and self.distinct_deg >= 0 and self.label_iterations >= 0,
                 "abinitio.lattice.top_k must be >= 1, distinct_deg and label_iterations >= 0")
-        require(self.map_resolution_A > 0 and self.shift_step_A > 0 and self.shift_range_A >= 0
-                and self.max_shift_A >= self.shift_range_A and 0 <= self.shift_refine_A <= self.max_shift_A,
-                "abinitio.lattice: map_resolution_A and shift_step_A must be > 0; shift_range_A and shift_refine_A "
-                "in [0, max_shift_A]")
+        require(0 <= self.label_converged < 1,
+                f"abinitio.lattice.label_converged = {self.label_converged} must be a fraction in [0, 1)")
+        require(self.map_resolution_A > 0 and self.shift_step_A > 0 and self.shift_range_A >= 0,
+                "abinitio.lattice: map_resolution_A and shift_step_A must be > 0, shift_range_A >= 0")
 
 
 def _domain_swap() -> np.ndarray:
@@ -395,11 +394,11 @@ class _Labeller:
             for s in range(0, len(fr.small), 500):
                 sel = np.arange(s, min(s + 500, len(fr.small)))
                 self.cband[sel] = self.band.take(fr.ctf_fn(sel, (ns, ns), fr.crop_sampling))
-        self.shift_grids = [self._shift_grid(r) for r in (config.shift_range_A, config.shift_refine_A)]
+        self.shift_steps, self.shift_phi = self._shift_grid()
 
-    def _shift_grid(self, range_A: float) -> tuple[np.ndarray, np.ndarray]:
-        """Shift steps (S, 2) in cropped pixels within ± ``range_A`` and their phases on the band (P, S)."""
-        d = np.arange(-range_A, range_A + 1e-9, self.cfg.shift_step_A)
+    def _shift_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Shift steps (S, 2) in cropped pixels within ± ``shift_range_A`` and their phases on the band (P, S)."""
+        d = np.arange(-self.cfg.shift_range_A, self.cfg.shift_range_A + 1e-9, self.cfg.shift_step_A)
         d = (d - d.mean()) / self.fr.crop_sampling
         dx, dy = np.meshgrid(d, d)
         delta = np.stack([dx.ravel(), dy.ravel()], 1)
@@ -464,19 +463,34 @@ class _Labeller:
                 log.warning("lattice labelling (%s): reference model failed (%s); using the map", what, exc)
         return prepare_reference(vol)
 
-    def label(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, it: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One labelling pass of all frames: (column chosen per frame, poses, shifts)."""
-
+    def cross_scores(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Correlations (M, K) of every frame's candidates ``cands`` (M, K, 3, 3) with the reference of the other
+        half of the frames (even against odd and back; the reference from ``poses`` and ``shifts``), best over
+        the shifts around the tracker's origins, and the shifts (M, K, 2) in cropped pixels where they peak."""
         rows = np.arange(len(poses))
-        delta, phi = self.shift_grids[min(it, 1)]  # the whole shift range first, then around the last shifts
-        cc, arg = self.scores(self.reference(rows, poses, shifts, f"iteration {it}"), rows, cands, shifts, phi)
+        cc = np.empty(cands.shape[:2])
+        arg = np.empty(cands.shape[:2], np.int64)
+        for part in (0, 1):
+            ref = self.reference(rows[1 - part::2], poses, shifts, f"{what}, half {2 - part}")
+            cc[part::2], arg[part::2] = self.scores(ref, rows[part::2], cands[part::2], self.fr.origins[part::2],
+                                                    self.shift_phi)
+        return cc, self.fr.origins[:, None] + self.shift_steps[arg]
+
+    def choose(self, cands: np.ndarray, cc: np.ndarray) -> np.ndarray:
+        """Column of ``cands`` (M, K, 3, 3) per frame: the Viterbi path over the correlations ``cc`` (M, K), each
+        frame's deviations from its mean in units of their median size, under the continuity penalty."""
         dev = cc - cc.mean(axis=1, keepdims=True)
-        lab = viterbi(cands, dev / max(float(np.median(np.abs(dev))), 1e-12), self.step, self.weight)
-        moved = shifts + delta[arg[rows, lab]]
-        off = np.linalg.norm(moved - self.fr.origins, axis=1, keepdims=True) * self.fr.crop_sampling
-        self.scores_ = cc[rows, lab]  # each frame's correlation with the reference at its chosen mate
-        return lab, cands[rows, lab], np.where(off <= self.cfg.max_shift_A, moved, shifts)
+        return viterbi(cands, dev / max(float(np.median(np.abs(dev))), 1e-12), self.step, self.weight)
+
+    def label(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One labelling pass of all frames: (column chosen per frame, poses, shifts in cropped pixels)."""
+        rows = np.arange(len(poses))
+        cc, moved = self.cross_scores(cands, poses, shifts, what)
+        lab = self.choose(cands, cc)
+        self.scores_ = cc[rows, lab]  # each frame's correlation with the other half's reference at its chosen mate
+        return lab, cands[rows, lab], moved[rows, lab]
 
     def run(self, path: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
         """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info). The last
@@ -487,14 +501,14 @@ class _Labeller:
         lab = np.zeros(len(path), np.int64)
         history = []
         for it in range(self.cfg.label_iterations):
-            new, poses, shifts = self.label(cands, poses, shifts, it)
+            new, poses, shifts = self.label(cands, poses, shifts, f"iteration {it}")
             changed = int(np.sum(new != lab))
             lab = new
             history.append({"iteration": it, "frames_changed": changed})
             log.info("lattice labelling iteration %d: %d frames changed branch", it, changed)
             if progress is not None:
                 progress(1)
-            if changed == 0:
+            if changed <= self.cfg.label_converged * len(path):
                 break
         return poses, shifts, {"history": history}
 

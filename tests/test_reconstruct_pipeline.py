@@ -185,6 +185,8 @@ def test_example_config_lists_the_defaults() -> None:
     ("[abinitio]\nlocal_from_A = 9.0\n", "local_from_A"),  # removed option: an unknown field
     ("[abinitio]\nkeep_previous_from_A = 2.5\n", "keep_previous_from_A"),  # removed option
     ("[abinitio]\ncandidate_pool = 512\n", "candidate_pool"),  # removed option: an unknown field
+    ("[abinitio.lattice]\nshift_refine_A = 0.6\n", "shift_refine_A"),  # removed option: an unknown field
+    ("[abinitio.lattice]\nlabel_converged = 1.0\n", "abinitio.lattice.label_converged"),
 ])
 def test_reconstruct_rejects_a_bad_config_field(tmp_path: Path, toml: str, field: str) -> None:
     """Nested TOML tables are checked on load: one line naming the field, exit 2, nothing written."""
