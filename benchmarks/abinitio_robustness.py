@@ -5,7 +5,9 @@ The cases are the built-in suite ``robustness`` (``validation/suites/robustness.
 twinned truncated octahedron, the cuboctahedron, the decahedron, the icosahedron and the real SINGLE-traced
 particle. Each case runs as its own ``tumblebench bench --suite robustness --case NAME`` into
 ``WORK/runs/NAME`` (the particles and series are cached in ``WORK/data``); a case whose results exist is not run
-again, so the matrix can be filled over several sessions (``--seeds``, ``--particles`` pick a part of it).
+again, so the matrix can be filled over several sessions (``--seeds``, ``--particles`` pick a part of it). The
+results file keeps the rows of cases run earlier (each with the commit it ran at) when ``WORK`` no longer holds
+them, so a new machine adds to the committed matrix instead of starting it over.
 
 Targets per case (symmetry-reduced pose errors):
 
@@ -53,11 +55,23 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
+def _commit() -> str:
+    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    git = ["git", "-C", str(root)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True).stdout.strip()
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def run_case(name: str, work: Path) -> float | None:
     """Run case ``name`` unless its results exist; return its wall time (s) or None when it was there."""
     out = work / "runs" / name
     if (out / "results.json").exists():
         return None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "commit.txt").write_text(_commit() + "\n")
     t = time.perf_counter()
     cmd = [str(Path(sys.executable).with_name("tumblebench")), "bench", "--suite", "robustness", "--case", name,
            "--out", str(out), "--data", str(work / "data"), "--overwrite", "--quiet"]
@@ -72,7 +86,9 @@ def case_figures(name: str, work: Path) -> dict | None:
         return None
     card = json.loads((run / "scorecard.json").read_text())
     timing = json.loads((run / "timing.json").read_text()) if (run / "timing.json").exists() else {}
-    row: dict = {"case": name, "seed": int(name.rsplit("-s", 1)[1]), "particle": name.rsplit("-s", 1)[0]}
+    commit = work / "runs" / name / "commit.txt"
+    row: dict = {"case": name, "seed": int(name.rsplit("-s", 1)[1]), "particle": name.rsplit("-s", 1)[0],
+                 "commit": commit.read_text().strip() if commit.exists() else None}
     passed: dict[str, bool | None] = {}
     for key, ((section, field), op, target) in TARGETS.items():
         value = (card.get(section) or {}).get(field)
@@ -97,12 +113,13 @@ def markdown(rows: list[dict]) -> str:
             ("fsc_truth_0.5_A", "FSC(truth) 0.5 Å", ".2f"), ("recall", "recall", ".3f"),
             ("precision", "precision", ".3f"), ("rmsd_pm", "RMSD pm", ".1f"),
             ("reconstruct_s", "reconstruct s", ".0f"), ("case_s", "case s", ".0f")]
-    lines = ["| particle | seed | " + " | ".join(c[1] for c in cols) + " | all |",
-             "|---|---|" + "---|" * len(cols) + "---|"]
+    lines = ["| particle | seed | " + " | ".join(c[1] for c in cols) + " | all | commit |",
+             "|---|---|" + "---|" * len(cols) + "---|---|"]
     for r in rows:
         cells = [_fmt(r[k], f) + (" ✗" if r["passed"].get(k) is False else "") for k, _, f in cols]
         verdict = "yes" if r["all_passed"] else "no"
-        lines.append(f"| {r['particle']} | {r['seed']} | " + " | ".join(cells) + f" | {verdict} |")
+        commit = r.get("commit") or "—"
+        lines.append(f"| {r['particle']} | {r['seed']} | " + " | ".join(cells) + f" | {verdict} | {commit} |")
     return "\n".join(lines)
 
 
@@ -126,7 +143,9 @@ def main() -> int:
             state = "already run" if wall is None else f"{wall:.0f} s"
             print(f"[{i}/{len(names)}] {name}: {state} (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
     every = [f"{p}-s{s}" for p in PARTICLES for s in range(8)]
-    rows = [r for r in (case_figures(n, args.work) for n in every) if r is not None]
+    kept = json.loads(args.out.read_text()).get("rows", []) if args.out.exists() else []
+    kept_by_case = {r["case"]: r for r in kept}
+    rows = [r for r in (case_figures(n, args.work) or kept_by_case.get(n) for n in every) if r is not None]
     table = markdown(rows)
     print(table)
     result = {"benchmark": "abinitio_robustness", "suite": "robustness", "cases_run": len(rows), "cases_total": 40,
