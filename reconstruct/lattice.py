@@ -510,6 +510,8 @@ class _Labeller:
                 progress(1)
             if changed <= self.cfg.label_converged * len(path):
                 break
+        if progress is not None and len(history) < self.cfg.label_iterations:
+            progress(self.cfg.label_iterations - len(history))  # the iterations a converged labelling skips
         return poses, shifts, {"history": history}
 
 

@@ -129,13 +129,16 @@ def test_distinct_peaks_are_apart_and_led_by_the_best_pose() -> None:
 def test_abinitio_and_refinement_find_poses_of_an_asymmetric_particle(seed: int) -> None:
     """No truth read: a tumbling asymmetric 88-atom cluster, high dose, 150 frames of 40 px; the default (lattice)
     method + refinement. Measured (seeds 0, 127, 210, 466): 0.49–1.57° median after refinement."""
-    from tumblebench.reconstruct.lattice import LatticeConfig, lattice_abinitio
+    from tumblebench.reconstruct.lattice import LatticeConfig, LatticePoses, lattice_abinitio
 
     pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
     frames, rots, _ = _series(pos, 40, 150, 200.0, seed)
     cfg = AbInitioConfig()
-    poses, shifts, info = lattice_abinitio(frames, SAMPLING, 12.0, LatticeConfig(), cfg.step_deg, cfg.continuity_weight)
+    done: list[int] = []
+    poses, shifts, info = lattice_abinitio(frames, SAMPLING, 12.0, LatticeConfig(), cfg.step_deg, cfg.continuity_weight,
+                                           progress=done.append)
     assert info["prior"] in ("fcc", "fcc-twin") and len(info["priors"]) == 2
+    assert sum(done) == LatticePoses(LatticeConfig()).steps()  # the progress bar ends full, converged early or not
     res = refine(frames, SAMPLING, poses, shifts, 12.0, RefineConfig(n_iter=3, model_iterations=0))
     err = pose_errors(res.poses, rots)
     assert err.median_deg < 3.0
