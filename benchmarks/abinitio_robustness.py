@@ -55,23 +55,11 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-def _commit() -> str:
-    """The checkout's commit, with ``+dirty`` when tracked files differ from it."""
-    root = Path(__file__).resolve().parent.parent
-    git = ["git", "-C", str(root)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True).stdout.strip()
-    return (head or "unknown") + ("+dirty" if dirty else "")
-
-
 def run_case(name: str, work: Path) -> float | None:
     """Run case ``name`` unless its results exist; return its wall time (s) or None when it was there."""
     out = work / "runs" / name
     if (out / "results.json").exists():
         return None
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "commit.txt").write_text(_commit() + "\n")
     t = time.perf_counter()
     cmd = [str(Path(sys.executable).with_name("tumblebench")), "bench", "--suite", "robustness", "--case", name,
            "--out", str(out), "--data", str(work / "data"), "--overwrite", "--quiet"]
@@ -86,9 +74,9 @@ def case_figures(name: str, work: Path) -> dict | None:
         return None
     card = json.loads((run / "scorecard.json").read_text())
     timing = json.loads((run / "timing.json").read_text()) if (run / "timing.json").exists() else {}
-    commit = work / "runs" / name / "commit.txt"
+    commit = (card.get("versions") or {}).get("git_commit")
     row: dict = {"case": name, "seed": int(name.rsplit("-s", 1)[1]), "particle": name.rsplit("-s", 1)[0],
-                 "commit": commit.read_text().strip() if commit.exists() else None}
+                 "commit": commit[:7] if commit else None}
     passed: dict[str, bool | None] = {}
     for key, ((section, field), op, target) in TARGETS.items():
         value = (card.get(section) or {}).get(field)
