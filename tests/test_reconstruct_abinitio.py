@@ -158,7 +158,7 @@ def test_sphere_method_runs_its_starts_and_returns_a_model() -> None:
 
 def test_centrosymmetric_particle_projects_identically_at_a_pose_and_its_twin() -> None:
     """Projection of a centrosymmetric particle: pose A and TWIN·A (180° about the beam) give the same image, so
-    ``pose_errors(..., projection_twin=True)`` scores each frame against the nearer of the two."""
+    ``pose_errors(..., projection_twin=[I])`` (q = I) scores each frame against the nearer of the two."""
     from tumblebench.validation.poses import TWIN
 
     _, _, vol = _series(_cuboctahedron(), 64, 1, 1e9, 0)  # box wide enough that no density reaches its edge
@@ -182,7 +182,7 @@ def test_centrosymmetric_particle_projects_identically_at_a_pose_and_its_twin() 
     # exact up to float64 rounding: the poses, G and the rotation mean carry ~1e-16 relative error, which the
     # rotation-matrix distance turns into ~1e-14-1e-12°; 1e-9° leaves three orders of margin (an arccos of the
     # trace could not be tested this way: one float step below a trace of 3 is already 1.2e-6°)
-    assert pose_errors(est, true, projection_twin=True).median_deg < POSE_EXACT_DEG
+    assert pose_errors(est, true, projection_twin=np.eye(3)[None]).median_deg < POSE_EXACT_DEG
     assert np.percentile(pose_errors(est, true).angles_deg, 80) > 30  # without it the twinned frames count as wrong
 
 
@@ -231,7 +231,7 @@ def test_abinitio_cuboctahedron_within_2_degrees(seed: int) -> None:
     poses, shifts, info = lattice_abinitio(frames, SAMPLING, 12.0, LatticeConfig(), cfg.step_deg, cfg.continuity_weight)
     assert info["prior"] == "fcc"
     res = refine(frames, SAMPLING, poses, shifts, 12.0, RefineConfig(n_iter=4, model_iterations=0))
-    assert pose_errors(res.poses, rots, symmetry=cubic_group(), projection_twin=True).median_deg <= 2.0
+    assert pose_errors(res.poses, rots, symmetry=cubic_group(), projection_twin=np.eye(3)[None]).median_deg <= 2.0
 
 
 def test_continuity_sweep_pulls_a_stuck_run_back_from_its_neighbours() -> None:

@@ -17,14 +17,16 @@ from tumblebench.validation.poses import pose_errors
 from tumblebench.validation.symmetry import find_symmetry, group_name, rotation_order
 
 
-def _maps_onto_itself(p: np.ndarray, rot: np.ndarray, tol: float) -> bool:
-    d, idx = cKDTree(p).query(p @ rot.T)
+def _maps_onto_itself(p: np.ndarray, rot: np.ndarray, tol: float, onto: np.ndarray | None = None) -> bool:
+    d, idx = cKDTree(p if onto is None else onto).query(p @ rot.T)
     return bool(d.max() < tol and len(np.unique(idx)) == len(p))
 
 
 # The presets' groups: the magic-number polyhedra keep their full proper point groups (O, D5 of D5h, I of Ih);
 # the default particle's twin boundary lies one (111) layer off the centre and the twinned part is turned about a
 # site of that layer, which leaves no proper rotation (C1); the same twin on the central layer gives D3 (of D3h).
+# Every preset is achiral (Oh, D5h, Ih; the default keeps one mirror plane, Cs): its mirror rotations, the improper
+# operations times −1, are as many as its proper rotations.
 @pytest.mark.parametrize(("preset", "name", "order", "centro"), [
     ("cuboctahedron", "O", 24, True),
     ("octahedron", "O", 24, True),
@@ -36,6 +38,11 @@ def test_preset_groups(preset: str, name: str, order: int, centro: bool) -> None
     p = particle_frame_positions(build_preset(preset))
     g = find_symmetry(p)
     assert (g.name, g.order, g.centrosymmetric) == (name, order, centro)
+    assert g.achiral and len(g.mirror_rotations) == order
+    assert centro == any(np.allclose(q, np.eye(3), atol=1e-6) for q in g.mirror_rotations)
+    for q in g.mirror_rotations:  # q·(−p) lands on the atoms
+        assert np.allclose(q @ q.T, np.eye(3), atol=1e-9) and np.linalg.det(q) > 0
+        assert _maps_onto_itself(-p, q, 1e-3, onto=p)
     assert np.allclose(g.rotations[0], np.eye(3))
     for s in g.rotations:  # each is a proper rotation that maps the atoms one-to-one onto themselves
         assert np.allclose(s @ s.T, np.eye(3), atol=1e-9) and np.linalg.det(s) > 0
@@ -47,6 +54,18 @@ def test_central_twin_gives_d3() -> None:
     nc = build(replace(preset_spec("default"), defects=DefectSpec(twin_planes=(0,))))
     g = find_symmetry(particle_frame_positions(nc))
     assert (g.name, g.order, g.centrosymmetric) == ("D3", 6, False)  # D3h: the twin plane is a mirror, no inversion
+
+
+def test_a_chiral_structure_has_no_mirror_rotations() -> None:
+    # a twisted stack of three triangles (a propeller, D3): its mirror image is no rotation of it
+    k = np.arange(3)
+    a = np.repeat([0.0, 0.35, 0.7], 3) + np.tile(2 * np.pi * k / 3, 3)
+    p = np.stack([3 * np.cos(a), 3 * np.sin(a), np.repeat([-2.5, 0.0, 2.5], 3)], axis=1)
+    g = find_symmetry(p)
+    assert (g.name, g.achiral, g.centrosymmetric) == ("D3", False, False)
+    assert g.mirror_rotations.shape == (0, 3, 3)
+    gm = find_symmetry(p * np.array([1.0, 1.0, -1.0]))  # the mirror image: the other hand, as chiral
+    assert (gm.name, gm.achiral) == ("D3", False)
 
 
 def test_group_follows_a_rotation_of_the_particle() -> None:

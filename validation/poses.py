@@ -10,9 +10,15 @@ median keeps the rotation that the right frames share when fewer than half of th
 series with 46 % right frames and the rest spread over other branches is least at some compromise rotation that
 fits no frame.
 
-A *centrosymmetric* particle imaged by linear projection adds a per-frame ambiguity: its projection at pose
-``A`` and at ``T·A`` (``T`` = 180° about the beam, ``diag(−1, −1, 1)``) are the same image, so no method can
-tell them apart frame by frame; ``projection_twin=True`` scores each frame against the nearer of the two.
+An *achiral* particle (one with an improper symmetry: a mirror plane, the inversion) adds a per-frame ambiguity,
+the projection twin. A projection along the beam cannot tell ``A·X`` from its mirror through the image plane,
+which is ``T·A·(−X)`` (``T`` = 180° about the beam, ``diag(−1, −1, 1)``); when ``q·(−X) = X`` for a rotation
+``q``, that is the particle itself at the pose ``T·A·qᵀ``. The two poses give the same projected image, and in
+multislice images that differ only by the order of the slices — a second-order effect for a particle much
+thinner than the depth of field (d²/λ ≈ 13 nm for 1.6 Å fringes at 300 kV against a 2–3 nm particle) — so no
+method can tell them apart frame by frame. ``projection_twin=`` (the ``q`` of the truth, e.g.
+:attr:`tumblebench.validation.symmetry.SymmetryGroup.mirror_rotations`) scores each frame against the nearer of
+the two.
 """
 
 from __future__ import annotations
@@ -84,7 +90,7 @@ def _align(est: np.ndarray, true: np.ndarray, sym: np.ndarray, n_candidates: int
 
 
 def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None = None, allow_mirror: bool = True,
-                n_candidates: int = 64, projection_twin: bool = False) -> PoseErrors:
+                n_candidates: int = 64, projection_twin: np.ndarray | None = None) -> PoseErrors:
     """Per-frame pose errors after the best global rotation (and hand, and point-group operation).
 
     Parameters
@@ -98,8 +104,10 @@ def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None =
     n_candidates
         Frames whose relative rotation is tried as the global rotation before refinement.
     projection_twin
-        Only for a centrosymmetric particle in linear projection: each frame may equally be at ``TWIN·est_i``
-        (the identical image); its error is that of the nearer of the two.
+        (R, 3, 3) rotations ``q`` with ``q·(−X)`` = ``X`` for the true atoms ``X`` (an achiral particle's
+        ``mirror_rotations``; any one of them suffices): each frame may equally be at the twin pose
+        ``TWIN·true_i·qᵀ`` (the same projected image); its error is that of the nearer of the two. None or
+        empty: no twin.
 
     Returns
     -------
@@ -110,16 +118,19 @@ def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None =
     if est.shape != true.shape or est.ndim != 3 or est.shape[1:] != (3, 3) or len(est) == 0:
         raise TumblebenchError(f"pose_errors: need two (M, 3, 3) arrays of equal M, got {est.shape}, {true.shape}")
     sym = np.eye(3)[None] if symmetry is None else np.asarray(symmetry, np.float64).reshape(-1, 3, 3)
+    twin = None
+    if projection_twin is not None and len(projection_twin):
+        q = np.asarray(projection_twin, np.float64).reshape(-1, 3, 3)[0]
+        twin = np.einsum("ij,njk,lk->nil", TWIN, true, q)  # TWIN·true_i·qᵀ
     best = None
     for mirrored in (False, True) if allow_mirror else (False,):
         e = np.einsum("ij,njk,kl->nil", MIRROR, est, MIRROR) if mirrored else est
         g, ang = _align(e, true, sym, n_candidates)
-        if projection_twin:
-            for _ in range(3):  # per frame the nearer of est_i and TWIN·est_i under the current G, then re-align
-                tw = np.einsum("ij,njk->nik", TWIN, e)
-                a_tw, _ = _angles(np.einsum("nji,njk->nik", true, tw), g, sym)
-                e = np.where((a_tw < ang)[:, None, None], tw, e)
-                g, ang = _align(e, true, sym, n_candidates)
+        if twin is not None:
+            for _ in range(3):  # per frame the nearer of the true pose and its twin under the current G; re-align
+                a_true, _ = _angles(np.einsum("nji,njk->nik", true, e), g, sym)
+                a_twin, _ = _angles(np.einsum("nji,njk->nik", twin, e), g, sym)
+                g, ang = _align(e, np.where((a_twin < a_true)[:, None, None], twin, true), sym, n_candidates)
         if best is None or _rank(ang) < _rank(best.angles_deg):
             best = PoseErrors(ang, g, mirrored, float(np.median(ang)), float(np.percentile(ang, 90)))
     return best

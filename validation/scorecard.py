@@ -7,10 +7,10 @@ the per-frame and per-shell arrays behind it (for ``report.html``).
 
 Pose errors are reported twice: *raw* (after the best global rotation and hand only) and *symmetry-reduced*
 (modulo the proper rotations that map the true atoms onto themselves, found from the atoms by
-:func:`tumblebench.validation.symmetry.find_symmetry`, and — for a centrosymmetric particle in ``projection``
-or ``phase-object`` mode, where a frame and its 180° turn about the beam are the same image — modulo that
-projection twin). Resolutions are reported at the first FSC crossing and within the band the CTF transfers
-(:mod:`tumblebench.validation.transfer`).
+:func:`tumblebench.validation.symmetry.find_symmetry`, and — for an achiral particle, whose image at a pose and at
+its projection twin is the same up to the order of the slices — modulo that twin,
+:mod:`tumblebench.validation.poses`). Resolutions are reported at the first FSC crossing and within the band
+the CTF transfers (:mod:`tumblebench.validation.transfer`).
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ class PoseScore:
     reduced_median_error_deg, reduced_p90_error_deg
         Symmetry-reduced figures (deg).
     projection_twin
-        The reduction included the projection twin (centrosymmetric particle, linear-projection imaging).
+        The reduction included the projection twin (an achiral particle: :mod:`tumblebench.validation.poses`).
     """
 
     median_error_deg: float
@@ -278,11 +278,6 @@ class PoseScore:
                 "reduced_projection_twin": self.projection_twin}
 
 
-#: Imaging modes in which a frame at pose A and at TWIN·A are the same image for a centrosymmetric particle
-#: (the projected potential is; multislice differs by the order of its slices).
-LINEAR_MODES = ("projection", "phase-object")
-
-
 def score_poses(layout: RunLayout, symmetry: Any | None = None) -> PoseScore | None:
     """Compare ``recon/poses.star`` with the true poses of ``series/frames.star``.
 
@@ -305,7 +300,7 @@ def score_poses(layout: RunLayout, symmetry: Any | None = None) -> PoseScore | N
     est_path, true_path = layout.recon / "poses.star", layout.series / "frames.star"
     if not (est_path.exists() and true_path.exists()):
         return None
-    optics, true = read_star(true_path)
+    _, true = read_star(true_path)
     _, est = read_star(est_path)
     true = order_by_frame(true, str(true_path))  # row i is frame i of the series' stack
     true_stack = image_indices(true, str(true_path))[1][0]
@@ -320,12 +315,12 @@ def score_poses(layout: RunLayout, symmetry: Any | None = None) -> PoseScore | N
     a_true = pose_matrix(*(t[c].to_numpy(float) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")))
     a_est, a_true = a_est.reshape(-1, 3, 3), a_true.reshape(-1, 3, 3)
     pe = pose_errors(a_est, a_true)
-    mode = str(optics["tbMode"].iloc[0]) if "tbMode" in optics else "multislice"
-    twin = bool(symmetry is not None and symmetry.centrosymmetric and mode in LINEAR_MODES)
+    twin = bool(symmetry is not None and symmetry.achiral)
     if symmetry is None or (symmetry.order == 1 and not twin):
         red = pe
     else:
-        red = pose_errors(a_est, a_true, symmetry=symmetry.rotations, projection_twin=twin)
+        red = pose_errors(a_est, a_true, symmetry=symmetry.rotations,
+                          projection_twin=symmetry.mirror_rotations if twin else None)
     return PoseScore(pe.median_deg, pe.p90_deg, pe.rotation, pe.mirrored, idx, pe.angles_deg, red.angles_deg,
                      red.median_deg, red.p90_deg, twin)
 

@@ -18,6 +18,10 @@ can tell them apart and pose errors are scored modulo that group (:func:`tumbleb
 4. the accepted rotations are reduced to a set closed under composition (an approximate symmetry whose
    products drift out of tolerance is dropped), and the group is named (Schoenflies: C1, Cn, Dn, T, O, I).
 
+The same search with the inverted atoms ``−p`` as the source finds the *mirror rotations*: the proper ``q`` with
+``q·(−p)`` ≈ ``p``, the structure's improper symmetries times −1. A structure that has any is achiral, and its
+images have a projection twin (:mod:`tumblebench.validation.poses`).
+
 The nearest-neighbour distance sets the scale, so the tolerances mean the same for any lattice constant.
 Static disorder well below the tolerance leaves the group; vacancies, adatoms or an off-centre twin plane
 reduce it to the subgroup they respect.
@@ -54,6 +58,10 @@ class SymmetryGroup:
         Median nearest-neighbour distance of the structure (Å), the scale of the tolerances.
     max_distance_A, rms_tolerance_A
         The tolerances used (Å).
+    mirror_rotations
+        (R, 3, 3) proper rotations ``q`` that map the inverted structure onto itself (``q·(−p)`` ≈ an atom): the
+        improper symmetries (mirrors, inversion, roto-inversions) times −1. Empty for a chiral structure; holds
+        the identity for a centrosymmetric one.
     """
 
     rotations: np.ndarray
@@ -63,6 +71,12 @@ class SymmetryGroup:
     nn_distance_A: float
     max_distance_A: float
     rms_tolerance_A: float
+    mirror_rotations: np.ndarray
+
+    @property
+    def achiral(self) -> bool:
+        """The structure is its own mirror image up to a rotation (it has an improper symmetry)."""
+        return len(self.mirror_rotations) > 0
 
     @property
     def order(self) -> int:
@@ -72,6 +86,7 @@ class SymmetryGroup:
     def as_dict(self) -> dict[str, object]:
         """JSON-ready summary (no matrices)."""
         return {"name": self.name, "order": self.order, "centrosymmetric": self.centrosymmetric,
+                "achiral": self.achiral,
                 "max_rms_A": float(np.max(self.rms_A)), "nn_distance_A": self.nn_distance_A,
                 "max_distance_A": self.max_distance_A, "rms_tolerance_A": self.rms_tolerance_A}
 
@@ -205,33 +220,7 @@ def find_symmetry(positions: np.ndarray, max_fraction: float = 0.25, rms_fractio
     if not len(ok):
         raise TumblebenchError("find_symmetry: all atoms lie on one line through the centre")
     b = int(order[ok[0]])
-    fa = _frame(p[a], p[b])
-    # a symmetry moves every atom by at most max_dist from a partner, so the partners of a and b lie on
-    # their shells within max_dist, and their separation is that of a and b within 2·max_dist
-    cand_c = np.flatnonzero(np.abs(r - r[a]) <= max_dist)
-    cand_d = np.flatnonzero(np.abs(r - r[b]) <= max_dist)
-    dab = np.linalg.norm(p[a] - p[b])
-    found: list[np.ndarray] = []
-    rms: list[float] = []
-    for c in cand_c:
-        dcd = np.linalg.norm(p[cand_d] - p[c], axis=1)
-        for d in cand_d[np.abs(dcd - dab) <= 2 * max_dist]:
-            if d == c or np.linalg.norm(np.cross(unit[c], unit[d])) < 0.1:
-                continue
-            rot = _frame(p[c], p[d]) @ fa.T
-            if any(np.abs(rot - f).max() < 1e-3 for f in found):
-                continue
-            m = _match(p @ rot.T, tree, n, max_dist)
-            if m is None:
-                continue
-            rot = _kabsch(p, p[m[1]])  # least squares over every matched atom
-            m = _match(p @ rot.T, tree, n, max_dist)
-            if m is None:
-                continue
-            e = float(np.sqrt(np.mean(m[0] ** 2)))
-            if e <= rms_tol and not any(np.abs(rot - f).max() < 1e-3 for f in found):
-                found.append(rot)
-                rms.append(e)
+    found, rms = _rotations_onto(p, p, tree, a, b, max_dist, rms_tol)
     ident = [i for i, f in enumerate(found) if np.abs(f - np.eye(3)).max() < 1e-2]
     if not ident:  # the identity is always a symmetry; it is found unless the tolerance is absurdly tight
         found.insert(0, np.eye(3))
@@ -244,5 +233,46 @@ def find_symmetry(positions: np.ndarray, max_fraction: float = 0.25, rms_fractio
     rots = np.array([found[i] for i in keep])
     inv = _match(-p, tree, n, max_dist)
     centro = inv is not None and float(np.sqrt(np.mean(inv[0] ** 2))) <= rms_tol
+    mirror, _ = _rotations_onto(-p, p, tree, a, b, max_dist, rms_tol)
     return SymmetryGroup(rots, group_name(rots), np.array([rms[i] for i in keep]), bool(centro), d_nn, max_dist,
-                         rms_tol)
+                         rms_tol, np.array(mirror).reshape(-1, 3, 3))
+
+
+def _rotations_onto(src: np.ndarray, p: np.ndarray, tree: cKDTree, a: int, b: int, max_dist: float,
+                    rms_tol: float) -> tuple[list[np.ndarray], list[float]]:
+    """Proper rotations ``q`` with ``q·src`` ≈ ``p`` atom for atom (module docstring, steps 2–3), and their RMS (Å).
+
+    ``src`` is ``p`` itself (the symmetries) or ``−p`` (the improper symmetries times −1); ``a``, ``b`` are the
+    anchor atoms and ``tree`` holds ``p``.
+    """
+    n = len(p)
+    r = np.linalg.norm(p, axis=1)
+    unit = p / np.maximum(r, 1e-12)[:, None]
+    fa = _frame(src[a], src[b])
+    # a symmetry moves every atom by at most max_dist from a partner, so the partners of a and b lie on
+    # their shells within max_dist, and their separation is that of a and b within 2·max_dist
+    cand_c = np.flatnonzero(np.abs(r - r[a]) <= max_dist)
+    cand_d = np.flatnonzero(np.abs(r - r[b]) <= max_dist)
+    dab = np.linalg.norm(src[a] - src[b])
+    found: list[np.ndarray] = []
+    rms: list[float] = []
+    for c in cand_c:
+        dcd = np.linalg.norm(p[cand_d] - p[c], axis=1)
+        for d in cand_d[np.abs(dcd - dab) <= 2 * max_dist]:
+            if d == c or np.linalg.norm(np.cross(unit[c], unit[d])) < 0.1:
+                continue
+            rot = _frame(p[c], p[d]) @ fa.T
+            if any(np.abs(rot - f).max() < 1e-3 for f in found):
+                continue
+            m = _match(src @ rot.T, tree, n, max_dist)
+            if m is None:
+                continue
+            rot = _kabsch(src, p[m[1]])  # least squares over every matched atom
+            m = _match(src @ rot.T, tree, n, max_dist)
+            if m is None:
+                continue
+            e = float(np.sqrt(np.mean(m[0] ** 2)))
+            if e <= rms_tol and not any(np.abs(rot - f).max() < 1e-3 for f in found):
+                found.append(rot)
+                rms.append(e)
+    return found, rms
