@@ -6,8 +6,9 @@ twinned truncated octahedron, the cuboctahedron, the decahedron, the icosahedron
 particle. Each case runs as its own ``tumblebench bench --suite robustness --case NAME`` into
 ``WORK/runs/NAME`` (the particles and series are cached in ``WORK/data``); a case whose results exist is not run
 again, so the matrix can be filled over several sessions (``--seeds``, ``--particles`` pick a part of it). The
-results file keeps the rows of cases run earlier (each with the commit it ran at) when ``WORK`` no longer holds
-them, so a new machine adds to the committed matrix instead of starting it over.
+results file keeps the rows of cases run earlier (each with the commit it ran at, and the commit of the scorers
+when ``tumblebench bench rescore WORK/runs/NAME`` scored it again) when ``WORK`` no longer holds them, so a new
+machine adds to the committed matrix instead of starting it over.
 
 Targets per case (symmetry-reduced pose errors):
 
@@ -75,8 +76,9 @@ def case_figures(name: str, work: Path) -> dict | None:
     card = json.loads((run / "scorecard.json").read_text())
     timing = json.loads((run / "timing.json").read_text()) if (run / "timing.json").exists() else {}
     commit = (card.get("versions") or {}).get("git_commit")
+    scored = (card.get("versions") or {}).get("rescored_at") or commit
     row: dict = {"case": name, "seed": int(name.rsplit("-s", 1)[1]), "particle": name.rsplit("-s", 1)[0],
-                 "commit": commit[:7] if commit else None}
+                 "commit": commit[:7] if commit else None, "scored_commit": scored[:7] if scored else None}
     passed: dict[str, bool | None] = {}
     for key, ((section, field), op, target) in TARGETS.items():
         value = (card.get(section) or {}).get(field)
@@ -107,6 +109,8 @@ def markdown(rows: list[dict]) -> str:
         cells = [_fmt(r[k], f) + (" ✗" if r["passed"].get(k) is False else "") for k, _, f in cols]
         verdict = "yes" if r["all_passed"] else "no"
         commit = r.get("commit") or "—"
+        if r.get("scored_commit") not in (None, r.get("commit")):
+            commit += f", scored at {r['scored_commit']}"
         lines.append(f"| {r['particle']} | {r['seed']} | " + " | ".join(cells) + f" | {verdict} | {commit} |")
     return "\n".join(lines)
 

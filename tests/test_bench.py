@@ -363,13 +363,16 @@ def test_rescore_rebuilds_scorecards_and_results_from_the_runs(bench_run: Path, 
     card = json.loads(card_path.read_text())
     right = card["poses"]["median_error_deg"]
     card["poses"]["median_error_deg"] = 99.0
+    card["versions"]["git_commit"] = "0" * 40  # the commit the run was made at
     card_path.write_text(json.dumps(card))
     res = json.loads((out / "results.json").read_text())
     res["cases"][1]["pose_median_deg"] = 99.0
     (out / "results.json").write_text(json.dumps(res))
     assert main(["bench", "rescore", str(out)]) == 0
     assert load_results(out)["cases"] == before["cases"]
-    assert json.loads(card_path.read_text())["poses"]["median_error_deg"] == right
+    new = json.loads(card_path.read_text())
+    assert new["poses"]["median_error_deg"] == right
+    assert new["versions"]["git_commit"] == "0" * 40 and "rescored_at" in new["versions"]
     assert "99.0" not in (out / "results.md").read_text()
 
 

@@ -543,7 +543,8 @@ def rescore_suite(out: str | Path) -> list[dict[str, Any]]:
     """Score every case of the results folder ``out`` again with today's scorers, from the runs it holds.
 
     Each case's ``scorecard.json`` (and its halves, where scored) is rewritten and the results are rebuilt from the
-    new scorecards; nothing is reconstructed again, and the cases' run times stay those measured.
+    new scorecards; nothing is reconstructed again, and the cases' run times stay those measured. The card's
+    ``versions`` stay those of the run, with the scorers' git commit added as ``rescored_at``.
 
     Returns
     -------
@@ -564,8 +565,11 @@ def rescore_suite(out: str | Path) -> list[dict[str, Any]]:
     rows = []
     for r in res["cases"]:
         run_dir = out / "cases" / r["case"]
+        old = json.loads((run_dir / "scorecard.json").read_text(encoding="utf-8"))
         card = score_run(run_dir)
-        if "halves" in json.loads((run_dir / "scorecard.json").read_text(encoding="utf-8")):
+        # the versions stay those of the run; the scorers' commit is added
+        card["versions"] = {**(old.get("versions") or {}), "rescored_at": card["versions"].get("git_commit")}
+        if "halves" in old:
             card["halves"] = score_halves(run_dir)
         with atomic_file(run_dir / "scorecard.json") as tmp:
             write_json(tmp, card)
