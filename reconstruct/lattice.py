@@ -97,7 +97,8 @@ class LatticeConfig:
     label_iterations
         Most labelling iterations per prior.
     label_converged
-        The labelling stops when at most this fraction of the frames changed branch in an iteration.
+        The labelling stops when the frames' mean correlation with the other half's reference (at their chosen
+        mates) rises by less than this fraction over the best earlier iteration; the best iteration is kept.
     shift_range_A, shift_step_A
         Shift search of every labelling iteration: ± range around the tracker's origin, in steps (Å).
     """
@@ -493,26 +494,40 @@ class _Labeller:
         return lab, cands[rows, lab], moved[rows, lab]
 
     def run(self, path: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info). The last
-        pass's per-frame correlations are ``scores_`` (NaN without a pass)."""
+        """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info) of the iteration
+        with the highest mean correlation. Its per-frame correlations are ``scores_`` (NaN without a pass).
+
+        The count of frames that change branch is no measure of convergence: an achiral particle's frames have
+        two equally good mates (the projection twin, :mod:`tumblebench.validation.poses`), between which whole
+        runs of frames can swap from one iteration to the next while the map stays the same; the correlation
+        levels off instead."""
         self.scores_ = np.full(len(path), np.nan)
         cands = branch_mates(path, self.ops)
         poses, shifts = path.copy(), self.fr.origins.copy()
         lab = np.zeros(len(path), np.int64)
         history = []
+        best = None  # (mean correlation, poses, shifts, per-frame correlations)
         for it in range(self.cfg.label_iterations):
             new, poses, shifts = self.label(cands, poses, shifts, f"iteration {it}")
             changed = int(np.sum(new != lab))
             lab = new
-            history.append({"iteration": it, "frames_changed": changed})
-            log.info("lattice labelling iteration %d: %d frames changed branch", it, changed)
+            score = float(np.mean(self.scores_))
+            history.append({"iteration": it, "frames_changed": changed, "mean_correlation": score})
+            log.info("lattice labelling iteration %d: %d frames changed branch, mean correlation %.4f", it, changed,
+                     score)
             if progress is not None:
                 progress(1)
-            if changed <= self.cfg.label_converged * len(path):
+            gained = best is None or score >= best[0] + self.cfg.label_converged * abs(best[0])
+            if best is None or score > best[0]:
+                best = (score, poses, shifts, self.scores_)
+            if not gained:
                 break
         if progress is not None and len(history) < self.cfg.label_iterations:
             progress(self.cfg.label_iterations - len(history))  # the iterations a converged labelling skips
-        return poses, shifts, {"history": history}
+        if best is None:
+            return poses, shifts, {"history": history}
+        self.scores_ = best[3]
+        return best[1], best[2], {"history": history, "kept_mean_correlation": best[0]}
 
 
 def lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: LatticeConfig,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
@@ -10,6 +13,8 @@ from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct.lattice import (
     TWIN,
+    LatticeConfig,
+    _Labeller,
     amplitude_ambiguity,
     branch_mates,
     fundamental_zone,
@@ -93,3 +98,38 @@ def test_fundamental_zone_tiles_rotation_space() -> None:
     nearest = np.degrees(4 * np.arcsin(d.reshape(300, 24).min(axis=1) / 2))
     assert nearest.max() < 8.0  # 48,000 poses: ~4° spacing
     assert np.allclose(np.einsum("nij,nkj->nik", TWIN[None], TWIN[None]), np.eye(3))
+
+
+class _ScriptedLabeller(_Labeller):
+    """A labeller whose passes return a scripted mean correlation; every frame swaps mate on every pass (as runs of
+    an achiral particle's frames swap between twin mates), and pass k moves the shifts to k."""
+
+    def __init__(self, means: list[float], config: LatticeConfig) -> None:
+        self.cfg, self.ops = config, np.eye(3)[None]
+        self.fr = SimpleNamespace(origins=np.zeros((6, 2)))
+        self.means, self.passes = means, 0
+
+    def label(self, cands, poses, shifts, what):
+        k = self.passes
+        self.passes += 1
+        self.scores_ = np.full(len(poses), self.means[k])
+        lab = np.full(len(poses), k % 2)
+        return lab, cands[np.arange(len(poses)), lab], np.full_like(shifts, k)
+
+
+@pytest.mark.parametrize(("means", "passes", "kept"), [
+    # levels off: +0.55 % over the best at pass 6 (< 1 %), which is kept
+    ([0.10, 0.19, 0.213, 0.217, 0.224, 0.236, 0.2373, 0.30, 0.30, 0.30], 7, 6),
+    # falls back at pass 2: pass 1 is kept
+    ([0.10, 0.20, 0.19, 0.30, 0.30, 0.30, 0.30, 0.30, 0.30, 0.30], 3, 1),
+    # keeps rising by more than 1 %: all ten passes, the last kept
+    ([0.10 * 1.02**k for k in range(10)], 10, 9),
+])
+def test_labelling_stops_when_the_correlation_levels_off_and_keeps_the_best_pass(means, passes, kept) -> None:
+    steps = []
+    lab = _ScriptedLabeller(means, LatticeConfig())
+    _, shifts, info = lab.run(np.tile(np.eye(3), (6, 1, 1)), progress=steps.append)
+    assert lab.passes == passes == len(info["history"])
+    assert np.all(shifts == kept) and np.all(lab.scores_ == means[kept])
+    assert info["kept_mean_correlation"] == pytest.approx(means[kept], rel=1e-12)  # a mean of equal values
+    assert sum(steps) == LatticeConfig().label_iterations  # the progress bar always reaches its end
