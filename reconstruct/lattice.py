@@ -25,7 +25,10 @@ against a generic crystal of the element without knowing the particle's shape or
    converges to one branch. Without a builder the map itself is the reference, and the labelling can settle on a
    mixture. Each half of the frames (even, odd) is scored against the reference of the *other* half, and every
    frame's shift is searched afresh around the tracker's origin: a frame scored against a map that holds it, at
-   a shift fitted to its last label, keeps that label whether it is right or not.
+   a shift fitted to its last label, keeps that label whether it is right or not. The passes stop when the frames' mean
+   correlation levels off, and the best pass is kept; the count of frames changing branch is no measure, as runs
+   of an achiral particle's frames can swap between their two projection-twin mates, equally right, from pass to
+   pass.
 
 Each prior is tried; the one whose final labelling gives the highest half-map FSC (even/odd frames) in the
 lattice band wins, so a single crystal and a twinned particle are both handled without knowing which it is.
