@@ -61,6 +61,7 @@ def run_case(name: str, work: Path) -> float | None:
     out = work / "runs" / name
     if (out / "results.json").exists():
         return None
+    out.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     cmd = [str(Path(sys.executable).with_name("tumblebench")), "bench", "--suite", "robustness", "--case", name,
            "--out", str(out), "--data", str(work / "data"), "--overwrite", "--quiet"]
