@@ -3,12 +3,9 @@
 The cases are the built-in suite ``robustness`` (``validation/suites/robustness.toml``): the default scenario
 (2,000 multislice frames, default dose, unknown poses, default settings) for the seeds 0–7 of the default
 twinned truncated octahedron, the cuboctahedron, the decahedron, the icosahedron and the real SINGLE-traced
-particle. Each case runs as its own ``tumblebench bench --suite robustness --case NAME`` into
-``WORK/runs/NAME`` (the particles and series are cached in ``WORK/data``); a case whose results exist is not run
-again, so the matrix can be filled over several sessions (``--seeds``, ``--particles`` pick a part of it). The
-results file keeps the rows of cases run earlier (each with the commit it ran at, and the commit of the scorers
-when ``tumblebench bench rescore WORK/runs/NAME`` scored it again) when ``WORK`` no longer holds them, so a new
-machine adds to the committed matrix instead of starting it over.
+particle. The cases run one at a time and the results file keeps the rows of cases run earlier
+(``suite_cases.py``), so the matrix can be filled over several sessions and machines (``--seeds``,
+``--particles`` pick a part of it).
 
 Targets per case (symmetry-reduced pose errors):
 
@@ -28,10 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from suite_cases import commit_label, commits, merged_rows, run_case
 
 PARTICLES = ("default", "cubo", "deca", "ico", "real")
 
@@ -56,19 +54,6 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-def run_case(name: str, work: Path) -> float | None:
-    """Run case ``name`` unless its results exist; return its wall time (s) or None when it was there."""
-    out = work / "runs" / name
-    if (out / "results.json").exists():
-        return None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    cmd = [str(Path(sys.executable).with_name("tumblebench")), "bench", "--suite", "robustness", "--case", name,
-           "--out", str(out), "--data", str(work / "data"), "--overwrite", "--quiet"]
-    subprocess.run(cmd, check=True)
-    return time.perf_counter() - t
-
-
 def case_figures(name: str, work: Path) -> dict | None:
     """The figures of a finished case and the pass/fail of each target; None when the case has not run."""
     run = work / "runs" / name / "cases" / name
@@ -76,10 +61,8 @@ def case_figures(name: str, work: Path) -> dict | None:
         return None
     card = json.loads((run / "scorecard.json").read_text())
     timing = json.loads((run / "timing.json").read_text()) if (run / "timing.json").exists() else {}
-    commit = (card.get("versions") or {}).get("git_commit")
-    scored = (card.get("versions") or {}).get("rescored_at") or commit
     row: dict = {"case": name, "seed": int(name.rsplit("-s", 1)[1]), "particle": name.rsplit("-s", 1)[0],
-                 "commit": commit[:7] if commit else None, "scored_commit": scored[:7] if scored else None}
+                 **commits(card)}
     passed: dict[str, bool | None] = {}
     for key, ((section, field), op, target) in TARGETS.items():
         value = (card.get(section) or {}).get(field)
@@ -109,10 +92,7 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         cells = [_fmt(r[k], f) + (" ✗" if r["passed"].get(k) is False else "") for k, _, f in cols]
         verdict = "yes" if r["all_passed"] else "no"
-        commit = r.get("commit") or "—"
-        if r.get("scored_commit") not in (None, r.get("commit")):
-            commit += f", scored at {r['scored_commit']}"
-        lines.append(f"| {r['particle']} | {r['seed']} | " + " | ".join(cells) + f" | {verdict} | {commit} |")
+        lines.append(f"| {r['particle']} | {r['seed']} | " + " | ".join(cells) + f" | {verdict} | {commit_label(r)} |")
     return "\n".join(lines)
 
 
@@ -132,13 +112,11 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         for i, name in enumerate(names, start=1):
-            wall = run_case(name, args.work)
+            wall = run_case("robustness", name, args.work)
             state = "already run" if wall is None else f"{wall:.0f} s"
             print(f"[{i}/{len(names)}] {name}: {state} (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
     every = [f"{p}-s{s}" for p in PARTICLES for s in range(8)]
-    kept = json.loads(args.out.read_text()).get("rows", []) if args.out.exists() else []
-    kept_by_case = {r["case"]: r for r in kept}
-    rows = [r for r in (case_figures(n, args.work) or kept_by_case.get(n) for n in every) if r is not None]
+    rows = merged_rows(every, lambda n: case_figures(n, args.work), args.out)
     table = markdown(rows)
     print(table)
     result = {"benchmark": "abinitio_robustness", "suite": "robustness", "cases_run": len(rows), "cases_total": 40,

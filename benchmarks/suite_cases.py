@@ -1,0 +1,60 @@
+"""Run a built-in suite one case at a time and keep each finished case's row in a committed results file.
+
+A suite of 2,000-frame cases takes hours on 2 cores, more than one sitting, and its run folders do not survive a
+change of machine. So each case runs as its own ``tumblebench bench --suite SUITE --case NAME`` into
+``WORK/runs/NAME`` (the particles and series cached in ``WORK/data``); a case whose results exist is not run
+again, and the results file under ``benchmarks/results/`` keeps the rows of cases run earlier, each with the
+commit it ran at (and the commit of the scorers when ``tumblebench bench rescore`` scored it again), when
+``WORK`` no longer holds them. Used by ``abinitio_robustness.py`` and ``bench_standard.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def run_case(suite: str, name: str, work: Path, algorithms: Sequence[str] = ()) -> float | None:
+    """Run case ``name`` of ``suite`` unless its results exist; return its wall time (s), None when it was there.
+
+    ``algorithms`` are ``STAGE=NAME`` choices passed on as ``--algorithm``.
+    """
+    out = work / "runs" / name
+    if (out / "results.json").exists():
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    cmd = [str(Path(sys.executable).with_name("tumblebench")), "bench", "--suite", suite, "--case", name,
+           "--out", str(out), "--data", str(work / "data"), "--overwrite", "--quiet"]
+    for a in algorithms:
+        cmd += ["--algorithm", a]
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t
+
+
+def commits(card: dict) -> dict[str, str | None]:
+    """``commit`` (the run's, 7 characters) and ``scored_commit`` (the scorers', the same unless rescored)."""
+    versions = card.get("versions") or {}
+    commit = versions.get("git_commit")
+    scored = versions.get("rescored_at") or commit
+    return {"commit": commit[:7] if commit else None, "scored_commit": scored[:7] if scored else None}
+
+
+def commit_label(row: dict) -> str:
+    """``abc1234``, or ``abc1234, scored at def5678`` for a row scored again."""
+    label = row.get("commit") or "—"
+    if row.get("scored_commit") not in (None, row.get("commit")):
+        label += f", scored at {row['scored_commit']}"
+    return label
+
+
+def merged_rows(names: Sequence[str], fresh: Callable[[str], dict | None], results: Path) -> list[dict]:
+    """Rows of ``names`` in order: ``fresh(name)`` where the work folder holds the case, else the row kept in
+    ``results`` (``{"rows": [...]}``, each with its ``case``); cases in neither are left out."""
+    kept = json.loads(results.read_text()).get("rows", []) if results.exists() else []
+    by_case = {r["case"]: r for r in kept}
+    return [r for r in (fresh(n) or by_case.get(n) for n in names) if r is not None]
