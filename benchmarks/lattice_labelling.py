@@ -20,10 +20,10 @@ and then measures, with the true poses known:
    the continuity suffice and what fails is reaching that reference; the half-map FSC of the best labelling
    says whether the labelling's own score would prefer it.
 
-Pose errors here are taken after the global rotation (and hand) that puts the most frames within 10° of the
-truth, modulo the particle's own rotations (:func:`tumblebench.validation.symmetry.find_symmetry`): when fewer
-than half the frames are right, the median-minimising rotation of :func:`tumblebench.validation.poses.pose_errors`
-can pick a wrong branch and hide the right ones.
+Pose errors are those of the scorecard (:func:`tumblebench.validation.poses.pose_errors`: the global rotation and
+hand that put the most frames within 10° of the truth, modulo the particle's own rotations and its projection
+twin, :func:`tumblebench.validation.symmetry.find_symmetry`); the path's candidates are judged under the
+labelling's alignment (:func:`~tumblebench.validation.poses.errors_at`).
 
 Writes ``benchmarks/results/lattice_labelling.json`` (one entry per series seed) and prints the figures.
 """
@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,42 +60,10 @@ from tumblebench.simulator.builder import build_preset  # noqa: E402
 from tumblebench.simulator.outputs import git_commit, write_json  # noqa: E402
 from tumblebench.simulator.series import SeriesConfig, simulate_series, with_overrides  # noqa: E402
 from tumblebench.simulator.truth_map import particle_frame_positions  # noqa: E402
-from tumblebench.validation.poses import MIRROR  # noqa: E402
+from tumblebench.validation.poses import errors_at, pose_errors  # noqa: E402
 from tumblebench.validation.symmetry import find_symmetry  # noqa: E402
 
 OK_DEG = 10.0
-
-
-def _hand(poses: np.ndarray, mirrored: bool) -> np.ndarray:
-    """``poses`` as they are, or their mirror image (:data:`~tumblebench.validation.poses.MIRROR` on both sides)."""
-    return np.einsum("ij,njk,kl->nil", MIRROR, poses, MIRROR) if mirrored else poses
-
-
-def _distances(rel: np.ndarray, sym: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """(N, S) angles (rad) between each relative rotation ``rel`` and each ``s·g`` of the particle's rotations."""
-    r = Rotation.from_matrix(rel)
-    return np.stack([(r * Rotation.from_matrix(s).inv()).magnitude() for s in np.einsum("sij,jk->sik", sym, g)], 1)
-
-
-def aligned_errors(est: np.ndarray, true: np.ndarray, sym: np.ndarray, step: int = 7
-                   ) -> tuple[bool, np.ndarray, np.ndarray]:
-    """(mirrored, G, per-frame errors in deg) for the global rotation and hand that put the most frames within
-    10° of ``true`` modulo ``sym``; candidates are every ``step``-th frame's relative rotation, then refined as the
-    mean of the frames within 10°."""
-    best = (-1, False, None)
-    for mirrored in (False, True):
-        rel = np.einsum("nji,njk->nik", true, _hand(est, mirrored))
-        for i in range(0, len(rel), step):
-            n_ok = int(np.sum(np.degrees(_distances(rel, sym, rel[i]).min(1)) < OK_DEG))
-            if n_ok > best[0]:
-                best = (n_ok, mirrored, rel[i])
-    _, mirrored, g = best
-    rel = np.einsum("nji,njk->nik", true, _hand(est, mirrored))
-    for _ in range(3):
-        d = _distances(rel, sym, g)
-        ok = np.degrees(d.min(1)) < OK_DEG
-        g = Rotation.from_matrix(np.einsum("nji,njk->nik", sym[d.argmin(1)[ok]], rel[ok])).mean().as_matrix()
-    return mirrored, g, np.degrees(_distances(rel, sym, g).min(1))
 
 
 def summary(err: np.ndarray) -> dict:
@@ -128,7 +95,11 @@ def main() -> int:
     manifest = json.loads((series / "manifest.json").read_text())
     ctf_fn = make_ctf_fn(optics, particles, manifest, rows, cfg.amplitude_contrast)
     true = _oracle_poses(particles, rows, "truth", np.random.default_rng(0))  # for scoring only
-    sym = find_symmetry(particle_frame_positions(nc)).rotations
+    group = find_symmetry(particle_frame_positions(nc))
+    sym, twin = group.rotations, group.mirror_rotations
+
+    def errors(poses: np.ndarray) -> np.ndarray:
+        return pose_errors(poses, true, symmetry=sym, projection_twin=twin).angles_deg
     m, n, _ = boxes.shape
     ns = lc.box
     cs = sampling * n / ns
@@ -140,18 +111,18 @@ def main() -> int:
     frames = _Frames(small, Band.make(ns, r_max=ns), cs, origins * ns / n, ctf_fn,
                      soft_sphere(ns, (diameter / 2 + 2.0) / cs, 3.0))
     res: dict = {"series_seed": args.series_seed, "frames": m, "prior": args.prior, "branch_mates": cands.shape[1],
-                 "particle_rotations": len(sym)}
+                 "particle_rotations": len(sym), "projection_twin": bool(len(twin))}
 
     # 2. the built-in labelling
     lab = _Labeller(frames, lc, pp.ops, ab.step_deg, ab.continuity_weight, atom_reference)
     poses, shifts, info = lab.run(pp.path)
-    mirrored, g, err = aligned_errors(poses, true, sym)
-    res["labelling"] = {**summary(err), "half_fsc": lab.half_fsc(poses, shifts),
-                        "frames_changed": [h["frames_changed"] for h in info["history"]]}
+    pe = pose_errors(poses, true, symmetry=sym, projection_twin=twin)
+    res["labelling"] = {**summary(pe.angles_deg), "half_fsc": lab.half_fsc(poses, shifts),
+                        "frames_changed": [h["frames_changed"] for h in info["history"]],
+                        "mean_correlation": [h["mean_correlation"] for h in info["history"]]}
     # 1. the path and the best labelling it allows, under the labelling's global rotation and hand
-    res["path"] = summary(aligned_errors(pp.path, true, sym)[2])
-    rel = np.einsum("nji,njk->nik", np.repeat(true, cands.shape[1], 0), _hand(cands.reshape(-1, 3, 3), mirrored))
-    e_all = np.degrees(_distances(rel, sym, g).min(1)).reshape(m, -1)
+    res["path"] = summary(errors(pp.path))
+    e_all = errors_at(cands, true, pe.rotation, pe.mirrored, sym, twin)
     best = e_all.argmin(1)
     res["best_labelling_of_path"] = summary(e_all.min(1))
     changes = np.flatnonzero(np.diff(best)) + 1
@@ -167,7 +138,7 @@ def main() -> int:
     cc, _ = lab.cross_scores(cands, right, sh, "right poses, other half")
     chosen = lab.choose(cands, cc)
     res["right_reference_cross_half"] = {
-        **summary(aligned_errors(cands[rows_all, chosen], true, sym)[2]),
+        **summary(errors(cands[rows_all, chosen])),
         "per_frame_best_is_right": float(np.mean(cc.argmax(1) == best)),
         "viterbi_agrees_with_best": float(np.mean(chosen == best)),
         "half_fsc_best_labelling": lab.half_fsc(right, sh),

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
@@ -13,7 +15,7 @@ from tumblebench.simulator.builder import DefectSpec, StrainSpec, build, build_p
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.orientation import random_rotations
 from tumblebench.simulator.truth_map import particle_frame_positions
-from tumblebench.validation.poses import pose_errors
+from tumblebench.validation.poses import TWIN, errors_at, mirror_poses, pose_errors
 from tumblebench.validation.symmetry import find_symmetry, group_name, rotation_order
 
 
@@ -116,3 +118,27 @@ def test_pose_errors_modulo_the_found_group() -> None:
     est = np.einsum("nij,njk,kl->nil", true, g.rotations[rng.integers(0, g.order, 200)], glob)
     assert pose_errors(est, true).median_deg > 30
     assert pose_errors(est, true, symmetry=g.rotations).median_deg < 1e-4
+
+
+@given(seed=st.integers(0, 2**31 - 1), twin_fraction=st.floats(0.0, 0.5), mirrored=st.booleans())
+@settings(max_examples=10, deadline=None)
+def test_errors_at_the_found_alignment_are_pose_errors(seed: int, twin_fraction: float, mirrored: bool) -> None:
+    # a decahedron's frames: estimates on symmetry mates and, for some frames, on the projection twin, with noise,
+    # under one global rotation and hand; errors_at under the alignment pose_errors found gives its figures, and
+    # judged as candidates (the estimate next to a wrong pose) the estimate is each frame's nearer one
+    g = find_symmetry(particle_frame_positions(build_preset("decahedron")))
+    rng = np.random.default_rng(seed)
+    true = random_rotations(120, rng)
+    glob = random_rotations(1, rng)[0]
+    est = np.einsum("nij,njk,kl->nil", true, g.rotations[rng.integers(0, g.order, 120)], glob)
+    tw = rng.random(120) < twin_fraction
+    est[tw] = np.einsum("ij,njk,lk,lm->nim", TWIN, true[tw], g.mirror_rotations[0], glob)
+    est = np.einsum("nij,njk->nik", est, Rotation.from_rotvec(rng.normal(0, 0.02, (120, 3))).as_matrix())
+    if mirrored:
+        est = mirror_poses(est)
+    pe = pose_errors(est, true, symmetry=g.rotations, projection_twin=g.mirror_rotations)
+    at = errors_at(est, true, pe.rotation, pe.mirrored, g.rotations, g.mirror_rotations)
+    assert np.allclose(at, pe.angles_deg, atol=1e-9) and pe.median_deg < 3
+    wrong = np.einsum("nij,jk->nik", est, Rotation.from_euler("x", 40, degrees=True).as_matrix())
+    both = errors_at(np.stack([wrong, est], 1), true, pe.rotation, pe.mirrored, g.rotations, g.mirror_rotations)
+    assert both.shape == (120, 2) and np.all(both.argmin(1) == 1)

@@ -136,6 +136,46 @@ def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None =
     return best
 
 
+def errors_at(est: np.ndarray, true: np.ndarray, rotation: np.ndarray, mirrored: bool,
+              symmetry: np.ndarray | None = None, projection_twin: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame errors (deg) of ``est`` under a given global rotation and hand, e.g. those :func:`pose_errors`
+    found for another estimate of the same frames (the best labelling of a set of candidates is judged so).
+
+    Parameters
+    ----------
+    est
+        (M, 3, 3) poses, or (M, K, 3, 3): K candidate poses per frame.
+    true
+        (M, 3, 3) true poses.
+    rotation, mirrored
+        The global rotation ``G`` and the hand (:class:`PoseErrors` ``rotation``, ``mirrored``).
+    symmetry, projection_twin
+        As for :func:`pose_errors`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) or (M, K) angles (deg) to the nearest symmetry mate (and twin) of the true pose.
+    """
+    est = np.asarray(est, np.float64)
+    true = np.asarray(true, np.float64)
+    cands = est if est.ndim == 4 else est[:, None]
+    if cands.shape[0] != len(true) or cands.shape[2:] != (3, 3) or true.shape[1:] != (3, 3):
+        raise TumblebenchError(f"errors_at: need (M, [K,] 3, 3) and (M, 3, 3) poses, got {est.shape}, {true.shape}")
+    m, k = cands.shape[:2]
+    e = cands.reshape(-1, 3, 3)
+    if mirrored:
+        e = np.einsum("ij,njk,kl->nil", MIRROR, e, MIRROR)
+    sym = np.eye(3)[None] if symmetry is None else np.asarray(symmetry, np.float64).reshape(-1, 3, 3)
+    truths = [true]
+    if projection_twin is not None and len(projection_twin):
+        q = np.asarray(projection_twin, np.float64).reshape(-1, 3, 3)[0]
+        truths.append(np.einsum("ij,njk,lk->nil", TWIN, true, q))
+    ang = np.min([_angles(np.einsum("nji,njk->nik", np.repeat(t, k, axis=0), e), rotation, sym)[0] for t in truths],
+                 axis=0).reshape(m, k)
+    return ang if est.ndim == 4 else ang[:, 0]
+
+
 def mirror_poses(poses: np.ndarray) -> np.ndarray:
     """Poses of the mirror-image map ``V(x, y, −z)``: ``P·A·P`` with ``P = diag(1, 1, −1)``."""
     return np.einsum("ij,njk,kl->nil", MIRROR, np.asarray(poses, np.float64), MIRROR)
