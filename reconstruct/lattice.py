@@ -25,10 +25,9 @@ against a generic crystal of the element without knowing the particle's shape or
    converges to one branch. Without a builder the map itself is the reference, and the labelling can settle on a
    mixture. Each half of the frames (even, odd) is scored against the reference of the *other* half, and every
    frame's shift is searched afresh around the tracker's origin: a frame scored against a map that holds it, at
-   a shift fitted to its last label, keeps that label whether it is right or not. The passes stop when the frames' mean
-   correlation levels off, and the best pass is kept; the count of frames changing branch is no measure, as runs
-   of an achiral particle's frames can swap between their two projection-twin mates, equally right, from pass to
-   pass.
+   a shift fitted to its last label, keeps that label whether it is right or not. The passes stop when few
+   frames change branch; that count can stay high while the map does not change, as runs of an achiral
+   particle's frames can swap between their two projection-twin mates, equally right, from pass to pass.
 
 Each prior is tried; the one whose final labelling gives the highest half-map FSC (even/odd frames) in the
 lattice band wins, so a single crystal and a twinned particle are both handled without knowing which it is.
@@ -100,8 +99,7 @@ class LatticeConfig:
     label_iterations
         Most labelling iterations per prior.
     label_converged
-        The labelling stops when the frames' mean correlation with the other half's reference (at their chosen
-        mates) rises by less than this fraction over the best earlier iteration; the best iteration is kept.
+        The labelling stops when at most this fraction of the frames changed branch in an iteration.
     shift_range_A, shift_step_A
         Shift search of every labelling iteration: ± range around the tracker's origin, in steps (Å).
     """
@@ -497,19 +495,13 @@ class _Labeller:
         return lab, cands[rows, lab], moved[rows, lab]
 
     def run(self, path: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info) of the iteration
-        with the highest mean correlation. Its per-frame correlations are ``scores_`` (NaN without a pass).
-
-        The count of frames that change branch is no measure of convergence: an achiral particle's frames have
-        two equally good mates (the projection twin, :mod:`tumblebench.validation.poses`), between which whole
-        runs of frames can swap from one iteration to the next while the map stays the same; the correlation
-        levels off instead."""
+        """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info) of the last
+        pass, whose per-frame correlations are ``scores_`` (NaN without a pass)."""
         self.scores_ = np.full(len(path), np.nan)
         cands = branch_mates(path, self.ops)
         poses, shifts = path.copy(), self.fr.origins.copy()
         lab = np.zeros(len(path), np.int64)
         history = []
-        best = None  # (mean correlation, poses, shifts, per-frame correlations)
         for it in range(self.cfg.label_iterations):
             new, poses, shifts = self.label(cands, poses, shifts, f"iteration {it}")
             changed = int(np.sum(new != lab))
@@ -520,17 +512,11 @@ class _Labeller:
                      score)
             if progress is not None:
                 progress(1)
-            gained = best is None or score >= best[0] + self.cfg.label_converged * abs(best[0])
-            if best is None or score > best[0]:
-                best = (score, poses, shifts, self.scores_)
-            if not gained:
+            if changed <= self.cfg.label_converged * len(path):
                 break
         if progress is not None and len(history) < self.cfg.label_iterations:
             progress(self.cfg.label_iterations - len(history))  # the iterations a converged labelling skips
-        if best is None:
-            return poses, shifts, {"history": history}
-        self.scores_ = best[3]
-        return best[1], best[2], {"history": history, "kept_mean_correlation": best[0]}
+        return poses, shifts, {"history": history}
 
 
 def lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: LatticeConfig,

@@ -101,35 +101,32 @@ def test_fundamental_zone_tiles_rotation_space() -> None:
 
 
 class _ScriptedLabeller(_Labeller):
-    """A labeller whose passes return a scripted mean correlation; every frame swaps mate on every pass (as runs of
-    an achiral particle's frames swap between twin mates), and pass k moves the shifts to k."""
+    """A labeller whose pass k changes the branch of the first ``changes[k]`` frames (of 200) and moves the shifts
+    to k."""
 
-    def __init__(self, means: list[float], config: LatticeConfig) -> None:
+    def __init__(self, changes: list[int], config: LatticeConfig) -> None:
         self.cfg, self.ops = config, np.eye(3)[None]
-        self.fr = SimpleNamespace(origins=np.zeros((6, 2)))
-        self.means, self.passes = means, 0
+        self.fr = SimpleNamespace(origins=np.zeros((200, 2)))
+        self.changes, self.passes, self.lab = changes, 0, np.zeros(200, np.int64)
 
     def label(self, cands, poses, shifts, what):
         k = self.passes
         self.passes += 1
-        self.scores_ = np.full(len(poses), self.means[k])
-        lab = np.full(len(poses), k % 2)
-        return lab, cands[np.arange(len(poses)), lab], np.full_like(shifts, k)
+        self.lab = self.lab.copy()
+        self.lab[:self.changes[k]] ^= 1
+        self.scores_ = np.full(len(poses), 0.1 * k)
+        return self.lab, cands[np.arange(len(poses)), self.lab], np.full_like(shifts, k)
 
 
-@pytest.mark.parametrize(("means", "passes", "kept"), [
-    # levels off: +0.55 % over the best at pass 6 (< 1 %), which is kept
-    ([0.10, 0.19, 0.213, 0.217, 0.224, 0.236, 0.2373, 0.30, 0.30, 0.30], 7, 6),
-    # falls back at pass 2: pass 1 is kept
-    ([0.10, 0.20, 0.19, 0.30, 0.30, 0.30, 0.30, 0.30, 0.30, 0.30], 3, 1),
-    # keeps rising by more than 1 %: all ten passes, the last kept
-    ([0.10 * 1.02**k for k in range(10)], 10, 9),
+@pytest.mark.parametrize(("changes", "passes"), [
+    ([200, 150, 40, 2, 90, 90, 90, 90, 90, 90], 4),  # 2 of 200 frames (1 %) change at pass 3: stop there
+    ([200, 150, 40, 3, 90, 90, 90, 90, 90, 90], 10),  # never at most 1 %: all ten passes
 ])
-def test_labelling_stops_when_the_correlation_levels_off_and_keeps_the_best_pass(means, passes, kept) -> None:
+def test_labelling_stops_when_at_most_one_percent_of_frames_change_and_keeps_the_last_pass(changes, passes) -> None:
     steps = []
-    lab = _ScriptedLabeller(means, LatticeConfig())
-    _, shifts, info = lab.run(np.tile(np.eye(3), (6, 1, 1)), progress=steps.append)
+    lab = _ScriptedLabeller(changes, LatticeConfig())
+    _, shifts, info = lab.run(np.tile(np.eye(3), (200, 1, 1)), progress=steps.append)
     assert lab.passes == passes == len(info["history"])
-    assert np.all(shifts == kept) and np.all(lab.scores_ == means[kept])
-    assert info["kept_mean_correlation"] == pytest.approx(means[kept], rel=1e-12)  # a mean of equal values
+    assert [h["frames_changed"] for h in info["history"]] == changes[:passes]
+    assert np.all(shifts == passes - 1) and np.all(lab.scores_ == 0.1 * (passes - 1))
     assert sum(steps) == LatticeConfig().label_iterations  # the progress bar always reaches its end
