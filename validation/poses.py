@@ -89,6 +89,14 @@ def _align(est: np.ndarray, true: np.ndarray, sym: np.ndarray, n_candidates: int
     return g, ang
 
 
+def _twin_poses(true: np.ndarray, projection_twin: np.ndarray | None) -> np.ndarray | None:
+    """The twin poses ``TWIN·true_i·qᵀ`` for the first ``q`` of ``projection_twin``; None when it is None or empty."""
+    if projection_twin is None or not len(projection_twin):
+        return None
+    q = np.asarray(projection_twin, np.float64).reshape(-1, 3, 3)[0]
+    return np.einsum("ij,njk,lk->nil", TWIN, true, q)
+
+
 def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None = None, allow_mirror: bool = True,
                 n_candidates: int = 64, projection_twin: np.ndarray | None = None) -> PoseErrors:
     """Per-frame pose errors after the best global rotation (and hand, and point-group operation).
@@ -118,13 +126,10 @@ def pose_errors(est: np.ndarray, true: np.ndarray, symmetry: np.ndarray | None =
     if est.shape != true.shape or est.ndim != 3 or est.shape[1:] != (3, 3) or len(est) == 0:
         raise TumblebenchError(f"pose_errors: need two (M, 3, 3) arrays of equal M, got {est.shape}, {true.shape}")
     sym = np.eye(3)[None] if symmetry is None else np.asarray(symmetry, np.float64).reshape(-1, 3, 3)
-    twin = None
-    if projection_twin is not None and len(projection_twin):
-        q = np.asarray(projection_twin, np.float64).reshape(-1, 3, 3)[0]
-        twin = np.einsum("ij,njk,lk->nil", TWIN, true, q)  # TWIN·true_i·qᵀ
+    twin = _twin_poses(true, projection_twin)
     best = None
     for mirrored in (False, True) if allow_mirror else (False,):
-        e = np.einsum("ij,njk,kl->nil", MIRROR, est, MIRROR) if mirrored else est
+        e = mirror_poses(est) if mirrored else est
         g, ang = _align(e, true, sym, n_candidates)
         if twin is not None:
             for _ in range(3):  # per frame the nearer of the true pose and its twin under the current G; re-align
@@ -165,12 +170,10 @@ def errors_at(est: np.ndarray, true: np.ndarray, rotation: np.ndarray, mirrored:
     m, k = cands.shape[:2]
     e = cands.reshape(-1, 3, 3)
     if mirrored:
-        e = np.einsum("ij,njk,kl->nil", MIRROR, e, MIRROR)
+        e = mirror_poses(e)
     sym = np.eye(3)[None] if symmetry is None else np.asarray(symmetry, np.float64).reshape(-1, 3, 3)
-    truths = [true]
-    if projection_twin is not None and len(projection_twin):
-        q = np.asarray(projection_twin, np.float64).reshape(-1, 3, 3)[0]
-        truths.append(np.einsum("ij,njk,lk->nil", TWIN, true, q))
+    twin = _twin_poses(true, projection_twin)
+    truths = [true] if twin is None else [true, twin]
     ang = np.min([_angles(np.einsum("nji,njk->nik", np.repeat(t, k, axis=0), e), rotation, sym)[0] for t in truths],
                  axis=0).reshape(m, k)
     return ang if est.ndim == 4 else ang[:, 0]
