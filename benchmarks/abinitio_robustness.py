@@ -25,11 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-from suite_cases import commit_label, commits, merged_rows, run_case
+from suite_cases import commit_label, commits, merged_rows, run_cases
 
 PARTICLES = ("default", "cubo", "deca", "ico", "real")
 
@@ -111,10 +110,7 @@ def main() -> int:
     names = [f"{p}-s{s}" for p in particles for s in _seeds(args.seeds)]
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
-        for i, name in enumerate(names, start=1):
-            wall = run_case("robustness", name, args.work)
-            state = "already run" if wall is None else f"{wall:.0f} s"
-            print(f"[{i}/{len(names)}] {name}: {state} (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+        run_cases("robustness", names, args.work)
     every = [f"{p}-s{s}" for p in PARTICLES for s in range(8)]
     rows = merged_rows(every, lambda n: case_figures(n, args.work), args.out)
     table = markdown(rows)

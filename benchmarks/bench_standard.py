@@ -15,11 +15,10 @@ import argparse
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
-from suite_cases import commit_label, commits, merged_rows, run_case
+from suite_cases import commit_label, commits, merged_rows, run_cases
 
 from tumblebench.validation.bench import load_suite, markdown_table, result_columns
 
@@ -54,10 +53,7 @@ def main() -> int:
     out = args.out or Path(__file__).parent / "results" / f"bench_standard{tag}.json"
     work = args.work / tag.lstrip("_") if tag else args.work
     if not args.report_only:
-        for i, name in enumerate(names, start=1):
-            wall = run_case("standard", name, work, args.algorithm)
-            state = "already run" if wall is None else f"{wall:.0f} s"
-            print(f"[{i}/{len(names)}] {name}: {state} (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+        run_cases("standard", names, work, args.algorithm)
     rows = merged_rows(every, lambda n: case_row(n, work), out)
     for r in rows:
         r["commit_label"] = commit_label(r)

@@ -11,6 +11,7 @@ commit it ran at (and the commit of the scorers when ``tumblebench bench rescore
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,6 +35,14 @@ def run_case(suite: str, name: str, work: Path, algorithms: Sequence[str] = ()) 
         cmd += ["--algorithm", a]
     subprocess.run(cmd, check=True)
     return time.perf_counter() - t
+
+
+def run_cases(suite: str, names: Sequence[str], work: Path, algorithms: Sequence[str] = ()) -> None:
+    """:func:`run_case` for each of ``names`` in turn, a line of progress each on stderr."""
+    for i, name in enumerate(names, start=1):
+        wall = run_case(suite, name, work, algorithms)
+        state = "already run" if wall is None else f"{wall:.0f} s"
+        print(f"[{i}/{len(names)}] {name}: {state} (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
 
 
 def commits(card: dict) -> dict[str, str | None]:
