@@ -519,6 +519,79 @@ class _Labeller:
         return poses, shifts, {"history": history}
 
 
+def global_search(boxes: np.ndarray, sampling: float, diameter_A: float, vol: np.ndarray, idx: np.ndarray,
+                  poses: np.ndarray, shifts_px: np.ndarray, config: LatticeConfig, top_k: int, grid_size: int,
+                  ctf_fn=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Poses of frames ``idx`` chosen afresh against a good map: the lattice method's two searches with the map in
+    place of the prior.
+
+    Every frame keeps its ``top_k`` distinct poses over all of SO(3) by the amplitude correlation of
+    :func:`amplitude_search` with the map (shift-invariant: a frame whose pose and shift are both off is found
+    again), and their turns by 180° about the beam (the same amplitudes); among these and its current pose it
+    takes the one of highest phase-sensitive correlation with the map (the labelling's band and shift search
+    around its current origin). A local refinement finds a frame whose pose is a few degrees off; this finds
+    one that is tens of degrees off, as frames of a run that left the trajectory are.
+
+    Parameters
+    ----------
+    boxes, sampling
+        (M, n, n) particle boxes and their pixel size (Å).
+    diameter_A
+        Particle diameter (Å): the mask of the map.
+    vol
+        (n, n, n) map the frames are matched with (e.g. their half map).
+    idx
+        Frames to search.
+    poses, shifts_px
+        (len(idx), 3, 3) current poses and (len(idx), 2) origins (pixels of ``boxes``).
+    config
+        :class:`LatticeConfig`: cropped box, amplitude band, labelling band, distinct_deg and shift grid.
+    top_k
+        Amplitude peaks kept per frame.
+    grid_size
+        Poses of the SO(3) grid (:func:`so3_grid`).
+    ctf_fn
+        Optional callable ``(indices, shape, sampling)`` of the frames' CTFs (indices into ``boxes``).
+
+    Returns
+    -------
+    (poses, shifts_px, changed)
+        The chosen poses and origins of frames ``idx`` (a frame that keeps its pose keeps its origin) and which
+        changed.
+    """
+    idx = np.asarray(idx, np.int64)
+    m, n = len(idx), boxes.shape[-1]
+    ns = min(config.box, n - n % 2)
+    cs = sampling * n / ns
+    if ns * cs / config.band_A[1] > ns / 2 - 1:
+        log.info("global search skipped: the amplitude band's %.2f Å is finer than the cropped box's Nyquist "
+                 "(%.2f Å)", config.band_A[1], 2 * cs)
+        return np.asarray(poses, np.float64), np.asarray(shifts_px, np.float64), np.zeros(m, bool)
+    sub_ctf = None if ctf_fn is None else (lambda sel, shape, smp: ctf_fn(idx[np.asarray(sel)], shape, smp))
+    small = fourier_crop(np.asarray(boxes[idx], np.float32), ns, zero_mean=True)
+    band, amp, c2 = search_amplitudes(small, ns, cs, config.band_A, sub_ctf)
+    crop = fourier_crop_volume(np.asarray(vol, np.float32), ns)
+    grid = np.ascontiguousarray(so3_grid(grid_size))
+    top, z = amplitude_search(crop, amp, band, grid, c2, min(8 * top_k, len(grid)))
+    ci = np.empty((m, top_k), np.int64)
+    cz = np.empty((m, top_k), np.float32)
+    distinct_peaks(grid, top, z.astype(np.float32), float(np.cos(np.radians(config.distinct_deg))), ci, cz)
+    peaks = grid[ci]
+    cands = np.concatenate([np.asarray(poses, np.float64)[:, None], peaks, np.einsum("ij,nkjl->nkil", TWIN, peaks)],
+                           axis=1)
+    origins = np.asarray(shifts_px, np.float64) * ns / n
+    fr = _Frames(small, Band.make(ns, r_max=ns), cs, origins, sub_ctf,
+                 soft_sphere(ns, (diameter_A / 2 + 2.0) / cs, 3.0))
+    lab = _Labeller(fr, config, np.eye(3)[None], 0.0, 0.0, None)
+    cc, arg = lab.scores(prepare_reference(crop * fr.mask), np.arange(m), cands, origins, lab.shift_phi)
+    best = cc.argmax(axis=1)
+    changed = best != 0
+    rows = np.arange(m)
+    new_shifts = np.asarray(shifts_px, np.float64).copy()
+    new_shifts[changed] = (origins[changed] + lab.shift_steps[arg[rows, best][changed]]) * n / ns
+    return cands[rows, best], new_shifts, changed
+
+
 def lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: LatticeConfig,
                      step_deg: float, continuity_weight: float, ctf_fn=None, shifts_px: np.ndarray | None = None,
                      reference_model: ReferenceModel | None = None, progress=None

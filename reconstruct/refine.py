@@ -22,6 +22,7 @@ stuck in a wrong local optimum.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct._gridding_kernels import score_candidates, sweep_poses
 from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
+from tumblebench.reconstruct.lattice import LatticeConfig, global_search
 from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
@@ -97,6 +99,11 @@ class RefineConfig:
         Resolution limit (Å) of the model-referenced searches.
     model_steps_deg, model_climbs
         Hill-climbing steps (deg, largest first) and moves per step of those searches.
+    global_peaks, global_grid_size
+        After the map-referenced iterations, every frame's pose is chosen afresh against its half map among its
+        ``global_peaks`` best distinct poses over an SO(3) grid of ``global_grid_size`` poses by amplitude
+        correlation (and their twins) and its current pose (:func:`tumblebench.reconstruct.lattice.global_search`;
+        0 peaks: no global search).
     """
 
     n_iter: int = 3
@@ -115,6 +122,8 @@ class RefineConfig:
     model_search_A: float = 1.2
     model_steps_deg: tuple[float, ...] = (4.0, 2.0, 1.0, 0.5)
     model_climbs: int = 2
+    global_peaks: int = 10
+    global_grid_size: int = 120000
 
     def validate(self) -> None:
         require(self.n_iter >= 1, f"refine.n_iter = {self.n_iter} must be >= 1")
@@ -130,6 +139,8 @@ class RefineConfig:
                 "refine.model_iterations must be >= 0, refine.model_rounds and refine.model_climbs >= 1")
         require(self.model_search_A > 0 and len(self.model_steps_deg) >= 1 and all(s > 0 for s in self.model_steps_deg),
                 "refine.model_search_A must be > 0 Å and refine.model_steps_deg a non-empty list of positive degrees")
+        require(self.global_peaks >= 0 and self.global_grid_size >= 1000,
+                "refine.global_peaks must be >= 0 (0: off) and refine.global_grid_size >= 1000")
 
 
 def refine_shifts(ref: Reference, images_ft: np.ndarray, poses: np.ndarray, ctf: np.ndarray | None,
@@ -465,6 +476,22 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
         if med < config.converge_deg:
             break
     rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+    if config.global_peaks > 0:
+        t_global = time.perf_counter()
+        freq, curve = fsc(rec1.reconstruct(1e-3) * mask, rec2.reconstruct(1e-3) * mask, sampling)
+        moved = 0
+        for h, rec in enumerate((rec1, rec2)):
+            idx = np.flatnonzero(halves == h)
+            poses[idx], shifts[idx], changed = global_search(
+                boxes, sampling, diameter_A, _filtered_half(rec, curve) * mask, idx, poses[idx], shifts[idx],
+                LatticeConfig(), config.global_peaks, config.global_grid_size, ctf_fn)
+            moved += int(changed.sum())
+        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+        log.info("refine global search: %d frames took a pose from their %d best amplitude peaks over %d SO(3) poses "
+                 "(%.0f s)", moved, config.global_peaks, config.global_grid_size, time.perf_counter() - t_global)
+        history.append({"iteration": len(history), "global_search_frames_changed": moved})
+        if progress is not None:
+            progress(1)
     # the model searches go to model_search_A or to where the map-referenced ones got, whichever is finer; the
     # gold-standard check scores the band they use
     model_res = max(min(config.model_search_A, search_res), 2.0 * sampling + 1e-6)
@@ -539,8 +566,9 @@ class ProjectionMatching:
         self.config = config or RefineConfig()
 
     def steps(self) -> int:
-        """How often the refinement advances ``data.progress`` at most (map- and model-referenced iterations)."""
-        return self.config.n_iter + self.config.model_iterations
+        """How often the refinement advances ``data.progress`` at most (map- and model-referenced iterations and the
+        global search)."""
+        return self.config.n_iter + self.config.model_iterations + (self.config.global_peaks > 0)
 
     def refine(self, data: RefineInput) -> Refinement:
         """Refined poses, shifts and the half maps of the last iteration (:class:`tumblebench.stages.Refiner`)."""
