@@ -100,10 +100,12 @@ class RefineConfig:
     model_steps_deg, model_climbs
         Hill-climbing steps (deg, largest first) and moves per step of those searches.
     global_peaks, global_grid_size
-        After the map-referenced iterations, every frame's pose is chosen afresh against its half map among its
+        After the map-referenced iterations, every frame's pose is chosen afresh against its own half map among its
         ``global_peaks`` best distinct poses over an SO(3) grid of ``global_grid_size`` poses by amplitude
-        correlation (and their twins) and its current pose (:func:`tumblebench.reconstruct.lattice.global_search`;
-        0 peaks: no global search).
+        correlation (and their twins) and its current pose (:func:`tumblebench.reconstruct.lattice.global_search`,
+        with the cropped box, bands and shift grid of the default
+        :class:`~tumblebench.reconstruct.lattice.LatticeConfig`; 0 peaks: no global search). The model iteration
+        that follows refines the moved frames locally.
     """
 
     n_iter: int = 3
@@ -476,9 +478,17 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
         if med < config.converge_deg:
             break
     rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+    # the model searches go to model_search_A or to where the map-referenced ones got, whichever is finer; the
+    # gold-standard checks (of the global search and of each model iteration) score the band they use
+    model_res = max(min(config.model_search_A, search_res), 2.0 * sampling + 1e-6)
+    band_lo = max(q_transfer, 1.0 / 8.0)
+    band_hi = 1.0 / model_res
     if config.global_peaks > 0:
         t_global = time.perf_counter()
         freq, curve = fsc(rec1.reconstruct(1e-3) * mask, rec2.reconstruct(1e-3) * mask, sampling)
+        sel = (freq >= band_lo) & (freq <= band_hi)
+        before = float(curve[sel].mean())
+        found = (poses.copy(), shifts.copy(), rec1, rec2)
         moved = 0
         for h, rec in enumerate((rec1, rec2)):
             idx = np.flatnonzero(halves == h)
@@ -487,16 +497,19 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
                 LatticeConfig(), config.global_peaks, config.global_grid_size, ctf_fn)
             moved += int(changed.sum())
         rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
-        log.info("refine global search: %d frames took a pose from their %d best amplitude peaks over %d SO(3) poses "
-                 "(%.0f s)", moved, config.global_peaks, config.global_grid_size, time.perf_counter() - t_global)
-        history.append({"iteration": len(history), "global_search_frames_changed": moved})
+        after = float(fsc(rec1.reconstruct(1e-3) * mask, rec2.reconstruct(1e-3) * mask, sampling)[1][sel].mean())
+        kept_search = after > before
+        log.info("refine global search: %d frames took a pose from their %d best amplitude peaks over %d SO(3) poses; "
+                 "half-map FSC over %.2f–%.2f Å %.3f -> %.3f: %s (%.0f s)", moved, config.global_peaks,
+                 config.global_grid_size, 1 / band_lo, 1 / band_hi, before, after,
+                 "kept" if kept_search else "discarded", time.perf_counter() - t_global)
+        if not kept_search:  # gold-standard check: the half maps agree less with the moved frames than without
+            poses, shifts, rec1, rec2 = found
+        del found
+        history.append({"iteration": len(history), "global_search_frames_changed": moved,
+                        "band_fsc_before": before, "band_fsc_after": after, "discarded": not kept_search})
         if progress is not None:
             progress(1)
-    # the model searches go to model_search_A or to where the map-referenced ones got, whichever is finer; the
-    # gold-standard check scores the band they use
-    model_res = max(min(config.model_search_A, search_res), 2.0 * sampling + 1e-6)
-    band_lo = max(q_transfer, 1.0 / 8.0)
-    band_hi = 1.0 / model_res
     quality = None
     kept = (poses.copy(), shifts.copy())
     # each pass checks the previous model iteration, then (but the extra last pass) runs the next one
