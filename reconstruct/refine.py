@@ -50,6 +50,10 @@ from tumblebench.stages import CtfFunction, HalfMaps, ReferenceModel, RefineInpu
 
 log = logging.getLogger("tumblebench.reconstruct")
 
+# the refinement's global search runs only when its half maps agree at least this well over the checked band
+# (mean FSC; the usual 0.143 criterion): below it, as in a 100-frame series, it moves frames on noise
+GLOBAL_MIN_FSC = 0.143
+
 #: The CTF callable of the frames (:data:`tumblebench.stages.CtfFunction`).
 CtfFn = CtfFunction
 
@@ -104,8 +108,9 @@ class RefineConfig:
         ``global_peaks`` best distinct poses over an SO(3) grid of ``global_grid_size`` poses by amplitude
         correlation (and their twins) and its current pose (:func:`tumblebench.reconstruct.lattice.global_search`,
         with the cropped box, bands and shift grid of the default
-        :class:`~tumblebench.reconstruct.lattice.LatticeConfig`; 0 peaks: no global search). The model iteration
-        that follows refines the moved frames locally.
+        :class:`~tumblebench.reconstruct.lattice.LatticeConfig`; 0 peaks: no global search). It runs only when the
+        half maps' mean FSC over the model band is at least :data:`GLOBAL_MIN_FSC`, and its poses are kept only when
+        that FSC rises. The model iteration that follows refines the moved frames locally.
     """
 
     n_iter: int = 3
@@ -488,26 +493,32 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
         freq, curve = fsc(rec1.reconstruct(1e-3) * mask, rec2.reconstruct(1e-3) * mask, sampling)
         sel = (freq >= band_lo) & (freq <= band_hi)
         before = float(curve[sel].mean())
-        found = (poses.copy(), shifts.copy(), rec1, rec2)
-        moved = 0
-        for h, rec in enumerate((rec1, rec2)):
-            idx = np.flatnonzero(halves == h)
-            poses[idx], shifts[idx], changed = global_search(
-                boxes, sampling, diameter_A, _filtered_half(rec, curve) * mask, idx, poses[idx], shifts[idx],
-                LatticeConfig(), config.global_peaks, config.global_grid_size, ctf_fn)
-            moved += int(changed.sum())
-        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
-        after = float(fsc(rec1.reconstruct(1e-3) * mask, rec2.reconstruct(1e-3) * mask, sampling)[1][sel].mean())
-        kept_search = after > before
-        log.info("refine global search: %d frames took a pose from their %d best amplitude peaks over %d SO(3) poses; "
-                 "half-map FSC over %.2f–%.2f Å %.3f -> %.3f: %s (%.0f s)", moved, config.global_peaks,
-                 config.global_grid_size, 1 / band_lo, 1 / band_hi, before, after,
-                 "kept" if kept_search else "discarded", time.perf_counter() - t_global)
-        if not kept_search:  # gold-standard check: the half maps agree less with the moved frames than without
-            poses, shifts, rec1, rec2 = found
-        del found
-        history.append({"iteration": len(history), "global_search_frames_changed": moved,
-                        "band_fsc_before": before, "band_fsc_after": after, "discarded": not kept_search})
+        if before < GLOBAL_MIN_FSC:  # the half maps do not agree in the band: nothing to search against
+            log.info("refine global search skipped: the half maps agree over %.2f–%.2f Å at FSC %.3f only (< %.3f)",
+                     1 / band_lo, 1 / band_hi, before, GLOBAL_MIN_FSC)
+            history.append({"iteration": len(history), "global_search_frames_changed": 0, "band_fsc_before": before,
+                            "skipped": True})
+        else:
+            found = (poses.copy(), shifts.copy(), rec1, rec2)
+            moved = 0
+            for h, rec in enumerate((rec1, rec2)):
+                idx = np.flatnonzero(halves == h)
+                poses[idx], shifts[idx], changed = global_search(
+                    boxes, sampling, diameter_A, _filtered_half(rec, curve) * mask, idx, poses[idx], shifts[idx],
+                    LatticeConfig(), config.global_peaks, config.global_grid_size, ctf_fn)
+                moved += int(changed.sum())
+            rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+            after = float(fsc(rec1.reconstruct(1e-3) * mask, rec2.reconstruct(1e-3) * mask, sampling)[1][sel].mean())
+            kept_search = after > before
+            log.info("refine global search: %d frames took a pose from their %d best amplitude peaks over %d SO(3) "
+                     "poses; half-map FSC over %.2f–%.2f Å %.3f -> %.3f: %s (%.0f s)", moved, config.global_peaks,
+                     config.global_grid_size, 1 / band_lo, 1 / band_hi, before, after,
+                     "kept" if kept_search else "discarded", time.perf_counter() - t_global)
+            if not kept_search:  # gold-standard check: the half maps agree less with the moved frames than without
+                poses, shifts, rec1, rec2 = found
+            del found
+            history.append({"iteration": len(history), "global_search_frames_changed": moved,
+                            "band_fsc_before": before, "band_fsc_after": after, "discarded": not kept_search})
         if progress is not None:
             progress(1)
     quality = None
