@@ -262,6 +262,14 @@ def filtered_map(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, sam
     return h1, h2, freq, curve, full_map
 
 
+def _band_agreement(rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, sampling: float, band_lo: float,
+                    band_hi: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """FSC of the two half maps (frequencies in 1/Å, curve) and its mean over ``band_lo``–``band_hi`` (1/Å): the
+    gold-standard check of the global search and of the model iterations."""
+    freq, curve = fsc(rec1.reconstruct(1e-3) * mask, rec2.reconstruct(1e-3) * mask, sampling)
+    return freq, curve, float(curve[(freq >= band_lo) & (freq <= band_hi)].mean())
+
+
 def _filtered_half(rec: Reconstructor, curve: np.ndarray) -> np.ndarray:
     """A half map filtered by its own (half-set) FSC estimate: Wiener with the half-map SNR, then weighted."""
     c = np.clip(curve, 1e-4, 0.999)
@@ -490,9 +498,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
     band_hi = 1.0 / model_res
     if config.global_peaks > 0:
         t_global = time.perf_counter()
-        freq, curve = fsc(rec1.reconstruct(1e-3) * mask, rec2.reconstruct(1e-3) * mask, sampling)
-        sel = (freq >= band_lo) & (freq <= band_hi)
-        before = float(curve[sel].mean())
+        freq, curve, before = _band_agreement(rec1, rec2, mask, sampling, band_lo, band_hi)
         if before < GLOBAL_MIN_FSC:  # the half maps do not agree in the band: nothing to search against
             log.info("refine global search skipped: the half maps agree over %.2f–%.2f Å at FSC %.3f only (< %.3f)",
                      1 / band_lo, 1 / band_hi, before, GLOBAL_MIN_FSC)
@@ -508,7 +514,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
                     LatticeConfig(), config.global_peaks, config.global_grid_size, ctf_fn)
                 moved += int(changed.sum())
             rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
-            after = float(fsc(rec1.reconstruct(1e-3) * mask, rec2.reconstruct(1e-3) * mask, sampling)[1][sel].mean())
+            after = _band_agreement(rec1, rec2, mask, sampling, band_lo, band_hi)[2]
             kept_search = after > before
             log.info("refine global search: %d frames took a pose from their %d best amplitude peaks over %d SO(3) "
                      "poses; half-map FSC over %.2f–%.2f Å %.3f -> %.3f: %s (%.0f s)", moved, config.global_peaks,
@@ -525,11 +531,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
     kept = (poses.copy(), shifts.copy())
     # each pass checks the previous model iteration, then (but the extra last pass) runs the next one
     for it in range(config.model_iterations + 1 if config.model_iterations else 0):
-        h1 = rec1.reconstruct(1e-3)
-        h2 = rec2.reconstruct(1e-3)
-        freq, curve = fsc(h1 * mask, h2 * mask, sampling)
-        sel = (freq >= band_lo) & (freq <= band_hi)
-        now = float(curve[sel].mean())
+        freq, curve, now = _band_agreement(rec1, rec2, mask, sampling, band_lo, band_hi)
         if quality is not None and now <= quality:
             # gold-standard check: the half maps of the model-referenced poses agree less with each other than
             # those they started from (a model that misplaces atoms pulls the poses towards its own errors)
