@@ -30,7 +30,27 @@ def case_row(name: str, work: Path) -> dict | None:
     if not (folder / "results.json").exists() or not card_path.exists():
         return None
     row = json.loads((folder / "results.json").read_text())["cases"][0]
-    return {**row, **commits(json.loads(card_path.read_text()))}
+    card = json.loads(card_path.read_text())
+    within_10 = (card.get("poses") or {}).get("reduced_within_10deg_fraction")
+    return {**row, "pose_sym_within_10deg": within_10, **commits(card)}
+
+
+# the README's table: the figures a reader compares cases by (every headline column is in the results file)
+README_COLUMNS = {"case": "case", "n_atoms": "atoms", "pose_sym_median_deg": "pose median °",
+                  "within_10": "≤ 10°", "fsc_truth_0.5_A": "FSC(truth) 0.5 Å",
+                  "recall": "recall", "precision": "precision", "rmsd_pm": "RMSD pm", "cn_exact": "CN exact",
+                  "time_s": "time s", "commit_label": "commit"}
+
+
+def readme_table(rows: list[dict]) -> str:
+    """The compact Markdown table of the README (pose figures modulo the particle's symmetry and twin)."""
+    shown = []
+    for r in rows:
+        w = r.get("pose_sym_within_10deg")
+        shown.append({**r, "within_10": "—" if w is None else f"{100 * w:.1f}%"})
+    table = markdown_table(shown, list(README_COLUMNS))
+    _, rule, *body = table.split("\n")
+    return "\n".join(["| " + " | ".join(README_COLUMNS.values()) + " |", rule, *body])
 
 
 def main() -> int:
@@ -59,6 +79,8 @@ def main() -> int:
         r["commit_label"] = commit_label(r)
     cols = [c for c in result_columns(rows) if c not in ("n_frames",)] + ["commit_label"]
     print(markdown_table(rows, cols).replace("commit_label", "commit"))
+    print("\nREADME table:\n")
+    print(readme_table(rows))
     result = {"benchmark": "bench_standard", "suite": "standard", "version": suite.version,
               "algorithms": args.algorithm, "cases_run": len(rows), "cases_total": len(every), "rows": rows,
               "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
