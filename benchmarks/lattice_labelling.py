@@ -53,7 +53,7 @@ from tumblebench.reconstruct.lattice import (  # noqa: E402
     prior_path,
     search_amplitudes,
 )
-from tumblebench.reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
+from tumblebench.reconstruct.pipeline import prepare_frames  # noqa: E402
 from tumblebench.reconstruct.projector import Band, soft_sphere  # noqa: E402
 from tumblebench.reconstruct.search import fourier_crop, so3_grid  # noqa: E402
 from tumblebench.simulator.builder import build_preset  # noqa: E402
@@ -89,12 +89,9 @@ def main() -> int:
         simulate_series(nc, with_overrides(SeriesConfig(), mode="multislice", n_frames=args.frames),
                         args.series_seed, series, overwrite=True, progress=False)
     cfg = ReconstructConfig()
-    stack, sampling, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
-    boxes, origins, rows, _, _, diameter, _ = track_and_cut(stack, sampling, cfg, False, False)
-    del stack
-    manifest = json.loads((series / "manifest.json").read_text())
-    ctf_fn = make_ctf_fn(optics, particles, manifest, rows, cfg.amplitude_contrast)
-    true = _oracle_poses(particles, rows, "truth", np.random.default_rng(0))  # for scoring only
+    pf = prepare_frames(series / "frames.mrcs", series / "frames.star", cfg)
+    boxes, origins, diameter, sampling, ctf_fn = pf.boxes, pf.origins, pf.diameter_A, pf.sampling, pf.ctf
+    true = pf.true_poses()  # for scoring only
     group = find_symmetry(particle_frame_positions(nc))
     sym, twin = group.rotations, group.mirror_rotations
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from tumblebench.reconstruct.abinitio import AbInitioConfig  # noqa: E402
 from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
 from tumblebench.reconstruct.lattice import LatticeConfig, branch_mates, prior_path, search_amplitudes  # noqa: E402
-from tumblebench.reconstruct.pipeline import _check_inputs, _oracle_poses, make_ctf_fn, track_and_cut  # noqa: E402
+from tumblebench.reconstruct.pipeline import prepare_frames  # noqa: E402
 from tumblebench.reconstruct.search import fourier_crop, so3_grid  # noqa: E402
 from tumblebench.simulator.builder import build_preset  # noqa: E402
 from tumblebench.simulator.orientation import rotation_angle_deg  # noqa: E402
@@ -72,12 +72,9 @@ def main() -> int:
                         0, series, overwrite=True, progress=False)
     t0, c0 = time.perf_counter(), time.process_time()
     cfg = ReconstructConfig(poses="truth")
-    stack, sampling, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
-    boxes, _, rows, _, _, diameter, _ = track_and_cut(stack, sampling, cfg, False, False)
-    del stack
-    manifest = json.loads((series / "manifest.json").read_text())
-    ctf_fn = make_ctf_fn(optics, particles, manifest, rows, cfg.amplitude_contrast)
-    true = _oracle_poses(particles, rows, "truth", np.random.default_rng(0))  # for scoring only
+    pf = prepare_frames(series / "frames.mrcs", series / "frames.star", cfg)
+    boxes, diameter, sampling, ctf_fn = pf.boxes, pf.diameter_A, pf.sampling, pf.ctf
+    true = pf.true_poses()  # for scoring only
     m, n, _ = boxes.shape
     ns = lc.box
     crop_sampling = sampling * n / ns

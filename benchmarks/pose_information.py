@@ -45,13 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from tumblebench.reconstruct.abinitio import AbInitioConfig, abinitio, global_scores  # noqa: E402
 from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
-from tumblebench.reconstruct.pipeline import (  # noqa: E402
-    _check_inputs,
-    _oracle_poses,
-    _oracle_shifts,
-    make_ctf_fn,
-    track_and_cut,
-)
+from tumblebench.reconstruct.pipeline import prepare_frames  # noqa: E402
 from tumblebench.reconstruct.projector import (  # noqa: E402
     Band,
     image_from_ft,
@@ -87,14 +81,9 @@ def measure(series: Path, highpass_A: float | None = None) -> dict:
     """The three measurements on one series (see the module docstring); ``highpass_A``: remove every frequency
     below 1/highpass_A from the boxes first."""
     cfg = ReconstructConfig(poses="truth")
-    stack, sampling, optics, particles = _check_inputs(series / "frames.mrcs", series / "frames.star", cfg)
-    linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
-    boxes, origins, rows, _, centres, diameter, counts = track_and_cut(stack, sampling, cfg, False, linear)
-    manifest = json.loads((series / "manifest.json").read_text())
-    ctf_fn = make_ctf_fn(optics, particles, manifest, rows, cfg.amplitude_contrast)
-    if ctf_fn is None and counts["contrast_sign"] < 0:
-        boxes = -boxes
-    truth_poses = _oracle_poses(particles, rows, "truth", np.random.default_rng(0))
+    pf = prepare_frames(series / "frames.mrcs", series / "frames.star", cfg)
+    boxes, origins, rows, diameter, sampling, ctf_fn = pf.boxes, pf.origins, pf.rows, pf.diameter_A, pf.sampling, pf.ctf
+    truth_poses = pf.true_poses()
     truth, _ = read_volume(series / "truth_map.mrc")
     n = boxes.shape[-1]
     if highpass_A is not None:
@@ -103,7 +92,7 @@ def measure(series: Path, highpass_A: float | None = None) -> dict:
     m = len(rows)
 
     # 1. per-band signal at the true pose and shift
-    shifts = _oracle_shifts(particles, rows, sampling, centres)
+    shifts = pf.true_shifts_px()
     proj = project(prepare_reference(np.asarray(truth, np.float32)), truth_poses, shifts)
     f = image_ft(boxes - boxes.mean(axis=(1, 2), keepdims=True))
     p = image_ft(proj - proj.mean(axis=(1, 2), keepdims=True))

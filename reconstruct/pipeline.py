@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +259,103 @@ def _oracle_shifts(particles: pd.DataFrame, rows: np.ndarray, sampling: float, c
     return -(np.stack([cx - ox, cy - oy], axis=1) - np.rint(centres))
 
 
+@dataclass
+class PreparedFrames:
+    """A series' frames as the reconstruction's stages receive them (:func:`prepare_frames`).
+
+    Attributes
+    ----------
+    stack
+        The frames (M₀, ny, nx) as opened (memory-mapped).
+    sampling
+        Pixel size (Å).
+    optics, particles
+        The STAR's optics and particle tables (particles in frame order), or None without a STAR.
+    manifest
+        The series' ``manifest.json`` next to the STAR, or None.
+    boxes
+        (M, n, n) background-subtracted particle boxes of the usable frames (atoms positive after the CTF; without
+        a CTF, of positive contrast), an array or a scratch :class:`~tumblebench.simulator.mrc.FrameFile`.
+    origins
+        (M, 2) RELION origins from tracking (pixels of ``boxes``).
+    rows
+        (M,) indices of the usable frames in ``stack``.
+    trajectory
+        The tracker's :class:`~tumblebench.reconstruct.tracking.Trajectory` (every frame).
+    centres
+        (M, 2) box centres in the frames (pixels).
+    diameter_A
+        Particle diameter estimated from the frames (Å).
+    counts
+        Frames, bad and lost frames, graphene peak pixels removed, contrast sign.
+    ctf
+        ``(indices, shape, sampling) -> centred CTFs`` of the usable frames, or None (projection mode).
+    """
+
+    stack: np.ndarray | FrameFile
+    sampling: float
+    optics: pd.DataFrame | None
+    particles: pd.DataFrame | None
+    manifest: dict | None
+    boxes: np.ndarray | FrameFile
+    origins: np.ndarray
+    rows: np.ndarray
+    trajectory: Trajectory
+    centres: np.ndarray
+    diameter_A: float
+    counts: dict
+    ctf: Callable | None
+
+    def true_poses(self) -> np.ndarray:
+        """(M, 3, 3) true poses of the usable frames from the STAR (for scoring; needs a STAR)."""
+        require(self.particles is not None, "true poses need the series' STAR file")
+        return _oracle_poses(self.particles, self.rows, "truth", np.random.default_rng(0))
+
+    def true_shifts_px(self) -> np.ndarray:
+        """(M, 2) true origins (pixels of ``boxes``) from the STAR (for scoring; needs a STAR)."""
+        require(self.particles is not None, "true shifts need the series' STAR file")
+        return _oracle_shifts(self.particles, self.rows, self.sampling, self.centres)
+
+
+def prepare_frames(frames: str | Path, star: str | Path | None, config: ReconstructConfig, progress: bool = False,
+                   tracker: Tracker | None = None, store_dir: Path | None = None) -> PreparedFrames:
+    """Check the inputs, track the particle and cut its boxes, and build the frames' CTF: everything the pose and
+    refinement stages start from (the first step of :func:`reconstruct_series`, public for benchmarks and
+    notebooks).
+
+    Parameters
+    ----------
+    frames, star
+        The frame stack (MRC) and its STAR file (None: no optics, no CTF, no truth).
+    config
+        :class:`ReconstructConfig` (box, tracking, background, amplitude contrast, seed).
+    progress
+        Show a progress bar.
+    tracker
+        The tracking stage (default the built-in one of ``config.tracking``).
+    store_dir
+        Put the boxes in a scratch file in this directory instead of memory.
+    """
+    frames = Path(frames)
+    star = None if star is None else Path(star)
+    stack, sampling, optics, particles = _check_inputs(frames, star, config)
+    manifest = None
+    if star is not None and (star.parent / "manifest.json").exists():
+        try:
+            manifest = json.loads((star.parent / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            manifest = None
+    linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
+    boxes, origins, rows, traj, centres, diameter, counts = track_and_cut(stack, sampling, config, progress, linear,
+                                                                         tracker, config.seed, store_dir=store_dir)
+    ctf_fn = make_ctf_fn(optics, particles, manifest, rows, config.amplitude_contrast)
+    if ctf_fn is None and counts["contrast_sign"] < 0:
+        # without a CTF the map is of the particle's contrast: keep its density positive
+        boxes = boxes.negated() if isinstance(boxes, FrameFile) else -boxes
+    return PreparedFrames(stack, sampling, optics, particles, manifest, boxes, origins, rows, traj, centres,
+                          diameter, counts, ctf_fn)
+
+
 def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str | Path,
                        config: ReconstructConfig | None = None, overwrite: bool = False, progress: bool = True,
                        inputs: dict | None = None, reference_model: ReferenceModel | None = None,
@@ -335,29 +432,20 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
          algorithms: dict[str, Any] | None = None) -> dict:
     algorithms = algorithms or {}
     t0 = time.perf_counter()
-    stack, sampling, optics, particles = _check_inputs(frames, star, config)
-    manifest = None
-    if star is not None and (star.parent / "manifest.json").exists():
-        try:
-            manifest = json.loads((star.parent / "manifest.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            manifest = None
+    pf = prepare_frames(frames, star, config, progress, algorithms.get("tracking"), store_dir=out)
+    stack, sampling, optics, particles = pf.stack, pf.sampling, pf.optics, pf.particles
+    boxes, origins, rows, traj, centres, diameter, counts = (pf.boxes, pf.origins, pf.rows, pf.trajectory,
+                                                             pf.centres, pf.diameter_A, pf.counts)
+    ctf_fn = pf.ctf
+    del pf
     log.info("input: %s (%d frames of %d×%d px, %.4f Å/px), star: %s, poses: %s", frames, stack.shape[0],
              stack.shape[2], stack.shape[1], sampling, star, config.poses)
-    linear = optics is None or ("tbMode" in optics and str(optics["tbMode"].iloc[0]) == "projection")
-    boxes, origins, rows, traj, centres, diameter, counts = track_and_cut(stack, sampling, config, progress, linear,
-                                                                         algorithms.get("tracking"), config.seed,
-                                                                         store_dir=out)
     timings["tracking"] = time.perf_counter() - t0
     log.info("frames: %d, excluded as bad (NaN/constant): %d, lost by the tracker: %d, usable: %d; graphene peak "
              "pixels removed: %d; particle diameter %.1f Å", counts["frames"], counts["bad_frames"],
              counts["lost_frames"], counts["usable_frames"], counts["graphene_peak_pixels"], diameter)
     nyq_needed = 2 * sampling
     require(len(rows) >= config.min_frames, f"{len(rows)} usable frames < min_frames = {config.min_frames}")
-    ctf_fn = make_ctf_fn(optics, particles, manifest, rows, config.amplitude_contrast)
-    if ctf_fn is None and counts["contrast_sign"] < 0:
-        # without a CTF the map is of the particle's contrast: keep its density positive
-        boxes = boxes.negated() if isinstance(boxes, FrameFile) else -boxes
     n = config.box
     mask = soft_sphere(n, (diameter / 2 + config.refine.mask_margin_A) / sampling, 3.0)
     info: dict = {}

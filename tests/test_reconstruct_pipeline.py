@@ -12,7 +12,9 @@ import pytest
 
 from tumblebench.reconstruct.config import ReconstructConfig
 from tumblebench.reconstruct.fsc import fsc
-from tumblebench.reconstruct.pipeline import reconstruct_series
+from tumblebench.reconstruct.pipeline import prepare_frames, reconstruct_series
+from tumblebench.reconstruct.projector import soft_sphere
+from tumblebench.reconstruct.refine import filtered_map, reconstruct_halves
 from tumblebench.simulator.builder import build_preset
 from tumblebench.simulator.config import load_config
 from tumblebench.simulator.errors import TumblebenchError
@@ -65,6 +67,22 @@ def test_true_poses_reconstruct_the_truth_map(series: Path, tmp_path: Path) -> N
         assert (tmp_path / "r" / name).exists(), name
     _, est = read_star(tmp_path / "r" / "poses.star")
     assert np.allclose(star_poses(est), star_poses(part), atol=1e-5)
+
+
+def test_prepared_frames_with_their_true_poses_give_the_truth_map(series: Path) -> None:
+    """``prepare_frames`` (the reconstruction's first step, public for benchmarks): its boxes, the STAR's true
+    poses and origins for the usable frames, and its CTF (none in projection mode) reconstruct the truth map."""
+    pf = prepare_frames(series / "frames.mrcs", series / "frames.star", _cfg(poses="truth"))
+    assert pf.boxes.shape == (N_FRAMES, BOX, BOX) and len(pf.rows) == N_FRAMES and pf.ctf is None
+    _, part = read_star(series / "frames.star")
+    assert np.allclose(pf.true_poses(), star_poses(part)[pf.rows], atol=1e-6)
+    halves = (np.arange(N_FRAMES) % 2).astype(np.int64)
+    r1, r2 = reconstruct_halves(pf.boxes, pf.true_poses(), pf.true_shifts_px(), halves, pf.ctf, pf.sampling, 2)
+    mask = soft_sphere(BOX, (pf.diameter_A / 2 + 3.0) / pf.sampling, 3.0)
+    full = filtered_map(r1, r2, mask, pf.sampling)[4]
+    truth, sampling = read_volume(series / "truth_map.mrc")
+    freq, c = fsc(full, truth, sampling)
+    assert c[(freq > 0) & (freq <= 1 / 2.0)].min() > 0.9
 
 
 def test_wrong_convention_is_detected(series: Path, tmp_path: Path) -> None:
