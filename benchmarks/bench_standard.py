@@ -48,9 +48,7 @@ def readme_table(rows: list[dict]) -> str:
     for r in rows:
         w = r.get("pose_sym_within_10deg")
         shown.append({**r, "within_10": "—" if w is None else f"{100 * w:.1f}%"})
-    table = markdown_table(shown, list(README_COLUMNS))
-    _, rule, *body = table.split("\n")
-    return "\n".join(["| " + " | ".join(README_COLUMNS.values()) + " |", rule, *body])
+    return markdown_table(shown, list(README_COLUMNS), README_COLUMNS)
 
 
 def main() -> int:
@@ -78,7 +76,7 @@ def main() -> int:
     for r in rows:
         r["commit_label"] = commit_label(r)
     cols = [c for c in result_columns(rows) if c not in ("n_frames",)] + ["commit_label"]
-    print(markdown_table(rows, cols).replace("commit_label", "commit"))
+    print(markdown_table(rows, cols, {"commit_label": "commit"}))
     print("\nREADME table:\n")
     print(readme_table(rows))
     result = {"benchmark": "bench_standard", "suite": "standard", "version": suite.version,

@@ -82,7 +82,8 @@ def measure(series: Path, highpass_A: float | None = None) -> dict:
     below 1/highpass_A from the boxes first."""
     cfg = ReconstructConfig(poses="truth")
     pf = prepare_frames(series / "frames.mrcs", series / "frames.star", cfg)
-    boxes, origins, rows, diameter, sampling, ctf_fn = pf.boxes, pf.origins, pf.rows, pf.diameter_A, pf.sampling, pf.ctf
+    boxes, origins, rows, diameter, ctf_fn = pf.boxes, pf.origins, pf.rows, pf.diameter_A, pf.ctf
+    sampling = pf.sampling
     truth_poses = pf.true_poses()
     truth, _ = read_volume(series / "truth_map.mrc")
     n = boxes.shape[-1]

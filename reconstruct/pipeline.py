@@ -271,8 +271,6 @@ class PreparedFrames:
         Pixel size (Å).
     optics, particles
         The STAR's optics and particle tables (particles in frame order), or None without a STAR.
-    manifest
-        The series' ``manifest.json`` next to the STAR, or None.
     boxes
         (M, n, n) background-subtracted particle boxes of the usable frames (atoms positive after the CTF; without
         a CTF, of positive contrast), an array or a scratch :class:`~tumblebench.simulator.mrc.FrameFile`.
@@ -296,7 +294,6 @@ class PreparedFrames:
     sampling: float
     optics: pd.DataFrame | None
     particles: pd.DataFrame | None
-    manifest: dict | None
     boxes: np.ndarray | FrameFile
     origins: np.ndarray
     rows: np.ndarray
@@ -352,7 +349,7 @@ def prepare_frames(frames: str | Path, star: str | Path | None, config: Reconstr
     if ctf_fn is None and counts["contrast_sign"] < 0:
         # without a CTF the map is of the particle's contrast: keep its density positive
         boxes = boxes.negated() if isinstance(boxes, FrameFile) else -boxes
-    return PreparedFrames(stack, sampling, optics, particles, manifest, boxes, origins, rows, traj, centres,
+    return PreparedFrames(stack, sampling, optics, particles, boxes, origins, rows, traj, centres,
                           diameter, counts, ctf_fn)
 
 
@@ -437,7 +434,6 @@ def _run(frames: Path, star: Path | None, out: Path, config: ReconstructConfig, 
     boxes, origins, rows, traj, centres, diameter, counts = (pf.boxes, pf.origins, pf.rows, pf.trajectory,
                                                              pf.centres, pf.diameter_A, pf.counts)
     ctf_fn = pf.ctf
-    del pf
     log.info("input: %s (%d frames of %d×%d px, %.4f Å/px), star: %s, poses: %s", frames, stack.shape[0],
              stack.shape[2], stack.shape[1], sampling, star, config.poses)
     timings["tracking"] = time.perf_counter() - t0

@@ -590,10 +590,11 @@ def result_columns(rows: list[dict[str, Any]]) -> list[str]:
     return cols
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A Markdown table of ``rows`` (figures formatted as :data:`METRICS` says)."""
+def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str], headers: dict[str, str] | None = None) -> str:
+    """A Markdown table of ``rows`` (figures formatted as :data:`METRICS` says); ``headers`` renames columns."""
     fmts = {m.name: m.fmt for m in METRICS} | {"n_atoms": "d", "n_frames": "d", "time_s": ".0f"}
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    names = [(headers or {}).get(c, c) for c in columns]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c), fmts[c]) if c in fmts else str(r.get(c, "—"))
                                        for c in columns) + " |")
