@@ -24,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["multislice", "phase-object", "projection"], help="imaging mode")
     p.add_argument("--poses", help="abinitio (default), truth or truth+noise:DEG")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an existing folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted study in OUT (same options); finished particles are kept")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             cases.append(dataclasses.replace(c, config=cfg))
         suite = Suite(suite.name, suite.version, suite.description, tuple(cases), suite.source)
     rows = run_suite(suite, args.out, data=args.data, only=args.particle or None, overwrite=args.overwrite,
-                     progress=not args.quiet)
+                     resume=args.resume, progress=not args.quiet)
     table = write_table1(args.out, [r["case"] for r in rows])
     print((args.out / "table1.md").read_text(), end="")
     return 0 if all(r["meets_target"] for r in table) else 1
