@@ -519,18 +519,18 @@ class _Labeller:
         return poses, shifts, {"history": history}
 
 
-def global_search(boxes: np.ndarray, sampling: float, diameter_A: float, vol: np.ndarray, idx: np.ndarray,
-                  poses: np.ndarray, shifts_px: np.ndarray, config: LatticeConfig, top_k: int, grid_size: int,
-                  ctf_fn=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Poses of frames ``idx`` chosen afresh against a good map: the lattice method's two searches with the map in
-    place of the prior.
+def global_candidates(boxes: np.ndarray, sampling: float, diameter_A: float, vol: np.ndarray, idx: np.ndarray,
+                      poses: np.ndarray, shifts_px: np.ndarray, config: LatticeConfig, top_k: int, grid_size: int,
+                      ctf_fn=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate poses of frames ``idx`` against a good map, scored: the lattice method's two searches with the map
+    in place of the prior.
 
-    Every frame keeps its ``top_k`` distinct poses over all of SO(3) by the amplitude correlation of
-    :func:`amplitude_search` with the map (shift-invariant: a frame whose pose and shift are both off is found
-    again), and their turns by 180° about the beam (the same amplitudes); among these and its current pose it
-    takes the one of highest phase-sensitive correlation with the map (the labelling's band and shift search
-    around its current origin). A local refinement finds a frame whose pose is a few degrees off; this finds
-    one that is tens of degrees off, as frames of a run that left the trajectory are.
+    Every frame gets its current pose, its ``top_k`` distinct poses over all of SO(3) by the amplitude correlation
+    of :func:`amplitude_search` with the map (shift-invariant: a frame whose pose and shift are both off is found
+    again) and their turns by 180° about the beam (the same amplitudes), each scored by its phase-sensitive
+    correlation with the map (the labelling's band and shift search around the frame's current origin). A local
+    refinement finds a frame whose pose is a few degrees off; these candidates hold one that is tens of degrees
+    off, as frames of a run that left the trajectory are.
 
     Parameters
     ----------
@@ -555,9 +555,10 @@ def global_search(boxes: np.ndarray, sampling: float, diameter_A: float, vol: np
 
     Returns
     -------
-    (poses, shifts_px, changed)
-        The chosen poses and origins of frames ``idx`` (a frame that keeps its pose keeps its origin) and which
-        changed.
+    (cands, scores, shifts_px)
+        (len(idx), 2·top_k + 1, 3, 3) candidates (the current pose first), (len(idx), 2·top_k + 1) their
+        correlations and (len(idx), 2·top_k + 1, 2) their origins (the current pose keeps its origin). When the
+        cropped box cannot hold the amplitude band, the current poses alone.
     """
     idx = np.asarray(idx, np.int64)
     m, n = len(idx), boxes.shape[-1]
@@ -566,7 +567,8 @@ def global_search(boxes: np.ndarray, sampling: float, diameter_A: float, vol: np
     if ns * cs / config.band_A[1] > ns / 2 - 1:
         log.info("global search skipped: the amplitude band's %.2f Å is finer than the cropped box's Nyquist "
                  "(%.2f Å)", config.band_A[1], 2 * cs)
-        return np.asarray(poses, np.float64), np.asarray(shifts_px, np.float64), np.zeros(m, bool)
+        return (np.asarray(poses, np.float64)[:, None], np.zeros((m, 1)),
+                np.asarray(shifts_px, np.float64)[:, None])
     sub_ctf = None if ctf_fn is None else (lambda sel, shape, smp: ctf_fn(idx[np.asarray(sel)], shape, smp))
     small = fourier_crop(np.asarray(boxes[idx], np.float32), ns, zero_mean=True)
     band, amp, c2 = search_amplitudes(small, ns, cs, config.band_A, sub_ctf)
@@ -584,12 +586,9 @@ def global_search(boxes: np.ndarray, sampling: float, diameter_A: float, vol: np
                  soft_sphere(ns, (diameter_A / 2 + 2.0) / cs, 3.0))
     lab = _Labeller(fr, config, np.eye(3)[None], 0.0, 0.0, None)
     cc, arg = lab.scores(prepare_reference(crop * fr.mask), np.arange(m), cands, origins, lab.shift_phi)
-    best = cc.argmax(axis=1)
-    changed = best != 0
-    rows = np.arange(m)
-    new_shifts = np.asarray(shifts_px, np.float64).copy()
-    new_shifts[changed] = (origins[changed] + lab.shift_steps[arg[rows, best][changed]]) * n / ns
-    return cands[rows, best], new_shifts, changed
+    shifts = (origins[:, None] + lab.shift_steps[arg]) * n / ns
+    shifts[:, 0] = np.asarray(shifts_px, np.float64)
+    return cands, cc, shifts
 
 
 def lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, config: LatticeConfig,

@@ -17,6 +17,12 @@ get their own models, so the half sets stay independent.
 The time order of a Brownian series is used by a *continuity sweep* after every iteration: it hill-climbs each
 frame from its neighbour's pose (forward, then backward), so that good poses propagate through runs of frames
 stuck in a wrong local optimum.
+
+A *global search* between the map- and the model-referenced iterations gives every frame candidates from all of
+SO(3) scored against its half map, finds the rotation group of the half maps from those candidates
+(:mod:`tumblebench.reconstruct.symmetry`), and takes the path through the series that best balances the scores
+against continuity measured modulo that group (a run of frames on a symmetry mate of the right pose costs
+nothing; one on a different pose does). It is kept only when the half maps agree better after it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct._gridding_kernels import score_candidates, sweep_poses
 from tumblebench.reconstruct.fsc import fsc, fsc_weight, resolution_at, wiener_tau
-from tumblebench.reconstruct.lattice import LatticeConfig, global_search
+from tumblebench.reconstruct.lattice import LatticeConfig, global_candidates
 from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
@@ -42,7 +48,8 @@ from tumblebench.reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import NEIGHBOURS, local_search
+from tumblebench.reconstruct.search import NEIGHBOURS, local_search, viterbi
+from tumblebench.reconstruct.symmetry import find_group
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.mrc import FrameFile, scratch_like
 from tumblebench.simulator.orientation import rotation_angle_deg
@@ -106,11 +113,16 @@ class RefineConfig:
     global_peaks, global_grid_size
         After the map-referenced iterations, every frame's pose is chosen afresh against its own half map among its
         ``global_peaks`` best distinct poses over an SO(3) grid of ``global_grid_size`` poses by amplitude
-        correlation (and their twins) and its current pose (:func:`tumblebench.reconstruct.lattice.global_search`,
+        correlation (and their twins) and its current pose (:func:`tumblebench.reconstruct.lattice.global_candidates`,
         with the cropped box, bands and shift grid of the default
         :class:`~tumblebench.reconstruct.lattice.LatticeConfig`; 0 peaks: no global search). It runs only when the
         half maps' mean FSC over the model band is at least :data:`GLOBAL_MIN_FSC`, and its poses are kept only when
         that FSC rises. The model iteration that follows refines the moved frames locally.
+    step_deg, continuity_weight
+        The global search's choice among the candidates: the path through the series that maximises the
+        correlations (robust z-scores) minus ``continuity_weight``·(angle/``step_deg``)² between successive frames,
+        the angle measured modulo the rotation group of the half maps
+        (:func:`tumblebench.reconstruct.symmetry.find_group`); as the ab initio's parameters of the same names.
     """
 
     n_iter: int = 3
@@ -131,6 +143,8 @@ class RefineConfig:
     model_climbs: int = 2
     global_peaks: int = 10
     global_grid_size: int = 120000
+    step_deg: float = 5.0
+    continuity_weight: float = 0.3
 
     def validate(self) -> None:
         require(self.n_iter >= 1, f"refine.n_iter = {self.n_iter} must be >= 1")
@@ -148,6 +162,8 @@ class RefineConfig:
                 "refine.model_search_A must be > 0 Å and refine.model_steps_deg a non-empty list of positive degrees")
         require(self.global_peaks >= 0 and self.global_grid_size >= 1000,
                 "refine.global_peaks must be >= 0 (0: off) and refine.global_grid_size >= 1000")
+        require(self.step_deg > 0, f"refine.step_deg = {self.step_deg} must be > 0")
+        require(self.continuity_weight >= 0, "refine.continuity_weight must be >= 0")
 
 
 def refine_shifts(ref: Reference, images_ft: np.ndarray, poses: np.ndarray, ctf: np.ndarray | None,
@@ -414,6 +430,33 @@ def _put_rows(store: np.ndarray | FrameFile, rows: np.ndarray, values: np.ndarra
         store.write(int(rows[lo]), values[lo:hi])
 
 
+def _global_candidates(boxes: np.ndarray, sampling: float, diameter_A: float, vols: tuple[np.ndarray, np.ndarray],
+                       halves: np.ndarray, poses: np.ndarray, shifts: np.ndarray, config: RefineConfig,
+                       ctf_fn: CtfFn | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`~tumblebench.reconstruct.lattice.global_candidates` of every frame against its own half map ``vols[h]``:
+    (M, K, 3, 3) poses, (M, K) correlations (−inf: an empty slot) and (M, K, 2) origins, in time order."""
+    m, k = len(poses), 2 * config.global_peaks + 1
+    cands = np.repeat(poses[:, None], k, axis=1)
+    cc = np.full((m, k), -np.inf)
+    cand_shifts = np.repeat(shifts[:, None], k, axis=1)
+    for h in (0, 1):
+        idx = np.flatnonzero(halves == h)
+        c, z, sh = global_candidates(boxes, sampling, diameter_A, vols[h], idx, poses[idx], shifts[idx],
+                                     LatticeConfig(), config.global_peaks, config.global_grid_size, ctf_fn)
+        cands[idx, :c.shape[1]], cc[idx, :c.shape[1]], cand_shifts[idx, :c.shape[1]] = c, z, sh
+    return cands, cc, cand_shifts
+
+
+def _robust_z(cc: np.ndarray) -> np.ndarray:
+    """Correlations as deviations from each frame's mean over its candidates, in units of the median absolute
+    deviation over all frames (−inf kept): the scores of the global search's path."""
+    finite = np.isfinite(cc)
+    mean = np.where(finite, cc, 0).sum(axis=1, keepdims=True) / np.maximum(finite.sum(axis=1, keepdims=True), 1)
+    dev = np.where(finite, cc - mean, -np.inf)
+    scale = float(np.median(np.abs(dev[finite]))) if finite.any() else 1.0
+    return dev / max(scale, 1e-12)
+
+
 def require_reference_model(config: RefineConfig, reference_model: ReferenceModel | None) -> None:
     """Raise unless a ``reference_model`` is given where ``config.model_iterations`` asks for one."""
     require(config.model_iterations == 0 or reference_model is not None,
@@ -506,25 +549,31 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
                             "skipped": True})
         else:
             found = (poses.copy(), shifts.copy(), rec1, rec2)
-            moved = 0
-            for h, rec in enumerate((rec1, rec2)):
-                idx = np.flatnonzero(halves == h)
-                poses[idx], shifts[idx], changed = global_search(
-                    boxes, sampling, diameter_A, _filtered_half(rec, curve) * mask, idx, poses[idx], shifts[idx],
-                    LatticeConfig(), config.global_peaks, config.global_grid_size, ctf_fn)
-                moved += int(changed.sum())
+            vols = (_filtered_half(rec1, curve) * mask, _filtered_half(rec2, curve) * mask)
+            cands, cc, cand_shifts = _global_candidates(boxes, sampling, diameter_A, vols, halves, poses, shifts,
+                                                        config, ctf_fn)
+            group, group_info = find_group(cands, cc, vols[0], vols[1], sampling,
+                                           diameter_A / 2 + config.mask_margin_A)
+            del vols
+            path = viterbi(cands, _robust_z(cc), config.step_deg, config.continuity_weight, group=group)
+            rows = np.arange(m)
+            poses, shifts = cands[rows, path], cand_shifts[rows, path]
+            moved = int(np.count_nonzero(path))
             rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
             after = _band_agreement(rec1, rec2, mask, sampling, band_lo, band_hi)[2]
             kept_search = after > before
-            log.info("refine global search: %d frames took a pose from their %d best amplitude peaks over %d SO(3) "
-                     "poses; half-map FSC over %.2f–%.2f Å %.3f -> %.3f: %s (%.0f s)", moved, config.global_peaks,
-                     config.global_grid_size, 1 / band_lo, 1 / band_hi, before, after,
+            log.info("refine global search: the half maps' rotation group has order %d (%d clusters of relative "
+                     "rotations tried: %s); %d frames took a pose from their %d best amplitude peaks over %d SO(3) "
+                     "poses on the path of best continuity modulo that group; half-map FSC over %.2f–%.2f Å "
+                     "%.3f -> %.3f: %s (%.0f s)", len(group), group_info["clusters"], group_info["tried"][:6], moved,
+                     config.global_peaks, config.global_grid_size, 1 / band_lo, 1 / band_hi, before, after,
                      "kept" if kept_search else "discarded", time.perf_counter() - t_global)
             if not kept_search:  # gold-standard check: the half maps agree less with the moved frames than without
                 poses, shifts, rec1, rec2 = found
             del found
             history.append({"iteration": len(history), "global_search_frames_changed": moved,
-                            "band_fsc_before": before, "band_fsc_after": after, "discarded": not kept_search})
+                            "group_order": len(group), "band_fsc_before": before, "band_fsc_after": after,
+                            "discarded": not kept_search})
         if progress is not None:
             progress(1)
     quality = None

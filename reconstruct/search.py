@@ -102,8 +102,12 @@ def distinct_peaks(grid, idx, val, cos_min, out_idx, out_val):
             out_val[i, q] = -np.inf
 
 
-def viterbi(cand_rots, scores: np.ndarray, step_deg: float, weight: float, block: int = 1024) -> np.ndarray:
+def viterbi(cand_rots, scores: np.ndarray, step_deg: float, weight: float, group: np.ndarray | None = None,
+            block: int = 1024) -> np.ndarray:
     """Best path through per-frame candidates: maximise Σ score − weight·Σ (angle/step)².
+
+    With a rotation ``group`` the angle between successive poses ``A`` and ``B`` is measured modulo it:
+    min over g of the angle of ``Aᵀ B g`` (poses ``B`` and ``B·g`` are the same view of a map with that symmetry).
 
     Parameters
     ----------
@@ -117,6 +121,8 @@ def viterbi(cand_rots, scores: np.ndarray, step_deg: float, weight: float, block
         Typical angular step between successive frames (deg).
     weight
         Penalty weight; 0 picks each frame's best candidate.
+    group
+        (G, 3, 3) rotations (e.g. :func:`tumblebench.reconstruct.symmetry.find_group`); None: the identity alone.
     block
         Frames whose candidates the forward pass holds at a time (the path does not depend on it).
 
@@ -134,11 +140,12 @@ def viterbi(cand_rots, scores: np.ndarray, step_deg: float, weight: float, block
     back = np.zeros((m, k), np.int32)
     acc = scores[0].astype(np.float64)
     c = weight / np.radians(step_deg) ** 2
+    group = np.eye(3)[None] if group is None else np.ascontiguousarray(group, np.float64)
     prev = np.asarray(get(0, 1), np.float64)
     for lo in range(1, m, block):
         hi = min(lo + block, m)
         cur = np.ascontiguousarray(np.concatenate([prev, np.asarray(get(lo, hi), np.float64)]))
-        _viterbi_kernel(cur, scores[lo - 1:hi], c, back[lo - 1:hi], acc)
+        _viterbi_kernel(cur, scores[lo - 1:hi], c, group, back[lo - 1:hi], acc)
         prev = cur[-1:]
     path = np.zeros(m, np.int64)
     path[-1] = int(np.argmax(acc))
@@ -148,13 +155,15 @@ def viterbi(cand_rots, scores: np.ndarray, step_deg: float, weight: float, block
 
 
 @numba.njit(cache=True, parallel=True)
-def _viterbi_kernel(cands, scores, c, back, acc):
-    """Forward pass of :func:`viterbi` (penalty ``c``·angle², angle in rad) over frames 1… of a block whose
-    frame 0 is the last one of the previous block: fills ``back`` and updates ``acc`` (the accumulated scores of
-    frame 0 in, of the block's last frame out). The candidates of a frame are independent of each other: threads
-    share them."""
+def _viterbi_kernel(cands, scores, c, group, back, acc):
+    """Forward pass of :func:`viterbi` (penalty ``c``·angle², angle in rad, modulo ``group``) over frames 1… of a
+    block whose frame 0 is the last one of the previous block: fills ``back`` and updates ``acc`` (the accumulated
+    scores of frame 0 in, of the block's last frame out). The candidates of a frame are independent of each other:
+    threads share them."""
     m, k = scores.shape
     new = np.empty(k)
+    rel = np.empty((k, 3, 3))
+    ng = group.shape[0]
     for t in range(1, m):
         for b in numba.prange(k):
             best = -np.inf
@@ -162,10 +171,24 @@ def _viterbi_kernel(cands, scores, c, back, acc):
             for a in range(k):
                 if acc[a] == -np.inf:
                     continue
-                tr = 0.0
-                for i in range(3):
-                    for j in range(3):
-                        tr += cands[t - 1, a, i, j] * cands[t, b, i, j]
+                if ng == 1:  # tr(Aᵀ B)
+                    tr = 0.0
+                    for i in range(3):
+                        for j in range(3):
+                            tr += cands[t - 1, a, i, j] * cands[t, b, i, j]
+                else:  # the largest tr(Aᵀ B g): the smallest angle modulo the group
+                    for i in range(3):
+                        for j in range(3):
+                            rel[b, i, j] = (cands[t - 1, a, 0, i] * cands[t, b, 0, j]
+                                            + cands[t - 1, a, 1, i] * cands[t, b, 1, j]
+                                            + cands[t - 1, a, 2, i] * cands[t, b, 2, j])
+                    tr = -np.inf
+                    for s in range(ng):
+                        v = 0.0
+                        for i in range(3):
+                            for j in range(3):
+                                v += rel[b, i, j] * group[s, j, i]
+                        tr = max(tr, v)
                 x = min(max((tr - 1.0) / 2.0, -1.0), 1.0)
                 if acc[a] - c * 2.0 * (1.0 - x) <= best:
                     continue  # angle² ≥ 2(1 − cos angle): this predecessor cannot win (exact pruning)

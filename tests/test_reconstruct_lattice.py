@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
 import numpy as np
@@ -132,11 +133,12 @@ def test_labelling_stops_when_at_most_one_percent_of_frames_change_and_keeps_the
     assert sum(steps) == LatticeConfig().label_iterations  # the progress bar always reaches its end
 
 
-def test_global_search_brings_frames_tens_of_degrees_off_back_to_their_pose() -> None:
+def test_global_candidates_bring_frames_tens_of_degrees_off_back_to_their_pose() -> None:
     """Noise-free projections of the default particle's map; half the frames start at their true pose, half at a
-    pose 20–60° off (and 1 px off-centre): the global search puts the wrong ones within a grid spacing of the truth
-    (or its projection twin: the particle has a mirror plane) and leaves the right ones as they are."""
-    from tumblebench.reconstruct.lattice import global_search
+    pose 20–60° off (and 1 px off-centre): the best-scored global candidate puts the wrong ones within a grid
+    spacing of the truth (or its projection twin: the particle has a mirror plane) and leaves the right ones as they
+    are."""
+    from tumblebench.reconstruct.lattice import global_candidates
     from tumblebench.reconstruct.projector import project
     from tumblebench.simulator.builder import build_preset
     from tumblebench.simulator.truth_map import particle_frame_positions
@@ -157,8 +159,12 @@ def test_global_search_brings_frames_tens_of_degrees_off_back_to_their_pose() ->
         Rotation.from_matrix(kick).as_rotvec(), axis=1, keepdims=True) * np.radians(angles)[:, None]).as_matrix()
     start[off] = np.einsum("nij,njk->nik", kick, true[off])
     shifts = np.where(off[:, None], 1.0, 0.0) * np.array([1.0, -1.0])
-    poses, new_shifts, changed = global_search(frames, sampling, 25.0, vol, np.arange(24), start, shifts,
+    cands, cc, cand_shifts = global_candidates(frames, sampling, 25.0, vol, np.arange(24), start, shifts,
                                                LatticeConfig(box=72), 10, 120000)
+    assert cands.shape == (24, 21, 3, 3) and np.array_equal(cands[:, 0], start)
+    assert np.array_equal(cand_shifts[:, 0], shifts)  # the current pose keeps its origin
+    best = cc.argmax(axis=1)
+    poses, new_shifts, changed = cands[np.arange(24), best], cand_shifts[np.arange(24), best], best != 0
     sym = find_symmetry(atoms)
     err = errors_at(poses, true, np.eye(3), False, projection_twin=sym.mirror_rotations)  # no global rotation
     assert np.all(changed[off]) and not np.any(changed[~off])
@@ -171,9 +177,11 @@ def test_global_search_brings_frames_tens_of_degrees_off_back_to_their_pose() ->
 
 
 def test_refine_keeps_a_global_search_that_brings_frames_back_and_says_so() -> None:
-    """Noise-free projections of the cuboctahedron's map, a quarter of them started 30–60° off: the refinement's
-    global search brings them back (a local search cannot), the half maps agree better after it, so it is kept,
-    and every frame ends within a few degrees of its true pose (modulo the particle's symmetry and twin)."""
+    """Noise-free projections of the cuboctahedron's map along a Brownian path (4° steps), a quarter of them
+    started 30–60° off, no continuity sweep: the refinement's global search finds rotations of the particle's group
+    in the half maps (a subgroup of its 24: 120 frames sample few mates), brings the frames back on the path of best
+    continuity modulo that group (a local search cannot), the half maps agree better after it, so it is kept, and
+    every frame ends within a few degrees of its true pose (modulo the particle's symmetry and twin)."""
     from tumblebench.reconstruct.projector import project
     from tumblebench.reconstruct.refine import RefineConfig, refine
     from tumblebench.simulator.builder import build_preset
@@ -184,7 +192,9 @@ def test_refine_keeps_a_global_search_that_brings_frames_back_and_says_so() -> N
     atoms = particle_frame_positions(build_preset("cuboctahedron"))
     n, sampling, m = 80, 0.45, 120
     vol = prior_map(atoms, n, sampling, "Pt", 0.9)
-    true = Rotation.random(m, random_state=5).as_matrix()
+    walk = np.random.default_rng(5).normal(0, np.radians(4.0) / np.sqrt(3), (m, 3))
+    true = np.array(list(itertools.accumulate(Rotation.from_rotvec(walk), lambda a, b: b * a))).reshape(m)
+    true = np.stack([r.as_matrix() for r in true])
     frames = project(prepare_reference(vol), true)
     off = np.arange(m) % 4 == 0
     axes = Rotation.random(int(off.sum()), random_state=6).as_rotvec()
@@ -192,9 +202,11 @@ def test_refine_keeps_a_global_search_that_brings_frames_back_and_says_so() -> N
     angles = np.random.default_rng(3).uniform(30, 60, int(off.sum()))
     start = true.copy()
     start[off] = Rotation.from_rotvec(axes * np.radians(angles)[:, None]).as_matrix() @ true[off]
-    res = refine(frames, sampling, start, np.zeros((m, 2)), 28.5, RefineConfig(n_iter=1, model_iterations=0))
+    cfg = RefineConfig(n_iter=1, model_iterations=0, sweep_resolution_A=0.0)
+    res = refine(frames, sampling, start, np.zeros((m, 2)), 28.5, cfg)
     entry = next(h for h in res.history if "global_search_frames_changed" in h)
     assert entry["discarded"] is False and entry["band_fsc_after"] > entry["band_fsc_before"]
+    assert entry["group_order"] > 1 and 24 % entry["group_order"] == 0
     sym = find_symmetry(atoms)
     err = errors_at(res.poses, true, np.eye(3), False, sym.rotations, sym.mirror_rotations)
     # no model iteration follows here, so a moved frame keeps its grid pose (120,000 poses, ~3.7° apart)

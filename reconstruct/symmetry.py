@@ -1,0 +1,235 @@
+"""The rotations under which the particle's map looks the same, found from the data alone.
+
+A frame of a (near-)symmetric particle correlates almost equally well with its true pose ``R`` and with ``R·g``
+for every operation ``g`` of the particle's rotation group. So the relative rotations ``Rᵢᵀ Rⱼ`` between a frame's
+near-equal candidate poses cluster at the group's operations (the other pairs scatter). Each cluster centre ``g``
+is checked on the two half maps: the correlation of half 1 with half 2 rotated by ``g``, relative to the
+correlation without rotation, over the lattice-fringe band, must reach ``accept``. A centre is accepted only if every
+element of the group it generates with the operations accepted before passes the same check (closure by breadth-
+first composition: each element is reached by a shortest product, so the centres' small errors do not add up).
+
+The pose continuity of a Brownian series is then measured modulo this group (:func:`tumblebench.reconstruct.search.
+viterbi` with ``group``): a frame may take any of its symmetry mates without a penalty, a run of frames on a
+different mate no longer pulls its neighbours, and a particle with no symmetry gets the identity alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import map_coordinates
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from tumblebench.reconstruct.branches import _lowpass_volume
+from tumblebench.simulator.orientation import rotation_angle_deg
+
+#: array axes are [z, y, x]: a rotation ``g`` of (x, y, z) acts on array indices as ``P g P``
+_P = np.eye(3)[::-1]
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """Parameters of :func:`find_group` (defaults are those measured on the robustness matrix).
+
+    Attributes
+    ----------
+    near
+        A candidate is near-equal to a frame's best when its correlation is within ``1 − near`` of the best's
+        (relative).
+    min_angle_deg
+        Relative rotations smaller than this (deg) are the same pose found twice, not a mate.
+    radius_deg
+        Cluster radius of the relative rotations (deg).
+    min_frames
+        A cluster needs at least ``max(10, min_frames · M)`` members (M frames).
+    accept
+        Least rotated-to-unrotated half-map correlation of an operation and of every element of its closure.
+    band_A
+        Band (finest, coarsest; Å) of the half-map check: the lattice fringes.
+    merge_deg
+        Two products closer than this (deg) are the same group element.
+    max_order
+        Largest group accepted (the icosahedron's 60).
+    max_rejected
+        Stop after this many rejected centres (they are tried densest first; the group's operations are the
+        densest clusters).
+    """
+
+    near: float = 0.9
+    min_angle_deg: float = 15.0
+    radius_deg: float = 4.0
+    min_frames: float = 0.01
+    accept: float = 0.5
+    band_A: tuple[float, float] = (1.2, 3.0)
+    merge_deg: float = 15.0
+    max_order: int = 60
+    max_rejected: int = 20
+
+
+def relative_rotations(cands: np.ndarray, scores: np.ndarray, near: float, min_angle_deg: float) -> np.ndarray:
+    """``Cᵢ,bestᵀ Cᵢ,ⱼ`` and its inverse for every near-equal candidate ``j`` of every frame ``i``.
+
+    Parameters
+    ----------
+    cands
+        (M, K, 3, 3) candidate poses per frame.
+    scores
+        (M, K) their correlations (−inf: an empty slot).
+    near, min_angle_deg
+        As :class:`GroupConfig`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (L, 3, 3) relative rotations at least ``min_angle_deg`` from the identity.
+    """
+    m = len(scores)
+    best = np.argmax(scores, axis=1)
+    top = scores[np.arange(m), best]
+    close = (scores >= (top - (1.0 - near) * np.abs(top))[:, None]) & np.isfinite(scores)
+    close[np.arange(m), best] = False
+    i, j = np.nonzero(close)
+    rel = np.einsum("nji,njk->nik", cands[i, best[i]], cands[i, j])
+    rel = rel[rotation_angle_deg(rel, np.eye(3)) >= min_angle_deg]
+    return np.concatenate([rel, np.transpose(rel, (0, 2, 1))])
+
+
+def cluster_centres(rel: np.ndarray, radius_deg: float, min_count: int) -> list[tuple[np.ndarray, int]]:
+    """Centres (mean rotations) of the densest clusters of ``rel`` and their member counts, densest first, at least
+    ``2·radius_deg`` apart, each with at least ``min_count`` members within ``radius_deg``."""
+    if len(rel) == 0:
+        return []
+    q = Rotation.from_matrix(rel).as_quat()
+    tree = cKDTree(np.concatenate([q, -q]))  # q and −q are the same rotation
+    chord = 2.0 * np.sin(np.radians(radius_deg) / 4.0)  # |q1 − q2| at a rotation angle of radius_deg
+    members = [np.asarray(b) % len(q) for b in tree.query_ball_point(q, chord)]
+    count = np.array([len(b) for b in members])
+    centres: list[tuple[np.ndarray, int]] = []
+    for i in np.argsort(-count, kind="stable"):
+        if count[i] < min_count:
+            break
+        if any(rotation_angle_deg(rel[i], c) < 2.0 * radius_deg for c, _ in centres):
+            continue
+        sel = q[members[i]]
+        centres.append((Rotation.from_quat(sel * np.sign(sel @ q[i])[:, None]).mean().as_matrix(), int(count[i])))
+    return centres
+
+
+def close_group(ops: list[np.ndarray], merge_deg: float, max_order: int) -> np.ndarray | None:
+    """The group generated by ``ops``: breadth-first products, elements within ``merge_deg`` merged.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        (G, 3, 3), the identity first; None when it would exceed ``max_order`` elements.
+    """
+    group = [np.eye(3)]
+    frontier = list(ops)
+    while frontier:
+        x = frontier.pop(0)
+        if any(rotation_angle_deg(x, g) < merge_deg for g in group):
+            continue
+        group.append(x)
+        if len(group) > max_order:
+            return None
+        frontier += [x @ g for g in group] + [g @ x for g in group]
+    return np.array(group)
+
+
+class HalfMapCheck:
+    """Correlation of half 1 with half 2 rotated by ``g``, relative to that without rotation.
+
+    Parameters
+    ----------
+    half1, half2
+        (n, n, n) half maps [z, y, x].
+    sampling
+        Å per voxel.
+    radius_A
+        Radius (Å) of the spherical mask around the box centre.
+    band_A
+        (finest, coarsest) Å of the band-pass.
+    """
+
+    def __init__(self, half1: np.ndarray, half2: np.ndarray, sampling: float, radius_A: float,
+                 band_A: tuple[float, float]):
+        n = half1.shape[0]
+        r = np.linalg.norm(np.indices((n,) * 3) - n // 2, axis=0) * sampling
+        mask = (r < radius_A).astype(np.float32)
+
+        def bandpass(v: np.ndarray) -> np.ndarray:
+            v = np.asarray(v, np.float32)
+            return _lowpass_volume(v, band_A[0] / sampling) - _lowpass_volume(v, band_A[1] / sampling)
+
+        inside = np.nonzero(mask)
+        self._b1 = bandpass(half1)[inside]  # the correlation runs over the mask's voxels only
+        self._b2 = bandpass(half2) * mask
+        self._centre = np.full((3, 1), float(n // 2))
+        self._offsets = np.array(inside, np.float64) - self._centre
+        self._zero = self._corr(np.eye(3))
+
+    def _corr(self, g: np.ndarray) -> float:
+        v = map_coordinates(self._b2, (_P @ g @ _P) @ self._offsets + self._centre, order=1)
+        den = float(np.linalg.norm(self._b1) * np.linalg.norm(v))
+        return float(np.dot(self._b1, v)) / den if den > 0 else 0.0
+
+    def __call__(self, g: np.ndarray) -> float:
+        """Rotated-to-unrotated correlation ratio of rotation ``g`` (1: the maps look the same under ``g``)."""
+        return self._corr(g) / self._zero if self._zero > 0 else 0.0
+
+
+def find_group(cands: np.ndarray, scores: np.ndarray, half1: np.ndarray, half2: np.ndarray, sampling: float,
+               radius_A: float, config: GroupConfig | None = None) -> tuple[np.ndarray, dict]:
+    """The particle's rotation group from the frames' candidate poses and the two half maps.
+
+    Parameters
+    ----------
+    cands
+        (M, K, 3, 3) candidate poses per frame (e.g. the global search's).
+    scores
+        (M, K) their correlations with the frame's half map.
+    half1, half2
+        (n, n, n) half maps [z, y, x] in the candidates' frame.
+    sampling
+        Å per voxel.
+    radius_A
+        Mask radius of the check (Å): the particle's radius and a margin.
+    config
+        :class:`GroupConfig`.
+
+    Returns
+    -------
+    (group, info)
+        (G, 3, 3) rotations, the identity first (poses ``R`` and ``R·g`` are the same view of the map), and a
+        summary: number of clusters, the check's ratio of each tried centre and what became of it.
+    """
+    config = config or GroupConfig()
+    rel = relative_rotations(cands, scores, config.near, config.min_angle_deg)
+    centres = cluster_centres(rel, config.radius_deg, max(10, int(config.min_frames * len(scores))))
+    check = HalfMapCheck(half1, half2, sampling, radius_A, config.band_A)
+    group = np.eye(3)[None]
+    tried: list[tuple[int, float, str]] = []  # (cluster members, check ratio, outcome)
+    for g, count in centres:
+        if sum(t[2] != "accepted" for t in tried) >= config.max_rejected:
+            break
+        if any(rotation_angle_deg(g, h) < config.merge_deg for h in group):
+            continue
+        ratio = check(g)
+        outcome = "rejected"
+        if ratio >= config.accept:
+            closed = close_group([*group, g], config.merge_deg, config.max_order)
+            if closed is None:
+                outcome = f"closure exceeds {config.max_order}"
+            else:
+                new = [x for x in closed if all(rotation_angle_deg(x, h) >= config.merge_deg for h in group)]
+                worst = min(check(x) for x in new)
+                if worst >= config.accept:
+                    group = np.concatenate([group, new])
+                    outcome = "accepted"
+                else:
+                    outcome = f"closure element at {worst:.2f}"
+        tried.append((count, round(ratio, 3), outcome))
+    return group, {"relative_rotations": len(rel), "clusters": len(centres), "tried": tried,
+                   "order": len(group)}

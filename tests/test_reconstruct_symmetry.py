@@ -1,0 +1,142 @@
+"""The particle's rotation group from the data (reconstruct.symmetry) and the path modulo it (search.viterbi)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.ndimage import gaussian_filter
+from scipy.spatial.transform import Rotation
+
+from tumblebench.reconstruct.lattice import prior_map
+from tumblebench.reconstruct.projector import prepare_reference, project
+from tumblebench.reconstruct.search import viterbi
+from tumblebench.reconstruct.symmetry import HalfMapCheck, close_group, find_group
+from tumblebench.simulator.builder import build_preset
+from tumblebench.simulator.orientation import cubic_group, rotation_angle_deg
+from tumblebench.simulator.truth_map import particle_frame_positions
+from tumblebench.validation.symmetry import find_symmetry
+
+SAMPLING = 0.45
+
+
+def _turned(preset: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A preset's atoms (particle frame, Å) turned by a random rotation Q, and their rotation group Q s Qᵀ: the
+    symmetry axes in general directions, so that a transposed or axis-swapped convention would show."""
+    atoms = particle_frame_positions(build_preset(preset))
+    q = Rotation.random(random_state=seed).as_matrix()
+    return atoms @ q.T, np.einsum("ij,sjk,lk->sil", q, find_symmetry(atoms).rotations, q)
+
+
+def _nearest_deg(x: np.ndarray, group: np.ndarray) -> float:
+    return float(min(rotation_angle_deg(x, g) for g in group))
+
+
+def test_a_map_with_a_rotation_group_passes_the_check_and_projects_alike_at_r_and_r_g() -> None:
+    """The decahedron's rotations (D5, order 10), turned to general axes: the half-map check of every one is 1 (a
+    rotation it does not have is far below), and projections at poses R and R·g are the same image (at R and g·R
+    not), which is the convention in which the candidates' relative rotations Rᵢᵀ Rⱼ meet the group."""
+    atoms, group = _turned("decahedron", 3)
+    assert len(group) == 10
+    n = 72
+    vol = prior_map(atoms, n, SAMPLING, "Pt", 0.9)
+    check = HalfMapCheck(vol, vol, SAMPLING, 15.0, (1.2, 3.0))
+    assert min(check(g) for g in group) > 0.85  # linear interpolation of 1.2 Å fringes on a 0.45 Å grid
+    other = Rotation.from_rotvec([0.0, 0.0, np.radians(36.0)]).as_matrix()  # not in the turned group
+    assert _nearest_deg(other, group) > 10 and check(other) < 0.5
+    poses = Rotation.random(4, random_state=8).as_matrix()
+    ref = prepare_reference(vol)
+
+    def image(p: np.ndarray) -> np.ndarray:  # low-passed: the sharp map's finest fringes differ by interpolation
+        return gaussian_filter(project(ref, p), (0, 1.5, 1.5))
+
+    a = image(poses)
+    assert max(np.linalg.norm(image(poses @ g) - a) for g in group[1:]) < 0.1 * np.linalg.norm(a)
+    assert min(np.linalg.norm(image(g @ poses) - a) for g in group[1:]) > 0.15 * np.linalg.norm(a)  # not g·R
+    assert np.linalg.norm(image(poses @ other) - a) > 0.15 * np.linalg.norm(a)
+
+
+def test_breadth_first_closure_of_slightly_wrong_generators_gives_the_group_order() -> None:
+    """A 4-fold and a 3-fold of the cube, or a 5-fold and a 3-fold of the icosahedron, each 0.5° off: their
+    closure has 24 and 60 elements, each within a few degrees of the exact group (shortest products: the errors do
+    not add up along long words)."""
+    rng = np.random.default_rng(1)
+
+    def off(r: np.ndarray) -> np.ndarray:
+        axis = rng.normal(size=3)
+        return Rotation.from_rotvec(axis / np.linalg.norm(axis) * np.radians(0.5)).as_matrix() @ r
+
+    cube = cubic_group()
+    four = Rotation.from_rotvec([0, 0, np.pi / 2]).as_matrix()
+    three = Rotation.from_rotvec(np.ones(3) / np.sqrt(3) * 2 * np.pi / 3).as_matrix()
+    g = close_group([off(four), off(three)], 15.0, 60)
+    assert g is not None and len(g) == 24 and max(_nearest_deg(x, cube) for x in g) < 5.0
+    phi = (1 + np.sqrt(5)) / 2
+    five = Rotation.from_rotvec(np.array([0, 1, phi]) / np.hypot(1, phi) * 2 * np.pi / 5).as_matrix()
+    ico_three = Rotation.from_rotvec(np.ones(3) / np.sqrt(3) * 2 * np.pi / 3).as_matrix()
+    exact = close_group([five, ico_three], 1.0, 60)
+    assert exact is not None and len(exact) == 60
+    g = close_group([off(five), off(ico_three)], 15.0, 60)
+    assert g is not None and len(g) == 60 and max(_nearest_deg(x, exact) for x in g) < 5.0
+    assert close_group([off(five), off(ico_three)], 15.0, 59) is None  # more than allowed: refused
+
+
+def test_find_group_recovers_the_cuboctahedron_group_from_candidates_and_half_maps() -> None:
+    """Frames whose near-equal candidates are symmetry mates (R·s, 1° of noise) and decoys, some of them
+    near-equal too: the finder returns the 24 rotations of the (turned) cuboctahedron, each within 3° of the
+    truth. When the near-equal candidates cluster at a 5-fold the maps do not have, the half-map check rejects
+    every cluster: the identity alone."""
+    atoms, group = _turned("cuboctahedron", 4)
+    assert len(group) == 24
+    rng = np.random.default_rng(2)
+    m, k = 300, 21
+    true = Rotation.random(m, random_state=5).as_matrix()
+    cands = Rotation.random(m * k, random_state=6).as_matrix().reshape(m, k, 3, 3)
+    cc = rng.uniform(0.3, 0.7, (m, k))
+    cands[:, 0], cc[:, 0] = true, 1.0
+    for j in range(1, 5):
+        noise = Rotation.from_rotvec(rng.normal(0, np.radians(1.0), (m, 3))).as_matrix()
+        cands[:, j] = true @ group[rng.integers(1, 24, m)] @ noise
+        cc[:, j] = rng.uniform(0.92, 1.0, m)
+    cc[rng.random(m) < 0.2, 10] = 0.95  # near-equal decoys: their relative rotations scatter
+    n = 80
+    vol = prior_map(atoms, n, SAMPLING, "Pt", 0.9)
+    half = [vol + rng.normal(0, 0.05 * vol.std(), vol.shape).astype(np.float32) for _ in range(2)]
+    found, info = find_group(cands, cc, half[0], half[1], SAMPLING, 16.0)
+    assert len(found) == 24 and info["order"] == 24
+    assert max(_nearest_deg(x, group) for x in found) < 3.0
+    five = Rotation.from_rotvec(np.outer(np.arange(1, 5), [0.3, 0.5, 0.8] / np.linalg.norm([0.3, 0.5, 0.8]))
+                                * 2 * np.pi / 5).as_matrix()  # mates of a symmetry the particle does not have
+    for j in range(1, 5):
+        cands[:, j] = true @ five[rng.integers(0, 4, m)]
+    found, info = find_group(cands, cc, half[0], half[1], SAMPLING, 16.0)
+    assert len(found) == 1 and np.array_equal(found[0], np.eye(3)) and info["clusters"] >= 4
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_the_path_modulo_a_group_does_not_depend_on_which_mate_a_candidate_is(seed: int) -> None:
+    """Turning every candidate into a random one of its cubic mates (C·s) leaves the path modulo the cubic group
+    unchanged, and that path is the exact maximiser of Σ score − weight·Σ (angle modulo the group / step)²."""
+    rng = np.random.default_rng(seed)
+    m, k = 25, 6
+    cube = cubic_group()
+    base = Rotation.from_rotvec(np.cumsum(rng.normal(0, 0.05, (m, 3)), axis=0))
+    cands = np.stack([(Rotation.from_rotvec(rng.normal(0, 0.3, (m, 3))) * base).as_matrix() for _ in range(k)], 1)
+    scores = rng.normal(0, 1, (m, k))
+    path = viterbi(cands, scores, 5.0, 0.3, group=cube)
+    mates = np.einsum("nkij,nkjl->nkil", cands, cube[rng.integers(0, 24, (m, k))])
+    assert np.array_equal(viterbi(mates, scores, 5.0, 0.3, group=cube), path)
+    c = 0.3 / np.radians(5.0) ** 2
+
+    def angle_mod(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (K, K) angles of Aᵀ B g, minimised over g
+        tr = np.einsum("aji,bjk,ski->abs", a, b, cube).max(axis=2)
+        return np.arccos(np.clip((tr - 1) / 2, -1, 1))
+
+    acc = scores[0].copy()
+    for t in range(1, m):
+        acc = (acc[:, None] - c * angle_mod(cands[t - 1], cands[t]) ** 2).max(axis=0) + scores[t]
+    r = cands[np.arange(m), path]
+    total = scores[np.arange(m), path].sum() - c * sum(
+        angle_mod(r[t - 1][None], r[t][None])[0, 0] ** 2 for t in range(1, m))
+    assert np.isclose(total, acc.max(), rtol=1e-9, atol=1e-9)
