@@ -107,13 +107,17 @@ def cluster_centres(rel: np.ndarray, radius_deg: float, min_count: int) -> list[
     members = [np.asarray(b) % len(q) for b in tree.query_ball_point(q, chord)]
     count = np.array([len(b) for b in members])
     centres: list[tuple[np.ndarray, int]] = []
+    covered = np.zeros(len(q), bool)  # within 2·radius_deg of a centre already taken
     for i in np.argsort(-count, kind="stable"):
         if count[i] < min_count:
             break
-        if any(rotation_angle_deg(rel[i], c) < 2.0 * radius_deg for c, _ in centres):
+        if covered[i]:
             continue
         sel = q[members[i]]
-        centres.append((Rotation.from_quat(sel * np.sign(sel @ q[i])[:, None]).mean().as_matrix(), int(count[i])))
+        mean = Rotation.from_quat(sel * np.sign(sel @ q[i])[:, None]).mean()
+        centres.append((mean.as_matrix(), int(count[i])))
+        near = tree.query_ball_point(mean.as_quat(), 2.0 * np.sin(np.radians(2.0 * radius_deg) / 4.0))
+        covered[np.asarray(near, np.int64) % len(q)] = True
     return centres
 
 
