@@ -387,6 +387,26 @@ def test_table1_row_of_a_run(bench_run: Path) -> None:
     assert row["atoms_found"] is not None and row["recall"] is not None
     assert row["atom_count_error"] == pytest.approx((row["atoms_found"] - 561) / 561)
     assert row["meets_target"] == (abs(row["atom_count_error"]) <= 0.03 and abs(row["median_cn_error"]) <= 0.3)
+    assert row["median_radial_strain_pct_found"] is not None  # against the bulk lattice, as the truth's
+
+
+def test_table1_radial_strain_of_the_true_atoms_is_the_truths(tmp_path: Path) -> None:
+    """The study's recovered radial strain is against the bulk lattice, as the truth's: applied to the true atoms of
+    a uniformly strained Table 1 particle (4.4 %) it gives the truth's median, where strain against the atoms' own
+    fitted lattice would give about zero."""
+    from ase.io import write
+
+    from tumblebench.simulator.builder import build_preset
+    from tumblebench.simulator.nanocrystal import structure_summary
+    from tumblebench.validation.study import _bulk_radial_strain
+
+    crystal = build_preset("table1-np2")
+    write(tmp_path / "atoms.extxyz", crystal.atoms)
+    truth = structure_summary(crystal)
+    found = _bulk_radial_strain(tmp_path / "atoms.extxyz", truth["reference_lattice_constant_A"],
+                                truth["lattice_constant_A"])
+    assert truth["median_radial_strain_percent"] == pytest.approx(4.4)
+    assert found == pytest.approx(truth["median_radial_strain_percent"], abs=0.05)
 
 
 @pytest.mark.slow
