@@ -398,12 +398,12 @@ def test_table1_radial_strain_of_the_true_atoms_is_the_truths(tmp_path: Path) ->
 
     from tumblebench.simulator.builder import build_preset
     from tumblebench.simulator.nanocrystal import structure_summary
-    from tumblebench.validation.study import _bulk_radial_strain
+    from tumblebench.validation.study import _model_radial_strain
 
     crystal = build_preset("table1-np2")
     write(tmp_path / "atoms.extxyz", crystal.atoms)
     truth = structure_summary(crystal)
-    found = _bulk_radial_strain(tmp_path / "atoms.extxyz", truth["reference_lattice_constant_A"],
+    found = _model_radial_strain(tmp_path / "atoms.extxyz", truth["reference_lattice_constant_A"],
                                 truth["lattice_constant_A"])
     assert truth["median_radial_strain_percent"] == pytest.approx(4.4)
     assert found == pytest.approx(truth["median_radial_strain_percent"], abs=0.05)

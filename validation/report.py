@@ -427,13 +427,12 @@ def _fmt(v: Any, fmt: str = ".3g") -> str:
 
 def _bulk_radial_strain(det: ScoreDetails, reference_A: float | None) -> float | None:
     """Median radial strain (%) of the found atoms against the bulk lattice constant (as the truth's), or None."""
-    from tumblebench.analysis.statistics import structure_metrics
+    from tumblebench.validation.study import bulk_radial_strain
 
-    if det.atoms is None or reference_A is None or len(det.atoms.found_xyz) < 13:
+    if det.atoms is None:
         return None
-    a = (det.card.get("structure") or {}).get("lattice_constant_A") or reference_A
-    sm = structure_metrics(det.atoms.found_xyz, float(a), strain_reference=float(reference_A))
-    return float(np.median(sm.radial_strain) * 100.0)
+    return bulk_radial_strain(det.atoms.found_xyz, reference_A,
+                              (det.card.get("structure") or {}).get("lattice_constant_A"))
 
 
 def table1_rows(layout: RunLayout, det: ScoreDetails) -> list[tuple[str, str, str]]:

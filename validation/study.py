@@ -38,20 +38,23 @@ def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _bulk_radial_strain(model: Path, bulk_A: float | None, fitted_A: float | None) -> float | None:
-    """Median radial strain (%) of the atom model ``model`` against the bulk lattice constant ``bulk_A`` (Å), as the
-    truth's is; None without a model of at least 13 atoms or a bulk constant."""
-    if bulk_A is None or not model.exists():
-        return None
-    from ase.io import read
-
+def bulk_radial_strain(positions: np.ndarray, bulk_A: float | None, fitted_A: float | None) -> float | None:
+    """Median radial strain (%) of atoms at ``positions`` (Å) against the bulk lattice constant ``bulk_A`` (Å), as
+    the truth's is (``fitted_A``: a guess of their own lattice constant); None with fewer than 13 atoms or no bulk
+    constant."""
     from tumblebench.analysis.statistics import structure_metrics
 
-    pos = read(model).positions
-    if len(pos) < 13:
+    if bulk_A is None or len(positions) < 13:
         return None
-    sm = structure_metrics(pos, float(fitted_A or bulk_A), strain_reference=float(bulk_A))
+    sm = structure_metrics(np.asarray(positions, float), float(fitted_A or bulk_A), strain_reference=float(bulk_A))
     return float(np.median(sm.radial_strain) * 100.0)
+
+
+def _model_radial_strain(model: Path, bulk_A: float | None, fitted_A: float | None) -> float | None:
+    """:func:`bulk_radial_strain` of the atom model file ``model`` (None when it does not exist)."""
+    from ase.io import read
+
+    return bulk_radial_strain(read(model).positions, bulk_A, fitted_A) if model.exists() else None
 
 
 def table1_row(run_dir: str | Path) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def table1_row(run_dir: str | Path) -> dict[str, Any]:
     for name, tkey, fkey, _ in TABLE1_COLUMNS:
         row[f"{name}_true"] = truth.get(tkey)
         row[f"{name}_found"] = found.get(fkey) if fkey else None
-    row["median_radial_strain_pct_found"] = _bulk_radial_strain(run_dir / "atoms" / "atoms.extxyz",
+    row["median_radial_strain_pct_found"] = _model_radial_strain(run_dir / "atoms" / "atoms.extxyz",
                                                                 truth.get("reference_lattice_constant_A"),
                                                                 found.get("lattice_constant_A"))
     for k in ("recall", "precision", "rmsd_pm"):
