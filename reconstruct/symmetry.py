@@ -133,7 +133,7 @@ def close_group(ops: list[np.ndarray], merge_deg: float, max_order: int) -> np.n
     frontier = list(ops)
     while frontier:
         x = frontier.pop(0)
-        if any(rotation_angle_deg(x, g) < merge_deg for g in group):
+        if rotation_angle_deg(np.array(group), x).min() < merge_deg:
             continue
         group.append(x)
         if len(group) > max_order:
@@ -218,7 +218,7 @@ def find_group(cands: np.ndarray, scores: np.ndarray, half1: np.ndarray, half2: 
     for g, count in centres:
         if sum(t[2] != "accepted" for t in tried) >= config.max_rejected:
             break
-        if any(rotation_angle_deg(g, h) < config.merge_deg for h in group):
+        if rotation_angle_deg(group, g).min() < config.merge_deg:
             continue
         ratio = check(g)
         outcome = "rejected"
@@ -227,7 +227,7 @@ def find_group(cands: np.ndarray, scores: np.ndarray, half1: np.ndarray, half2: 
             if closed is None:
                 outcome = f"closure exceeds {config.max_order}"
             else:
-                new = [x for x in closed if all(rotation_angle_deg(x, h) >= config.merge_deg for h in group)]
+                new = [x for x in closed if rotation_angle_deg(group, x).min() >= config.merge_deg]
                 worst = min(check(x) for x in new)
                 if worst >= config.accept:
                     group = np.concatenate([group, new])
