@@ -12,7 +12,9 @@ from tumblebench.reconstruct.projector import Reconstructor
 log = logging.getLogger("tumblebench.reconstruct")
 
 
-def _lowpass_volume(vol: np.ndarray, resolution_px: float) -> np.ndarray:
+def lowpass_volume(vol: np.ndarray, resolution_px: float) -> np.ndarray:
+    """``vol`` (cubic) low-passed to ``resolution_px`` (pixels per period) with a raised-cosine edge of 2 Fourier
+    pixels, as float32."""
     n = vol.shape[0]
     ft = scipy.fft.rfftn(vol, workers=-1)
     k = [np.fft.fftfreq(n) * n] * 2 + [np.fft.rfftfreq(n) * n]
@@ -29,7 +31,7 @@ def _reconstruct_small(images: np.ndarray, rots: np.ndarray, res_px: float, mask
     rec = Reconstructor(n, pad=2)
     rec.insert(images, rots, ctf=ctf, r_max=n / res_px)
     vol = rec.reconstruct(tau=0.05)
-    vol = _lowpass_volume(vol, res_px)
+    vol = lowpass_volume(vol, res_px)
     if ctf is None:  # linear projections of a positive potential: positivity is a valid constraint
         return np.maximum(vol, 0) * mask
     # through a CTF (and the non-linear contrast of a strong phase object) the low-resolution map need not be

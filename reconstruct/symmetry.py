@@ -22,7 +22,7 @@ from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from tumblebench.reconstruct.branches import _lowpass_volume
+from tumblebench.reconstruct.branches import lowpass_volume
 from tumblebench.simulator.orientation import rotation_angle_deg
 
 #: array axes are [z, y, x]: a rotation ``g`` of (x, y, z) acts on array indices as ``P g P``
@@ -165,7 +165,7 @@ class HalfMapCheck:
 
         def bandpass(v: np.ndarray) -> np.ndarray:
             v = np.asarray(v, np.float32)
-            return _lowpass_volume(v, band_A[0] / sampling) - _lowpass_volume(v, band_A[1] / sampling)
+            return lowpass_volume(v, band_A[0] / sampling) - lowpass_volume(v, band_A[1] / sampling)
 
         inside = np.nonzero(mask)
         self._b1 = bandpass(half1)[inside]  # the correlation runs over the mask's voxels only
