@@ -465,12 +465,24 @@ class _Labeller:
                 log.warning("lattice labelling (%s): reference model failed (%s); using the map", what, exc)
         return prepare_reference(vol)
 
+    def fit_shifts(self, poses: np.ndarray, shifts: np.ndarray, what: str) -> np.ndarray:
+        """Origins (M, 2; cropped pixels) of the frames at ``poses``: each frame's best shift around the tracker's
+        origin against the reference of the other half of the frames (built at ``shifts``)."""
+        rows = np.arange(len(poses))
+        out = np.array(shifts, np.float64, copy=True)
+        for part in (0, 1):
+            ref = self.reference(rows[1 - part::2], poses, shifts, f"{what}, shifts, half {2 - part}")
+            _, arg = self.scores(ref, rows[part::2], poses[part::2, None], self.fr.origins[part::2], self.shift_phi)
+            out[part::2] = self.fr.origins[part::2] + self.shift_steps[arg[:, 0]]
+        return out
+
     def cross_scores(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Correlations (M, K) of every frame's candidates ``cands`` (M, K, 3, 3) with the reference of the other
         half of the frames (even against odd and back; the reference from ``poses`` and ``shifts``), best over
         the shifts around the tracker's origins, and the shifts (M, K, 2) in cropped pixels where they peak."""
         rows = np.arange(len(poses))
+        shifts = self.fit_shifts(poses, shifts, what)
         cc = np.empty(cands.shape[:2])
         arg = np.empty(cands.shape[:2], np.int64)
         for part in (0, 1):
