@@ -479,8 +479,9 @@ class _Labeller:
     def cross_scores(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Correlations (M, K) of every frame's candidates ``cands`` (M, K, 3, 3) with the reference of the other
-        half of the frames (even against odd and back; the reference from ``poses`` and ``shifts``), best over
-        the shifts around the tracker's origins, and the shifts (M, K, 2) in cropped pixels where they peak."""
+        half of the frames (even against odd and back; the reference from ``poses`` at the shifts
+        :meth:`fit_shifts` finds for them, starting from ``shifts``), best over the shifts around the tracker's
+        origins, and the shifts (M, K, 2) in cropped pixels where they peak."""
         rows = np.arange(len(poses))
         shifts = self.fit_shifts(poses, shifts, what)
         cc = np.empty(cands.shape[:2])
