@@ -50,6 +50,7 @@ from tumblebench.reconstruct.lattice import (  # noqa: E402
     _Frames,
     _Labeller,
     branch_mates,
+    fringe_lattice_constant,
     prior_path,
     search_amplitudes,
 )
@@ -102,8 +103,9 @@ def main() -> int:
     cs = sampling * n / ns
     small = fourier_crop(boxes, ns, zero_mean=True)
     band, amp, c2 = search_amplitudes(small, ns, cs, lc.band_A, ctf_fn)
+    a_fit = fringe_lattice_constant(amp, band, c2, n, sampling, ns, diameter, lc.element)
     pp = prior_path(args.prior, amp, band, c2, n, sampling, ns, diameter, lc, ab.step_deg, ab.continuity_weight,
-                    so3_grid(lc.grid_size))
+                    so3_grid(lc.grid_size), a_fit)
     cands = branch_mates(pp.path, pp.ops)  # (M, K, 3, 3)
     frames = _Frames(small, Band.make(ns, r_max=ns), cs, origins * ns / n, ctf_fn,
                      soft_sphere(ns, (diameter / 2 + 2.0) / cs, 3.0))

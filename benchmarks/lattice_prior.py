@@ -36,7 +36,13 @@ sys.path.insert(0, str(ROOT))
 
 from tumblebench.reconstruct.abinitio import AbInitioConfig  # noqa: E402
 from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
-from tumblebench.reconstruct.lattice import LatticeConfig, branch_mates, prior_path, search_amplitudes  # noqa: E402
+from tumblebench.reconstruct.lattice import (  # noqa: E402
+    LatticeConfig,
+    branch_mates,
+    fringe_lattice_constant,
+    prior_path,
+    search_amplitudes,
+)
 from tumblebench.reconstruct.pipeline import prepare_frames  # noqa: E402
 from tumblebench.reconstruct.search import fourier_crop, so3_grid  # noqa: E402
 from tumblebench.simulator.builder import build_preset  # noqa: E402
@@ -81,13 +87,16 @@ def main() -> int:
     band, amp, c2 = search_amplitudes(fourier_crop(boxes, ns), ns, crop_sampling, lc.band_A, ctf_fn)
     so3 = so3_grid(lc.grid_size)
     ab = AbInitioConfig()
-    res = {"frames": m, "crop": ns, "band_A": list(lc.band_A), "lattice_constant_A": bulk_lattice_constant(lc.element),
+    a_fit = fringe_lattice_constant(amp, band, c2, n, sampling, ns, diameter, lc.element)
+    res = {"frames": m, "crop": ns, "band_A": list(lc.band_A), "lattice_constant_A": a_fit,
+           "bulk_lattice_constant_A": bulk_lattice_constant(lc.element),
            "ball_radius_A": diameter / 2, "top_k": lc.top_k, "viterbi_weight": ab.continuity_weight,
            "viterbi_step_deg": ab.step_deg, "priors": {},
            "true_median_step_deg": float(np.median(rotation_angle_deg(true[1:], true[:-1])))}
     for kind in args.priors.split(","):
         t1 = time.perf_counter()
-        pp = prior_path(kind, amp, band, c2, n, sampling, ns, diameter, lc, ab.step_deg, ab.continuity_weight, so3)
+        pp = prior_path(kind, amp, band, c2, n, sampling, ns, diameter, lc, ab.step_deg, ab.continuity_weight, so3,
+                        a_fit)
         recall = {}
         for k in sorted({1, 3, 10, lc.top_k}):
             ek = np.stack([error_mod(pp.peaks[:, j], true, pp.ops) for j in range(k)], 1).min(1)

@@ -70,6 +70,9 @@ PRIORS = ("fcc", "fcc-twin")
 TWIN_NORMAL = np.ones(3) / np.sqrt(3.0)  # the twinned prior's (111) plane normal, particle frame
 #: Grid poses of the amplitude search correlated with all frames at a time (:func:`amplitude_search`).
 SEARCH_CHUNK = 4000
+LATTICE_SCALES = np.round(np.arange(0.97, 1.0751, 0.015), 3)  # prior lattice constants tried, × bulk
+LATTICE_FIT_FRAMES = 256  # frames of the lattice-constant fit
+LATTICE_FIT_GRID = 120000  # SO(3) poses of its search (~2.5° spacing)
 
 
 @dataclass(frozen=True)
@@ -323,9 +326,48 @@ class PriorPath:
     path: np.ndarray  # (M, 3, 3) the Viterbi path through the peaks' branch mates
 
 
+def fringe_lattice_constant(amp: np.ndarray, band: Band, c2: np.ndarray, n: int, sampling: float, ns: int,
+                            diameter_A: float, element: str) -> float:
+    """Lattice constant (Å) of the frames' fringes: that of the fcc prior whose amplitudes match them best.
+
+    A strained particle's fringes are not at the bulk spacings (the seed paper's particles are expanded by up to
+    ~5 %), and a prior at the bulk spacing then matches their amplitudes poorly. The prior is scaled by
+    :data:`LATTICE_SCALES` around the bulk constant; for each scale, :data:`LATTICE_FIT_FRAMES` frames spread over
+    the series are searched over a coarse grid (:data:`LATTICE_FIT_GRID` poses of SO(3)), and the scale with the
+    highest median best-peak z-score, refined by a parabola through it and its neighbours, wins.
+
+    Parameters
+    ----------
+    amp, band, c2
+        From :func:`search_amplitudes`.
+    n, sampling, ns
+        Box (pixels) and pixel size (Å) of the frames, and the cropped box of the search.
+    diameter_A
+        The prior ball's diameter (Å).
+    element
+        Element of the prior.
+    """
+    a0 = bulk_lattice_constant(element)
+    sub = np.ascontiguousarray(amp[np.unique(np.linspace(0, len(amp) - 1, LATTICE_FIT_FRAMES).astype(np.int64))])
+    grid = None
+    score = np.empty(len(LATTICE_SCALES))
+    for i, f in enumerate(LATTICE_SCALES):
+        sites = prior_sites("fcc", a0 * f, diameter_A / 2)
+        if grid is None:
+            grid = np.ascontiguousarray(fundamental_zone(so3_grid(LATTICE_FIT_GRID), prior_group(sites)))
+        vol = fourier_crop_volume(prior_map(sites, n, sampling, element, 0.9), ns)
+        score[i] = float(np.median(amplitude_search(vol, sub, band, grid, c2, 1)[1][:, 0]))
+    i = int(np.clip(np.argmax(score), 1, len(score) - 2))
+    y0, y1, y2 = score[i - 1:i + 2]
+    curv = y0 - 2 * y1 + y2
+    step = LATTICE_SCALES[1] - LATTICE_SCALES[0]
+    off = 0.5 * (y0 - y2) / curv if curv < 0 else 0.0
+    return float(a0 * (LATTICE_SCALES[i] + np.clip(off, -1, 1) * step))
+
+
 def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, sampling: float, ns: int,
                diameter_A: float, config: LatticeConfig, step_deg: float, continuity_weight: float,
-               so3: np.ndarray) -> PriorPath:
+               so3: np.ndarray, lattice_constant_A: float) -> PriorPath:
     """Amplitude search of one prior over its fundamental zone, then the temporal path (stages 1–2).
 
     Parameters
@@ -344,10 +386,12 @@ def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, s
         Continuity penalty of the Viterbi pass.
     so3
         (G, 3, 3) whole-SO(3) grid reduced to the prior's fundamental zone.
+    lattice_constant_A
+        The prior's lattice constant (Å), e.g. :func:`fringe_lattice_constant`.
     """
 
     m = len(amp)
-    sites = prior_sites(kind, bulk_lattice_constant(config.element), diameter_A / 2)
+    sites = prior_sites(kind, lattice_constant_A, diameter_A / 2)
     group = prior_group(sites)
     ops = amplitude_ambiguity(kind, group)
     vol = fourier_crop_volume(prior_map(sites, n, sampling, config.element, 0.9), ns)
@@ -667,10 +711,14 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
     if reference_model is None:
         log.warning("lattice ab initio without a reference-model builder: the labelling's reference is the map "
                     "itself, which can hold a mixture of branches; pass analysis.reference.atom_reference)")
+    a_fit = fringe_lattice_constant(amp, band, c2, n, sampling, ns, diameter_A, config.element)
+    log.info("lattice prior: lattice constant %.3f Å from the frames' fringes (bulk %s %.3f Å)", a_fit,
+             config.element, bulk_lattice_constant(config.element))
     so3 = so3_grid(config.grid_size)
     results = {}
     for kind in config.priors:
-        pp = prior_path(kind, amp, band, c2, n, sampling, ns, diameter_A, config, step_deg, continuity_weight, so3)
+        pp = prior_path(kind, amp, band, c2, n, sampling, ns, diameter_A, config, step_deg, continuity_weight, so3,
+                        a_fit)
         if progress is not None:
             progress(1)
         labeller = _Labeller(fr, config, pp.ops, step_deg, continuity_weight, reference_model)
@@ -683,7 +731,8 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
                                             "fz_poses": len(pp.grid), "half_fsc": score, **info}, labeller.scores_)
     best = max(results, key=lambda k: results[k][0])
     score, poses, sh, _, frame_scores = results[best]
-    info = {"method": "lattice", "prior": best, "priors": {k: v[3] for k, v in results.items()},
+    info = {"method": "lattice", "prior": best, "lattice_constant_A": a_fit,
+            "priors": {k: v[3] for k, v in results.items()},
             "search_pixel_size_A": crop_sampling}
     log.info("lattice ab initio: prior %s chosen (half-map FSC %s)", best,
              ", ".join(f"{k} {v[0]:.3f}" for k, v in results.items()))
