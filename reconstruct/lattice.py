@@ -7,9 +7,10 @@ search that starts from a featureless model finds no orientations. The informati
 against a generic crystal of the element without knowing the particle's shape or its centre:
 
 1. **Prior search.** A ball of fcc sites of the frames' estimated diameter (``"fcc"``), or a ball twinned on a
-   central (111) plane (``"fcc-twin"``, a common planar defect of Pt nanocrystals), is projected over the
-   fundamental zone of its own rotation group; every frame keeps its best distinct peaks by the correlation of
-   shell-whitened amplitudes |F|·|CTF| against the prior's |F|·⟨CTF²⟩ on a Fourier-cropped box.
+   central (111) plane (``"fcc-twin"``, a common planar defect of Pt nanocrystals), at the lattice constant of
+   the frames' own fringes (:func:`fringe_lattice_constant`: strained particles are not at bulk), is projected
+   over the fundamental zone of its own rotation group; every frame keeps its best distinct peaks by the
+   correlation of shell-whitened amplitudes |F|·|CTF| against the prior's |F|·⟨CTF²⟩ on a Fourier-cropped box.
 2. **Temporal path.** Amplitudes cannot tell a pose ``R`` from ``R·S`` for the prior's rotations ``S`` (a twinned
    prior: also the swap of its two domains, a 180° rotation about the twin normal), nor from ``TWIN·R`` (the
    image turned 180° about the beam: |F| is centrosymmetric). A Viterbi pass picks, among each frame's peaks
@@ -82,7 +83,8 @@ class LatticeConfig:
     Attributes
     ----------
     element
-        Element of the fcc prior (bulk lattice constant from :func:`simulator.shapes.bulk_lattice_constant`).
+        Element of the fcc prior (its lattice constant is fitted around the bulk one of
+        :func:`simulator.shapes.bulk_lattice_constant`).
     priors
         Priors tried, best kept: ``"fcc"`` (single crystal), ``"fcc-twin"`` (twinned on a central (111)).
     box
