@@ -336,7 +336,8 @@ def fringe_lattice_constant(amp: np.ndarray, band: Band, c2: np.ndarray, n: int,
     ~5 %), and a prior at the bulk spacing then matches their amplitudes poorly. The prior is scaled by
     :data:`LATTICE_SCALES` around the bulk constant; for each scale, :data:`LATTICE_FIT_FRAMES` frames spread over
     the series are searched over a coarse grid (:data:`LATTICE_FIT_GRID` poses of SO(3)), and the scale with the
-    highest median best-peak z-score, refined by a parabola through it and its neighbours, wins.
+    highest median best-peak z-score wins, refined by a parabola through it and two scales a third of a step
+    either side.
 
     Parameters
     ----------
@@ -351,20 +352,19 @@ def fringe_lattice_constant(amp: np.ndarray, band: Band, c2: np.ndarray, n: int,
     """
     a0 = bulk_lattice_constant(element)
     sub = np.ascontiguousarray(amp[np.unique(np.linspace(0, len(amp) - 1, LATTICE_FIT_FRAMES).astype(np.int64))])
-    grid = None
-    score = np.empty(len(LATTICE_SCALES))
-    for i, f in enumerate(LATTICE_SCALES):
-        sites = prior_sites("fcc", a0 * f, diameter_A / 2)
-        if grid is None:
-            grid = np.ascontiguousarray(fundamental_zone(so3_grid(LATTICE_FIT_GRID), prior_group(sites)))
-        vol = fourier_crop_volume(prior_map(sites, n, sampling, element, 0.9), ns)
-        score[i] = float(np.median(amplitude_search(vol, sub, band, grid, c2, 1)[1][:, 0]))
-    i = int(np.clip(np.argmax(score), 1, len(score) - 2))
-    y0, y1, y2 = score[i - 1:i + 2]
+    grid = np.ascontiguousarray(fundamental_zone(so3_grid(LATTICE_FIT_GRID), prior_group(prior_sites("fcc", a0, 6.0))))
+
+    def score(f: float) -> float:  # median best-peak z of the prior at f × bulk
+        vol = fourier_crop_volume(prior_map(prior_sites("fcc", a0 * f, diameter_A / 2), n, sampling, element, 0.9), ns)
+        return float(np.median(amplitude_search(vol, sub, band, grid, c2, 1)[1][:, 0]))
+
+    coarse = [score(f) for f in LATTICE_SCALES]
+    best = float(LATTICE_SCALES[int(np.argmax(coarse))])
+    h = (LATTICE_SCALES[1] - LATTICE_SCALES[0]) / 3  # a parabola through the best and ± a third of a step
+    y0, y1, y2 = score(best - h), max(coarse), score(best + h)
     curv = y0 - 2 * y1 + y2
-    step = LATTICE_SCALES[1] - LATTICE_SCALES[0]
-    off = 0.5 * (y0 - y2) / curv if curv < 0 else 0.0
-    return float(a0 * (LATTICE_SCALES[i] + np.clip(off, -1, 1) * step))
+    off = float(np.clip(0.5 * (y0 - y2) / curv, -1.0, 1.0)) if curv < 0 else 0.0
+    return a0 * (best + off * h)
 
 
 def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, sampling: float, ns: int,

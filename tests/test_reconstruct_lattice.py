@@ -211,3 +211,21 @@ def test_refine_keeps_a_global_search_that_brings_frames_back_and_says_so() -> N
     err = errors_at(res.poses, true, np.eye(3), False, sym.rotations, sym.mirror_rotations)
     # no model iteration follows here, so a moved frame keeps its grid pose (120,000 poses, ~3.7° apart)
     assert np.all(err[~off] < 6.0) and np.mean(err[off] < 10.0) >= 0.8
+
+
+@pytest.mark.parametrize("scale", [0.985, 1.047])
+def test_prior_lattice_constant_is_fitted_to_the_frames_fringes(scale: float) -> None:
+    """Noise-free projections of an fcc ball strained by ``scale`` (np6 of the seed paper's Table 1 is expanded by
+    4.7 %): the fitted lattice constant is the ball's within 1 %, between the fit's scale steps as on them (the
+    median z-score peaks up to ~0.7 % off the ball's constant on its coarse pose grid; the prior's path is
+    insensitive at that level)."""
+    from tumblebench.reconstruct.lattice import fringe_lattice_constant, search_amplitudes
+    from tumblebench.reconstruct.projector import project
+
+    n, sampling = 64, 0.45
+    atoms = prior_sites("fcc", A_PT * scale, 11.0)
+    frames = project(prepare_reference(prior_map(atoms, n, sampling, "Pt", 0.9)),
+                     Rotation.random(40, random_state=5).as_matrix())
+    band, amp, c2 = search_amplitudes(frames.astype(np.float32), n, sampling, LatticeConfig().band_A)
+    a_fit = fringe_lattice_constant(amp, band, c2, n, sampling, n, 22.0, "Pt")
+    assert abs(a_fit / (A_PT * scale) - 1) < 0.01
