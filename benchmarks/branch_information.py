@@ -4,7 +4,8 @@ The lattice ab initio (``reconstruct/lattice.py``) finds each frame's pose up to
 ``TWIN·A·s`` (``s`` in the cubic group, 48 poses with the same fringe amplitudes) and lets the phase-sensitive
 correlation with a reference map, summed along the Brownian path, choose among them. This script measures how
 well that correlation can choose when the reference is perfect: the map of the frames at their *true* poses
-(even frames against the map of the odd ones and back, the labelling's own band, shift search and CTF). Every
+(even frames against the map of the odd ones and back, the labelling's own band, shift search and CTF; the maps
+built at the shifts ``--shifts`` says: by default fitted as the labelling fits them). Every
 frame's 48 mates of its true pose are scored, and it reports
 
 * how often the true mate scores best, per frame and summed over windows of 10, 50 and 200 successive frames;
@@ -36,9 +37,8 @@ from ase.io import read
 from scipy.spatial import cKDTree
 
 from tumblebench.reconstruct.config import ReconstructConfig
-from tumblebench.reconstruct.lattice import _Frames, _Labeller, branch_mates
+from tumblebench.reconstruct.lattice import BranchLabeller, LabellingFrames, branch_mates
 from tumblebench.reconstruct.pipeline import prepare_frames
-from tumblebench.reconstruct.projector import Band, soft_sphere
 from tumblebench.reconstruct.search import fourier_crop
 from tumblebench.simulator.orientation import cubic_group, pose_matrix
 
@@ -68,7 +68,7 @@ def near_equivalent(atoms: np.ndarray, ops: np.ndarray) -> np.ndarray:
     return np.array(right + twin)
 
 
-def measure(run: Path) -> dict:
+def measure(run: Path, shifts: str) -> dict:
     cfg = ReconstructConfig()
     lc = cfg.abinitio.lattice
     pf = prepare_frames(run / "series" / "frames.mrcs", run / "series" / "frames.star", cfg, False, None,
@@ -80,18 +80,23 @@ def measure(run: Path) -> dict:
     ns = min(lc.box, n - n % 2)
     cs = pf.sampling * n / ns
     small = fourier_crop(np.asarray(pf.boxes, np.float32), ns, zero_mean=True)
-    fr = _Frames(small, Band.make(ns, r_max=ns), cs, pf.origins * ns / n, pf.ctf,
-                 soft_sphere(ns, (pf.diameter_A / 2 + 2.0) / cs, 3.0))
+    fr = LabellingFrames.make(small, cs, pf.origins * ns / n, pf.ctf, pf.diameter_A)
     ops = cubic_group()
-    lab = _Labeller(fr, lc, ops, 0.0, 0.0, None)
+    lab = BranchLabeller(fr, lc, ops, 0.0, 0.0, None)
     cands = branch_mates(true, ops)
     rows = np.arange(m)
+    if shifts == "fitted":  # as the labelling does: each frame's shift against the other half at its (true) pose
+        ref_shifts = lab.fit_shifts(true, fr.origins, "oracle")
+    elif shifts == "true":
+        ref_shifts = pf.true_shifts_px() * ns / n
+    else:
+        ref_shifts = fr.origins
     cc = np.empty(cands.shape[:2])
     for part in (0, 1):
-        ref = lab.reference(rows[1 - part::2], true, fr.origins, "oracle")
+        ref = lab.reference(rows[1 - part::2], true, ref_shifts, "oracle")
         cc[part::2], _ = lab.scores(ref, rows[part::2], cands[part::2], fr.origins[part::2], lab.shift_phi)
     near = near_equivalent(read(run / "particle" / "truth.extxyz").positions, ops)
-    row: dict = {"run": str(run), "frames": m, "near_equivalent_mates": int(near.sum())}
+    row: dict = {"run": str(run), "reference_shifts": shifts, "frames": m, "near_equivalent_mates": int(near.sum())}
     for w in WINDOWS:
         k = m // w
         best = cc[:k * w].reshape(k, w, -1).sum(axis=1).argmax(axis=1)
@@ -103,9 +108,12 @@ def measure(run: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", type=Path, nargs="+", help="run folders with series/ and particle/")
+    ap.add_argument("--shifts", choices=("fitted", "tracker", "true"), default="fitted",
+                    help="shifts the reference maps are built at: fitted at the true poses as the labelling fits "
+                         "them (default), the tracker's origins, or the true ones")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "branch_information.json")
     args = ap.parse_args()
-    rows = [measure(r) for r in args.runs]
+    rows = [measure(r, args.shifts) for r in args.runs]
     head = "| run | frames | near-equivalent mates of 48 | " + " | ".join(
         f"true / near-equivalent best, {w} frame{'s' * (w > 1)}" for w in WINDOWS) + " |"
     print(head)

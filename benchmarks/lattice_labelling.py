@@ -12,7 +12,7 @@ and then measures, with the true poses known:
 1. **path**: the temporal path of stage 2, and the **best labelling the path allows**: every frame given the
    branch mate nearest its true pose (under one global rotation and hand). It is the upper bound of any labelling
    of that path;
-2. **labelling**: the built-in labelling (:class:`~tumblebench.reconstruct.lattice._Labeller`, as
+2. **labelling**: the built-in labelling (:class:`~tumblebench.reconstruct.lattice.BranchLabeller`, as
    ``reconstruct`` runs it), and its half-map FSC (3–1.2 Å), the score by which ``reconstruct`` chooses a prior;
 3. **with the right reference**: the map of the best labelling (its shifts refined twice by the labelling's own
    shift search) as the reference, each half of the frames scored against the other half's map (no frame sees
@@ -46,16 +46,15 @@ from tumblebench.analysis.reference import atom_reference  # noqa: E402
 from tumblebench.reconstruct.abinitio import AbInitioConfig  # noqa: E402
 from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
 from tumblebench.reconstruct.lattice import (  # noqa: E402
+    BranchLabeller,
+    LabellingFrames,
     LatticeConfig,
-    _Frames,
-    _Labeller,
     branch_mates,
     fringe_lattice_constant,
     prior_path,
     search_amplitudes,
 )
 from tumblebench.reconstruct.pipeline import prepare_frames  # noqa: E402
-from tumblebench.reconstruct.projector import Band, soft_sphere  # noqa: E402
 from tumblebench.reconstruct.search import fourier_crop, so3_grid  # noqa: E402
 from tumblebench.simulator.builder import build_preset  # noqa: E402
 from tumblebench.simulator.outputs import git_commit, write_json  # noqa: E402
@@ -107,13 +106,12 @@ def main() -> int:
     pp = prior_path(args.prior, amp, band, c2, n, sampling, ns, diameter, lc, ab.step_deg, ab.continuity_weight,
                     so3_grid(lc.grid_size), a_fit)
     cands = branch_mates(pp.path, pp.ops)  # (M, K, 3, 3)
-    frames = _Frames(small, Band.make(ns, r_max=ns), cs, origins * ns / n, ctf_fn,
-                     soft_sphere(ns, (diameter / 2 + 2.0) / cs, 3.0))
+    frames = LabellingFrames.make(small, cs, origins * ns / n, ctf_fn, diameter)
     res: dict = {"series_seed": args.series_seed, "frames": m, "prior": args.prior, "branch_mates": cands.shape[1],
                  "particle_rotations": len(sym), "projection_twin": bool(len(twin))}
 
     # 2. the built-in labelling
-    lab = _Labeller(frames, lc, pp.ops, ab.step_deg, ab.continuity_weight, atom_reference)
+    lab = BranchLabeller(frames, lc, pp.ops, ab.step_deg, ab.continuity_weight, atom_reference)
     poses, shifts, info = lab.run(pp.path)
     pe = pose_errors(poses, true, symmetry=sym, projection_twin=twin)
     res["labelling"] = {**summary(pe.angles_deg), "half_fsc": lab.half_fsc(poses, shifts),

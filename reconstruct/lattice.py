@@ -415,8 +415,8 @@ def prior_path(kind: str, amp: np.ndarray, band: Band, c2: np.ndarray, n: int, s
 
 
 @dataclass
-class _Frames:
-    """The frames as the labelling sees them: cropped boxes, transforms, CTFs, tracker origins."""
+class LabellingFrames:
+    """The frames as the branch labelling sees them: cropped boxes, transforms, CTFs, tracker origins, mask."""
 
     small: np.ndarray  # (M, ns, ns) cropped boxes (an array or a scratch FrameFile)
     full: Band
@@ -425,11 +425,21 @@ class _Frames:
     ctf_fn: Callable | None
     mask: np.ndarray
 
+    @classmethod
+    def make(cls, small: np.ndarray, crop_sampling: float, origins: np.ndarray, ctf_fn: Callable | None,
+             diameter_A: float) -> LabellingFrames:
+        """Frames from cropped boxes ``small`` (M, ns, ns) of ``crop_sampling`` Å per pixel, their origins (M, 2;
+        cropped pixels), CTF callable (or None) and the particle diameter (Å; the maps' soft mask reaches 2 Å
+        beyond it)."""
+        ns = small.shape[-1]
+        return cls(small, Band.make(ns, r_max=ns), crop_sampling, np.asarray(origins, np.float64), ctf_fn,
+                   soft_sphere(ns, (diameter_A / 2 + 2.0) / crop_sampling, 3.0))
 
-class _Labeller:
+
+class BranchLabeller:
     """Phase-sensitive branch labelling of a temporal path against a reference (see the module docstring)."""
 
-    def __init__(self, fr: _Frames, config: LatticeConfig, ops: np.ndarray, step_deg: float, weight: float,
+    def __init__(self, fr: LabellingFrames, config: LatticeConfig, ops: np.ndarray, step_deg: float, weight: float,
                  reference_model: ReferenceModel | None):
         self.fr, self.cfg, self.ops = fr, config, ops
         self.step, self.weight, self.reference_model = step_deg, weight, reference_model
@@ -641,9 +651,8 @@ def global_candidates(boxes: np.ndarray, sampling: float, diameter_A: float, vol
     cands = np.concatenate([np.asarray(poses, np.float64)[:, None], peaks, np.einsum("ij,nkjl->nkil", TWIN, peaks)],
                            axis=1)
     origins = np.asarray(shifts_px, np.float64) * ns / n
-    fr = _Frames(small, Band.make(ns, r_max=ns), cs, origins, sub_ctf,
-                 soft_sphere(ns, (diameter_A / 2 + 2.0) / cs, 3.0))
-    lab = _Labeller(fr, config, np.eye(3)[None], 0.0, 0.0, None)
+    fr = LabellingFrames.make(small, cs, origins, sub_ctf, diameter_A)
+    lab = BranchLabeller(fr, config, np.eye(3)[None], 0.0, 0.0, None)
     cc, arg = lab.scores(prepare_reference(crop * fr.mask), np.arange(m), cands, origins, lab.shift_phi)
     shifts = (origins[:, None] + lab.shift_steps[arg]) * n / ns
     shifts[:, 0] = np.asarray(shifts_px, np.float64)
@@ -705,10 +714,8 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
     # the cropped boxes go next to the boxes (a scratch file when they are in one): nothing per frame but the
     # amplitudes on the search band, the candidates' indices and the poses stays in memory
     small = fourier_crop(boxes, ns, out=scratch_like(boxes, m, (ns, ns)), zero_mean=True)
-    full = Band.make(ns, r_max=ns)
     origins = np.zeros((m, 2)) if shifts_px is None else np.asarray(shifts_px, np.float64) * ns / n
-    fr = _Frames(small, full, crop_sampling, origins, ctf_fn,
-                 soft_sphere(ns, (diameter_A / 2 + 2.0) / crop_sampling, 3.0))
+    fr = LabellingFrames.make(small, crop_sampling, origins, ctf_fn, diameter_A)
     band, amp, c2 = search_amplitudes(small, ns, crop_sampling, config.band_A, ctf_fn)
     if reference_model is None:
         log.warning("lattice ab initio without a reference-model builder: the labelling's reference is the map "
@@ -723,7 +730,7 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
                         a_fit)
         if progress is not None:
             progress(1)
-        labeller = _Labeller(fr, config, pp.ops, step_deg, continuity_weight, reference_model)
+        labeller = BranchLabeller(fr, config, pp.ops, step_deg, continuity_weight, reference_model)
         poses, sh, info = labeller.run(pp.path, progress)
         score = labeller.half_fsc(poses, sh)
         log.info("lattice prior %s: %d sites, %d-fold amplitude ambiguity, %d fundamental-zone poses; half-map FSC "

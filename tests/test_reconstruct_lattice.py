@@ -14,8 +14,8 @@ from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct.lattice import (
     TWIN,
+    BranchLabeller,
     LatticeConfig,
-    _Labeller,
     amplitude_ambiguity,
     branch_mates,
     fundamental_zone,
@@ -101,7 +101,7 @@ def test_fundamental_zone_tiles_rotation_space() -> None:
     assert np.allclose(np.einsum("nij,nkj->nik", TWIN[None], TWIN[None]), np.eye(3))
 
 
-class _ScriptedLabeller(_Labeller):
+class _ScriptedLabeller(BranchLabeller):
     """A labeller whose pass k changes the branch of the first ``changes[k]`` frames (of 200) and moves the shifts
     to k."""
 
