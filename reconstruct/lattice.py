@@ -26,7 +26,10 @@ against a generic crystal of the element without knowing the particle's shape or
    converges to one branch. Without a builder the map itself is the reference, and the labelling can settle on a
    mixture. Each half of the frames (even, odd) is scored against the reference of the *other* half, and every
    frame's shift is searched afresh around the tracker's origin: a frame scored against a map that holds it, at
-   a shift fitted to its last label, keeps that label whether it is right or not. The passes stop when few
+   a shift fitted to its last label, keeps that label whether it is right or not. The first pass's references
+   are built at shifts fitted to the path (each frame against the other half's map at its path pose; a map at
+   the tracker's origins blurs the mates together), later ones at the shifts where each frame's chosen mate
+   peaked. The passes stop when few
    frames change branch; that count can stay high while the map does not change, as runs of an achiral
    particle's frames can swap between their two projection-twin mates, equally right, from pass to pass.
 
@@ -535,11 +538,9 @@ class BranchLabeller:
     def cross_scores(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Correlations (M, K) of every frame's candidates ``cands`` (M, K, 3, 3) with the reference of the other
-        half of the frames (even against odd and back; the reference from ``poses`` at the shifts
-        :meth:`fit_shifts` finds for them, starting from ``shifts``), best over the shifts around the tracker's
-        origins, and the shifts (M, K, 2) in cropped pixels where they peak."""
+        half of the frames (even against odd and back; the reference from ``poses`` at ``shifts``), best over the
+        shifts around the tracker's origins, and the shifts (M, K, 2) in cropped pixels where they peak."""
         rows = np.arange(len(poses))
-        shifts = self.fit_shifts(poses, shifts, what)
         cc = np.empty(cands.shape[:2])
         arg = np.empty(cands.shape[:2], np.int64)
         for part in (0, 1):
@@ -565,10 +566,12 @@ class BranchLabeller:
 
     def run(self, path: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
         """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info) of the last
-        pass, whose per-frame correlations are ``scores_`` (NaN without a pass)."""
+        pass, whose per-frame correlations are ``scores_`` (NaN without a pass). The first pass's references are
+        built at the shifts :meth:`fit_shifts` finds for the path, later ones at those of each frame's chosen mate."""
         self.scores_ = np.full(len(path), np.nan)
         cands = branch_mates(path, self.ops)
-        poses, shifts = path.copy(), self.fr.origins.copy()
+        poses = path.copy()
+        shifts = self.fit_shifts(path, self.fr.origins, "path") if self.cfg.label_iterations else self.fr.origins.copy()
         lab = np.zeros(len(path), np.int64)
         history = []
         for it in range(self.cfg.label_iterations):
