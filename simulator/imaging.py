@@ -75,7 +75,8 @@ _CONTROLLER: ThreadpoolController | None = None
 
 def _single_blas_thread():
     """Context that limits BLAS to one thread: the small per-slice matrix products are much slower when
-    OpenBLAS threads compete with other work on a shared machine. The controller (which scans the loaded
+    OpenBLAS threads compete with other work on a shared machine, and a product's last bits depend on its
+    thread count, so a frame's would depend on the machine's cores. The controller (which scans the loaded
     libraries) is created once."""
     global _CONTROLLER
     if _CONTROLLER is None:
@@ -465,8 +466,9 @@ class Imager:
         """
         if not np.isfinite(liquid_thickness_A) or liquid_thickness_A < 0:
             raise TumblebenchError(f"liquid thickness must be ≥ 0 Å, got {liquid_thickness_A}")
-        img, (r0, c0) = self.particle_window(positions, symbols, defocus_offset_A)
-        frame = 1.0 + self.background(liquid_thickness_A, rng)
+        with _single_blas_thread():  # the same bits whatever BLAS's thread count (OPENBLAS_NUM_THREADS, cores)
+            img, (r0, c0) = self.particle_window(positions, symbols, defocus_offset_A)
+            frame = 1.0 + self.background(liquid_thickness_A, rng)
         ny, nx = self.shape
         w = img.shape[0]
         rs, re = max(r0, 0), min(r0 + w, ny)

@@ -355,3 +355,27 @@ def test_hopping_is_recorded_imaged_and_time_weighted_in_the_truth_map(tmp_path)
     with pytest.raises(TumblebenchError, match="with hops"):
         simulate_series(nc, tight, 3, tmp_path / "t", progress=False)
     assert not (tmp_path / "t").exists()
+
+
+
+def test_frame_bits_do_not_depend_on_the_blas_thread_count(tmp_path):
+    """A frame is the same to the bit in a process whose BLAS runs one thread (OPENBLAS_NUM_THREADS=1, as a Dask
+    worker's environment or a one-core machine sets it) as here: a product's last bits depend on its threads."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]);"
+        "from test_series_simulate import _octahedron, _config;"
+        "from tumblebench.simulator.series import SeriesSimulation;"
+        "i, c = SeriesSimulation(_octahedron(), _config(n_frames=6), 4).render(5);"
+        "np.save(sys.argv[2], i); np.save(sys.argv[3], c)"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path / "i.npy"),
+                    str(tmp_path / "c.npy")], env=env, check=True)
+    intensity, counts = SeriesSimulation(_octahedron(), _config(n_frames=6), 4).render(5)
+    assert np.load(tmp_path / "i.npy").tobytes() == intensity.tobytes()
+    assert np.load(tmp_path / "c.npy").tobytes() == counts.tobytes()
