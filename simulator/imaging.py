@@ -76,7 +76,8 @@ _CONTROLLER: ThreadpoolController | None = None
 def _single_blas_thread():
     """Context that limits BLAS to one thread: the small per-slice matrix products are much slower when
     OpenBLAS threads compete with other work on a shared machine, and a product's last bits depend on its
-    thread count, so a frame's would depend on the machine's cores. The controller (which scans the loaded
+    thread count, so a frame's would depend on the machine's cores. It is held around a frame's whole intensity
+    (:meth:`Imager.intensity`: the particle window and the background). The controller (which scans the loaded
     libraries) is created once."""
     global _CONTROLLER
     if _CONTROLLER is None:
@@ -329,11 +330,10 @@ class Imager:
         if self.config.mode == "projection":
             # linear: computed on the whole (periodic) field, so no window truncates the band-limited tails
             flat = pos.reshape(-1, 3) + np.array([(nx // 2) * sampling, (ny // 2) * sampling, 0.0])
-            with _single_blas_thread():
-                coeffs = slice_potential_coefficients(flat, np.tile(np.asarray(syms, dtype=object), s_count),
-                                                      self._field_grid, None,
-                                                      weights=np.full(flat.shape[0], 1.0 / s_count),
-                                                      table=self.config.table, slicing="centre")
+            coeffs = slice_potential_coefficients(flat, np.tile(np.asarray(syms, dtype=object), s_count),
+                                                  self._field_grid, None,
+                                                  weights=np.full(flat.shape[0], 1.0 / s_count),
+                                                  table=self.config.table, slicing="centre")
             return 1.0 + self.sigma * self._field_grid.to_real(coeffs, self.workers)[0].astype(np.float64), (0, 0)
         w = win.w_det
         col0 = int(np.round(cxy[0] / sampling + nx // 2)) - w // 2
@@ -343,50 +343,49 @@ class Imager:
         local[..., 1] -= (row0 - ny // 2) * sampling
         mode = self.config.mode
         cfg = self.config
-        with _single_blas_thread():
-            if mode == "phase-object":
-                coeffs = np.stack([slice_potential_coefficients(local[s], syms, win.grid, None, table=cfg.table,
-                                                                slicing="centre" if cfg.table not in GAUSSIAN_TABLES
-                                                                else cfg.slicing)[0]
-                                   for s in range(s_count)])
-                t = ms.transmission(win.grid.to_real(coeffs, self.workers), self.sigma, win.mask, self.workers)
-                psi_q = scipy.fft.fft2(t, workers=self.workers)
-                z_exit = 0.0
+        if mode == "phase-object":
+            coeffs = np.stack([slice_potential_coefficients(local[s], syms, win.grid, None, table=cfg.table,
+                                                            slicing="centre" if cfg.table not in GAUSSIAN_TABLES
+                                                            else cfg.slicing)[0]
+                               for s in range(s_count)])
+            t = ms.transmission(win.grid.to_real(coeffs, self.workers), self.sigma, win.mask, self.workers)
+            psi_q = scipy.fft.fft2(t, workers=self.workers)
+            z_exit = 0.0
+        else:
+            dz = cfg.slice_thickness_A
+            z = local[..., 2]
+            # Slices on a fixed z grid covering the atom centres; the first and last slice reach to ∓∞
+            # so that they take the potential tails (the slices still sum exactly to v_z).
+            z0 = np.floor(z.min() / dz) * dz
+            n_sl = max(1, int(np.ceil((z.max() - z0) / dz + 1e-9)))
+            edges = z0 + dz * np.arange(n_sl + 1)
+            z_exit = float(edges[-1])
+            edges[0], edges[-1] = -np.inf, np.inf
+            # All sub-steps in one call: sub-step k is moved to z + k·Z (Z = 1e6 Å) and separated from
+            # its neighbours by edges at (k − ½)·Z, so it occupies slices k·n_sl … (k+1)·n_sl − 1.
+            big_z = 1e6
+            offs = np.arange(s_count) * big_z
+            inner = [edges[1:-1] + o for o in offs] + [offs[1:] - big_z / 2]
+            big_edges = np.concatenate([[-np.inf], np.sort(np.concatenate(inner)), [np.inf]])
+            zz = local.copy()
+            zz[..., 2] += offs[:, None]
+            coeffs = slice_potential_coefficients(zz.reshape(-1, 3), syms * s_count, win.grid, big_edges,
+                                                  table=cfg.table, slicing=cfg.slicing)
+            v = win.grid.to_real(coeffs, self.workers)
+            if cfg.antialias_transmission:
+                t = ms.transmission(v, self.sigma, win.mask, self.workers)
+                t = t.reshape(s_count, n_sl, win.w_int, win.w_int)
+                psi_q = ms.multislice(t, win.prop, workers=self.workers)
             else:
-                dz = cfg.slice_thickness_A
-                z = local[..., 2]
-                # Slices on a fixed z grid covering the atom centres; the first and last slice reach to ∓∞
-                # so that they take the potential tails (the slices still sum exactly to v_z).
-                z0 = np.floor(z.min() / dz) * dz
-                n_sl = max(1, int(np.ceil((z.max() - z0) / dz + 1e-9)))
-                edges = z0 + dz * np.arange(n_sl + 1)
-                z_exit = float(edges[-1])
-                edges[0], edges[-1] = -np.inf, np.inf
-                # All sub-steps in one call: sub-step k is moved to z + k·Z (Z = 1e6 Å) and separated from
-                # its neighbours by edges at (k − ½)·Z, so it occupies slices k·n_sl … (k+1)·n_sl − 1.
-                big_z = 1e6
-                offs = np.arange(s_count) * big_z
-                inner = [edges[1:-1] + o for o in offs] + [offs[1:] - big_z / 2]
-                big_edges = np.concatenate([[-np.inf], np.sort(np.concatenate(inner)), [np.inf]])
-                zz = local.copy()
-                zz[..., 2] += offs[:, None]
-                coeffs = slice_potential_coefficients(zz.reshape(-1, 3), syms * s_count, win.grid, big_edges,
-                                                      table=cfg.table, slicing=cfg.slicing)
-                v = win.grid.to_real(coeffs, self.workers)
-                if cfg.antialias_transmission:
-                    t = ms.transmission(v, self.sigma, win.mask, self.workers)
-                    t = t.reshape(s_count, n_sl, win.w_int, win.w_int)
-                    psi_q = ms.multislice(t, win.prop, workers=self.workers)
-                else:
-                    psi_q = ms.multislice(v.reshape(s_count, n_sl, win.w_int, win.w_int), win.prop,
-                                          sigma=self.sigma, workers=self.workers)
-            h = win.lens(self.optics.defocus_A + defocus_offset_A + z_exit)
-            psi = scipy.fft.ifft2(psi_q * h, workers=self.workers)
-            inten = (psi.real**2 + psi.imag**2).mean(axis=0)
-            ft = scipy.fft.rfft2(inten, workers=self.workers)
-            crop = ft[win.crop_iy[:, None], win.crop_ix[None, :]] * win.det.mask
-            crop *= (w * w) / float(win.w_int * win.w_int)
-            img = scipy.fft.irfft2(win.det.scatter(crop), s=(w, w), workers=self.workers).astype(np.float64)
+                psi_q = ms.multislice(v.reshape(s_count, n_sl, win.w_int, win.w_int), win.prop,
+                                      sigma=self.sigma, workers=self.workers)
+        h = win.lens(self.optics.defocus_A + defocus_offset_A + z_exit)
+        psi = scipy.fft.ifft2(psi_q * h, workers=self.workers)
+        inten = (psi.real**2 + psi.imag**2).mean(axis=0)
+        ft = scipy.fft.rfft2(inten, workers=self.workers)
+        crop = ft[win.crop_iy[:, None], win.crop_ix[None, :]] * win.det.mask
+        crop *= (w * w) / float(win.w_int * win.w_int)
+        img = scipy.fft.irfft2(win.det.scatter(crop), s=(w, w), workers=self.workers).astype(np.float64)
         return img, (row0, col0)
 
     # ------------------------------------------------------------------ liquid cell
