@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -357,15 +361,9 @@ def test_hopping_is_recorded_imaged_and_time_weighted_in_the_truth_map(tmp_path)
     assert not (tmp_path / "t").exists()
 
 
-
 def test_frame_bits_do_not_depend_on_the_blas_thread_count(tmp_path):
     """A frame is the same to the bit in a process whose BLAS runs one thread (OPENBLAS_NUM_THREADS=1, as a Dask
     worker's environment or a one-core machine sets it) as here: a product's last bits depend on its threads."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     script = (
         "import sys, numpy as np; sys.path.insert(0, sys.argv[1]);"
         "from test_series_simulate import _octahedron, _config;"
