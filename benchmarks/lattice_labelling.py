@@ -23,9 +23,8 @@ and then measures, with the true poses known:
    says whether the labelling's own score would prefer it.
 4. **with the right reference, away from each frame's stretch**: as 3, but the two references are built from
    alternating blocks of ``--window`` successive frames (a frame is scored against the map of the other blocks),
-   so no reference holds a frame's temporal neighbours. Even and odd frames see the same views, and a map that
-   holds a frame's neighbours at their right poses tells that frame's branch for them: 3 overstates what the
-   frames tell on their own, 4 does not.
+   so no reference holds a frame's temporal neighbours. Even and odd frames see nearly the same views; if 4
+   falls short of 3, the right-reference figure of 3 rests on those neighbours rather than on the frame itself.
 
 Pose errors are those of the scorecard (:func:`tumblebench.validation.poses.pose_errors`: the global rotation and
 hand that put the most frames within 10° of the truth, modulo the particle's own rotations and its projection
@@ -97,7 +96,8 @@ def main() -> int:
         spec = json.loads((args.data / "data.json").read_text())
         nc = load_nanocrystal(args.data / "particle" / "truth.extxyz")
         series = args.data / "series"
-        entry = f"{spec['particle']['preset']}-s{spec['series_seed']}"
+        seed, data_key = spec["series_seed"], args.data.name
+        entry = f"{spec['particle']['preset']}-s{seed}"
     elif args.work is not None:
         nc = build_preset("default")
         series = args.work / f"multislice_{args.frames}_seed{args.series_seed}"
@@ -105,7 +105,8 @@ def main() -> int:
         if not (series / "frames.star").exists():
             simulate_series(nc, with_overrides(SeriesConfig(), mode="multislice", n_frames=args.frames),
                             args.series_seed, series, overwrite=True, progress=False)
-        entry = f"seed{args.series_seed}"
+        seed, data_key = args.series_seed, None
+        entry = f"seed{seed}"
     else:
         ap.error("give --work (simulate a default series) or --data (a data-cache entry)")
     cfg = ReconstructConfig()
@@ -127,7 +128,6 @@ def main() -> int:
                     so3_grid(lc.grid_size), a_fit)
     cands = branch_mates(pp.path, pp.ops)  # (M, K, 3, 3)
     frames = LabellingFrames.make(small, cs, origins * ns / n, ctf_fn, diameter)
-    seed, data_key = (args.series_seed, None) if args.data is None else (spec["series_seed"], args.data.name)
     res: dict = {"data_key": data_key, "series_seed": seed, "frames": m, "prior": args.prior,
                  "branch_mates": cands.shape[1], "particle_rotations": len(sym), "projection_twin": bool(len(twin))}
 
