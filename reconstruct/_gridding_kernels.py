@@ -162,7 +162,7 @@ def insert_slices(data, weight, rots, kx, ky, pad, values, ctf2, lanes):
                             weight[z0 + dz, y0 + dy, x0 + dx] += w * w2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def sweep_poses(vft0, vft1, pad, kx, ky, x, ctf, off, start, stop, halves, poses, cur, deltas, direction, moved,
                 tol):
     """A sequential hill-climbing sweep of the poses along time, in place (``direction`` +1 forward, −1 back),
@@ -172,25 +172,30 @@ def sweep_poses(vft0, vft1, pad, kx, ky, x, ctf, off, start, stop, halves, poses
     Frame ``i`` starts from the pose of frame ``i − direction`` and takes, per step size ``s``, the best of the
     rotations ``deltas[s, k] · pose`` scored by :func:`slice_score` against ``vft0`` or ``vft1`` (its half,
     ``halves[i]``); the result replaces ``poses[i]`` (and ``cur[i]``, ``moved[i] = True``) when its score is
-    above ``cur[i] − tol·|cur[i]|``. Kept in this module beside :func:`slice_score`: numba's cache is
+    above ``cur[i] − tol·|cur[i]|``. The frames run in order (each starts where its neighbour ended); a step's
+    rotations are scored in parallel, then taken in the order of ``k`` (the first of equal scores wins), so the
+    result does not depend on the threads. Kept in this module beside :func:`slice_score`: numba's cache is
     invalidated by a change of the file that holds a kernel, not of the files of the kernels it calls.
     """
-    cand = np.empty((3, 3))
+    nk = deltas.shape[1]
+    cands = np.empty((nk, 3, 3))
+    sc = np.empty(nk)
     for i in range(start, stop, direction):
         vft = vft0 if halves[i] == 0 else vft1
         pose = poses[i - direction].copy()
         best = slice_score(vft, pose, kx, ky, pad, x[i - off], ctf[i - off])
         for s in range(deltas.shape[0]):
-            centre = pose.copy()
-            for k in range(deltas.shape[1]):
+            for k in range(nk):
                 for a in range(3):
                     for b in range(3):
-                        cand[a, b] = (deltas[s, k, a, 0] * centre[0, b] + deltas[s, k, a, 1] * centre[1, b]
-                                      + deltas[s, k, a, 2] * centre[2, b])
-                sc = slice_score(vft, cand, kx, ky, pad, x[i - off], ctf[i - off])
-                if sc > best:
-                    best = sc
-                    pose[:, :] = cand
+                        cands[k, a, b] = (deltas[s, k, a, 0] * pose[0, b] + deltas[s, k, a, 1] * pose[1, b]
+                                          + deltas[s, k, a, 2] * pose[2, b])
+            for k in numba.prange(nk):
+                sc[k] = slice_score(vft, cands[k], kx, ky, pad, x[i - off], ctf[i - off])
+            for k in range(nk):
+                if sc[k] > best:
+                    best = sc[k]
+                    pose[:, :] = cands[k]
         if best > cur[i] - tol * abs(cur[i]):
             poses[i] = pose
             cur[i] = best

@@ -355,7 +355,9 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
             score_candidates(refs[h].vft, np.ascontiguousarray(poses[sel][:, None]), band.kx, band.ky, refs[h].pad,
                              *rows(sel), out)
             cur[sel] = out[:, 0]
-    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * NEIGHBOURS).as_matrix() for s in steps_deg])
+    # the centre (identity) is left out: its score is the one the sweep compares with, and only a higher one moves
+    moves = NEIGHBOURS[NEIGHBOURS.any(axis=1)]
+    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * moves).as_matrix() for s in steps_deg])
     moved = np.zeros(m, np.bool_)
     args = (poses, cur, deltas)
     for s in range(1, m, block):  # forward: frames 1 … m − 1

@@ -234,14 +234,23 @@ def local_search(ref: Reference, images: np.ndarray, band: Band, poses: np.ndarr
     m = poses.shape[0]
     c = np.ones((m, band.kx.size), np.float32) if ctf is None else np.ascontiguousarray(ctf, np.float32)
     imgs = np.ascontiguousarray(images, np.complex64)
-    scores = np.zeros(m)
+    rows = np.arange(m)
+    # the centre (the identity of NEIGHBOURS) is each climb's current pose, whose score is known: only the 26
+    # others are scored, and the centre's score is put back in its column so that ties break as before
+    centre = int(np.flatnonzero(~NEIGHBOURS.any(axis=1))[0])
+    moves = np.delete(np.arange(len(NEIGHBOURS)), centre)
+    scores = np.empty((m, 1))
+    score_candidates(ref.vft, np.ascontiguousarray(poses[:, None]), band.kx, band.ky, ref.pad, imgs, c, scores)
+    scores = scores[:, 0]
     for step in steps_deg:
         deltas = Rotation.from_rotvec(np.radians(step) * NEIGHBOURS).as_matrix()  # (27, 3, 3)
         for _ in range(climbs):
             cands = np.ascontiguousarray(np.einsum("kij,mjl->mkil", deltas, poses))
-            out = np.empty((m, 27))
-            score_candidates(ref.vft, cands, band.kx, band.ky, ref.pad, imgs, c, out)
+            out = np.empty((m, len(NEIGHBOURS)))
+            part = np.empty((m, len(moves)))
+            score_candidates(ref.vft, np.ascontiguousarray(cands[:, moves]), band.kx, band.ky, ref.pad, imgs, c, part)
+            out[:, moves], out[:, centre] = part, scores
             best = np.argmax(out, axis=1)
-            poses = cands[np.arange(m), best]
-            scores = out[np.arange(m), best]
+            poses = cands[rows, best]
+            scores = out[rows, best]
     return poses, scores

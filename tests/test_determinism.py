@@ -35,6 +35,28 @@ print(numba.get_num_threads(), rec.threads,
 """
 
 
+_SWEEP = """
+import hashlib, numba, numpy as np
+from scipy.spatial.transform import Rotation
+from tumblebench.reconstruct.projector import Band, prepare_reference, project_band
+from tumblebench.reconstruct.refine import continuity_sweep
+from tumblebench.simulator.orientation import random_rotations
+rng = np.random.default_rng(6)
+n = 24
+refs = (prepare_reference(rng.normal(size=(n, n, n)).astype(np.float32)),
+        prepare_reference(rng.normal(size=(n, n, n)).astype(np.float32)))
+band = Band.make(n, r_max=8, r_min=1)
+rots = np.einsum("nij,jk->nik", Rotation.from_rotvec(np.cumsum(rng.normal(0, 0.05, (60, 3)), 0)).as_matrix(),
+                 random_rotations(1, rng)[0])
+halves = np.arange(60) % 2
+x = np.concatenate([project_band(refs[h], rots[i:i + 1], band) for i, h in enumerate(halves)])
+x = (x + rng.normal(0, 2, x.shape) + 1j * rng.normal(0, 2, x.shape)).astype(np.complex64)
+start = np.einsum("nij,njk->nik", Rotation.from_rotvec(rng.normal(0, 0.1, (60, 3))).as_matrix(), rots)
+poses, moved = continuity_sweep(refs, halves, x, band, start, None, (3.0, 1.0, 0.35), block=16)
+print(numba.get_num_threads(), moved, hashlib.sha256(poses.tobytes()).hexdigest())
+"""
+
+
 def _run_threads(code: str, threads: int) -> list[str]:
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -48,6 +70,15 @@ def test_gridding_gives_the_same_bytes_with_one_and_two_threads() -> None:
     two = _run_threads(_GRIDDING, 2)
     assert one[:2] == ["1", "1"] and two[:2] == ["2", "2"]
     assert one[2] == two[2]
+
+
+def test_continuity_sweep_gives_the_same_bytes_with_one_and_two_threads() -> None:
+    """The continuity sweep (frames in time order, each step's rotations scored in parallel) moves the same
+    frames to the same poses with 1 and 2 numba threads."""
+    one = _run_threads(_SWEEP, 1)
+    two = _run_threads(_SWEEP, 2)
+    assert one[0] == "1" and two[0] == "2" and int(one[1]) > 0
+    assert one[1:] == two[1:]
 
 
 def _small_series(out: Path, n_frames: int) -> Path:
