@@ -48,7 +48,7 @@ from tumblebench.reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import NEIGHBOURS, local_search, viterbi
+from tumblebench.reconstruct.search import MOVES, local_search, viterbi
 from tumblebench.reconstruct.symmetry import find_group
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.mrc import FrameFile, scratch_like
@@ -355,9 +355,8 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
             score_candidates(refs[h].vft, np.ascontiguousarray(poses[sel][:, None]), band.kx, band.ky, refs[h].pad,
                              *rows(sel), out)
             cur[sel] = out[:, 0]
-    # the centre (identity) is left out: its score is the one the sweep compares with, and only a higher one moves
-    moves = NEIGHBOURS[NEIGHBOURS.any(axis=1)]
-    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * moves).as_matrix() for s in steps_deg])
+    # the identity is left out: its score is the one the sweep compares with, and only a higher one moves
+    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * MOVES).as_matrix() for s in steps_deg])
     moved = np.zeros(m, np.bool_)
     args = (poses, cur, deltas)
     for s in range(1, m, block):  # forward: frames 1 … m − 1

@@ -203,6 +203,10 @@ def _viterbi_kernel(cands, scores, c, group, back, acc):
 
 
 NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+#: Index of the identity (0, 0, 0) in :data:`NEIGHBOURS`, and the 26 moves without it: a climb knows the score of
+#: its current pose, so only the moves need scoring.
+CENTRE = int(np.flatnonzero(~NEIGHBOURS.any(axis=1))[0])
+MOVES = np.delete(NEIGHBOURS, CENTRE, axis=0)
 
 
 def local_search(ref: Reference, images: np.ndarray, band: Band, poses: np.ndarray, ctf: np.ndarray | None,
@@ -235,10 +239,9 @@ def local_search(ref: Reference, images: np.ndarray, band: Band, poses: np.ndarr
     c = np.ones((m, band.kx.size), np.float32) if ctf is None else np.ascontiguousarray(ctf, np.float32)
     imgs = np.ascontiguousarray(images, np.complex64)
     rows = np.arange(m)
-    # the centre (the identity of NEIGHBOURS) is each climb's current pose, whose score is known: only the 26
-    # others are scored, and the centre's score is put back in its column so that ties break as before
-    centre = int(np.flatnonzero(~NEIGHBOURS.any(axis=1))[0])
-    moves = np.delete(np.arange(len(NEIGHBOURS)), centre)
+    # only the 26 moves are scored (CENTRE is the current pose, its score known), and the centre's score is put
+    # back in its column so that ties break as among all 27
+    moves = np.delete(np.arange(len(NEIGHBOURS)), CENTRE)
     scores = np.empty((m, 1))
     score_candidates(ref.vft, np.ascontiguousarray(poses[:, None]), band.kx, band.ky, ref.pad, imgs, c, scores)
     scores = scores[:, 0]
@@ -249,7 +252,7 @@ def local_search(ref: Reference, images: np.ndarray, band: Band, poses: np.ndarr
             out = np.empty((m, len(NEIGHBOURS)))
             part = np.empty((m, len(moves)))
             score_candidates(ref.vft, np.ascontiguousarray(cands[:, moves]), band.kx, band.ky, ref.pad, imgs, c, part)
-            out[:, moves], out[:, centre] = part, scores
+            out[:, moves], out[:, CENTRE] = part, scores
             best = np.argmax(out, axis=1)
             poses = cands[rows, best]
             scores = out[rows, best]
