@@ -117,6 +117,11 @@ def main() -> int:
             ctf = band.take(pf.ctf(sel, (n, n), smp))
             return local_search(ref, vals, band, start[sel], ctf, STEPS_DEG, CLIMBS)[1]
 
+        def report(name: str, d: np.ndarray) -> None:  # d: true − run's score per wrong frame
+            res[name] = {"run_basin_wins": float(np.mean(d <= 0)), "median_true_minus_run": float(np.median(d))}
+            print(f"{name:42s} run's basin scores ≥ the true one for {np.mean(d <= 0):5.1%} of the wrong frames "
+                  f"(median true − run {np.median(d):+9.2f})", flush=True)
+
         def compare(name: str, refs: tuple[Reference, Reference], poses_true: np.ndarray, poses_run: np.ndarray,
                     shifts: np.ndarray) -> None:
             diff = []
@@ -124,10 +129,7 @@ def main() -> int:
                 sel = wrong[halves[wrong] == h]
                 if sel.size:
                     diff.append(best(refs[h], sel, poses_true, shifts) - best(refs[h], sel, poses_run, shifts))
-            d = np.concatenate(diff)
-            res[name] = {"run_basin_wins": float(np.mean(d <= 0)), "median_true_minus_run": float(np.median(d))}
-            print(f"{name:42s} run's basin scores ≥ the true one for {np.mean(d <= 0):5.1%} of the wrong frames "
-                  f"(median true − run {np.median(d):+9.2f})", flush=True)
+            report(name, np.concatenate(diff))
 
         truth = prepare_reference(read_volume(run / "series" / "truth_map.mrc")[0] * mask)
         compare("truth_map", (truth, truth), true, est_in_truth, true_sh)
@@ -159,11 +161,7 @@ def main() -> int:
                     ref = prepare_reference(recs[h].reconstruct(1e-3) * mask)
                     diff.append(best(ref, sel, true_in_run, est_sh) - best(ref, sel, est, est_sh))
             del recs
-        d = np.concatenate(diff)
-        res["own_half_map_without_own_group"] = {"run_basin_wins": float(np.mean(d <= 0)),
-                                                 "median_true_minus_run": float(np.median(d))}
-        print(f"{'own_half_map_without_own_group':42s} run's basin scores ≥ the true one for {np.mean(d <= 0):5.1%} of "
-              f"the wrong frames (median true − run {np.median(d):+9.2f})", flush=True)
+        report("own_half_map_without_own_group", np.concatenate(diff))
     res.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0, git_commit=git_commit(),
                cores=os.cpu_count(), loadavg=os.getloadavg())
     print(f"{run.name}: {res['wrong_frames']} of {m} frames more than 10° off ({1 - res['within_10deg']:.1%})")
