@@ -7,7 +7,7 @@ with ``series/``, ``particle/`` and ``recon/``)::
 
 The frames whose final pose is more than 10° from the truth (modulo the particle's symmetry and projection twin,
 as the scorecard counts them) are hill-climbed (the refinement's local search: steps 4, 2, 1, 0.5°, two moves
-each, band to 1.1 Å, CTF-weighted) from two starts, the true pose and the run's pose, against four references:
+each, band to 1.1 Å, CTF-weighted) from two starts, the true pose and the run's pose, against these references:
 
 1. **the truth map** (``series/truth_map.mrc``) at the true shifts: if the true pose's basin scores higher, the
    frame carries the information to tell its pose;
