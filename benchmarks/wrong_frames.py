@@ -108,7 +108,7 @@ def main() -> int:
     if wrong.size == 0:
         print("no frame is more than 10° off")
     else:
-        band = Band.make(n, r_max=n * smp / SEARCH_A, r_min=1.0)
+        band = Band.make(n, r_max=n * smp / SEARCH_A, r_min=1.0).half_plane()  # as the refinement
         mask = soft_sphere(n, (pf.diameter_A / 2 + MASK_MARGIN_A) / smp, 3.0)
         halves = (np.arange(m) % 2).astype(np.int64)
 

@@ -272,13 +272,6 @@ def branch_mates(poses: np.ndarray, ops: np.ndarray) -> np.ndarray:
     return np.concatenate([right, np.einsum("ij,nsjk->nsik", TWIN, right)], axis=1)
 
 
-def half_plane(band: Band) -> Band:
-    """The half of ``band`` with ky > 0 (and kx > 0 on ky = 0): the transform of a real image is Hermitian, so
-    its amplitudes, and the real part of a correlation, are carried by this half alone."""
-    h = (band.ky > 0) | ((band.ky == 0) & (band.kx > 0))
-    return Band(band.n, band.kx[h].copy(), band.ky[h].copy(), band.index[h].copy(), band.radius[h].copy())
-
-
 def search_amplitudes(small: np.ndarray, ns: int, sampling: float, band_A: tuple[float, float], ctf_fn=None,
                       chunk: int = 500) -> tuple[Band, np.ndarray, np.ndarray]:
     """The amplitude search's band (half plane of ``band_A``), the frames' shell-whitened |F|·|CTF| on it (float32,
@@ -297,7 +290,7 @@ def search_amplitudes(small: np.ndarray, ns: int, sampling: float, band_A: tuple
         Optional CTF callable ``(indices, shape, sampling)``; None: amplitudes as they are, CTF² = 1.
     """
     lo, hi = band_A
-    band = half_plane(Band.make(ns, r_max=ns * sampling / hi, r_min=ns * sampling / lo))
+    band = Band.make(ns, r_max=ns * sampling / hi, r_min=ns * sampling / lo).half_plane()
     full = Band.make(ns, r_max=ns)
     order, starts = _shells(band)
     m = len(small)
@@ -448,7 +441,7 @@ class BranchLabeller:
         self.step, self.weight, self.reference_model = step_deg, weight, reference_model
         ns = fr.small.shape[-1]
         lo, hi = config.label_band_A
-        self.band = half_plane(Band.make(ns, r_max=ns * fr.crop_sampling / hi, r_min=ns * fr.crop_sampling / lo))
+        self.band = Band.make(ns, r_max=ns * fr.crop_sampling / hi, r_min=ns * fr.crop_sampling / lo).half_plane()
         self.cband = None
         if fr.ctf_fn is not None:
             self.cband = np.empty((len(fr.small), self.band.kx.size), np.float32)

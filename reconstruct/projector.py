@@ -63,6 +63,13 @@ class Band:
         sel = np.flatnonzero(((r <= r_max) & (r >= r_min)).ravel())
         return Band(n, kx.ravel()[sel].copy(), ky.ravel()[sel].copy(), sel, r.ravel()[sel].copy())
 
+    def half_plane(self) -> Band:
+        """The half of the band with ky > 0 (and kx > 0 on ky = 0). The transform of a real image is Hermitian, so
+        this half carries its amplitudes, and the real part of a correlation of two real images is twice its sum
+        over this half (a band with ``r_min`` ≥ 1 and ``r_max`` < n/2 pairs every k with −k)."""
+        h = (self.ky > 0) | ((self.ky == 0) & (self.kx > 0))
+        return Band(self.n, self.kx[h].copy(), self.ky[h].copy(), self.index[h].copy(), self.radius[h].copy())
+
     def take(self, ft: np.ndarray) -> np.ndarray:
         """Samples of centred transforms [..., n, n] on the band → [..., P]."""
         return ft.reshape(*ft.shape[:-2], self.n * self.n)[..., self.index]

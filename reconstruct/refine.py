@@ -191,7 +191,9 @@ def refine_shifts(ref: Reference, images_ft: np.ndarray, poses: np.ndarray, ctf:
         (M, 2) RELION origins in pixels (the particle centre is at box centre − origin).
     """
     n = images_ft.shape[-1]
-    band = Band.make(n, r_max=r_max, r_min=1.0)
+    # the images and projections are real: the real part of the inverse transform of the products on half the band
+    # is half the cross-correlation over the whole band (the same peak)
+    band = Band.make(n, r_max=r_max, r_min=1.0).half_plane()
     proj = project_band(ref, poses, band)
     if ctf is not None:
         proj = proj * band.take(ctf)
@@ -395,11 +397,12 @@ def _search_frames(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
     ``max(res, sweep_res)`` or None when ``sweep_res`` is 0).
     """
     m, n, _ = boxes.shape
-    band = Band.make(n, r_max=n * sampling / res, r_min=1.0)
+    # real images and maps: their correlations are carried by half the plane (Band.half_plane)
+    band = Band.make(n, r_max=n * sampling / res, r_min=1.0).half_plane()
     start = poses.copy()
     sweep = None
     if sweep_res > 0:  # stored next to the boxes (a scratch file when they are in one)
-        sband = Band.make(n, r_max=n * sampling / max(res, sweep_res), r_min=1.0)
+        sband = Band.make(n, r_max=n * sampling / max(res, sweep_res), r_min=1.0).half_plane()
         sweep = (scratch_like(boxes, m, (sband.kx.size,), np.complex64), sband,
                  None if ctf_fn is None else scratch_like(boxes, m, (sband.kx.size,), np.float32))
     for h in (0, 1):

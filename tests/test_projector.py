@@ -146,3 +146,29 @@ def test_insertion_gives_the_same_bytes_in_any_number_of_lanes() -> None:
     band = Band.make(32)  # the padded band Reconstructor.insert scatters (r ≤ 15 < 16: always inside)
     # float32 accumulation of ~10⁵ positive terms: relative error ~1e-7·√terms at most
     assert float(recs[0].weight.sum(dtype=np.float64)) == pytest.approx(50 * band.kx.size, rel=1e-5)
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_half_plane_scores_are_the_whole_band_scores_over_root_two(seed: int) -> None:
+    """Real map, real images, even CTF: every product on the band pairs k with −k as complex conjugates, so the
+    correlation the refinement scores on half the plane is the whole band's divided by √2 (the same best pose)."""
+    from tumblebench.reconstruct._gridding_kernels import score_candidates
+
+    rng = np.random.default_rng(seed)
+    n = 32
+    ref = prepare_reference(_render(_atoms(rng), n))
+    images = image_ft(project(ref, random_rotations(4, rng)) + rng.normal(0, 0.5, (4, n, n)).astype(np.float32))
+    kx, ky = np.meshgrid(np.arange(n) - n // 2, np.arange(n) - n // 2)
+    ctf = np.cos(0.01 * (kx**2 + ky**2) + rng.uniform(0, 1)).astype(np.float32)  # even in k, as a CTF
+    cands = random_rotations(4 * 6, rng).reshape(4, 6, 3, 3)
+    whole = Band.make(n, r_max=n / 2 - 1, r_min=1.0)
+    assert 2 * whole.half_plane().kx.size == whole.kx.size
+    out = {}
+    for half in (False, True):
+        band = whole.half_plane() if half else whole
+        c = np.ascontiguousarray(np.broadcast_to(band.take(ctf), (4, band.kx.size)), np.float32)
+        out[half] = np.empty((4, 6))
+        score_candidates(ref.vft, cands, band.kx, band.ky, ref.pad, np.ascontiguousarray(band.take(images)), c,
+                         out[half])
+    np.testing.assert_allclose(out[True] * np.sqrt(2), out[False], rtol=1e-4, atol=1e-6)
