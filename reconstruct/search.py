@@ -247,13 +247,19 @@ def local_search(ref: Reference, images: np.ndarray, band: Band, poses: np.ndarr
     scores = scores[:, 0]
     for step in steps_deg:
         deltas = Rotation.from_rotvec(np.radians(step) * NEIGHBOURS).as_matrix()  # (27, 3, 3)
+        climbing = rows  # a frame that stayed put would score the same moves again and stay: it stops climbing
         for _ in range(climbs):
-            cands = np.ascontiguousarray(np.einsum("kij,mjl->mkil", deltas, poses))
-            out = np.empty((m, len(NEIGHBOURS)))
-            part = np.empty((m, len(moves)))
-            score_candidates(ref.vft, np.ascontiguousarray(cands[:, moves]), band.kx, band.ky, ref.pad, imgs, c, part)
-            out[:, moves], out[:, CENTRE] = part, scores
+            if climbing.size == 0:
+                break
+            cands = np.ascontiguousarray(np.einsum("kij,mjl->mkil", deltas, poses[climbing]))
+            out = np.empty((climbing.size, len(NEIGHBOURS)))
+            part = np.empty((climbing.size, len(moves)))
+            score_candidates(ref.vft, np.ascontiguousarray(cands[:, moves]), band.kx, band.ky, ref.pad,
+                             imgs[climbing], c[climbing], part)
+            out[:, moves], out[:, CENTRE] = part, scores[climbing]
             best = np.argmax(out, axis=1)
-            poses = cands[rows, best]
-            scores = out[rows, best]
+            here = np.arange(climbing.size)
+            poses[climbing] = cands[here, best]
+            scores[climbing] = out[here, best]
+            climbing = climbing[best != CENTRE]
     return poses, scores

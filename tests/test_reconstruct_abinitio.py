@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 from tumblebench.reconstruct.abinitio import AbInitioConfig, abinitio, global_scores
 from tumblebench.reconstruct.projector import Band, image_ft, prepare_reference, project
 from tumblebench.reconstruct.refine import RefineConfig, refine
-from tumblebench.reconstruct.search import so3_grid, viterbi
+from tumblebench.reconstruct.search import local_search, so3_grid, viterbi
 from tumblebench.simulator.density import lowpass, render_density
 from tumblebench.simulator.orientation import rotation_angle_deg
 from tumblebench.validation.poses import cubic_group, mirror_poses, pose_errors
@@ -102,6 +102,25 @@ def test_global_search_against_the_true_model_finds_the_poses() -> None:
     grid = so3_grid(20000)
     idx, _ = global_scores(vol, band.take(image_ft(frames)), band, grid, top_k=3)
     assert np.median(pose_errors(grid[idx[:, 0]], rots, allow_mirror=False).angles_deg) < 6.0
+
+
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_local_search_climbs_twice_as_two_single_climbs(seed: int) -> None:
+    """Two climbs per step are two one-climb searches in a row, bit for bit (a frame that stayed put after the
+    first climb is not scored again: it would score the same moves and stay)."""
+    pos = _cuboctahedron()[np.random.default_rng(5).random(147) < 0.6]
+    frames, rots, vol = _series(pos, 40, 12, 1e5, seed % 7)
+    band = Band.make(40, r_max=40 * SAMPLING / 1.5, r_min=1).half_plane()
+    ref = prepare_reference(vol)
+    x = band.take(image_ft(frames))
+    rng = np.random.default_rng(seed)
+    start = Rotation.from_rotvec(rng.normal(0, np.radians(3), (12, 3))).as_matrix() @ rots
+    twice, s2 = local_search(ref, x, band, start, None, (2.0,), climbs=2)
+    once, _ = local_search(ref, x, band, start, None, (2.0,), climbs=1)
+    again, s1 = local_search(ref, x, band, once, None, (2.0,), climbs=1)
+    assert np.array_equal(twice, again) and np.array_equal(s2, s1)
+    assert not np.array_equal(once, start)  # the climbs moved frames: the comparison is not vacuous
 
 
 def test_distinct_peaks_are_apart_and_led_by_the_best_pose() -> None:
