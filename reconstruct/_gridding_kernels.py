@@ -200,3 +200,34 @@ def sweep_poses(vft0, vft1, pad, kx, ky, x, ctf, off, start, stop, halves, poses
             poses[i] = pose
             cur[i] = best
             moved[i] = True
+
+
+@numba.njit(cache=True, parallel=True)
+def hermitian_divide(data, weight, shells, reg, scale, out):
+    """The Wiener-divided transform of accumulators that hold half of every slice, completed by Hermitian symmetry:
+
+    ``out[k] = scale[s] · (data[k] + conj(data[−k])) / max(weight[k] + weight[−k] + reg[s], 1e−30)``, with ``s =
+    shells[k]`` and ``−k`` the voxel mirrored through the centre ``N // 2`` (index ``i`` ↔ ``(N − i) mod N``). The
+    map is real, so its transform at ``−k`` is the conjugate of that at ``k``: the slices' other halves are the
+    mirror of the inserted ones.
+
+    Parameters
+    ----------
+    data : complex64 (N, N, N) accumulated samples (centred).
+    weight : float32 (N, N, N) accumulated weights.
+    shells : int32 (N, N, N) shell index of every voxel.
+    reg : float32 (S,) Wiener regulariser per shell.
+    scale : float32 (S,) multiplier per shell (0 beyond the band kept).
+    out : complex64 (N, N, N), overwritten.
+    """
+    nn = data.shape[0]
+    for z in numba.prange(nn):
+        mz = (nn - z) % nn
+        for y in range(nn):
+            my = (nn - y) % nn
+            for x in range(nn):
+                mx = (nn - x) % nn
+                s = shells[z, y, x]
+                d = data[z, y, x] + np.conj(data[mz, my, mx])
+                w = weight[z, y, x] + weight[mz, my, mx] + reg[s]
+                out[z, y, x] = d * (scale[s] / max(w, np.float32(1e-30)))

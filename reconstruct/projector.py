@@ -19,7 +19,7 @@ import numba
 import numpy as np
 import scipy.fft
 
-from tumblebench.reconstruct._gridding_kernels import extract_slices, insert_slices
+from tumblebench.reconstruct._gridding_kernels import extract_slices, hermitian_divide, insert_slices
 from tumblebench.simulator.errors import TumblebenchError
 
 
@@ -64,10 +64,11 @@ class Band:
         return Band(n, kx.ravel()[sel].copy(), ky.ravel()[sel].copy(), sel, r.ravel()[sel].copy())
 
     def half_plane(self) -> Band:
-        """The half of the band with ky > 0 (and kx > 0 on ky = 0). The transform of a real image is Hermitian, so
-        this half carries its amplitudes, and the real part of a correlation of two real images is twice its sum
-        over this half (a band with ``r_min`` ≥ 1 and ``r_max`` < n/2 pairs every k with −k)."""
-        h = (self.ky > 0) | ((self.ky == 0) & (self.kx > 0))
+        """The half of the band with ky > 0 (and kx ≥ 0 on ky = 0, so the origin if the band has it). The transform
+        of a real image is Hermitian, so this half carries it whole, and the real part of a correlation of two real
+        images is twice its sum over this half (a band with ``r_min`` ≥ 1 and ``r_max`` < n/2 pairs every k with
+        −k)."""
+        h = (self.ky > 0) | ((self.ky == 0) & (self.kx >= 0))
         return Band(self.n, self.kx[h].copy(), self.ky[h].copy(), self.index[h].copy(), self.radius[h].copy())
 
     def take(self, ft: np.ndarray) -> np.ndarray:
@@ -222,9 +223,11 @@ class Reconstructor:
     Attributes
     ----------
     data
-        Accumulated CTF-weighted samples (N, N, N) complex64, N = pad·n, centred.
+        Accumulated CTF-weighted samples (N, N, N) complex64, N = pad·n, centred: of each slice the half
+        :meth:`Band.half_plane` (the images are real, so the other half is its Hermitian mirror, which
+        :meth:`reconstruct` adds).
     weight
-        Accumulated weights (N, N, N) float32.
+        Accumulated weights (N, N, N) float32, of the same half slices.
     count
         Images inserted.
     """
@@ -262,7 +265,9 @@ class Reconstructor:
         if imgs.ndim != 3 or imgs.shape[1:] != (self.n, self.n):
             raise TumblebenchError(f"expected images of shape (M, {self.n}, {self.n}), got {imgs.shape}")
         nn = self.pad * self.n
-        band = Band.make(nn, r_max=None if r_max is None else r_max * self.pad)
+        band = Band.make(nn, r_max=None if r_max is None else r_max * self.pad).half_plane()
+        # the origin is its own mirror: inserted at half weight, the completion in reconstruct() counts it twice
+        origin = np.flatnonzero((band.kx == 0) & (band.ky == 0))
         rots = np.ascontiguousarray(np.asarray(rotations, np.float64).reshape(-1, 3, 3))
         o = nn // 2 - self.n // 2
         chunk = 64
@@ -279,6 +284,8 @@ class Reconstructor:
                 c = band.take(c if c.ndim == 2 else c[s:s + chunk])
                 vals = vals * c
                 w2 = np.ascontiguousarray(np.broadcast_to(c * c, vals.shape), np.float32)
+            vals[:, origin] *= 0.5
+            w2[:, origin] *= 0.5
             insert_slices(self.data, self.weight, rots[s:s + chunk], band.kx, band.ky, 1.0,
                           np.ascontiguousarray(vals, np.complex64), w2, self.threads)
         self.count += rots.shape[0]
@@ -308,18 +315,18 @@ class Reconstructor:
         n = self.n
         shells = self.shell_index()
         nsh = int(shells.max()) + 1
-        wsum = np.bincount(shells.ravel(), weights=self.weight.ravel(), minlength=nsh)
+        # a shell holds each voxel and its mirror: the whole slices' weights sum to twice the half slices'
+        wsum = 2 * np.bincount(shells.ravel(), weights=self.weight.ravel(), minlength=nsh)
         cnt = np.bincount(shells.ravel(), minlength=nsh)
         wmean = wsum / np.maximum(cnt, 1)
         taus = np.broadcast_to(np.asarray(tau, np.float64), (nsh,)) if np.ndim(tau) == 0 else np.asarray(tau)
         taus = np.concatenate([taus, np.full(max(0, nsh - taus.size), taus[-1] if taus.size else 1.0)])[:nsh]
-        reg = (taus * wmean).astype(np.float32)[shells]
-        ft = self.data / np.maximum(self.weight + reg, 1e-30)
-        r_nyq = n // 2
-        ft[shells > r_nyq] = 0
-        if filt is not None:
-            f = np.concatenate([np.asarray(filt, np.float64), np.zeros(max(0, nsh - len(filt)))])[:nsh]
-            ft *= f.astype(np.float32)[shells]
+        scale = np.ones(nsh) if filt is None else np.concatenate([np.asarray(filt, np.float64),
+                                                                   np.zeros(max(0, nsh - len(filt)))])[:nsh]
+        scale[n // 2 + 1:] = 0  # beyond Nyquist
+        ft = np.empty_like(self.data)
+        hermitian_divide(self.data, self.weight, shells, (taus * wmean).astype(np.float32), scale.astype(np.float32),
+                         ft)
         big = scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(ft), workers=-1)).real.astype(np.float32)
         o = nn // 2 - n // 2
         # image transforms are the padded 3D transform on the slice (no rescaling): ifftn inverts exactly

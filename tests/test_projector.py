@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct._gridding_kernels import extract_slices, insert_slices
-from tumblebench.reconstruct.projector import Band, Reconstructor, image_ft, prepare_reference, project
+from tumblebench.reconstruct.projector import (
+    Band,
+    Reconstructor,
+    image_ft,
+    prepare_reference,
+    project,
+    shift_phases,
+)
 from tumblebench.simulator.density import render_density
 from tumblebench.simulator.orientation import random_rotations
 
@@ -132,8 +139,8 @@ def test_image_ft_is_centred_on_the_box_centre() -> None:
 
 def test_insertion_gives_the_same_bytes_in_any_number_of_lanes() -> None:
     """The scatter dealt to 1, 2, 3 or 5 lanes of z planes gives identical bytes (each voxel sums its samples
-    in the serial order), and no sample is lost or doubled: the weights sum to 8 corner weights of 1 per
-    sample that lies inside the grid."""
+    in the serial order), and no sample is lost or doubled: the weights of the half slices, completed by their
+    mirror, sum to the trilinear weights of 1 of every sample of the whole slices (all inside the grid)."""
     rng = np.random.default_rng(7)
     imgs = rng.normal(size=(50, 16, 16)).astype(np.float32)
     rots = random_rotations(50, rng)
@@ -143,9 +150,41 @@ def test_insertion_gives_the_same_bytes_in_any_number_of_lanes() -> None:
     for r in recs[1:]:
         assert r.data.tobytes() == recs[0].data.tobytes() and r.weight.tobytes() == recs[0].weight.tobytes()
         assert r.count == 50
-    band = Band.make(32)  # the padded band Reconstructor.insert scatters (r ≤ 15 < 16: always inside)
+    band = Band.make(32)  # the padded band of the whole slices (r ≤ 15 < 16: always inside)
     # float32 accumulation of ~10⁵ positive terms: relative error ~1e-7·√terms at most
-    assert float(recs[0].weight.sum(dtype=np.float64)) == pytest.approx(50 * band.kx.size, rel=1e-5)
+    assert 2 * float(recs[0].weight.sum(dtype=np.float64)) == pytest.approx(50 * band.kx.size, rel=1e-5)
+
+
+def _mirror(a: np.ndarray) -> np.ndarray:
+    """``a[−k]`` of a centred grid: index i ↔ (N − i) mod N on every axis."""
+    return np.roll(a[::-1, ::-1, ::-1], 1, axis=(0, 1, 2))
+
+
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_half_slices_completed_by_their_mirror_are_the_whole_slices(seed: int) -> None:
+    """The reconstructor inserts half of each slice of a real image (the origin at half weight); with the mirror
+    of what it holds added, its accumulators equal a scatter of the whole slices, so the map is unchanged."""
+    rng = np.random.default_rng(seed)
+    n, m = 16, 20
+    imgs = rng.normal(size=(m, n, n)).astype(np.float32)
+    rots = random_rotations(m, rng)
+    shifts = rng.uniform(-2, 2, (m, 2))
+    kx, ky = np.meshgrid(np.arange(2 * n) - n, np.arange(2 * n) - n)
+    ctf = np.cos(0.02 * (kx**2 + ky**2) + rng.uniform(0, 1, (m, 1, 1))).astype(np.float32)  # even in k
+    rec = Reconstructor(n)
+    rec.insert(imgs, rots, shifts, ctf=ctf)
+    band = Band.make(2 * n)
+    padded = np.zeros((m, 2 * n, 2 * n), np.float32)
+    padded[:, n // 2:n // 2 + n, n // 2:n // 2 + n] = imgs
+    c = band.take(ctf)
+    vals = (band.take(image_ft(padded)) * shift_phases(band, shifts) * c).astype(np.complex64)
+    data = np.zeros(rec.data.shape, np.complex64)
+    weight = np.zeros(rec.weight.shape, np.float32)
+    insert_slices(data, weight, rots, band.kx, band.ky, 1.0, vals, np.ascontiguousarray(c * c), 2)
+    scale = float(np.abs(data).max())
+    np.testing.assert_allclose(rec.data + np.conj(_mirror(rec.data)), data, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(rec.weight + _mirror(rec.weight), weight, rtol=0, atol=1e-5 * float(weight.max()))
 
 
 @settings(max_examples=5, deadline=None)
