@@ -118,6 +118,10 @@ class RefineConfig:
         :class:`~tumblebench.reconstruct.lattice.LatticeConfig`; 0 peaks: no global search). It runs only when the
         half maps' mean FSC over the model band is at least :data:`GLOBAL_MIN_FSC`, and its poses are kept only when
         that FSC rises. The model iteration that follows refines the moved frames locally.
+    jump_deg
+        After each model iteration's continuity sweep, a step between successive frames' poses larger than this
+        (deg) marks a run of frames on a wrong branch: :func:`repair_jumps` (0: off). Brownian steps of the
+        default series stay below ~10° (its 99th percentile 9.5°).
     step_deg, continuity_weight
         The global search's choice among the candidates: the path through the series that maximises the
         correlations (robust z-scores) minus ``continuity_weight``·(angle/``step_deg``)² between successive frames,
@@ -143,6 +147,7 @@ class RefineConfig:
     model_climbs: int = 2
     global_peaks: int = 10
     global_grid_size: int = 120000
+    jump_deg: float = 12.0
     step_deg: float = 5.0
     continuity_weight: float = 0.3
 
@@ -162,6 +167,7 @@ class RefineConfig:
                 "refine.model_search_A must be > 0 Å and refine.model_steps_deg a non-empty list of positive degrees")
         require(self.global_peaks >= 0 and self.global_grid_size >= 1000,
                 "refine.global_peaks must be >= 0 (0: off) and refine.global_grid_size >= 1000")
+        require(self.jump_deg >= 0, f"refine.jump_deg = {self.jump_deg} must be >= 0 (0: off)")
         require(self.step_deg > 0, f"refine.step_deg = {self.step_deg} must be > 0")
         require(self.continuity_weight >= 0, "refine.continuity_weight must be >= 0")
 
@@ -371,6 +377,91 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
         sweep_poses(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xs, cs, lo, e - 1, lo - 1,
                     halves, *args, -1, moved, float(tolerance))
     return poses, int(moved.sum())
+
+
+def repair_jumps(refs: tuple[Reference, Reference], halves: np.ndarray, boxes: np.ndarray, sampling: float,
+                 poses: np.ndarray, shifts: np.ndarray, ctf_fn: CtfFn | None, res: float, steps_deg: tuple[float, ...],
+                 climbs: int, rounds: int, max_shift: float, jump_deg: float, max_passes: int = 200
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Take back runs of frames that sit on a wrong branch, from both ends, with each proposed pose's own shift.
+
+    A run of frames on a wrong branch moves smoothly within itself but jumps at its ends (a step between
+    successive poses larger than ``jump_deg``, which Brownian tumbling does not make). Its frames keep their poses
+    because each pose comes with the shift fitted to it: the right pose at that shift scores lower, so a search at
+    fixed shifts (the local search, the continuity sweep) does not leave the pair. Here each frame at a jump is
+    proposed its neighbour's pose across the jump, and ``rounds`` × (shift fitted to the pose, local pose search)
+    from there; the result replaces the frame's pose and shift when it correlates better than the frame's own pair.
+    Repeated while a pass takes a proposal: each pass moves the jump one frame into the run.
+
+    Parameters
+    ----------
+    refs
+        The two half-set references (frame ``i`` uses ``refs[halves[i]]``).
+    halves
+        (M,) 0/1.
+    boxes, sampling
+        (M, n, n) particle boxes (time order) and their pixel size (Å).
+    poses, shifts
+        (M, 3, 3) poses and (M, 2) origins (pixels); not modified.
+    ctf_fn
+        The frames' CTFs, or None.
+    res
+        Resolution limit of the scores (Å).
+    steps_deg, climbs, rounds, max_shift
+        The local search's steps (deg) and moves per step, the alternations of shift fit and pose search, and the
+        shift search radius (pixels).
+    jump_deg
+        Steps between successive poses larger than this (deg) are jumps.
+    max_passes
+        Most passes.
+
+    Returns
+    -------
+    (poses, shifts, number of frames that took a proposal)
+    """
+    poses = np.array(poses, np.float64)
+    shifts = np.array(shifts, np.float64)
+    m, n, _ = boxes.shape
+    band = Band.make(n, r_max=n * sampling / res, r_min=1.0).half_plane()
+    tried = np.full((m, 2, 3, 3), np.nan)  # the neighbour's pose last proposed to each frame (from before, after)
+    taken = np.zeros(m, np.bool_)
+    for _ in range(max_passes):
+        jumps = np.flatnonzero(rotation_angle_deg(poses[:-1], poses[1:]) > jump_deg)
+        frame = np.concatenate([jumps + 1, jumps])
+        side = np.concatenate([np.zeros(jumps.size, np.int64), np.ones(jumps.size, np.int64)])
+        neighbour = np.where(side == 0, frame - 1, frame + 1)
+        new = ~np.all(np.isclose(tried[frame, side], poses[neighbour], rtol=0, atol=1e-12), axis=(1, 2))
+        frame, side, neighbour = frame[new], side[new], neighbour[new]
+        if frame.size == 0:
+            break
+        tried[frame, side] = poses[neighbour]
+        got_p, got_s = np.empty((frame.size, 3, 3)), np.empty((frame.size, 2))
+        gain = np.empty(frame.size)
+        for h in (0, 1):
+            k = np.flatnonzero(halves[frame] == h)
+            if k.size == 0:
+                continue
+            sel = frame[k]
+            ft = image_ft(np.asarray(boxes[sel], np.float32))
+            ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), sampling)
+            ctf_b = None if ctf_full is None else band.take(ctf_full)
+            own = local_search(refs[h], band.take(ft) * shift_phases(band, shifts[sel]), band, poses[sel], ctf_b,
+                               ())[1]
+            p, sh = poses[neighbour[k]], shifts[sel]
+            for _ in range(rounds):
+                sh = refine_shifts(refs[h], ft, p, ctf_full, n * sampling / res, max_shift)
+                p, score = local_search(refs[h], band.take(ft) * shift_phases(band, sh), band, p, ctf_b, steps_deg,
+                                        climbs)
+            got_p[k], got_s[k], gain[k] = p, sh, score - own
+        # a frame proposed from both sides takes the better proposal
+        order = np.lexsort((-gain, frame))
+        first = order[np.unique(frame[order], return_index=True)[1]]
+        won = first[gain[first] > 0]
+        if won.size == 0:
+            break
+        poses[frame[won]], shifts[frame[won]] = got_p[won], got_s[won]
+        taken[frame[won]] = True
+    return poses, shifts, int(taken.sum())
 
 
 def _model_references(rec1: Reconstructor, rec2: Reconstructor, curve: np.ndarray, mask: np.ndarray,
@@ -609,18 +700,24 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
         poses, shifts, _, sweep = _search_frames(boxes, sampling, poses, shifts, halves, refs, ctf_fn, model_res,
                                                  config.model_steps_deg, config.model_climbs, config.model_rounds,
                                                  max_shift, config.sweep_resolution_A)
-        n_moved = 0
+        n_moved = n_repaired = 0
         if sweep is not None:
             poses, n_moved = continuity_sweep(refs, halves, sweep[0], sweep[1], poses, sweep[2], config.steps_deg,
                                               config.sweep_tolerance)
-        del sweep, refs
+        del sweep
+        if config.jump_deg > 0:
+            poses, shifts, n_repaired = repair_jumps(refs, halves, boxes, sampling, poses, shifts, ctf_fn, model_res,
+                                                     config.model_steps_deg, config.model_climbs, config.model_rounds,
+                                                     max_shift, config.jump_deg)
+        del refs
         med = float(np.median(rotation_angle_deg(poses, kept[0])))
         history.append({"iteration": len(history), "fsc_0.143_A": resolution_at(freq, curve, 0.143),
                         "search_resolution_A": model_res, "median_pose_change_deg": med,
-                        "reference": "model", "band_fsc_before": now})
+                        "reference": "model", "band_fsc_before": now, "jump_frames_repaired": n_repaired})
         log.info("refine model iteration %d: half-map FSC over %.2f–%.2f Å %.3f before; searched to %.3f Å against "
-                 "the half maps' models, continuity sweep moved %d frames, median pose change %.3f deg", it,
-                 1 / band_lo, 1 / band_hi, now, model_res, n_moved, med)
+                 "the half maps' models, continuity sweep moved %d frames, %d frames at pose jumps took their "
+                 "neighbour's pose, median pose change %.3f deg", it, 1 / band_lo, 1 / band_hi, now, model_res,
+                 n_moved, n_repaired, med)
         if progress is not None:
             progress(1)
         rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)

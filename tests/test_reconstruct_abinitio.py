@@ -270,3 +270,22 @@ def test_continuity_sweep_pulls_a_stuck_run_back_from_its_neighbours() -> None:
                                     (3.0, 1.0, 0.35))
     err = pose_errors(new, rots, allow_mirror=False).angles_deg
     assert n_moved >= 20 and np.max(err[20:40]) < 3.0
+
+
+def test_repair_jumps_takes_back_a_run_on_a_wrong_branch_from_both_ends() -> None:
+    """A run of 16 frames turned by one rotation of 25° (a jump at each end, none elsewhere: the series steps
+    ~3°) goes back to the true poses from its neighbours; the other frames are not touched."""
+    from tumblebench.reconstruct.refine import repair_jumps
+
+    pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
+    frames, rots, vol = _series(pos, 40, 60, 500.0, 4)
+    turn = Rotation.from_rotvec(np.radians(25) * np.array([0.6, -0.8, 0.0])).as_matrix()
+    poses = rots.copy()
+    poses[22:38] = turn @ rots[22:38]
+    ref = prepare_reference(vol)
+    new, shifts, n = repair_jumps((ref, ref), np.arange(60) % 2, frames, SAMPLING, poses, np.zeros((60, 2)), None,
+                                  1.5, (3.0, 1.0, 0.35), 1, 2, 2.0, 12.0)
+    err = pose_errors(new, rots, allow_mirror=False).angles_deg
+    assert n == 16 and np.max(err[22:38]) < 3.0
+    assert np.array_equal(new[:22], rots[:22]) and np.array_equal(new[38:], rots[38:])
+    assert np.max(np.abs(shifts)) < 1.0
