@@ -381,8 +381,8 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
 
 def repair_jumps(refs: tuple[Reference, Reference], halves: np.ndarray, boxes: np.ndarray, sampling: float,
                  poses: np.ndarray, shifts: np.ndarray, ctf_fn: CtfFn | None, res: float, steps_deg: tuple[float, ...],
-                 climbs: int, rounds: int, max_shift: float, jump_deg: float, max_passes: int = 200
-                 ) -> tuple[np.ndarray, np.ndarray, int]:
+                 climbs: int, rounds: int, max_shift: float, jump_deg: float, group: np.ndarray | None = None,
+                 max_passes: int = 200) -> tuple[np.ndarray, np.ndarray, int]:
     """Take back runs of frames that sit on a wrong branch, from both ends, with each proposed pose's own shift.
 
     A run of frames on a wrong branch moves smoothly within itself but jumps at its ends (a step between
@@ -412,6 +412,10 @@ def repair_jumps(refs: tuple[Reference, Reference], halves: np.ndarray, boxes: n
         shift search radius (pixels).
     jump_deg
         Steps between successive poses larger than this (deg) are jumps.
+    group
+        (G, 3, 3) rotation group of the maps (:func:`tumblebench.reconstruct.symmetry.find_group`; None: the
+        identity): steps are measured modulo it (poses ``B`` and ``B·g`` are the same view), and the neighbour's
+        pose is proposed as its equivalent nearest to the frame's own.
     max_passes
         Most passes.
 
@@ -423,18 +427,25 @@ def repair_jumps(refs: tuple[Reference, Reference], halves: np.ndarray, boxes: n
     shifts = np.array(shifts, np.float64)
     m, n, _ = boxes.shape
     band = Band.make(n, r_max=n * sampling / res, r_min=1.0).half_plane()
+    group = np.eye(3)[None] if group is None else np.asarray(group, np.float64)
     tried = np.full((m, 2, 3, 3), np.nan)  # the neighbour's pose last proposed to each frame (from before, after)
     taken = np.zeros(m, np.bool_)
     for _ in range(max_passes):
-        jumps = np.flatnonzero(rotation_angle_deg(poses[:-1], poses[1:]) > jump_deg)
+        # angle between each pose and the equivalents of the next one: (M − 1, G)
+        ang = np.stack([rotation_angle_deg(poses[:-1], poses[1:] @ g) for g in group], axis=1)
+        jumps = np.flatnonzero(ang.min(axis=1) > jump_deg)
         frame = np.concatenate([jumps + 1, jumps])
         side = np.concatenate([np.zeros(jumps.size, np.int64), np.ones(jumps.size, np.int64)])
         neighbour = np.where(side == 0, frame - 1, frame + 1)
-        new = ~np.all(np.isclose(tried[frame, side], poses[neighbour], rtol=0, atol=1e-12), axis=(1, 2))
-        frame, side, neighbour = frame[new], side[new], neighbour[new]
+        # the neighbour's equivalent nearest to the frame's own pose: the one at the jump's angle
+        g = group[ang[np.minimum(frame, neighbour)].argmin(axis=1)]
+        proposal = np.where((side == 0)[:, None, None], poses[neighbour] @ np.transpose(g, (0, 2, 1)),
+                            poses[neighbour] @ g)
+        new = ~np.all(np.isclose(tried[frame, side], proposal, rtol=0, atol=1e-12), axis=(1, 2))
+        frame, side, proposal = frame[new], side[new], proposal[new]
         if frame.size == 0:
             break
-        tried[frame, side] = poses[neighbour]
+        tried[frame, side] = proposal
         got_p, got_s = np.empty((frame.size, 3, 3)), np.empty((frame.size, 2))
         gain = np.empty(frame.size)
         for h in (0, 1):
@@ -447,7 +458,7 @@ def repair_jumps(refs: tuple[Reference, Reference], halves: np.ndarray, boxes: n
             ctf_b = None if ctf_full is None else band.take(ctf_full)
             own = local_search(refs[h], band.take(ft) * shift_phases(band, shifts[sel]), band, poses[sel], ctf_b,
                                ())[1]
-            p, sh = poses[neighbour[k]], shifts[sel]
+            p, sh = proposal[k], shifts[sel]
             for _ in range(rounds):
                 sh = refine_shifts(refs[h], ft, p, ctf_full, n * sampling / res, max_shift)
                 p, score = local_search(refs[h], band.take(ft) * shift_phases(band, sh), band, p, ctf_b, steps_deg,
@@ -634,6 +645,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
     model_res = max(min(config.model_search_A, search_res), 2.0 * sampling + 1e-6)
     band_lo = max(q_transfer, 1.0 / 8.0)
     band_hi = 1.0 / model_res
+    group = np.eye(3)[None]  # of the half maps, when the global search finds one
     if config.global_peaks > 0:
         t_global = time.perf_counter()
         freq, curve, before = _band_agreement(rec1, rec2, mask, sampling, band_lo, band_hi)
@@ -708,7 +720,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
         if config.jump_deg > 0:
             poses, shifts, n_repaired = repair_jumps(refs, halves, boxes, sampling, poses, shifts, ctf_fn, model_res,
                                                      config.model_steps_deg, config.model_climbs, config.model_rounds,
-                                                     max_shift, config.jump_deg)
+                                                     max_shift, config.jump_deg, group)
         del refs
         med = float(np.median(rotation_angle_deg(poses, kept[0])))
         history.append({"iteration": len(history), "fsc_0.143_A": resolution_at(freq, curve, 0.143),

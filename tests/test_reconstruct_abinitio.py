@@ -289,3 +289,22 @@ def test_repair_jumps_takes_back_a_run_on_a_wrong_branch_from_both_ends() -> Non
     assert n == 16 and np.max(err[22:38]) < 3.0
     assert np.array_equal(new[:22], rots[:22]) and np.array_equal(new[38:], rots[38:])
     assert np.max(np.abs(shifts)) < 1.0
+
+
+def test_repair_jumps_measures_steps_modulo_the_maps_group() -> None:
+    """Poses B and B·g of a map with rotation group G are the same view: a run relabelled by g ∈ G is not a jump
+    (nothing proposed, nothing moved), and the same run is one without the group."""
+    from tumblebench.reconstruct.refine import repair_jumps
+
+    pos = _cuboctahedron()[np.random.default_rng(99).random(147) < 0.6]
+    frames, rots, vol = _series(pos, 40, 60, 500.0, 4)
+    group = Rotation.from_rotvec(np.outer(np.arange(4) * np.pi / 2, [0.0, 0.0, 1.0])).as_matrix()  # C4 about z
+    poses = rots.copy()
+    poses[22:38] = rots[22:38] @ group[1]
+    ref = prepare_reference(vol)
+    args = ((ref, ref), np.arange(60) % 2, frames, SAMPLING, poses, np.zeros((60, 2)), None, 1.5, (3.0, 1.0, 0.35),
+            1, 2, 2.0, 12.0)
+    same, _, n = repair_jumps(*args, group=group)
+    assert n == 0 and np.array_equal(same, poses)
+    back, _, n = repair_jumps(*args)  # without the group: two jumps of 90°, and the vol has no C4 symmetry
+    assert n > 0
