@@ -10,15 +10,17 @@ as the scorecard counts them) are hill-climbed (the refinement's local search: s
 each, band to 1.1 Å, CTF-weighted) from two starts, the true pose and the run's pose, against these references:
 
 1. **the truth map** (``series/truth_map.mrc``) at the true shifts: if the true pose's basin scores higher, the
-   frame carries the information to tell its pose;
+   frame carries the information to tell its pose; and at the run's shifts (fitted to the run's poses);
 2. **its own half map** (``recon/half1.mrc`` or ``half2.mrc``, the half that holds the frame, as the refinement
-   scores it) at the run's shifts;
+   scores it) at the run's shifts, and at the true shifts;
 3. **the other half map**;
 4. **its half map rebuilt without the wrong frames** (the truth tells which), and, as a control, without as many
    frames picked at random among the right ones: if leaving the wrong frames out lets their true basin win
    where their own half map did not, their own contribution to the map is what holds them;
 5. **its half map without its own group**: each half split into two groups (alternate pairs of frames), every
-   frame against the map of the other group of its half (no truth used: a reference a refinement could use).
+   frame against the map of the other group of its half (no truth used: a reference a refinement could use);
+6. **its half map's atomic model**: the reference of the refinement's model iteration (the half maps rebuilt at
+   the run's poses, FSC-filtered, their traced atoms simulated back: ``analysis.reference.atom_reference``).
 
 For each, the fraction of wrong frames whose run's basin scores at least as high as the true pose's, and the
 median score difference (true − run's; the local search's score: image amplitude units, comparable within a
@@ -41,7 +43,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tumblebench.analysis.reference import atom_reference  # noqa: E402
 from tumblebench.reconstruct.config import ReconstructConfig  # noqa: E402
+from tumblebench.reconstruct.fsc import fsc  # noqa: E402
 from tumblebench.reconstruct.pipeline import prepare_frames  # noqa: E402
 from tumblebench.reconstruct.projector import (  # noqa: E402
     Band,
@@ -51,7 +55,7 @@ from tumblebench.reconstruct.projector import (  # noqa: E402
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.refine import reconstruct_halves  # noqa: E402
+from tumblebench.reconstruct.refine import _model_references, reconstruct_halves  # noqa: E402
 from tumblebench.reconstruct.search import local_search  # noqa: E402
 from tumblebench.simulator.mrc import read_volume  # noqa: E402
 from tumblebench.simulator.nanocrystal import load_nanocrystal  # noqa: E402
@@ -133,8 +137,14 @@ def main() -> int:
 
         truth = prepare_reference(read_volume(run / "series" / "truth_map.mrc")[0] * mask)
         compare("truth_map", (truth, truth), true, est_in_truth, true_sh)
+        compare("truth_map_at_run_shifts", (truth, truth), true, est_in_truth, est_sh)
         own = [prepare_reference(read_volume(run / "recon" / f"half{h + 1}.mrc")[0] * mask) for h in (0, 1)]
         compare("own_half_map", (own[0], own[1]), true_in_run, est, est_sh)
+        compare("own_half_map_at_true_shifts", (own[0], own[1]), true_in_run, est, true_sh)
+        res["shift_error_px_median"] = {"wrong": float(np.median(np.linalg.norm(est_sh - true_sh, axis=1)[wrong])),
+                                        "right": float(np.median(np.linalg.norm(est_sh - true_sh, axis=1)[err < 10]))}
+        print(f"median |run's − true shift|: wrong frames {res['shift_error_px_median']['wrong']:.2f} px, right "
+              f"frames {res['shift_error_px_median']['right']:.2f} px")
         compare("other_half_map", (own[1], own[0]), true_in_run, est, est_sh)
         del own
         rng = np.random.default_rng(0)
@@ -162,6 +172,11 @@ def main() -> int:
                     diff.append(best(ref, sel, true_in_run, est_sh) - best(ref, sel, est, est_sh))
             del recs
         report("own_half_map_without_own_group", np.concatenate(diff))
+        recs = reconstruct_halves(pf.boxes, est, est_sh, halves, pf.ctf, smp)
+        curve = fsc(recs[0].reconstruct(1e-3) * mask, recs[1].reconstruct(1e-3) * mask, smp)[1]
+        models = _model_references(recs[0], recs[1], curve, mask, smp, atom_reference)
+        del recs
+        compare("own_half_map_atom_model", models, true_in_run, est, est_sh)
     res.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0, git_commit=git_commit(),
                cores=os.cpu_count(), loadavg=os.getloadavg())
     print(f"{run.name}: {res['wrong_frames']} of {m} frames more than 10° off ({1 - res['within_10deg']:.1%})")
