@@ -379,6 +379,22 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
     return poses, int(moved.sum())
 
 
+def _shift_and_pose_rounds(ref: Reference, ft: np.ndarray, band: Band, poses: np.ndarray, shifts: np.ndarray,
+                           ctf_full: np.ndarray | None, r_max: float, steps_deg: tuple[float, ...], climbs: int,
+                           rounds: int, max_shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``rounds`` × (origins fitted to the poses within ``max_shift`` pixels, unless 0; local pose search) of images
+    with centred transforms ``ft`` (k, n, n) against ``ref`` on ``band`` (``r_max``: its limit, Fourier pixels).
+    Returns (poses, shifts, scores at them)."""
+    ctf_b = None if ctf_full is None else band.take(ctf_full)
+    scores = None
+    for _ in range(rounds):
+        if max_shift > 0:
+            shifts = refine_shifts(ref, ft, poses, ctf_full, r_max, max_shift)
+        poses, scores = local_search(ref, band.take(ft) * shift_phases(band, shifts), band, poses, ctf_b, steps_deg,
+                                     climbs)
+    return poses, shifts, scores
+
+
 def repair_jumps(refs: tuple[Reference, Reference], halves: np.ndarray, boxes: np.ndarray, sampling: float,
                  poses: np.ndarray, shifts: np.ndarray, ctf_fn: CtfFn | None, res: float, steps_deg: tuple[float, ...],
                  climbs: int, rounds: int, max_shift: float, jump_deg: float, group: np.ndarray | None = None,
@@ -455,15 +471,12 @@ def repair_jumps(refs: tuple[Reference, Reference], halves: np.ndarray, boxes: n
             sel = frame[k]
             ft = image_ft(np.asarray(boxes[sel], np.float32))
             ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), sampling)
-            ctf_b = None if ctf_full is None else band.take(ctf_full)
-            own = local_search(refs[h], band.take(ft) * shift_phases(band, shifts[sel]), band, poses[sel], ctf_b,
-                               ())[1]
-            p, sh = proposal[k], shifts[sel]
-            for _ in range(rounds):
-                sh = refine_shifts(refs[h], ft, p, ctf_full, n * sampling / res, max_shift)
-                p, score = local_search(refs[h], band.take(ft) * shift_phases(band, sh), band, p, ctf_b, steps_deg,
-                                        climbs)
-            got_p[k], got_s[k], gain[k] = p, sh, score - own
+            own = _shift_and_pose_rounds(refs[h], ft, band, poses[sel], shifts[sel], ctf_full, n * sampling / res,
+                                         (), 1, 1, 0.0)[2]
+            got_p[k], got_s[k], score = _shift_and_pose_rounds(refs[h], ft, band, proposal[k], shifts[sel], ctf_full,
+                                                               n * sampling / res, steps_deg, climbs, rounds,
+                                                               max_shift)
+            gain[k] = score - own
         # a frame proposed from both sides takes the better proposal
         order = np.lexsort((-gain, frame))
         first = order[np.unique(frame[order], return_index=True)[1]]
@@ -513,12 +526,9 @@ def _search_frames(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
             sel = idx[s:s + 512]
             ft = image_ft(np.asarray(boxes[sel], np.float32))
             ctf_full = None if ctf_fn is None else ctf_fn(sel, (n, n), sampling)
-            ctf_b = None if ctf_full is None else band.take(ctf_full)
-            for _ in range(rounds):
-                if max_shift > 0:
-                    shifts[sel] = refine_shifts(refs[h], ft, poses[sel], ctf_full, n * sampling / res, max_shift)
-                vals = band.take(ft) * shift_phases(band, shifts[sel])
-                poses[sel], _ = local_search(refs[h], vals, band, poses[sel], ctf_b, steps_deg, climbs)
+            poses[sel], shifts[sel], _ = _shift_and_pose_rounds(refs[h], ft, band, poses[sel], shifts[sel], ctf_full,
+                                                                n * sampling / res, steps_deg, climbs, rounds,
+                                                                max_shift)
             if sweep is not None:
                 _put_rows(sweep[0], sel, sweep[1].take(ft) * shift_phases(sweep[1], shifts[sel]))
                 if sweep[2] is not None:
