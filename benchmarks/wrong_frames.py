@@ -141,8 +141,9 @@ def main() -> int:
         own = [prepare_reference(read_volume(run / "recon" / f"half{h + 1}.mrc")[0] * mask) for h in (0, 1)]
         compare("own_half_map", (own[0], own[1]), true_in_run, est, est_sh)
         compare("own_half_map_at_true_shifts", (own[0], own[1]), true_in_run, est, true_sh)
-        res["shift_error_px_median"] = {"wrong": float(np.median(np.linalg.norm(est_sh - true_sh, axis=1)[wrong])),
-                                        "right": float(np.median(np.linalg.norm(est_sh - true_sh, axis=1)[err < 10]))}
+        shift_err = np.linalg.norm(est_sh - true_sh, axis=1)
+        res["shift_error_px_median"] = {"wrong": float(np.median(shift_err[wrong])),
+                                        "right": float(np.median(shift_err[err < 10]))}
         print(f"median |run's − true shift|: wrong frames {res['shift_error_px_median']['wrong']:.2f} px, right "
               f"frames {res['shift_error_px_median']['right']:.2f} px")
         compare("other_half_map", (own[1], own[0]), true_in_run, est, est_sh)
