@@ -57,6 +57,7 @@ from tumblebench.reconstruct.projector import (  # noqa: E402
 )
 from tumblebench.reconstruct.refine import _model_references, reconstruct_halves  # noqa: E402
 from tumblebench.reconstruct.search import local_search  # noqa: E402
+from tumblebench.simulator.errors import TumblebenchError  # noqa: E402
 from tumblebench.simulator.mrc import read_volume  # noqa: E402
 from tumblebench.simulator.nanocrystal import load_nanocrystal  # noqa: E402
 from tumblebench.simulator.outputs import git_commit, write_json  # noqa: E402
@@ -81,7 +82,8 @@ def run_poses(pf, star: Path) -> tuple[np.ndarray, np.ndarray]:
     table.loc[table.index[idx], cols] = est[cols].to_numpy(float)
     missing = np.setdiff1d(pf.rows, idx)
     if missing.size:
-        raise SystemExit(f"{star}: no pose for {missing.size} usable frames (first: {missing[0]})")
+        raise TumblebenchError(f"{star}: no pose for {missing.size} usable frames (first: {missing[0]}); "
+                               "expected a poses.star of this series' reconstruction")
     as_run = dc.replace(pf, particles=table)
     return as_run.true_poses(), as_run.true_shifts_px()
 
@@ -189,4 +191,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except TumblebenchError as exc:
+        print("wrong_frames.py: error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
+        raise SystemExit(2) from None
