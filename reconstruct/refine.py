@@ -49,7 +49,7 @@ from tumblebench.reconstruct.projector import (
     soft_sphere,
 )
 from tumblebench.reconstruct.search import MOVES, local_search, viterbi
-from tumblebench.reconstruct.symmetry import find_group
+from tumblebench.reconstruct.symmetry import find_group, group_from_steps, one_mate
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.mrc import FrameFile, scratch_like
 from tumblebench.simulator.orientation import rotation_angle_deg
@@ -580,6 +580,58 @@ def require_reference_model(config: RefineConfig, reference_model: ReferenceMode
             "analysis.reference.atom_reference); set refine.model_iterations = 0 to refine against the half maps")
 
 
+def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts: np.ndarray, halves: np.ndarray,
+                   rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, ctf_fn: CtfFn | None,
+                   group: np.ndarray, radius_A: float, band: tuple[float, float], res: float, max_shift: float,
+                   config: RefineConfig, reference_model: ReferenceModel) -> tuple | None:
+    """The frames of a symmetric particle put on one of its mates, then refined locally; None if not better.
+
+    Frames on different symmetry mates (``P·g``) project alike, but their half maps agree only as far as the map's
+    origin is the particle's centre of symmetry, so a series spread over the mates gives blurred maps. The group is
+    the global search's, or else the one the trajectory's steps show (:func:`~tumblebench.reconstruct.symmetry.
+    group_from_steps`); :func:`~tumblebench.reconstruct.symmetry.one_mate` relabels the poses, and every frame is
+    searched locally to ``res`` (Å) against its half's model (the group's axes are known to a degree or two). Kept
+    when the half maps then agree better over ``band`` (1/Å) than before (gold standard).
+
+    Returns
+    -------
+    (poses, shifts, rec1, rec2, history entry) or None
+    """
+    _, curve, before = _band_agreement(rec1, rec2, mask, sampling, *band)
+    if len(group) == 1:
+        vols = (_filtered_half(rec1, curve) * mask, _filtered_half(rec2, curve) * mask)
+        group, info = group_from_steps(poses, vols[0], vols[1], sampling, radius_A)
+        del vols
+        log.info("refine: the trajectory's steps show a rotation group of order %d (%d jumps, %d clusters: "
+                 "%s)", len(group), info["steps"], info["clusters"], info["tried"][:6])
+    mate = one_mate(poses, group, config.step_deg)
+    moved = int(np.count_nonzero(rotation_angle_deg(mate, poses) > 1e-6))
+    if not moved:
+        return None
+    t0 = time.perf_counter()
+    r1, r2 = reconstruct_halves(boxes, mate, shifts, halves, ctf_fn, sampling, config.pad)
+    curve = _band_agreement(r1, r2, mask, sampling, *band)[1]
+    try:
+        refs = _model_references(r1, r2, curve, mask, sampling, reference_model)
+    except TumblebenchError as exc:
+        log.warning("refine: the poses on one mate are not refined: no model reference (%s)", exc)
+        return None
+    del r1, r2
+    new_p, new_s, _, _ = _search_frames(boxes, sampling, mate, shifts.copy(), halves, refs, ctf_fn, res,
+                                        config.model_steps_deg, config.model_climbs, config.model_rounds, max_shift,
+                                        0.0)
+    del refs
+    r1, r2 = reconstruct_halves(boxes, new_p, new_s, halves, ctf_fn, sampling, config.pad)
+    after = _band_agreement(r1, r2, mask, sampling, *band)[2]
+    log.info("refine: %d frames put on one mate of the rotation group of order %d and refined to %.3f Å; half-map "
+             "FSC over %.2f–%.2f Å %.3f -> %.3f: %s (%.0f s)", moved, len(group), res, 1 / band[0], 1 / band[1],
+             before, after, "kept" if after > before else "discarded", time.perf_counter() - t0)
+    if after <= before:
+        return None
+    return new_p, new_s, r1, r2, {"one_mate_frames_changed": moved, "group_order": len(group),
+                                  "band_fsc_before": before, "band_fsc_after": after}
+
+
 def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
            config: RefineConfig, ctf_fn: CtfFn | None = None, progress=None,
            reference_model: ReferenceModel | None = None) -> RefineResult:
@@ -743,6 +795,13 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
         if progress is not None:
             progress(1)
         rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+    if reference_model is not None and config.model_iterations:
+        found = _one_mate_pass(boxes, sampling, poses, shifts, halves, rec1, rec2, mask, ctf_fn, group,
+                               diameter_A / 2 + config.mask_margin_A, (band_lo, band_hi), model_res, max_shift,
+                               config, reference_model)
+        if found is not None:
+            poses, shifts, rec1, rec2, entry = found
+            history.append({"iteration": len(history)} | entry)
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, sampling)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)

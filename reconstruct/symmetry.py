@@ -11,6 +11,12 @@ first composition: each element is reached by a shortest product, so the centres
 The pose continuity of a Brownian series is then measured modulo this group (:func:`tumblebench.reconstruct.search.
 viterbi` with ``group``): a frame may take any of its symmetry mates without a penalty, a run of frames on a
 different mate no longer pulls its neighbours, and a particle with no symmetry gets the identity alone.
+
+Frames of a symmetric particle may each sit on any of its symmetry mates. The projections do not care, but the map
+does: half maps whose frames spread over the mates agree only if the map's origin is the particle's centre of
+symmetry to a fraction of an atom spacing. So the group is also read from the steps of the pose trajectory (a
+run of frames that changed mate steps by an operation, :func:`group_from_steps`), and the poses are put back on
+one mate by the path of least steps through the mates (:func:`one_mate`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,11 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct.branches import lowpass_volume
+from tumblebench.reconstruct.search import viterbi
 from tumblebench.simulator.orientation import rotation_angle_deg
+
+#: least members of a cluster of trajectory steps (:func:`group_from_steps`)
+STEP_CLUSTER_MIN = 5
 
 #: array axes are [z, y, x]: a rotation ``g`` of (x, y, z) acts on array indices as ``P g P``
 _P = np.eye(3)[::-1]
@@ -212,7 +222,14 @@ def find_group(cands: np.ndarray, scores: np.ndarray, half1: np.ndarray, half2: 
     config = config or GroupConfig()
     rel = relative_rotations(cands, scores, config.near, config.min_angle_deg)
     centres = cluster_centres(rel, config.radius_deg, max(10, int(config.min_frames * len(scores))))
-    check = HalfMapCheck(half1, half2, sampling, radius_A, config.band_A)
+    group, info = _grow_group(centres, HalfMapCheck(half1, half2, sampling, radius_A, config.band_A), config)
+    return group, {"relative_rotations": len(rel), "clusters": len(centres)} | info
+
+
+def _grow_group(centres: list[tuple[np.ndarray, int]], check: HalfMapCheck, config: GroupConfig
+                ) -> tuple[np.ndarray, dict]:
+    """The group of the cluster ``centres`` (densest first) that pass ``check`` with their closures (each closure
+    made exact by :func:`exact_group` before its elements are checked)."""
     group = np.eye(3)[None]
     tried: list[tuple[int, float, str]] = []  # (cluster members, check ratio, outcome)
     for g, count in centres:
@@ -227,13 +244,79 @@ def find_group(cands: np.ndarray, scores: np.ndarray, half1: np.ndarray, half2: 
             if closed is None:
                 outcome = f"closure exceeds {config.max_order}"
             else:
+                closed = exact_group(closed)
                 new = [x for x in closed if rotation_angle_deg(group, x).min() >= config.merge_deg]
                 worst = min(check(x) for x in new)
                 if worst >= config.accept:
-                    group = np.concatenate([group, new])
+                    group = closed
                     outcome = "accepted"
                 else:
                     outcome = f"closure element at {worst:.2f}"
         tried.append((count, round(ratio, 3), outcome))
-    return group, {"relative_rotations": len(rel), "clusters": len(centres), "tried": tried,
-                   "order": len(group)}
+    return group, {"tried": tried, "order": len(group)}
+
+
+def exact_group(group: np.ndarray, iterations: int = 10) -> np.ndarray:
+    """The nearest closed group to ``group`` (G, 3, 3; the identity first) whose elements are a few degrees off.
+
+    In an exact group ``g_k = g_aᵀ·g_(a·k)`` for every element ``a`` (``a·k`` the element nearest to ``g_a·g_k``);
+    each element is replaced by the mean of those G estimates, ``iterations`` times, so the elements' independent
+    errors average out over the group instead of adding up along products."""
+    g = np.asarray(group, np.float64).copy()
+    if len(g) == 1:
+        return g
+    for _ in range(iterations):
+        prod = np.einsum("aij,kjl->akil", g, g)  # g_a·g_k
+        tr = np.einsum("akij,bij->akb", prod, g)
+        mul = tr.argmax(axis=2)  # the element nearest to each product
+        est = np.einsum("aji,akjl->kail", g, g[mul])  # for each k: g_aᵀ·g_(a·k), over a
+        g = np.array([Rotation.from_matrix(e).mean().as_matrix() for e in est])
+    return g
+
+
+def step_rotations(poses: np.ndarray, min_angle_deg: float) -> np.ndarray:
+    """``Pᵢᵀ Pᵢ₊₁`` of successive poses at least ``min_angle_deg`` from the identity, and their inverses (L, 3, 3).
+
+    A run of frames on another symmetry mate of a particle (poses ``P·g``) begins and ends with such a step at
+    ``g`` or its inverse (times a Brownian step of a few degrees)."""
+    poses = np.asarray(poses, np.float64)
+    rel = np.einsum("nji,njk->nik", poses[:-1], poses[1:])
+    rel = rel[rotation_angle_deg(rel, np.eye(3)) >= min_angle_deg]
+    return np.concatenate([rel, np.transpose(rel, (0, 2, 1))])
+
+
+def group_from_steps(poses: np.ndarray, half1: np.ndarray, half2: np.ndarray, sampling: float, radius_A: float,
+                     config: GroupConfig | None = None) -> tuple[np.ndarray, dict]:
+    """The particle's rotation group from the steps of a pose trajectory and the two half maps.
+
+    As :func:`find_group`, with the clusters of :func:`step_rotations` (larger than ``config.min_angle_deg``) in
+    place of the candidates' relative rotations; a cluster needs :data:`STEP_CLUSTER_MIN` members (random steps
+    of a few hundred jumps almost never put that many within ``config.radius_deg`` of each other).
+
+    Parameters
+    ----------
+    poses
+        (M, 3, 3) poses of the frames in time order.
+    half1, half2, sampling, radius_A, config
+        As :func:`find_group`.
+    """
+    config = config or GroupConfig()
+    rel = step_rotations(poses, config.min_angle_deg)
+    centres = cluster_centres(rel, config.radius_deg, STEP_CLUSTER_MIN)
+    group, info = _grow_group(centres, HalfMapCheck(half1, half2, sampling, radius_A, config.band_A), config)
+    return group, {"steps": len(rel) // 2, "clusters": len(centres)} | info
+
+
+def one_mate(poses: np.ndarray, group: np.ndarray, step_deg: float) -> np.ndarray:
+    """The poses put on one symmetry mate: ``Pᵢ·gᵢ`` with the ``gᵢ`` of ``group`` (G, 3, 3; the identity first)
+    that minimise the summed squared angle between successive poses (:func:`~tumblebench.reconstruct.search.
+    viterbi`; in units of ``step_deg``, deg). A trajectory that stays on one mate is returned as it is."""
+    poses = np.asarray(poses, np.float64)
+    group = np.asarray(group, np.float64)
+    if len(group) == 1:
+        return poses.copy()
+    mates = np.einsum("nij,gjk->ngik", poses, group)
+    keep = np.zeros(mates.shape[:2])
+    keep[:, 0] = 1e-9  # of paths with equal steps (the whole trajectory on another mate), the frames' own poses
+    path = viterbi(mates, keep, step_deg, 1.0)
+    return mates[np.arange(len(poses)), path]
