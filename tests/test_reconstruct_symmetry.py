@@ -181,8 +181,8 @@ def test_one_mate_puts_a_trajectory_spread_over_its_mates_back_on_one(seed: int)
 
 def test_group_from_steps_reads_the_cuboctahedron_group_off_a_trajectory_on_its_mates() -> None:
     """A trajectory whose stretches sit on mates of the (turned) cuboctahedron: the steps between stretches give
-    its 24 rotations, closed exactly and each within 3° of the truth (steps of 4° blur the clusters); the same trajectory on mates of
-    a rotation group the maps do not have gives the identity alone."""
+    its 24 rotations, closed exactly and each within 3° of the truth (steps of 4° blur the clusters); the same
+    trajectory on mates of a rotation group the maps do not have gives the identity alone."""
     atoms, group = _turned("cuboctahedron", 7)
     rng = np.random.default_rng(3)
     n = 80
