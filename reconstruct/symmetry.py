@@ -34,6 +34,8 @@ from tumblebench.simulator.orientation import rotation_angle_deg
 
 #: least members of a cluster of trajectory steps (:func:`group_from_steps`)
 STEP_CLUSTER_MIN = 5
+#: averaging rounds of :func:`exact_group`
+EXACT_ITERATIONS = 10
 
 #: array axes are [z, y, x]: a rotation ``g`` of (x, y, z) acts on array indices as ``P g P``
 _P = np.eye(3)[::-1]
@@ -101,7 +103,12 @@ def relative_rotations(cands: np.ndarray, scores: np.ndarray, near: float, min_a
     close = (scores >= (top - (1.0 - near) * np.abs(top))[:, None]) & np.isfinite(scores)
     close[np.arange(m), best] = False
     i, j = np.nonzero(close)
-    rel = np.einsum("nji,njk->nik", cands[i, best[i]], cands[i, j])
+    return _turns_and_inverses(cands[i, best[i]], cands[i, j], min_angle_deg)
+
+
+def _turns_and_inverses(a: np.ndarray, b: np.ndarray, min_angle_deg: float) -> np.ndarray:
+    """``Aᵀ B`` of the pairs of rotations (L, 3, 3) at least ``min_angle_deg`` from the identity, and their inverses."""
+    rel = np.einsum("nji,njk->nik", a, b)
     rel = rel[rotation_angle_deg(rel, np.eye(3)) >= min_angle_deg]
     return np.concatenate([rel, np.transpose(rel, (0, 2, 1))])
 
@@ -256,16 +263,16 @@ def _grow_group(centres: list[tuple[np.ndarray, int]], check: HalfMapCheck, conf
     return group, {"tried": tried, "order": len(group)}
 
 
-def exact_group(group: np.ndarray, iterations: int = 10) -> np.ndarray:
+def exact_group(group: np.ndarray) -> np.ndarray:
     """The nearest closed group to ``group`` (G, 3, 3; the identity first) whose elements are a few degrees off.
 
     In an exact group ``g_k = g_aᵀ·g_(a·k)`` for every element ``a`` (``a·k`` the element nearest to ``g_a·g_k``);
-    each element is replaced by the mean of those G estimates, ``iterations`` times, so the elements' independent
-    errors average out over the group instead of adding up along products."""
+    each element is replaced by the mean of those G estimates, :data:`EXACT_ITERATIONS` times, so the elements'
+    independent errors average out over the group instead of adding up along products."""
     g = np.asarray(group, np.float64).copy()
     if len(g) == 1:
         return g
-    for _ in range(iterations):
+    for _ in range(EXACT_ITERATIONS):
         prod = np.einsum("aij,kjl->akil", g, g)  # g_a·g_k
         tr = np.einsum("akij,bij->akb", prod, g)
         mul = tr.argmax(axis=2)  # the element nearest to each product
@@ -280,9 +287,7 @@ def step_rotations(poses: np.ndarray, min_angle_deg: float) -> np.ndarray:
     A run of frames on another symmetry mate of a particle (poses ``P·g``) begins and ends with such a step at
     ``g`` or its inverse (times a Brownian step of a few degrees)."""
     poses = np.asarray(poses, np.float64)
-    rel = np.einsum("nji,njk->nik", poses[:-1], poses[1:])
-    rel = rel[rotation_angle_deg(rel, np.eye(3)) >= min_angle_deg]
-    return np.concatenate([rel, np.transpose(rel, (0, 2, 1))])
+    return _turns_and_inverses(poses[:-1], poses[1:], min_angle_deg)
 
 
 def group_from_steps(poses: np.ndarray, half1: np.ndarray, half2: np.ndarray, sampling: float, radius_A: float,
