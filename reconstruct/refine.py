@@ -580,24 +580,49 @@ def require_reference_model(config: RefineConfig, reference_model: ReferenceMode
             "analysis.reference.atom_reference); set refine.model_iterations = 0 to refine against the half maps")
 
 
+def _model_search(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts: np.ndarray, halves: np.ndarray,
+                  refs: tuple[Reference, Reference], ctf_fn: CtfFn | None, res: float, max_shift: float,
+                  config: RefineConfig, group: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """One model-referenced search: ``config.model_rounds`` × (shift fit, local pose search) to ``res`` (Å), the
+    continuity sweep, then :func:`repair_jumps` (modulo ``group``).
+
+    Returns (poses, shifts, frames the sweep moved, frames repaired at jumps).
+    """
+    poses, shifts, _, sweep = _search_frames(boxes, sampling, poses, shifts, halves, refs, ctf_fn, res,
+                                             config.model_steps_deg, config.model_climbs, config.model_rounds,
+                                             max_shift, config.sweep_resolution_A)
+    n_moved = n_repaired = 0
+    if sweep is not None:
+        poses, n_moved = continuity_sweep(refs, halves, sweep[0], sweep[1], poses, sweep[2], config.steps_deg,
+                                          config.sweep_tolerance)
+    del sweep
+    if config.jump_deg > 0:
+        poses, shifts, n_repaired = repair_jumps(refs, halves, boxes, sampling, poses, shifts, ctf_fn, res,
+                                                 config.model_steps_deg, config.model_climbs, config.model_rounds,
+                                                 max_shift, config.jump_deg, group)
+    return poses, shifts, n_moved, n_repaired
+
+
 def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts: np.ndarray, halves: np.ndarray,
                    rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, ctf_fn: CtfFn | None,
                    group: np.ndarray, radius_A: float, band: tuple[float, float], res: float, max_shift: float,
-                   config: RefineConfig, reference_model: ReferenceModel) -> tuple | None:
+                   config: RefineConfig, reference_model: ReferenceModel,
+                   agreement: tuple[np.ndarray, float] | None = None) -> tuple | None:
     """The frames of a symmetric particle put on one of its mates, then refined locally; None if not better.
 
     Frames on different symmetry mates (``P·g``) project alike, but their half maps agree only as far as the map's
     origin is the particle's centre of symmetry, so a series spread over the mates gives blurred maps. The group is
     the global search's, or else the one the trajectory's steps show (:func:`~tumblebench.reconstruct.symmetry.
     group_from_steps`); :func:`~tumblebench.reconstruct.symmetry.one_mate` relabels the poses, and every frame is
-    searched locally to ``res`` (Å) against its half's model (the group's axes are known to a degree or two). Kept
-    when the half maps then agree better over ``band`` (1/Å) than before (gold standard).
+    searched as in a model iteration (:func:`_model_search`, to ``res`` in Å) against its half's model. Kept when
+    the half maps then agree better over ``band`` (1/Å) than before (gold standard). ``agreement`` is the half
+    maps' FSC curve and band mean when the caller has them for ``rec1``/``rec2``.
 
     Returns
     -------
     (poses, shifts, rec1, rec2, history entry) or None
     """
-    _, curve, before = _band_agreement(rec1, rec2, mask, sampling, *band)
+    curve, before = agreement if agreement is not None else _band_agreement(rec1, rec2, mask, sampling, *band)[1:]
     if len(group) == 1:
         vols = (_filtered_half(rec1, curve) * mask, _filtered_half(rec2, curve) * mask)
         group, info = group_from_steps(poses, vols[0], vols[1], sampling, radius_A)
@@ -617,9 +642,8 @@ def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
         log.warning("refine: the poses on one mate are not refined: no model reference (%s)", exc)
         return None
     del r1, r2
-    new_p, new_s, _, _ = _search_frames(boxes, sampling, mate, shifts.copy(), halves, refs, ctf_fn, res,
-                                        config.model_steps_deg, config.model_climbs, config.model_rounds, max_shift,
-                                        0.0)
+    new_p, new_s, _, _ = _model_search(boxes, sampling, mate, shifts.copy(), halves, refs, ctf_fn, res, max_shift,
+                                       config, group)
     del refs
     r1, r2 = reconstruct_halves(boxes, new_p, new_s, halves, ctf_fn, sampling, config.pad)
     after = _band_agreement(r1, r2, mask, sampling, *band)[2]
@@ -748,8 +772,10 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
     quality = None
     kept = (poses.copy(), shifts.copy())
     # each pass checks the previous model iteration, then (but the extra last pass) runs the next one
+    agreement = None  # (curve, band mean) of rec1, rec2
     for it in range(config.model_iterations + 1 if config.model_iterations else 0):
         freq, curve, now = _band_agreement(rec1, rec2, mask, sampling, band_lo, band_hi)
+        agreement = (curve, now)
         if quality is not None and now <= quality:
             # gold-standard check: the half maps of the model-referenced poses agree less with each other than
             # those they started from (a model that misplaces atoms pulls the poses towards its own errors)
@@ -759,6 +785,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
             poses, shifts = kept
             history[-1]["discarded"] = True
             rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+            agreement = None
             break
         if it == config.model_iterations:
             break
@@ -771,18 +798,8 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
             break
         del rec1, rec2
         kept = (poses.copy(), shifts.copy())
-        poses, shifts, _, sweep = _search_frames(boxes, sampling, poses, shifts, halves, refs, ctf_fn, model_res,
-                                                 config.model_steps_deg, config.model_climbs, config.model_rounds,
-                                                 max_shift, config.sweep_resolution_A)
-        n_moved = n_repaired = 0
-        if sweep is not None:
-            poses, n_moved = continuity_sweep(refs, halves, sweep[0], sweep[1], poses, sweep[2], config.steps_deg,
-                                              config.sweep_tolerance)
-        del sweep
-        if config.jump_deg > 0:
-            poses, shifts, n_repaired = repair_jumps(refs, halves, boxes, sampling, poses, shifts, ctf_fn, model_res,
-                                                     config.model_steps_deg, config.model_climbs, config.model_rounds,
-                                                     max_shift, config.jump_deg, group)
+        poses, shifts, n_moved, n_repaired = _model_search(boxes, sampling, poses, shifts, halves, refs, ctf_fn,
+                                                           model_res, max_shift, config, group)
         del refs
         med = float(np.median(rotation_angle_deg(poses, kept[0])))
         history.append({"iteration": len(history), "fsc_0.143_A": resolution_at(freq, curve, 0.143),
@@ -798,7 +815,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
     if reference_model is not None and config.model_iterations:
         found = _one_mate_pass(boxes, sampling, poses, shifts, halves, rec1, rec2, mask, ctf_fn, group,
                                diameter_A / 2 + config.mask_margin_A, (band_lo, band_hi), model_res, max_shift,
-                               config, reference_model)
+                               config, reference_model, agreement)
         if found is not None:
             poses, shifts, rec1, rec2, entry = found
             history.append({"iteration": len(history)} | entry)
