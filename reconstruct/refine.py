@@ -624,9 +624,9 @@ def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
     """
     curve, before = agreement if agreement is not None else _band_agreement(rec1, rec2, mask, sampling, *band)[1:]
     if len(group) == 1:
-        vols = (_filtered_half(rec1, curve) * mask, _filtered_half(rec2, curve) * mask)
-        group, info = group_from_steps(poses, vols[0], vols[1], sampling, radius_A)
-        del vols
+        group, info = group_from_steps(
+            poses, lambda: (_filtered_half(rec1, curve) * mask, _filtered_half(rec2, curve) * mask), sampling,
+            radius_A)
         log.info("refine: the trajectory's steps show a rotation group of order %d (%d jumps, %d clusters: "
                  "%s)", len(group), info["steps"], info["clusters"], info["tried"][:6])
     mate = one_mate(poses, group, config.step_deg)

@@ -21,6 +21,7 @@ one mate by the path of least steps through the mates (:func:`one_mate`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -290,8 +291,8 @@ def step_rotations(poses: np.ndarray, min_angle_deg: float) -> np.ndarray:
     return _turns_and_inverses(poses[:-1], poses[1:], min_angle_deg)
 
 
-def group_from_steps(poses: np.ndarray, half1: np.ndarray, half2: np.ndarray, sampling: float, radius_A: float,
-                     config: GroupConfig | None = None) -> tuple[np.ndarray, dict]:
+def group_from_steps(poses: np.ndarray, half_maps: Callable[[], tuple[np.ndarray, np.ndarray]], sampling: float,
+                     radius_A: float, config: GroupConfig | None = None) -> tuple[np.ndarray, dict]:
     """The particle's rotation group from the steps of a pose trajectory and the two half maps.
 
     As :func:`find_group`, with the clusters of :func:`step_rotations` (larger than ``config.min_angle_deg``) in
@@ -302,14 +303,19 @@ def group_from_steps(poses: np.ndarray, half1: np.ndarray, half2: np.ndarray, sa
     ----------
     poses
         (M, 3, 3) poses of the frames in time order.
-    half1, half2, sampling, radius_A, config
+    half_maps
+        Returns the two half maps (as :func:`find_group`'s); called only when the steps form a cluster.
+    sampling, radius_A, config
         As :func:`find_group`.
     """
     config = config or GroupConfig()
     rel = step_rotations(poses, config.min_angle_deg)
     centres = cluster_centres(rel, config.radius_deg, STEP_CLUSTER_MIN)
-    group, info = _grow_group(centres, HalfMapCheck(half1, half2, sampling, radius_A, config.band_A), config)
-    return group, {"steps": len(rel) // 2, "clusters": len(centres)} | info
+    info = {"steps": len(rel) // 2, "clusters": len(centres)}
+    if not centres:
+        return np.eye(3)[None], info | {"tried": [], "order": 1}
+    group, grown = _grow_group(centres, HalfMapCheck(*half_maps(), sampling, radius_A, config.band_A), config)
+    return group, info | grown
 
 
 def one_mate(poses: np.ndarray, group: np.ndarray, step_deg: float) -> np.ndarray:

@@ -190,7 +190,7 @@ def test_group_from_steps_reads_the_cuboctahedron_group_off_a_trajectory_on_its_
     half = [vol + rng.normal(0, 0.05 * vol.std(), vol.shape).astype(np.float32) for _ in range(2)]
     true = _brownian(2000, 4.0, 11)
     mixed, _ = _on_mates(true, group, 120, 12)
-    found, info = group_from_steps(mixed, half[0], half[1], SAMPLING, 16.0)
+    found, info = group_from_steps(mixed, lambda: tuple(half), SAMPLING, 16.0)
     assert len(found) == 24 and info["order"] == 24
     prod = np.einsum("aij,bjk->abik", found, found).reshape(-1, 3, 3)
     assert max(_nearest_deg(x, found) for x in prod) < 1e-6  # closed exactly (:func:`exact_group`)
@@ -198,5 +198,10 @@ def test_group_from_steps_reads_the_cuboctahedron_group_off_a_trajectory_on_its_
     five = close_group([Rotation.from_rotvec(np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
                                              * 2 * np.pi / 5).as_matrix()], 1.0, 60)
     mixed, _ = _on_mates(true, five, 120, 12)
-    found, info = group_from_steps(mixed, half[0], half[1], SAMPLING, 16.0)
+    found, info = group_from_steps(mixed, lambda: tuple(half), SAMPLING, 16.0)
     assert len(found) == 1 and info["clusters"] >= 4
+
+    def no_maps():
+        raise AssertionError("the half maps are not needed when the steps form no cluster")
+    found, info = group_from_steps(true, no_maps, SAMPLING, 16.0)  # Brownian steps of 4°: no jumps, no cluster
+    assert len(found) == 1 and info["clusters"] == 0
