@@ -562,7 +562,8 @@ class BranchLabeller:
 
     def fit_shifts(self, poses: np.ndarray, shifts: np.ndarray, what: str) -> np.ndarray:
         """Origins (M, 2; cropped pixels) of the frames at ``poses``: each frame's best shift around the tracker's
-        origin against the reference of the other half of the frames (built at ``shifts``)."""
+        origin against the reference of the other half of the frames (built at ``shifts``, registered,
+        :meth:`half_references`)."""
         rows = np.arange(len(poses))
         out = np.array(shifts, np.float64, copy=True)
         refs = self.half_references(poses, shifts, f"{what}, shifts")
@@ -576,8 +577,8 @@ class BranchLabeller:
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Correlations (M, K) of every frame's candidates ``cands`` (M, K, 3, 3) with the reference of the other
         half of the frames (even against odd and back; the references from ``poses`` at ``shifts``, registered,
-        :meth:`half_references`), best over the
-        shifts around the tracker's origins, and the shifts (M, K, 2) in cropped pixels where they peak."""
+        :meth:`half_references`), best over the shifts around the tracker's origins, and the shifts (M, K, 2) in
+        cropped pixels where they peak."""
         rows = np.arange(len(poses))
         cc = np.empty(cands.shape[:2])
         arg = np.empty(cands.shape[:2], np.int64)

@@ -608,7 +608,7 @@ def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
                    group: np.ndarray, radius_A: float, band: tuple[float, float], res: float, max_shift: float,
                    config: RefineConfig, reference_model: ReferenceModel,
                    agreement: tuple[np.ndarray, float] | None = None) -> tuple | None:
-    """The frames of a symmetric particle put on one of its mates, then refined locally; None if not better.
+    """The frames of a symmetric particle put on one of its mates, then searched again; None if not better.
 
     Frames on different symmetry mates (``P·g``) project alike, but their half maps agree only as far as the map's
     origin is the particle's centre of symmetry, so a series spread over the mates gives blurred maps. The group is
