@@ -120,7 +120,8 @@ class RefineConfig:
         that FSC rises. The model iteration that follows refines the moved frames locally.
     jump_deg
         After each model iteration's continuity sweep, a step between successive frames' poses larger than this
-        (deg) marks a run of frames on a wrong branch: :func:`repair_jumps` (0: off). Brownian steps of the
+        (deg) marks a run of frames on a wrong branch: :func:`repair_jumps` (0: off). The one-mate pass cuts the
+        trajectory at the same steps (:func:`~tumblebench.reconstruct.symmetry.one_mate`). Brownian steps of the
         default series stay below ~10° (its 99th percentile 9.5°).
     step_deg, continuity_weight
         The global search's choice among the candidates: the path through the series that maximises the
@@ -629,7 +630,7 @@ def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
             radius_A)
         log.info("refine: the trajectory's steps show a rotation group of order %d (%d jumps, %d clusters: "
                  "%s)", len(group), info["steps"], info["clusters"], info["tried"][:6])
-    mate = one_mate(poses, group, config.step_deg)
+    mate = one_mate(poses, group, config.step_deg, config.jump_deg)
     moved = int(np.count_nonzero(rotation_angle_deg(mate, poses) > 1e-6))
     if not moved:
         return None

@@ -16,7 +16,8 @@ Frames of a symmetric particle may each sit on any of its symmetry mates. The pr
 does: half maps whose frames spread over the mates agree only if the map's origin is the particle's centre of
 symmetry to a fraction of an atom spacing. So the group is also read from the steps of the pose trajectory (a
 run of frames that changed mate steps by an operation, :func:`group_from_steps`), and the poses are put back on
-one mate by the path of least steps through the mates (:func:`one_mate`).
+one mate by the path of least steps through the mates (:func:`one_mate`); the runs between pose jumps are joined
+across the gaps by Brownian continuity, so a slide of wrong poses between two mates does not break the chain.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from tumblebench.simulator.orientation import rotation_angle_deg
 STEP_CLUSTER_MIN = 5
 #: averaging rounds of :func:`exact_group`
 EXACT_ITERATIONS = 10
+#: least frames of a run between pose jumps that :func:`one_mate` puts on one mate as a whole
+ANCHOR_MIN_FRAMES = 10
+#: runs before it that a run may be joined to (:func:`anchor_mates`)
+ANCHOR_LOOKBACK = 6
 
 #: array axes are [z, y, x]: a rotation ``g`` of (x, y, z) acts on array indices as ``P g P``
 _P = np.eye(3)[::-1]
@@ -318,16 +323,80 @@ def group_from_steps(poses: np.ndarray, half_maps: Callable[[], tuple[np.ndarray
     return group, info | grown
 
 
-def one_mate(poses: np.ndarray, group: np.ndarray, step_deg: float) -> np.ndarray:
-    """The poses put on one symmetry mate: ``Pᵢ·gᵢ`` with the ``gᵢ`` of ``group`` (G, 3, 3; the identity first)
-    that minimise the summed squared angle between successive poses (:func:`~tumblebench.reconstruct.search.
-    viterbi`; in units of ``step_deg``, deg). A trajectory that stays on one mate is returned as it is."""
+def one_mate(poses: np.ndarray, group: np.ndarray, step_deg: float, jump_deg: float) -> np.ndarray:
+    """The poses put on one symmetry mate: ``Pᵢ·gᵢ`` with ``gᵢ`` of ``group`` (G, 3, 3; the identity first).
+
+    The trajectory is cut where successive poses are more than ``jump_deg`` (deg) apart; the runs of at least
+    :data:`ANCHOR_MIN_FRAMES` frames are anchors, each put on one mate by :func:`anchor_mates` (continuity across
+    the gaps between anchors, a run of wrong poses left out). The other frames take the mates of the path of
+    least summed squared steps (:func:`~tumblebench.reconstruct.search.viterbi`, in units of ``step_deg``) through
+    the anchors' mates. A trajectory that stays on one mate is returned as it is."""
     poses = np.asarray(poses, np.float64)
     group = np.asarray(group, np.float64)
     if len(group) == 1:
         return poses.copy()
+    m = len(poses)
+    cut = np.flatnonzero(rotation_angle_deg(poses[:-1], poses[1:]) > jump_deg) + 1
+    runs = np.stack([np.r_[0, cut], np.r_[cut, m]], axis=1)
+    runs = runs[runs[:, 1] - runs[:, 0] >= ANCHOR_MIN_FRAMES]
     mates = np.einsum("nij,gjk->ngik", poses, group)
     keep = np.zeros(mates.shape[:2])
-    keep[:, 0] = 1e-9  # of paths with equal steps (the whole trajectory on another mate), the frames' own poses
+    for (lo, hi), g in anchor_mates(mates, runs, step_deg).items():
+        keep[lo:hi] = -np.inf
+        keep[lo:hi, g] = 0.0
+    keep[:, 0] += 1e-9  # of paths with equal steps (the whole trajectory on another mate), the frames' own poses
     path = viterbi(mates, keep, step_deg, 1.0)
-    return mates[np.arange(len(poses)), path]
+    return mates[np.arange(m), path]
+
+
+def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float) -> dict[tuple[int, int], int]:
+    """One mate per run of frames, by Brownian continuity across the gaps between runs.
+
+    Maximises −Σ (θ/``step_deg``)²/k over successive kept runs (θ the angle between the last pose of one and the
+    first of the next, k the frames' steps between them: a Brownian angle grows as √k) minus the frames of the
+    runs left out. A run of wrong poses that are no mate of the right ones (a slide from one mate to another) is
+    left out instead of breaking the chain, so the mates on its two sides are still compared directly. Each run
+    is joined to one of the :data:`ANCHOR_LOOKBACK` runs before it.
+
+    Parameters
+    ----------
+    mates
+        (M, G, 3, 3) poses of the frames at every mate (``Pᵢ·g``; the identity first).
+    runs
+        (A, 2) [first, end) frames of the runs, in time order.
+    step_deg
+        Typical step between successive frames (deg).
+
+    Returns
+    -------
+    dict
+        ``(first, end) -> mate index`` of the kept runs.
+    """
+    a = len(runs)
+    if a == 0:
+        return {}
+    frames = (runs[:, 1] - runs[:, 0]).astype(np.float64)
+    before = np.r_[0.0, np.cumsum(frames)]  # frames of the runs before run i: before[i]
+    c = 1.0 / np.radians(step_deg) ** 2
+    best = np.empty((a, mates.shape[1]))
+    came = {}
+    for i, (lo, _) in enumerate(runs):
+        best[i] = -before[i]  # the first run kept: all before it left out
+        best[i, 0] += 1e-9
+        for j in range(max(0, i - ANCHOR_LOOKBACK), i):
+            end = runs[j, 1] - 1
+            tr = np.einsum("aij,bij->ab", mates[end], mates[lo])
+            angle = np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0))
+            total = best[j][:, None] - c * angle**2 / (lo - end) - (before[i] - before[j + 1])
+            better = total.max(axis=0) > best[i]
+            best[i] = np.where(better, total.max(axis=0), best[i])
+            for g in np.flatnonzero(better):
+                came[i, int(g)] = (j, int(total[:, g].argmax()))
+    last = before[-1] - before[1:]  # frames of the runs after run i
+    i = int(np.argmax(best.max(axis=1) - last))
+    g = int(best[i].argmax())
+    out = {(int(runs[i, 0]), int(runs[i, 1])): g}
+    while (i, g) in came:
+        i, g = came[i, g]
+        out[int(runs[i, 0]), int(runs[i, 1])] = g
+    return out

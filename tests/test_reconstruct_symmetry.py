@@ -171,12 +171,37 @@ def test_one_mate_puts_a_trajectory_spread_over_its_mates_back_on_one(seed: int)
     true = _brownian(400, 4.0, seed)
     mixed, mate = _on_mates(true, cube, 12, seed)
     assert len(np.unique(mate)) > 2
-    back = one_mate(mixed, cube, 4.0)
+    back = one_mate(mixed, cube, 4.0, 12.0)
     common = np.einsum("nji,njk->nik", true, back)  # trueᵀ·back: one group element for every frame
     assert rotation_angle_deg(common, common[0]).max() < 1e-6
     assert _nearest_deg(common[0], cube) < 1e-6
-    assert np.array_equal(one_mate(true, cube, 4.0), true)
-    assert np.array_equal(one_mate(mixed, np.eye(3)[None], 4.0), mixed)
+    assert np.array_equal(one_mate(true, cube, 4.0, 12.0), true)
+    assert np.array_equal(one_mate(mixed, np.eye(3)[None], 4.0, 12.0), mixed)
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_one_mate_joins_two_mates_across_a_slide_of_poses_halfway_between(seed: int) -> None:
+    """A Brownian trajectory (4° steps) whose second half sits on a cubic mate (90° about an axis), joined by 15
+    frames turned 45° about that axis (halfway: no mate of either side, both jumps 45°): the frame-by-frame path
+    through the mates finds the two ways across the slide equally long, the runs joined across the gap put both
+    halves on one mate."""
+    rng = np.random.default_rng(seed)
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    g = Rotation.from_rotvec(np.pi / 2 * axis).as_matrix()
+    group = np.einsum("ij,sjk,lk->sil", g, cubic_group(), g)  # the cube turned so that 90° about axis is in it
+    g = group[np.argmin([rotation_angle_deg(x, Rotation.from_rotvec(np.pi / 2 * axis).as_matrix()) for x in group])]
+    half = Rotation.from_rotvec(np.pi / 4 * axis).as_matrix()
+    true = _brownian(400, 4.0, seed)
+    posed = true.copy()
+    posed[200:215] = true[200:215] @ half
+    posed[215:] = true[215:] @ g
+    back = one_mate(posed, group, 4.0, 12.0)
+    outside = np.r_[0:200, 215:400]
+    common = np.einsum("nji,njk->nik", true[outside], back[outside])
+    assert rotation_angle_deg(common, common[0]).max() < 1e-6
+    assert _nearest_deg(common[0], group) < 1e-6
 
 
 def test_group_from_steps_reads_the_cuboctahedron_group_off_a_trajectory_on_its_mates() -> None:
