@@ -377,7 +377,6 @@ def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float) -> dict[t
         return {}
     frames = (runs[:, 1] - runs[:, 0]).astype(np.float64)
     before = np.r_[0.0, np.cumsum(frames)]  # frames of the runs before run i: before[i]
-    c = 1.0 / np.radians(step_deg) ** 2
     best = np.empty((a, mates.shape[1]))
     came = {}
     for i, (lo, _) in enumerate(runs):
@@ -385,9 +384,8 @@ def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float) -> dict[t
         best[i, 0] += 1e-9
         for j in range(max(0, i - ANCHOR_LOOKBACK), i):
             end = runs[j, 1] - 1
-            tr = np.einsum("aij,bij->ab", mates[end], mates[lo])
-            angle = np.arccos(np.clip((tr - 1.0) / 2.0, -1.0, 1.0))
-            total = best[j][:, None] - c * angle**2 / (lo - end) - (before[i] - before[j + 1])
+            angle = rotation_angle_deg(mates[end][:, None], mates[lo][None])  # (G, G): mate of j, mate of i
+            total = best[j][:, None] - (angle / step_deg) ** 2 / (lo - end) - (before[i] - before[j + 1])
             better = total.max(axis=0) > best[i]
             best[i] = np.where(better, total.max(axis=0), best[i])
             for g in np.flatnonzero(better):
