@@ -588,6 +588,20 @@ class BranchLabeller:
                                                     self.fr.origins[part::2], self.shift_phi)
         return cc, self.fr.origins[:, None] + self.shift_steps[arg]
 
+    def map_scores(self, vols: tuple[np.ndarray, np.ndarray], cands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Correlations (M, K) of every frame's candidates ``cands`` (M, K, 3, 3) with given maps of the cropped
+        box, the even frames with ``vols[1]`` and the odd ones with ``vols[0]`` (each half against the other's
+        map), best over the shifts around the origins, and the shifts (M, K, 2) in cropped pixels where they
+        peak."""
+        rows = np.arange(len(cands))
+        cc = np.empty(cands.shape[:2])
+        arg = np.empty(cands.shape[:2], np.int64)
+        for part in (0, 1):
+            ref = prepare_reference(np.asarray(vols[1 - part], np.float32) * self.fr.mask)
+            cc[part::2], arg[part::2] = self.scores(ref, rows[part::2], cands[part::2], self.fr.origins[part::2],
+                                                    self.shift_phi)
+        return cc, self.fr.origins[:, None] + self.shift_steps[arg]
+
     def choose(self, cands: np.ndarray, cc: np.ndarray) -> np.ndarray:
         """Column of ``cands`` (M, K, 3, 3) per frame: the Viterbi path over the correlations ``cc`` (M, K), each
         frame's deviations from its mean in units of their median size, under the continuity penalty."""

@@ -308,3 +308,47 @@ def test_repair_jumps_measures_steps_modulo_the_maps_group() -> None:
     assert n == 0 and np.array_equal(same, poses)
     # without the group: two jumps of 90°, and the map has no C4 symmetry
     assert repair_jumps(*args)[2] > 0
+
+
+def test_label_mates_takes_a_run_back_where_two_mates_meet() -> None:
+    """An fcc ellipsoid (long axis along the lattice's x) tumbles through a pose with the beam along [110]: there
+    the pose ``A`` equals ``TWIN·A·h`` (h the 2-fold turn about [110], which swaps x and y), so from that frame on
+    the trajectory may go on as ``TWIN·A·h`` without a step: the same images, the long axis along y. Continuity
+    cannot tell the two; the ends of the long axis can: ``label_mates`` puts the last 40 frames back on the mate of
+    the first 60 (the majority, which the half maps show)."""
+    from ase.build import bulk
+
+    from tumblebench.reconstruct.projector import soft_sphere
+    from tumblebench.reconstruct.refine import label_mates
+    from tumblebench.simulator.orientation import TWIN
+
+    a = 3.92
+    pos = bulk("Pt", "fcc", a=a, cubic=True).repeat((6, 6, 6)).get_positions() - 3 * a
+    pos = pos[(pos[:, 0] / 7.5) ** 2 + (pos[:, 1] / 5.0) ** 2 + (pos[:, 2] / 5.0) ** 2 <= 1.0]
+    n, m, k = 48, 100, 60
+    rng = np.random.default_rng(5)
+    beam = Rotation.align_vectors([[0.0, 0.0, 1.0]], [[1 / np.sqrt(2), 1 / np.sqrt(2), 0.0]])[0]
+    rots = np.empty((m, 3, 3))
+    rots[k] = (Rotation.from_rotvec([0.0, 0.0, 0.7]) * beam).as_matrix()
+    steps = Rotation.from_rotvec(rng.normal(0, np.radians(3.0), (m, 3))).as_matrix()
+    for i in range(k + 1, m):
+        rots[i] = steps[i] @ rots[i - 1]
+    for i in range(k - 1, -1, -1):
+        rots[i] = steps[i] @ rots[i + 1]
+    vol = lowpass(render_density(pos + (n // 2) * SAMPLING, (n, n, n), SAMPLING, U=np.full(len(pos), 0.02)),
+                  SAMPLING, 0.9, 0.1)
+    img = project(prepare_reference(vol), rots) * SAMPLING
+    frames = (rng.poisson(np.clip(1 + SIGMA * img, 0, None) * 500.0) / 500.0 - 1).astype(np.float32)
+    h = Rotation.from_rotvec(np.pi * np.array([1.0, 1.0, 0.0]) / np.sqrt(2)).as_matrix()
+    poses = rots.copy()
+    poses[k:] = np.einsum("ij,njk,kl->nil", TWIN, rots[k:], h)
+    assert np.max(rotation_angle_deg(poses[:-1], poses[1:])) < 15  # no jump: one_mate would keep it
+    long_axis = [g for g in cubic_group() if abs(g[0, 0]) > 0.5]  # the turns that keep the long axis
+    within = lambda p: np.mean(pose_errors(p, rots, symmetry=np.array(long_axis),  # noqa: E731
+                                           projection_twin=np.eye(3)[None]).angles_deg < 3.0)
+    assert within(poses) <= 0.65
+    new, shifts, _, converged = label_mates(frames, SAMPLING, 15.0, poses, np.zeros((m, 2)), np.arange(m) % 2,
+                                            None, cubic_group(), soft_sphere(n, 9.5 / SAMPLING, 3.0),
+                                            (1 / 8.0, 1 / 1.2), RefineConfig())
+    assert within(new) >= 0.95 and converged
+    assert np.max(np.abs(shifts)) < 1.0 / SAMPLING
