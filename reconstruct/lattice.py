@@ -579,27 +579,23 @@ class BranchLabeller:
         half of the frames (even against odd and back; the references from ``poses`` at ``shifts``, registered,
         :meth:`half_references`), best over the shifts around the tracker's origins, and the shifts (M, K, 2) in
         cropped pixels where they peak."""
-        rows = np.arange(len(poses))
-        cc = np.empty(cands.shape[:2])
-        arg = np.empty(cands.shape[:2], np.int64)
-        refs = self.half_references(poses, shifts, what)
-        for part in (0, 1):
-            cc[part::2], arg[part::2] = self.scores(refs[part], rows[part::2], cands[part::2],
-                                                    self.fr.origins[part::2], self.shift_phi)
-        return cc, self.fr.origins[:, None] + self.shift_steps[arg]
+        return self._half_scores(self.half_references(poses, shifts, what), cands)
 
     def map_scores(self, vols: tuple[np.ndarray, np.ndarray], cands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Correlations (M, K) of every frame's candidates ``cands`` (M, K, 3, 3) with given maps of the cropped
-        box, the even frames with ``vols[1]`` and the odd ones with ``vols[0]`` (each half against the other's
-        map), best over the shifts around the origins, and the shifts (M, K, 2) in cropped pixels where they
-        peak."""
+        """As :meth:`cross_scores`, against given maps of the cropped box: the even frames with ``vols[1]`` and the
+        odd ones with ``vols[0]`` (each half against the other's map)."""
+        return self._half_scores(tuple(prepare_reference(np.asarray(vols[1 - part], np.float32) * self.fr.mask)
+                                       for part in (0, 1)), cands)
+
+    def _half_scores(self, refs: tuple, cands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Correlations (M, K) of the even frames' candidates with ``refs[0]`` and the odd frames' with ``refs[1]``,
+        best over the shifts around the origins, and the shifts (M, K, 2) in cropped pixels where they peak."""
         rows = np.arange(len(cands))
         cc = np.empty(cands.shape[:2])
         arg = np.empty(cands.shape[:2], np.int64)
         for part in (0, 1):
-            ref = prepare_reference(np.asarray(vols[1 - part], np.float32) * self.fr.mask)
-            cc[part::2], arg[part::2] = self.scores(ref, rows[part::2], cands[part::2], self.fr.origins[part::2],
-                                                    self.shift_phi)
+            cc[part::2], arg[part::2] = self.scores(refs[part], rows[part::2], cands[part::2],
+                                                    self.fr.origins[part::2], self.shift_phi)
         return cc, self.fr.origins[:, None] + self.shift_steps[arg]
 
     def choose(self, cands: np.ndarray, cc: np.ndarray) -> np.ndarray:

@@ -26,8 +26,8 @@ nothing; one on a different pose does). It is kept only when the half maps agree
 
 A last *one-mate pass* puts the frames of a symmetric (or nearly symmetric) particle on one of its mates: by
 continuity across the trajectory's jumps (:func:`~tumblebench.reconstruct.symmetry.one_mate`), then by each run's
-own data where two mates meet and continuity cannot choose (:func:`label_mates`); kept when the half maps agree
-better.
+own data where two mates meet and continuity cannot choose (:func:`label_mates`); kept when that labelling
+converges, else when the half maps agree better.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ log = logging.getLogger("tumblebench.reconstruct")
 # the refinement's global search runs only when its half maps agree at least this well over the checked band
 # (mean FSC; the usual 0.143 criterion): below it, as in a 100-frame series, it moves frames on noise
 GLOBAL_MIN_FSC = 0.143
-#: Most passes of the mate labelling (:func:`label_mates`); the table1 ellipsoids' labelling settles in 2–3.
+#: Most passes of the mate labelling (:func:`label_mates`).
 MATE_PASSES = 4
 
 #: The CTF callable of the frames (:data:`tumblebench.stages.CtfFunction`).
@@ -143,8 +143,8 @@ class RefineConfig:
         (:func:`tumblebench.reconstruct.symmetry.find_group`); as the ab initio's parameters of the same names.
     mate_continuity_weight
         The continuity weight of the one-mate pass's labelling (:func:`label_mates`): a frame changes mate only
-        where the two mates meet, so that a run's choice rests on all of its frames (at 0.3 np4's frames kept
-        changing mate one by one and settled on a mixture; at 3 on one mate).
+        where the two mates meet, so that a run's choice rests on all of its frames (at the path's 0.3 frames change
+        mate one by one and settle on a mixture: ``docs/measurements.md``).
     """
 
     n_iter: int = 3
@@ -625,12 +625,12 @@ def _model_search(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts:
 
 def label_mates(boxes: np.ndarray, sampling: float, diameter_A: float, poses: np.ndarray, shifts: np.ndarray,
                 halves: np.ndarray, ctf_fn: CtfFn | None, group: np.ndarray, mask: np.ndarray,
-                band: tuple[float, float], config: RefineConfig) -> tuple[np.ndarray, np.ndarray, int]:
+                band: tuple[float, float], config: RefineConfig) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """Each frame's symmetry mate chosen by its own data: the lattice labelling's pass with the half maps'
     rotation group in place of the prior's ambiguity.
 
     The mates ``P·g`` of a nearly symmetric particle (an ellipsoid whose axes lie along its lattice's cube axes,
-    96 % of whose atoms a 90° turn that swaps two axes maps onto atoms) image alike but for a few atoms. Where the
+    most of whose atoms a 90° turn that swaps two axes maps onto atoms) image alike but for a few atoms. Where the
     beam runs along a 2-fold axis of the group, the trajectory can go on as ``P·g`` or as ``TWIN·P·g'`` (the same
     image), so continuity (:func:`~tumblebench.reconstruct.symmetry.one_mate`) cannot tell which runs hold the
     particle as the others do; summed over a run, the few atoms can. Each pass scores every frame's mates
@@ -700,9 +700,9 @@ def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
     searched as in a model iteration (:func:`_model_search`, to ``res`` in Å) against its half's model. Kept when
     the labelling converged, else when the half maps then agree better over ``band`` (1/Å) than before. The
     half-map FSC cannot judge a converged labelling: half maps of frames spread over a nearly symmetric particle's
-    mates are averaged over the false symmetry and agree better than those of the right mate (np4: 0.569 against
-    0.520, while the right mate's map is nearer the truth and holds 386 of 390 atoms against 374). ``agreement``
-    is the half maps' FSC curve and band mean when the caller has them for ``rec1``/``rec2``.
+    mates are averaged over the false symmetry and agree better than those of the right mate, though the right
+    mate's map is nearer the truth (``docs/measurements.md``, np4). ``agreement`` is the half maps' FSC curve and
+    band mean when the caller has them for ``rec1``/``rec2``.
 
     Returns
     -------
