@@ -14,6 +14,7 @@ import pytest
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.validation.bench import (
     METRICS,
+    _stage_lines,
     baseline_rows,
     compare_results,
     compare_rows,
@@ -121,8 +122,15 @@ def test_algorithms_apply_where_their_stage_runs(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_stage_lines_name_the_case_only_when_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    _stage_lines("cubo", True)("[atoms] 561 atoms")
+    _stage_lines("cubo", False)("[atoms] 561 atoms")
+    captured = capsys.readouterr()
+    assert captured.err == "  cubo [atoms] 561 atoms\n" and captured.out == ""
+
+
 @pytest.mark.slow
-def test_resume_keeps_finished_cases_and_runs_the_rest(tmp_path: Path) -> None:
+def test_resume_keeps_finished_cases_and_runs_the_rest(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     suite = parse_suite({"name": "tiny", "version": 1,
                          "defaults": {"n_frames": 50, "mode": "projection", "poses": "truth"},
                          "case": [{"name": "a", "preset": "cuboctahedron"},
@@ -134,7 +142,10 @@ def test_resume_keeps_finished_cases_and_runs_the_rest(tmp_path: Path) -> None:
         run_suite(suite, out, progress=False)  # results there: neither --overwrite nor --resume
     with pytest.raises(TumblebenchError, match="same suite, version and algorithms"):
         run_suite(dataclasses.replace(suite, version=2), out, resume=True, progress=False)
-    rows = run_suite(suite, out, resume=True, progress=False)
+    capfd.readouterr()
+    rows = run_suite(suite, out, resume=True)  # not a terminal: a line per stage of the case that runs
+    err = capfd.readouterr().err
+    assert "  b [reconstruct]" in err and "  a [" not in err
     assert [r["case"] for r in rows] == ["a", "b"]
     assert _sha(out / "cases" / "a" / "scorecard.json") == card_a  # not run again
     res = load_results(out)

@@ -432,6 +432,13 @@ def _progress_line(i: int, n: int, name: str, elapsed: float, row: dict[str, Any
             f"{_fmt(row.get('rmsd_pm'), '.1f')} pm")
 
 
+def _stage_lines(case: str, show: bool) -> Callable[[str], None]:
+    """Where a running case's stage lines go: stderr, prefixed by the case, if ``show``; else nowhere."""
+    if not show:
+        return lambda _m: None
+    return lambda msg: print(f"  {case} {msg}", file=sys.stderr, flush=True)
+
+
 def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
               algorithms: dict[str, str] | None = None, only: Sequence[str] | None = None,
               overwrite: bool = False, resume: bool = False, progress: bool = True,
@@ -457,9 +464,10 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
         and a row in ``results.json`` are kept, the others run. The folder must hold the same suite, version and
         algorithms.
     progress
-        A bar over the cases when stderr is a terminal (a line per case is always printed).
+        A bar over the cases when stderr is a terminal (a line per case is always printed); when it is not (a
+        log file), each stage's line of the running case instead, so a long case shows where it is.
     log
-        Where the per-stage lines of each run go (default: nowhere; the per-case line goes to stderr).
+        Where the per-stage lines of each run go (default: as ``progress`` says).
 
     Returns
     -------
@@ -518,7 +526,8 @@ def run_suite(suite: Suite, out: str | Path, data: str | Path | None = None,
         t = time.perf_counter()
         run_dir = out / "cases" / case.name
         cfg = with_algorithms(case.config, algorithms)
-        card = run_pipeline(run_dir, cfg, overwrite=True, progress=False, log=log or (lambda _m: None), data=data)
+        lines = log or _stage_lines(case.name, progress and bar.disable)
+        card = run_pipeline(run_dir, cfg, overwrite=True, progress=False, log=lines, data=data)
         if case.halves:
             card["halves"] = score_halves(run_dir)
             write_json(run_dir / "scorecard.json", card)
