@@ -14,8 +14,11 @@ Targets per case (symmetry-reduced pose errors):
 * atoms recall ≥ 0.97, precision ≥ 0.97, RMSD ≤ 19 pm;
 * reconstruction ≤ 600 s, the whole case (build to score) ≤ 10 min, on 2 cores.
 
-Prints the matrix as a Markdown table (one row per case, the seeds stated) and writes every case's figures and
-the pass/fail of each target to ``benchmarks/results/abinitio_robustness.json``. Run from the repository root::
+Prints the matrix as a Markdown table (one row per case, the seeds stated, with the median defocus of the seed's
+series) and a table of each seed's imaging conditions (defocus and liquid thickness over its frames, from the
+simulator's trajectory of that seed: every particle of a seed has the same one), and writes every case's figures,
+the pass/fail of each target and the seeds' conditions to ``benchmarks/results/abinitio_robustness.json``. Run
+from the repository root::
 
     .venv/bin/python benchmarks/abinitio_robustness.py --work DIR [--seeds 0-7] [--particles default,deca]
 """
@@ -28,7 +31,12 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 from suite_cases import commit_label, commits, merged_rows, run_cases
+
+from tumblebench.simulator.series import series_trajectory
+from tumblebench.validation.bench import load_suite
+from tumblebench.validation.pipeline import series_config
 
 PARTICLES = ("default", "cubo", "deca", "ico", "real")
 
@@ -51,6 +59,20 @@ def _seeds(text: str) -> list[int]:
         lo, _, hi = part.partition("-")
         out += list(range(int(lo), int(hi or lo) + 1))
     return out
+
+
+def seed_conditions(seed: int) -> dict:
+    """Imaging conditions of seed ``seed``'s series (case ``default-s{seed}``; the other particles' are the same):
+    the defocus over its frames (Å, negative = overfocus; the optics' defocus plus the particle's height in the
+    liquid) and the liquid thickness (Å)."""
+    config = {c.name: c.config for c in load_suite("robustness").cases}[f"default-s{seed}"]
+    series = series_config(config)
+    path = series_trajectory(series, config.seed if config.series_seed is None else config.series_seed)
+    defocus = series.imaging.optics.defocus_A + path.heights
+    p5, p50, p95 = np.percentile(defocus, [5, 50, 95])
+    return {"defocus_median_A": round(float(p50), 1), "defocus_p5_A": round(float(p5), 1),
+            "defocus_p95_A": round(float(p95), 1),
+            "liquid_thickness_median_A": round(float(np.median(path.thickness)), 1)}
 
 
 def case_figures(name: str, work: Path) -> dict | None:
@@ -80,18 +102,28 @@ def _fmt(v, fmt: str) -> str:
     return "—" if v is None else format(v, fmt)
 
 
-def markdown(rows: list[dict]) -> str:
-    """The matrix as a Markdown table (a ✗ marks a figure that misses its target)."""
+def markdown(rows: list[dict], seeds: dict[int, dict]) -> str:
+    """The matrix as a Markdown table (a ✗ marks a figure that misses its target; ``seeds``: :func:`seed_conditions`
+    by seed)."""
     cols = [("pose_sym_median_deg", "median °", ".2f"), ("pose_sym_within_10deg", "≤ 10°", ".1%"),
             ("fsc_truth_0.5_A", "FSC(truth) 0.5 Å", ".2f"), ("recall", "recall", ".3f"),
             ("precision", "precision", ".3f"), ("rmsd_pm", "RMSD pm", ".1f"),
             ("reconstruct_s", "reconstruct s", ".0f"), ("case_s", "case s", ".0f")]
-    lines = ["| particle | seed | " + " | ".join(c[1] for c in cols) + " | all | commit |",
-             "|---|---|" + "---|" * len(cols) + "---|---|"]
+    lines = ["| particle | seed | defocus Å | " + " | ".join(c[1] for c in cols) + " | all | commit |",
+             "|---|---|---|" + "---|" * len(cols) + "---|---|"]
     for r in rows:
         cells = [_fmt(r[k], f) + (" ✗" if r["passed"].get(k) is False else "") for k, _, f in cols]
         verdict = "yes" if r["all_passed"] else "no"
-        lines.append(f"| {r['particle']} | {r['seed']} | " + " | ".join(cells) + f" | {verdict} | {commit_label(r)} |")
+        lines.append(f"| {r['particle']} | {r['seed']} | {seeds[r['seed']]['defocus_median_A']:.1f} | "
+                     + " | ".join(cells) + f" | {verdict} | {commit_label(r)} |")
+    return "\n".join(lines)
+
+
+def seeds_markdown(seeds: dict[int, dict]) -> str:
+    """Each seed's imaging conditions as a Markdown table."""
+    lines = ["| seed | defocus median Å | defocus 5–95 % Å | liquid thickness median Å |", "|---|---|---|---|"]
+    lines += [f"| {s} | {c['defocus_median_A']:.1f} | {c['defocus_p5_A']:.1f} to {c['defocus_p95_A']:.1f} | "
+              f"{c['liquid_thickness_median_A']:.0f} |" for s, c in sorted(seeds.items())]
     return "\n".join(lines)
 
 
@@ -113,13 +145,16 @@ def main() -> int:
         run_cases("robustness", names, args.work)
     every = [f"{p}-s{s}" for p in PARTICLES for s in range(8)]
     rows = merged_rows(every, lambda n: case_figures(n, args.work), args.out)
-    table = markdown(rows)
-    print(table)
+    seeds = {s: seed_conditions(s) for s in range(8)}
+    print(markdown(rows, seeds))
+    print()
+    print(seeds_markdown(seeds))
     result = {"benchmark": "abinitio_robustness", "suite": "robustness", "cases_run": len(rows), "cases_total": 40,
               "all_passed": bool(rows) and len(rows) == 40 and all(r["all_passed"] for r in rows),
               "targets": {k: {"op": op, "target": t} for k, (_, op, t) in TARGETS.items()}
               | {"reconstruct_s": {"op": "<=", "target": RECONSTRUCT_S}, "case_s": {"op": "<=", "target": CASE_S}},
-              "rows": rows, "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
+              "seeds": {str(k): v for k, v in seeds.items()}, "rows": rows,
+              "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -57,6 +57,7 @@ from tumblebench.simulator.dynamics import (
     DissolutionConfig,
     DynamicsConfig,
     LiquidConfig,
+    Trajectory,
     displacement_factors,
     simulate_trajectory,
     thermal_positions,
@@ -214,6 +215,18 @@ class SeriesConfig:
                     check()
                 except TumblebenchError as exc:
                     raise TumblebenchError(f"[{f.name}] {exc}") from None
+
+
+def series_trajectory(config: SeriesConfig, seed: int) -> Trajectory:
+    """The Brownian trajectory of the series ``config`` and ``seed`` (poses, shifts, heights, liquid thickness):
+    the same path :func:`simulate_series` images, without building the particle or imaging a frame.
+
+    Its heights set each frame's defocus, ``config.imaging.optics.defocus_A + heights`` (Å; negative is overfocus).
+    """
+    acq = config.acquisition
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    return simulate_trajectory(config.dynamics, config.liquid, acq.n_frames, acq.frame_rate_hz, acq.substeps, rng,
+                               acq.exposure_fraction)
 
 
 def with_overrides(config: SeriesConfig, *, mode: str | None = None, n_frames: int | None = None,
@@ -404,9 +417,7 @@ class SeriesSimulation:
             self.radius = max(self.radius, particle_radius(held, np.zeros(3)))
             check_fits_box(held, acq.box_size_px, acq.sampling, "acquisition.box_size_px (with hops)",
                            np.zeros(3))
-        rng_path = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0,)))
-        self.trajectory = simulate_trajectory(config.dynamics, config.liquid, acq.n_frames, acq.frame_rate_hz,
-                                              acq.substeps, rng_path, acq.exposure_fraction)
+        self.trajectory = series_trajectory(config, self.seed)
         self._check_field()
         lost = np.bincount(self.removed_frame[self.removed_frame >= 0], minlength=acq.n_frames)
         #: atoms present in each frame

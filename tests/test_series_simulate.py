@@ -29,6 +29,7 @@ from tumblebench.simulator.series import (
     AcquisitionConfig,
     SeriesConfig,
     SeriesSimulation,
+    series_trajectory,
     simulate_series,
     with_overrides,
 )
@@ -134,12 +135,12 @@ def test_parallel_rendering_gives_the_same_bytes(tmp_path):
 def test_star_poses_defocus_and_liquid_are_the_simulated_truth(tmp_path):
     nc = _octahedron()
     cfg = _config()
-    sim = SeriesSimulation(nc, cfg, 3)
     out = simulate_series(nc, cfg, 3, tmp_path / "s", progress=False)
     _, particles = read_star(out / "frames.star")
+    tr = series_trajectory(cfg, 3)  # the path alone, without the particle or a frame
+    assert np.array_equal(tr.heights, SeriesSimulation(nc, cfg, 3).trajectory.heights)
     poses = pose_matrix(particles["rlnAngleRot"], particles["rlnAngleTilt"], particles["rlnAnglePsi"])
-    assert np.all(rotation_angle_deg(poses, sim.trajectory.poses) < 1e-3)  # Euler angles round-trip
-    tr = sim.trajectory
+    assert np.all(rotation_angle_deg(poses, tr.poses) < 1e-3)  # Euler angles round-trip
     assert np.allclose(particles["rlnCoordinateX"], 40 + tr.shifts[:, 0] / SAMPLING, atol=1e-5)
     assert np.allclose(particles["rlnCoordinateY"], 40 + tr.shifts[:, 1] / SAMPLING, atol=1e-5)
     d0 = cfg.imaging.optics.defocus_A
