@@ -283,7 +283,7 @@ class Reconstructor:
                 c = np.asarray(ctf, np.float32)
                 c = band.take(c if c.ndim == 2 else c[s:s + chunk])
                 vals = vals * c
-                w2 = np.ascontiguousarray(np.broadcast_to(c * c, vals.shape), np.float32)
+                w2 = np.array(np.broadcast_to(c * c, vals.shape), np.float32)  # a copy: a view is read-only
             vals[:, origin] *= 0.5
             w2[:, origin] *= 0.5
             insert_slices(self.data, self.weight, rots[s:s + chunk], band.kx, band.ky, 1.0,

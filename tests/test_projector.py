@@ -155,6 +155,24 @@ def test_insertion_gives_the_same_bytes_in_any_number_of_lanes() -> None:
     assert 2 * float(recs[0].weight.sum(dtype=np.float64)) == pytest.approx(50 * band.kx.size, rel=1e-5)
 
 
+@pytest.mark.parametrize("k", [1, 65, 129])
+def test_ctf_weighted_insertion_of_any_count_is_the_sum_of_its_parts(k: int) -> None:
+    """Images inserted with their CTFs in one call, whatever their number (the inner chunks of 64 leave one image
+    at 1, 65, 129), accumulate the same data and weights as the same images inserted one by one."""
+    rng = np.random.default_rng(k)
+    imgs = rng.normal(size=(k, 16, 16)).astype(np.float32)
+    rots = random_rotations(k, rng)
+    ctf = rng.uniform(-1.0, 1.0, (k, 32, 32)).astype(np.float32)
+    whole, parts = Reconstructor(16, threads=1), Reconstructor(16, threads=1)
+    whole.insert(imgs, rots, ctf=ctf)
+    for i in range(k):
+        parts.insert(imgs[i:i + 1], rots[i:i + 1], ctf=ctf[i:i + 1])
+    # float32 sums of the same terms in another grouping: relative error ~1e-7 per term
+    np.testing.assert_allclose(whole.weight, parts.weight, rtol=1e-5, atol=1e-5 * float(np.abs(parts.weight).max()))
+    np.testing.assert_allclose(whole.data, parts.data, rtol=1e-5, atol=1e-5 * float(np.abs(parts.data).max()))
+    assert whole.count == parts.count == k
+
+
 def _mirror(a: np.ndarray) -> np.ndarray:
     """``a[−k]`` of a centred grid: index i ↔ (N − i) mod N on every axis."""
     return np.roll(a[::-1, ::-1, ::-1], 1, axis=(0, 1, 2))
