@@ -36,7 +36,7 @@ from suite_cases import commit_label, commits, merged_rows, run_cases
 
 from tumblebench.simulator.series import series_trajectory
 from tumblebench.validation.bench import load_suite
-from tumblebench.validation.pipeline import series_config
+from tumblebench.validation.pipeline import PipelineConfig, effective_series_seed, series_config
 
 PARTICLES = ("default", "cubo", "deca", "ico", "real")
 
@@ -61,13 +61,12 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-def seed_conditions(seed: int) -> dict:
-    """Imaging conditions of seed ``seed``'s series (case ``default-s{seed}``; the other particles' are the same):
-    the defocus over its frames (Å, negative = overfocus; the optics' defocus plus the particle's height in the
-    liquid) and the liquid thickness (Å)."""
-    config = {c.name: c.config for c in load_suite("robustness").cases}[f"default-s{seed}"]
+def seed_conditions(config: PipelineConfig) -> dict:
+    """Imaging conditions of the series of case ``config`` (every particle of a seed has the same): the defocus
+    over its frames (Å, negative = overfocus; the optics' defocus plus the particle's height in the liquid) and
+    the liquid thickness (Å)."""
     series = series_config(config)
-    path = series_trajectory(series, config.seed if config.series_seed is None else config.series_seed)
+    path = series_trajectory(series, effective_series_seed(config))
     defocus = series.imaging.optics.defocus_A + path.heights
     p5, p50, p95 = np.percentile(defocus, [5, 50, 95])
     return {"defocus_median_A": round(float(p50), 1), "defocus_p5_A": round(float(p5), 1),
@@ -145,7 +144,8 @@ def main() -> int:
         run_cases("robustness", names, args.work)
     every = [f"{p}-s{s}" for p in PARTICLES for s in range(8)]
     rows = merged_rows(every, lambda n: case_figures(n, args.work), args.out)
-    seeds = {s: seed_conditions(s) for s in range(8)}
+    cases = {c.name: c.config for c in load_suite("robustness").cases}
+    seeds = {s: seed_conditions(cases[f"default-s{s}"]) for s in range(8)}
     print(markdown(rows, seeds))
     print()
     print(seeds_markdown(seeds))

@@ -151,6 +151,11 @@ def series_config(config: PipelineConfig) -> Any:
     return with_overrides(base, mode=config.mode, n_frames=config.n_frames)
 
 
+def effective_series_seed(config: PipelineConfig) -> int:
+    """Seed of the series of ``config``: ``series_seed`` when set, else ``seed``."""
+    return config.seed if config.series_seed is None else config.series_seed
+
+
 def reconstruct_config(config: PipelineConfig) -> Any:
     """The :class:`~tumblebench.reconstruct.config.ReconstructConfig` of ``config`` (overrides applied)."""
     from tumblebench.reconstruct.config import ReconstructConfig
@@ -187,9 +192,8 @@ def data_spec(config: PipelineConfig) -> dict[str, Any]:
             raise TumblebenchError(f"structure = {config.structure!r}: no such structure file")
         particle = {"structure": path.name, "sha256": _file_digest(path), "element": config.element}
     particle["seed"] = config.seed
-    series_seed = config.seed if config.series_seed is None else config.series_seed
-    return {"particle": particle, "series": to_dict(series_config(config)), "series_seed": series_seed,
-            "tumblebench": __version__}
+    return {"particle": particle, "series": to_dict(series_config(config)),
+            "series_seed": effective_series_seed(config), "tumblebench": __version__}
 
 
 def data_key(config: PipelineConfig) -> str:
@@ -221,8 +225,7 @@ def _generate_data(config: PipelineConfig, dest: Path, progress: bool, say: Call
     run = RunLayout(dest)
     nc, timing["build"] = _build(config, run.particle, run.particle, say)
     t = time.perf_counter()
-    series_seed = config.seed if config.series_seed is None else config.series_seed
-    simulate_series(nc, series_config(config), series_seed, run.series, progress=progress,
+    simulate_series(nc, series_config(config), effective_series_seed(config), run.series, progress=progress,
                     inputs={"structure": "particle/truth.extxyz"})
     timing["simulate"] = time.perf_counter() - t
     say(f"[simulate] {config.n_frames} {config.mode} frames ({timing['simulate']:.1f} s) -> "
@@ -395,8 +398,7 @@ def _run_stages(work: Path, final: Path, config: PipelineConfig, rcfg: Any, scfg
         write_json(work / "timing.json", timing)
         if "simulate" in order:
             t = time.perf_counter()
-            series_seed = config.seed if config.series_seed is None else config.series_seed
-            simulate_series(nc, scfg, series_seed, run.series, progress=progress,
+            simulate_series(nc, scfg, effective_series_seed(config), run.series, progress=progress,
                             inputs={"structure": str(shown.particle / "truth.extxyz")})
             timing["simulate"] = time.perf_counter() - t
             say(f"[simulate] {config.n_frames} {config.mode} frames ({timing['simulate']:.1f} s) -> "
