@@ -520,17 +520,20 @@ class BranchLabeller:
         m, k = cands.shape[:2]
         out = np.empty((m, k))
         arg = np.empty((m, k), np.int64)
+        # Re(z·phi) as one real product: z's (re, im) pairs against the rows (Re phi, −Im phi)
+        phi_ri = np.stack([phi.real, -phi.imag], axis=1).reshape(-1, phi.shape[1]).astype(np.float32)
         for s in range(0, m, chunk):
             sl = slice(s, min(s + chunk, m))
             x = self.images(idx[sl], shifts[sl])
             c = cands[sl]
             mm = len(c)
-            p = project_band(ref, c.reshape(-1, 3, 3), self.band).reshape(mm, k, -1)
+            z = project_band(ref, c.reshape(-1, 3, 3), self.band).reshape(mm, k, -1)
             if self.cband is not None:
-                p = p * self.cband[idx[sl]][:, None]
-            z = x[:, None] * np.conj(p)
-            nrm = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(p, axis=2)
-            cc = (z.reshape(mm * k, -1) @ phi).real.reshape(mm, k, -1)
+                z *= self.cband[idx[sl]][:, None]
+            nrm = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(z, axis=2)
+            np.conj(z, out=z)
+            z *= x[:, None]
+            cc = (z.reshape(mm * k, -1).view(np.float32) @ phi_ri).reshape(mm, k, -1)
             out[sl] = cc.max(2) / np.maximum(nrm, 1e-30)
             arg[sl] = cc.argmax(2)
         return out, arg

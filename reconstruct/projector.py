@@ -23,11 +23,27 @@ from tumblebench.reconstruct._gridding_kernels import extract_slices, hermitian_
 from tumblebench.simulator.errors import TumblebenchError
 
 
+def _checkerboard(ny: int, nx: int) -> np.ndarray:
+    """(−1)^(y + x) on an ny × nx grid (float32)."""
+    return np.where((np.arange(ny)[:, None] + np.arange(nx)[None, :]) % 2 == 0, 1.0, -1.0).astype(np.float32)
+
+
 def image_ft(images: np.ndarray) -> np.ndarray:
-    """Centred 2D transforms of images [..., y, x] about pixel n//2 (complex64, frequency 0 at n//2)."""
+    """Centred 2D transforms of images [..., y, x] about pixel n//2 (complex64, frequency 0 at n//2).
+
+    For even sizes, shifting by n/2 in one domain is a factor (−1)^k in the other, so
+    ``fftshift(fft2(ifftshift(x))) = c·fft2(c·x)`` with the checkerboard c = (−1)^(y + x): two sign flips in place
+    of four copies."""
     axes = (-2, -1)
-    return scipy.fft.fftshift(scipy.fft.fft2(scipy.fft.ifftshift(np.asarray(images, np.float32), axes=axes),
-                                             axes=axes, workers=-1), axes=axes).astype(np.complex64)
+    x = np.asarray(images, np.float32)
+    ny, nx = x.shape[-2:]
+    if ny % 2 or nx % 2:
+        return scipy.fft.fftshift(scipy.fft.fft2(scipy.fft.ifftshift(x, axes=axes), axes=axes, workers=-1),
+                                  axes=axes).astype(np.complex64)
+    c = _checkerboard(ny, nx)
+    ft = scipy.fft.fft2(x * c, axes=axes, workers=-1)
+    ft *= c
+    return ft
 
 
 def image_from_ft(ft: np.ndarray) -> np.ndarray:
