@@ -403,6 +403,42 @@ def nearest_atom_labels(shape: tuple[int, int, int], sampling: float, positions:
     return labels
 
 
+def _lattice_checked(centres: np.ndarray, cfg: AtomsConfig, sampling: float, where: str):
+    """The structure metrics of atoms ``centres`` (N, 3; Å), after checking that they are a particle of the
+    element: at least 4 atoms, and a fitted lattice constant within 8 % of the element's."""
+    if len(centres) < 4:
+        raise TumblebenchError(f"{where}: only {len(centres)} atoms found; the map holds no resolvable particle")
+    a_guess = cfg.lattice_constant
+    sm = st.structure_metrics(centres, a_guess)
+    a_ratio = float(sm.fit.lattice_constant) / a_guess
+    if not 0.92 <= a_ratio <= 1.08:
+        raise TumblebenchError(
+            f"{where}: fitted lattice constant {float(sm.fit.lattice_constant):.3f} Å is {100 * (a_ratio - 1):+.0f} % "
+            f"off {cfg.element}'s {a_guess:.3f} Å; check the voxel size ({sampling} Å) and the element, or the map: a "
+            "noisy or poorly resolved map (wrong poses, resolution coarser than the atom spacing) places atoms "
+            "off their lattice sites"
+        )
+    return sm
+
+
+def atom_positions(volume: np.ndarray, sampling: float, config: AtomsConfig | None = None,
+                   where: str = "map") -> np.ndarray:
+    """The atom centres (N, 3; x, y, z in Å, map frame) of :func:`build_atom_model`, without its statistics.
+
+    Raises
+    ------
+    TumblebenchError
+        As :func:`build_atom_model`: a bad map, no particle, fewer than 4 atoms, or a fitted lattice constant
+        inconsistent with the element.
+    """
+    cfg = config or AtomsConfig()
+    detection = ThresholdScanDetector(cfg).detect(AtomsInput(np.asarray(volume), float(sampling), cfg.element,
+                                                             where))
+    centres = np.asarray(detection.positions, np.float64).reshape(-1, 3)
+    _lattice_checked(centres, cfg, float(sampling), where)
+    return centres
+
+
 def atom_statistics(volume: np.ndarray, sampling: float, detection: AtomDetection,
                     config: AtomsConfig | None = None, where: str = "map") -> AtomModel:
     """Step 6 of the module docstring: every per-atom statistic of detected atoms (any detector's).
@@ -434,8 +470,7 @@ def atom_statistics(volume: np.ndarray, sampling: float, detection: AtomDetectio
     radius = cfg.radius
     a_guess = cfg.lattice_constant
     centres = np.asarray(detection.positions, np.float64).reshape(-1, 3)
-    if len(centres) < 4:
-        raise TumblebenchError(f"{where}: only {len(centres)} atoms found; the map holds no resolvable particle")
+    sm = _lattice_checked(centres, cfg, sampling, where)
     fit_radius = 0.75 * a_guess / (2 * np.sqrt(2))
     band = detection.resolution_A
     if band is None:
@@ -453,15 +488,6 @@ def atom_statistics(volume: np.ndarray, sampling: float, detection: AtomDetectio
     ids = np.arange(len(centres))
     info: dict[str, Any] = dict(detection.info)
     # --- statistics
-    sm = st.structure_metrics(centres, a_guess)
-    a_ratio = float(sm.fit.lattice_constant) / a_guess
-    if not 0.92 <= a_ratio <= 1.08:
-        raise TumblebenchError(
-            f"{where}: fitted lattice constant {float(sm.fit.lattice_constant):.3f} Å is {100 * (a_ratio - 1):+.0f} % "
-            f"off {cfg.element}'s {a_guess:.3f} Å; check the voxel size ({sampling} Å) and the element, or the map: a "
-            "noisy or poorly resolved map (wrong poses, resolution coarser than the atom spacing) places atoms "
-            "off their lattice sites"
-        )
     disp = _fit_displacements(raw, centres, sampling, fit_radius, table)
     u_common = float(np.nanmedian(disp["U_ISO"])) if np.any(np.isfinite(disp["U_ISO"])) else 0.01
     S = simulate_map(centres, raw.shape, sampling, cfg.element, u_common, band)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from tumblebench.analysis.config import AtomsConfig
-from tumblebench.analysis.model import build_atom_model, simulate_map
+from tumblebench.analysis.model import atom_positions, simulate_map
 
 
 def atom_reference(volume: np.ndarray, sampling: float, resolution_A: float = 0.9, u_iso_A2: float = 0.01,
@@ -40,8 +40,8 @@ def atom_reference(volume: np.ndarray, sampling: float, resolution_A: float = 0.
     Raises
     ------
     TumblebenchError
-        ``volume`` holds no particle or no atoms above noise (from :func:`tumblebench.analysis.model.build_atom_model`).
+        ``volume`` holds no particle or no atoms above noise (from :func:`tumblebench.analysis.model.atom_positions`).
     """
     cfg = config or AtomsConfig()
-    model = build_atom_model(np.asarray(volume, np.float32), sampling, cfg, where="half map")
-    return simulate_map(model.positions, tuple(volume.shape), sampling, cfg.element, u_iso_A2, resolution_A)
+    positions = atom_positions(np.asarray(volume, np.float32), sampling, cfg, where="half map")
+    return simulate_map(positions, tuple(volume.shape), sampling, cfg.element, u_iso_A2, resolution_A)

@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from tumblebench.analysis.config import AtomsConfig
 from tumblebench.analysis.denoise import check_map, denoise
-from tumblebench.analysis.model import build_atom_model
+from tumblebench.analysis.model import atom_positions, build_atom_model
 from tumblebench.analysis.segmentation import local_maxima, segment
 from tumblebench.simulator.density import lowpass, render_density
 from tumblebench.simulator.errors import TumblebenchError
@@ -60,6 +60,7 @@ def test_map_from_known_atoms_returns_them(shape, seed):
     true = pos + (box // 2) * SAMPLING
     m = match_atoms(model.positions, true)
     assert m.recall == 1.0 and m.precision == 1.0
+    np.testing.assert_array_equal(atom_positions(vol, SAMPLING), model.positions)  # the model's atoms, no statistics
     assert m.rmsd_pm < 5.0
     # CN of every atom exactly right, U_iso close to the truth (map blur accounted for)
     true_cn = np.asarray(model.stats["CN_STD"])[m.pairs[:, 0]]
@@ -208,6 +209,8 @@ def test_bad_input_is_a_clear_error(kind):
         match = "3D"
     with pytest.raises(TumblebenchError, match=match):
         build_atom_model(vol, sampling, cfg)
+    with pytest.raises(TumblebenchError, match=match):
+        atom_positions(vol, sampling, cfg)
 
 
 @pytest.mark.slow
