@@ -175,8 +175,13 @@ def test_cached_case_reuses_the_bytes(tmp_path: Path) -> None:
     assert _sha(frames[0].with_name("truth_map.mrc")) == _sha(frames[1].with_name("truth_map.mrc"))
     assert any(m.startswith("[simulate]") for m in logs[0])
     assert not any(m.startswith("[simulate]") for m in logs[1])  # the second run skips the simulation
-    hits = [json.loads((tmp_path / f"run{i}" / "data.json").read_text())["hit"] for i in (0, 1)]
-    assert hits == [False, True]
+    runs = [json.loads((tmp_path / f"run{i}" / "data.json").read_text()) for i in (0, 1)]
+    assert [r["hit"] for r in runs] == [False, True]
+    # a hit carries the build/simulate timings of the entry's generation: a case's time is that of a fresh run
+    assert set(runs[0]["timing_s"]) == {"build", "simulate"} and runs[0]["timing_s"]["simulate"] > 0
+    assert runs[1]["timing_s"] == runs[0]["timing_s"]
+    timings = [json.loads((tmp_path / f"run{i}" / "timing.json").read_text()) for i in (0, 1)]
+    assert timings[1] == timings[0] == runs[0]["timing_s"]
     assert [p.name for p in cache.iterdir()] == [data_key(cfg)]  # one complete entry, no partial left
 
 

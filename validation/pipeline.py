@@ -266,7 +266,8 @@ def cached_data(config: PipelineConfig, cache: str | Path, progress: bool = True
     Returns
     -------
     tuple
-        The entry directory, whether it was already there (a hit), and the build/simulate timings of a miss (s).
+        The entry directory, whether it was already there (a hit), and the build/simulate timings (s) measured
+        when the entry was generated (recorded in its ``data.json``; empty for an entry that predates them).
     """
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     cache = Path(cache)
@@ -275,13 +276,13 @@ def cached_data(config: PipelineConfig, cache: str | Path, progress: bool = True
     entry = cache / key
     if (entry / "data.json").is_file():
         say(f"[data] cached {config.particle_name}, {config.n_frames} {config.mode} frames: {entry}")
-        return entry, True, {}
+        return entry, True, dict(json.loads((entry / "data.json").read_text()).get("timing_s", {}))
     remove_stale_partials(cache, key)  # entries that killed runs left half-made
     tmp = cache / f".{key}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
         timing = _generate_data(config, tmp, progress, say)
-        write_json(tmp / "data.json", {"key": key, **data_spec(config)})
+        write_json(tmp / "data.json", {"key": key, **data_spec(config), "timing_s": timing})
         try:
             tmp.rename(entry)
         except OSError:  # another run filled the entry meanwhile: keep theirs
@@ -392,7 +393,9 @@ def _run_stages(work: Path, final: Path, config: PipelineConfig, rcfg: Any, scfg
         entry, hit, timing = cached_data(config, data, progress=progress, log=say)
         _link_tree(entry / "particle", run.particle)
         _link_tree(entry / "series", run.series)
-        write_json(work / "data.json", {"cache": str(entry), "hit": hit})
+        # on a hit the build/simulate timings are those of the entry's generation: a case's time is what it takes
+        # from scratch, whether or not its data was cached
+        write_json(work / "data.json", {"cache": str(entry), "hit": hit, "timing_s": timing})
     else:
         nc, timing["build"] = _build(config, run.particle, shown.particle, say)
         write_json(work / "timing.json", timing)
