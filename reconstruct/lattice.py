@@ -46,6 +46,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.fft
 from ase.build import bulk
@@ -205,13 +206,34 @@ def _shells(band: Band) -> tuple[np.ndarray, np.ndarray]:
     return order, np.flatnonzero(np.r_[True, np.diff(shell[order]) != 0])
 
 
+@numba.njit(cache=True, parallel=True)
+def _whiten_rows(x, order, starts, out):
+    m, p = x.shape
+    ns = starts.size
+    for i in numba.prange(m):
+        sq = 0.0
+        for s in range(ns):
+            a = starts[s]
+            b = starts[s + 1] if s + 1 < ns else p
+            acc = 0.0
+            for j in range(a, b):
+                acc += x[i, order[j]]
+            mean = acc / (b - a)
+            for j in range(a, b):
+                v = x[i, order[j]] - mean
+                out[i, j] = v
+                sq += v * v
+        nrm = max(np.sqrt(sq), 1e-30)
+        for j in range(p):
+            out[i, j] = out[i, j] / nrm
+
+
 def _whiten(x: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per row: subtract each Fourier shell's mean, then normalise (rows of ``x`` real, (M, P))."""
-    xs = x[:, order]
-    cnt = np.diff(np.append(starts, xs.shape[1]))
-    xs = xs - np.repeat(np.add.reduceat(xs, starts, axis=1) / cnt, cnt, axis=1)
-    xs /= np.maximum(np.linalg.norm(xs, axis=1, keepdims=True), 1e-30)
-    return np.ascontiguousarray(xs, np.float32)
+    """Per row: subtract each Fourier shell's mean, then normalise (rows of ``x`` real, (M, P)); the columns come
+    out in shell ``order`` (shells from ``starts``), float32."""
+    out = np.empty(x.shape, np.float32)
+    _whiten_rows(np.ascontiguousarray(x, np.float32), np.asarray(order, np.int64), np.asarray(starts, np.int64), out)
+    return out
 
 
 def amplitude_search(vol: np.ndarray, x: np.ndarray, band: Band, grid: np.ndarray, c2: np.ndarray, top_k: int,

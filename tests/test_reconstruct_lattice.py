@@ -16,6 +16,8 @@ from tumblebench.reconstruct.lattice import (
     TWIN,
     BranchLabeller,
     LatticeConfig,
+    _shells,
+    _whiten,
     amplitude_ambiguity,
     branch_mates,
     fundamental_zone,
@@ -289,3 +291,23 @@ def test_prior_lattice_constant_is_fitted_to_the_frames_fringes(scale: float) ->
     band, amp, c2 = search_amplitudes(frames.astype(np.float32), n, sampling, LatticeConfig().band_A)
     a_fit = fringe_lattice_constant(amp, band, c2, n, sampling, n, 22.0, "Pt")
     assert abs(a_fit / (A_PT * scale) - 1) < 0.01
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.sampled_from([32, 48, 96]))
+def test_whitened_rows_have_zero_shell_means_and_unit_norm(seed: int, n: int) -> None:
+    band = Band.make(n, r_max=n / 3, r_min=n / 12).half_plane()
+    order, starts = _shells(band)
+    x = np.random.default_rng(seed).gamma(2.0, 1.0, (7, band.kx.size)).astype(np.float32) * 1e3
+    w = _whiten(x, order, starts)
+    assert w.dtype == np.float32 and w.shape == x.shape
+    np.testing.assert_allclose(np.linalg.norm(w.astype(np.float64), axis=1), 1.0, atol=1e-5)
+    ends = np.append(starts[1:], len(order))
+    for a, b in zip(starts, ends, strict=True):  # each shell of each row averages to zero ...
+        assert np.all(np.abs(w[:, a:b].astype(np.float64).mean(axis=1)) < 1e-6)
+    # ... and the rows are the shell-sorted inputs less their shell means, normalised
+    xs = x[:, order].astype(np.float64)
+    ref = xs - np.concatenate([np.repeat(xs[:, a:b].mean(axis=1, keepdims=True), b - a, axis=1)
+                               for a, b in zip(starts, ends, strict=True)], axis=1)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    np.testing.assert_allclose(w, ref, atol=1e-5)
