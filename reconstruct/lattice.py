@@ -499,6 +499,8 @@ class BranchLabeller:
                 sel = np.arange(s, min(s + 500, len(fr.small)))
                 self.cband[sel] = self.band.take(fr.ctf_fn(sel, (ns, ns), fr.crop_sampling))
         self.shift_steps, self.shift_phi = self._shift_grid()
+        # band FSC (:meth:`band_fsc`) of the registered half maps :meth:`half_references` built last
+        self.references_fsc_ = float("nan")
 
     def _shift_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """Shift steps (S, 2) in cropped pixels within ± ``shift_range_A`` and their phases on the band (P, S)."""
@@ -530,8 +532,12 @@ class BranchLabeller:
     def half_fsc(self, poses: np.ndarray, shifts: np.ndarray) -> float:
         """Mean half-map FSC (even/odd frames) between 3 Å and the maps' resolution limit."""
         m = len(poses)
-        freq, curve = fsc(self.build(np.arange(0, m, 2), poses, shifts),
-                          self.build(np.arange(1, m, 2), poses, shifts), self.fr.crop_sampling)
+        return self.band_fsc(self.build(np.arange(0, m, 2), poses, shifts),
+                             self.build(np.arange(1, m, 2), poses, shifts))
+
+    def band_fsc(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Mean FSC of two maps of the cropped box between 3 Å and the maps' resolution limit."""
+        freq, curve = fsc(a, b, self.fr.crop_sampling)
         sel = (freq >= 1 / 3.0) & (freq <= 1 / (self.cfg.map_resolution_A + 0.1))
         return float(curve[sel].mean())
 
@@ -570,6 +576,7 @@ class BranchLabeller:
         rows = np.arange(len(poses))
         vols = register_halves(self.build(rows[1::2], poses, shifts), self.build(rows[0::2], poses, shifts),
                                self.cfg.shift_range_A * 2 / self.fr.crop_sampling)
+        self.references_fsc_ = self.band_fsc(*vols)
         return tuple(self.model_reference(v, f"{what}, half {2 - part}") for part, v in enumerate(vols))
 
     def reference(self, idx: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str):
@@ -641,7 +648,9 @@ class BranchLabeller:
     def run(self, path: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
         """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info) of the last
         pass, whose per-frame correlations are ``scores_`` (NaN without a pass). The first pass's references are
-        built at the shifts :meth:`fit_shifts` finds for the path, later ones at those of each frame's chosen mate."""
+        built at the shifts :meth:`fit_shifts` finds for the path, later ones at those of each frame's chosen mate.
+        Each pass's entry of ``info["history"]`` holds the frames that changed branch, the mean of ``scores_`` and
+        ``references_fsc``, the band FSC of the half maps the pass scored against (those of the labelling before)."""
         self.scores_ = np.full(len(path), np.nan)
         cands = branch_mates(path, self.ops)
         poses = path.copy()
@@ -653,9 +662,11 @@ class BranchLabeller:
             changed = int(np.sum(new != lab))
             lab = new
             score = float(np.mean(self.scores_))
-            history.append({"iteration": it, "frames_changed": changed, "mean_correlation": score})
-            log.info("lattice labelling iteration %d: %d frames changed branch, mean correlation %.4f", it, changed,
-                     score)
+            history.append({"iteration": it, "frames_changed": changed, "mean_correlation": score,
+                            "references_fsc": self.references_fsc_})
+            log.info("lattice labelling iteration %d: %d frames changed branch, mean correlation %.4f; half-map FSC "
+                     "3–%.1f Å of the pass's references %.3f", it, changed, score, self.cfg.map_resolution_A,
+                     self.references_fsc_)
             if progress is not None:
                 progress(1)
             if changed <= self.cfg.label_converged * len(path):

@@ -157,6 +157,8 @@ def test_abinitio_and_refinement_find_poses_of_an_asymmetric_particle(seed: int)
     poses, shifts, info = lattice_abinitio(frames, SAMPLING, 12.0, LatticeConfig(), cfg.step_deg, cfg.continuity_weight,
                                            progress=done.append)
     assert info["prior"] in ("fcc", "fcc-twin") and len(info["priors"]) == 2
+    # each labelling pass records the band FSC of the half maps it scored against: a correlation coefficient
+    assert all(-1.0 <= h["references_fsc"] <= 1.0 for p in info["priors"].values() for h in p["history"])
     assert sum(done) == LatticePoses(LatticeConfig()).steps()  # the progress bar ends full, converged early or not
     res = refine(frames, SAMPLING, poses, shifts, 12.0, RefineConfig(n_iter=3, model_iterations=0))
     err = pose_errors(res.poses, rots)

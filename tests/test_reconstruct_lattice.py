@@ -112,6 +112,7 @@ class _ScriptedLabeller(BranchLabeller):
         self.cfg, self.ops = config, np.eye(3)[None]
         self.fr = SimpleNamespace(origins=np.zeros((200, 2)))
         self.changes, self.passes, self.lab = changes, 0, np.zeros(200, np.int64)
+        self.references_fsc_ = float("nan")
 
     def fit_shifts(self, poses, shifts, what):
         return shifts
