@@ -277,7 +277,8 @@ class DisplacementFit:
 
 
 def fit_displacements(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radius_A: float,
-                      table: ProfileTable, others: DisplacementFit | None = None) -> DisplacementFit:
+                      table: ProfileTable, others: DisplacementFit | None = None,
+                      windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> DisplacementFit:
     """Fit each atom with amplitude·p_U(r) + constant over a sphere, then the anisotropic correction.
 
     The isotropic U is found by scanning the tabulated U grid (each step a linear least-squares fit of
@@ -286,8 +287,9 @@ def fit_displacements(vol: np.ndarray, centres_A: np.ndarray, sampling: float, r
     fit is fitted linearly with the six Hessian features A/2·[p'' x̂ᵢx̂ⱼ + p'/r (δᵢⱼ − x̂ᵢx̂ⱼ)].
     Given ``others`` (a previous fit of the same atoms), the neighbours' modelled density is subtracted from
     each window first (deblending), so band-limit ripples and tails of neighbours do not bias the fit.
+    ``windows`` is :func:`gather_windows` of the same arguments when the caller has it already.
     """
-    vals, d, inside = gather_windows(vol, centres_A, sampling, radius_A)
+    vals, d, inside = gather_windows(vol, centres_A, sampling, radius_A) if windows is None else windows
     if others is not None:
         vals = vals - neighbour_background(centres_A, d, others.amplitude, others.u_iso, table)
     w = inside.astype(np.float64)
@@ -492,10 +494,12 @@ def refine_positions(vol: np.ndarray, centres_A: np.ndarray, sampling: float, ra
 
 
 def isotropic_residual(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radius_A: float,
-                       table: ProfileTable) -> float:
-    """Summed squared residual of the best isotropic profile fits (amplitude, background, U) of all atoms."""
-    fit = fit_displacements(vol, centres_A, sampling, radius_A, table)
-    vals, d, inside = gather_windows(vol, centres_A, sampling, radius_A)
+                       table: ProfileTable, windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> float:
+    """Summed squared residual of the best isotropic profile fits (amplitude, background, U) of all atoms
+    (``windows``: :func:`gather_windows` of the same arguments, if the caller has it)."""
+    windows = gather_windows(vol, centres_A, sampling, radius_A) if windows is None else windows
+    fit = fit_displacements(vol, centres_A, sampling, radius_A, table, windows=windows)
+    vals, d, inside = windows
     r = np.sqrt(np.einsum("nki,nki->nk", d, d))
     du = table.u_grid[1] - table.u_grid[0]
     iu = np.clip(np.rint(np.nan_to_num(fit.u_iso, nan=0.0) / du), 0, len(table.u_grid) - 1).astype(np.int64)
@@ -518,9 +522,11 @@ def fit_band_limit(vol: np.ndarray, centres_A: np.ndarray, sampling: float, radi
     c = np.asarray(centres_A, float)
     if len(c) > max_atoms:
         c = c[np.linspace(0, len(c) - 1, max_atoms).astype(int)]
+    windows = gather_windows(vol, c, sampling, radius_A)  # the same windows at every band limit
+
     def residuals(grid: np.ndarray) -> np.ndarray:
-        return np.array([isotropic_residual(vol, c, sampling, radius_A, profile_table(element, round(float(b), 4)))
-                         for b in grid])
+        return np.array([isotropic_residual(vol, c, sampling, radius_A, profile_table(element, round(float(b), 4)),
+                                            windows) for b in grid])
 
     grid = np.linspace(lo, hi, n)
     sse = residuals(grid)

@@ -218,16 +218,20 @@ def hermitian_divide(data, weight, shells, reg, scale, out):
     shells : int32 (N, N, N) shell index of every voxel.
     reg : float32 (S,) Wiener regulariser per shell.
     scale : float32 (S,) multiplier per shell (0 beyond the band kept).
-    out : complex64 (N, N, N), overwritten.
+    out : complex64 (N, N, N), overwritten in the *uncentred* layout (``ifftshift``: frequency 0 at index 0), ready
+    for the inverse FFT: the value of centred index ``i`` goes to ``(i − N // 2) mod N``.
     """
     nn = data.shape[0]
+    h = nn // 2
     for z in numba.prange(nn):
         mz = (nn - z) % nn
+        oz = (z - h) % nn
         for y in range(nn):
             my = (nn - y) % nn
+            oy = (y - h) % nn
             for x in range(nn):
                 mx = (nn - x) % nn
                 s = shells[z, y, x]
                 d = data[z, y, x] + np.conj(data[mz, my, mx])
                 w = weight[z, y, x] + weight[mz, my, mx] + reg[s]
-                out[z, y, x] = d * (scale[s] / max(w, np.float32(1e-30)))
+                out[oz, oy, (x - h) % nn] = d * (scale[s] / max(w, np.float32(1e-30)))

@@ -140,9 +140,18 @@ def _sinc2(n_real: int, n_pad: int) -> np.ndarray:
     return np.sinc(x / n_pad) ** 2
 
 
+@functools.lru_cache(maxsize=4)
 def _gridding_correction(n: int, n_pad: int) -> np.ndarray:
     s = _sinc2(n, n_pad)
-    return (s[:, None, None] * s[None, :, None] * s[None, None, :]).astype(np.float32)
+    out = (s[:, None, None] * s[None, :, None] * s[None, None, :]).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _uncentred(n: int, nn: int) -> np.ndarray:
+    """Indices, in the uncentred (``ifftshift``) layout of an ``nn`` axis, of the ``n`` samples centred at ``n // 2``
+    that sit at ``nn // 2 − n // 2 …`` in the centred layout."""
+    return (np.arange(n) - n // 2) % nn
 
 
 @dataclass(frozen=True)
@@ -176,10 +185,11 @@ def prepare_reference(volume: np.ndarray, pad: int = 2) -> Reference:
         raise TumblebenchError(f"reference map must be a cubic 3D array, got shape {vol.shape}")
     n = vol.shape[0]
     nn = int(pad * n)
+    # the padded map placed straight into the uncentred layout the FFT takes (no shifted copies)
     big = np.zeros((nn, nn, nn), np.float32)
-    o = nn // 2 - n // 2
-    big[o:o + n, o:o + n, o:o + n] = vol / _gridding_correction(n, nn)
-    vft = scipy.fft.fftshift(scipy.fft.fftn(scipy.fft.ifftshift(big), workers=-1)).astype(np.complex64)
+    idx = _uncentred(n, nn)
+    big[np.ix_(idx, idx, idx)] = vol / _gridding_correction(n, nn)
+    vft = np.asarray(scipy.fft.fftshift(scipy.fft.fftn(big, workers=-1)), np.complex64)
     return Reference(vft, n, float(pad))
 
 
@@ -213,6 +223,14 @@ def project(ref: Reference, rotations: np.ndarray, shifts_px: np.ndarray | None 
     if shifts_px is not None:
         vals *= np.conj(shift_phases(band, shifts_px))
     return image_from_ft(band.put(vals))
+
+
+@functools.lru_cache(maxsize=4)
+def _shell_counts(nn: int, pad: int) -> np.ndarray:
+    """Voxels per shell of :func:`_shell_index` (read-only)."""
+    out = np.bincount(_shell_index(nn, pad).ravel())
+    out.flags.writeable = False
+    return out
 
 
 @functools.lru_cache(maxsize=4)
@@ -333,17 +351,18 @@ class Reconstructor:
         nsh = int(shells.max()) + 1
         # a shell holds each voxel and its mirror: the whole slices' weights sum to twice the half slices'
         wsum = 2 * np.bincount(shells.ravel(), weights=self.weight.ravel(), minlength=nsh)
-        cnt = np.bincount(shells.ravel(), minlength=nsh)
+        cnt = _shell_counts(nn, self.pad)
         wmean = wsum / np.maximum(cnt, 1)
         taus = np.broadcast_to(np.asarray(tau, np.float64), (nsh,)) if np.ndim(tau) == 0 else np.asarray(tau)
         taus = np.concatenate([taus, np.full(max(0, nsh - taus.size), taus[-1] if taus.size else 1.0)])[:nsh]
         scale = np.ones(nsh) if filt is None else np.concatenate([np.asarray(filt, np.float64),
                                                                    np.zeros(max(0, nsh - len(filt)))])[:nsh]
         scale[n // 2 + 1:] = 0  # beyond Nyquist
-        ft = np.empty_like(self.data)
+        ft = np.empty_like(self.data)  # uncentred: the FFT's own layout
         hermitian_divide(self.data, self.weight, shells, (taus * wmean).astype(np.float32), scale.astype(np.float32),
                          ft)
-        big = scipy.fft.fftshift(scipy.fft.ifftn(scipy.fft.ifftshift(ft), workers=-1)).real.astype(np.float32)
-        o = nn // 2 - n // 2
-        # image transforms are the padded 3D transform on the slice (no rescaling): ifftn inverts exactly
-        return (big[o:o + n, o:o + n, o:o + n] / _gridding_correction(n, nn)).astype(np.float32)
+        big = scipy.fft.ifftn(ft, workers=-1, overwrite_x=True).real
+        idx = _uncentred(n, nn)
+        # the central n³ of the padded map, read from the uncentred layout; image transforms are the padded 3D
+        # transform on the slice (no rescaling): ifftn inverts exactly
+        return (big[np.ix_(idx, idx, idx)].astype(np.float32) / _gridding_correction(n, nn)).astype(np.float32)

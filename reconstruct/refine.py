@@ -49,6 +49,7 @@ from tumblebench.reconstruct.lattice import (
     branch_mates,
     global_candidates,
 )
+from tumblebench.reconstruct.model_pair import model_pair
 from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
@@ -224,8 +225,8 @@ def refine_shifts(ref: Reference, images_ft: np.ndarray, poses: np.ndarray, ctf:
     if ctf is not None:
         proj = proj * band.take(ctf)
     prod = band.put(band.take(images_ft) * np.conj(proj))
-    cc = scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(prod, axes=(-2, -1)), axes=(-2, -1), workers=-1),
-                            axes=(-2, -1)).real
+    cc = scipy.fft.fftshift(scipy.fft.ifft2(scipy.fft.ifftshift(prod, axes=(-2, -1)), axes=(-2, -1), workers=-1).real,
+                            axes=(-2, -1))
     yy, xx = np.mgrid[:n, :n] - n // 2
     cc[:, np.hypot(xx, yy) > max_shift_px] = -np.inf
     flat = np.argmax(cc.reshape(len(cc), -1), axis=1)
@@ -511,10 +512,12 @@ def repair_jumps(refs: tuple[Reference, Reference], halves: np.ndarray, boxes: n
 def _model_references(rec1: Reconstructor, rec2: Reconstructor, curve: np.ndarray, mask: np.ndarray,
                       sampling: float, reference_model: ReferenceModel) -> tuple[Reference, Reference]:
     """Each half's Wiener/FSC-filtered map through ``reference_model``, masked and prepared as a reference."""
+    vols = [_filtered_half(rec, curve) for rec in (rec1, rec2)]
     refs = []
-    for rec in (rec1, rec2):
-        vol = _filtered_half(rec, curve)
-        model = np.asarray(reference_model(vol, sampling), np.float32)
+    for rec, vol, got in zip((rec1, rec2), vols, model_pair(reference_model, vols, sampling), strict=True):
+        if isinstance(got, TumblebenchError):
+            raise got
+        model = np.asarray(got, np.float32)
         require(model.shape == vol.shape and bool(np.isfinite(model).all()),
                 f"reference_model returned a map of shape {model.shape} (or with NaN) for a {vol.shape} half map")
         refs.append(prepare_reference(model * mask, pad=rec.pad))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.fft
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
@@ -229,3 +230,33 @@ def test_half_plane_scores_are_the_whole_band_scores_over_root_two(seed: int) ->
         score_candidates(ref.vft, cands, band.kx, band.ky, ref.pad, np.ascontiguousarray(band.take(images)), c,
                          out[half])
     np.testing.assert_allclose(out[True] * np.sqrt(2), out[False], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [24, 25])
+def test_transforms_in_the_ffts_own_layout_equal_the_centred_ones(n: int) -> None:
+    """prepare_reference and Reconstructor.reconstruct place and read the map in the FFT's uncentred layout (no
+    shifted copies of the padded volume): the same bytes as the centred ifftshift/fftshift formulas."""
+    from tumblebench.reconstruct._gridding_kernels import hermitian_divide
+    from tumblebench.reconstruct.projector import _gridding_correction
+
+    rng = np.random.default_rng(n)
+    vol = rng.standard_normal((n, n, n)).astype(np.float32)
+    nn, o = 2 * n, n - n // 2
+    big = np.zeros((nn,) * 3, np.float32)
+    big[o:o + n, o:o + n, o:o + n] = vol / _gridding_correction(n, nn)
+    centred = scipy.fft.fftshift(scipy.fft.fftn(scipy.fft.ifftshift(big))).astype(np.complex64)
+    assert np.array_equal(prepare_reference(vol).vft, centred)
+
+    rec = Reconstructor(n, pad=2)
+    rec.insert(rng.standard_normal((20, n, n)).astype(np.float32), Rotation.random(20, random_state=n).as_matrix(),
+               np.zeros((20, 2)))
+    shells = rec.shell_index()
+    nsh = int(shells.max()) + 1
+    wmean = 2 * np.bincount(shells.ravel(), rec.weight.ravel(), nsh) / np.maximum(np.bincount(shells.ravel()), 1)
+    scale = np.ones(nsh, np.float32)
+    scale[n // 2 + 1:] = 0
+    ft = np.empty_like(rec.data)
+    hermitian_divide(rec.data, rec.weight, shells, (1e-3 * wmean).astype(np.float32), scale, ft)
+    full = scipy.fft.fftshift(scipy.fft.ifftn(ft)).real.astype(np.float32)  # ft: uncentred
+    want = (full[o:o + n, o:o + n, o:o + n] / _gridding_correction(n, nn)).astype(np.float32)
+    assert np.array_equal(rec.reconstruct(1e-3), want)
