@@ -54,6 +54,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct.fsc import fsc
+from tumblebench.reconstruct.model_pair import model_pair
 from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import (
     Band,
@@ -577,7 +578,11 @@ class BranchLabeller:
         vols = register_halves(self.build(rows[1::2], poses, shifts), self.build(rows[0::2], poses, shifts),
                                self.cfg.shift_range_A * 2 / self.fr.crop_sampling)
         self.references_fsc_ = self.band_fsc(*vols)
-        return tuple(self.model_reference(v, f"{what}, half {2 - part}") for part, v in enumerate(vols))
+        if self.reference_model is None:
+            return tuple(prepare_reference(v) for v in vols)
+        models = model_pair(self.reference_model, vols, self.fr.crop_sampling)
+        return tuple(self._model_or_map(m, v, f"{what}, half {2 - part}")
+                     for part, (m, v) in enumerate(zip(models, vols, strict=True)))
 
     def reference(self, idx: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str):
         """Prepared reference of the frames ``idx``: their map through the reference-model builder."""
@@ -585,12 +590,17 @@ class BranchLabeller:
 
     def model_reference(self, vol: np.ndarray, what: str):
         """Prepared reference of a map through the reference-model builder (the map itself when that fails)."""
-        if self.reference_model is not None:
-            try:
-                vol = self.reference_model(vol, self.fr.crop_sampling)
-            except TumblebenchError as exc:  # e.g. no atoms above noise in a poor first map
-                log.warning("lattice labelling (%s): reference model failed (%s); using the map", what, exc)
-        return prepare_reference(vol)
+        if self.reference_model is None:
+            return prepare_reference(vol)
+        return self._model_or_map(model_pair(self.reference_model, [vol], self.fr.crop_sampling)[0], vol, what)
+
+    @staticmethod
+    def _model_or_map(model: np.ndarray | TumblebenchError, vol: np.ndarray, what: str):
+        """Prepared reference of a map's model, or of the map itself when the builder failed."""
+        if isinstance(model, TumblebenchError):  # e.g. no atoms above noise in a poor first map
+            log.warning("lattice labelling (%s): reference model failed (%s); using the map", what, model)
+            return prepare_reference(vol)
+        return prepare_reference(model)
 
     def fit_shifts(self, poses: np.ndarray, shifts: np.ndarray, what: str) -> np.ndarray:
         """Origins (M, 2; cropped pixels) of the frames at ``poses``: each frame's best shift around the tracker's

@@ -10,6 +10,7 @@ STAR particle centres are used as well (a pure test of the reconstruction), and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -35,6 +36,7 @@ from tumblebench.reconstruct.background import (
 from tumblebench.reconstruct.config import ReconstructConfig, check_reconstruct_memory
 from tumblebench.reconstruct.density import density_modified_map
 from tumblebench.reconstruct.fsc import resolution_at
+from tumblebench.reconstruct.model_pair import ReferenceModelPair
 from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import soft_sphere
 from tumblebench.reconstruct.refine import (
@@ -411,7 +413,9 @@ def reconstruct_series(frames: str | Path, star: str | Path | None, out_dir: str
         old_level = log.level
         log.setLevel(logging.INFO)
         try:
-            summary = _run(frames, star, tmp, config, progress, rng, timings, reference_model, dict(algorithms or {}))
+            # the half maps' reference models side by side on two cores (the same models as one after the other)
+            with contextlib.nullcontext(None) if reference_model is None else ReferenceModelPair(reference_model) as rm:
+                summary = _run(frames, star, tmp, config, progress, rng, timings, rm, dict(algorithms or {}))
             summary["timing_s"] = timings
             summary["algorithms"] = {k: algorithm_name(v) for k, v in (algorithms or {}).items()}
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

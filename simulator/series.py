@@ -29,7 +29,6 @@ defocus ``defocus + h`` — rlnDefocusU/V include it.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import math
@@ -38,7 +37,6 @@ import os
 import pickle
 import shutil
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -67,6 +65,7 @@ from tumblebench.simulator.imaging import Imager, ImagingConfig
 from tumblebench.simulator.mrc import MrcStackWriter, write_volume
 from tumblebench.simulator.orientation import euler_angles
 from tumblebench.simulator.outputs import atomic_output_dir, check_output_dir, write_manifest
+from tumblebench.simulator.processes import end_with_parent, stop_workers
 from tumblebench.simulator.scattering import GAUSSIAN_TABLES, form_factor, gaussian_coefficients
 from tumblebench.simulator.star import image_names, write_star
 from tumblebench.simulator.truth_map import check_fits_box, particle_frame_positions, particle_radius, render_truth_map
@@ -649,35 +648,11 @@ def save_montage(raw: list[np.ndarray], clean: list[np.ndarray], labels: list[st
 _WORKER_SIM: SeriesSimulation | None = None
 
 
-def _end_with_parent(parent_pid: int) -> None:
-    """Make this worker process die with its parent, even a parent killed with SIGKILL (Linux: the kernel
-    sends SIGKILL to the child when the parent dies; elsewhere a thread polls the parent every second)."""
-    import signal
-    import threading
-
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0:
-            if os.getppid() != parent_pid:  # the parent died before prctl took effect
-                os._exit(1)
-            return
-
-    def poll() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=poll, daemon=True).start()
-
-
 def _init_worker(state_path: str, parent_pid: int) -> None:
     # the simulation (tens of MB of sub-step positions) is read from a file, not sent through the process
     # start-up pipe: a child that dies while starting would otherwise leave the parent blocked on that pipe
     global _WORKER_SIM
-    _end_with_parent(parent_pid)
+    end_with_parent(parent_pid)
     with open(state_path, "rb") as fh:
         _WORKER_SIM = pickle.load(fh)
 
@@ -694,20 +669,6 @@ def _render_in_worker(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarr
     assert _WORKER_SIM is not None
     intensity, counts = _WORKER_SIM.render(frame)
     return frame, counts, (intensity if keep_intensity else None)
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End a pool's workers now (an error, Ctrl-C or SIGTERM in the parent): queued frames are dropped and the
-    running ones not waited for (``shutdown`` alone would render every queued frame first)."""
-    # the executor keeps its processes in ``_processes`` (CPython 3.11-3.13; 3.14 adds terminate_workers())
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    for proc in procs:
-        with contextlib.suppress(Exception):
-            proc.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
-    for proc in procs:
-        with contextlib.suppress(Exception):
-            proc.join(5.0)
 
 
 def _default_workers(n_frames: int) -> int:
@@ -810,7 +771,7 @@ def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, ov
                         for f, counts, intensity in pool.map(_render_in_worker, tasks, chunksize=4):
                             consume(f, counts, intensity)
                     except BaseException:
-                        _stop_workers(pool)
+                        stop_workers(pool)
                         raise
                     pool.shutdown(wait=True)
                 except BrokenProcessPool as exc:
