@@ -55,3 +55,21 @@ def test_the_first_map_of_a_pair_is_built_in_the_helper_process() -> None:
         again, _ = pair.pair(maps, SAMPLING)
     assert first.flat[0] != os.getpid() and second.flat[0] == os.getpid()
     assert again.flat[0] == first.flat[0]  # one helper for the whole reconstruction
+
+
+def _dies_in_helper(vol: np.ndarray, sampling: float) -> np.ndarray:
+    if str(os.getpid()) != os.environ["TB_TEST_PARENT_PID"]:
+        os._exit(3)  # the helper process dies, as one started by a script without a __main__ guard does
+    return 2 * vol
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: the pair is built here")
+def test_a_helper_that_dies_leaves_the_pair_built_here(monkeypatch, caplog) -> None:
+    monkeypatch.setenv("TB_TEST_PARENT_PID", str(os.getpid()))
+    maps = _maps()[:2]
+    with ReferenceModelPair(_dies_in_helper) as pair:
+        first = pair.pair(maps, SAMPLING)
+        second = pair.pair(maps, SAMPLING)  # no second helper
+    for got in (first, second):
+        assert all(np.array_equal(g, 2 * m) for g, m in zip(got, maps, strict=True))
+    assert sum("helper process failed" in r.message for r in caplog.records) == 1
