@@ -27,6 +27,7 @@ from tumblebench.dataset.spec import DatasetSpec
 from tumblebench.dataset.store import create_root
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.outputs import write_json
+from tumblebench.simulator.processes import available_cores
 
 FORMAT = "tumblebench-dataset/1"
 #: Seconds to wait for a scheduler to answer.
@@ -153,7 +154,7 @@ def connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
         return client, None
     if workers is not None and workers < 1:
         raise TumblebenchError(f"--workers {workers}: expected >= 1")
-    n = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    n = workers or available_cores()
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
     return Client(cluster), cluster

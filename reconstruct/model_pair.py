@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from tumblebench.simulator.errors import TumblebenchError
-from tumblebench.simulator.processes import end_with_parent, stop_workers
+from tumblebench.simulator.processes import available_cores, end_with_parent, stop_workers
 from tumblebench.stages import ReferenceModel
 
 log = logging.getLogger("tumblebench.reconstruct")
@@ -32,10 +32,6 @@ def _attempt(model: ReferenceModel, vol: np.ndarray, sampling: float) -> np.ndar
         return model(vol, sampling)
     except TumblebenchError as exc:
         return exc
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _picklable(obj: object) -> bool:
@@ -62,7 +58,7 @@ class ReferenceModelPair:
     def __init__(self, model: ReferenceModel) -> None:
         self.model = model
         self._pool: ProcessPoolExecutor | None = None
-        self._side_by_side = (_cores() >= 2 and not multiprocessing.current_process().daemon
+        self._side_by_side = (available_cores() >= 2 and not multiprocessing.current_process().daemon
                               and _picklable(model))
 
     def __call__(self, vol: np.ndarray, sampling: float) -> np.ndarray:

@@ -365,4 +365,4 @@ class Reconstructor:
         idx = _uncentred(n, nn)
         # the central n³ of the padded map, read from the uncentred layout; image transforms are the padded 3D
         # transform on the slice (no rescaling): ifftn inverts exactly
-        return (big[np.ix_(idx, idx, idx)].astype(np.float32) / _gridding_correction(n, nn)).astype(np.float32)
+        return (big[np.ix_(idx, idx, idx)] / _gridding_correction(n, nn)).astype(np.float32)

@@ -12,6 +12,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def end_with_parent(parent_pid: int) -> None:
     """Make this worker process die with its parent, even a parent killed with SIGKILL (Linux: the kernel
     sends SIGKILL to the child when the parent dies; elsewhere a thread polls the parent every second)."""

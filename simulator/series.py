@@ -65,7 +65,7 @@ from tumblebench.simulator.imaging import Imager, ImagingConfig
 from tumblebench.simulator.mrc import MrcStackWriter, write_volume
 from tumblebench.simulator.orientation import euler_angles
 from tumblebench.simulator.outputs import atomic_output_dir, check_output_dir, write_manifest
-from tumblebench.simulator.processes import end_with_parent, stop_workers
+from tumblebench.simulator.processes import available_cores, end_with_parent, stop_workers
 from tumblebench.simulator.scattering import GAUSSIAN_TABLES, form_factor, gaussian_coefficients
 from tumblebench.simulator.star import image_names, write_star
 from tumblebench.simulator.truth_map import check_fits_box, particle_frame_positions, particle_radius, render_truth_map
@@ -674,8 +674,7 @@ def _render_in_worker(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarr
 def _default_workers(n_frames: int) -> int:
     if multiprocessing.current_process().daemon:  # e.g. inside a Dask or multiprocessing worker: no children
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8)) if n_frames >= 64 else 1
+    return max(1, min(available_cores(), 8)) if n_frames >= 64 else 1
 
 
 def simulate_series(nc, config: SeriesConfig, seed: int, out_dir: str | Path, overwrite: bool = False,
