@@ -82,6 +82,7 @@ SEARCH_CHUNK = 4000
 LATTICE_SCALES = np.round(np.arange(0.97, 1.0751, 0.015), 3)  # prior lattice constants tried, × bulk
 LATTICE_FIT_FRAMES = 256  # frames of the lattice-constant fit
 LATTICE_FIT_GRID = 120000  # SO(3) poses of its search (~2.5° spacing)
+EXTEND_GAIN = 0.02  # band-FSC rise that keeps an unconverged labelling going (BranchLabeller.extend)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,10 @@ class LatticeConfig:
     map_resolution_A
         Resolution limit (Å) of the labelling maps.
     label_iterations
-        Most labelling iterations per prior.
+        Labelling iterations per prior (fewer when it converges).
+    label_extra_iterations
+        Further iterations of the chosen prior's labelling while it has not converged and the band FSC of its half
+        maps still rises (:meth:`BranchLabeller.extend`).
     label_converged
         The labelling stops when at most this fraction of the frames changed branch in an iteration.
     shift_range_A, shift_step_A
@@ -127,6 +131,7 @@ class LatticeConfig:
     label_band_A: tuple[float, float] = (8.0, 1.6)
     map_resolution_A: float = 1.2
     label_iterations: int = 10
+    label_extra_iterations: int = 5
     label_converged: float = 0.01
     shift_range_A: float = 1.2
     shift_step_A: float = 0.2
@@ -140,8 +145,9 @@ class LatticeConfig:
             lo, hi = getattr(self, name)
             require(lo > hi > 0, f"abinitio.lattice.{name} = {[lo, hi]} must be (low, high) Å with low > high > 0")
         require(self.grid_size >= 1000, f"abinitio.lattice.grid_size = {self.grid_size} must be >= 1000")
-        require(self.top_k >= 1 and self.distinct_deg >= 0 and self.label_iterations >= 0,
-                "abinitio.lattice.top_k must be >= 1, distinct_deg and label_iterations >= 0")
+        require(self.top_k >= 1 and self.distinct_deg >= 0 and self.label_iterations >= 0
+                and self.label_extra_iterations >= 0,
+                "abinitio.lattice.top_k must be >= 1, distinct_deg, label_iterations and label_extra_iterations >= 0")
         require(0 <= self.label_converged < 1,
                 f"abinitio.lattice.label_converged = {self.label_converged} must be a fraction in [0, 1)")
         require(self.map_resolution_A > 0 and self.shift_step_A > 0 and self.shift_range_A >= 0,
@@ -646,11 +652,15 @@ class BranchLabeller:
         dev = cc - cc.mean(axis=1, keepdims=True)
         return viterbi(cands, dev / max(float(np.median(np.abs(dev))), 1e-12), self.step, self.weight)
 
-    def label(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str
+    def label(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str, refs: tuple | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One labelling pass of all frames: (column chosen per frame, poses, shifts in cropped pixels)."""
+        """One labelling pass of all frames: (column chosen per frame, poses, shifts in cropped pixels); ``refs``:
+        the pass's references when the caller built them (:meth:`half_references`)."""
         rows = np.arange(len(poses))
-        cc, moved = self.cross_scores(cands, poses, shifts, what)
+        if refs is None:
+            cc, moved = self.cross_scores(cands, poses, shifts, what)
+        else:
+            cc, moved = self._half_scores(refs, cands)
         lab = self.choose(cands, cc)
         self.scores_ = cc[rows, lab]  # each frame's correlation with the other half's reference at its chosen mate
         return lab, cands[rows, lab], moved[rows, lab]
@@ -662,28 +672,60 @@ class BranchLabeller:
         Each pass's entry of ``info["history"]`` holds the frames that changed branch, the mean of ``scores_`` and
         ``references_fsc``, the band FSC of the half maps the pass scored against (those of the labelling before)."""
         self.scores_ = np.full(len(path), np.nan)
-        cands = branch_mates(path, self.ops)
+        self.cands_ = branch_mates(path, self.ops)
+        self.lab_ = np.zeros(len(path), np.int64)
+        self.history_ = []
         poses = path.copy()
         shifts = self.fit_shifts(path, self.fr.origins, "path") if self.cfg.label_iterations else self.fr.origins.copy()
-        lab = np.zeros(len(path), np.int64)
-        history = []
-        for it in range(self.cfg.label_iterations):
-            new, poses, shifts = self.label(cands, poses, shifts, f"iteration {it}")
-            changed = int(np.sum(new != lab))
-            lab = new
-            score = float(np.mean(self.scores_))
-            history.append({"iteration": it, "frames_changed": changed, "mean_correlation": score,
-                            "references_fsc": self.references_fsc_})
-            log.info("lattice labelling iteration %d: %d frames changed branch, mean correlation %.4f; half-map FSC "
-                     "3–%.1f Å of the pass's references %.3f", it, changed, score, self.cfg.map_resolution_A,
-                     self.references_fsc_)
-            if progress is not None:
-                progress(1)
-            if changed <= self.cfg.label_converged * len(path):
+        for _ in range(self.cfg.label_iterations):
+            poses, shifts = self._pass(poses, shifts, progress)
+            if self.converged_:
                 break
-        if progress is not None and len(history) < self.cfg.label_iterations:
-            progress(self.cfg.label_iterations - len(history))  # the iterations a converged labelling skips
-        return poses, shifts, {"history": history}
+        if progress is not None and len(self.history_) < self.cfg.label_iterations:
+            progress(self.cfg.label_iterations - len(self.history_))  # the iterations a converged labelling skips
+        return poses, shifts, {"history": self.history_}
+
+    @property
+    def converged_(self) -> bool:
+        """The last pass changed the branch of at most ``label_converged`` of the frames."""
+        h = self.history_
+        return bool(h) and h[-1]["frames_changed"] <= self.cfg.label_converged * len(self.lab_)
+
+    def extend(self, poses: np.ndarray, shifts: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Up to ``label_extra_iterations`` further passes of the labelling :meth:`run` left unconverged, while it
+        still improves: pass ``i`` scores the frames only if the band FSC of its references (the labelling of pass
+        ``i − 1``) or of the pass before's exceeds that of every earlier pass's references by
+        :data:`EXTEND_GAIN` (a labelling that still gathers frames onto one branch; a converged or fluctuating one
+        stops, at the cost of one pair of references). Returns (poses, shifts, passes added)."""
+        added = 0
+        while added < self.cfg.label_extra_iterations and self.history_ and not self.converged_:
+            it = len(self.history_)
+            refs = self.half_references(poses, shifts, f"iteration {it}")
+            q = [h["references_fsc"] for h in self.history_] + [self.references_fsc_]
+            if len(q) < 3 or max(q[-2:]) < max(q[:-2]) + EXTEND_GAIN:
+                break
+            poses, shifts = self._pass(poses, shifts, progress, refs)
+            added += 1
+        if progress is not None and added < self.cfg.label_extra_iterations:
+            progress(self.cfg.label_extra_iterations - added)
+        return poses, shifts, added
+
+    def _pass(self, poses: np.ndarray, shifts: np.ndarray, progress, refs: tuple | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """One labelling pass from ``poses``/``shifts``, recorded in ``history_`` and logged."""
+        it = len(self.history_)
+        new, poses, shifts = self.label(self.cands_, poses, shifts, f"iteration {it}", refs)
+        changed = int(np.sum(new != self.lab_))
+        self.lab_ = new
+        score = float(np.mean(self.scores_))
+        self.history_.append({"iteration": it, "frames_changed": changed, "mean_correlation": score,
+                              "references_fsc": self.references_fsc_})
+        log.info("lattice labelling iteration %d: %d frames changed branch, mean correlation %.4f; half-map FSC "
+                 "3–%.1f Å of the pass's references %.3f", it, changed, score, self.cfg.map_resolution_A,
+                 self.references_fsc_)
+        if progress is not None:
+            progress(1)
+        return poses, shifts
 
 
 def global_candidates(boxes: np.ndarray, sampling: float, diameter_A: float, vol: np.ndarray, idx: np.ndarray,
@@ -822,7 +864,7 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
     log.info("lattice prior: lattice constant %.3f Å from the frames' fringes (bulk %s %.3f Å)", a_fit,
              config.element, bulk_lattice_constant(config.element))
     so3 = so3_grid(config.grid_size)
-    results = {}
+    results, labellers = {}, {}
     for kind in config.priors:
         pp = prior_path(kind, amp, band, c2, n, sampling, ns, diameter_A, config, step_deg, continuity_weight, so3,
                         a_fit)
@@ -836,8 +878,16 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
                  config.map_resolution_A, score)
         results[kind] = (score, poses, sh, {"sites": len(pp.sites), "ambiguity": 2 * len(pp.ops),
                                             "fz_poses": len(pp.grid), "half_fsc": score, **info}, labeller.scores_)
+        labellers[kind] = labeller
     best = max(results, key=lambda k: results[k][0])
-    score, poses, sh, _, frame_scores = results[best]
+    score, poses, sh, chosen, frame_scores = results[best]
+    poses, sh, added = labellers[best].extend(poses, sh, progress)
+    chosen["extra_iterations"] = added
+    if added:
+        chosen["half_fsc"] = labellers[best].half_fsc(poses, sh)
+        frame_scores = labellers[best].scores_
+        log.info("lattice prior %s: %d more labelling iterations while its half maps improved; half-map FSC "
+                 "3–%.1f Å %.3f", best, added, config.map_resolution_A, chosen["half_fsc"])
     info = {"method": "lattice", "prior": best, "lattice_constant_A": a_fit,
             "priors": {k: v[3] for k, v in results.items()},
             "search_pixel_size_A": crop_sampling}
@@ -864,8 +914,8 @@ class LatticePoses(AbInitioPoses):
         self.config = config or LatticeConfig()
 
     def steps(self) -> int:
-        """One step per prior's search and per labelling iteration."""
-        return len(self.config.priors) * (1 + self.config.label_iterations)
+        """One step per prior's search and per labelling iteration, and the chosen prior's further iterations."""
+        return len(self.config.priors) * (1 + self.config.label_iterations) + self.config.label_extra_iterations
 
     def _estimate(self, data: PoseInput) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         return _lattice_abinitio(data.boxes, data.sampling, data.diameter_A, self.config, self.step_deg,

@@ -106,19 +106,29 @@ def test_fundamental_zone_tiles_rotation_space() -> None:
 
 class _ScriptedLabeller(BranchLabeller):
     """A labeller whose pass k changes the branch of the first ``changes[k]`` frames (of 200) and moves the shifts
-    to k."""
+    to k; the references of pass k have the band FSC ``fscs[k]``."""
 
-    def __init__(self, changes: list[int], config: LatticeConfig) -> None:
+    def __init__(self, changes: list[int], config: LatticeConfig, fscs: list[float] | None = None) -> None:
         self.cfg, self.ops = config, np.eye(3)[None]
         self.fr = SimpleNamespace(origins=np.zeros((200, 2)))
         self.changes, self.passes, self.lab = changes, 0, np.zeros(200, np.int64)
+        self.fscs = fscs if fscs is not None else [float("nan")] * len(changes)
         self.references_fsc_ = float("nan")
+        self.built = 0
 
     def fit_shifts(self, poses, shifts, what):
         return shifts
 
-    def label(self, cands, poses, shifts, what):
+    def half_references(self, poses, shifts, what):
+        self.built += 1
+        self.references_fsc_ = self.fscs[self.passes]
+        return ("references of pass", self.passes)
+
+    def label(self, cands, poses, shifts, what, refs=None):
         k = self.passes
+        if refs is None:
+            self.half_references(poses, shifts, what)
+        assert refs is None or refs == ("references of pass", k)
         self.passes += 1
         self.lab = self.lab.copy()
         self.lab[:self.changes[k]] ^= 1
@@ -138,6 +148,33 @@ def test_labelling_stops_when_at_most_one_percent_of_frames_change_and_keeps_the
     assert [h["frames_changed"] for h in info["history"]] == changes[:passes]
     assert np.all(shifts == passes - 1) and np.all(lab.scores_ == 0.1 * (passes - 1))
     assert sum(steps) == LatticeConfig().label_iterations  # the progress bar always reaches its end
+
+
+_FLAT = [0.30, 0.35, 0.40, 0.45, 0.50, 0.49, 0.50, 0.48, 0.50, 0.49]  # references' band FSC of passes 0-9
+
+
+@pytest.mark.parametrize(("changes", "fscs", "added", "built"), [
+    # the references of pass 10 (0.56) rise 0.06 above every earlier pass's: pass 10 runs; pass 11's two passes
+    # (0.56, 0.55) are still above passes 0-9 by 0.02: it runs, changes 2 frames (1 %) and the labelling stops
+    ([90] * 10 + [90, 2, 90], _FLAT + [0.56, 0.55, 0.57], 2, 10 + 2),
+    # a labelling that fluctuates: pass 10's references (0.51) are not 0.02 above pass 4's: one build, no pass
+    ([90] * 12, _FLAT + [0.51, 0.60], 0, 10 + 1),
+    # converged at pass 3: nothing more, not even a build
+    ([200, 150, 40, 2] + [90] * 8, _FLAT + [0.9, 0.9], 0, 4),
+    # always rising and never converging: label_extra_iterations (5) more passes, then stop
+    ([90] * 16, _FLAT + [0.6, 0.7, 0.8, 0.9, 1.0, 1.1], 5, 15),
+])
+def test_an_unconverged_labelling_goes_on_while_its_references_improve(changes, fscs, added, built) -> None:
+    config = LatticeConfig()
+    steps = []
+    lab = _ScriptedLabeller(changes, config, fscs)
+    poses, shifts, info = lab.run(np.tile(np.eye(3), (200, 1, 1)), progress=steps.append)
+    run_passes = len(info["history"])
+    poses, shifts, n = lab.extend(poses, shifts, progress=steps.append)
+    assert n == added and lab.passes == run_passes + added == len(info["history"]) and lab.built == built
+    assert [h["references_fsc"] for h in info["history"]] == fscs[:lab.passes]
+    assert np.all(shifts == lab.passes - 1)  # the last pass's labelling is returned
+    assert sum(steps) == config.label_iterations + config.label_extra_iterations
 
 
 def _default_map(n: int, sampling: float) -> np.ndarray:
