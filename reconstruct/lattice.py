@@ -33,7 +33,10 @@ against a generic crystal of the element without knowing the particle's shape or
    (:func:`register_halves`): each half's shifts are fitted to the other half's map, so two maps that sit apart
    would trade places from pass to pass and stay apart. The passes stop when few frames change branch; that
    count can stay high while the map does not change, as runs of an achiral particle's frames can swap between
-   their two projection-twin mates, equally right, from pass to pass.
+   their two projection-twin mates, equally right, from pass to pass. The chosen prior's labelling, when it has
+   not converged, goes on for a few passes while the band FSC of its half maps still rises
+   (:meth:`BranchLabeller.extend`): one still gathering its frames onto one branch gets there, one that fluctuates
+   stops.
 
 Each prior is tried; the one whose final labelling gives the highest half-map FSC (even/odd frames) in the
 lattice band wins, so a single crystal and a twinned particle are both handled without knowing which it is.
@@ -881,6 +884,8 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
         labellers[kind] = labeller
     best = max(results, key=lambda k: results[k][0])
     score, poses, sh, chosen, frame_scores = results[best]
+    log.info("lattice ab initio: prior %s chosen (half-map FSC %s)", best,
+             ", ".join(f"{k} {v[0]:.3f}" for k, v in results.items()))
     poses, sh, added = labellers[best].extend(poses, sh, progress)
     chosen["extra_iterations"] = added
     if added:
@@ -891,8 +896,6 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
     info = {"method": "lattice", "prior": best, "lattice_constant_A": a_fit,
             "priors": {k: v[3] for k, v in results.items()},
             "search_pixel_size_A": crop_sampling}
-    log.info("lattice ab initio: prior %s chosen (half-map FSC %s)", best,
-             ", ".join(f"{k} {v[0]:.3f}" for k, v in results.items()))
     return poses, sh * n / ns, frame_scores, info
 
 

@@ -156,13 +156,13 @@ _FLAT = [0.30, 0.35, 0.40, 0.45, 0.50, 0.49, 0.50, 0.48, 0.50, 0.49]  # referenc
 @pytest.mark.parametrize(("changes", "fscs", "added", "built"), [
     # the references of pass 10 (0.56) rise 0.06 above every earlier pass's: pass 10 runs; pass 11's two passes
     # (0.56, 0.55) are still above passes 0-9 by 0.02: it runs, changes 2 frames (1 %) and the labelling stops
-    ([90] * 10 + [90, 2, 90], _FLAT + [0.56, 0.55, 0.57], 2, 10 + 2),
+    ([90] * 10 + [90, 2, 90], [*_FLAT, 0.56, 0.55, 0.57], 2, 10 + 2),
     # a labelling that fluctuates: pass 10's references (0.51) are not 0.02 above pass 4's: one build, no pass
-    ([90] * 12, _FLAT + [0.51, 0.60], 0, 10 + 1),
+    ([90] * 12, [*_FLAT, 0.51, 0.6], 0, 10 + 1),
     # converged at pass 3: nothing more, not even a build
-    ([200, 150, 40, 2] + [90] * 8, _FLAT + [0.9, 0.9], 0, 4),
+    ([200, 150, 40, 2] + [90] * 8, [*_FLAT, 0.9, 0.9], 0, 4),
     # always rising and never converging: label_extra_iterations (5) more passes, then stop
-    ([90] * 16, _FLAT + [0.6, 0.7, 0.8, 0.9, 1.0, 1.1], 5, 15),
+    ([90] * 16, [*_FLAT, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1], 5, 15),
 ])
 def test_an_unconverged_labelling_goes_on_while_its_references_improve(changes, fscs, added, built) -> None:
     config = LatticeConfig()
