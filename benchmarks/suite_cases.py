@@ -50,7 +50,12 @@ def commits(card: dict) -> dict[str, str | None]:
     versions = card.get("versions") or {}
     commit = versions.get("git_commit")
     scored = versions.get("rescored_at") or commit
-    return {"commit": commit[:7] if commit else None, "scored_commit": scored[:7] if scored else None}
+    return {"commit": _short(commit), "scored_commit": _short(scored)}
+
+
+def _short(commit: str | None) -> str | None:
+    """``abc1234`` of a full commit, ``abc1234-dirty`` of a run of uncommitted code."""
+    return commit[:7] + ("-dirty" if commit.endswith("-dirty") else "") if commit else None
 
 
 def commit_label(row: dict) -> str:

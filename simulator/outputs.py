@@ -210,13 +210,22 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
 
 
 def git_commit() -> str | None:
-    """The current git commit of the tumblebench checkout, or None outside a checkout."""
+    """The current git commit of the tumblebench checkout, with ``-dirty`` appended when a tracked Python file
+    differs from it (a run of uncommitted code), or None outside a checkout."""
+    return _commit_of(Path(__file__).resolve().parent.parent)
+
+
+def _commit_of(root: Path) -> str | None:
+    """:func:`git_commit` of the checkout at ``root``."""
     try:
-        root = Path(__file__).resolve().parent.parent
-        res = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        return res.stdout.strip() or None if res.returncode == 0 else None
+        res = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        commit = res.stdout.strip() if res.returncode == 0 else ""
+        if not commit:
+            return None
+        diff = subprocess.run(["git", "-C", str(root), "diff", "--quiet", "HEAD", "--", "*.py"],
+                              capture_output=True, timeout=5)
+        return commit + "-dirty" if diff.returncode == 1 else commit
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -19,7 +19,7 @@ from tumblebench.simulator.density import lowpass, render_density
 from tumblebench.simulator.errors import TumblebenchError
 from tumblebench.simulator.mrc import MrcStackWriter, open_stack, read_volume, write_volume
 from tumblebench.simulator.orientation import euler_angles, pose_matrix, rotation_angle_deg, to_lab
-from tumblebench.simulator.outputs import atomic_output_dir
+from tumblebench.simulator.outputs import _commit_of, atomic_output_dir
 from tumblebench.simulator.scattering import TWO_PI_A0_E, gaussian_coefficients, potential_3d
 
 
@@ -79,6 +79,26 @@ def test_atomic_output_dir_leaves_nothing_on_error(tmp_path: Path) -> None:
         (d / "b.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_commit_names_head_and_marks_uncommitted_python(tmp_path: Path) -> None:
+    """A run's recorded commit is HEAD, with ``-dirty`` while a tracked .py file differs from it (not for other
+    files, such as results a benchmark rewrites), and None outside a checkout."""
+    import subprocess
+
+    assert _commit_of(tmp_path) is None
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "r.json").write_text("{}")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert _commit_of(tmp_path) == head
+    (tmp_path / "r.json").write_text("{\"rows\": []}")
+    assert _commit_of(tmp_path) == head
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert _commit_of(tmp_path) == head + "-dirty"
 
 
 def test_output_dir_has_the_users_permissions(tmp_path: Path) -> None:
