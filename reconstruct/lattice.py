@@ -880,23 +880,22 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
                  "3–%.1f Å after labelling %.3f", kind, len(pp.sites), 2 * len(pp.ops), len(pp.grid),
                  config.map_resolution_A, score)
         results[kind] = (score, poses, sh, {"sites": len(pp.sites), "ambiguity": 2 * len(pp.ops),
-                                            "fz_poses": len(pp.grid), "half_fsc": score, **info}, labeller.scores_)
+                                            "fz_poses": len(pp.grid), "half_fsc": score, **info})
         labellers[kind] = labeller
     best = max(results, key=lambda k: results[k][0])
-    score, poses, sh, chosen, frame_scores = results[best]
+    _, poses, sh, chosen = results[best]
     log.info("lattice ab initio: prior %s chosen (half-map FSC %s)", best,
              ", ".join(f"{k} {v[0]:.3f}" for k, v in results.items()))
     poses, sh, added = labellers[best].extend(poses, sh, progress)
     chosen["extra_iterations"] = added
     if added:
         chosen["half_fsc"] = labellers[best].half_fsc(poses, sh)
-        frame_scores = labellers[best].scores_
         log.info("lattice prior %s: %d more labelling iterations while its half maps improved; half-map FSC "
                  "3–%.1f Å %.3f", best, added, config.map_resolution_A, chosen["half_fsc"])
     info = {"method": "lattice", "prior": best, "lattice_constant_A": a_fit,
             "priors": {k: v[3] for k, v in results.items()},
             "search_pixel_size_A": crop_sampling}
-    return poses, sh * n / ns, frame_scores, info
+    return poses, sh * n / ns, labellers[best].scores_, info
 
 
 class LatticePoses(AbInitioPoses):
