@@ -14,6 +14,10 @@ Targets per case (symmetry-reduced pose errors):
 * atoms recall ≥ 0.97, precision ≥ 0.97, RMSD ≤ 19 pm;
 * reconstruction ≤ 600 s, the whole case (build to score) ≤ 10 min, on 2 cores.
 
+The issue sets the 10 minutes for ``make demo`` (the default case); applying them to every case is this
+benchmark's own reading, so the summary counts the cases meeting every target and, apart, those meeting every
+target but the whole-case time.
+
 Prints the matrix as a Markdown table (one row per case, the seeds stated, with the median defocus of the seed's
 series) and a table of each seed's imaging conditions (defocus and liquid thickness over its frames, from the
 simulator's trajectory of that seed: every particle of a seed has the same one), and writes every case's figures,
@@ -100,6 +104,13 @@ def case_figures(name: str, work: Path) -> dict | None:
     return row
 
 
+def summary(rows: list[dict]) -> dict[str, int]:
+    """How many ``rows`` meet every target, and every target but the whole-case time."""
+    return {"cases_all_targets": sum(r["all_passed"] for r in rows),
+            "cases_all_but_case_time": sum(all(v is True for k, v in r["passed"].items() if k != "case_s")
+                                           for r in rows)}
+
+
 def _fmt(v, fmt: str) -> str:
     return "—" if v is None else format(v, fmt)
 
@@ -150,9 +161,13 @@ def main() -> int:
     cases = {c.name: c.config for c in load_suite("robustness").cases}
     seeds = {s: seed_conditions(cases[f"default-s{s}"]) for s in range(8)}
     print(markdown(rows, seeds))
+    counts = summary(rows)
+    print(f"\n{counts['cases_all_targets']} of {len(rows)} cases meet every target; "
+          f"{counts['cases_all_but_case_time']} every target but the whole-case time.")
     print()
     print(seeds_markdown(seeds))
     result = {"benchmark": "abinitio_robustness", "suite": "robustness", "cases_run": len(rows), "cases_total": 40,
+              **summary(rows),
               "all_passed": bool(rows) and len(rows) == 40 and all(r["all_passed"] for r in rows),
               "targets": {k: {"op": op, "target": t} for k, (_, op, t) in TARGETS.items()}
               | {"reconstruct_s": {"op": "<=", "target": RECONSTRUCT_S}, "case_s": {"op": "<=", "target": CASE_S}},
