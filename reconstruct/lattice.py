@@ -554,8 +554,14 @@ class BranchLabeller:
     def scores(self, ref, idx: np.ndarray, cands: np.ndarray, shifts: np.ndarray, phi: np.ndarray,
                chunk: int = 200) -> tuple[np.ndarray, np.ndarray]:
         """Best-over-shift normalised correlations (len(idx), K) of frames ``idx`` with their candidates
-        ``cands`` at origins ``shifts`` (rows as ``idx``), and the index of the best shift step of ``phi``."""
+        ``cands`` at origins ``shifts`` (rows as ``idx``), and the index of the best shift step of ``phi``.
+
+        Candidates laid out as :func:`branch_mates` lays them out (the second half ``TWIN·`` the first) are
+        projected once: the slice at ``TWIN·P`` is the slice at ``P`` at the opposite frequencies, the complex
+        conjugate of the slice at ``P`` for a real map."""
         m, k = cands.shape[:2]
+        h = k // 2
+        paired = k % 2 == 0 and np.array_equal(cands[:, h:], np.einsum("ij,nsjk->nsik", TWIN, cands[:, :h]))
         out = np.empty((m, k))
         arg = np.empty((m, k), np.int64)
         # Re(z·phi) as one real product: z's (re, im) pairs against the rows (Re phi, −Im phi)
@@ -565,10 +571,19 @@ class BranchLabeller:
             x = self.images(idx[sl], shifts[sl])
             c = cands[sl]
             mm = len(c)
-            z = project_band(ref, c.reshape(-1, 3, 3), self.band).reshape(mm, k, -1)
-            if self.cband is not None:
-                z *= self.cband[idx[sl]][:, None]
-            nrm = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(z, axis=2)
+            if paired:  # the transfer is real: conj(z·ctf) = conj(z)·ctf, and |conj(z)| = |z|
+                z = np.empty((mm, k, self.band.kx.size), np.complex64)
+                z[:, :h] = project_band(ref, c[:, :h].reshape(-1, 3, 3), self.band).reshape(mm, h, -1)
+                if self.cband is not None:
+                    z[:, :h] *= self.cband[idx[sl]][:, None]
+                np.conj(z[:, :h], out=z[:, h:])
+                zn = np.tile(np.linalg.norm(z[:, :h], axis=2), 2)
+            else:
+                z = project_band(ref, c.reshape(-1, 3, 3), self.band).reshape(mm, k, -1)
+                if self.cband is not None:
+                    z *= self.cband[idx[sl]][:, None]
+                zn = np.linalg.norm(z, axis=2)
+            nrm = np.linalg.norm(x, axis=1)[:, None] * zn
             np.conj(z, out=z)
             z *= x[:, None]
             cc = (z.reshape(mm * k, -1).view(np.float32) @ phi_ri).reshape(mm, k, -1)

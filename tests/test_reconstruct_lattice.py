@@ -233,6 +233,35 @@ def test_labelling_references_of_halves_apart_by_a_translation_agree() -> None:
     assert np.allclose(refs[0].vft, prepare_reference(registered[0]).vft)
 
 
+def test_a_branch_mate_turned_about_the_beam_scores_as_if_projected_on_its_own() -> None:
+    """The slice of a real map at ``TWIN·P`` is the complex conjugate of its slice at ``P`` (the same central plane
+    read at opposite frequencies), so the labelling projects once per pair of mates: its scores of the mates
+    ``TWIN·P·s`` are those of the same candidates projected on their own, to float32 rounding."""
+    from tumblebench.reconstruct.lattice import LabellingFrames
+    from tumblebench.reconstruct.projector import project
+
+    n, sampling = 48, 0.45
+    ref = prepare_reference(_default_map(n, sampling))
+    rng = np.random.default_rng(5)
+    true = Rotation.random(30, random_state=5).as_matrix()
+    band = Band.make(n, r_max=n * sampling / 1.6, r_min=n * sampling / 8.0).half_plane()
+    a = project_band(ref, true, band)
+    b = project_band(ref, np.einsum("ij,njk->nik", TWIN, true), band)
+    assert np.allclose(b, np.conj(a), rtol=1e-5, atol=1e-6 * np.abs(a).max())
+    clean = project(ref, true)
+    frames = clean + rng.normal(0, clean.std(), clean.shape).astype(np.float32)
+    fr = LabellingFrames.make(frames, sampling, np.zeros((30, 2)), None, 20.0)
+    ops = prior_group(prior_sites("fcc", bulk_lattice_constant("Pt"), 6.0))
+    lab = BranchLabeller(fr, LatticeConfig(box=n), ops, 5.0, 0.3, None)
+    cands = branch_mates(true, ops)
+    rows, h = np.arange(30), len(ops)
+    cc, _ = lab.scores(ref, rows, cands, fr.origins, lab.shift_phi)
+    alone = np.concatenate([lab.scores(ref, rows, cands[:, :h], fr.origins, lab.shift_phi)[0],
+                            lab.scores(ref, rows, cands[:, h:], fr.origins, lab.shift_phi)[0]], axis=1)
+    assert cc.shape == (30, 2 * h) and np.allclose(cc, alone, rtol=1e-5, atol=1e-6)
+    assert np.mean(cc.argmax(axis=1) % h == 0) > 0.5  # the noisy frames still prefer their own pose's mates
+
+
 def test_global_candidates_bring_frames_tens_of_degrees_off_back_to_their_pose() -> None:
     """Noise-free projections of the default particle's map; half the frames start at their true pose, half at a
     pose 20–60° off (and 1 px off-centre): the best-scored global candidate puts the wrong ones within a grid
