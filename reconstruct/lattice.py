@@ -301,10 +301,15 @@ def amplitude_search(vol: np.ndarray, x: np.ndarray, band: Band, grid: np.ndarra
     return best_i, (best_v - mean[:, None]) / sd[:, None]
 
 
+def _turned(poses: np.ndarray) -> np.ndarray:
+    """``TWIN·P`` for every pose of ``poses`` (N, S, 3, 3): the pose turned by 180° about the beam."""
+    return np.einsum("ij,nsjk->nsik", TWIN, poses)
+
+
 def branch_mates(poses: np.ndarray, ops: np.ndarray) -> np.ndarray:
     """(M, 2·S, 3, 3): ``pose·s`` for s in ``ops``, then ``TWIN·pose·s`` (column 0 is the pose itself)."""
     right = np.einsum("nij,sjk->nsik", poses, ops)
-    return np.concatenate([right, np.einsum("ij,nsjk->nsik", TWIN, right)], axis=1)
+    return np.concatenate([right, _turned(right)], axis=1)
 
 
 def search_amplitudes(small: np.ndarray, ns: int, sampling: float, band_A: tuple[float, float], ctf_fn=None,
@@ -561,7 +566,8 @@ class BranchLabeller:
         conjugate of the slice at ``P`` for a real map."""
         m, k = cands.shape[:2]
         h = k // 2
-        paired = k % 2 == 0 and np.array_equal(cands[:, h:], np.einsum("ij,nsjk->nsik", TWIN, cands[:, :h]))
+        paired = k % 2 == 0 and np.array_equal(cands[:, h:], _turned(cands[:, :h]))
+        p = h if paired else k  # candidates projected
         out = np.empty((m, k))
         arg = np.empty((m, k), np.int64)
         # Re(z·phi) as one real product: z's (re, im) pairs against the rows (Re phi, −Im phi)
@@ -571,18 +577,13 @@ class BranchLabeller:
             x = self.images(idx[sl], shifts[sl])
             c = cands[sl]
             mm = len(c)
+            z = project_band(ref, c[:, :p].reshape(-1, 3, 3), self.band).reshape(mm, p, -1)
+            if self.cband is not None:
+                z *= self.cband[idx[sl]][:, None]
+            zn = np.linalg.norm(z, axis=2)
             if paired:  # the transfer is real: conj(z·ctf) = conj(z)·ctf, and |conj(z)| = |z|
-                z = np.empty((mm, k, self.band.kx.size), np.complex64)
-                z[:, :h] = project_band(ref, c[:, :h].reshape(-1, 3, 3), self.band).reshape(mm, h, -1)
-                if self.cband is not None:
-                    z[:, :h] *= self.cband[idx[sl]][:, None]
-                np.conj(z[:, :h], out=z[:, h:])
-                zn = np.tile(np.linalg.norm(z[:, :h], axis=2), 2)
-            else:
-                z = project_band(ref, c.reshape(-1, 3, 3), self.band).reshape(mm, k, -1)
-                if self.cband is not None:
-                    z *= self.cband[idx[sl]][:, None]
-                zn = np.linalg.norm(z, axis=2)
+                z = np.concatenate([z, np.conj(z)], axis=1)
+                zn = np.tile(zn, 2)
             nrm = np.linalg.norm(x, axis=1)[:, None] * zn
             np.conj(z, out=z)
             z *= x[:, None]
@@ -806,8 +807,7 @@ def global_candidates(boxes: np.ndarray, sampling: float, diameter_A: float, vol
     cz = np.empty((m, top_k), np.float32)
     distinct_peaks(grid, top, z.astype(np.float32), float(np.cos(np.radians(config.distinct_deg))), ci, cz)
     peaks = grid[ci]
-    cands = np.concatenate([np.asarray(poses, np.float64)[:, None], peaks, np.einsum("ij,nkjl->nkil", TWIN, peaks)],
-                           axis=1)
+    cands = np.concatenate([np.asarray(poses, np.float64)[:, None], peaks, _turned(peaks)], axis=1)
     origins = np.asarray(shifts_px, np.float64) * ns / n
     fr = LabellingFrames.make(small, cs, origins, sub_ctf, diameter_A)
     lab = BranchLabeller(fr, config, np.eye(3)[None], 0.0, 0.0, None)
