@@ -18,8 +18,10 @@ against a generic crystal of the element without knowing the particle's shape or
    The path is consistent within time segments, but may change branch where two branches meet (the beam along
    a 2-fold axis of the ambiguity).
 3. **Branch labelling.** Every frame then chooses among its ``2·|S|`` branch mates of the path by the
-   phase-sensitive correlation (shift-searched) with a reference map, again under the continuity penalty, so
-   that a branch change is only possible where two branches meet. The reference is the map of the current
+   phase-sensitive correlation (shift-searched) with a reference map, under a continuity penalty heavier than the
+   path's (``label_continuity_weight``), so that a branch change is only possible where two branches meet: a
+   light one lets the frames of a run scored against a mixed first map keep their own mates one by one, and
+   the labelling wanders between mixtures. The reference is the map of the current
    labelling passed through a caller-supplied *reference model* builder (e.g. the atomic model traced from it
    and simulated back, :func:`tumblebench.analysis.reference.atom_reference`): the map of a mixture of branches is
    self-consistent, the atomic model built from it is not — it keeps the majority's atoms — so the labelling
@@ -120,6 +122,9 @@ class LatticeConfig:
         maps still rises (:meth:`BranchLabeller.extend`).
     label_converged
         The labelling stops when at most this fraction of the frames changed branch in an iteration.
+    label_continuity_weight
+        Weight of the continuity penalty in the labelling's Viterbi pass over the branch mates (its scores are in
+        units of their median deviation; the temporal path's weight is ``abinitio.continuity_weight``).
     shift_range_A, shift_step_A
         Shift search of every labelling iteration: ± range around the tracker's origin, in steps (Å).
     """
@@ -136,6 +141,7 @@ class LatticeConfig:
     label_iterations: int = 10
     label_extra_iterations: int = 5
     label_converged: float = 0.01
+    label_continuity_weight: float = 1.0
     shift_range_A: float = 1.2
     shift_step_A: float = 0.2
 
@@ -153,6 +159,8 @@ class LatticeConfig:
                 "abinitio.lattice.top_k must be >= 1, distinct_deg, label_iterations and label_extra_iterations >= 0")
         require(0 <= self.label_converged < 1,
                 f"abinitio.lattice.label_converged = {self.label_converged} must be a fraction in [0, 1)")
+        require(self.label_continuity_weight >= 0,
+                f"abinitio.lattice.label_continuity_weight = {self.label_continuity_weight} must be >= 0")
         require(self.map_resolution_A > 0 and self.shift_step_A > 0 and self.shift_range_A >= 0,
                 "abinitio.lattice: map_resolution_A and shift_step_A must be > 0, shift_range_A >= 0")
 
@@ -845,7 +853,8 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
     config
         :class:`LatticeConfig`.
     step_deg, continuity_weight
-        Expected rotation between successive frames (deg) and the weight of the continuity penalty.
+        Expected rotation between successive frames (deg) and the weight of the temporal path's continuity penalty
+        (the labelling's is ``config.label_continuity_weight``).
     ctf_fn
         Optional callable ``(indices, shape, sampling) -> (len(indices), *shape)`` centred CTFs.
     shifts_px
@@ -888,7 +897,7 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
                         a_fit)
         if progress is not None:
             progress(1)
-        labeller = BranchLabeller(fr, config, pp.ops, step_deg, continuity_weight, reference_model)
+        labeller = BranchLabeller(fr, config, pp.ops, step_deg, config.label_continuity_weight, reference_model)
         poses, sh, info = labeller.run(pp.path, progress)
         score = labeller.half_fsc(poses, sh)
         log.info("lattice prior %s: %d sites, %d-fold amplitude ambiguity, %d fundamental-zone poses; half-map FSC "

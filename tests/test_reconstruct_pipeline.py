@@ -205,6 +205,7 @@ def test_example_config_lists_the_defaults() -> None:
     ("[abinitio]\ncandidate_pool = 512\n", "candidate_pool"),  # removed option: an unknown field
     ("[abinitio.lattice]\nshift_refine_A = 0.6\n", "shift_refine_A"),  # removed option: an unknown field
     ("[abinitio.lattice]\nlabel_converged = 1.0\n", "abinitio.lattice.label_converged"),
+    ("[abinitio.lattice]\nlabel_continuity_weight = -1.0\n", "abinitio.lattice.label_continuity_weight"),
 ])
 def test_reconstruct_rejects_a_bad_config_field(tmp_path: Path, toml: str, field: str) -> None:
     """Nested TOML tables are checked on load: one line naming the field, exit 2, nothing written."""
