@@ -132,7 +132,7 @@ def main() -> int:
                  "branch_mates": cands.shape[1], "particle_rotations": len(sym), "projection_twin": bool(len(twin))}
 
     # 2. the built-in labelling
-    lab = BranchLabeller(frames, lc, pp.ops, ab.step_deg, lc.label_continuity_weight, atom_reference)
+    lab = BranchLabeller(frames, lc, pp.ops, ab.step_deg, lc.label_continuity_weights[0], atom_reference)
     poses, shifts, info = lab.run(pp.path)
     pe = pose_errors(poses, true, symmetry=sym, projection_twin=twin)
     res["labelling"] = {**summary(pe.angles_deg), "half_fsc": lab.half_fsc(poses, shifts),

@@ -18,10 +18,12 @@ against a generic crystal of the element without knowing the particle's shape or
    The path is consistent within time segments, but may change branch where two branches meet (the beam along
    a 2-fold axis of the ambiguity).
 3. **Branch labelling.** Every frame then chooses among its ``2·|S|`` branch mates of the path by the
-   phase-sensitive correlation (shift-searched) with a reference map, under a continuity penalty heavier than the
-   path's (``label_continuity_weight``), so that a branch change is only possible where two branches meet: a
-   light one lets the frames of a run scored against a mixed first map keep their own mates one by one, and
-   the labelling wanders between mixtures. The reference is the map of the current
+   phase-sensitive correlation (shift-searched) with a reference map, under a continuity penalty. The first
+   passes' penalty is heavier than the path's (the stiff weight of ``label_continuity_weights``), so that a branch
+   change is only possible where two branches meet: a light one lets the frames of a run scored against a mixed
+   first map keep their own mates one by one, and the labelling wanders between mixtures. Once these passes
+   converge (or after ``label_stiff_iterations``) the later ones relax it, so that frames of a particle the prior
+   fits only in part can leave their run where the branches meet. The reference is the map of the current
    labelling passed through a caller-supplied *reference model* builder (e.g. the atomic model traced from it
    and simulated back, :func:`tumblebench.analysis.reference.atom_reference`): the map of a mixture of branches is
    self-consistent, the atomic model built from it is not — it keeps the majority's atoms — so the labelling
@@ -122,9 +124,13 @@ class LatticeConfig:
         maps still rises (:meth:`BranchLabeller.extend`).
     label_converged
         The labelling stops when at most this fraction of the frames changed branch in an iteration.
-    label_continuity_weight
-        Weight of the continuity penalty in the labelling's Viterbi pass over the branch mates (its scores are in
-        units of their median deviation; the temporal path's weight is ``abinitio.continuity_weight``).
+    label_continuity_weights
+        (stiff, relaxed) weights of the continuity penalty in the labelling's Viterbi pass over the branch mates
+        (its scores are in units of their median deviation; the temporal path's weight is
+        ``abinitio.continuity_weight``): the stiff one for the first ``label_stiff_iterations`` passes or until
+        they converge, the relaxed one after (:meth:`BranchLabeller.run`).
+    label_stiff_iterations
+        Labelling passes at the stiff weight at most.
     shift_range_A, shift_step_A
         Shift search of every labelling iteration: ± range around the tracker's origin, in steps (Å).
     """
@@ -141,7 +147,8 @@ class LatticeConfig:
     label_iterations: int = 10
     label_extra_iterations: int = 5
     label_converged: float = 0.01
-    label_continuity_weight: float = 1.0
+    label_continuity_weights: tuple[float, float] = (1.0, 0.3)
+    label_stiff_iterations: int = 5
     shift_range_A: float = 1.2
     shift_step_A: float = 0.2
 
@@ -159,8 +166,12 @@ class LatticeConfig:
                 "abinitio.lattice.top_k must be >= 1, distinct_deg, label_iterations and label_extra_iterations >= 0")
         require(0 <= self.label_converged < 1,
                 f"abinitio.lattice.label_converged = {self.label_converged} must be a fraction in [0, 1)")
-        require(self.label_continuity_weight >= 0,
-                f"abinitio.lattice.label_continuity_weight = {self.label_continuity_weight} must be >= 0")
+        require(len(self.label_continuity_weights) == 2 and min(self.label_continuity_weights) >= 0,
+                f"abinitio.lattice.label_continuity_weights = {list(self.label_continuity_weights)} must be "
+                "(stiff, relaxed), both >= 0")
+        require(0 <= self.label_stiff_iterations <= self.label_iterations,
+                f"abinitio.lattice.label_stiff_iterations = {self.label_stiff_iterations} must be in "
+                f"[0, label_iterations = {self.label_iterations}]")
         require(self.map_resolution_A > 0 and self.shift_step_A > 0 and self.shift_range_A >= 0,
                 "abinitio.lattice: map_resolution_A and shift_step_A must be > 0, shift_range_A >= 0")
 
@@ -697,16 +708,27 @@ class BranchLabeller:
         pass, whose per-frame correlations are ``scores_`` (NaN without a pass). The first pass's references are
         built at the shifts :meth:`fit_shifts` finds for the path, later ones at those of each frame's chosen mate.
         Each pass's entry of ``info["history"]`` holds the frames that changed branch, the mean of ``scores_`` and
-        ``references_fsc``, the band FSC of the half maps the pass scored against (those of the labelling before)."""
+        ``references_fsc``, the band FSC of the half maps the pass scored against (those of the labelling before).
+
+        The passes set the continuity weight (``weight``) from ``label_continuity_weights``: the stiff one until
+        they converge or for ``label_stiff_iterations`` passes, then the relaxed one until they converge again.
+        A stiff penalty moves whole runs of frames between branches, which takes the frames of a run off a mixed
+        first reference together; a relaxed one lets a frame leave its run where the branches meet, which the
+        frames of a particle that the prior fits only in part need (a decahedron labelled on the twin prior)."""
         self.scores_ = np.full(len(path), np.nan)
         self.cands_ = branch_mates(path, self.ops)
         self.lab_ = np.zeros(len(path), np.int64)
         self.history_ = []
         poses = path.copy()
         shifts = self.fit_shifts(path, self.fr.origins, "path") if self.cfg.label_iterations else self.fr.origins.copy()
+        stiff, relaxed = self.cfg.label_continuity_weights
+        stiff_left = self.cfg.label_stiff_iterations
         for _ in range(self.cfg.label_iterations):
+            self.weight = stiff if stiff_left else relaxed
             poses, shifts = self._pass(poses, shifts, progress)
-            if self.converged_:
+            if stiff_left:
+                stiff_left = 0 if self.converged_ else stiff_left - 1
+            elif self.converged_:
                 break
         if progress is not None and len(self.history_) < self.cfg.label_iterations:
             progress(self.cfg.label_iterations - len(self.history_))  # the iterations a converged labelling skips
@@ -854,7 +876,7 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
         :class:`LatticeConfig`.
     step_deg, continuity_weight
         Expected rotation between successive frames (deg) and the weight of the temporal path's continuity penalty
-        (the labelling's is ``config.label_continuity_weight``).
+        (the labelling's are ``config.label_continuity_weights``).
     ctf_fn
         Optional callable ``(indices, shape, sampling) -> (len(indices), *shape)`` centred CTFs.
     shifts_px
@@ -897,7 +919,7 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
                         a_fit)
         if progress is not None:
             progress(1)
-        labeller = BranchLabeller(fr, config, pp.ops, step_deg, config.label_continuity_weight, reference_model)
+        labeller = BranchLabeller(fr, config, pp.ops, step_deg, config.label_continuity_weights[0], reference_model)
         poses, sh, info = labeller.run(pp.path, progress)
         score = labeller.half_fsc(poses, sh)
         log.info("lattice prior %s: %d sites, %d-fold amplitude ambiguity, %d fundamental-zone poses; half-map FSC "

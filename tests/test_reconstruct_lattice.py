@@ -115,6 +115,7 @@ class _ScriptedLabeller(BranchLabeller):
         self.fscs = fscs if fscs is not None else [float("nan")] * len(changes)
         self.references_fsc_ = float("nan")
         self.built = 0
+        self.weights = []  # the continuity weight of each pass
 
     def fit_shifts(self, poses, shifts, what):
         return shifts
@@ -130,24 +131,44 @@ class _ScriptedLabeller(BranchLabeller):
             self.half_references(poses, shifts, what)
         assert refs is None or refs == ("references of pass", k)
         self.passes += 1
+        self.weights.append(self.weight)
         self.lab = self.lab.copy()
         self.lab[:self.changes[k]] ^= 1
         self.scores_ = np.full(len(poses), 0.1 * k)
         return self.lab, cands[np.arange(len(poses)), self.lab], np.full_like(shifts, k)
 
 
-@pytest.mark.parametrize(("changes", "passes"), [
-    ([200, 150, 40, 2, 90, 90, 90, 90, 90, 90], 4),  # 2 of 200 frames (1 %) change at pass 3: stop there
-    ([200, 150, 40, 3, 90, 90, 90, 90, 90, 90], 10),  # never at most 1 %: all ten passes
+@pytest.mark.parametrize(("changes", "stiff_passes", "passes"), [
+    # 2 of 200 frames (1 %) change at stiff pass 3: relaxed from pass 4; 2 again at pass 5: stop there
+    ([200, 150, 40, 2, 90, 2, 90, 90, 90, 90], 4, 6),
+    # the five stiff passes never converge; the first relaxed one does
+    ([200, 150, 40, 90, 90, 2, 90, 90, 90, 90], 5, 6),
+    # the last stiff pass converges: it still counts as stiff, and the relaxed passes go on to their own convergence
+    ([200, 150, 40, 90, 2, 90, 1, 90, 90, 90], 5, 7),
+    ([200, 150, 40, 3, 90, 90, 90, 90, 90, 90], 5, 10),  # never at most 1 %: all ten passes
 ])
-def test_labelling_stops_when_at_most_one_percent_of_frames_change_and_keeps_the_last_pass(changes, passes) -> None:
+def test_labelling_relaxes_its_weight_after_the_stiff_passes_and_stops_when_at_most_one_percent_change(
+        changes, stiff_passes, passes) -> None:
     steps = []
-    lab = _ScriptedLabeller(changes, LatticeConfig())
+    config = LatticeConfig(label_continuity_weights=(1.0, 0.3), label_stiff_iterations=5)
+    lab = _ScriptedLabeller(changes, config)
     _, shifts, info = lab.run(np.tile(np.eye(3), (200, 1, 1)), progress=steps.append)
     assert lab.passes == passes == len(info["history"])
+    assert lab.weights == [1.0] * stiff_passes + [0.3] * (passes - stiff_passes)
     assert [h["frames_changed"] for h in info["history"]] == changes[:passes]
     assert np.all(shifts == passes - 1) and np.all(lab.scores_ == 0.1 * (passes - 1))
-    assert sum(steps) == LatticeConfig().label_iterations  # the progress bar always reaches its end
+    assert sum(steps) == config.label_iterations  # the progress bar always reaches its end
+
+
+@pytest.mark.parametrize(("stiff_iterations", "changes", "weights"), [
+    (0, [200, 2, 90, 2] + [90] * 6, [0.3, 0.3]),  # no stiff pass: relaxed from the start, converged at pass 1
+    (10, [200, 2, 90, 2] + [90] * 6, [1.0, 1.0, 0.3, 0.3]),  # stiff until converged, then relaxed to convergence
+    (10, [90] * 10, [1.0] * 10),  # stiff passes that never converge take all of label_iterations
+])
+def test_labelling_with_no_stiff_or_only_stiff_passes(stiff_iterations, changes, weights) -> None:
+    lab = _ScriptedLabeller(changes, LatticeConfig(label_stiff_iterations=stiff_iterations))
+    lab.run(np.tile(np.eye(3), (200, 1, 1)))
+    assert lab.weights == weights
 
 
 _FLAT = [0.30, 0.35, 0.40, 0.45, 0.50, 0.49, 0.50, 0.48, 0.50, 0.49]  # references' band FSC of passes 0-9
@@ -159,8 +180,8 @@ _FLAT = [0.30, 0.35, 0.40, 0.45, 0.50, 0.49, 0.50, 0.48, 0.50, 0.49]  # referenc
     ([90] * 10 + [90, 2, 90], [*_FLAT, 0.56, 0.55, 0.57], 2, 10 + 2),
     # a labelling that fluctuates: pass 10's references (0.51) are not 0.02 above pass 4's: one build, no pass
     ([90] * 12, [*_FLAT, 0.51, 0.6], 0, 10 + 1),
-    # converged at pass 3: nothing more, not even a build
-    ([200, 150, 40, 2] + [90] * 8, [*_FLAT, 0.9, 0.9], 0, 4),
+    # converged at relaxed pass 5: nothing more, not even a build
+    ([200, 150, 40, 2, 90, 2] + [90] * 6, [*_FLAT, 0.9, 0.9], 0, 6),
     # always rising and never converging: label_extra_iterations (5) more passes, then stop
     ([90] * 16, [*_FLAT, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1], 5, 15),
 ])
