@@ -130,7 +130,7 @@ class LatticeConfig:
         ``abinitio.continuity_weight``): the stiff one for the first ``label_stiff_iterations`` passes or until
         they converge, the relaxed one after (:meth:`BranchLabeller.run`).
     label_stiff_iterations
-        Labelling passes at the stiff weight at most.
+        Labelling passes at the stiff weight at most (all of ``label_iterations`` when it is larger).
     shift_range_A, shift_step_A
         Shift search of every labelling iteration: ± range around the tracker's origin, in steps (Å).
     """
@@ -169,9 +169,8 @@ class LatticeConfig:
         require(len(self.label_continuity_weights) == 2 and min(self.label_continuity_weights) >= 0,
                 f"abinitio.lattice.label_continuity_weights = {list(self.label_continuity_weights)} must be "
                 "(stiff, relaxed), both >= 0")
-        require(0 <= self.label_stiff_iterations <= self.label_iterations,
-                f"abinitio.lattice.label_stiff_iterations = {self.label_stiff_iterations} must be in "
-                f"[0, label_iterations = {self.label_iterations}]")
+        require(self.label_stiff_iterations >= 0,
+                f"abinitio.lattice.label_stiff_iterations = {self.label_stiff_iterations} must be >= 0")
         require(self.map_resolution_A > 0 and self.shift_step_A > 0 and self.shift_range_A >= 0,
                 "abinitio.lattice: map_resolution_A and shift_step_A must be > 0, shift_range_A >= 0")
 
