@@ -43,8 +43,11 @@ against a generic crystal of the element without knowing the particle's shape or
    stops.
 
 Each prior is tried; the one whose final labelling gives the highest half-map FSC (even/odd frames) in the
-lattice band wins, so a single crystal and a twinned particle are both handled without knowing which it is.
-No truth is read.
+lattice band wins, so a single crystal and a twinned particle are both handled without knowing which it is. A
+prior later in ``priors`` (the twinned one after the single crystal) must beat the earlier ones by
+``prior_fsc_margin`` (:func:`choose_prior`): on a single crystal the two labellings' half maps agree about
+equally well, either way by up to 0.02, and the twinned prior's poses are then the worse ones. No truth is
+read.
 """
 
 from __future__ import annotations
@@ -102,7 +105,10 @@ class LatticeConfig:
         Element of the fcc prior (its lattice constant is fitted around the bulk one of
         :func:`simulator.shapes.bulk_lattice_constant`).
     priors
-        Priors tried, best kept: ``"fcc"`` (single crystal), ``"fcc-twin"`` (twinned on a central (111)).
+        Priors tried, simplest first: ``"fcc"`` (single crystal), ``"fcc-twin"`` (twinned on a central (111)).
+    prior_fsc_margin
+        A prior is chosen over the earlier ones only when the half-map FSC of its labelling exceeds theirs by more
+        than this (:func:`choose_prior`).
     box
         Fourier-cropped box (pixels) of the searches and the labelling maps.
     band_A
@@ -137,6 +143,7 @@ class LatticeConfig:
 
     element: str = "Pt"
     priors: tuple[str, ...] = PRIORS
+    prior_fsc_margin: float = 0.03
     box: int = 96
     band_A: tuple[float, float] = (4.0, 1.1)
     grid_size: int = 480000
@@ -156,6 +163,8 @@ class LatticeConfig:
         bulk_lattice_constant(self.element)
         require(len(self.priors) >= 1 and all(p in PRIORS for p in self.priors),
                 f"abinitio.lattice.priors = {list(self.priors)} must be a non-empty list of {list(PRIORS)}")
+        require(0 <= self.prior_fsc_margin < 1,
+                f"abinitio.lattice.prior_fsc_margin = {self.prior_fsc_margin} must be in [0, 1)")
         require(32 <= self.box <= 256 and self.box % 2 == 0, f"abinitio.lattice.box = {self.box} must be even, 32–256")
         for name in ("band_A", "label_band_A"):
             lo, hi = getattr(self, name)
@@ -173,6 +182,16 @@ class LatticeConfig:
                 f"abinitio.lattice.label_stiff_iterations = {self.label_stiff_iterations} must be >= 0")
         require(self.map_resolution_A > 0 and self.shift_step_A > 0 and self.shift_range_A >= 0,
                 "abinitio.lattice: map_resolution_A and shift_step_A must be > 0, shift_range_A >= 0")
+
+
+def choose_prior(half_fsc: dict[str, float], margin: float) -> str:
+    """The prior whose labelling is kept: the first of ``half_fsc`` (in the order tried, simplest first) unless a
+    later one's half-map FSC exceeds the best of those before it by more than ``margin``."""
+    best = None
+    for kind, score in half_fsc.items():
+        if best is None or score > half_fsc[best] + margin:
+            best = kind
+    return best
 
 
 def _domain_swap() -> np.ndarray:
@@ -927,10 +946,10 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
         results[kind] = (score, poses, sh, {"sites": len(pp.sites), "ambiguity": 2 * len(pp.ops),
                                             "fz_poses": len(pp.grid), "half_fsc": score, **info})
         labellers[kind] = labeller
-    best = max(results, key=lambda k: results[k][0])
+    best = choose_prior({k: v[0] for k, v in results.items()}, config.prior_fsc_margin)
     _, poses, sh, chosen = results[best]
-    log.info("lattice ab initio: prior %s chosen (half-map FSC %s)", best,
-             ", ".join(f"{k} {v[0]:.3f}" for k, v in results.items()))
+    log.info("lattice ab initio: prior %s chosen (half-map FSC %s; a later prior needs %.3f more)", best,
+             ", ".join(f"{k} {v[0]:.3f}" for k, v in results.items()), config.prior_fsc_margin)
     poses, sh, added = labellers[best].extend(poses, sh, progress)
     chosen["extra_iterations"] = added
     if added:
