@@ -20,6 +20,7 @@ from tumblebench.reconstruct.lattice import (
     _whiten,
     amplitude_ambiguity,
     branch_mates,
+    choose_prior,
     fundamental_zone,
     prior_group,
     prior_map,
@@ -169,6 +170,19 @@ def test_labelling_with_no_stiff_or_only_stiff_passes(stiff_iterations, changes,
     lab = _ScriptedLabeller(changes, LatticeConfig(label_stiff_iterations=stiff_iterations))
     lab.run(np.tile(np.eye(3), (200, 1, 1)))
     assert lab.weights == weights
+
+
+@pytest.mark.parametrize(("fsc", "margin", "chosen"), [
+    ({"fcc": 0.420, "fcc-twin": 0.440}, 0.03, "fcc"),  # the twinned prior ahead by less than the margin
+    ({"fcc": 0.543, "fcc-twin": 0.639}, 0.03, "fcc-twin"),  # a twinned particle: clearly ahead
+    ({"fcc": 0.548, "fcc-twin": 0.368}, 0.03, "fcc"),
+    ({"fcc": 0.420, "fcc-twin": 0.440}, 0.0, "fcc-twin"),  # no margin: the highest
+    ({"fcc": 0.420, "fcc-twin": 0.460}, 0.03, "fcc-twin"),
+    ({"fcc-twin": 0.300}, 0.03, "fcc-twin"),  # one prior tried
+    ({"fcc-twin": 0.500, "fcc": 0.520}, 0.03, "fcc-twin"),  # the order tried decides which is the earlier
+])
+def test_a_later_prior_is_chosen_only_when_its_labelling_beats_the_earlier_by_the_margin(fsc, margin, chosen) -> None:
+    assert choose_prior(fsc, margin) == chosen
 
 
 _FLAT = [0.30, 0.35, 0.40, 0.45, 0.50, 0.49, 0.50, 0.48, 0.50, 0.49]  # references' band FSC of passes 0-9
