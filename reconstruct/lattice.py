@@ -194,7 +194,8 @@ def choose_prior(half_fsc: dict[str, float], margin: float) -> str:
     return best
 
 
-def _domain_swap() -> np.ndarray:
+def domain_swap() -> np.ndarray:
+    """The swap of the twinned prior's domains: 180° about the twin normal (3, 3)."""
     return Rotation.from_rotvec(np.pi * TWIN_NORMAL).as_matrix()
 
 
@@ -220,7 +221,7 @@ def prior_group(sites: np.ndarray) -> np.ndarray:
     """Rotations among O ∪ O·C2[111] that map ``sites`` onto themselves (identity first), (G, 3, 3)."""
     o = cubic_group()
     tree = cKDTree(sites)
-    cands = np.concatenate([o, o @ _domain_swap()])
+    cands = np.concatenate([o, o @ domain_swap()])
     return np.array([g for g in cands if np.all(tree.query(sites @ g.T)[0] < 0.05)])
 
 
@@ -231,7 +232,7 @@ def amplitude_ambiguity(kind: str, group: np.ndarray) -> np.ndarray:
     changes which half of the particle holds which lattice but not the fringes' amplitudes.
     """
     if kind == "fcc-twin":
-        return np.concatenate([group, group @ _domain_swap()])
+        return np.concatenate([group, group @ domain_swap()])
     return group
 
 

@@ -27,7 +27,8 @@ nothing; one on a different pose does). It is kept only when the half maps agree
 A last *one-mate pass* puts the frames of a symmetric (or nearly symmetric) particle on one of its mates: by
 continuity across the trajectory's jumps (:func:`~tumblebench.reconstruct.symmetry.one_mate`), then by each run's
 own data where two mates meet and continuity cannot choose (:func:`label_mates`); kept when that labelling
-converges, else when the half maps agree better.
+converges, else when the half maps agree better. Last, whole runs of frames that sit on another mate of the
+lattice, with no jump at their ends, are moved by their summed data (:mod:`tumblebench.reconstruct.mate_runs`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from tumblebench.reconstruct.lattice import (
     branch_mates,
     global_candidates,
 )
+from tumblebench.reconstruct.mate_runs import move_runs
 from tumblebench.reconstruct.model_pair import model_pair
 from tumblebench.reconstruct.projector import (
     Band,
@@ -146,6 +148,9 @@ class RefineConfig:
         The continuity weight of the one-mate pass's labelling (:func:`label_mates`): a frame changes mate only
         where the two mates meet, so that a run's choice rests on all of its frames (at the path's 0.3 frames change
         mate one by one and settle on a mixture: ``docs/measurements.md``).
+    run_mate_z
+        Smallest summed gain (in units of its spread) of a run of frames that the last step moves to another
+        mate of the lattice (:func:`~tumblebench.reconstruct.mate_runs.move_runs`).
     """
 
     n_iter: int = 3
@@ -170,9 +175,11 @@ class RefineConfig:
     step_deg: float = 5.0
     continuity_weight: float = 0.3
     mate_continuity_weight: float = 3.0
+    run_mate_z: float = 4.5
 
     def validate(self) -> None:
         require(self.n_iter >= 1, f"refine.n_iter = {self.n_iter} must be >= 1")
+        require(self.run_mate_z > 0, f"refine.run_mate_z = {self.run_mate_z} must be > 0")
         require(len(self.steps_deg) >= 1 and all(s > 0 for s in self.steps_deg),
                 "refine.steps_deg must be a non-empty list of positive degrees")
         require(self.climbs_per_step >= 1, "refine.climbs_per_step must be >= 1")
@@ -915,6 +922,15 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
         if found is not None:
             poses, shifts, rec1, rec2, entry = found
             history.append({"iteration": len(history)} | entry)
+    t_runs = time.perf_counter()
+    poses, shifts, runs = move_runs(boxes, sampling, diameter_A, poses, shifts, ctf_fn, group, config.run_mate_z)
+    if runs:
+        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+    log.info("refine: %d runs of frames moved to a lattice mate their data prefer (z >= %.1f): %s (%.0f s)",
+             len(runs), config.run_mate_z, ", ".join(f"{r['frames'][0]}-{r['frames'][1] - 1} by {r['angle_deg']:.0f}°"
+                                                     f"{' turned' if r['turned'] else ''} (z {r['z']:.1f})"
+                                                     for r in runs) or "none", time.perf_counter() - t_runs)
+    history.append({"iteration": len(history), "runs_moved": runs})
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, sampling)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)
