@@ -12,8 +12,9 @@ when
 
     z = Σ_{t=a}^{b−1} d_j(t) / (σ_j · √(b − a)) ≥ z_min,
 
-with ``σ_j`` the robust spread of ``d_j`` over all frames (1.4826 × its median absolute deviation). The segments
-are taken best first, none within a frame of one taken before.
+with ``σ_j`` the robust spread of ``d_j`` over all frames (1.4826 × its median absolute deviation, at least 1 % of
+the median over the mates). The segments are taken best first, none within a frame of one taken before, none of
+fewer than :data:`MIN_RUN` frames or more than a quarter of them.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from tumblebench.stages import CtfFunction
 
 log = logging.getLogger("tumblebench.reconstruct")
 
+#: Fewest frames of a run that is moved.
+MIN_RUN = 10
+
 
 def lattice_mates(group: np.ndarray) -> np.ndarray:
     """Right-side operations ``s`` (pose·s) of an fcc lattice and of its (111) twin, (S, 3, 3), identity first: the
@@ -53,26 +57,38 @@ def best_segments(gain: np.ndarray, z_min: float) -> list[tuple[int, int, int, f
 
     Each column's maximum-sum segment among the frames still free is scored by ``z`` (module docstring); the
     best one over the columns is taken while ``z ≥ z_min``, and its frames and their two neighbours are no longer
-    free.
+    free. A segment of fewer than :data:`MIN_RUN` frames is passed over (its frames stay free for the other
+    mates); a column whose best segment holds more than a quarter of the frames is dropped (the map it is scored
+    against would be mostly the run's own frames); no column's spread counts as less than 1 % of the median one.
     """
     m, k = gain.shape
     sigma = 1.4826 * np.median(np.abs(gain - np.median(gain, axis=0)), axis=0)
-    sigma = np.maximum(sigma, 1e-12)
+    # a mate that images as the pose itself (TWIN·P of a centrosymmetric map) has gains of float noise: its spread
+    # is held at 1 % of the typical one, so that no rounding counts as a preference
+    sigma = np.maximum(sigma, 0.01 * np.median(sigma) + 1e-30)
     free = np.ones(m, bool)
+    dead = np.zeros(k, bool)  # columns whose best segment holds more than a quarter of the frames
+    short = np.zeros((m, k), bool)  # segments of fewer than MIN_RUN frames, per column
     taken = []
     while free.any():
-        x = np.where(free[:, None], gain, -1e30)  # a frame no longer free ends every segment
+        x = np.where(free[:, None] & ~short, gain, -1e30)  # a frame no longer free ends every segment
         cum = np.concatenate([np.zeros((1, k)), np.cumsum(x, axis=0)])
         low = np.minimum.accumulate(cum, axis=0)
         best_end = np.argmax(cum - low, axis=0)  # b of each column's best segment
         total = cum[best_end, np.arange(k)] - low[best_end, np.arange(k)]
         start = np.array([int(np.argmin(cum[:e + 1, j])) for j, e in enumerate(best_end)])
         length = np.maximum(best_end - start, 1)
-        z = np.where(total > 0, total / (sigma * np.sqrt(length)), -np.inf)
+        z = np.where((total > 0) & ~dead, total / (sigma * np.sqrt(length)), -np.inf)
         j = int(np.argmax(z))
         if not z[j] >= z_min:
             break
         a, b = int(start[j]), int(best_end[j])
+        if 4 * (b - a) > m:  # the other frames' map would be mostly the run's own: no test of it
+            dead[j] = True
+            continue
+        if b - a < MIN_RUN:  # a few frames' outliers, not a run
+            short[a:b, j] = True
+            continue
         taken.append((a, b, j, float(z[j])))
         free[max(a - 1, 0):b + 1] = False
     return taken

@@ -930,7 +930,8 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
              len(runs), config.run_mate_z, ", ".join(f"{r['frames'][0]}-{r['frames'][1] - 1} by {r['angle_deg']:.0f}°"
                                                      f"{' turned' if r['turned'] else ''} (z {r['z']:.1f})"
                                                      for r in runs) or "none", time.perf_counter() - t_runs)
-    history.append({"iteration": len(history), "runs_moved": runs})
+    if runs:
+        history.append({"iteration": len(history), "runs_moved": runs})
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, sampling)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)
