@@ -534,6 +534,17 @@ class LabellingFrames:
         return cls(small, Band.make(ns, r_max=ns), crop_sampling, np.asarray(origins, np.float64), ctf_fn,
                    soft_sphere(ns, (diameter_A / 2 + 2.0) / crop_sampling, 3.0))
 
+    @classmethod
+    def from_boxes(cls, boxes: np.ndarray, sampling: float, shifts_px: np.ndarray, ctf_fn: Callable | None,
+                   diameter_A: float, box: int) -> LabellingFrames:
+        """Frames from full boxes (M, n, n) of ``sampling`` Å per pixel: Fourier-cropped to ``box`` pixels (at most
+        n, even; beside the boxes when they are a scratch file), their origins ``shifts_px`` (pixels of ``boxes``)
+        rescaled to the crop."""
+        m, n, _ = boxes.shape
+        ns = min(box, n - n % 2)
+        small = fourier_crop(boxes, ns, out=scratch_like(boxes, m, (ns, ns)), zero_mean=True)
+        return cls.make(small, sampling * n / ns, np.asarray(shifts_px, np.float64) * ns / n, ctf_fn, diameter_A)
+
 
 class BranchLabeller:
     """Phase-sensitive branch labelling of a temporal path against a reference (see the module docstring)."""

@@ -19,8 +19,6 @@ fewer than :data:`MIN_RUN` frames or more than a quarter of them.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from tumblebench.reconstruct.lattice import (
@@ -30,12 +28,8 @@ from tumblebench.reconstruct.lattice import (
     branch_mates,
     domain_swap,
 )
-from tumblebench.reconstruct.search import fourier_crop
-from tumblebench.simulator.mrc import scratch_like
 from tumblebench.simulator.orientation import cubic_group, rotation_angle_deg
 from tumblebench.stages import CtfFunction
-
-log = logging.getLogger("tumblebench.reconstruct")
 
 #: Fewest frames of a run that is moved.
 MIN_RUN = 10
@@ -118,12 +112,10 @@ def move_runs(boxes: np.ndarray, sampling: float, diameter_A: float, poses: np.n
     """
     m, n, _ = boxes.shape
     lattice = LatticeConfig()
-    ns = min(lattice.box, n - n % 2)
-    small = fourier_crop(boxes, ns, out=scratch_like(boxes, m, (ns, ns)), zero_mean=True)
-    origins = np.asarray(shifts, np.float64) * ns / n
+    fr = LabellingFrames.from_boxes(boxes, sampling, shifts, ctf_fn, diameter_A, lattice.box)
+    ns, origins = fr.small.shape[-1], fr.origins
     ops = lattice_mates(group)
-    lab = BranchLabeller(LabellingFrames.make(small, sampling * n / ns, origins, ctf_fn, diameter_A), lattice, ops,
-                         0.0, 0.0, None)
+    lab = BranchLabeller(fr, lattice, ops, 0.0, 0.0, None)
     rows = np.arange(m)
     vols = (lab.build(rows[0::2], poses, origins), lab.build(rows[1::2], poses, origins))
     cands = branch_mates(poses, ops)

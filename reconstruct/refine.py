@@ -62,7 +62,7 @@ from tumblebench.reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import MOVES, fourier_crop, fourier_crop_volume, local_search, viterbi
+from tumblebench.reconstruct.search import MOVES, fourier_crop_volume, local_search, viterbi
 from tumblebench.reconstruct.symmetry import find_group, group_from_steps, one_mate
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.mrc import FrameFile, scratch_like
@@ -671,10 +671,9 @@ def label_mates(boxes: np.ndarray, sampling: float, diameter_A: float, poses: np
     """
     m, n, _ = boxes.shape
     lattice = LatticeConfig()
-    ns = min(lattice.box, n - n % 2)
-    small = fourier_crop(boxes, ns, out=scratch_like(boxes, m, (ns, ns)), zero_mean=True)
-    lab = BranchLabeller(LabellingFrames.make(small, sampling * n / ns, shifts * ns / n, ctf_fn, diameter_A),
-                         lattice, group, config.step_deg, config.mate_continuity_weight, None)
+    fr = LabellingFrames.from_boxes(boxes, sampling, shifts, ctf_fn, diameter_A, lattice.box)
+    ns = fr.small.shape[-1]
+    lab = BranchLabeller(fr, lattice, group, config.step_deg, config.mate_continuity_weight, None)
     cands = branch_mates(poses, group)
     rows = np.arange(m)
     choice = np.zeros(m, np.int64)
@@ -926,12 +925,11 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
     poses, shifts, runs = move_runs(boxes, sampling, diameter_A, poses, shifts, ctf_fn, group, config.run_mate_z)
     if runs:
         rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+        history.append({"iteration": len(history), "runs_moved": runs})
     log.info("refine: %d runs of frames moved to a lattice mate their data prefer (z >= %.1f): %s (%.0f s)",
              len(runs), config.run_mate_z, ", ".join(f"{r['frames'][0]}-{r['frames'][1] - 1} by {r['angle_deg']:.0f}°"
                                                      f"{' turned' if r['turned'] else ''} (z {r['z']:.1f})"
                                                      for r in runs) or "none", time.perf_counter() - t_runs)
-    if runs:
-        history.append({"iteration": len(history), "runs_moved": runs})
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, sampling)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)
