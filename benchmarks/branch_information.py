@@ -20,7 +20,8 @@ of ``bench``/``study``/``demo`` (any pose mode; only the series and the truth ar
 
     .venv/bin/python benchmarks/branch_information.py RUN_DIR [RUN_DIR ...]
 
-Prints a table and writes ``benchmarks/results/branch_information.json``.
+Prints a table and adds its rows to ``benchmarks/results/branch_information.json`` (a run measured again
+replaces its row).
 """
 
 from __future__ import annotations
@@ -122,9 +123,15 @@ def main() -> int:
         print(f"| {r['run']} | {r['frames']} | {r['near_equivalent_mates']} | " + " | ".join(
             f"{r[f'true_best_w{w}']:.1%} / {r[f'near_best_w{w}']:.1%}" for w in WINDOWS) + " |")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # the file keeps the rows of earlier runs; a run measured again (same folder and shifts) replaces its row
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    new = {(r["run"], r["reference_shifts"]) for r in rows}
+    kept = [r for r in old.get("rows", []) if (r["run"], r["reference_shifts"]) not in new]
+    old.update({"benchmark": "branch_information", "commit": commit, "date_utc": date,
+                "rows": kept + [r | {"commit": commit, "date_utc": date} for r in rows]})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "branch_information", "commit": commit, "rows": rows,
-                                    "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2) + "\n")
+    args.out.write_text(json.dumps(old, indent=2) + "\n")
     return 0
 
 
