@@ -12,9 +12,12 @@ when
 
     z = Σ_{t=a}^{b−1} d_j(t) / (σ_j · √(b − a)) ≥ z_min,
 
-with ``σ_j`` the robust spread of ``d_j`` over all frames (1.4826 × its median absolute deviation, at least 1 % of
-the median over the mates). The segments are taken best first, none within a frame of one taken before, none of
-fewer than :data:`MIN_RUN` frames or more than a quarter of them.
+with ``σ_j`` the robust spread of ``d_j`` over all frames (1.4826 × its median absolute deviation), at least the
+median spread over the mates. A mate that images nearly as the pose itself (a pose and its projection twin on a
+nearly achiral particle) has small gains with a small spread on every frame: scaled by its own spread, the slight
+preference of a run for it reads as a large ``z``, but moving the run only blurs the map. Scaled by the typical
+spread, ``z`` asks for a gain as large as a different mate's. The segments are taken best first, none within a
+frame of one taken before, none of fewer than :data:`MIN_RUN` frames or more than a quarter of them.
 """
 
 from __future__ import annotations
@@ -53,13 +56,14 @@ def best_segments(gain: np.ndarray, z_min: float) -> list[tuple[int, int, int, f
     best one over the columns is taken while ``z ≥ z_min``, and its frames and their two neighbours are no longer
     free. A segment of fewer than :data:`MIN_RUN` frames is passed over (its frames stay free for the other
     mates); a column whose best segment holds more than a quarter of the frames is dropped (the map it is scored
-    against would be mostly the run's own frames); no column's spread counts as less than 1 % of the median one.
+    against would be mostly the run's own frames); no column's spread counts as less than the median one (module
+    docstring).
     """
     m, k = gain.shape
     sigma = 1.4826 * np.median(np.abs(gain - np.median(gain, axis=0)), axis=0)
-    # a mate that images as the pose itself (TWIN·P of a centrosymmetric map) has gains of float noise: its spread
-    # is held at 1 % of the typical one, so that no rounding counts as a preference
-    sigma = np.maximum(sigma, 0.01 * np.median(sigma) + 1e-30)
+    # a mate that images nearly as the pose itself (down to TWIN·P of a centrosymmetric map, whose gains are float
+    # noise) is held to the typical spread: no rounding and no slight preference counts as a gain
+    sigma = np.maximum(sigma, np.median(sigma) + 1e-30)
     free = np.ones(m, bool)
     dead = np.zeros(k, bool)  # columns whose best segment holds more than a quarter of the frames
     short = np.zeros((m, k), bool)  # segments of fewer than MIN_RUN frames, per column

@@ -44,6 +44,21 @@ def test_equally_good_mates_move_no_run(seed: int) -> None:
     assert best_segments(gain, 4.5) == []
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_mate_that_images_nearly_as_the_pose_moves_no_run(seed: int) -> None:
+    """One mate's gains have a tenth of the others' spread (it images nearly as the pose itself) and a run of 200
+    frames prefers it slightly: by its own spread that run's z is about 14, by the typical spread about 1.4; it
+    stays, while a run as strong on a different mate still moves."""
+    rng = np.random.default_rng(seed)
+    gain = rng.normal(-0.05, 0.02, (2000, 95))
+    gain[:, 10] = rng.normal(-0.005, 0.002, 2000)
+    gain[600:800, 10] += 0.007  # +0.002 a frame
+    assert best_segments(gain, 4.5) == []
+    gain[1200:1270, 40] += 0.075  # +0.025 a frame, as in the test of a run found whole
+    (a, b, column, _), *rest = best_segments(gain, 4.5)
+    assert not rest and column == 40 and abs(a - 1200) <= 2 and abs(b - 1270) <= 2
+
+
 def test_a_run_put_on_a_mate_goes_back_and_nothing_else_moves() -> None:
     """Noisy projections (SNR 1) of the default particle's map along a Brownian path (4° steps); frames 120–179
     start on the mate ``P·s`` (s a 90° turn about a cube axis), the rest at their true poses: that run, and
