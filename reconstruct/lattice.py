@@ -932,10 +932,9 @@ def _lattice_abinitio(boxes: np.ndarray, sampling: float, diameter_A: float, con
             f"({2 * crop_sampling:.2f} Å): raise abinitio.lattice.box or coarsen band_A")
     # the cropped boxes go next to the boxes (a scratch file when they are in one): nothing per frame but the
     # amplitudes on the search band, the candidates' indices and the poses stays in memory
-    small = fourier_crop(boxes, ns, out=scratch_like(boxes, m, (ns, ns)), zero_mean=True)
-    origins = np.zeros((m, 2)) if shifts_px is None else np.asarray(shifts_px, np.float64) * ns / n
-    fr = LabellingFrames.make(small, crop_sampling, origins, ctf_fn, diameter_A)
-    band, amp, c2 = search_amplitudes(small, ns, crop_sampling, config.band_A, ctf_fn)
+    fr = LabellingFrames.from_boxes(boxes, sampling, np.zeros((m, 2)) if shifts_px is None else shifts_px, ctf_fn,
+                                    diameter_A, config.box)
+    band, amp, c2 = search_amplitudes(fr.small, ns, crop_sampling, config.band_A, ctf_fn)
     if reference_model is None:
         log.warning("lattice ab initio without a reference-model builder: the labelling's reference is the map "
                     "itself, which can hold a mixture of branches; pass analysis.reference.atom_reference)")
