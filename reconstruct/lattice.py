@@ -69,6 +69,7 @@ from tumblebench.reconstruct.poses import AbInitioPoses
 from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
+    SliceSpectra,
     image_ft,
     prepare_reference,
     project_band,
@@ -563,6 +564,7 @@ class BranchLabeller:
                 sel = np.arange(s, min(s + 500, len(fr.small)))
                 self.cband[sel] = self.band.take(fr.ctf_fn(sel, (ns, ns), fr.crop_sampling))
         self.shift_steps, self.shift_phi = self._shift_grid()
+        self._spectra: SliceSpectra | None = None  # of the frames on the maps' band (:meth:`build`)
         # band FSC (:meth:`band_fsc`) of the registered half maps :meth:`half_references` built last
         self.references_fsc_ = float("nan")
 
@@ -585,12 +587,13 @@ class BranchLabeller:
         reconstructor's own chunk of 64: the same map whatever it is)."""
         fr = self.fr
         ns = fr.small.shape[-1]
+        if self._spectra is None:  # every map inserts the same frames: transformed once
+            self._spectra = SliceSpectra(fr.small, 2, ns * fr.crop_sampling / self.cfg.map_resolution_A)
         rec = Reconstructor(ns, pad=2)
         for s in range(0, len(idx), chunk):
             sel = idx[s:s + chunk]
             ctf = None if fr.ctf_fn is None else fr.ctf_fn(sel, (2 * ns, 2 * ns), fr.crop_sampling)
-            rec.insert(np.asarray(fr.small[sel], np.float32), poses[sel], shifts[sel], ctf=ctf,
-                       r_max=ns * fr.crop_sampling / self.cfg.map_resolution_A)
+            rec.insert_spectra(self._spectra, sel, poses[sel], shifts[sel], ctf=ctf)
         return rec.reconstruct(tau=0.05) * fr.mask
 
     def half_fsc(self, poses: np.ndarray, shifts: np.ndarray) -> float:

@@ -21,6 +21,7 @@ import scipy.fft
 
 from tumblebench.reconstruct._gridding_kernels import extract_slices, hermitian_divide, insert_slices
 from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.mrc import FrameFile, scratch_like, store_frames
 
 
 def _checkerboard(ny: int, nx: int) -> np.ndarray:
@@ -242,6 +243,60 @@ def _shell_index(nn: int, pad: int) -> np.ndarray:
     return out
 
 
+#: Frames transformed and scattered at a time by :meth:`Reconstructor.insert`.
+INSERT_CHUNK = 64
+
+
+def _insert_band(n: int, pad: int, r_max: float | None) -> Band:
+    """The half-plane band a :class:`Reconstructor` of ``n``-pixel frames padded ``pad`` times inserts, up to
+    ``r_max`` Fourier pixels of the unpadded box (default n/2 − 1)."""
+    return Band.make(pad * n, r_max=None if r_max is None else r_max * pad).half_plane()
+
+
+def padded_spectra(images: np.ndarray, pad: int, band: Band) -> np.ndarray:
+    """Centred transforms of images (k, n, n) zero-padded to ``pad``·n, on ``band`` → complex64 (k, P)."""
+    k, n = images.shape[0], images.shape[-1]
+    nn = pad * n
+    o = nn // 2 - n // 2
+    padded = np.zeros((k, nn, nn), np.float32)
+    padded[:, o:o + n, o:o + n] = images
+    return band.take(image_ft(padded))
+
+
+class SliceSpectra:
+    """Frames' padded transforms on a :class:`Reconstructor`'s band, computed once for frames that are inserted
+    again and again at other poses and shifts (:meth:`Reconstructor.insert_spectra`).
+
+    Kept beside the frames when they are a scratch :class:`~tumblebench.simulator.mrc.FrameFile` (out of the
+    process's memory, as they are), else in memory.
+
+    Parameters
+    ----------
+    images
+        (M, n, n) float frames [y, x], an array or a scratch FrameFile.
+    pad
+        Oversampling of the reconstructor's grid.
+    r_max
+        Highest frequency, in Fourier pixels of the unpadded box (default n/2 − 1).
+    """
+
+    def __init__(self, images: np.ndarray | FrameFile, pad: int = 2, r_max: float | None = None) -> None:
+        m, self.n = images.shape[0], images.shape[-1]
+        self.pad = int(pad)
+        self.band = _insert_band(self.n, self.pad, r_max)
+        self._store = scratch_like(images, m, (self.band.kx.size,), np.complex64)
+        for s in range(0, m, INSERT_CHUNK):
+            store_frames(self._store, s,
+                         padded_spectra(np.asarray(images[s:s + INSERT_CHUNK], np.float32), self.pad, self.band))
+
+    def __len__(self) -> int:
+        return self._store.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """The spectra (k, P) complex64 of frames ``rows`` (a new array)."""
+        return np.array(self._store[np.asarray(rows, np.int64)], np.complex64)
+
+
 class Reconstructor:
     """Fourier-space reconstruction by gridding: accumulate CTF-weighted slices, then divide by the weights.
 
@@ -298,31 +353,47 @@ class Reconstructor:
         imgs = np.asarray(images, np.float32)
         if imgs.ndim != 3 or imgs.shape[1:] != (self.n, self.n):
             raise TumblebenchError(f"expected images of shape (M, {self.n}, {self.n}), got {imgs.shape}")
-        nn = self.pad * self.n
-        band = Band.make(nn, r_max=None if r_max is None else r_max * self.pad).half_plane()
+        band = _insert_band(self.n, self.pad, r_max)
+        for s in range(0, imgs.shape[0], INSERT_CHUNK):
+            self._scatter(band, padded_spectra(imgs[s:s + INSERT_CHUNK], self.pad, band), rotations, shifts_px,
+                          ctf, s)
+        self.count += imgs.shape[0]
+
+    def insert_spectra(self, spectra: SliceSpectra, rows: np.ndarray, rotations: np.ndarray,
+                       shifts_px: np.ndarray | None = None, ctf: np.ndarray | None = None) -> None:
+        """:meth:`insert` of frames ``rows`` of ``spectra`` (their transforms computed once): the same sums.
+
+        ``rotations``, ``shifts_px`` and ``ctf`` are those of the frames ``rows``, as in :meth:`insert`.
+        """
+        if (spectra.n, spectra.pad) != (self.n, self.pad):
+            raise TumblebenchError(f"spectra of {spectra.n}-pixel frames padded {spectra.pad} times cannot go "
+                                   f"into a {self.n}-pixel reconstructor padded {self.pad} times")
+        rows = np.asarray(rows, np.int64)
+        for s in range(0, rows.size, INSERT_CHUNK):
+            self._scatter(spectra.band, spectra[rows[s:s + INSERT_CHUNK]], rotations, shifts_px, ctf, s)
+        self.count += rows.size
+
+    def _scatter(self, band: Band, vals: np.ndarray, rotations: np.ndarray, shifts_px: np.ndarray | None,
+                 ctf: np.ndarray | None, s: int) -> None:
+        """Scatter the band samples ``vals`` (k, P) of the frames ``s``..``s + k`` of ``rotations``,
+        ``shifts_px`` and ``ctf`` (as in :meth:`insert`); ``vals`` is overwritten."""
+        k = vals.shape[0]
+        rots = np.ascontiguousarray(np.asarray(rotations, np.float64).reshape(-1, 3, 3)[s:s + k])
+        if shifts_px is not None:
+            vals *= shift_phases(band, np.asarray(shifts_px, np.float64)[s:s + k])
+        if ctf is None:
+            w2 = np.ones(vals.shape, np.float32)
+        else:
+            c = np.asarray(ctf, np.float32)
+            c = band.take(c if c.ndim == 2 else c[s:s + k])
+            vals = vals * c
+            w2 = np.array(np.broadcast_to(c * c, vals.shape), np.float32)  # a copy: a view is read-only
         # the origin is its own mirror: inserted at half weight, the completion in reconstruct() counts it twice
         origin = np.flatnonzero((band.kx == 0) & (band.ky == 0))
-        rots = np.ascontiguousarray(np.asarray(rotations, np.float64).reshape(-1, 3, 3))
-        o = nn // 2 - self.n // 2
-        chunk = 64
-        for s in range(0, imgs.shape[0], chunk):
-            padded = np.zeros((min(chunk, imgs.shape[0] - s), nn, nn), np.float32)
-            padded[:, o:o + self.n, o:o + self.n] = imgs[s:s + chunk]
-            vals = band.take(image_ft(padded))
-            if shifts_px is not None:
-                vals *= shift_phases(band, np.asarray(shifts_px, np.float64)[s:s + chunk])
-            if ctf is None:
-                w2 = np.ones(vals.shape, np.float32)
-            else:
-                c = np.asarray(ctf, np.float32)
-                c = band.take(c if c.ndim == 2 else c[s:s + chunk])
-                vals = vals * c
-                w2 = np.array(np.broadcast_to(c * c, vals.shape), np.float32)  # a copy: a view is read-only
-            vals[:, origin] *= 0.5
-            w2[:, origin] *= 0.5
-            insert_slices(self.data, self.weight, rots[s:s + chunk], band.kx, band.ky, 1.0,
-                          np.ascontiguousarray(vals, np.complex64), w2, self.threads)
-        self.count += rots.shape[0]
+        vals[:, origin] *= 0.5
+        w2[:, origin] *= 0.5
+        insert_slices(self.data, self.weight, rots, band.kx, band.ky, 1.0, np.ascontiguousarray(vals, np.complex64),
+                      w2, self.threads)
 
     def add(self, other: Reconstructor) -> None:
         """Accumulate another reconstructor (e.g. two half sets → full set) into this one."""

@@ -56,6 +56,7 @@ from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
     Reference,
+    SliceSpectra,
     image_ft,
     prepare_reference,
     project_band,
@@ -281,18 +282,22 @@ def transfer_onset(ctf_fn: CtfFn, m: int, n: int, sampling: float, level: float 
     return float((above[0] + 1) / (n * sampling)) if above.size else 0.0
 
 
-def reconstruct_halves(boxes: np.ndarray, poses: np.ndarray, shifts_px: np.ndarray, halves: np.ndarray,
-                       ctf_fn: CtfFn | None, sampling: float, pad: int = 2, chunk: int = 256
+def reconstruct_halves(frames: np.ndarray | FrameFile | SliceSpectra, poses: np.ndarray, shifts_px: np.ndarray,
+                       halves: np.ndarray, ctf_fn: CtfFn | None, sampling: float, pad: int = 2, chunk: int = 256
                        ) -> tuple[Reconstructor, Reconstructor]:
-    """Accumulate the two half sets (``halves`` = 0/1 per frame) into two :class:`Reconstructor`."""
-    n = boxes.shape[-1]
+    """Accumulate the two half sets (``halves`` = 0/1 per frame) of boxes ``frames`` (M, n, n), or of their
+    :class:`SliceSpectra` (of ``pad``), into two :class:`Reconstructor`."""
+    n = frames.n if isinstance(frames, SliceSpectra) else frames.shape[-1]
     recs = (Reconstructor(n, pad), Reconstructor(n, pad))
     for h in (0, 1):
         idx = np.flatnonzero(halves == h)
         for s in range(0, len(idx), chunk):
             sel = idx[s:s + chunk]
             ctf = None if ctf_fn is None else ctf_fn(sel, (pad * n, pad * n), sampling)
-            recs[h].insert(np.asarray(boxes[sel], np.float32), poses[sel], shifts_px[sel], ctf=ctf)
+            if isinstance(frames, SliceSpectra):
+                recs[h].insert_spectra(frames, sel, poses[sel], shifts_px[sel], ctf=ctf)
+            else:
+                recs[h].insert(np.asarray(frames[sel], np.float32), poses[sel], shifts_px[sel], ctf=ctf)
     return recs
 
 
@@ -635,7 +640,8 @@ def _model_search(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts:
 
 def label_mates(boxes: np.ndarray, sampling: float, diameter_A: float, poses: np.ndarray, shifts: np.ndarray,
                 halves: np.ndarray, ctf_fn: CtfFn | None, group: np.ndarray, mask: np.ndarray,
-                band: tuple[float, float], config: RefineConfig) -> tuple[np.ndarray, np.ndarray, int, bool]:
+                band: tuple[float, float], config: RefineConfig, spectra: SliceSpectra | None = None
+                ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """Each frame's symmetry mate chosen by its own data: the lattice labelling's pass with the half maps'
     rotation group in place of the prior's ambiguity.
 
@@ -664,12 +670,15 @@ def label_mates(boxes: np.ndarray, sampling: float, diameter_A: float, poses: np
         (low, high) frequencies (1/Å) of the half maps' FSC that filters them.
     config
         :class:`RefineConfig`.
+    spectra
+        The boxes' :class:`SliceSpectra` (of ``config.pad``), if the caller has them; else computed here.
 
     Returns
     -------
     (poses, shifts in pixels, passes run, converged)
     """
     m, n, _ = boxes.shape
+    spectra = SliceSpectra(boxes, config.pad) if spectra is None else spectra
     lattice = LatticeConfig()
     fr = LabellingFrames.from_boxes(boxes, sampling, shifts, ctf_fn, diameter_A, lattice.box)
     ns = fr.small.shape[-1]
@@ -681,7 +690,7 @@ def label_mates(boxes: np.ndarray, sampling: float, diameter_A: float, poses: np
     passes, converged = 0, False
     while passes < MATE_PASSES and not converged:
         passes += 1
-        rec1, rec2 = reconstruct_halves(boxes, cands[rows, choice], shifts, halves, ctf_fn, sampling, config.pad)
+        rec1, rec2 = reconstruct_halves(spectra, cands[rows, choice], shifts, halves, ctf_fn, sampling, config.pad)
         curve = _band_agreement(rec1, rec2, mask, sampling, *band)[1]
         vols = tuple(fourier_crop_volume(_filtered_half(r, curve).astype(np.float32), ns) for r in (rec1, rec2))
         del rec1, rec2
@@ -694,8 +703,8 @@ def label_mates(boxes: np.ndarray, sampling: float, diameter_A: float, poses: np
     return cands[rows, choice], shifts, passes, converged
 
 
-def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts: np.ndarray, halves: np.ndarray,
-                   rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, ctf_fn: CtfFn | None,
+def _one_mate_pass(boxes: np.ndarray, spectra: SliceSpectra, sampling: float, poses: np.ndarray, shifts: np.ndarray,
+                   halves: np.ndarray, rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray, ctf_fn: CtfFn | None,
                    group: np.ndarray, diameter_A: float, band: tuple[float, float], res: float, max_shift: float,
                    config: RefineConfig, reference_model: ReferenceModel,
                    agreement: tuple[np.ndarray, float] | None = None) -> tuple | None:
@@ -729,11 +738,11 @@ def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
     t0 = time.perf_counter()
     mate = one_mate(poses, group, config.step_deg, config.jump_deg)
     mate, mate_shifts, passes, converged = label_mates(boxes, sampling, diameter_A, mate, shifts, halves, ctf_fn,
-                                                       group, mask, band, config)
+                                                       group, mask, band, config, spectra)
     moved = int(np.count_nonzero(rotation_angle_deg(mate, poses) > 1e-6))
     if not moved:
         return None
-    r1, r2 = reconstruct_halves(boxes, mate, mate_shifts, halves, ctf_fn, sampling, config.pad)
+    r1, r2 = reconstruct_halves(spectra, mate, mate_shifts, halves, ctf_fn, sampling, config.pad)
     curve = _band_agreement(r1, r2, mask, sampling, *band)[1]
     try:
         refs = _model_references(r1, r2, curve, mask, sampling, reference_model)
@@ -744,7 +753,7 @@ def _one_mate_pass(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts
     new_p, new_s, _, _ = _model_search(boxes, sampling, mate, mate_shifts, halves, refs, ctf_fn, res, max_shift,
                                        config, group)
     del refs
-    r1, r2 = reconstruct_halves(boxes, new_p, new_s, halves, ctf_fn, sampling, config.pad)
+    r1, r2 = reconstruct_halves(spectra, new_p, new_s, halves, ctf_fn, sampling, config.pad)
     after = _band_agreement(r1, r2, mask, sampling, *band)[2]
     keep = converged or after > before
     log.info("refine: %d frames put on one mate of the rotation group of order %d (%d labelling passes, %s) and "
@@ -792,12 +801,13 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
     shifts = np.asarray(shifts_px, np.float64).copy()
     halves = (np.arange(m) % 2).astype(np.int64)
     mask = soft_sphere(n, (diameter_A / 2 + config.mask_margin_A) / sampling, 3.0)
+    spectra = SliceSpectra(boxes, config.pad)  # every half map below inserts the same frames
     res = config.start_resolution_A
     history = []
     max_shift = config.max_shift_A / sampling
     q_transfer = 0.0 if ctf_fn is None else transfer_onset(ctf_fn, m, n, sampling)
     for it in range(config.n_iter):
-        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+        rec1, rec2 = reconstruct_halves(spectra, poses, shifts, halves, ctf_fn, sampling, config.pad)
         h1 = rec1.reconstruct(1e-3)
         h2 = rec2.reconstruct(1e-3)
         freq, curve = fsc(h1 * mask, h2 * mask, sampling)
@@ -827,7 +837,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
             progress(1)
         if med < config.converge_deg:
             break
-    rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+    rec1, rec2 = reconstruct_halves(spectra, poses, shifts, halves, ctf_fn, sampling, config.pad)
     # the model searches go to model_search_A or to where the map-referenced ones got, whichever is finer; the
     # gold-standard checks (of the global search and of each model iteration) score the band they use
     model_res = max(min(config.model_search_A, search_res), 2.0 * sampling + 1e-6)
@@ -854,7 +864,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
             rows = np.arange(m)
             poses, shifts = cands[rows, path], cand_shifts[rows, path]
             moved = int(np.count_nonzero(path))
-            rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+            rec1, rec2 = reconstruct_halves(spectra, poses, shifts, halves, ctf_fn, sampling, config.pad)
             after = _band_agreement(rec1, rec2, mask, sampling, band_lo, band_hi)[2]
             kept_search = after > before
             log.info("refine global search: the half maps' rotation group has order %d (%d clusters of relative "
@@ -886,7 +896,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
                      quality, now)
             poses, shifts = kept
             history[-1]["discarded"] = True
-            rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+            rec1, rec2 = reconstruct_halves(spectra, poses, shifts, halves, ctf_fn, sampling, config.pad)
             agreement = None
             break
         if it == config.model_iterations:
@@ -913,9 +923,9 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
                  n_moved, n_repaired, med)
         if progress is not None:
             progress(1)
-        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+        rec1, rec2 = reconstruct_halves(spectra, poses, shifts, halves, ctf_fn, sampling, config.pad)
     if reference_model is not None and config.model_iterations:
-        found = _one_mate_pass(boxes, sampling, poses, shifts, halves, rec1, rec2, mask, ctf_fn, group,
+        found = _one_mate_pass(boxes, spectra, sampling, poses, shifts, halves, rec1, rec2, mask, ctf_fn, group,
                                diameter_A, (band_lo, band_hi), model_res, max_shift,
                                config, reference_model, agreement)
         if found is not None:
@@ -924,7 +934,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
     t_runs = time.perf_counter()
     poses, shifts, runs = move_runs(boxes, sampling, diameter_A, poses, shifts, ctf_fn, group, config.run_mate_z)
     if runs:
-        rec1, rec2 = reconstruct_halves(boxes, poses, shifts, halves, ctf_fn, sampling, config.pad)
+        rec1, rec2 = reconstruct_halves(spectra, poses, shifts, halves, ctf_fn, sampling, config.pad)
         history.append({"iteration": len(history), "runs_moved": runs})
     log.info("refine: %d runs of frames moved to a lattice mate their data prefer (z >= %.1f): %s (%.0f s)",
              len(runs), config.run_mate_z, ", ".join(f"{r['frames'][0]}-{r['frames'][1] - 1} by {r['angle_deg']:.0f}°"

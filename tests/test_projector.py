@@ -13,12 +13,15 @@ from tumblebench.reconstruct._gridding_kernels import extract_slices, insert_sli
 from tumblebench.reconstruct.projector import (
     Band,
     Reconstructor,
+    SliceSpectra,
     image_ft,
     prepare_reference,
     project,
     shift_phases,
 )
 from tumblebench.simulator.density import render_density
+from tumblebench.simulator.errors import TumblebenchError
+from tumblebench.simulator.mrc import FrameFile, store_frames
 from tumblebench.simulator.orientation import random_rotations
 
 SAMPLING = 0.5
@@ -172,6 +175,36 @@ def test_ctf_weighted_insertion_of_any_count_is_the_sum_of_its_parts(k: int) -> 
     np.testing.assert_allclose(whole.weight, parts.weight, rtol=1e-5, atol=1e-5 * float(np.abs(parts.weight).max()))
     np.testing.assert_allclose(whole.data, parts.data, rtol=1e-5, atol=1e-5 * float(np.abs(parts.data).max()))
     assert whole.count == parts.count == k
+
+
+@pytest.mark.parametrize("r_max", [None, 5.5])
+@pytest.mark.parametrize("stored", ["memory", "file"])
+def test_spectra_computed_once_insert_the_same_bytes_as_the_images(stored: str, r_max: float | None,
+                                                                    tmp_path) -> None:
+    """Frames inserted from their :class:`SliceSpectra` (kept in memory, or in a scratch file beside frames kept
+    there) accumulate exactly the data and weights of the frames inserted as images: the same samples, scattered
+    in the same order, whichever frames (every other one, 67 of them: a part chunk) and whatever shifts and
+    CTFs."""
+    rng = np.random.default_rng(7)
+    n, m = 16, 134
+    imgs = rng.normal(size=(m, n, n)).astype(np.float32)
+    rots = random_rotations(m, rng)
+    shifts = rng.uniform(-2, 2, (m, 2))
+    ctf = rng.uniform(-1.0, 1.0, (m, 2 * n, 2 * n)).astype(np.float32)
+    frames = imgs
+    if stored == "file":
+        frames = FrameFile.temporary(m, (n, n), tmp_path)
+        store_frames(frames, 0, imgs)
+    rows = np.arange(1, m, 2)
+    direct, cached = Reconstructor(n), Reconstructor(n)
+    direct.insert(imgs[rows], rots[rows], shifts[rows], ctf=ctf[rows], r_max=r_max)
+    spectra = SliceSpectra(frames, 2, r_max)
+    cached.insert_spectra(spectra, rows, rots[rows], shifts[rows], ctf=ctf[rows])
+    assert len(spectra) == m and cached.count == direct.count == rows.size
+    np.testing.assert_array_equal(cached.data, direct.data)
+    np.testing.assert_array_equal(cached.weight, direct.weight)
+    with pytest.raises(TumblebenchError, match="padded 2 times cannot go into a 16-pixel reconstructor padded 3"):
+        Reconstructor(n, pad=3).insert_spectra(spectra, rows, rots[rows])
 
 
 def _mirror(a: np.ndarray) -> np.ndarray:
