@@ -21,7 +21,9 @@ target but the whole-case time.
 Prints the matrix as a Markdown table (one row per case, the seeds stated, with the median defocus of the seed's
 series) and a table of each seed's imaging conditions (defocus and liquid thickness over its frames, from the
 simulator's trajectory of that seed: every particle of a seed has the same one), and writes every case's figures,
-the pass/fail of each target and the seeds' conditions to ``benchmarks/results/abinitio_robustness.json``. Run
+the pass/fail of each target, the seeds' conditions and, for each case run since 2026-12-07, ``probe_s``: the time
+of a fixed workload (``machine_speed.py``) just before the case, for comparing runs made at different hours, to
+``benchmarks/results/abinitio_robustness.json``. Run
 from the repository root::
 
     .venv/bin/python benchmarks/abinitio_robustness.py --work DIR [--seeds 0-7] [--particles default,deca]
@@ -93,6 +95,8 @@ def case_figures(name: str, work: Path) -> dict | None:
         row[key] = value
         passed[key] = None if value is None else (value <= target if op == "<=" else value >= target)
     row["reconstruct_s"] = timing.get("reconstruct")
+    speed = work / "runs" / name / "machine_speed.json"  # the fixed workload's time when the case started
+    row["probe_s"] = json.loads(speed.read_text())["probe_s"] if speed.exists() else None
     # the whole case from scratch: a run on cached data has its build/simulate timings from the cache entry's
     # generation; a run on an entry that predates them has no case time
     row["case_s"] = (sum(v for v in timing.values() if isinstance(v, int | float)) if "simulate" in timing

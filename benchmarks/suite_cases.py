@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from machine_speed import probe_s
+
 
 def run_case(suite: str, name: str, work: Path, algorithms: Sequence[str] = ()) -> float | None:
     """Run case ``name`` of ``suite`` unless its results exist; return its wall time (s), None when it was there.
@@ -28,13 +30,17 @@ def run_case(suite: str, name: str, work: Path, algorithms: Sequence[str] = ()) 
     if (out / "results.json").exists():
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
+    speed = {"probe_s": probe_s(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     t = time.perf_counter()
     cmd = [str(Path(sys.executable).with_name("tumblebench")), "bench", "--suite", suite, "--case", name,
            "--out", str(out), "--data", str(work / "data"), "--overwrite", "--quiet"]
     for a in algorithms:
         cmd += ["--algorithm", a]
     subprocess.run(cmd, check=True)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    # the machine's speed at the hour the case started (machine_speed.py), kept beside its results
+    (out / "machine_speed.json").write_text(json.dumps(speed) + "\n")
+    return wall
 
 
 def run_cases(suite: str, names: Sequence[str], work: Path, algorithms: Sequence[str] = ()) -> None:
