@@ -293,8 +293,9 @@ class SliceSpectra:
         return self._store.shape[0]
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
-        """The spectra (k, P) complex64 of frames ``rows`` (a new array)."""
-        return np.array(self._store[np.asarray(rows, np.int64)], np.complex64)
+        """The spectra (k, P) complex64 of frames ``rows`` (a new array: an index array reads a copy from either
+        store)."""
+        return self._store[np.asarray(rows, np.int64)]
 
 
 class Reconstructor:
