@@ -23,7 +23,8 @@ against a generic crystal of the element without knowing the particle's shape or
    change is only possible where two branches meet: a light one lets the frames of a run scored against a mixed
    first map keep their own mates one by one, and the labelling wanders between mixtures. Once these passes
    converge (or after ``label_stiff_iterations``) the later ones relax it, so that frames of a particle the prior
-   fits only in part can leave their run where the branches meet. The reference is the map of the current
+   fits only in part can leave their run where the branches meet; a converged stiff labelling whose relaxed
+   passes do not converge again is kept. The reference is the map of the current
    labelling passed through a caller-supplied *reference model* builder (e.g. the atomic model traced from it
    and simulated back, :func:`tumblebench.analysis.reference.atom_reference`): the map of a mixture of branches is
    self-consistent, the atomic model built from it is not — it keeps the majority's atoms — so the labelling
@@ -135,7 +136,8 @@ class LatticeConfig:
         (stiff, relaxed) weights of the continuity penalty in the labelling's Viterbi pass over the branch mates
         (its scores are in units of their median deviation; the temporal path's weight is
         ``abinitio.continuity_weight``): the stiff one for the first ``label_stiff_iterations`` passes or until
-        they converge, the relaxed one after (:meth:`BranchLabeller.run`).
+        they converge, the relaxed one after; a converged stiff labelling is kept when the relaxed passes do not
+        converge (:meth:`BranchLabeller.run`).
     label_stiff_iterations
         Labelling passes at the stiff weight at most (all of ``label_iterations`` when it is larger).
     shift_range_A, shift_step_A
@@ -737,8 +739,9 @@ class BranchLabeller:
         return lab, cands[rows, lab], moved[rows, lab]
 
     def run(self, path: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info) of the last
-        pass, whose per-frame correlations are ``scores_`` (NaN without a pass). The first pass's references are
+        """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info) of the kept
+        pass (the last, or the converged stiff one), whose per-frame correlations are ``scores_`` (NaN without a
+        pass). The first pass's references are
         built at the shifts :meth:`fit_shifts` finds for the path, later ones at those of each frame's chosen mate.
         Each pass's entry of ``info["history"]`` holds the frames that changed branch, the mean of ``scores_`` and
         ``references_fsc``, the band FSC of the half maps the pass scored against (those of the labelling before).
@@ -747,31 +750,43 @@ class BranchLabeller:
         they converge or for ``label_stiff_iterations`` passes, then the relaxed one until they converge again.
         A stiff penalty moves whole runs of frames between branches, which takes the frames of a run off a mixed
         first reference together; a relaxed one lets a frame leave its run where the branches meet, which the
-        frames of a particle that the prior fits only in part need (a decahedron labelled on the twin prior)."""
+        frames of a particle that the prior fits only in part need (a decahedron labelled on the twin prior). When
+        the stiff passes converged and the relaxed ones after them do not, the relaxed ones are wandering (frames
+        leaving runs that had settled) and the stiff labelling is kept (``info["kept_iteration"]``, its pass; None
+        when the last pass is kept)."""
         self.scores_ = np.full(len(path), np.nan)
         self.cands_ = branch_mates(path, self.ops)
         self.lab_ = np.zeros(len(path), np.int64)
         self.history_ = []
+        self.kept_ = -1
         poses = path.copy()
         shifts = self.fit_shifts(path, self.fr.origins, "path") if self.cfg.label_iterations else self.fr.origins.copy()
         stiff, relaxed = self.cfg.label_continuity_weights
         stiff_left = self.cfg.label_stiff_iterations
+        settled = None  # the converged stiff labelling: kept if the relaxed passes after it do not converge
         for _ in range(self.cfg.label_iterations):
             self.weight = stiff if stiff_left else relaxed
             poses, shifts = self._pass(poses, shifts, progress)
             if stiff_left:
+                if self.converged_:
+                    settled = (len(self.history_) - 1, poses, shifts, self.lab_.copy(), self.scores_.copy())
                 stiff_left = 0 if self.converged_ else stiff_left - 1
             elif self.converged_:
                 break
+        if settled is not None and not self.converged_:
+            self.kept_, poses, shifts, self.lab_, self.scores_ = settled
+            log.info("lattice labelling: the relaxed passes did not converge; the labelling of the converged stiff "
+                     "iteration %d is kept", self.kept_)
         if progress is not None and len(self.history_) < self.cfg.label_iterations:
             progress(self.cfg.label_iterations - len(self.history_))  # the iterations a converged labelling skips
-        return poses, shifts, {"history": self.history_}
+        return poses, shifts, {"history": self.history_, "kept_iteration": None if self.kept_ < 0 else self.kept_}
 
     @property
     def converged_(self) -> bool:
-        """The last pass changed the branch of at most ``label_converged`` of the frames."""
+        """The pass whose labelling is kept (``kept_``: the last unless :meth:`run` went back to a converged stiff
+        one) changed the branch of at most ``label_converged`` of the frames."""
         h = self.history_
-        return bool(h) and h[-1]["frames_changed"] <= self.cfg.label_converged * len(self.lab_)
+        return bool(h) and h[self.kept_]["frames_changed"] <= self.cfg.label_converged * len(self.lab_)
 
     def extend(self, poses: np.ndarray, shifts: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray, int]:
         """Up to ``label_extra_iterations`` further passes of the labelling :meth:`run` left unconverged, while it

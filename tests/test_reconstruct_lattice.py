@@ -154,11 +154,29 @@ def test_labelling_relaxes_its_weight_after_the_stiff_passes_and_stops_when_at_m
     config = LatticeConfig(label_continuity_weights=(1.0, 0.3), label_stiff_iterations=5)
     lab = _ScriptedLabeller(changes, config)
     _, shifts, info = lab.run(np.tile(np.eye(3), (200, 1, 1)), progress=steps.append)
-    assert lab.passes == passes == len(info["history"])
+    assert lab.passes == passes == len(info["history"]) and info["kept_iteration"] is None
     assert lab.weights == [1.0] * stiff_passes + [0.3] * (passes - stiff_passes)
     assert [h["frames_changed"] for h in info["history"]] == changes[:passes]
     assert np.all(shifts == passes - 1) and np.all(lab.scores_ == 0.1 * (passes - 1))
     assert sum(steps) == config.label_iterations  # the progress bar always reaches its end
+
+
+@pytest.mark.parametrize(("changes", "kept"), [
+    ([200, 150, 2, 90, 90, 90, 90, 90, 90, 90], 2),  # converged at stiff pass 2, the seven relaxed passes wander
+    ([200, 150, 40, 90, 1, 90, 90, 90, 90, 90], 4),  # converged at the last stiff pass
+    ([2] + [90] * 9, 0),  # converged at the first pass
+])
+def test_a_converged_stiff_labelling_is_kept_when_the_relaxed_passes_after_it_do_not_converge(changes, kept) -> None:
+    lab = _ScriptedLabeller(changes, LatticeConfig(label_continuity_weights=(1.0, 0.3), label_stiff_iterations=5))
+    poses, shifts, info = lab.run(np.tile(np.eye(3), (200, 1, 1)))
+    assert len(info["history"]) == 10 and info["kept_iteration"] == kept
+    assert np.all(shifts == kept) and np.all(lab.scores_ == 0.1 * kept)  # the kept pass's shifts and scores
+    flips = np.bitwise_xor.reduce(np.arange(200)[None] < np.asarray(changes[:kept + 1])[:, None], axis=0)
+    assert np.array_equal(lab.lab_, flips.astype(np.int64))  # its labels: every pass up to it flipped its frames
+    assert lab.converged_
+    before = lab.passes
+    lab.extend(poses, shifts)
+    assert lab.passes == before  # a kept converged labelling is not extended
 
 
 @pytest.mark.parametrize(("stiff_iterations", "changes", "weights"), [
