@@ -79,6 +79,27 @@ def slice_score(vft, a, kx, ky, pad, image, ctf):
     return num / np.sqrt(den) if den > 0 else 0.0
 
 
+@numba.njit(cache=True, inline="always")
+def slice_scores(vft, rots, kx, ky, pad, image, ctf, out):
+    """:func:`slice_score` of one image (P,) at each of the poses ``rots`` (K, 3, 3), into ``out`` (K,) (serial).
+
+    The samples run in the outer loop and the poses in the inner one: nearby poses (a local search's moves) read
+    nearly the same voxels at a sample, which are then in cache. Each pose's sums still run over the samples in
+    order, with :func:`slice_score`'s operations: the same bytes."""
+    nk = rots.shape[0]
+    num = np.zeros(nk)
+    den = np.zeros(nk)
+    for j in range(kx.shape[0]):
+        v = image[j]
+        c = ctf[j]
+        for k in range(nk):
+            acc = _slice_value(vft, rots[k], kx[j], ky[j], pad) * c
+            num[k] += acc.real * v.real + acc.imag * v.imag
+            den[k] += acc.real * acc.real + acc.imag * acc.imag
+    for k in range(nk):
+        out[k] = num[k] / np.sqrt(den[k]) if den[k] > 0 else 0.0
+
+
 @numba.njit(cache=True, parallel=True)
 def score_candidates(vft, rots, kx, ky, pad, images, ctf, out):
     """Correlation of each image with the projections of ``vft`` at its candidate poses.
@@ -97,8 +118,7 @@ def score_candidates(vft, rots, kx, ky, pad, images, ctf, out):
     out : float64 (M, K), overwritten.
     """
     for m in numba.prange(rots.shape[0]):
-        for k in range(rots.shape[1]):
-            out[m, k] = slice_score(vft, rots[m, k], kx, ky, pad, images[m], ctf[m])
+        slice_scores(vft, rots[m], kx, ky, pad, images[m], ctf[m], out[m])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -173,13 +193,15 @@ def sweep_poses(vft0, vft1, pad, kx, ky, x, ctf, off, start, stop, halves, poses
     rotations ``deltas[s, k] · pose`` scored by :func:`slice_score` against ``vft0`` or ``vft1`` (its half,
     ``halves[i]``); the result replaces ``poses[i]`` (and ``cur[i]``, ``moved[i] = True``) when its score is
     above ``cur[i] − tol·|cur[i]|``. The frames run in order (each starts where its neighbour ended); a step's
-    rotations are scored in parallel, then taken in the order of ``k`` (the first of equal scores wins), so the
-    result does not depend on the threads. Kept in this module beside :func:`slice_score`: numba's cache is
-    invalidated by a change of the file that holds a kernel, not of the files of the kernels it calls.
+    rotations are scored in parallel (each thread a contiguous part of them, :func:`slice_scores`), then taken in
+    the order of ``k`` (the first of equal scores wins), so the result does not depend on the threads. Kept in
+    this module beside :func:`slice_score`: numba's cache is invalidated by a change of the file that holds a
+    kernel, not of the files of the kernels it calls.
     """
     nk = deltas.shape[1]
     cands = np.empty((nk, 3, 3))
     sc = np.empty(nk)
+    lanes = max(1, min(numba.get_num_threads(), nk))  # threads share a step's rotations in contiguous parts
     for i in range(start, stop, direction):
         vft = vft0 if halves[i] == 0 else vft1
         pose = poses[i - direction].copy()
@@ -190,8 +212,10 @@ def sweep_poses(vft0, vft1, pad, kx, ky, x, ctf, off, start, stop, halves, poses
                     for b in range(3):
                         cands[k, a, b] = (deltas[s, k, a, 0] * pose[0, b] + deltas[s, k, a, 1] * pose[1, b]
                                           + deltas[s, k, a, 2] * pose[2, b])
-            for k in numba.prange(nk):
-                sc[k] = slice_score(vft, cands[k], kx, ky, pad, x[i - off], ctf[i - off])
+            for t in numba.prange(lanes):
+                lo = t * nk // lanes
+                hi = (t + 1) * nk // lanes
+                slice_scores(vft, cands[lo:hi], kx, ky, pad, x[i - off], ctf[i - off], sc[lo:hi])
             for k in range(nk):
                 if sc[k] > best:
                     best = sc[k]

@@ -159,6 +159,72 @@ def test_insertion_gives_the_same_bytes_in_any_number_of_lanes() -> None:
     assert 2 * float(recs[0].weight.sum(dtype=np.float64)) == pytest.approx(50 * band.kx.size, rel=1e-5)
 
 
+def _noise_scoring(rng: np.random.Generator, m: int, n: int = 16) -> tuple:
+    """A padded transform, a band and m frames' transforms and transfers on it: noise."""
+    nn = 2 * n
+    vft = (rng.normal(size=(nn,) * 3) + 1j * rng.normal(size=(nn,) * 3)).astype(np.complex64)
+    band = Band.make(n, r_max=n / 2 - 1, r_min=1.0).half_plane()
+    x = (rng.normal(size=(m, band.kx.size)) + 1j * rng.normal(size=(m, band.kx.size))).astype(np.complex64)
+    return vft, band, x, rng.uniform(-1, 1, (m, band.kx.size)).astype(np.float32)
+
+
+def test_candidate_scores_are_each_poses_own_score_to_the_byte() -> None:
+    """score_candidates runs the samples outside and the poses inside (for the cache), each pose's sums in the
+    samples' order: its scores are slice_score's, one pose at a time, to the byte."""
+    from tumblebench.reconstruct._gridding_kernels import score_candidates, slice_score
+
+    rng = np.random.default_rng(11)
+    vft, band, x, ctf = _noise_scoring(rng, 6)
+    cands = random_rotations(6 * 26, rng).reshape(6, 26, 3, 3)
+    out = np.empty((6, 26))
+    score_candidates(vft, cands, band.kx, band.ky, 2.0, x, ctf, out)
+    one = [[slice_score(vft, cands[m, k], band.kx, band.ky, 2.0, x[m], ctf[m]) for k in range(26)] for m in range(6)]
+    assert out.tobytes() == np.array(one).tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_continuity_sweep_is_the_serial_sweep_in_any_number_of_threads(threads: int) -> None:
+    """sweep_poses shares each step's 26 rotations among the threads in contiguous parts: the same poses, scores
+    and moves, to the byte, as a serial sweep scoring every rotation by slice_score, whatever the threads."""
+    import numba
+
+    from tumblebench.reconstruct._gridding_kernels import slice_score, sweep_poses
+    from tumblebench.reconstruct.search import NEIGHBOURS
+
+    rng = np.random.default_rng(12)
+    m = 8
+    vft0, band, x, ctf = _noise_scoring(rng, m)
+    vft1 = vft0[::-1].copy()
+    deltas = np.stack([Rotation.from_rotvec(np.radians(s) * NEIGHBOURS).as_matrix() for s in (6.0, 2.0)])
+    start = random_rotations(m, rng)
+    halves = (np.arange(m) % 2).astype(np.int64)
+    cur0 = rng.uniform(0.0, 0.2, m)
+    poses, cur, moved = start.copy(), cur0.copy(), np.zeros(m, np.bool_)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        sweep_poses(vft0, vft1, 2.0, band.kx, band.ky, x, ctf, 0, 1, m, halves, poses, cur, deltas, 1, moved, 0.0)
+    finally:
+        numba.set_num_threads(before)
+    ref, ref_cur, ref_moved = start.copy(), cur0.copy(), np.zeros(m, np.bool_)
+    for i in range(1, m):
+        vft = vft1 if halves[i] else vft0
+        pose = ref[i - 1].copy()
+        best = slice_score(vft, pose, band.kx, band.ky, 2.0, x[i], ctf[i])
+        for d in deltas:
+            # d · pose with the kernel's operations in its order
+            cands = d[:, :, 0, None] * pose[0] + d[:, :, 1, None] * pose[1] + d[:, :, 2, None] * pose[2]
+            sc = [slice_score(vft, c, band.kx, band.ky, 2.0, x[i], ctf[i]) for c in cands]
+            for k in range(len(cands)):
+                if sc[k] > best:
+                    best, pose = sc[k], cands[k].copy()
+        if best > ref_cur[i]:
+            ref[i], ref_cur[i], ref_moved[i] = pose, best, True
+    assert ref_moved.any()
+    assert poses.tobytes() == ref.tobytes() and cur.tobytes() == ref_cur.tobytes()
+    assert np.array_equal(moved, ref_moved)
+
+
 @pytest.mark.parametrize("k", [1, 65, 129])
 def test_ctf_weighted_insertion_of_any_count_is_the_sum_of_its_parts(k: int) -> None:
     """Images inserted with their CTFs in one call, whatever their number (the inner chunks of 64 leave one image
