@@ -6,13 +6,15 @@ Run from the repository root::
 
 The local search (``score_candidates``: every frame's 26 moves at a step) and the continuity sweep
 (``sweep_poses``: frame after frame, the 26 moves at each of the steps) score slices of a padded 3D transform
-against the frames' transforms on a band. The kernels of this checkout and those of ``--against`` (its
-``reconstruct/_gridding_kernels.py``, loaded from git) run alternately on the same inputs: the refinement's
-128-px boxes at 0.358 Å, pad 2 (a 256³ transform), the band 8–1.14 Å on the half plane, the moves of the local
-search's steps 4°, 1° and 0.5° and the sweep's 3°, 1° and 0.35°. The time of a gather does not depend on what the
-map shows, so maps and frames are noise. Each figure is the median of ``--repeats`` calls; every pair of outputs
-is checked for identical bytes. Writes ``benchmarks/results/score_kernels.json`` (with the commit, core count and
-load average).
+against the frames' transforms on a band; the lattice labelling and the amplitude searches project
+(``extract_slices``). The kernels of this checkout and those of ``--against`` (its
+``reconstruct/_gridding_kernels.py``, loaded from git) run alternately on the same inputs: for scoring, the
+refinement's 128-px boxes at 0.358 Å, pad 2 (a 256³ transform), the band 8–1.14 Å on the half plane, the moves
+of the local search's steps 4°, 1° and 0.5° and the sweep's 3°, 1° and 0.35°; for projecting, the labelling's
+96-px crop at 0.4773 Å, pad 2, band 8–1.6 Å, 40 random poses per frame. The time of a gather does not depend on
+what the map shows, so maps and frames are noise. Each figure is the median of ``--repeats`` calls; every pair of
+outputs is checked for identical bytes. Writes ``benchmarks/results/score_kernels.json`` (with the commit, core
+count and load average).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 from scipy.spatial.transform import Rotation
 
@@ -37,6 +40,7 @@ from tumblebench.simulator.orientation import random_rotations
 
 ROOT = Path(__file__).resolve().parents[1]
 N_BOX, SAMPLING, PAD, BAND_A = 128, 0.358, 2, (8.0, 1.14)
+CROP, CROP_SAMPLING, CROP_BAND_A = 96, 0.4773, (8.0, 1.6)
 
 
 def _kernels_of(rev: str, tmp: Path):
@@ -61,7 +65,17 @@ def _inputs(frames: int, rng: np.random.Generator) -> dict:
             "x": (rng.standard_normal((frames, p), np.float32)
                   + 1j * rng.standard_normal((frames, p), np.float32)).astype(np.complex64),
             "ctf": rng.uniform(-1, 1, (frames, p)).astype(np.float32),
-            "poses": random_rotations(frames, rng)}
+            "poses": random_rotations(frames, rng), **_crop_inputs(40 * frames, rng)}
+
+
+def _crop_inputs(poses: int, rng: np.random.Generator) -> dict:
+    """The lattice labelling's projections: a 96-px crop at 0.4773 Å, pad 2, the band 8–1.6 Å, random poses."""
+    band = Band.make(CROP, r_max=CROP * CROP_SAMPLING / CROP_BAND_A[1],
+                     r_min=CROP * CROP_SAMPLING / CROP_BAND_A[0]).half_plane()
+    nn = PAD * CROP
+    vft = (rng.standard_normal((nn,) * 3, np.float32) + 1j * rng.standard_normal((nn,) * 3, np.float32))
+    return {"vft_crop": vft.astype(np.complex64), "kx_crop": band.kx, "ky_crop": band.ky,
+            "grid": random_rotations(poses, rng)}
 
 
 def _local(mod, d: dict, step: float) -> tuple[float, np.ndarray]:
@@ -79,10 +93,20 @@ def _sweep(mod, d: dict, frames: int) -> tuple[float, np.ndarray]:
     cur = np.full(frames, -np.inf)
     moved = np.zeros(frames, np.bool_)
     halves = (np.arange(frames) % 2).astype(np.int64)
+    args = (d["vft0"], d["vft1"], float(PAD), d["kx"], d["ky"], d["x"], d["ctf"], 0, 1, frames, halves, poses, cur,
+            deltas, 1, moved, 0.0)
+    # the lanes of the sweep's threads are an argument since this commit's kernels
+    lanes = () if mod.sweep_poses.py_func.__code__.co_argcount == len(args) else (numba.get_num_threads(),)
     t = time.perf_counter()
-    mod.sweep_poses(d["vft0"], d["vft1"], float(PAD), d["kx"], d["ky"], d["x"], d["ctf"], 0, 1, frames, halves,
-                    poses, cur, deltas, 1, moved, 0.0)
+    mod.sweep_poses(*args, *lanes)
     return time.perf_counter() - t, poses
+
+
+def _extract(mod, d: dict) -> tuple[float, np.ndarray]:
+    out = np.empty((len(d["grid"]), d["kx_crop"].size), np.complex64)
+    t = time.perf_counter()
+    mod.extract_slices(d["vft_crop"], d["grid"], d["kx_crop"], d["ky_crop"], float(PAD), out)
+    return time.perf_counter() - t, out
 
 
 def main() -> None:
@@ -98,6 +122,7 @@ def main() -> None:
         peer = _kernels_of(args.against, Path(tmp))
         cases = [(f"local search {s}°", lambda mod, s=s: _local(mod, d, s)) for s in (4.0, 1.0, 0.5)]
         cases.append(("continuity sweep", lambda mod: _sweep(mod, d, max(2, args.frames // 5))))
+        cases.append(("projections", lambda mod: _extract(mod, d)))
         for _, run in cases:  # compile both (numba) before timing
             run(peer), run(ours)
         rows = []

@@ -36,15 +36,21 @@ def _slice_value(vft, a, kx, ky, pad):
                                            pad * (a[0, 2] * kx + a[1, 2] * ky), nn // 2)
     if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= nn or y0 + 1 >= nn or z0 + 1 >= nn:
         return 0j
-    acc = 0j
+    # real and imaginary parts apart: a real weight times a complex voxel as complex arithmetic would multiply
+    # by a zero imaginary part too (twice the work, the same sums: the parts never start at −0)
+    re = 0.0
+    im = 0.0
     for dz in range(2):
         wz = fz if dz else 1.0 - fz
         for dy in range(2):
             wy = fy if dy else 1.0 - fy
             for dx in range(2):
                 wx = fx if dx else 1.0 - fx
-                acc += wz * wy * wx * vft[z0 + dz, y0 + dy, x0 + dx]
-    return acc
+                w = wz * wy * wx
+                v = vft[z0 + dz, y0 + dy, x0 + dx]
+                re += w * v.real
+                im += w * v.imag
+    return complex(re, im)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -72,10 +78,13 @@ def slice_score(vft, a, kx, ky, pad, image, ctf):
     num = 0.0
     den = 0.0
     for j in range(kx.shape[0]):
-        acc = _slice_value(vft, a, kx[j], ky[j], pad) * ctf[j]
+        acc = _slice_value(vft, a, kx[j], ky[j], pad)
+        c = ctf[j]
+        pr = acc.real * c
+        pi = acc.imag * c
         v = image[j]
-        num += acc.real * v.real + acc.imag * v.imag
-        den += acc.real * acc.real + acc.imag * acc.imag
+        num += pr * v.real + pi * v.imag
+        den += pr * pr + pi * pi
     return num / np.sqrt(den) if den > 0 else 0.0
 
 
@@ -93,9 +102,11 @@ def slice_scores(vft, rots, kx, ky, pad, image, ctf, out):
         v = image[j]
         c = ctf[j]
         for k in range(nk):
-            acc = _slice_value(vft, rots[k], kx[j], ky[j], pad) * c
-            num[k] += acc.real * v.real + acc.imag * v.imag
-            den[k] += acc.real * acc.real + acc.imag * acc.imag
+            acc = _slice_value(vft, rots[k], kx[j], ky[j], pad)
+            pr = acc.real * c
+            pi = acc.imag * c
+            num[k] += pr * v.real + pi * v.imag
+            den[k] += pr * pr + pi * pi
     for k in range(nk):
         out[k] = num[k] / np.sqrt(den[k]) if den[k] > 0 else 0.0
 
@@ -184,7 +195,7 @@ def insert_slices(data, weight, rots, kx, ky, pad, values, ctf2, lanes):
 
 @numba.njit(cache=True, parallel=True)
 def sweep_poses(vft0, vft1, pad, kx, ky, x, ctf, off, start, stop, halves, poses, cur, deltas, direction, moved,
-                tol):
+                tol, lanes):
     """A sequential hill-climbing sweep of the poses along time, in place (``direction`` +1 forward, −1 back),
     over frames ``start``, ``start + direction``, … (not ``stop``); ``x`` and ``ctf`` hold the rows of frames
     ``off``, ``off + 1``, … (a block of the series: the caller reads them block by block).
@@ -193,15 +204,15 @@ def sweep_poses(vft0, vft1, pad, kx, ky, x, ctf, off, start, stop, halves, poses
     rotations ``deltas[s, k] · pose`` scored by :func:`slice_score` against ``vft0`` or ``vft1`` (its half,
     ``halves[i]``); the result replaces ``poses[i]`` (and ``cur[i]``, ``moved[i] = True``) when its score is
     above ``cur[i] − tol·|cur[i]|``. The frames run in order (each starts where its neighbour ended); a step's
-    rotations are scored in parallel (each thread a contiguous part of them, :func:`slice_scores`), then taken in
-    the order of ``k`` (the first of equal scores wins), so the result does not depend on the threads. Kept in
-    this module beside :func:`slice_score`: numba's cache is invalidated by a change of the file that holds a
-    kernel, not of the files of the kernels it calls.
+    rotations are scored in ``lanes`` contiguous parts in parallel (e.g. the number of threads;
+    :func:`slice_scores`), then taken in the order of ``k`` (the first of equal scores wins), so the result does
+    not depend on the lanes or the threads. Kept in this module beside :func:`slice_score`: numba's cache is
+    invalidated by a change of the file that holds a kernel, not of the files of the kernels it calls.
     """
     nk = deltas.shape[1]
     cands = np.empty((nk, 3, 3))
     sc = np.empty(nk)
-    lanes = max(1, min(numba.get_num_threads(), nk))  # threads share a step's rotations in contiguous parts
+    lanes = max(1, min(lanes, nk))
     for i in range(start, stop, direction):
         vft = vft0 if halves[i] == 0 else vft1
         pose = poses[i - direction].copy()

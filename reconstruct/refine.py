@@ -37,6 +37,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
@@ -403,12 +404,12 @@ def continuity_sweep(refs: tuple[Reference, Reference], halves: np.ndarray, x: n
     for s in range(1, m, block):  # forward: frames 1 … m − 1
         xs, cs = rows(slice(s, min(s + block, m)))
         sweep_poses(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xs, cs, s, s,
-                    min(s + block, m), halves, *args, 1, moved, float(tolerance))
+                    min(s + block, m), halves, *args, 1, moved, float(tolerance), numba.get_num_threads())
     for e in range(m - 1, 0, -block):  # backward: frames m − 2 … 0
         lo = max(e - block, 0)
         xs, cs = rows(slice(lo, e))
         sweep_poses(refs[0].vft, refs[1].vft, float(refs[0].pad), band.kx, band.ky, xs, cs, lo, e - 1, lo - 1,
-                    halves, *args, -1, moved, float(tolerance))
+                    halves, *args, -1, moved, float(tolerance), numba.get_num_threads())
     return poses, int(moved.sum())
 
 

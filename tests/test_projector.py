@@ -203,7 +203,8 @@ def test_the_continuity_sweep_is_the_serial_sweep_in_any_number_of_threads(threa
     before = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
-        sweep_poses(vft0, vft1, 2.0, band.kx, band.ky, x, ctf, 0, 1, m, halves, poses, cur, deltas, 1, moved, 0.0)
+        sweep_poses(vft0, vft1, 2.0, band.kx, band.ky, x, ctf, 0, 1, m, halves, poses, cur, deltas, 1, moved, 0.0,
+                    numba.get_num_threads())
     finally:
         numba.set_num_threads(before)
     ref, ref_cur, ref_moved = start.copy(), cur0.copy(), np.zeros(m, np.bool_)
