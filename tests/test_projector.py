@@ -182,12 +182,10 @@ def test_candidate_scores_are_each_poses_own_score_to_the_byte() -> None:
     assert out.tobytes() == np.array(one).tobytes()
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_the_continuity_sweep_is_the_serial_sweep_in_any_number_of_threads(threads: int) -> None:
-    """sweep_poses shares each step's 26 rotations among the threads in contiguous parts: the same poses, scores
-    and moves, to the byte, as a serial sweep scoring every rotation by slice_score, whatever the threads."""
-    import numba
-
+@pytest.mark.parametrize("lanes", [1, 2, 3, 5])
+def test_the_continuity_sweep_is_the_serial_sweep_in_any_number_of_lanes(lanes: int) -> None:
+    """sweep_poses deals each step's 26 rotations to ``lanes`` contiguous parts scored in parallel: the same poses,
+    scores and moves, to the byte, as a serial sweep scoring every rotation by slice_score, whatever the lanes."""
     from tumblebench.reconstruct._gridding_kernels import slice_score, sweep_poses
     from tumblebench.reconstruct.search import NEIGHBOURS
 
@@ -200,13 +198,7 @@ def test_the_continuity_sweep_is_the_serial_sweep_in_any_number_of_threads(threa
     halves = (np.arange(m) % 2).astype(np.int64)
     cur0 = rng.uniform(0.0, 0.2, m)
     poses, cur, moved = start.copy(), cur0.copy(), np.zeros(m, np.bool_)
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        sweep_poses(vft0, vft1, 2.0, band.kx, band.ky, x, ctf, 0, 1, m, halves, poses, cur, deltas, 1, moved, 0.0,
-                    numba.get_num_threads())
-    finally:
-        numba.set_num_threads(before)
+    sweep_poses(vft0, vft1, 2.0, band.kx, band.ky, x, ctf, 0, 1, m, halves, poses, cur, deltas, 1, moved, 0.0, lanes)
     ref, ref_cur, ref_moved = start.copy(), cur0.copy(), np.zeros(m, np.bool_)
     for i in range(1, m):
         vft = vft1 if halves[i] else vft0
