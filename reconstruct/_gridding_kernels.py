@@ -74,18 +74,11 @@ def extract_slices(vft, rots, kx, ky, pad, out):
 @numba.njit(cache=True, inline="always")
 def slice_score(vft, a, kx, ky, pad, image, ctf):
     """Normalised correlation ``Re Σ_j conj(ctf·P)[j] · image[j] / sqrt(Σ_j |ctf·P|²)`` of one image (P,) on the
-    band ``kx, ky`` with the slice P of ``vft`` at pose ``a`` (trilinear interpolation; serial)."""
-    num = 0.0
-    den = 0.0
-    for j in range(kx.shape[0]):
-        acc = _slice_value(vft, a, kx[j], ky[j], pad)
-        c = ctf[j]
-        pr = acc.real * c
-        pi = acc.imag * c
-        v = image[j]
-        num += pr * v.real + pi * v.imag
-        den += pr * pr + pi * pi
-    return num / np.sqrt(den) if den > 0 else 0.0
+    band ``kx, ky`` with the slice P of ``vft`` at pose ``a`` (trilinear interpolation; serial): :func:`slice_scores`
+    of the one pose (``a`` C-contiguous)."""
+    out = np.empty(1)
+    slice_scores(vft, a.reshape(1, 3, 3), kx, ky, pad, image, ctf, out)
+    return out[0]
 
 
 @numba.njit(cache=True, inline="always")
@@ -94,7 +87,7 @@ def slice_scores(vft, rots, kx, ky, pad, image, ctf, out):
 
     The samples run in the outer loop and the poses in the inner one: nearby poses (a local search's moves) read
     nearly the same voxels at a sample, which are then in cache. Each pose's sums still run over the samples in
-    order, with :func:`slice_score`'s operations: the same bytes."""
+    order: the same bytes as one pose at a time."""
     nk = rots.shape[0]
     num = np.zeros(nk)
     den = np.zeros(nk)
