@@ -287,31 +287,6 @@ def _whiten(x: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
-def _worst_slot(v, i):
-    """The kept slot the next better value replaces: the smallest value, of equal ones the larger grid index."""
-    w = 0
-    for q in range(1, v.size):
-        if v[q] < v[w] or (v[q] == v[w] and i[q] > i[w]):
-            w = q
-    return w
-
-
-@numba.njit(cache=True, parallel=True)
-def _merge_top_k(cc, first, best_v, best_i):
-    """Per row: merge the values of ``cc`` (grid poses ``first``, ``first`` + 1, …) into the row's kept ``best_v``,
-    ``best_i`` (the largest values, unordered; of equal values the smaller grid index)."""
-    m, c = cc.shape
-    for r in numba.prange(m):
-        v, i = best_v[r], best_i[r]
-        w = _worst_slot(v, i)
-        for j in range(c):
-            if cc[r, j] > v[w] or (cc[r, j] == v[w] and first + j < i[w]):
-                v[w] = cc[r, j]
-                i[w] = first + j
-                w = _worst_slot(v, i)
-
-
 def amplitude_search(vol: np.ndarray, x: np.ndarray, band: Band, grid: np.ndarray, c2: np.ndarray, top_k: int,
                      chunk: int = SEARCH_CHUNK, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Best ``top_k`` grid poses per frame by the correlation of shell-whitened amplitudes.
@@ -333,8 +308,8 @@ def amplitude_search(vol: np.ndarray, x: np.ndarray, band: Band, grid: np.ndarra
     chunk
         Grid poses correlated with all frames at a time (float32 correlations: 4·``chunk`` B per frame).
     block
-        Frames whose correlations are summed at a time (the result does not depend on it; the float64 squares of a
-        step take 8 B per frame of ``block`` and grid pose of ``chunk``).
+        Frames whose correlations are reduced at a time (the result does not depend on it; the float64 squares
+        and candidate lists of a step take about 40 B per frame of ``block`` and grid pose of ``chunk``).
 
     Returns
     -------
@@ -346,7 +321,7 @@ def amplitude_search(vol: np.ndarray, x: np.ndarray, band: Band, grid: np.ndarra
     ref = prepare_reference(vol)
     s1, s2 = np.zeros(m), np.zeros(m)
     best_v = np.full((m, top_k), -np.inf, np.float32)
-    best_i = np.full((m, top_k), g, np.int64)  # an empty slot: below every value, behind every grid index
+    best_i = np.zeros((m, top_k), np.int64)
     for s in range(0, g, chunk):
         r = _whiten((np.abs(project_band(ref, grid[s:s + chunk], band)) * c2).astype(np.float32), order, starts)
         # one product of all frames (a float32 matrix product's rounding depends on its shape), reduced by blocks
@@ -356,8 +331,11 @@ def amplitude_search(vol: np.ndarray, x: np.ndarray, band: Band, grid: np.ndarra
             cc = cc_all[fs]
             s1[fs] += cc.sum(1)
             s2[fs] += (cc.astype(np.float64) ** 2).sum(1)
-        _merge_top_k(cc_all, s, best_v, best_i)
-    o = np.lexsort((best_i, -best_v), axis=1)  # best first; of equal values the smaller grid index
+            v = np.concatenate([best_v[fs], cc], axis=1)
+            i = np.concatenate([best_i[fs], np.broadcast_to(np.arange(s, s + len(r)), cc.shape)], axis=1)
+            part = np.argpartition(-v, top_k - 1, axis=1)[:, :top_k]
+            best_v[fs], best_i[fs] = np.take_along_axis(v, part, 1), np.take_along_axis(i, part, 1)
+    o = np.argsort(-best_v, axis=1)
     best_v, best_i = np.take_along_axis(best_v, o, 1), np.take_along_axis(best_i, o, 1)
     mean = s1 / g
     sd = np.sqrt(np.maximum(s2 / g - mean**2, 1e-30))

@@ -16,11 +16,9 @@ from tumblebench.reconstruct.lattice import (
     TWIN,
     BranchLabeller,
     LatticeConfig,
-    _merge_top_k,
     _shells,
     _whiten,
     amplitude_ambiguity,
-    amplitude_search,
     branch_mates,
     choose_prior,
     fundamental_zone,
@@ -433,45 +431,3 @@ def test_whitened_rows_have_zero_shell_means_and_unit_norm(seed: int, n: int) ->
                                for a, b in zip(starts, ends, strict=True)], axis=1)
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     np.testing.assert_allclose(w, ref, atol=1e-5)
-
-
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 9), chunk=st.integers(1, 40))
-def test_merged_top_k_is_the_k_largest_of_all_values_ties_to_the_smaller_index(seed: int, k: int, chunk: int) -> None:
-    """The amplitude search's reduction, merged chunk by chunk: the k largest correlations of all grid poses, of
-    equal ones the smaller grid index (small integers make many ties)."""
-    rng = np.random.default_rng(seed)
-    m, g = 5, 60
-    cc = rng.integers(-4, 5, (m, g)).astype(np.float32)
-    best_v = np.full((m, k), -np.inf, np.float32)
-    best_i = np.full((m, k), g, np.int64)
-    for s in range(0, g, chunk):
-        _merge_top_k(np.ascontiguousarray(cc[:, s:s + chunk]), s, best_v, best_i)
-    o = np.lexsort((best_i, -best_v), axis=1)
-    got_v, got_i = np.take_along_axis(best_v, o, 1), np.take_along_axis(best_i, o, 1)
-    want_i = np.array([np.lexsort((np.arange(g), -row))[:k] for row in cc])
-    assert np.array_equal(got_i, want_i) and np.array_equal(got_v, np.take_along_axis(cc, want_i, 1))
-
-
-def test_amplitude_search_finds_the_best_correlations_over_the_whole_grid() -> None:
-    """Against the correlation of every frame with every grid pose at once: the same top poses (where their
-    correlations differ by more than float32 rounding) and the z-scores against all of them, in any chunking."""
-    rng = np.random.default_rng(11)
-    n = 32
-    band = Band.make(n, r_max=n / 3, r_min=n / 10).half_plane()
-    order, starts = _shells(band)
-    vol = rng.normal(size=(n, n, n)).astype(np.float32)
-    grid = so3_grid(500)
-    ref = _whiten(np.abs(project_band(prepare_reference(vol), grid, band)).astype(np.float32), order, starts)
-    truth = rng.integers(0, len(grid), 13)
-    x = _whiten(np.abs(project_band(prepare_reference(vol), grid[truth], band)).astype(np.float32)
-                * rng.uniform(0.7, 1.3, (13, band.kx.size)).astype(np.float32), order, starts)
-    cc = x.astype(np.float64) @ ref.T.astype(np.float64)
-    want = np.argsort(-cc, axis=1, kind="stable")[:, :6]
-    want_z = (np.take_along_axis(cc, want, 1) - cc.mean(1, keepdims=True)) / cc.std(1, keepdims=True)
-    gap = np.abs(np.diff(np.sort(cc, axis=1)[:, ::-1][:, :7], axis=1)).min(axis=1) > 1e-5
-    for chunk in (37, 128, 500):
-        idx, z = amplitude_search(vol, x, band, grid, np.ones(band.kx.size), 6, chunk=chunk)
-        assert np.array_equal(idx[gap], want[gap]) and np.all(np.diff(z, axis=1) <= 0)
-        np.testing.assert_allclose(z, want_z, atol=1e-3)
-    assert gap.sum() >= 10 and np.mean(idx[:, 0] == truth) > 0.9
