@@ -19,6 +19,7 @@ from tumblebench.reconstruct.lattice import (
     _shells,
     _whiten,
     amplitude_ambiguity,
+    amplitude_search,
     branch_mates,
     choose_prior,
     fundamental_zone,
@@ -431,3 +432,27 @@ def test_whitened_rows_have_zero_shell_means_and_unit_norm(seed: int, n: int) ->
                                for a, b in zip(starts, ends, strict=True)], axis=1)
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     np.testing.assert_allclose(w, ref, atol=1e-5)
+
+
+def test_amplitude_search_finds_the_best_correlations_over_the_whole_grid() -> None:
+    """Against the correlation of every frame with every grid pose at once: the same top poses (where their
+    correlations differ by more than float32 rounding) and the z-scores against all of them, in any chunking."""
+    rng = np.random.default_rng(11)
+    n = 32
+    band = Band.make(n, r_max=n / 3, r_min=n / 10).half_plane()
+    order, starts = _shells(band)
+    vol = rng.normal(size=(n, n, n)).astype(np.float32)
+    grid = so3_grid(500)
+    ref = _whiten(np.abs(project_band(prepare_reference(vol), grid, band)).astype(np.float32), order, starts)
+    truth = rng.integers(0, len(grid), 13)
+    x = _whiten(np.abs(project_band(prepare_reference(vol), grid[truth], band)).astype(np.float32)
+                * rng.uniform(0.7, 1.3, (13, band.kx.size)).astype(np.float32), order, starts)
+    cc = x.astype(np.float64) @ ref.T.astype(np.float64)
+    want = np.argsort(-cc, axis=1, kind="stable")[:, :6]
+    want_z = (np.take_along_axis(cc, want, 1) - cc.mean(1, keepdims=True)) / cc.std(1, keepdims=True)
+    gap = np.abs(np.diff(np.sort(cc, axis=1)[:, ::-1][:, :7], axis=1)).min(axis=1) > 1e-5
+    for chunk in (37, 128, 500):
+        idx, z = amplitude_search(vol, x, band, grid, np.ones(band.kx.size), 6, chunk=chunk)
+        assert np.array_equal(idx[gap], want[gap]) and np.all(np.diff(z, axis=1) <= 0)
+        np.testing.assert_allclose(z, want_z, atol=1e-3)
+    assert gap.sum() >= 10 and np.mean(idx[:, 0] == truth) > 0.9
