@@ -22,9 +22,9 @@ Prints the matrix as a Markdown table (one row per case, the seeds stated, with 
 series) and a table of each seed's imaging conditions (defocus and liquid thickness over its frames, from the
 simulator's trajectory of that seed: every particle of a seed has the same one), and writes every case's figures,
 the pass/fail of each target, the seeds' conditions and, for each case run since 2026-12-07, ``probe_s``: the time
-of a fixed workload (``machine_speed.py``) just before the case, for comparing runs made at different hours, to
-``benchmarks/results/abinitio_robustness.json``. Run
-from the repository root::
+of a fixed workload (``machine_speed.py``) just before the case, for comparing runs made at different hours, and
+``frames_sha256``: the digest of the case's series (for telling, between machines, different frames from
+different arithmetic), to ``benchmarks/results/abinitio_robustness.json``. Run from the repository root::
 
     .venv/bin/python benchmarks/abinitio_robustness.py --work DIR [--seeds 0-7] [--particles default,deca]
 """
@@ -32,6 +32,7 @@ from the repository root::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
@@ -80,6 +81,17 @@ def seed_conditions(config: PipelineConfig) -> dict:
             "liquid_thickness_median_A": round(float(np.median(path.thickness)), 1)}
 
 
+def _digest(path: Path) -> str | None:
+    """SHA-256 of a file (None when it is missing)."""
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def case_figures(name: str, work: Path) -> dict | None:
     """The figures of a finished case and the pass/fail of each target; None when the case has not run."""
     run = work / "runs" / name / "cases" / name
@@ -95,6 +107,8 @@ def case_figures(name: str, work: Path) -> dict | None:
         row[key] = value
         passed[key] = None if value is None else (value <= target if op == "<=" else value >= target)
     row["reconstruct_s"] = timing.get("reconstruct")
+    # the series' bytes: a row run on another machine tells from this whether its frames or its arithmetic differ
+    row["frames_sha256"] = _digest(run / "series" / "frames.mrcs")
     speed = work / "runs" / name / "machine_speed.json"  # the fixed workload's time when the case started
     row["probe_s"] = json.loads(speed.read_text())["probe_s"] if speed.exists() else None
     # the whole case from scratch: a run on cached data has its build/simulate timings from the cache entry's
