@@ -32,7 +32,6 @@ different arithmetic), to ``benchmarks/results/abinitio_robustness.json``. Run f
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -43,7 +42,7 @@ from suite_cases import commit_label, commits, merged_rows, run_cases
 
 from tumblebench.simulator.series import series_trajectory
 from tumblebench.validation.bench import load_suite
-from tumblebench.validation.pipeline import PipelineConfig, effective_series_seed, series_config
+from tumblebench.validation.pipeline import PipelineConfig, effective_series_seed, file_digest, series_config
 
 PARTICLES = ("default", "cubo", "deca", "ico", "real")
 
@@ -81,17 +80,6 @@ def seed_conditions(config: PipelineConfig) -> dict:
             "liquid_thickness_median_A": round(float(np.median(path.thickness)), 1)}
 
 
-def _digest(path: Path) -> str | None:
-    """SHA-256 of a file (None when it is missing)."""
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def case_figures(name: str, work: Path) -> dict | None:
     """The figures of a finished case and the pass/fail of each target; None when the case has not run."""
     run = work / "runs" / name / "cases" / name
@@ -108,7 +96,8 @@ def case_figures(name: str, work: Path) -> dict | None:
         passed[key] = None if value is None else (value <= target if op == "<=" else value >= target)
     row["reconstruct_s"] = timing.get("reconstruct")
     # the series' bytes: a row run on another machine tells from this whether its frames or its arithmetic differ
-    row["frames_sha256"] = _digest(run / "series" / "frames.mrcs")
+    frames = run / "series" / "frames.mrcs"
+    row["frames_sha256"] = file_digest(frames) if frames.exists() else None
     speed = work / "runs" / name / "machine_speed.json"  # the fixed workload's time when the case started
     row["probe_s"] = json.loads(speed.read_text())["probe_s"] if speed.exists() else None
     # the whole case from scratch: a run on cached data has its build/simulate timings from the cache entry's

@@ -443,9 +443,10 @@ def test_amplitude_search_finds_the_best_correlations_over_the_whole_grid() -> N
     order, starts = _shells(band)
     vol = rng.normal(size=(n, n, n)).astype(np.float32)
     grid = so3_grid(500)
-    ref = _whiten(np.abs(project_band(prepare_reference(vol), grid, band)).astype(np.float32), order, starts)
+    prepared = prepare_reference(vol)
+    ref = _whiten(np.abs(project_band(prepared, grid, band)).astype(np.float32), order, starts)
     truth = rng.integers(0, len(grid), 13)
-    x = _whiten(np.abs(project_band(prepare_reference(vol), grid[truth], band)).astype(np.float32)
+    x = _whiten(np.abs(project_band(prepared, grid[truth], band)).astype(np.float32)
                 * rng.uniform(0.7, 1.3, (13, band.kx.size)).astype(np.float32), order, starts)
     cc = x.astype(np.float64) @ ref.T.astype(np.float64)
     want = np.argsort(-cc, axis=1, kind="stable")[:, :6]

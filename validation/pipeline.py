@@ -167,7 +167,8 @@ def reconstruct_config(config: PipelineConfig) -> Any:
     return out
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex)."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -190,7 +191,7 @@ def data_spec(config: PipelineConfig) -> dict[str, Any]:
         path = Path(config.structure)
         if not path.is_file():
             raise TumblebenchError(f"structure = {config.structure!r}: no such structure file")
-        particle = {"structure": path.name, "sha256": _file_digest(path), "element": config.element}
+        particle = {"structure": path.name, "sha256": file_digest(path), "element": config.element}
     particle["seed"] = config.seed
     return {"particle": particle, "series": to_dict(series_config(config)),
             "series_seed": effective_series_seed(config), "tumblebench": __version__}
