@@ -37,7 +37,7 @@ twin, :func:`tumblebench.validation.symmetry.find_symmetry`); the path's candida
 labelling's alignment (:func:`~tumblebench.validation.poses.errors_at`).
 
 Writes ``benchmarks/results/lattice_labelling.json`` (one entry per series: ``seedN`` for a default series,
-``PRESET-sN`` for ``--data``, the structure file's stem for a particle read from one) and prints the figures.
+``PRESET-sN`` for ``--data``, ``STEM-sN`` for a particle read from a structure file) and prints the figures.
 """
 
 from __future__ import annotations
