@@ -77,7 +77,14 @@ from tumblebench.reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import distinct_peaks, fourier_crop, fourier_crop_volume, so3_grid, viterbi
+from tumblebench.reconstruct.search import (
+    distinct_peaks,
+    fourier_crop,
+    fourier_crop_volume,
+    path_posteriors,
+    so3_grid,
+    viterbi,
+)
 from tumblebench.simulator.density import lowpass, render_density
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.mrc import scratch_like
@@ -95,6 +102,7 @@ LATTICE_SCALES = np.round(np.arange(0.97, 1.0751, 0.015), 3)  # prior lattice co
 LATTICE_FIT_FRAMES = 256  # frames of the lattice-constant fit
 LATTICE_FIT_GRID = 120000  # SO(3) poses of its search (~2.5° spacing)
 EXTEND_GAIN = 0.02  # band-FSC rise that keeps an unconverged labelling going (BranchLabeller.extend)
+SOFT_MIN_POSTERIOR = 0.02  # branch mates of a frame below this posterior stay out of the annealing's maps
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,9 @@ class LatticeConfig:
         converge (:meth:`BranchLabeller.run`).
     label_stiff_iterations
         Labelling passes at the stiff weight at most (all of ``label_iterations`` when it is larger).
+    label_temperatures
+        Temperatures of the soft passes before the labelling's first (:meth:`BranchLabeller.anneal`), falling;
+        empty: none.
     shift_range_A, shift_step_A
         Shift search of every labelling iteration: ± range around the tracker's origin, in steps (Å).
     """
@@ -159,6 +170,7 @@ class LatticeConfig:
     label_converged: float = 0.01
     label_continuity_weights: tuple[float, float] = (1.0, 0.3)
     label_stiff_iterations: int = 5
+    label_temperatures: tuple[float, ...] = (8.0, 4.0, 2.0, 1.0)
     shift_range_A: float = 1.2
     shift_step_A: float = 0.2
 
@@ -183,6 +195,8 @@ class LatticeConfig:
                 "(stiff, relaxed), both >= 0")
         require(self.label_stiff_iterations >= 0,
                 f"abinitio.lattice.label_stiff_iterations = {self.label_stiff_iterations} must be >= 0")
+        require(all(t > 0 for t in self.label_temperatures),
+                f"abinitio.lattice.label_temperatures = {list(self.label_temperatures)} must all be > 0")
         require(self.map_resolution_A > 0 and self.shift_step_A > 0 and self.shift_range_A >= 0,
                 "abinitio.lattice: map_resolution_A and shift_step_A must be > 0, shift_range_A >= 0")
 
@@ -584,9 +598,15 @@ class BranchLabeller:
         ft = full.take(image_ft(np.asarray(self.fr.small[idx], np.float32)))
         return self.band.take(full.put(ft * shift_phases(full, shifts)))
 
-    def build(self, idx: np.ndarray, poses: np.ndarray, shifts: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """The masked map of frames ``idx``, inserted ``chunk`` frames at a time (a multiple of the
-        reconstructor's own chunk of 64: the same map whatever it is)."""
+    def build(self, idx: np.ndarray, poses: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+        """The masked map of frames ``idx`` at their ``poses`` and ``shifts`` (rows: all frames)."""
+        return self.build_weighted(idx, poses[idx], shifts[idx])
+
+    def build_weighted(self, idx: np.ndarray, poses: np.ndarray, shifts: np.ndarray,
+                       weights: np.ndarray | None = None, chunk: int = 256) -> np.ndarray:
+        """The masked map of the insertions of frames ``idx`` (a frame may come more than once) at ``poses`` and
+        ``shifts`` (cropped pixels; rows as ``idx``), each weighted by ``weights`` (None: 1), ``chunk`` at a time
+        (a multiple of the reconstructor's own chunk of 64: the same map whatever it is)."""
         fr = self.fr
         ns = fr.small.shape[-1]
         if self._spectra is None:  # every map inserts the same frames: transformed once
@@ -595,7 +615,8 @@ class BranchLabeller:
         for s in range(0, len(idx), chunk):
             sel = idx[s:s + chunk]
             ctf = None if fr.ctf_fn is None else fr.ctf_fn(sel, (2 * ns, 2 * ns), fr.crop_sampling)
-            rec.insert_spectra(self._spectra, sel, poses[sel], shifts[sel], ctf=ctf)
+            rec.insert_spectra(self._spectra, sel, poses[s:s + chunk], shifts[s:s + chunk], ctf=ctf,
+                               weights=None if weights is None else weights[s:s + chunk])
         return rec.reconstruct(tau=0.05) * fr.mask
 
     def half_fsc(self, poses: np.ndarray, shifts: np.ndarray) -> float:
@@ -654,8 +675,22 @@ class BranchLabeller:
         places from one pass to the next and stay apart: fringes half a spacing out of step read as disagreeing
         half maps (a right labelling of 2,000 frames at a half-map FSC of −0.08) and blur the map of both."""
         rows = np.arange(len(poses))
-        vols = register_halves(self.build(rows[1::2], poses, shifts), self.build(rows[0::2], poses, shifts),
-                               self.cfg.shift_range_A * 2 / self.fr.crop_sampling)
+        return self._references(self.build(rows[1::2], poses, shifts), self.build(rows[0::2], poses, shifts), what)
+
+    def soft_references(self, post: np.ndarray, shifts: np.ndarray, what: str) -> tuple:
+        """As :meth:`half_references`, of maps where every frame is inserted at each of its branch mates
+        (``cands_``) in proportion to its posterior ``post`` (M, K) (those below :data:`SOFT_MIN_POSTERIOR` left
+        out), at the mate's shift ``shifts`` (M, K, 2; cropped pixels)."""
+        vols = []
+        for part in (1, 0):
+            frame, col = np.nonzero(post[part::2] >= SOFT_MIN_POSTERIOR)
+            frame = frame * 2 + part
+            vols.append(self.build_weighted(frame, self.cands_[frame, col], shifts[frame, col], post[frame, col]))
+        return self._references(*vols, what)
+
+    def _references(self, odd: np.ndarray, even: np.ndarray, what: str) -> tuple:
+        """Prepared references of the maps of the odd and the even frames, registered (:meth:`half_references`)."""
+        vols = register_halves(odd, even, self.cfg.shift_range_A * 2 / self.fr.crop_sampling)
         self.references_fsc_ = self.band_fsc(*vols)
         if self.reference_model is None:
             return tuple(prepare_reference(v) for v in vols)
@@ -758,10 +793,16 @@ class BranchLabeller:
         self.cands_ = branch_mates(path, self.ops)
         self.lab_ = np.zeros(len(path), np.int64)
         self.history_ = []
+        self.annealing_ = []
         self.kept_ = -1
-        poses = path.copy()
-        shifts = self.fit_shifts(path, self.fr.origins, "path") if self.cfg.label_iterations else self.fr.origins.copy()
         stiff, relaxed = self.cfg.label_continuity_weights
+        poses = path.copy()
+        if self.cfg.label_iterations and self.cfg.label_temperatures:
+            self.weight = stiff
+            poses = self.anneal(path, progress)
+            self.cands_ = branch_mates(poses, self.ops)  # the same mates, the annealed labelling first
+        shifts = (self.fit_shifts(poses, self.fr.origins, "start") if self.cfg.label_iterations
+                  else self.fr.origins.copy())
         stiff_left = self.cfg.label_stiff_iterations
         settled = None  # the converged stiff labelling: kept if the relaxed passes after it do not converge
         for _ in range(self.cfg.label_iterations):
@@ -779,7 +820,40 @@ class BranchLabeller:
                      "iteration %d is kept", self.kept_)
         if progress is not None and len(self.history_) < self.cfg.label_iterations:
             progress(self.cfg.label_iterations - len(self.history_))  # the iterations a converged labelling skips
-        return poses, shifts, {"history": self.history_, "kept_iteration": None if self.kept_ < 0 else self.kept_}
+        return poses, shifts, {"history": self.history_, "kept_iteration": None if self.kept_ < 0 else self.kept_,
+                               "annealing": self.annealing_}
+
+    def anneal(self, path: np.ndarray, progress=None) -> np.ndarray:
+        """The labelling's start: soft passes at the falling ``label_temperatures`` from ``path`` (M, 3, 3).
+
+        The first pass scores every frame's branch mates (``cands_``) against the half references of the path;
+        each pass then turns the scores into posteriors over all labellings of the series
+        (:func:`~tumblebench.reconstruct.search.path_posteriors`: each frame's deviations from its mean in units of
+        their median size, as :meth:`choose` weighs them, under the continuity penalty at ``weight``), builds the
+        half maps with every frame inserted at its mates in proportion to their posteriors
+        (:meth:`soft_references`) and scores the mates against them. A hard labelling from the path's references
+        commits every frame to one mate at once and settles on a self-consistent mixture of branches; a frame
+        whose mates score alike here stays spread over them while the frames that tell them apart build the
+        references, and it commits as the temperature falls. Returns the Viterbi labelling (:meth:`choose`) of the
+        last pass's scores; ``annealing_`` holds each pass's temperature, its frames' effective number of mates
+        (the exponential of the posteriors' entropy, mean) and its references' band FSC."""
+        rows = np.arange(len(path))
+        shifts = self.fit_shifts(path, self.fr.origins, "path")
+        cc, moved = self.cross_scores(self.cands_, path, shifts, "path")
+        for temp in self.cfg.label_temperatures:
+            dev = cc - cc.mean(axis=1, keepdims=True)
+            post = path_posteriors(self.cands_, dev / max(float(np.median(np.abs(dev))), 1e-12), self.step,
+                                   self.weight, temp)
+            refs = self.soft_references(post, moved, f"annealing at {temp:g}")
+            cc, moved = self._half_scores(refs, self.cands_)
+            mates = float(np.mean(np.exp(-np.sum(post * np.log(np.maximum(post, 1e-300)), axis=1))))
+            self.annealing_.append({"temperature": temp, "effective_mates": mates,
+                                    "references_fsc": self.references_fsc_})
+            log.info("lattice labelling annealing at %g: %.2f effective branch mates a frame; half-map FSC 3–%.1f Å "
+                     "of its references %.3f", temp, mates, self.cfg.map_resolution_A, self.references_fsc_)
+            if progress is not None:
+                progress(1)
+        return self.cands_[rows, self.choose(self.cands_, cc)]
 
     @property
     def converged_(self) -> bool:
@@ -1009,8 +1083,11 @@ class LatticePoses(AbInitioPoses):
         self.config = config or LatticeConfig()
 
     def steps(self) -> int:
-        """One step per prior's search and per labelling iteration, and the chosen prior's further iterations."""
-        return len(self.config.priors) * (1 + self.config.label_iterations) + self.config.label_extra_iterations
+        """One step per prior's search, annealing pass and labelling iteration, and the chosen prior's further
+        iterations."""
+        per_prior = 1 + self.config.label_iterations + (len(self.config.label_temperatures)
+                                                        if self.config.label_iterations else 0)
+        return len(self.config.priors) * per_prior + self.config.label_extra_iterations
 
     def _estimate(self, data: PoseInput) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         return _lattice_abinitio(data.boxes, data.sampling, data.diameter_A, self.config, self.step_deg,

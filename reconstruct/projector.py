@@ -361,23 +361,27 @@ class Reconstructor:
         self.count += imgs.shape[0]
 
     def insert_spectra(self, spectra: SliceSpectra, rows: np.ndarray, rotations: np.ndarray,
-                       shifts_px: np.ndarray | None = None, ctf: np.ndarray | None = None) -> None:
+                       shifts_px: np.ndarray | None = None, ctf: np.ndarray | None = None,
+                       weights: np.ndarray | None = None) -> None:
         """:meth:`insert` of frames ``rows`` of ``spectra`` (their transforms computed once): the same sums.
 
-        ``rotations``, ``shifts_px`` and ``ctf`` are those of the frames ``rows``, as in :meth:`insert`.
+        ``rotations``, ``shifts_px`` and ``ctf`` are those of the frames ``rows``, as in :meth:`insert` (a frame
+        may be listed more than once, at other poses). ``weights`` (len(rows),): each insertion's samples and
+        weights multiplied by it (a frame inserted at several poses in proportion to their probabilities); None:
+        all 1.
         """
         if (spectra.n, spectra.pad) != (self.n, self.pad):
             raise TumblebenchError(f"spectra of {spectra.n}-pixel frames padded {spectra.pad} times cannot go "
                                    f"into a {self.n}-pixel reconstructor padded {self.pad} times")
         rows = np.asarray(rows, np.int64)
         for s in range(0, rows.size, INSERT_CHUNK):
-            self._scatter(spectra.band, spectra[rows[s:s + INSERT_CHUNK]], rotations, shifts_px, ctf, s)
+            self._scatter(spectra.band, spectra[rows[s:s + INSERT_CHUNK]], rotations, shifts_px, ctf, s, weights)
         self.count += rows.size
 
     def _scatter(self, band: Band, vals: np.ndarray, rotations: np.ndarray, shifts_px: np.ndarray | None,
-                 ctf: np.ndarray | None, s: int) -> None:
+                 ctf: np.ndarray | None, s: int, weights: np.ndarray | None = None) -> None:
         """Scatter the band samples ``vals`` (k, P) of the frames ``s``..``s + k`` of ``rotations``,
-        ``shifts_px`` and ``ctf`` (as in :meth:`insert`); ``vals`` is overwritten."""
+        ``shifts_px``, ``ctf`` and ``weights`` (as in :meth:`insert_spectra`); ``vals`` is overwritten."""
         k = vals.shape[0]
         rots = np.ascontiguousarray(np.asarray(rotations, np.float64).reshape(-1, 3, 3)[s:s + k])
         if shifts_px is not None:
@@ -389,6 +393,10 @@ class Reconstructor:
             c = band.take(c if c.ndim == 2 else c[s:s + k])
             vals = vals * c
             w2 = np.array(np.broadcast_to(c * c, vals.shape), np.float32)  # a copy: a view is read-only
+        if weights is not None:
+            w = np.asarray(weights, np.float32)[s:s + k, None]
+            vals = vals * w
+            w2 = w2 * w
         # the origin is its own mirror: inserted at half weight, the completion in reconstruct() counts it twice
         origin = np.flatnonzero((band.kx == 0) & (band.ky == 0))
         vals[:, origin] *= 0.5

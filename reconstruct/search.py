@@ -1,8 +1,8 @@
 """Orientation-search tools shared by the ab initio methods (:mod:`tumblebench.reconstruct.abinitio`,
 :mod:`tumblebench.reconstruct.lattice`) and refinement: a quasi-uniform SO(3) grid, Fourier cropping of images and maps,
 distinct peaks of a pose search, the Viterbi pass of a Brownian series (best path through per-frame
-candidates under a penalty on the angular step between successive frames), and the local (hill-climbing) pose
-search.
+candidates under a penalty on the angular step between successive frames) and its posteriors over all paths,
+and the local (hill-climbing) pose search.
 """
 
 from __future__ import annotations
@@ -200,6 +200,79 @@ def _viterbi_kernel(cands, scores, c, group, back, acc):
             back[t, b] = bi
             new[b] = best + scores[t, b]
         acc[:] = new
+
+
+
+def path_posteriors(cands: np.ndarray, scores: np.ndarray, step_deg: float, weight: float,
+                    temperature: float) -> np.ndarray:
+    """Posterior probability of every candidate of every frame over all paths through the candidates, each path
+    weighted by exp((Σ score − weight·Σ (angle/step)²) / temperature): the forward–backward pass of the chain
+    :func:`viterbi` maximises (its most probable path as the temperature goes to 0).
+
+    Parameters
+    ----------
+    cands
+        (M, K, 3, 3) candidate poses per frame (frames in time order).
+    scores
+        (M, K) finite scores.
+    step_deg, weight
+        The continuity penalty, as in :func:`viterbi`.
+    temperature
+        Divides the path's whole score (> 0): the higher, the more evenly spread the posteriors.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M, K) posteriors, each row summing to 1.
+    """
+    c = weight / np.radians(step_deg) ** 2 / temperature
+    log_post = _forward_backward(np.ascontiguousarray(cands, np.float64),
+                                 np.ascontiguousarray(scores, np.float64) / temperature, c)
+    post = np.exp(log_post - log_post.max(axis=1, keepdims=True))
+    return post / post.sum(axis=1, keepdims=True)
+
+
+@numba.njit(cache=True)
+def _step_penalties(a, b, c, out):
+    """``c``·angle² (angle in rad) between every candidate of ``a`` (K, 3, 3) and of ``b``: ``out[i, j]``."""
+    k = a.shape[0]
+    for i in range(k):
+        for j in range(k):
+            tr = 0.0
+            for p in range(3):
+                for q in range(3):
+                    tr += a[i, p, q] * b[j, p, q]
+            ang = np.arccos(min(max((tr - 1.0) / 2.0, -1.0), 1.0))
+            out[i, j] = c * ang * ang
+
+
+@numba.njit(cache=True)
+def _log_sum_exp(x):
+    mx = x.max()
+    return mx + np.log(np.sum(np.exp(x - mx)))
+
+
+@numba.njit(cache=True)
+def _forward_backward(cands, e, c):
+    """Unnormalised log posteriors (M, K) of the chain with node scores ``e`` and step penalty ``c``·angle²
+    (forward and backward messages rescaled to a maximum of 0 at every frame)."""
+    m, k = e.shape
+    fwd = np.empty((m, k))
+    bwd = np.zeros((m, k))
+    pen = np.empty((k, k))
+    fwd[0] = e[0] - e[0].max()
+    for t in range(1, m):
+        _step_penalties(cands[t - 1], cands[t], c, pen)
+        for j in range(k):
+            fwd[t, j] = e[t, j] + _log_sum_exp(fwd[t - 1] - pen[:, j])
+        fwd[t] -= fwd[t].max()
+    for t in range(m - 2, -1, -1):
+        _step_penalties(cands[t], cands[t + 1], c, pen)
+        nxt = e[t + 1] + bwd[t + 1]
+        for i in range(k):
+            bwd[t, i] = _log_sum_exp(nxt - pen[i])
+        bwd[t] -= bwd[t].max()
+    return fwd + bwd
 
 
 NEIGHBOURS = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T

@@ -266,6 +266,37 @@ def test_spectra_computed_once_insert_the_same_bytes_as_the_images(stored: str, 
         Reconstructor(n, pad=3).insert_spectra(spectra, rows, rots[rows])
 
 
+def test_weighted_insertions_add_their_weight_times_the_samples_and_the_ctf_squared() -> None:
+    """A frame inserted at weight w adds w times what it adds at weight 1 to the samples and to the weights
+    (CTF²): three frames at weights (1, 0.25, 0.75) against the first alone plus the other two scaled, and a frame
+    listed twice at two poses with weights summing to 1 against its two unweighted insertions mixed so."""
+    rng = np.random.default_rng(11)
+    n = 16
+    imgs = rng.normal(size=(3, n, n)).astype(np.float32)
+    rots = random_rotations(3, rng)
+    shifts = rng.uniform(-2, 2, (3, 2))
+    ctf = rng.uniform(-1.0, 1.0, (3, 2 * n, 2 * n)).astype(np.float32)
+    spectra = SliceSpectra(imgs)
+    w = np.array([1.0, 0.25, 0.75])
+    weighted = Reconstructor(n)
+    weighted.insert_spectra(spectra, np.arange(3), rots, shifts, ctf=ctf, weights=w)
+    parts = [Reconstructor(n) for _ in range(3)]
+    for i, rec in enumerate(parts):
+        rec.insert_spectra(spectra, [i], rots[i:i + 1], shifts[i:i + 1], ctf=ctf[i:i + 1])
+    tol = 1e-5 * float(np.abs(parts[0].data).max())
+    np.testing.assert_allclose(weighted.data, sum(wi * p.data for wi, p in zip(w, parts, strict=True)),
+                               rtol=1e-5, atol=tol)
+    np.testing.assert_allclose(weighted.weight, sum(wi * p.weight for wi, p in zip(w, parts, strict=True)),
+                               rtol=1e-5, atol=1e-6)
+    rows = np.array([0, 0])
+    twice = Reconstructor(n)
+    twice.insert_spectra(spectra, rows, rots[:2], shifts[[0, 0]], ctf=ctf[[0, 0]], weights=np.array([0.3, 0.7]))
+    at_second = Reconstructor(n)
+    at_second.insert_spectra(spectra, [0], rots[1:2], shifts[:1], ctf=ctf[:1])
+    np.testing.assert_allclose(twice.data, 0.3 * parts[0].data + 0.7 * at_second.data, rtol=1e-5, atol=tol)
+    np.testing.assert_allclose(twice.weight, 0.3 * parts[0].weight + 0.7 * at_second.weight, rtol=1e-5, atol=1e-6)
+
+
 def _mirror(a: np.ndarray) -> np.ndarray:
     """``a[−k]`` of a centred grid: index i ↔ (N − i) mod N on every axis."""
     return np.roll(a[::-1, ::-1, ::-1], 1, axis=(0, 1, 2))

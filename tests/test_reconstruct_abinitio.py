@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from scipy.spatial.transform import Rotation
 from tumblebench.reconstruct.abinitio import AbInitioConfig, abinitio, global_scores
 from tumblebench.reconstruct.projector import Band, image_ft, prepare_reference, project
 from tumblebench.reconstruct.refine import RefineConfig, refine
-from tumblebench.reconstruct.search import local_search, so3_grid, viterbi
+from tumblebench.reconstruct.search import local_search, path_posteriors, so3_grid, viterbi
 from tumblebench.simulator.density import lowpass, render_density
 from tumblebench.simulator.orientation import rotation_angle_deg
 from tumblebench.validation.poses import cubic_group, mirror_poses, pose_errors
@@ -93,6 +95,33 @@ def test_viterbi_kernel_equals_brute_force_dynamic_programming(seed: int, k: int
         acc = (acc[:, None] - c * ang**2).max(axis=0) + scores[t]
     path = viterbi(cands, scores, step, 0.3)
     assert np.isclose(total(path), acc.max(), rtol=1e-7, atol=1e-6)  # arccos vs rotation_angle_deg rounding
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 4), temperature=st.floats(0.3, 10.0))
+def test_path_posteriors_equal_the_sums_over_every_path(seed: int, k: int, temperature: float) -> None:
+    """On a chain short enough to list every path, each candidate's posterior is the summed weight
+    exp((Σ score − weight·Σ (angle/step)²) / temperature) of the paths through it, normalised; as the temperature
+    falls, the most probable candidates are the Viterbi path."""
+    rng = np.random.default_rng(seed)
+    m = 6
+    base = Rotation.from_rotvec(np.cumsum(rng.normal(0, 0.05, (m, 3)), axis=0))
+    cands = np.stack([(Rotation.from_rotvec(rng.normal(0, 0.3, (m, 3))) * base).as_matrix() for _ in range(k)], 1)
+    scores = rng.normal(0, 2, (m, k))
+    c = 0.3 / np.radians(5.0) ** 2
+    paths = np.array(list(itertools.product(range(k), repeat=m)))
+    r = cands[np.arange(m), paths]  # (P, m, 3, 3)
+    ang = np.radians(rotation_angle_deg(r[:, 1:], r[:, :-1]))
+    logw = (scores[np.arange(m), paths].sum(1) - c * (ang**2).sum(1)) / temperature
+    w = np.exp(logw - logw.max())
+    brute = np.stack([np.bincount(paths[:, t], weights=w, minlength=k) for t in range(m)]) / w.sum()
+    post = path_posteriors(cands, scores, 5.0, 0.3, temperature)
+    assert np.allclose(post.sum(1), 1.0) and np.allclose(post, brute, atol=1e-9)
+    cold = path_posteriors(cands, scores, 5.0, 0.3, 1e-3)
+    best = paths[np.argmax(logw)]
+    raw = np.sort(logw * temperature)
+    if k == 1 or raw[-2] < raw[-1] - 0.05:  # a best path ahead of the next by e^50 at the cold temperature
+        assert np.array_equal(cold.argmax(1), best) and np.array_equal(viterbi(cands, scores, 5.0, 0.3), best)
 
 
 def test_global_search_against_the_true_model_finds_the_poses() -> None:

@@ -122,6 +122,12 @@ class _ScriptedLabeller(BranchLabeller):
     def fit_shifts(self, poses, shifts, what):
         return shifts
 
+    def anneal(self, path, progress=None):  # the start of the passes: the path itself
+        self.annealed_weight = self.weight
+        if progress is not None:
+            progress(len(self.cfg.label_temperatures))
+        return path
+
     def half_references(self, poses, shifts, what):
         self.built += 1
         self.references_fsc_ = self.fscs[self.passes]
@@ -159,7 +165,8 @@ def test_labelling_relaxes_its_weight_after_the_stiff_passes_and_stops_when_at_m
     assert lab.weights == [1.0] * stiff_passes + [0.3] * (passes - stiff_passes)
     assert [h["frames_changed"] for h in info["history"]] == changes[:passes]
     assert np.all(shifts == passes - 1) and np.all(lab.scores_ == 0.1 * (passes - 1))
-    assert sum(steps) == config.label_iterations  # the progress bar always reaches its end
+    assert lab.annealed_weight == 1.0  # the soft passes before the first run at the stiff weight
+    assert sum(steps) == config.label_iterations + len(config.label_temperatures)  # the bar reaches its end
 
 
 @pytest.mark.parametrize(("changes", "kept"), [
@@ -228,7 +235,7 @@ def test_an_unconverged_labelling_goes_on_while_its_references_improve(changes, 
     assert n == added and lab.passes == run_passes + added == len(info["history"]) and lab.built == built
     assert [h["references_fsc"] for h in info["history"]] == fscs[:lab.passes]
     assert np.all(shifts == lab.passes - 1)  # the last pass's labelling is returned
-    assert sum(steps) == config.label_iterations + config.label_extra_iterations
+    assert sum(steps) == config.label_iterations + len(config.label_temperatures) + config.label_extra_iterations
 
 
 def _default_map(n: int, sampling: float) -> np.ndarray:
@@ -285,6 +292,35 @@ def test_labelling_references_of_halves_apart_by_a_translation_agree() -> None:
     assert agreement(apart) < 0.3 < 0.9 < agreement(registered)
     refs = lab.half_references(true, shifts, "test")
     assert np.allclose(refs[0].vft, prepare_reference(registered[0]).vft)
+
+
+def test_soft_references_of_posteriors_on_one_mate_are_the_half_references_of_those_poses() -> None:
+    """The annealing's maps insert every frame at its branch mates in proportion to their posteriors: with all of
+    a frame's posterior on one mate they are the labelling's half maps of those poses (the same references to
+    float32 rounding), and a frame's posterior split between two mates puts it in the map at both."""
+    from tumblebench.reconstruct.lattice import LabellingFrames
+    from tumblebench.reconstruct.projector import project
+
+    n, sampling, m = 48, 0.45, 60
+    vol = _default_map(n, sampling)
+    true = Rotation.random(m, random_state=8).as_matrix()
+    fr = LabellingFrames.make(project(prepare_reference(vol), true), sampling, np.zeros((m, 2)), None, 20.0)
+    ops = prior_group(prior_sites("fcc", A_PT, 6.0))
+    lab = BranchLabeller(fr, LatticeConfig(box=n), ops, 5.0, 0.3, None)
+    lab.cands_ = branch_mates(true, ops)
+    post = np.zeros(lab.cands_.shape[:2])
+    post[np.arange(m), 3] = 1.0  # every frame on its mate 3
+    shifts = np.zeros((*post.shape, 2))
+    soft = lab.soft_references(post, shifts, "test")
+    hard = lab.half_references(lab.cands_[:, 3], np.zeros((m, 2)), "test")
+    for a, b in zip(soft, hard, strict=True):
+        assert np.allclose(a.vft, b.vft, rtol=1e-4, atol=1e-5 * np.abs(b.vft).max())
+    post[:, 5] = post[:, 3] = 0.5
+    split = lab.soft_references(post, shifts, "test")
+    at_5 = lab.half_references(lab.cands_[:, 5], np.zeros((m, 2)), "test")
+    for a, b, c in zip(split, hard, at_5, strict=True):
+        assert not np.allclose(a.vft, b.vft, atol=1e-3 * np.abs(b.vft).max())
+        assert not np.allclose(a.vft, c.vft, atol=1e-3 * np.abs(c.vft).max())
 
 
 def test_a_branch_mate_turned_about_the_beam_scores_as_if_projected_on_its_own() -> None:

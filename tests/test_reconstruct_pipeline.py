@@ -208,6 +208,7 @@ def test_example_config_lists_the_defaults() -> None:
     ("[abinitio.lattice]\nlabel_continuity_weights = [1.0, -0.3]\n", "abinitio.lattice.label_continuity_weights"),
     ("[abinitio.lattice]\nlabel_continuity_weights = [1.0]\n", "abinitio.lattice.label_continuity_weights"),
     ("[abinitio.lattice]\nlabel_stiff_iterations = -1\n", "abinitio.lattice.label_stiff_iterations"),
+    ("[abinitio.lattice]\nlabel_temperatures = [4.0, 0.0]\n", "abinitio.lattice.label_temperatures"),
     ("[abinitio.lattice]\nprior_fsc_margin = -0.01\n", "abinitio.lattice.prior_fsc_margin"),
     ("[refine]\nrun_mate_z = 0.0\n", "refine.run_mate_z"),
     ("[abinitio.lattice]\nlabel_continuity_weight = 1.0\n", "label_continuity_weight"),  # removed: now two weights
