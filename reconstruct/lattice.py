@@ -18,7 +18,11 @@ against a generic crystal of the element without knowing the particle's shape or
    The path is consistent within time segments, but may change branch where two branches meet (the beam along
    a 2-fold axis of the ambiguity).
 3. **Branch labelling.** Every frame then chooses among its ``2·|S|`` branch mates of the path by the
-   phase-sensitive correlation (shift-searched) with a reference map, under a continuity penalty. The first
+   phase-sensitive correlation (shift-searched) with a reference map, under a continuity penalty. The passes
+   start from an annealed labelling (:meth:`BranchLabeller.anneal`): soft passes at falling temperatures, in which
+   every frame enters the references at each of its mates in proportion to its posterior over all labellings of
+   the series, so that no frame commits to a mate before the references can tell them apart (hard passes from the
+   path's own references commit every frame at once and can settle on a self-consistent mixture). The first
    passes' penalty is heavier than the path's (the stiff weight of ``label_continuity_weights``), so that a branch
    change is only possible where two branches meet: a light one lets the frames of a run scored against a mixed
    first map keep their own mates one by one, and the labelling wanders between mixtures. Once these passes
