@@ -86,6 +86,7 @@ from tumblebench.reconstruct.search import (
     fourier_crop,
     fourier_crop_volume,
     path_posteriors,
+    robust_z,
     so3_grid,
     viterbi,
 )
@@ -761,8 +762,7 @@ class BranchLabeller:
     def choose(self, cands: np.ndarray, cc: np.ndarray) -> np.ndarray:
         """Column of ``cands`` (M, K, 3, 3) per frame: the Viterbi path over the correlations ``cc`` (M, K), each
         frame's deviations from its mean in units of their median size, under the continuity penalty."""
-        dev = cc - cc.mean(axis=1, keepdims=True)
-        return viterbi(cands, dev / max(float(np.median(np.abs(dev))), 1e-12), self.step, self.weight)
+        return viterbi(cands, robust_z(cc), self.step, self.weight)
 
     def label(self, cands: np.ndarray, poses: np.ndarray, shifts: np.ndarray, what: str, refs: tuple | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -845,9 +845,7 @@ class BranchLabeller:
         shifts = self.fit_shifts(path, self.fr.origins, "path")
         cc, moved = self.cross_scores(self.cands_, path, shifts, "path")
         for temp in self.cfg.label_temperatures:
-            dev = cc - cc.mean(axis=1, keepdims=True)
-            post = path_posteriors(self.cands_, dev / max(float(np.median(np.abs(dev))), 1e-12), self.step,
-                                   self.weight, temp)
+            post = path_posteriors(self.cands_, robust_z(cc), self.step, self.weight, temp)
             refs = self.soft_references(post, moved, f"annealing at {temp:g}")
             cc, moved = self._half_scores(refs, self.cands_)
             mates = float(np.mean(np.exp(-np.sum(post * np.log(np.maximum(post, 1e-300)), axis=1))))

@@ -64,7 +64,7 @@ from tumblebench.reconstruct.projector import (
     shift_phases,
     soft_sphere,
 )
-from tumblebench.reconstruct.search import MOVES, fourier_crop_volume, local_search, viterbi
+from tumblebench.reconstruct.search import MOVES, fourier_crop_volume, local_search, robust_z, viterbi
 from tumblebench.reconstruct.symmetry import find_group, group_from_steps, one_mate
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.mrc import FrameFile, scratch_like
@@ -599,16 +599,6 @@ def _global_candidates(boxes: np.ndarray, sampling: float, diameter_A: float, vo
     return cands, cc, cand_shifts
 
 
-def _robust_z(cc: np.ndarray) -> np.ndarray:
-    """Correlations as deviations from each frame's mean over its candidates, in units of the median absolute
-    deviation over all frames (−inf kept): the scores of the global search's path."""
-    finite = np.isfinite(cc)
-    mean = np.where(finite, cc, 0).sum(axis=1, keepdims=True) / np.maximum(finite.sum(axis=1, keepdims=True), 1)
-    dev = np.where(finite, cc - mean, -np.inf)
-    scale = float(np.median(np.abs(dev[finite]))) if finite.any() else 1.0
-    return dev / max(scale, 1e-12)
-
-
 def require_reference_model(config: RefineConfig, reference_model: ReferenceModel | None) -> None:
     """Raise unless a ``reference_model`` is given where ``config.model_iterations`` asks for one."""
     require(config.model_iterations == 0 or reference_model is not None,
@@ -861,7 +851,7 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
             group, group_info = find_group(cands, cc, vols[0], vols[1], sampling,
                                            diameter_A / 2 + config.mask_margin_A)
             del vols
-            path = viterbi(cands, _robust_z(cc), config.step_deg, config.continuity_weight, group=group)
+            path = viterbi(cands, robust_z(cc), config.step_deg, config.continuity_weight, group=group)
             rows = np.arange(m)
             poses, shifts = cands[rows, path], cand_shifts[rows, path]
             moved = int(np.count_nonzero(path))

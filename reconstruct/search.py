@@ -202,6 +202,15 @@ def _viterbi_kernel(cands, scores, c, group, back, acc):
         acc[:] = new
 
 
+def robust_z(cc: np.ndarray) -> np.ndarray:
+    """Correlations (M, K) as deviations from each frame's mean over its candidates, in units of the median absolute
+    deviation over all frames (−inf kept): the scores of :func:`viterbi` and :func:`path_posteriors`."""
+    finite = np.isfinite(cc)
+    mean = np.where(finite, cc, 0).sum(axis=1, keepdims=True) / np.maximum(finite.sum(axis=1, keepdims=True), 1)
+    dev = np.where(finite, cc - mean, -np.inf)
+    scale = float(np.median(np.abs(dev[finite]))) if finite.any() else 1.0
+    return dev / max(scale, 1e-12)
+
 
 def path_posteriors(cands: np.ndarray, scores: np.ndarray, step_deg: float, weight: float,
                     temperature: float) -> np.ndarray:
