@@ -781,7 +781,9 @@ class BranchLabeller:
         """Label the branches of ``path`` (M, 3, 3); returns (poses, shifts in cropped pixels, info) of the kept
         pass (the last, or the converged stiff one), whose per-frame correlations are ``scores_`` (NaN without a
         pass). The first pass's references are
-        built at the shifts :meth:`fit_shifts` finds for the path, later ones at those of each frame's chosen mate.
+        built at the shifts where the annealed start's mates peak against the last soft pass's references
+        (:meth:`anneal`; without annealing, those :meth:`fit_shifts` finds for the path), later ones at those of
+        each frame's chosen mate.
         Each pass's entry of ``info["history"]`` holds the frames that changed branch, the mean of ``scores_`` and
         ``references_fsc``, the band FSC of the half maps the pass scored against (those of the labelling before).
 
@@ -803,10 +805,11 @@ class BranchLabeller:
         poses = path.copy()
         if self.cfg.label_iterations and self.cfg.label_temperatures:
             self.weight = stiff
-            poses = self.anneal(path, progress)
+            poses, shifts = self.anneal(path, progress)
             self.cands_ = branch_mates(poses, self.ops)  # the same mates, the annealed labelling first
-        shifts = (self.fit_shifts(poses, self.fr.origins, "start") if self.cfg.label_iterations
-                  else self.fr.origins.copy())
+        else:
+            shifts = (self.fit_shifts(poses, self.fr.origins, "start") if self.cfg.label_iterations
+                      else self.fr.origins.copy())
         stiff_left = self.cfg.label_stiff_iterations
         settled = None  # the converged stiff labelling: kept if the relaxed passes after it do not converge
         for _ in range(self.cfg.label_iterations):
@@ -827,7 +830,7 @@ class BranchLabeller:
         return poses, shifts, {"history": self.history_, "kept_iteration": None if self.kept_ < 0 else self.kept_,
                                "annealing": self.annealing_}
 
-    def anneal(self, path: np.ndarray, progress=None) -> np.ndarray:
+    def anneal(self, path: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
         """The labelling's start: soft passes at the falling ``label_temperatures`` from ``path`` (M, 3, 3).
 
         The first pass scores every frame's branch mates (``cands_``) against the half references of the path;
@@ -839,7 +842,8 @@ class BranchLabeller:
         commits every frame to one mate at once and settles on a self-consistent mixture of branches; a frame
         whose mates score alike here stays spread over them while the frames that tell them apart build the
         references, and it commits as the temperature falls. Returns the Viterbi labelling (:meth:`choose`) of the
-        last pass's scores; ``annealing_`` holds each pass's temperature, its frames' effective number of mates
+        last pass's scores and its shifts (M, 2; cropped pixels: where each frame's chosen mate peaks against the
+        last pass's references); ``annealing_`` holds each pass's temperature, its frames' effective number of mates
         (the exponential of the posteriors' entropy, mean) and its references' band FSC."""
         rows = np.arange(len(path))
         shifts = self.fit_shifts(path, self.fr.origins, "path")
@@ -855,7 +859,8 @@ class BranchLabeller:
                      "of its references %.3f", temp, mates, self.cfg.map_resolution_A, self.references_fsc_)
             if progress is not None:
                 progress(1)
-        return self.cands_[rows, self.choose(self.cands_, cc)]
+        lab = self.choose(self.cands_, cc)
+        return self.cands_[rows, lab], moved[rows, lab]
 
     @property
     def converged_(self) -> bool:

@@ -122,11 +122,11 @@ class _ScriptedLabeller(BranchLabeller):
     def fit_shifts(self, poses, shifts, what):
         return shifts
 
-    def anneal(self, path, progress=None):  # the start of the passes: the path itself
+    def anneal(self, path, progress=None):  # the start of the passes: the path at the tracker's origins
         self.annealed_weight = self.weight
         if progress is not None:
             progress(len(self.cfg.label_temperatures))
-        return path
+        return path, self.fr.origins.copy()
 
     def half_references(self, poses, shifts, what):
         self.built += 1
