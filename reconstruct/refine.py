@@ -27,8 +27,10 @@ nothing; one on a different pose does). It is kept only when the half maps agree
 A last *one-mate pass* puts the frames of a symmetric (or nearly symmetric) particle on one of its mates: by
 continuity across the trajectory's jumps (:func:`~tumblebench.reconstruct.symmetry.one_mate`), then by each run's
 own data where two mates meet and continuity cannot choose (:func:`label_mates`); kept when that labelling
-converges, else when the half maps agree better. Last, whole runs of frames that sit on another mate of the
-lattice, with no jump at their ends, are moved by their summed data (:mod:`tumblebench.reconstruct.mate_runs`).
+converges, else when the half maps agree better. Then whole runs of frames that sit on another mate of the
+lattice, with no jump at their ends, are moved by their summed data (:mod:`tumblebench.reconstruct.mate_runs`),
+and last every frame's tilt out of the image plane is chosen afresh along the series
+(:mod:`tumblebench.reconstruct.tilt_sweep`), kept when the half maps agree better.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from tumblebench.reconstruct.projector import (
 )
 from tumblebench.reconstruct.search import MOVES, fourier_crop_volume, local_search, robust_z, viterbi
 from tumblebench.reconstruct.symmetry import find_group, group_from_steps, one_mate
+from tumblebench.reconstruct.tilt_sweep import tilt_sweep
 from tumblebench.simulator.errors import TumblebenchError, require
 from tumblebench.simulator.mrc import FrameFile, scratch_like
 from tumblebench.simulator.orientation import rotation_angle_deg
@@ -151,8 +154,13 @@ class RefineConfig:
         where the two mates meet, so that a run's choice rests on all of its frames (at the path's 0.3 frames change
         mate one by one and settle on a mixture: ``docs/measurements.md``).
     run_mate_z
-        Smallest summed gain (in units of its spread) of a run of frames that the last step moves to another
-        mate of the lattice (:func:`~tumblebench.reconstruct.mate_runs.move_runs`).
+        Smallest summed gain (in units of its spread) of a run of frames that the step before the last moves to
+        another mate of the lattice (:func:`~tumblebench.reconstruct.mate_runs.move_runs`).
+    tilt_sweep_deg, tilt_sweep_step_deg
+        The last step re-chooses every frame's tilt out of the image plane among its pose's tilts on a grid of
+        ``tilt_sweep_step_deg`` within ``tilt_sweep_deg`` (deg; 0: off), on the path of best continuity
+        (``step_deg``, ``continuity_weight``; :func:`~tumblebench.reconstruct.tilt_sweep.tilt_sweep`); kept only
+        when the half maps then agree better.
     """
 
     n_iter: int = 3
@@ -178,10 +186,15 @@ class RefineConfig:
     continuity_weight: float = 0.3
     mate_continuity_weight: float = 3.0
     run_mate_z: float = 4.5
+    tilt_sweep_deg: float = 18.0
+    tilt_sweep_step_deg: float = 3.0
 
     def validate(self) -> None:
         require(self.n_iter >= 1, f"refine.n_iter = {self.n_iter} must be >= 1")
         require(self.run_mate_z > 0, f"refine.run_mate_z = {self.run_mate_z} must be > 0")
+        require(self.tilt_sweep_deg >= 0 and self.tilt_sweep_step_deg > 0,
+                f"refine.tilt_sweep_deg = {self.tilt_sweep_deg} must be >= 0 (0: off) and refine.tilt_sweep_step_deg "
+                f"= {self.tilt_sweep_step_deg} > 0")
         require(len(self.steps_deg) >= 1 and all(s > 0 for s in self.steps_deg),
                 "refine.steps_deg must be a non-empty list of positive degrees")
         require(self.climbs_per_step >= 1, "refine.climbs_per_step must be >= 1")
@@ -931,6 +944,25 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
              len(runs), config.run_mate_z, ", ".join(f"{r['frames'][0]}-{r['frames'][1] - 1} by {r['angle_deg']:.0f}°"
                                                      f"{' turned' if r['turned'] else ''} (z {r['z']:.1f})"
                                                      for r in runs) or "none", time.perf_counter() - t_runs)
+    if config.tilt_sweep_deg > 0:
+        t_tilt = time.perf_counter()
+        curve, before = _band_agreement(rec1, rec2, mask, sampling, band_lo, band_hi)[1:]
+        new_p, new_s, tilted = tilt_sweep(boxes, sampling, diameter_A, poses, shifts, ctf_fn,
+                                          (_filtered_half(rec1, curve), _filtered_half(rec2, curve)),
+                                          config.tilt_sweep_deg, config.tilt_sweep_step_deg, config.step_deg,
+                                          config.continuity_weight, group)
+        r1, r2 = reconstruct_halves(spectra, new_p, new_s, halves, ctf_fn, sampling, config.pad)
+        after = _band_agreement(r1, r2, mask, sampling, band_lo, band_hi)[2]
+        keep = after > before  # gold-standard check: the half maps agree better with the new tilts
+        log.info("refine tilt sweep: %d frames took another tilt within %.0f° on the path of best continuity; "
+                 "half-map FSC over %.2f–%.2f Å %.3f -> %.3f: %s (%.0f s)", tilted, config.tilt_sweep_deg,
+                 1 / band_lo, 1 / band_hi, before, after, "kept" if keep else "discarded",
+                 time.perf_counter() - t_tilt)
+        if keep:
+            poses, shifts, rec1, rec2 = new_p, new_s, r1, r2
+        del r1, r2
+        history.append({"iteration": len(history), "tilt_sweep_frames_changed": tilted, "band_fsc_before": before,
+                        "band_fsc_after": after, "discarded": not keep})
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, sampling)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)
