@@ -159,8 +159,9 @@ class RefineConfig:
     tilt_sweep_deg, tilt_sweep_step_deg
         The last step re-chooses every frame's tilt out of the image plane among its pose's tilts on a grid of
         ``tilt_sweep_step_deg`` within ``tilt_sweep_deg`` (deg; 0: off), on the path of best continuity
-        (``step_deg``, ``continuity_weight``; :func:`~tumblebench.reconstruct.tilt_sweep.tilt_sweep`); kept only
-        when the half maps then agree better.
+        (``step_deg``, ``continuity_weight``; :func:`~tumblebench.reconstruct.tilt_sweep.tilt_sweep`), then
+        searches every frame locally from there (``steps_deg``, ``model_rounds``); kept only when the half maps
+        then agree better.
     """
 
     n_iter: int = 3
@@ -771,6 +772,43 @@ def _one_mate_pass(boxes: np.ndarray, spectra: SliceSpectra, sampling: float, po
                                   "band_fsc_before": before, "band_fsc_after": after}
 
 
+def _tilt_sweep_step(boxes: np.ndarray, spectra: SliceSpectra, sampling: float, poses: np.ndarray,
+                     shifts: np.ndarray, halves: np.ndarray, rec1: Reconstructor, rec2: Reconstructor, mask: np.ndarray,
+                     ctf_fn: CtfFn | None, group: np.ndarray, diameter_A: float, band: tuple[float, float], res: float,
+                     max_shift: float, config: RefineConfig, reference_model: ReferenceModel | None) -> tuple:
+    """The tilt sweep (:func:`~tumblebench.reconstruct.tilt_sweep.tilt_sweep`) against the half maps ``rec1``/
+    ``rec2``, then every frame searched locally from its new tilt (``config.steps_deg``, ``config.model_rounds``
+    rounds of shift and pose search to ``res`` in Å; the sweep's tilts lie on a grid of ``tilt_sweep_step_deg``)
+    against its half's model (its filtered half map without a ``reference_model``); kept when the half maps then
+    agree better over ``band`` (1/Å) than before.
+
+    Returns
+    -------
+    (poses, shifts, rec1, rec2, history entry): the entry's ``discarded`` tells whether the rest is the sweep's
+    """
+    t0 = time.perf_counter()
+    curve, before = _band_agreement(rec1, rec2, mask, sampling, *band)[1:]
+    swept, _, tilted = tilt_sweep(boxes, sampling, diameter_A, poses, shifts, ctf_fn,
+                                  (_filtered_half(rec1, curve), _filtered_half(rec2, curve)), config.tilt_sweep_deg,
+                                  config.tilt_sweep_step_deg, config.step_deg, config.continuity_weight, group)
+    if reference_model is not None:
+        refs = _model_references(rec1, rec2, curve, mask, sampling, reference_model)
+    else:
+        refs = (_half_reference(rec1, curve, mask), _half_reference(rec2, curve, mask))
+    new_p, new_s, _, _ = _search_frames(boxes, sampling, swept, np.array(shifts, np.float64, copy=True), halves,
+                                        refs, ctf_fn, res, config.steps_deg, 1, config.model_rounds, max_shift, 0.0)
+    del refs
+    r1, r2 = reconstruct_halves(spectra, new_p, new_s, halves, ctf_fn, sampling, config.pad)
+    after = _band_agreement(r1, r2, mask, sampling, *band)[2]
+    keep = after > before  # gold-standard check: the half maps agree better with the new tilts
+    log.info("refine tilt sweep: %d frames took another tilt within %.0f° on the path of best continuity, every frame "
+             "then searched locally to %.3f Å; half-map FSC over %.2f–%.2f Å %.3f -> %.3f: %s (%.0f s)", tilted,
+             config.tilt_sweep_deg, res, 1 / band[0], 1 / band[1], before, after, "kept" if keep else "discarded",
+             time.perf_counter() - t0)
+    return new_p, new_s, r1, r2, {"tilt_sweep_frames_changed": tilted, "band_fsc_before": before,
+                                  "band_fsc_after": after, "discarded": not keep}
+
+
 def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.ndarray, diameter_A: float,
            config: RefineConfig, ctf_fn: CtfFn | None = None, progress=None,
            reference_model: ReferenceModel | None = None) -> RefineResult:
@@ -945,24 +983,11 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
                                                      f"{' turned' if r['turned'] else ''} (z {r['z']:.1f})"
                                                      for r in runs) or "none", time.perf_counter() - t_runs)
     if config.tilt_sweep_deg > 0:
-        t_tilt = time.perf_counter()
-        curve, before = _band_agreement(rec1, rec2, mask, sampling, band_lo, band_hi)[1:]
-        new_p, new_s, tilted = tilt_sweep(boxes, sampling, diameter_A, poses, shifts, ctf_fn,
-                                          (_filtered_half(rec1, curve), _filtered_half(rec2, curve)),
-                                          config.tilt_sweep_deg, config.tilt_sweep_step_deg, config.step_deg,
-                                          config.continuity_weight, group)
-        r1, r2 = reconstruct_halves(spectra, new_p, new_s, halves, ctf_fn, sampling, config.pad)
-        after = _band_agreement(r1, r2, mask, sampling, band_lo, band_hi)[2]
-        keep = after > before  # gold-standard check: the half maps agree better with the new tilts
-        log.info("refine tilt sweep: %d frames took another tilt within %.0f° on the path of best continuity; "
-                 "half-map FSC over %.2f–%.2f Å %.3f -> %.3f: %s (%.0f s)", tilted, config.tilt_sweep_deg,
-                 1 / band_lo, 1 / band_hi, before, after, "kept" if keep else "discarded",
-                 time.perf_counter() - t_tilt)
-        if keep:
-            poses, shifts, rec1, rec2 = new_p, new_s, r1, r2
-        del r1, r2
-        history.append({"iteration": len(history), "tilt_sweep_frames_changed": tilted, "band_fsc_before": before,
-                        "band_fsc_after": after, "discarded": not keep})
+        found = _tilt_sweep_step(boxes, spectra, sampling, poses, shifts, halves, rec1, rec2, mask, ctf_fn, group,
+                                 diameter_A, (band_lo, band_hi), model_res, max_shift, config, reference_model)
+        history.append({"iteration": len(history)} | found[-1])
+        if not found[-1]["discarded"]:
+            poses, shifts, rec1, rec2 = found[:4]
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, sampling)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)
