@@ -54,7 +54,7 @@ def test_atom_model_references_pull_poses_out_of_the_blurred_map_fixed_point(see
     rv = np.random.default_rng(seed).normal(size=(m, 3))
     rv *= np.radians(8.0) / np.linalg.norm(rv, axis=1, keepdims=True)
     start = np.einsum("nij,njk->nik", Rotation.from_rotvec(rv).as_matrix(), rots)
-    cfg = RefineConfig(n_iter=3, model_iterations=0, global_peaks=0)  # the model iterations alone
+    cfg = RefineConfig(n_iter=3, model_iterations=0, global_peaks=0, tilt_sweep_deg=0.0)  # the model iterations alone
     base = refine(frames, SAMPLING, start, np.zeros((m, 2)), 14.0, cfg)
     model = refine(frames, SAMPLING, start, np.zeros((m, 2)), 14.0, dc.replace(cfg, model_iterations=2),
                    reference_model=atom_reference)
@@ -83,11 +83,28 @@ def test_a_model_iteration_that_lowers_the_half_map_fsc_is_discarded() -> None:
     m = 150
     frames, rots, _ = _series(_cuboctahedron(), 40, m, 200.0, 1)
     rng = np.random.default_rng(0)
-    cfg = RefineConfig(n_iter=2, model_iterations=0, global_peaks=0)
+    cfg = RefineConfig(n_iter=2, model_iterations=0, global_peaks=0, tilt_sweep_deg=0.0)
     base = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg)
     noisy = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, model_iterations=2),
                    reference_model=lambda v, p: rng.normal(size=v.shape).astype(np.float32))
     assert noisy.history[-1].get("discarded") is True
     assert [h.get("reference") for h in noisy.history].count("model") == 1  # stopped after the first
+    np.testing.assert_array_equal(noisy.poses, base.poses)
+    np.testing.assert_array_equal(noisy.shifts_px, base.shifts_px)
+
+
+def test_a_tilt_sweep_that_lowers_the_half_map_fsc_is_discarded() -> None:
+    """Fault injection: the tilt sweep's local search against a builder's noise scrambles the poses; the
+    gold-standard check sees the half maps agree less and restores the poses before the sweep exactly."""
+    m = 150
+    frames, rots, _ = _series(_cuboctahedron(), 40, m, 200.0, 1)
+    rng = np.random.default_rng(0)
+    cfg = RefineConfig(n_iter=2, model_iterations=0, global_peaks=0, tilt_sweep_deg=0.0)
+    base = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg)
+    noisy = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, tilt_sweep_deg=18.0),
+                   reference_model=lambda v, p: rng.normal(size=v.shape).astype(np.float32))
+    entry = noisy.history[-1]
+    assert "tilt_sweep_frames_changed" in entry and entry["discarded"] is True
+    assert entry["band_fsc_after"] < entry["band_fsc_before"]
     np.testing.assert_array_equal(noisy.poses, base.poses)
     np.testing.assert_array_equal(noisy.shifts_px, base.shifts_px)
