@@ -59,24 +59,30 @@ def test_a_mate_that_images_nearly_as_the_pose_moves_no_run(seed: int) -> None:
     assert not rest and column == 40 and abs(a - 1200) <= 2 and abs(b - 1270) <= 2
 
 
-def test_a_run_put_on_a_mate_goes_back_and_nothing_else_moves() -> None:
-    """Noisy projections (SNR 1) of the default particle's map along a Brownian path (4° steps); frames 120–179
-    start on the mate ``P·s`` (s a 90° turn about a cube axis), the rest at their true poses: that run, and
-    only it, goes back to the true poses."""
+def brownian_projections(m: int = 300, n: int = 72, sampling: float = 0.45
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The default particle's map (n³ voxels of ``sampling`` Å), a Brownian path of ``m`` poses (4° steps) and
+    noisy projections (SNR 1) of the map along it: (map, true poses, frames)."""
     from tumblebench.simulator.builder import build_preset
     from tumblebench.simulator.truth_map import particle_frame_positions
 
-    atoms = particle_frame_positions(build_preset("default"))
-    n, sampling, m = 72, 0.45, 300
-    ref = prepare_reference(prior_map(atoms, n, sampling, "Pt", 0.9))
+    vol = prior_map(particle_frame_positions(build_preset("default")), n, sampling, "Pt", 0.9)
     rng = np.random.default_rng(3)
     steps = Rotation.from_rotvec(rng.normal(0, np.radians(4.0) / np.sqrt(3), (m, 3))).as_matrix()
     true = np.empty((m, 3, 3))
     true[0] = Rotation.random(random_state=5).as_matrix()
     for t in range(1, m):
         true[t] = steps[t] @ true[t - 1]
-    clean = project(ref, true)
-    frames = (clean + rng.normal(0, clean.std(), clean.shape)).astype(np.float32)
+    clean = project(prepare_reference(vol), true)
+    return vol, true, (clean + rng.normal(0, clean.std(), clean.shape)).astype(np.float32)
+
+
+def test_a_run_put_on_a_mate_goes_back_and_nothing_else_moves() -> None:
+    """Noisy projections (SNR 1) of the default particle's map along a Brownian path (4° steps); frames 120–179
+    start on the mate ``P·s`` (s a 90° turn about a cube axis), the rest at their true poses: that run, and
+    only it, goes back to the true poses."""
+    sampling, m = 0.45, 300
+    _, true, frames = brownian_projections(m, 72, sampling)
     s = cubic_group()[np.argmin(np.abs(rotation_angle_deg(cubic_group(), np.eye(3)) - 90))]
     start = true.copy()
     start[120:180] = np.einsum("nij,jk->nik", true[120:180], s)

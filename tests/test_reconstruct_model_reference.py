@@ -77,16 +77,23 @@ def test_pipeline_refuses_model_iterations_without_a_builder(tmp_path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_a_model_iteration_that_lowers_the_half_map_fsc_is_discarded() -> None:
-    """Fault injection: a builder whose maps carry no information (noise) scrambles the poses; the gold-standard
-    check sees the half maps agree less and restores the poses of the half-map refinement exactly."""
+def _against_noise_models(**changes):
+    """Refinements of a small cuboctahedron series from its true poses: with the half-map iterations alone, and
+    with ``changes`` against a builder whose maps are noise. Returns (base, noisy)."""
     m = 150
     frames, rots, _ = _series(_cuboctahedron(), 40, m, 200.0, 1)
     rng = np.random.default_rng(0)
     cfg = RefineConfig(n_iter=2, model_iterations=0, global_peaks=0, tilt_sweep_deg=0.0)
     base = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg)
-    noisy = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, model_iterations=2),
+    noisy = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, **changes),
                    reference_model=lambda v, p: rng.normal(size=v.shape).astype(np.float32))
+    return base, noisy
+
+
+def test_a_model_iteration_that_lowers_the_half_map_fsc_is_discarded() -> None:
+    """Fault injection: a builder whose maps carry no information (noise) scrambles the poses; the gold-standard
+    check sees the half maps agree less and restores the poses of the half-map refinement exactly."""
+    base, noisy = _against_noise_models(model_iterations=2)
     assert noisy.history[-1].get("discarded") is True
     assert [h.get("reference") for h in noisy.history].count("model") == 1  # stopped after the first
     np.testing.assert_array_equal(noisy.poses, base.poses)
@@ -96,13 +103,7 @@ def test_a_model_iteration_that_lowers_the_half_map_fsc_is_discarded() -> None:
 def test_a_tilt_sweep_that_lowers_the_half_map_fsc_is_discarded() -> None:
     """Fault injection: the tilt sweep's local search against a builder's noise scrambles the poses; the
     gold-standard check sees the half maps agree less and restores the poses before the sweep exactly."""
-    m = 150
-    frames, rots, _ = _series(_cuboctahedron(), 40, m, 200.0, 1)
-    rng = np.random.default_rng(0)
-    cfg = RefineConfig(n_iter=2, model_iterations=0, global_peaks=0, tilt_sweep_deg=0.0)
-    base = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg)
-    noisy = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, tilt_sweep_deg=18.0),
-                   reference_model=lambda v, p: rng.normal(size=v.shape).astype(np.float32))
+    base, noisy = _against_noise_models(tilt_sweep_deg=18.0)
     entry = noisy.history[-1]
     assert "tilt_sweep_frames_changed" in entry and entry["discarded"] is True
     assert entry["band_fsc_after"] < entry["band_fsc_before"]

@@ -6,9 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
+from test_reconstruct_mate_runs import brownian_projections
 
-from tumblebench.reconstruct.lattice import prior_map
-from tumblebench.reconstruct.projector import prepare_reference, project
 from tumblebench.reconstruct.tilt_sweep import tilt_grid, tilt_sweep
 from tumblebench.simulator.orientation import rotation_angle_deg
 
@@ -38,21 +37,8 @@ def test_a_tilted_run_goes_back_and_nothing_else_moves() -> None:
     """Noisy projections (SNR 1) of the default particle's map along a Brownian path (4° steps); frames 120–179
     start tilted by 12° about the image's x axis, the rest at their true poses: against the true map as both
     half maps the run goes back to the true poses and the other frames stay."""
-    from tumblebench.simulator.builder import build_preset
-    from tumblebench.simulator.truth_map import particle_frame_positions
-
-    atoms = particle_frame_positions(build_preset("default"))
-    n, sampling, m = 72, 0.45, 300
-    vol = prior_map(atoms, n, sampling, "Pt", 0.9)
-    ref = prepare_reference(vol)
-    rng = np.random.default_rng(3)
-    steps = Rotation.from_rotvec(rng.normal(0, np.radians(4.0) / np.sqrt(3), (m, 3))).as_matrix()
-    true = np.empty((m, 3, 3))
-    true[0] = Rotation.random(random_state=5).as_matrix()
-    for t in range(1, m):
-        true[t] = steps[t] @ true[t - 1]
-    clean = project(ref, true)
-    frames = (clean + rng.normal(0, clean.std(), clean.shape)).astype(np.float32)
+    sampling, m = 0.45, 300
+    vol, true, frames = brownian_projections(m, 72, sampling)
     start = true.copy()
     start[120:180] = np.einsum("ij,njk->nik", Rotation.from_rotvec([np.radians(12.0), 0, 0]).as_matrix(),
                                true[120:180])
