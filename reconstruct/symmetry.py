@@ -341,7 +341,7 @@ def one_mate(poses: np.ndarray, group: np.ndarray, step_deg: float, jump_deg: fl
     runs = runs[runs[:, 1] - runs[:, 0] >= ANCHOR_MIN_FRAMES]
     mates = np.einsum("nij,gjk->ngik", poses, group)
     keep = np.zeros(mates.shape[:2])
-    for (lo, hi), g in anchor_mates(mates, runs, step_deg).items():
+    for (lo, hi), g in anchor_mates(mates, runs, step_deg, jump_deg).items():
         keep[lo:hi] = -np.inf
         keep[lo:hi, g] = 0.0
     keep[:, 0] += 1e-9  # of paths with equal steps (the whole trajectory on another mate), the frames' own poses
@@ -349,14 +349,18 @@ def one_mate(poses: np.ndarray, group: np.ndarray, step_deg: float, jump_deg: fl
     return mates[np.arange(m), path]
 
 
-def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float) -> dict[tuple[int, int], int]:
+def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float, jump_deg: float
+                 ) -> dict[tuple[int, int], int]:
     """One mate per run of frames, by Brownian continuity across the gaps between runs.
 
     Maximises −Σ (θ/``step_deg``)²/k over successive kept runs (θ the angle between the last pose of one and the
     first of the next, k the frames' steps between them: a Brownian angle grows as √k) minus the frames of the
     runs left out. A run of wrong poses that are no mate of the right ones (a slide from one mate to another) is
     left out instead of breaking the chain, so the mates on its two sides are still compared directly. Each run
-    is joined to one of the :data:`ANCHOR_LOOKBACK` runs before it.
+    is joined to one of the :data:`ANCHOR_LOOKBACK` runs before it. A join that no mate makes continuous (θ >
+    ``jump_deg``·√k at every mate: the projection twin of an achiral particle, which is no rotation mate, or a
+    group the particle only nearly has) tells nothing of the mates: the run after it keeps its own poses, at the
+    cost of a join at that bound.
 
     Parameters
     ----------
@@ -366,6 +370,8 @@ def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float) -> dict[t
         (A, 2) [first, end) frames of the runs, in time order.
     step_deg
         Typical step between successive frames (deg).
+    jump_deg
+        Largest step between successive frames of a run (deg).
 
     Returns
     -------
@@ -385,7 +391,11 @@ def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float) -> dict[t
         for j in range(max(0, i - ANCHOR_LOOKBACK), i):
             end = runs[j, 1] - 1
             angle = rotation_angle_deg(mates[end][:, None], mates[lo][None])  # (G, G): mate of j, mate of i
-            total = best[j][:, None] - (angle / step_deg) ** 2 / (lo - end) - (before[i] - before[j + 1])
+            cost = (angle / step_deg) ** 2 / (lo - end)
+            if angle.min() > jump_deg * np.sqrt(lo - end):  # no mate continues run j: a break, run i as it is
+                cost = np.full_like(cost, np.inf)
+                cost[:, 0] = (jump_deg / step_deg) ** 2
+            total = best[j][:, None] - cost - (before[i] - before[j + 1])
             better = total.max(axis=0) > best[i]
             best[i] = np.where(better, total.max(axis=0), best[i])
             for g in np.flatnonzero(better):
