@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 from scipy.spatial.transform import Rotation
@@ -229,3 +229,17 @@ def test_group_from_steps_reads_the_cuboctahedron_group_off_a_trajectory_on_its_
         raise AssertionError("the half maps are not needed when the steps form no cluster")
     found, info = group_from_steps(true, no_maps, SAMPLING, 16.0)  # Brownian steps of 4°: no jumps, no cluster
     assert len(found) == 1 and info["clusters"] == 0
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_one_mate_leaves_a_run_after_a_projection_twin_flip_as_it_is(seed: int) -> None:
+    """A Brownian trajectory (4° steps) whose second half flips to its projection twin (turned 180° about the beam,
+    the same image of a centrosymmetric particle; no rotation mate): no cubic mate continues the first half across
+    the flip, so the join carries no mate and both halves keep their own poses (not the least bad mate)."""
+    cube = cubic_group()
+    true = _brownian(400, 4.0, seed)
+    posed = true.copy()
+    posed[200:] = Rotation.from_rotvec([0.0, 0.0, np.pi]).as_matrix() @ true[200:]
+    assume(rotation_angle_deg(posed[199] @ cube, posed[200]).min() > 12.0)
+    assert np.array_equal(one_mate(posed, cube, 4.0, 12.0), posed)
