@@ -32,7 +32,7 @@ from scipy.spatial.transform import Rotation
 
 from tumblebench.reconstruct.branches import lowpass_volume
 from tumblebench.reconstruct.search import viterbi
-from tumblebench.simulator.orientation import rotation_angle_deg
+from tumblebench.simulator.orientation import TWIN, rotation_angle_deg
 
 #: least members of a cluster of trajectory steps (:func:`group_from_steps`)
 STEP_CLUSTER_MIN = 5
@@ -354,13 +354,15 @@ def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float, jump_deg:
     """One mate per run of frames, by Brownian continuity across the gaps between runs.
 
     Maximises −Σ (θ/``step_deg``)²/k over successive kept runs (θ the angle between the last pose of one and the
-    first of the next, k the frames' steps between them: a Brownian angle grows as √k) minus the frames of the
-    runs left out. A run of wrong poses that are no mate of the right ones (a slide from one mate to another) is
-    left out instead of breaking the chain, so the mates on its two sides are still compared directly. Each run
-    is joined to one of the :data:`ANCHOR_LOOKBACK` runs before it. A join that no mate makes continuous (θ >
-    ``jump_deg``·√k at every mate: the projection twin of an achiral particle, which is no rotation mate, or a
-    group the particle only nearly has) tells nothing of the mates: the run after it keeps its own poses, at the
-    cost of a join at that bound.
+    first of the next or its projection twin ``TWIN·P``, whichever is nearer; k the frames' steps between them: a
+    Brownian angle grows as √k) minus the frames of the runs left out. The twin (the image turned 180° about the
+    beam: the same image of a centrosymmetric particle) is where the lattice labelling leaves whole runs; it is
+    no rotation mate, and the run keeps it. A run of wrong poses that are no mate of the right ones (a slide
+    from one mate to another) is left out instead of breaking the chain, so the mates on its two sides are still
+    compared directly. Each run is joined to one of the :data:`ANCHOR_LOOKBACK` runs before it. A join that no
+    mate makes continuous (θ > ``jump_deg``·√k at every mate: the mirror twin of an achiral particle without a
+    centre of symmetry, or a group the particle only nearly has) tells nothing of the mates: the run after it
+    keeps its own poses, at the cost of a join at that bound.
 
     Parameters
     ----------
@@ -390,7 +392,9 @@ def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float, jump_deg:
         best[i, 0] += 1e-9
         for j in range(max(0, i - ANCHOR_LOOKBACK), i):
             end = runs[j, 1] - 1
-            angle = rotation_angle_deg(mates[end][:, None], mates[lo][None])  # (G, G): mate of j, mate of i
+            # (G, G): mate of j, mate of i (or its projection twin, whichever is nearer)
+            angle = np.minimum(rotation_angle_deg(mates[end][:, None], mates[lo][None]),
+                               rotation_angle_deg(mates[end][:, None], np.einsum("ij,gjk->gik", TWIN, mates[lo])[None]))
             cost = (angle / step_deg) ** 2 / (lo - end)
             if angle.min() > jump_deg * np.sqrt(lo - end):  # no mate continues run j: a break, run i as it is
                 cost = np.full_like(cost, np.inf)

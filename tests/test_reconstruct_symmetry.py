@@ -13,7 +13,7 @@ from tumblebench.reconstruct.projector import prepare_reference, project
 from tumblebench.reconstruct.search import viterbi
 from tumblebench.reconstruct.symmetry import HalfMapCheck, close_group, find_group, group_from_steps, one_mate
 from tumblebench.simulator.builder import build_preset
-from tumblebench.simulator.orientation import cubic_group, rotation_angle_deg
+from tumblebench.simulator.orientation import TWIN, cubic_group, rotation_angle_deg
 from tumblebench.simulator.truth_map import particle_frame_positions
 from tumblebench.validation.symmetry import find_symmetry
 
@@ -233,13 +233,33 @@ def test_group_from_steps_reads_the_cuboctahedron_group_off_a_trajectory_on_its_
 
 @settings(max_examples=5, deadline=None)
 @given(seed=st.integers(0, 10_000))
-def test_one_mate_leaves_a_run_after_a_projection_twin_flip_as_it_is(seed: int) -> None:
+def test_one_mate_joins_runs_across_a_projection_twin_flip(seed: int) -> None:
     """A Brownian trajectory (4° steps) whose second half flips to its projection twin (turned 180° about the beam,
-    the same image of a centrosymmetric particle; no rotation mate): no cubic mate continues the first half across
-    the flip, so the join carries no mate and both halves keep their own poses (not the least bad mate)."""
+    the same image of a centrosymmetric particle; no rotation mate) and sits on a cubic mate: the join continues
+    through the twin, so the second half comes back to the first half's mate and keeps its twin."""
     cube = cubic_group()
     true = _brownian(400, 4.0, seed)
+    g = cube[1 + seed % (len(cube) - 1)]
     posed = true.copy()
-    posed[200:] = Rotation.from_rotvec([0.0, 0.0, np.pi]).as_matrix() @ true[200:]
-    assume(rotation_angle_deg(posed[199] @ cube, posed[200]).min() > 12.0)
+    posed[200:] = TWIN @ true[200:] @ g
+    assume(rotation_angle_deg(posed[199], posed[200] @ cube).min() > 12.0)  # no rotation mate continues
+    back = one_mate(posed, cube, 4.0, 12.0)
+    assert rotation_angle_deg(back[:200], true[:200]).max() < 1e-6
+    assert rotation_angle_deg(back[200:], TWIN @ true[200:]).max() < 1e-6
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_one_mate_leaves_a_run_after_a_jump_no_mate_continues_as_it_is(seed: int) -> None:
+    """A Brownian trajectory (4° steps) whose second half is turned 60° about a random axis: no cubic mate of it
+    (nor of its projection twin) continues the first half within the bound, so the join tells nothing of the
+    mates and both halves keep their own poses (not the least bad mate)."""
+    cube = cubic_group()
+    true = _brownian(400, 4.0, seed)
+    axis = np.random.default_rng(seed).normal(size=3)
+    posed = true.copy()
+    posed[200:] = true[200:] @ Rotation.from_rotvec(np.radians(60.0) * axis / np.linalg.norm(axis)).as_matrix()
+    nearest = min(rotation_angle_deg(posed[199], posed[200] @ cube).min(),
+                  rotation_angle_deg(posed[199], TWIN @ posed[200] @ cube).min())
+    assume(nearest > 12.0)
     assert np.array_equal(one_mate(posed, cube, 4.0, 12.0), posed)
