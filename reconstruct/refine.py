@@ -792,9 +792,13 @@ def _tilt_sweep_step(boxes: np.ndarray, spectra: SliceSpectra, sampling: float, 
     swept, _, tilted = tilt_sweep(boxes, sampling, diameter_A, poses, shifts, ctf_fn,
                                   (_filtered_half(rec1, curve), _filtered_half(rec2, curve)), config.tilt_sweep_deg,
                                   config.tilt_sweep_step_deg, config.step_deg, config.continuity_weight, group)
+    refs = None
     if reference_model is not None:
-        refs = _model_references(rec1, rec2, curve, mask, sampling, reference_model)
-    else:
+        try:
+            refs = _model_references(rec1, rec2, curve, mask, sampling, reference_model)
+        except TumblebenchError as exc:  # a half map without a particle above noise (e.g. 100 frames)
+            log.warning("refine tilt sweep: no model reference (%s); searched against the half maps", exc)
+    if refs is None:
         refs = (_half_reference(rec1, curve, mask), _half_reference(rec2, curve, mask))
     new_p, new_s, _, _ = _search_frames(boxes, sampling, swept, np.array(shifts, np.float64, copy=True), halves,
                                         refs, ctf_fn, res, config.steps_deg, 1, config.model_rounds, max_shift, 0.0)

@@ -109,3 +109,20 @@ def test_a_tilt_sweep_that_lowers_the_half_map_fsc_is_discarded() -> None:
     assert entry["band_fsc_after"] < entry["band_fsc_before"]
     np.testing.assert_array_equal(noisy.poses, base.poses)
     np.testing.assert_array_equal(noisy.shifts_px, base.shifts_px)
+
+
+def test_a_tilt_sweep_without_a_model_searches_against_the_half_maps() -> None:
+    """A builder that finds no particle in a half map (as in a 100-frame series) does not stop the refinement:
+    the tilt sweep's local search runs against the half maps instead, the same poses as without a builder."""
+    m = 150
+    frames, rots, _ = _series(_cuboctahedron(), 40, m, 200.0, 1)
+    cfg = RefineConfig(n_iter=2, model_iterations=0, global_peaks=0, tilt_sweep_deg=18.0)
+
+    def no_particle(vol, sampling):
+        raise TumblebenchError("half map: no particle above noise")
+
+    plain = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg)
+    failing = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg, reference_model=no_particle)
+    assert "tilt_sweep_frames_changed" in failing.history[-1]
+    np.testing.assert_array_equal(failing.poses, plain.poses)
+    np.testing.assert_array_equal(failing.shifts_px, plain.shifts_px)
