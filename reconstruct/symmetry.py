@@ -390,11 +390,12 @@ def anchor_mates(mates: np.ndarray, runs: np.ndarray, step_deg: float, jump_deg:
     for i, (lo, _) in enumerate(runs):
         best[i] = -before[i]  # the first run kept: all before it left out
         best[i, 0] += 1e-9
+        twins = TWIN @ mates[lo]  # (G, 3, 3): the projection twins of run i's first mates
         for j in range(max(0, i - ANCHOR_LOOKBACK), i):
             end = runs[j, 1] - 1
             # (G, G): mate of j, mate of i (or its projection twin, whichever is nearer)
             angle = np.minimum(rotation_angle_deg(mates[end][:, None], mates[lo][None]),
-                               rotation_angle_deg(mates[end][:, None], np.einsum("ij,gjk->gik", TWIN, mates[lo])[None]))
+                               rotation_angle_deg(mates[end][:, None], twins[None]))
             cost = (angle / step_deg) ** 2 / (lo - end)
             if angle.min() > jump_deg * np.sqrt(lo - end):  # no mate continues run j: a break, run i as it is
                 cost = np.full_like(cost, np.inf)
