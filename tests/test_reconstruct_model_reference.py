@@ -77,17 +77,21 @@ def test_pipeline_refuses_model_iterations_without_a_builder(tmp_path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def _against_noise_models(**changes):
-    """Refinements of a small cuboctahedron series from its true poses: with the half-map iterations alone, and
-    with ``changes`` against a builder whose maps are noise. Returns (base, noisy)."""
+def _refined_cuboctahedron(reference_model=None, **changes):
+    """A small cuboctahedron series (150 frames) refined from its true poses: the half-map iterations alone, with
+    the ``RefineConfig`` fields ``changes`` and the builder ``reference_model``."""
     m = 150
     frames, rots, _ = _series(_cuboctahedron(), 40, m, 200.0, 1)
-    rng = np.random.default_rng(0)
     cfg = RefineConfig(n_iter=2, model_iterations=0, global_peaks=0, tilt_sweep_deg=0.0)
-    base = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg)
-    noisy = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, **changes),
-                   reference_model=lambda v, p: rng.normal(size=v.shape).astype(np.float32))
-    return base, noisy
+    return refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, dc.replace(cfg, **changes),
+                  reference_model=reference_model)
+
+
+def _against_noise_models(**changes):
+    """The half-map refinement alone, and with ``changes`` against a builder whose maps are noise: (base, noisy)."""
+    rng = np.random.default_rng(0)
+    return (_refined_cuboctahedron(),
+            _refined_cuboctahedron(lambda v, p: rng.normal(size=v.shape).astype(np.float32), **changes))
 
 
 def test_a_model_iteration_that_lowers_the_half_map_fsc_is_discarded() -> None:
@@ -114,15 +118,11 @@ def test_a_tilt_sweep_that_lowers_the_half_map_fsc_is_discarded() -> None:
 def test_a_tilt_sweep_without_a_model_searches_against_the_half_maps() -> None:
     """A builder that finds no particle in a half map (as in a 100-frame series) does not stop the refinement:
     the tilt sweep's local search runs against the half maps instead, the same poses as without a builder."""
-    m = 150
-    frames, rots, _ = _series(_cuboctahedron(), 40, m, 200.0, 1)
-    cfg = RefineConfig(n_iter=2, model_iterations=0, global_peaks=0, tilt_sweep_deg=18.0)
-
     def no_particle(vol, sampling):
         raise TumblebenchError("half map: no particle above noise")
 
-    plain = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg)
-    failing = refine(frames, SAMPLING, rots, np.zeros((m, 2)), 14.0, cfg, reference_model=no_particle)
+    plain = _refined_cuboctahedron(tilt_sweep_deg=18.0)
+    failing = _refined_cuboctahedron(no_particle, tilt_sweep_deg=18.0)
     assert "tilt_sweep_frames_changed" in failing.history[-1]
     np.testing.assert_array_equal(failing.poses, plain.poses)
     np.testing.assert_array_equal(failing.shifts_px, plain.shifts_px)
