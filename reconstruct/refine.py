@@ -30,7 +30,8 @@ own data where two mates meet and continuity cannot choose (:func:`label_mates`)
 converges, else when the half maps agree better. Then whole runs of frames that sit on another mate of the
 lattice, with no jump at their ends, are moved by their summed data (:mod:`tumblebench.reconstruct.mate_runs`),
 and last every frame's tilt out of the image plane is chosen afresh along the series
-(:mod:`tumblebench.reconstruct.tilt_sweep`), kept when the half maps agree better.
+(:mod:`tumblebench.reconstruct.tilt_sweep`), kept when the half maps agree better; and again from the kept tilts
+against the better half maps, until a pass is not kept.
 """
 
 from __future__ import annotations
@@ -157,12 +158,13 @@ class RefineConfig:
     run_mate_z
         Smallest summed gain (in units of its spread) of a run of frames that the step before the last moves to
         another mate of the lattice (:func:`~tumblebench.reconstruct.mate_runs.move_runs`).
-    tilt_sweep_deg, tilt_sweep_step_deg
+    tilt_sweep_deg, tilt_sweep_step_deg, tilt_sweep_passes
         The last step re-chooses every frame's tilt out of the image plane among its pose's tilts on a grid of
         ``tilt_sweep_step_deg`` within ``tilt_sweep_deg`` (deg; 0: off), on the path of best continuity
         (``step_deg``, ``continuity_weight``; :func:`~tumblebench.reconstruct.tilt_sweep.tilt_sweep`), then
         searches every frame locally from there (``steps_deg``, ``model_rounds``); kept only when the half maps
-        then agree better.
+        then agree better. A kept pass is followed by another from its tilts against its half maps, up to
+        ``tilt_sweep_passes`` passes.
     """
 
     n_iter: int = 3
@@ -190,6 +192,7 @@ class RefineConfig:
     run_mate_z: float = 4.5
     tilt_sweep_deg: float = 18.0
     tilt_sweep_step_deg: float = 3.0
+    tilt_sweep_passes: int = 2
 
     def validate(self) -> None:
         require(self.n_iter >= 1, f"refine.n_iter = {self.n_iter} must be >= 1")
@@ -197,6 +200,7 @@ class RefineConfig:
         require(self.tilt_sweep_deg >= 0 and self.tilt_sweep_step_deg > 0,
                 f"refine.tilt_sweep_deg = {self.tilt_sweep_deg} must be >= 0 (0: off) and refine.tilt_sweep_step_deg "
                 f"= {self.tilt_sweep_step_deg} > 0")
+        require(self.tilt_sweep_passes >= 1, f"refine.tilt_sweep_passes = {self.tilt_sweep_passes} must be >= 1")
         require(len(self.steps_deg) >= 1 and all(s > 0 for s in self.steps_deg),
                 "refine.steps_deg must be a non-empty list of positive degrees")
         require(self.climbs_per_step >= 1, "refine.climbs_per_step must be >= 1")
@@ -987,12 +991,13 @@ def refine(boxes: np.ndarray, sampling: float, poses: np.ndarray, shifts_px: np.
              len(runs), config.run_mate_z, ", ".join(f"{r['frames'][0]}-{r['frames'][1] - 1} by {r['angle_deg']:.0f}°"
                                                      f"{' turned' if r['turned'] else ''} (z {r['z']:.1f})"
                                                      for r in runs) or "none", time.perf_counter() - t_runs)
-    if config.tilt_sweep_deg > 0:
+    for _ in range(config.tilt_sweep_passes if config.tilt_sweep_deg > 0 else 0):
         found = _tilt_sweep_step(boxes, spectra, sampling, poses, shifts, halves, rec1, rec2, mask, ctf_fn, group,
                                  diameter_A, (band_lo, band_hi), model_res, max_shift, config, reference_model)
         history.append({"iteration": len(history)} | found[-1])
-        if not found[-1]["discarded"]:
-            poses, shifts, rec1, rec2 = found[:4]
+        if found[-1]["discarded"]:
+            break
+        poses, shifts, rec1, rec2 = found[:4]
     h1, h2, freq, curve, full = filtered_map(rec1, rec2, mask, sampling)
     res_final = resolution_at(freq, curve, 0.143)
     log.info("refine final: half-map FSC 0.143 at %.3f Å", res_final)

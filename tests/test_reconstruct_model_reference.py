@@ -9,6 +9,7 @@ the half-map refinement already reaches 1–2°, two model iterations gave 1.81/
 from __future__ import annotations
 
 import dataclasses as dc
+import itertools
 
 import numpy as np
 import pytest
@@ -107,12 +108,30 @@ def test_a_model_iteration_that_lowers_the_half_map_fsc_is_discarded() -> None:
 def test_a_tilt_sweep_that_lowers_the_half_map_fsc_is_discarded() -> None:
     """Fault injection: the tilt sweep's local search against a builder's noise scrambles the poses; the
     gold-standard check sees the half maps agree less and restores the poses before the sweep exactly."""
-    base, noisy = _against_noise_models(tilt_sweep_deg=18.0)
+    base, noisy = _against_noise_models(tilt_sweep_deg=18.0, tilt_sweep_passes=2)
     entry = noisy.history[-1]
     assert "tilt_sweep_frames_changed" in entry and entry["discarded"] is True
+    assert sum("tilt_sweep_frames_changed" in h for h in noisy.history) == 1  # no pass after a discarded one
     assert entry["band_fsc_after"] < entry["band_fsc_before"]
     np.testing.assert_array_equal(noisy.poses, base.poses)
     np.testing.assert_array_equal(noisy.shifts_px, base.shifts_px)
+
+
+def test_a_kept_tilt_sweep_is_followed_by_another_from_its_poses_and_half_maps() -> None:
+    """The passes of the tilt sweep chain: each starts from the poses and half maps the one before kept (its band FSC
+    before is the previous pass's after, to the last bit), the first is the single pass's, and the second moves
+    the poses again."""
+    one = _refined_cuboctahedron(tilt_sweep_deg=18.0, tilt_sweep_passes=1)
+    three = _refined_cuboctahedron(tilt_sweep_deg=18.0, tilt_sweep_passes=3)
+    sweeps = [h for h in three.history if "tilt_sweep_frames_changed" in h]
+    first = [h for h in one.history if "tilt_sweep_frames_changed" in h]
+    assert len(first) == 1 and not first[0]["discarded"]
+    assert sweeps[0] == first[0]
+    assert len(sweeps) == 3 or sweeps[-1]["discarded"]
+    assert all(not h["discarded"] for h in sweeps[:-1])
+    for prev, nxt in itertools.pairwise(sweeps):
+        assert nxt["band_fsc_before"] == prev["band_fsc_after"]
+    assert not np.array_equal(three.poses, one.poses)
 
 
 def test_a_tilt_sweep_without_a_model_searches_against_the_half_maps() -> None:

@@ -212,6 +212,7 @@ def test_example_config_lists_the_defaults() -> None:
     ("[abinitio.lattice]\nprior_fsc_margin = -0.01\n", "abinitio.lattice.prior_fsc_margin"),
     ("[refine]\nrun_mate_z = 0.0\n", "refine.run_mate_z"),
     ("[refine]\ntilt_sweep_deg = -3.0\n", "refine.tilt_sweep_deg"),
+    ("[refine]\ntilt_sweep_passes = 0\n", "refine.tilt_sweep_passes"),
     ("[refine]\ntilt_sweep_step_deg = 0.0\n", "refine.tilt_sweep_step_deg"),
     ("[abinitio.lattice]\nlabel_continuity_weight = 1.0\n", "label_continuity_weight"),  # removed: now two weights
 ])
