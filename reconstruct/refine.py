@@ -31,7 +31,7 @@ converges, else when the half maps agree better. Then whole runs of frames that 
 lattice, with no jump at their ends, are moved by their summed data (:mod:`tumblebench.reconstruct.mate_runs`),
 and last every frame's tilt out of the image plane is chosen afresh along the series
 (:mod:`tumblebench.reconstruct.tilt_sweep`), kept when the half maps agree better; and again from the kept tilts
-against the better half maps, until a pass is not kept.
+against the better half maps, up to ``refine.tilt_sweep_passes`` passes or until one is not kept.
 """
 
 from __future__ import annotations
